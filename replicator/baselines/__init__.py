@@ -1,0 +1,1 @@
+"""Handlers kept to compare against; not for production."""

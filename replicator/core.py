@@ -1,0 +1,254 @@
+"""The replicator: parse -> (read back) -> plan -> write, and the Lambda batch response.
+
+Steps in a fixed order, as Powertools' batch processor does; only the edges do I/O (read-back, the
+quarantine write, the bulk writes). Failures come back as data (a :class:`BatchResult`), and the
+Lambda response is built from it in one place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from pymongo.operations import ReplaceOne
+
+from replicator import apply
+from replicator.convert import Converter
+from replicator.errors import ConfigurationError
+from replicator.events import BadRecord, Change, EventName, parse_records
+from replicator.keys import KeyMapper
+from replicator.plan import PlannedWrite, Planner, WritePlan
+from replicator.readback import ItemReader
+from replicator.settings import Settings
+
+log = logging.getLogger("replicator")
+
+
+@dataclass
+class BatchResult:
+    """What one batch did; ``lambda_response()`` turns it into Lambda's partial-batch answer."""
+
+    records: int = 0
+    applied: int = 0
+    stale: int = 0
+    quarantined: list[BadRecord] = field(default_factory=list)
+    #: sequence numbers Lambda must redeliver, with why
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    round_trips: int = 0
+
+    @property
+    def failed_sequence_numbers(self) -> list[str]:
+        return sorted({s for s, _ in self.failures}, key=lambda s: s.zfill(40))
+
+    def lambda_response(self) -> dict[str, list[dict[str, str]]]:
+        """``{"batchItemFailures": [...]}`` naming the lowest failed sequence number.
+
+        Lambda checkpoints before the lowest reported item and redelivers from it (AWS docs:
+        "Implementing partial batch responses"), so one item says everything.
+        """
+        failed = self.failed_sequence_numbers
+        return {"batchItemFailures": [{"itemIdentifier": failed[0]}] if failed else []}
+
+
+class Replicator:
+    """Replicates DynamoDB Streams batches into one MongoDB collection.
+
+    ``collection`` is any pymongo-compatible collection (pymongo, mongomock). ``item_reader``
+    reads current items for KEYS_ONLY / OLD_IMAGE streams (see :mod:`replicator.readback`).
+    """
+
+    def __init__(
+        self,
+        collection: Any,
+        settings: Settings | None = None,
+        *,
+        item_reader: ItemReader | None = None,
+        quarantine: Any = None,
+        archive: Any = None,
+    ) -> None:
+        self.collection = collection
+        self.settings = settings or Settings()
+        self.item_reader = item_reader
+        database = getattr(collection, "database", None)
+        self.quarantine = quarantine if quarantine is not None else _side(
+            database, self.settings.quarantine_collection, f"{collection.name}_quarantine"
+        )
+        self.archive = archive if archive is not None else _side(
+            database, self.settings.archive_collection, f"{collection.name}_ttl_archive"
+        )
+        converter = Converter(self.settings.numbers)
+        id_mapping = load_callable(self.settings.id_mapping) if self.settings.id_mapping else None
+        self.planner = Planner(
+            self.settings,
+            converter=converter,
+            key_mapper=KeyMapper(converter, self.settings.key_schema, id_mapping),
+            transforms=[load_callable(path) for path in self.settings.transforms],
+        )
+
+    # -- entry points ----------------------------------------------------------------------------
+    def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        """Process a Lambda event; return ``{"batchItemFailures": [...]}``."""
+        return self.process(event).lambda_response()
+
+    def process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> BatchResult:
+        changes, bad = parse_records(event)
+        result = BatchResult(records=len(changes) + len(bad))
+        changes = self._read_back(changes)
+        plan = self.planner.plan(changes, bad)
+        self._settle_bad_records(plan, result)
+        self._write(plan, result)
+        for failed_sequence, why in result.failures:
+            log.warning("will be redelivered: SequenceNumber %s: %s", failed_sequence, why)
+        return result
+
+    def plan(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> WritePlan:
+        """The write plan for an event, without writing (pure unless a read-back is needed)."""
+        changes, bad = parse_records(event)
+        return self.planner.plan(self._read_back(changes), bad)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _read_back(self, changes: list[Change]) -> list[Change]:
+        needed = [c for c in changes if c.event_name is not EventName.REMOVE and c.new_image is None]
+        if not needed:
+            return changes
+        if self.item_reader is None:
+            view = needed[0].stream_view_type
+            raise ConfigurationError(
+                f"record SequenceNumber {needed[0].sequence_number} comes from a "
+                f"{view.value if view else 'image-less'} stream, which does not carry the new item: "
+                "give Replicator an item reader (replicator.readback.DynamoDBItemReader) so it can "
+                "read the item back, or set the stream to NEW_AND_OLD_IMAGES or NEW_IMAGE"
+            )
+        images = self.item_reader.read([c.keys for c in needed])
+        filled = {
+            c.index: (
+                replace(c, new_image=image)
+                if image is not None
+                # Gone by now: the delete's own record follows; deleting here is the same state.
+                else replace(c, event_name=EventName.REMOVE)
+            )
+            for c, image in zip(needed, images, strict=True)
+        }
+        return [filled.get(c.index, c) for c in changes]
+
+    def _settle_bad_records(self, plan: WritePlan, result: BatchResult) -> None:
+        if not plan.bad_records:
+            return
+        for bad in plan.bad_records:
+            log.error("bad record: %s", bad.error)
+        if self.settings.bad_records == "fail":
+            result.failures.extend(
+                (_sequence_for_retry(bad, plan), str(bad.error)) for bad in plan.bad_records
+            )
+            return
+        writes = [
+            PlannedWrite(
+                ReplaceOne({"_id": _quarantine_id(bad)}, quarantine_document(bad), upsert=True),
+                (bad.sequence_number or "",),
+            )
+            for bad in plan.bad_records
+        ]
+        outcome = apply.write(self.quarantine, writes)
+        result.round_trips += outcome.round_trips
+        result.quarantined.extend(
+            bad for bad, w in zip(plan.bad_records, writes, strict=True) if w in outcome.applied
+        )
+        for planned, why in outcome.failed:
+            index = writes.index(planned)
+            result.failures.append(
+                (_sequence_for_retry(plan.bad_records[index], plan),
+                 f"could not quarantine: {why}")
+            )
+
+    def _write(self, plan: WritePlan, result: BatchResult) -> None:
+        archive_writes = [w for w in plan.writes if w.collection == "archive"]
+        blocked: set[tuple[str, ...]] = set()
+        if archive_writes:
+            outcome = apply.write(self.archive, archive_writes)
+            result.round_trips += outcome.round_trips
+            for planned, why in outcome.failed:
+                blocked.add(planned.sequence_numbers)  # keep the document until it is archived
+                result.failures.append((planned.sequence_numbers[0], f"archive failed: {why}"))
+        main = [w for w in plan.writes if w.collection == "main"
+                and w.sequence_numbers not in blocked]
+        outcome = apply.write(self.collection, main)
+        result.round_trips += outcome.round_trips
+        result.applied += len(outcome.applied)
+        result.stale += len(outcome.stale)
+        # Report the lowest record a failed write stands for: everything from there is redelivered.
+        result.failures.extend((w.sequence_numbers[0], why) for w, why in outcome.failed)
+
+
+def quarantine_document(bad: BadRecord) -> dict[str, Any]:
+    """What the quarantine keeps: the raw record (exact JSON text), the error and the time."""
+    error = bad.error
+    details = error.as_dict() if hasattr(error, "as_dict") else {
+        "type": type(error).__name__, "message": str(error)}
+    return {
+        "_id": _quarantine_id(bad),
+        "sequence_number": bad.sequence_number,
+        "index": bad.index,
+        "error": details,
+        "raw_record": _raw_json(bad.raw),
+        "quarantined_at": datetime.now(timezone.utc),
+    }
+
+
+def _quarantine_id(bad: BadRecord) -> str:
+    """Stable across redeliveries, so a replayed batch does not quarantine a record twice."""
+    raw = bad.raw if isinstance(bad.raw, Mapping) else {}
+    source = raw.get("eventSourceARN") or ""
+    if bad.sequence_number:
+        return f"{source}#{bad.sequence_number}"
+    return "sha256:" + hashlib.sha256(_raw_json(bad.raw).encode()).hexdigest()
+
+
+def _raw_json(raw: Any) -> str:
+    def fallback(value: Any) -> Any:
+        if isinstance(value, (bytes, bytearray)):
+            import base64
+
+            return {"$binary_base64": base64.b64encode(bytes(value)).decode()}
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return repr(value)
+
+    return json.dumps(raw, default=fallback, sort_keys=True, ensure_ascii=False)
+
+
+def _sequence_for_retry(bad: BadRecord, plan: WritePlan) -> str:
+    if bad.sequence_number:
+        return bad.sequence_number
+    # No readable sequence number: retry from the nearest record before it that has one.
+    raise ConfigurationError(
+        f"record index {bad.index} has no readable SequenceNumber and bad_records='fail': "
+        "the whole batch fails"
+    )
+
+
+def _side(database: Any, configured: str | None, default: str) -> Any:
+    if database is None:
+        return None
+    return database[configured or default]
+
+
+def load_callable(path: str) -> Callable[..., Any]:
+    """Import ``pkg.module:function`` or ``pkg.module.function``."""
+    module_name, _, attribute = path.partition(":") if ":" in path else path.rpartition(".")
+    if not module_name or not attribute:
+        raise ConfigurationError(f"not a dotted path to a function: {path!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as error:
+        raise ConfigurationError(f"cannot load {path!r}: {error}") from error
+    if not callable(target):
+        raise ConfigurationError(f"{path!r} is not callable")
+    return target  # type: ignore[no-any-return]

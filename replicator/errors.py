@@ -1,0 +1,83 @@
+"""Errors of the replication core.
+
+Every error about a record carries where it came from (its index in the batch, its eventID and its
+sequence number) and the field path inside the record, so a log line or a quarantine entry is enough
+to find the offending value.
+"""
+
+from __future__ import annotations
+
+
+class ReplicationError(Exception):
+    """Base class of every error the replicator raises on purpose."""
+
+
+class ConfigurationError(ReplicationError):
+    """The settings, the environment or the stream view type cannot work together."""
+
+
+class RecordError(ReplicationError):
+    """A stream record that cannot be applied; names the record and the field path."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field_path: str = "",
+        index: int | None = None,
+        event_id: str | None = None,
+        sequence_number: str | None = None,
+    ) -> None:
+        self.reason = message
+        self.field_path = field_path
+        self.index = index
+        self.event_id = event_id
+        self.sequence_number = sequence_number
+        super().__init__(self._render())
+
+    def located(
+        self, *, index: int | None, event_id: str | None, sequence_number: str | None
+    ) -> RecordError:
+        """Fill in the record's identity (conversion errors are raised before it is known)."""
+        self.index = index if self.index is None else self.index
+        self.event_id = event_id if self.event_id is None else self.event_id
+        self.sequence_number = (
+            sequence_number if self.sequence_number is None else self.sequence_number
+        )
+        self.args = (self._render(),)
+        return self
+
+    def _render(self) -> str:
+        where = []
+        if self.index is not None:
+            where.append(f"index {self.index}")
+        if self.event_id:
+            where.append(f"eventID {self.event_id}")
+        if self.sequence_number:
+            where.append(f"SequenceNumber {self.sequence_number}")
+        record = f"record {', '.join(where)}" if where else "record"
+        path = f" at {self.field_path}" if self.field_path else ""
+        return f"{record}{path}: {self.reason}"
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "type": type(self).__name__,
+            "message": str(self),
+            "reason": self.reason,
+            "field_path": self.field_path,
+            "index": self.index,
+            "event_id": self.event_id,
+            "sequence_number": self.sequence_number,
+        }
+
+
+class MalformedRecordError(RecordError):
+    """The record does not have the shape of a DynamoDB Streams record."""
+
+
+class ConversionError(RecordError):
+    """An attribute value cannot be converted to BSON (unknown type tag, bad number, bad base64)."""
+
+
+class TransformError(RecordError):
+    """A user transform raised or returned something that is not a document."""

@@ -1,0 +1,220 @@
+"""DynamoDB Streams records -> one typed change model.
+
+Two shapes arrive: Lambda events (``{"Records": [...]}``, B values as base64 text,
+``ApproximateCreationDateTime`` as epoch seconds) and records as boto3's ``get_records`` returns
+them (B as bytes, datetimes). Both become a :class:`Change`. Attribute values are left in DynamoDB
+JSON here; :mod:`replicator.convert` turns them into BSON values, so parsing stays cheap.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from replicator.errors import MalformedRecordError
+
+AttributeMap = Mapping[str, Any]
+
+# AWS marks TTL deletions with this service principal (AWS docs: "Time to Live: streams").
+TTL_PRINCIPAL = "dynamodb.amazonaws.com"
+# DynamoDB Local emits its TTL deletions with this literal event name, an OldImage and no
+# userIdentity (measured, see EMULATORS.md); botocore uses the same name for unknown enum values.
+UNKNOWN_EVENT_NAME = "UNKNOWN_TO_SDK_VERSION"
+
+
+class EventName(str, enum.Enum):
+    INSERT = "INSERT"
+    MODIFY = "MODIFY"
+    REMOVE = "REMOVE"
+
+
+class StreamViewType(str, enum.Enum):
+    NEW_AND_OLD_IMAGES = "NEW_AND_OLD_IMAGES"
+    NEW_IMAGE = "NEW_IMAGE"
+    OLD_IMAGE = "OLD_IMAGE"
+    KEYS_ONLY = "KEYS_ONLY"
+
+    @property
+    def has_new_image(self) -> bool:
+        return self in (StreamViewType.NEW_AND_OLD_IMAGES, StreamViewType.NEW_IMAGE)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One stream record, validated. Images stay in DynamoDB JSON."""
+
+    index: int
+    event_name: EventName
+    keys: AttributeMap
+    sequence_number: str
+    stream_view_type: StreamViewType | None
+    new_image: AttributeMap | None = None
+    old_image: AttributeMap | None = None
+    created_at: datetime | None = None
+    is_ttl_delete: bool = False
+    event_id: str | None = None
+    event_source_arn: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def sort_key(self) -> str:
+        """Sequence numbers are decimal strings of up to 40 digits; compare them padded."""
+        return pad_sequence_number(self.sequence_number)
+
+    @property
+    def table_name(self) -> str | None:
+        """The table name from ``arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL``."""
+        arn = self.event_source_arn or ""
+        parts = arn.split(":", 5)
+        if len(parts) == 6 and parts[5].startswith("table/"):
+            return parts[5].split("/")[1]
+        return None
+
+
+@dataclass(frozen=True)
+class BadRecord:
+    """A record that can never be applied: kept with its raw form and the error."""
+
+    index: int
+    raw: Any
+    error: MalformedRecordError | Exception
+
+    @property
+    def sequence_number(self) -> str | None:
+        return getattr(self.error, "sequence_number", None) or _sequence_of(self.raw)
+
+
+def pad_sequence_number(sequence_number: str) -> str:
+    return sequence_number.zfill(40)
+
+
+def records_of(event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Any]:
+    """The records of a Lambda event, or a list of records (GetRecords' ``Records``)."""
+    if isinstance(event, Mapping):
+        records = event.get("Records")
+        if not isinstance(records, list):
+            raise MalformedRecordError('the event has no "Records" list', field_path="Records")
+        return records
+    return list(event)
+
+
+def parse_records(
+    event: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+) -> tuple[list[Change], list[BadRecord]]:
+    """Parse every record; a malformed one becomes a :class:`BadRecord`, the others go on."""
+    changes: list[Change] = []
+    bad: list[BadRecord] = []
+    for index, raw in enumerate(records_of(event)):
+        try:
+            changes.append(parse_record(raw, index))
+        except MalformedRecordError as error:
+            bad.append(BadRecord(index=index, raw=raw, error=error))
+    return changes, bad
+
+
+def parse_record(raw: Any, index: int = 0) -> Change:
+    """Validate one record's shape and build a :class:`Change`; raise with record and path."""
+    if not isinstance(raw, Mapping):
+        raise MalformedRecordError(
+            f"a record must be an object, got {type(raw).__name__}", index=index
+        )
+    event_id = raw.get("eventID") if isinstance(raw.get("eventID"), str) else None
+    sequence = _sequence_of(raw)
+
+    def fail(message: str, path: str) -> MalformedRecordError:
+        return MalformedRecordError(
+            message, field_path=path, index=index, event_id=event_id, sequence_number=sequence
+        )
+
+    body = raw.get("dynamodb")
+    if not isinstance(body, Mapping):
+        raise fail('missing or not an object', "dynamodb")
+    if sequence is None:
+        raise fail("missing, or not a string of digits", "dynamodb.SequenceNumber")
+
+    name = raw.get("eventName")
+    new_image = _image(body, "NewImage", fail)
+    old_image = _image(body, "OldImage", fail)
+    identity = raw.get("userIdentity")
+    is_ttl = isinstance(identity, Mapping) and identity.get("principalId") == TTL_PRINCIPAL
+    if name == UNKNOWN_EVENT_NAME and new_image is None:
+        # DynamoDB Local's TTL deletion (see UNKNOWN_EVENT_NAME).
+        event_name, is_ttl = EventName.REMOVE, True
+    else:
+        try:
+            event_name = EventName(name)
+        except ValueError:
+            raise fail(
+                f"unknown event name {name!r} (expected INSERT, MODIFY or REMOVE)", "eventName"
+            ) from None
+
+    keys = body.get("Keys")
+    if not isinstance(keys, Mapping) or not keys:
+        raise fail("missing or empty", "dynamodb.Keys")
+    for key_name, value in keys.items():
+        if not isinstance(value, Mapping) or len(value) != 1:
+            raise fail("a key must be one typed value like {\"S\": ...}", f"dynamodb.Keys.{key_name}")
+
+    view = body.get("StreamViewType")
+    try:
+        view_type = StreamViewType(view) if view is not None else None
+    except ValueError:
+        raise fail(f"unknown stream view type {view!r}", "dynamodb.StreamViewType") from None
+
+    if event_name is not EventName.REMOVE and new_image is None and view_type in (
+        StreamViewType.NEW_AND_OLD_IMAGES,
+        StreamViewType.NEW_IMAGE,
+    ):
+        raise fail(f"{event_name.value} on a {view_type.value} stream needs it", "dynamodb.NewImage")
+
+    return Change(
+        index=index,
+        event_name=event_name,
+        keys=keys,
+        sequence_number=sequence,
+        stream_view_type=view_type,
+        new_image=new_image,
+        old_image=old_image,
+        created_at=_creation_time(body.get("ApproximateCreationDateTime"), fail),
+        is_ttl_delete=is_ttl,
+        event_id=event_id,
+        event_source_arn=raw.get("eventSourceARN"),
+        raw=raw,
+    )
+
+
+def _sequence_of(raw: Any) -> str | None:
+    if not isinstance(raw, Mapping):
+        return None
+    body = raw.get("dynamodb")
+    if not isinstance(body, Mapping):
+        return None
+    sequence = body.get("SequenceNumber")
+    if isinstance(sequence, str) and sequence.isdigit() and len(sequence) <= 40:
+        return sequence
+    return None
+
+
+def _image(body: Mapping[str, Any], name: str, fail: Any) -> AttributeMap | None:
+    image = body.get(name)
+    if image is None:
+        return None
+    if not isinstance(image, Mapping):
+        raise fail("not an object", f"dynamodb.{name}")
+    return image
+
+
+def _creation_time(value: Any, fail: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    raise fail(
+        f"expected epoch seconds or a datetime, got {type(value).__name__}",
+        "dynamodb.ApproximateCreationDateTime",
+    )

@@ -1,0 +1,80 @@
+"""AWS Lambda entry point: ``replicator.handler.lambda_handler``.
+
+Configuration comes from the environment (see README, "Lambda configuration"):
+``MONGODB_URI`` (required; never logged), ``MONGODB_DATABASE``, ``MONGODB_COLLECTION`` and the
+optional ``REPLICATOR_*`` settings read by :meth:`Settings.from_env`. The MongoClient and the
+Replicator are created once per container and reused by every invocation, as AWS recommends.
+Turn on "ReportBatchItemFailures" on the event source mapping so Lambda reads the response.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import Any
+
+from replicator.core import Replicator
+from replicator.errors import ConfigurationError
+from replicator.settings import Settings
+
+log = logging.getLogger("replicator")
+_lock = threading.Lock()
+_replicator: Replicator | None = None
+
+
+def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+    return _get_replicator().handle(event, context)
+
+
+def _get_replicator() -> Replicator:
+    global _replicator
+    with _lock:
+        if _replicator is None:
+            _replicator = build_from_env(os.environ)
+        return _replicator
+
+
+def build_from_env(environ: Any) -> Replicator:
+    """A Replicator from environment variables; the URI is read, never printed."""
+    missing = [v for v in ("MONGODB_URI", "MONGODB_DATABASE", "MONGODB_COLLECTION")
+               if not environ.get(v)]
+    if missing:
+        raise ConfigurationError(f"set the environment variable(s) {', '.join(missing)}")
+    from pymongo import MongoClient
+
+    client: Any = MongoClient(
+        environ["MONGODB_URI"],
+        appname="ddb-mongo-replicator",
+        serverSelectionTimeoutMS=int(environ.get("MONGODB_TIMEOUT_MS", "10000")),
+        retryWrites=True,
+    )
+    collection = client[environ["MONGODB_DATABASE"]][environ["MONGODB_COLLECTION"]]
+    item_reader = None
+    if environ.get("REPLICATOR_READ_BACK_TABLE"):
+        import boto3
+
+        from replicator.readback import DynamoDBItemReader
+
+        item_reader = DynamoDBItemReader(
+            boto3.client("dynamodb"), environ["REPLICATOR_READ_BACK_TABLE"]
+        )
+    settings = Settings.from_env(environ)
+    log.info(
+        "replicating into %s.%s (guard=%s, ttl_deletes=%s, bad_records=%s)",
+        environ["MONGODB_DATABASE"], environ["MONGODB_COLLECTION"],
+        settings.guard, settings.ttl_deletes, settings.bad_records,
+    )
+    return Replicator(collection, settings, item_reader=item_reader)
+
+
+def reset() -> None:
+    """Forget the cached client (tests, or a changed environment)."""
+    global _replicator
+    with _lock:
+        if _replicator is not None:
+            client = getattr(_replicator.collection.database, "client", None)
+            close = getattr(client, "close", None)
+            if callable(close):
+                close()
+        _replicator = None

@@ -1,0 +1,69 @@
+"""Table key -> a deterministic MongoDB ``_id``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import bson
+
+from replicator.convert import Converter
+from replicator.errors import ConfigurationError, MalformedRecordError
+
+IdMapping = Callable[[dict[str, Any]], Any]
+
+
+class KeyMapper:
+    """Builds ``_id`` from a record's ``Keys``.
+
+    A single key gives its converted value; a composite key gives ``{partition: v, sort: v}`` in
+    that order (MongoDB compares embedded documents field by field, in order, so the order is part
+    of the identity). ``id_mapping`` replaces the rule with a user function.
+    """
+
+    def __init__(
+        self,
+        converter: Converter,
+        key_schema: tuple[str, ...] | None = None,
+        id_mapping: IdMapping | None = None,
+    ) -> None:
+        self.converter = converter
+        self.key_schema = key_schema
+        self.id_mapping = id_mapping
+
+    def key_document(self, keys: Mapping[str, Any]) -> dict[str, Any]:
+        """The converted key attributes, partition key first."""
+        names = self.key_schema or self._infer(keys)
+        document = {}
+        for name in names:
+            if name not in keys:
+                raise MalformedRecordError(
+                    f"key attribute {name!r} of the key schema is missing",
+                    field_path=f"dynamodb.Keys.{name}",
+                )
+            document[name] = self.converter.value(keys[name], root=f"dynamodb.Keys.{name}")
+        return document
+
+    def document_id(self, keys: Mapping[str, Any]) -> Any:
+        key_document = self.key_document(keys)
+        if self.id_mapping is not None:
+            return self.id_mapping(key_document)
+        if len(key_document) == 1:
+            return next(iter(key_document.values()))
+        return key_document
+
+    def _infer(self, keys: Mapping[str, Any]) -> tuple[str, ...]:
+        if len(keys) == 1:
+            return tuple(keys)
+        raise ConfigurationError(
+            f"the table has a composite key {sorted(keys)}: a record's Keys do not say which is "
+            "the partition key, so set Settings(key_schema=(partition, sort)) "
+            "(REPLICATOR_KEY_SCHEMA=partition,sort in Lambda)"
+        )
+
+
+def identity(document_id: Any) -> Any:
+    """A hashable stand-in for an ``_id``, exact and order-sensitive like MongoDB's comparison."""
+    if type(document_id) in (str, int):
+        return (type(document_id), document_id)
+    return bson.encode({"": document_id})

@@ -1,0 +1,70 @@
+"""Read the current item back from DynamoDB, for streams whose records carry no new image.
+
+KEYS_ONLY and OLD_IMAGE streams say *that* an item changed, not what it is now. With a reader the
+replicator fetches the item with a strongly consistent read (``BatchGetItem``) and writes that;
+without one it refuses (ConfigurationError), because guessing would lose data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+AttributeMap = Mapping[str, Any]
+
+
+class ItemReader(Protocol):
+    def read(self, keys: Sequence[AttributeMap]) -> list[AttributeMap | None]:
+        """The current item for each key (None where it no longer exists), in order."""
+        ...
+
+
+class DynamoDBItemReader:
+    """Consistent ``BatchGetItem`` through a boto3 DynamoDB client (100 keys per request)."""
+
+    def __init__(self, client: Any, table_name: str, *, max_attempts: int = 8) -> None:
+        self.client = client
+        self.table_name = table_name
+        self.max_attempts = max_attempts
+
+    def read(self, keys: Sequence[AttributeMap]) -> list[AttributeMap | None]:
+        found: dict[str, AttributeMap] = {}
+        unique = {_fingerprint(k): dict(k) for k in keys}
+        pending = list(unique.values())
+        key_names = set().union(*(k.keys() for k in pending)) if pending else set()
+        attempt = 0
+        while pending:
+            chunk, pending = pending[:100], pending[100:]
+            request: dict[str, Any] = {
+                self.table_name: {"Keys": chunk, "ConsistentRead": True}
+            }
+            while request:
+                response = self.client.batch_get_item(RequestItems=request)
+                for item in response.get("Responses", {}).get(self.table_name, []):
+                    key = {name: item[name] for name in key_names if name in item}
+                    found[_fingerprint(key)] = item
+                request = response.get("UnprocessedKeys") or {}
+                if request:
+                    attempt += 1
+                    if attempt >= self.max_attempts:
+                        raise RuntimeError(
+                            f"BatchGetItem on {self.table_name} left keys unprocessed "
+                            f"after {attempt} attempts"
+                        )
+                    time.sleep(min(0.05 * 2**attempt, 2.0))
+        return [found.get(_fingerprint(k)) for k in keys]
+
+
+def _fingerprint(key: AttributeMap) -> str:
+    def plain(value: Any) -> Any:
+        if isinstance(value, (bytes, bytearray)):
+            import base64
+
+            return base64.b64encode(bytes(value)).decode()
+        if isinstance(value, Mapping):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return json.dumps(plain(key), sort_keys=True)

@@ -1,0 +1,100 @@
+"""Typed settings of the replicator, from code or from the Lambda environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Literal
+
+from replicator.convert import NumberMode
+from replicator.errors import ConfigurationError
+
+TtlDeleteMode = Literal["delete", "ignore", "archive"]
+BadRecordMode = Literal["quarantine", "fail"]
+
+#: Reserved field written into every replicated document: the zero-padded (40 digits) sequence
+#: number of the stream record that wrote it. The stale-write guard compares against it.
+SEQUENCE_FIELD = "_ddb_seq"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the replicator does; every field has a safe default.
+
+    key_schema: the table's key attribute names, partition key first. Needed for a composite key
+        (a record's ``Keys`` carry no order); a single-attribute key is found on its own.
+    id_mapping: dotted path of a function ``keys document -> _id`` that overrides the default
+        (``_id`` = the key's value, or ``{partition: v, sort: v}`` for a composite key).
+    guard: the stale-write guard (see SEQUENCE_FIELD). Off means last delivery wins.
+    transforms: dotted paths (``pkg.module:function`` or ``pkg.module.function``) of functions
+        ``document -> document`` applied in order to every new image.
+    numbers: "lossless" (default) or "float".
+    ttl_deletes: what a TTL expiry does: "delete" (default), "ignore" or "archive" (move the
+        document to ``archive_collection``).
+    bad_records: "quarantine" (default: keep raw record + error in ``quarantine_collection`` and go
+        on) or "fail" (report the record as a batch item failure, so Lambda retries it).
+    shard_key: field names of the target collection's shard key (sharded clusters).
+    """
+
+    key_schema: tuple[str, ...] | None = None
+    id_mapping: str | None = None
+    guard: bool = True
+    sequence_field: str = SEQUENCE_FIELD
+    transforms: tuple[str, ...] = ()
+    numbers: NumberMode = "lossless"
+    ttl_deletes: TtlDeleteMode = "delete"
+    archive_collection: str | None = None
+    bad_records: BadRecordMode = "quarantine"
+    quarantine_collection: str | None = None
+    shard_key: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        _check_choice("numbers", self.numbers, ("lossless", "float"))
+        _check_choice("ttl_deletes", self.ttl_deletes, ("delete", "ignore", "archive"))
+        _check_choice("bad_records", self.bad_records, ("quarantine", "fail"))
+        if self.key_schema is not None and not 1 <= len(self.key_schema) <= 2:
+            raise ConfigurationError("key_schema names one or two attributes (partition, sort)")
+        if not self.sequence_field or "." in self.sequence_field or "$" in self.sequence_field:
+            raise ConfigurationError("sequence_field must be a plain top-level field name")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read the optional ``REPLICATOR_*`` variables (see README, "Lambda configuration")."""
+        env = os.environ if environ is None else environ
+
+        def names(variable: str) -> tuple[str, ...] | None:
+            raw = env.get(variable, "").strip()
+            return tuple(part.strip() for part in raw.split(",") if part.strip()) or None
+
+        def flag(variable: str, default: bool) -> bool:
+            raw = env.get(variable)
+            if raw is None or raw == "":
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ConfigurationError(f"{variable} must be true or false, got {raw!r}")
+
+        return cls(
+            key_schema=names("REPLICATOR_KEY_SCHEMA"),
+            id_mapping=env.get("REPLICATOR_ID_MAPPING") or None,
+            guard=flag("REPLICATOR_GUARD", True),
+            transforms=names("REPLICATOR_TRANSFORMS") or (),
+            numbers=env.get("REPLICATOR_NUMBERS", "lossless"),  # type: ignore[arg-type]
+            ttl_deletes=env.get("REPLICATOR_TTL_DELETES", "delete"),  # type: ignore[arg-type]
+            archive_collection=env.get("REPLICATOR_ARCHIVE_COLLECTION") or None,
+            bad_records=env.get("REPLICATOR_BAD_RECORDS", "quarantine"),  # type: ignore[arg-type]
+            quarantine_collection=env.get("REPLICATOR_QUARANTINE_COLLECTION") or None,
+            shard_key=names("REPLICATOR_SHARD_KEY") or (),
+        )
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {value!r}")

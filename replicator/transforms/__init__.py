@@ -1,0 +1,5 @@
+"""Example transforms (off by default): enable with Settings(transforms=("replicator.transforms.example",))."""
+
+from replicator.baselines.original import example_transform as example
+
+__all__ = ["example"]
