@@ -22,6 +22,8 @@ log = logging.getLogger("replicator.baseline")
 
 def lossy_value(attribute: Mapping[str, Any]) -> Any:
     """The dynamodb-json style conversion the original used."""
+    if not attribute:
+        return {}  # dynamodb-json passes DynamoDB Local's bare {} through
     ((tag, value),) = attribute.items()
     if tag == "N":
         return int(value) if value.lstrip("-").isdigit() else float(value)

@@ -1,0 +1,1 @@
+"""The dev kit: scenario runner, emulator backends, Lambda-like driver, convergence checks."""

@@ -1,0 +1,54 @@
+"""``uri``: any MongoDB reachable by a URI (``--target-uri`` or ``MONGODB_URI``)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from harness.backends.base import BackendUnavailable, register_target
+from harness.secrets import redact_uri
+
+
+@register_target("uri")
+class UriTarget:
+    name = "uri"
+
+    def __init__(self, uri: str | None = None, *, timeout_ms: int = 10_000) -> None:
+        self.uri = uri or os.environ.get("MONGODB_URI", "")
+        self.timeout_ms = timeout_ms
+        self._client: Any = None
+
+    def start(self) -> None:
+        if not self.uri:
+            raise BackendUnavailable("target 'uri' needs --target-uri or MONGODB_URI")
+        from pymongo import MongoClient
+        from pymongo.errors import PyMongoError
+
+        self._client = MongoClient(self.uri, serverSelectionTimeoutMS=self.timeout_ms)
+        try:
+            self._client.admin.command("ping")
+        except PyMongoError as error:
+            self._client.close()
+            self._client = None
+            # pymongo's messages name hosts, not passwords; redact anyway in case a URI is echoed.
+            raise BackendUnavailable(
+                f"cannot reach MongoDB at {self.describe()}: "
+                f"{redact_uri(str(error), self.uri)}"
+            ) from None
+
+    def stop(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def collection(self, database: str, name: str) -> Any:
+        if self._client is None:
+            self.start()
+        return self._client[database][name]
+
+    @property
+    def client(self) -> Any:
+        return self._client
+
+    def describe(self) -> str:
+        return redact_uri(self.uri)

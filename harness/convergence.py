@@ -1,0 +1,197 @@
+"""Does the target equal the source? Expected documents, the diff, and how to show it.
+
+Expected documents are made from the table's items through the replicator's own conversion,
+transforms and key mapping (``Planner.document``), so the check measures replication, not a second
+opinion on conversion. Values are compared strictly (type and value: 19.99 as a float is not the
+Decimal128 19.99), set-typed attributes without regard to order, metadata fields ignored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from replicator.apply import is_mongomock, unescape_document
+from replicator.keys import identity
+from replicator.plan import Planner
+
+SET_TAGS = ("SS", "NS", "BS")
+MISSING = "<missing>"
+
+
+@dataclass(frozen=True)
+class FieldDifference:
+    path: str
+    expected: Any
+    actual: Any
+
+
+@dataclass(frozen=True)
+class DocumentDifference:
+    document_id: Any
+    fields: tuple[FieldDifference, ...]
+
+
+@dataclass
+class Diff:
+    missing: list[Any] = field(default_factory=list)  # _ids in the source, not in the target
+    extra: list[Any] = field(default_factory=list)  # _ids in the target, not in the source
+    changed: list[DocumentDifference] = field(default_factory=list)
+    expected_count: int = 0
+    actual_count: int = 0
+
+    @property
+    def converged(self) -> bool:
+        return not (self.missing or self.extra or self.changed)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "converged": self.converged,
+            "expected_documents": self.expected_count,
+            "actual_documents": self.actual_count,
+            "missing_ids": [_plain(i) for i in self.missing],
+            "extra_ids": [_plain(i) for i in self.extra],
+            "changed": [
+                {
+                    "_id": _plain(d.document_id),
+                    "fields": [
+                        {"path": f.path, "expected": _plain(f.expected), "actual": _plain(f.actual)}
+                        for f in d.fields
+                    ],
+                }
+                for d in self.changed
+            ],
+        }
+
+
+def expected_documents(
+    items: Iterable[Mapping[str, Any]], planner: Planner
+) -> list[tuple[dict[str, Any], set[str]]]:
+    """Each item -> (document as the replicator would write it, its set-typed field paths)."""
+    out = []
+    for item in items:
+        keys = {name: item[name] for name in _key_names(planner, item)}
+        document_id = planner.key_mapper.document_id(keys)
+        document = planner.document(document_id, item, "0")
+        document.pop(planner.settings.sequence_field, None)
+        out.append((document, _set_paths(item)))
+    return out
+
+
+def read_target(collection: Any, ignore: Sequence[str]) -> list[dict[str, Any]]:
+    """Every document of the target, metadata fields removed, escaping (mongomock) undone."""
+    unescape = is_mongomock(collection)
+    documents = []
+    for document in collection.find({}):
+        if unescape:
+            document = unescape_document(document)
+        for name in ignore:
+            document.pop(name, None)
+        documents.append(document)
+    return documents
+
+
+def compare(
+    expected: Sequence[tuple[dict[str, Any], set[str]]], actual: Sequence[Mapping[str, Any]]
+) -> Diff:
+    diff = Diff(expected_count=len(expected), actual_count=len(actual))
+    by_id = {identity(d["_id"]): d for d in actual}
+    seen = set()
+    for document, set_paths in expected:
+        key = identity(document["_id"])
+        seen.add(key)
+        if key not in by_id:
+            diff.missing.append(document["_id"])
+            continue
+        fields = tuple(_differences(document, by_id[key], "", set_paths))
+        if fields:
+            diff.changed.append(DocumentDifference(document["_id"], fields))
+    diff.extra = [d["_id"] for k, d in by_id.items() if k not in seen]
+    return diff
+
+
+def check(
+    items: Iterable[Mapping[str, Any]], collection: Any, planner: Planner
+) -> Diff:
+    """Compare a consistent scan of the table (``items``) with the target collection."""
+    ignore = [planner.settings.sequence_field]
+    return compare(expected_documents(items, planner), read_target(collection, ignore))
+
+
+# -- comparison ----------------------------------------------------------------------------------
+def _differences(
+    expected: Any, actual: Any, path: str, set_paths: set[str]
+) -> Iterable[FieldDifference]:
+    if isinstance(expected, Mapping) and isinstance(actual, Mapping):
+        for name in list(expected) + [n for n in actual if n not in expected]:
+            child = f"{path}.{name}" if path else str(name)
+            if name not in actual:
+                yield FieldDifference(child, expected[name], MISSING)
+            elif name not in expected:
+                yield FieldDifference(child, MISSING, actual[name])
+            else:
+                yield from _differences(expected[name], actual[name], child, set_paths)
+        return
+    if path in set_paths and isinstance(expected, list) and isinstance(actual, list):
+        if sorted(map(_sortable, expected)) != sorted(map(_sortable, actual)):
+            yield FieldDifference(path, expected, actual)
+        return
+    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
+        for position, (e, a) in enumerate(zip(expected, actual, strict=True)):
+            yield from _differences(e, a, f"{path}[{position}]", set_paths)
+        return
+    if not _same(expected, actual):
+        yield FieldDifference(path, expected, actual)
+
+
+def _same(expected: Any, actual: Any) -> bool:
+    if type(expected) is not type(actual):
+        # BSON binary subtype 0 reads back as bytes; everything else must keep its type.
+        return False
+    if hasattr(expected, "tzinfo") and hasattr(actual, "tzinfo"):
+        # MongoDB stores milliseconds, naive UTC (mongomock) or aware: compare the instant.
+        return abs(_naive(expected) - _naive(actual)).total_seconds() < 0.001
+    return bool(expected == actual)
+
+
+def _naive(value: Any) -> Any:
+    return value.replace(tzinfo=None) - (value.utcoffset() or (value - value))
+
+
+def _sortable(value: Any) -> tuple[str, str]:
+    return (type(value).__name__, repr(value))
+
+
+def _set_paths(item: Mapping[str, Any], prefix: str = "") -> set[str]:
+    paths: set[str] = set()
+    for name, attribute in item.items():
+        path = f"{prefix}.{name}" if prefix else name
+        if not isinstance(attribute, Mapping) or len(attribute) != 1:
+            continue
+        ((tag, value),) = attribute.items()
+        if tag in SET_TAGS:
+            paths.add(path)
+        elif tag == "M" and isinstance(value, Mapping):
+            paths |= _set_paths(value, path)
+    return paths
+
+
+def _key_names(planner: Planner, item: Mapping[str, Any]) -> tuple[str, ...]:
+    schema = planner.key_mapper.key_schema
+    if schema:
+        return schema
+    raise ValueError("the convergence check needs the table's key schema")
+
+
+def _plain(value: Any) -> Any:
+    """JSON-friendly rendering for reports (canonical Extended JSON for BSON types)."""
+    import json
+
+    from bson import json_util
+
+    if value is None or isinstance(value, (str, bool, float)) or (
+        isinstance(value, int) and abs(value) < 2**53
+    ):
+        return value
+    return json.loads(json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS))
