@@ -111,6 +111,107 @@ def replay(
     raise typer.Exit(0 if result.ok else 1)
 
 
+@app.command()
+def run(
+    scenario: Annotated[
+        list[str] | None, typer.Argument(help="scenario name or .toml path (default: smoke)")
+    ] = None,
+    all_scenarios: Annotated[bool, typer.Option("--all", help="every shipped scenario")] = False,
+    source: Annotated[str | None, typer.Option(help="moto | moto-server | dynamodb-local")] = None,
+    target: Annotated[str | None, typer.Option(help="mongomock | uri | testcontainers-*")] = None,
+    target_uri: Annotated[str | None, typer.Option(help="MongoDB URI (target uri)")] = None,
+    handler: Annotated[
+        str | None, typer.Option(help="replicator | baseline | module:function")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="override the workload seed")] = None,
+    report_json: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
+    junit: Annotated[Path | None, typer.Option(help="write a JUnit XML report here")] = None,
+    plot: Annotated[Path | None, typer.Option(help="write a lag-over-time PNG here")] = None,
+) -> None:
+    """Run scenarios: write a workload, replicate it, check MongoDB converged to the table.
+
+    Exit code 0 if and only if every scenario met its expectation.
+    """
+    from harness.backends.base import BackendUnavailable
+    from harness.report import print_diff, summary_table
+    from harness.runner import run_scenario
+    from harness.scenario import (
+        DEFAULT_SCENARIO,
+        ScenarioError,
+        list_scenarios,
+        load_scenario,
+    )
+
+    try:
+        if all_scenarios:
+            scenarios = [s for _, s in list_scenarios()]
+        else:
+            scenarios = [load_scenario(name) for name in (scenario or [DEFAULT_SCENARIO])]
+    except ScenarioError as error:
+        _fail(str(error))
+    results = []
+    for chosen in scenarios:
+        with _progress() as bar:
+            tasks: dict[str, Any] = {}
+
+            def progress(step: str, done: int, total: int | None) -> None:
+                if step not in tasks:
+                    tasks[step] = bar.add_task(f"{chosen.name}: {step}", total=total)
+                bar.update(tasks[step], completed=done, total=total)
+
+            try:
+                result = run_scenario(
+                    chosen, source=source, target=target, target_uri=target_uri,
+                    handlers=[handler] if handler else None, seed=seed, progress=progress,
+                )
+            except (BackendUnavailable, OSError, RuntimeError, ValueError) as error:
+                _fail(f"{chosen.name}: {redact_uri(str(error), target_uri)}")
+        results.append(result)
+        for outcome in result.outcomes:
+            print_diff(console, outcome.diff, title=f"{chosen.name} / {outcome.handler}: diff")
+        lag = result.outcomes[0].lag if result.outcomes else None
+        console.print(summary_table([
+            ("source -> target", f"{result.source} -> {result.target}"),
+            ("table", result.table),
+            ("stream records", result.stream_records),
+            ("events/s (write+drain)", _fmt(result.events_per_s)),
+            ("lag p50 / p95 / p99 (ms)", _lag_cell(lag)),
+            *[(f"{o.handler}: expected {o.expectation}",
+               ("met" if o.met else "NOT met") + f" ({o.diff.actual_count} docs)")
+              for o in result.outcomes],
+            *[(f"{name}: missing diverging paths", ", ".join(paths))
+              for name, paths in result.missing_paths.items() if paths],
+            ("timings (s)", ", ".join(f"{k}={v}" for k, v in result.timings.items())),
+        ], title=f"Scenario {chosen.name}: {'PASS' if result.met else 'FAIL'}"))
+        if plot and lag is not None:
+            from harness.lag import plot as plot_lag
+
+            target_png = plot if len(scenarios) == 1 else plot.with_name(
+                f"{plot.stem}-{chosen.name}{plot.suffix}")
+            plot_lag(lag, str(target_png), f"{chosen.name}: replication lag")
+    if report_json:
+        payload: Any = results[0].as_dict() if len(results) == 1 else {
+            "scenarios": [r.as_dict() for r in results],
+            "expectation_met": all(r.met for r in results),
+        }
+        report_json.write_text(json.dumps(payload, indent=2, default=str))
+    if junit:
+        from harness.junit import write_junit
+
+        write_junit(junit, results)
+    raise typer.Exit(0 if all(r.met for r in results) else 1)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
+def _lag_cell(lag: Any) -> str:
+    if lag is None or not lag.samples:
+        return "-"
+    return " / ".join(f"{lag.percentile(p) * 1000:,.0f}" for p in (50, 95, 99))
+
+
 @app.command("list")
 def list_things() -> None:
     """List shipped scenarios, backends and handlers."""

@@ -1,0 +1,363 @@
+"""The scenario steps, in order: provision -> write + drive -> drain -> check -> report.
+
+Each step is a plain function of the run's state, so each can be tested alone; ``run_scenario``
+strings them together and always tears down what it started.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from harness.backends.base import (
+    SourceBackend,
+    Table,
+    TargetBackend,
+    source_backend,
+    target_backend,
+)
+from harness.convergence import Diff, check
+from harness.handlers import make_handler
+from harness.lag import LagStats, key_fingerprint, measure
+from harness.scenario import Scenario
+from replicator.plan import Planner
+from replicator.readback import DynamoDBItemReader
+from replicator.settings import Settings
+
+Progress = Callable[[str, int, int | None], None]
+
+
+@dataclass
+class HandlerOutcome:
+    handler: str
+    expectation: str
+    diff: Diff
+    lag: LagStats
+    driver: dict[str, Any]
+    collection: str
+
+    @property
+    def met(self) -> bool:
+        return self.diff.converged == (self.expectation == "converge")
+
+
+@dataclass
+class RunResult:
+    scenario: str
+    source: str
+    target: str
+    seed: int | None
+    table: str = ""
+    stream_records: int = 0
+    workload: dict[str, Any] = field(default_factory=dict)
+    outcomes: list[HandlerOutcome] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    missing_paths: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool:
+        return self.error is None and bool(self.outcomes) and all(o.met for o in self.outcomes) \
+            and not any(self.missing_paths.values())
+
+    @property
+    def events_per_s(self) -> float | None:
+        drive = self.timings.get("write_and_drive_s", 0) + self.timings.get("drain_s", 0)
+        return self.stream_records / drive if drive > 0 else None
+
+    def as_dict(self) -> dict[str, Any]:
+        primary = next((o for o in self.outcomes if o.handler == "replicator"),
+                       self.outcomes[0] if self.outcomes else None)
+        return {
+            "scenario": self.scenario,
+            "source": self.source,
+            "target": self.target,
+            "seed": self.seed,
+            "table": self.table,
+            "expectation_met": self.met,
+            "converged": primary.diff.converged if primary else False,
+            "error": self.error,
+            "counts": {
+                "stream_records": self.stream_records,
+                "documents": primary.diff.actual_count if primary else 0,
+                "expected_documents": primary.diff.expected_count if primary else 0,
+                "workload": self.workload,
+            },
+            "throughput": {"events_per_s": self.events_per_s},
+            "lag": primary.lag.as_dict() if primary else None,
+            "timings_s": self.timings,
+            "diff": primary.diff.as_dict() if primary else None,
+            "handlers": [
+                {
+                    "handler": o.handler,
+                    "expectation": o.expectation,
+                    "met": o.met,
+                    "converged": o.diff.converged,
+                    "collection": o.collection,
+                    "lag": o.lag.as_dict(),
+                    "driver": o.driver,
+                    "diff": o.diff.as_dict(),
+                    "missing_expected_paths": self.missing_paths.get(o.handler, []),
+                }
+                for o in self.outcomes
+            ],
+        }
+
+
+@dataclass
+class _Lane:
+    """One handler under test: its collection, its driver."""
+
+    handler: str
+    collection: Any
+    driver: Any
+    settings: Settings
+
+
+def run_scenario(
+    scenario: Scenario,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    target_uri: str | None = None,
+    handlers: list[str] | None = None,
+    seed: int | None = None,
+    progress: Progress | None = None,
+    source_options: dict[str, Any] | None = None,
+) -> RunResult:
+    source_name = source or scenario.run.get("source", "moto")
+    target_name = "uri" if target_uri else (target or scenario.run.get("target", "mongomock"))
+    workload_seed = seed if seed is not None else scenario.workload.get("seed")
+    result = RunResult(scenario.name, source_name, target_name, workload_seed)
+    src = source_backend(source_name, **(source_options or {}))
+    tgt = target_backend("uri", uri=target_uri) if target_uri else target_backend(
+        target_name, **_target_options(scenario, target_name))
+    table: Table | None = None
+    started = []
+    try:
+        _timed(result, "start_source_s", src.start)
+        started.append(src)
+        _timed(result, "start_target_s", tgt.start)
+        started.append(tgt)
+        table = _timed(result, "provision_s", lambda: provision(src, scenario))
+        result.table = table.spec.name
+        lanes = make_lanes(scenario, handlers or scenario.handlers, src, tgt, table)
+        writes = write_and_drive(scenario, src, table, lanes, result, workload_seed, progress)
+        converge(scenario, src, table, lanes, result, writes, progress)
+    finally:
+        if table is not None and src in started:
+            try:
+                src.delete_table(table)
+            except Exception:  # noqa: BLE001 - teardown goes on; the emulator stops next
+                pass
+        for backend in reversed(started):
+            backend.stop()
+    return result
+
+
+def _target_options(scenario: Scenario, target_name: str) -> dict[str, Any]:
+    if target_name.startswith("testcontainers"):
+        options = {k: v for k, v in scenario.target.items() if k in ("image", "shard_key",
+                                                                       "shard_key_kind")}
+        return options
+    return {}
+
+
+def _timed(result: RunResult, name: str, step: Callable[[], Any]) -> Any:
+    started = time.perf_counter()
+    try:
+        return step()
+    finally:
+        result.timings[name] = round(time.perf_counter() - started, 3)
+
+
+# -- steps -------------------------------------------------------------------------------------
+def provision(src: SourceBackend, scenario: Scenario) -> Table:
+    """Create the scenario's table under a unique name (emulators share one database)."""
+    unique = f"{scenario.table.name}-{uuid.uuid4().hex[:8]}"
+    return src.create_table(replace(scenario.table, name=unique))
+
+
+def make_lanes(
+    scenario: Scenario, handlers: list[str], src: SourceBackend, tgt: TargetBackend, table: Table
+) -> list[_Lane]:
+    from harness.driver import EsmConfig, EventSourceMapping
+
+    settings = Settings(key_schema=table.spec.key_schema, **_settings_fields(scenario))
+    item_reader = None
+    if not table.spec.stream_view_type.startswith("NEW"):
+        item_reader = DynamoDBItemReader(src.dynamodb(), table.spec.name)
+    database = scenario.target.get("database", "harness")
+    lanes = []
+    for handler in handlers:
+        name = f"{table.spec.name}.{handler.replace(':', '_').replace('.', '_')}"
+        collection = tgt.collection(database, name)
+        collection.delete_many({})
+        function = make_handler(handler, collection, settings, item_reader=item_reader)
+        driver = EventSourceMapping(
+            function, EsmConfig(**scenario.driver), stream_arn=table.stream_arn,
+            region=getattr(src, "region", "us-east-1"), clock=time.time,
+        )
+        lanes.append(_Lane(handler, collection, driver, settings))
+    return lanes
+
+
+def _settings_fields(scenario: Scenario) -> dict[str, Any]:
+    fields = dict(scenario.replicator)
+    for name in ("transforms", "shard_key"):
+        if name in fields:
+            fields[name] = tuple(fields[name])
+    if "shard_key" not in fields and scenario.target.get("shard_key"):
+        fields["shard_key"] = tuple(scenario.target["shard_key"])
+    return fields
+
+
+def write_and_drive(
+    scenario: Scenario,
+    src: SourceBackend,
+    table: Table,
+    lanes: list[_Lane],
+    result: RunResult,
+    seed: int | None,
+    progress: Progress | None,
+) -> list[tuple[float, str]]:
+    """Run the workload in a thread while the stream is read and fed to every lane's driver."""
+    from harness.streams import StreamReader
+    from harness.workload import WorkloadSpec, run_workload
+
+    spec_fields = dict(scenario.workload)
+    if seed is not None:
+        spec_fields["seed"] = seed
+    workload = WorkloadSpec.from_dict(spec_fields)
+    reader = StreamReader(
+        src.streams(), table.stream_arn,
+        starting_position=scenario.driver.get("starting_position", "TRIM_HORIZON"),
+    )
+    outcome: dict[str, Any] = {}
+
+    def writer() -> None:
+        try:
+            outcome["result"] = run_workload(
+                src.dynamodb(), table.spec, workload,
+                progress=(lambda done, total: progress("writing", done, total)) if progress else None,
+            )
+        except BaseException as error:  # surfaced below, after the drive loop stops
+            outcome["error"] = error
+
+    started = time.perf_counter()
+    thread = threading.Thread(target=writer, name="workload", daemon=True)
+    thread.start()
+    records = 0
+    while thread.is_alive():
+        records += _pump(reader, lanes)
+        time.sleep(0.05)
+    thread.join()
+    result.timings["write_and_drive_s"] = round(time.perf_counter() - started, 3)
+    if "error" in outcome:
+        raise outcome["error"]
+    started = time.perf_counter()
+    idle = 0
+    while idle < 3:
+        fresh = _pump(reader, lanes)
+        records += fresh
+        idle = 0 if fresh else idle + 1
+        if progress:
+            progress("draining", records, None)
+        if not fresh:
+            time.sleep(0.1)
+    for lane in lanes:
+        lane.driver.drain()
+    result.timings["drain_s"] = round(time.perf_counter() - started, 3)
+    result.stream_records = records
+    workload_result = outcome["result"]
+    result.workload = _workload_summary(workload_result)
+    return _write_times(workload_result, table)
+
+
+def _pump(reader: Any, lanes: list[_Lane]) -> int:
+    fresh = 0
+    for shard_id, records in reader.poll():
+        if not records:
+            continue
+        fresh += len(records)
+        for lane in lanes:
+            lane.driver.feed(shard_id, records)
+    for lane in lanes:
+        lane.driver.pump()
+    return fresh
+
+
+def converge(
+    scenario: Scenario,
+    src: SourceBackend,
+    table: Table,
+    lanes: list[_Lane],
+    result: RunResult,
+    writes: list[tuple[float, str]],
+    progress: Progress | None,
+) -> None:
+    """Scan the table and compare each lane's collection, waiting up to the scenario's timeout."""
+    timeout = float(scenario.run.get("timeout_s", 60))
+    started = time.perf_counter()
+    items = scan(src, table)
+    for lane in lanes:
+        expectation = scenario.expectation(lane.handler)
+        planner = Planner(lane.settings)
+        diff = check(items, lane.collection, planner)
+        # Waiting only makes sense for a lane expected to converge (the stream may still deliver).
+        while not diff.converged and expectation == "converge" \
+                and time.perf_counter() - started < timeout:
+            time.sleep(0.25)
+            lane.driver.drain()
+            diff = check(items, lane.collection, planner)
+        report = lane.driver.drain()
+        deliveries = _deliveries(report)
+        result.outcomes.append(HandlerOutcome(
+            handler=lane.handler, expectation=expectation, diff=diff,
+            lag=measure(writes, deliveries), driver=_driver_summary(report),
+            collection=lane.collection.name,
+        ))
+        wanted = scenario.expect.get("diverging_paths", [])
+        if expectation == "diverge" and wanted:
+            seen = {f.path.split("[")[0] for d in diff.changed for f in d.fields}
+            result.missing_paths[lane.handler] = [p for p in wanted if p not in seen]
+    result.timings["check_s"] = round(time.perf_counter() - started, 3)
+
+
+def scan(src: SourceBackend, table: Table) -> list[dict[str, Any]]:
+    """A strongly consistent, paginated scan of the table."""
+    client = src.dynamodb()
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"TableName": table.spec.name, "ConsistentRead": True}
+    while True:
+        page = client.scan(**request)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+# -- adapters to the driver's and workload's reports --------------------------------------------
+def _deliveries(report: Any) -> list[tuple[float, str]]:
+    out = []
+    for completed, record in getattr(report, "deliveries", []):
+        out.append((completed, key_fingerprint(record["dynamodb"]["Keys"])))
+    return out
+
+
+def _driver_summary(report: Any) -> dict[str, Any]:
+    summary = getattr(report, "summary", None)
+    return summary() if callable(summary) else {}
+
+
+def _workload_summary(workload_result: Any) -> dict[str, Any]:
+    summary = getattr(workload_result, "summary", None)
+    return summary() if callable(summary) else {}
+
+
+def _write_times(workload_result: Any, table: Table) -> list[tuple[float, str]]:
+    return [(at, key_fingerprint(keys)) for at, keys in getattr(workload_result, "writes", [])]
