@@ -61,7 +61,8 @@ def replay(
 ) -> None:
     """Replay a captured stream through a handler; compare with the expected items."""
     from harness.fixtures import load_capture
-    from harness.replay import dump_collection, replay as run_replay
+    from harness.replay import dump_collection
+    from harness.replay import replay as run_replay
     from harness.report import print_diff, summary_table
     from replicator.errors import ReplicationError
 
@@ -154,9 +155,12 @@ def run(
         with _progress() as bar:
             tasks: dict[str, Any] = {}
 
-            def progress(step: str, done: int, total: int | None) -> None:
+            def progress(
+                step: str, done: int, total: int | None,
+                tasks: dict[str, Any] = tasks, label: str = chosen.name, bar: Progress = bar,
+            ) -> None:
                 if step not in tasks:
-                    tasks[step] = bar.add_task(f"{chosen.name}: {step}", total=total)
+                    tasks[step] = bar.add_task(f"{label}: {step}", total=total)
                 bar.update(tasks[step], completed=done, total=total)
 
             try:

@@ -6,6 +6,7 @@ strings them together and always tears down what it started.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
@@ -152,7 +153,7 @@ def run_scenario(
         if table is not None and src in started:
             try:
                 src.delete_table(table)
-            except Exception:  # noqa: BLE001 - teardown goes on; the emulator stops next
+            except Exception:
                 pass
         for backend in reversed(started):
             backend.stop()

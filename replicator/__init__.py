@@ -23,8 +23,8 @@ __all__ = [
     "ConversionError",
     "MalformedRecordError",
     "RecordError",
-    "Replicator",
     "ReplicationError",
+    "Replicator",
     "Settings",
     "TransformError",
 ]
