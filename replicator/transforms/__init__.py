@@ -1,4 +1,7 @@
-"""Example transforms (off by default): enable with Settings(transforms=("replicator.transforms.example",))."""
+"""Example transforms, off by default.
+
+Enable with ``Settings(transforms=("replicator.transforms.example",))``.
+"""
 
 from replicator.baselines.original import example_transform as example
 
