@@ -2,20 +2,29 @@
 
 Server errors are mapped back to the planned writes by their index in the bulk (as pymongo's own
 ``bulk_shared`` does), so the caller learns exactly which sequence numbers did not land.
+
+A write that moves a document to another shard key value (``PlannedWrite.shard_key_move``) is not
+part of the bulk: where the server runs transactions (a replica set member or mongos, asked once
+per client with ``hello``) it runs in its own session and transaction; elsewhere (standalone,
+mongomock) its single write with the old shard key in the filter is sent alone.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError, PyMongoError
+from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
-from replicator.plan import PlannedWrite
+from replicator.plan import PlannedWrite, same_shard_values, shard_values
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +45,36 @@ class WriteResult:
     round_trips: int = 0
 
 
-def write(collection: Any, writes: Sequence[PlannedWrite]) -> WriteResult:
-    """Send ``writes`` (all for ``collection``) in one unordered bulk write; classify results."""
+def write(
+    collection: Any, writes: Sequence[PlannedWrite], *, transactions: bool | None = None
+) -> WriteResult:
+    """Send ``writes`` (all for ``collection``) in one unordered bulk write; classify results.
+
+    Shard key moves go apart (see the module doc). ``transactions``: whether the target runs
+    transactions; None asks the server (only when a move is in ``writes``).
+    """
+    moves = [w for w in writes if w.shard_key_move is not None]
+    if not moves:
+        return _bulk_write(collection, writes)
+    if transactions is None:
+        transactions = supports_transactions(collection)
+    if transactions:
+        result = _bulk_write(collection, [w for w in writes if w.shard_key_move is None])
+        for planned in moves:
+            _move_in_transaction(collection, planned, result)
+        return result
+    # One request per write that changes a shard key value: MongoDB moves at most one document to
+    # another shard per bulk, and only in a retryable write (pymongo's default) or a transaction.
+    # A move from an unknown value filters on _id alone and changes no shard key value: it stays.
+    alone = [w for w in moves if w.shard_key_move is not None and w.shard_key_move.old is not None]
+    apart = {id(w) for w in alone}
+    result = _bulk_write(collection, [w for w in writes if id(w) not in apart])
+    for planned in alone:
+        _merge(result, _bulk_write(collection, [planned]))
+    return result
+
+
+def _bulk_write(collection: Any, writes: Sequence[PlannedWrite]) -> WriteResult:
     result = WriteResult()
     if not writes:
         return result
@@ -73,6 +110,94 @@ def write(collection: Any, writes: Sequence[PlannedWrite]) -> WriteResult:
         return result
     result.applied.extend(writes)
     return result
+
+
+def _merge(into: WriteResult, other: WriteResult) -> None:
+    into.applied.extend(other.applied)
+    into.stale.extend(other.stale)
+    into.failed.extend(other.failed)
+    into.round_trips += other.round_trips
+
+
+# -- transactions ------------------------------------------------------------------------------
+_TRANSACTIONS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def supports_transactions(collection: Any) -> bool:
+    """True on a replica set member or a mongos (``hello`` has ``setName``, or ``msg`` is
+    ``"isdbgrid"``); False on a standalone and on mongomock (no sessions). Asked once per client;
+    a failed ask is not remembered."""
+    if is_mongomock(collection):
+        return False
+    client = collection.database.client
+    try:
+        return _TRANSACTIONS[client]
+    except (KeyError, TypeError):
+        pass
+    try:
+        try:
+            hello = client.admin.command("hello")
+        except OperationFailure:  # servers before 4.4.2 know only isMaster
+            hello = client.admin.command("isMaster")
+    except PyMongoError as error:
+        log.warning("cannot tell whether the target runs transactions (%s): assuming not",
+                    type(error).__name__)
+        return False
+    answer = "setName" in hello or hello.get("msg") == "isdbgrid"
+    with contextlib.suppress(TypeError):  # not weakly referenceable: ask again next time
+        _TRANSACTIONS[client] = answer
+    return answer
+
+
+def _move_in_transaction(collection: Any, planned: PlannedWrite, result: WriteResult) -> None:
+    """Run a shard key move as one transaction (see plan.ShardKeyMove); classify the outcome."""
+    move = planned.shard_key_move
+    assert move is not None
+    projection = dict.fromkeys((*move.shard_key, move.sequence_field), 1)
+    round_trips = [0]
+
+    def body(session: Any) -> bool:
+        round_trips[0] += 1
+        copies = list(collection.find({"_id": move.document_id}, projection, session=session))
+        if move.sequence is not None and any(
+            _holds_newer(copy, move.sequence_field, move.sequence) for copy in copies
+        ):
+            return False  # stale: a newer version is stored; write nothing
+        for copy in copies:
+            values = shard_values(copy, move.shard_key)
+            if not same_shard_values(values, move.new):
+                round_trips[0] += 1
+                collection.delete_one({"_id": move.document_id, **values}, session=session)
+        round_trips[0] += 2  # the write, then the commit
+        collection.bulk_write([move.write], ordered=True, session=session)
+        return True
+
+    try:
+        with collection.database.client.start_session() as session:
+            landed = session.with_transaction(
+                body,
+                read_concern=ReadConcern("snapshot"),
+                write_concern=WriteConcern("majority"),
+            )
+    except BulkWriteError as error:
+        item = (error.details.get("writeErrors") or [{}])[0]
+        if _is_stale(planned, item.get("code"), item.get("keyPattern")):
+            result.stale.append(planned)
+        else:
+            result.failed.append((planned, f"shard key move: {_describe(item)}"))
+    except PyMongoError as error:
+        result.failed.append((planned, f"shard key move: {type(error).__name__}: {error}"))
+    else:
+        (result.applied if landed else result.stale).append(planned)
+    result.round_trips += round_trips[0]
+
+
+def _holds_newer(copy: Mapping[str, Any], field_name: str, sequence: str) -> bool:
+    """The guard's negation: the stored copy has a sequence field not below ``sequence``."""
+    if field_name not in copy:
+        return False
+    stored = copy[field_name]
+    return not (isinstance(stored, str) and stored < sequence)
 
 
 def _is_stale(planned: PlannedWrite, code: Any, key_pattern: Any) -> bool:

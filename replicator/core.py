@@ -90,6 +90,7 @@ class Replicator:
             key_mapper=KeyMapper(converter, self.settings.key_schema, id_mapping),
             transforms=[load_callable(path) for path in self.settings.transforms],
         )
+        self._stream_view_checked = False
 
     # -- entry points ----------------------------------------------------------------------------
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -98,6 +99,7 @@ class Replicator:
 
     def process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> BatchResult:
         changes, bad = parse_records(event)
+        self._check_stream_view(changes)
         result = BatchResult(records=len(changes) + len(bad))
         changes = self._read_back(changes)
         plan = self.planner.plan(changes, bad)
@@ -110,9 +112,21 @@ class Replicator:
     def plan(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> WritePlan:
         """The write plan for an event, without writing (pure unless a read-back is needed)."""
         changes, bad = parse_records(event)
+        self._check_stream_view(changes)
         return self.planner.plan(self._read_back(changes), bad)
 
     # -- steps -----------------------------------------------------------------------------------
+    def _check_stream_view(self, changes: list[Change]) -> None:
+        """Once, on the first record that names its StreamViewType: with a shard key that can
+        change, refuse a stream without old images (ConfigurationError), before any write."""
+        if self._stream_view_checked or not self.settings.shard_key:
+            return
+        first = next((c for c in changes if c.stream_view_type is not None), None)
+        if first is None:
+            return
+        self.planner.check_stream_view(first.stream_view_type, tuple(first.keys))
+        self._stream_view_checked = True
+
     def _read_back(self, changes: list[Change]) -> list[Change]:
         needed = [c for c in changes if c.event_name is not EventName.REMOVE and c.new_image is None]
         if not needed:

@@ -5,6 +5,15 @@ written, as a whole-document replacement (so attributes DynamoDB removed are rem
 Every filter carries the stale-write guard, so a write lands only when it is newer than what the
 document holds; a stale upsert then fails with a duplicate ``_id`` (error 11000), which the apply
 step reads as "already newer".
+
+On a sharded target (``Settings.shard_key``) every filter also carries the full shard key by
+equality, as MongoDB requires for upserts and single-document writes there: the values of the new
+document for a write, of the stored document for a delete. Where the document is stored before a
+batch is what the oldest change of its key in the batch had as old image; when that differs from
+the new document's shard key, or is unknown (the oldest change is an INSERT, which has no old
+image, yet a copy may be stored: a TTL delete kept by ttl_deletes="ignore", a pre-filled
+collection, or moto's key-only INSERT before the full one), the write is a shard key move
+(:class:`ShardKeyMove`).
 """
 
 from __future__ import annotations
@@ -13,11 +22,12 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
+import bson
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator.convert import Converter
-from replicator.errors import ConversionError, RecordError, TransformError
-from replicator.events import BadRecord, Change, EventName, pad_sequence_number
+from replicator.errors import ConfigurationError, ConversionError, RecordError, TransformError
+from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
 from replicator.keys import KeyMapper, identity
 from replicator.settings import Settings
 
@@ -27,12 +37,43 @@ CollectionRole = Literal["main", "archive"]
 
 
 @dataclass(frozen=True)
+class ShardKeyMove:
+    """A write that moves its document to another shard key value.
+
+    MongoDB changes a document's shard key value only in a retryable write or a transaction, with
+    the full OLD shard key in the filter (MongoDB docs: "Change a Document's Shard Key Value").
+    The PlannedWrite's own ``operation`` is that single write (old shard key + guard, upsert);
+    apply.py sends it alone where the target has no transactions. Where it has them (replica set,
+    sharded cluster) apply.py runs the move as one transaction instead: read every stored copy of
+    ``document_id``; if one is at least as new as ``sequence`` the change is stale; otherwise
+    delete each copy that is not at the ``new`` shard key value (by its full shard key) and run
+    ``write`` (new shard key + guard, upsert). Reading first also finds a copy stored at a value
+    no image mentions, which a blind upsert would duplicate on another shard.
+
+    ``old`` is None when the stored value is unknown (the oldest change of the batch has no old
+    image); the single write then filters on ``_id`` and the guard only, which is right on an
+    unsharded target, the only kind without transactions.
+    """
+
+    document_id: Any
+    shard_key: tuple[str, ...]
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+    write: Operation
+    sequence_field: str
+    #: the change's padded sequence number; None when the stale-write guard is off
+    sequence: str | None
+
+
+@dataclass(frozen=True)
 class PlannedWrite:
     """One operation and the sequence numbers of every record it stands for (ascending)."""
 
     operation: Operation
     sequence_numbers: tuple[str, ...]
     collection: CollectionRole = "main"
+    #: set when the write changes the document's shard key value (see ShardKeyMove)
+    shard_key_move: ShardKeyMove | None = None
 
 
 @dataclass
@@ -107,12 +148,13 @@ class Planner:
         writes: list[PlannedWrite] = []
         for document_id, group in groups:
             ordered = sorted(group, key=lambda c: c.sort_key)
+            stored = self._stored_shard_values(ordered, bad)
             # Newest first; a change that cannot be converted is set aside and the next older one
             # is the best state we can write (the bad one is quarantined with its raw form).
             for position in range(len(ordered) - 1, -1, -1):
                 change = ordered[position]
                 try:
-                    planned = self._write_for(document_id, change)
+                    planned = self._write_for(document_id, change, stored)
                 except RecordError as error:
                     bad.append(_bad(change, error))
                     ordered.pop(position)
@@ -122,34 +164,46 @@ class Planner:
                 break
         return writes
 
-    def _write_for(self, document_id: Any, change: Change) -> list[PlannedWrite]:
+    def _write_for(
+        self, document_id: Any, change: Change, stored: dict[str, Any] | None = None
+    ) -> list[PlannedWrite]:
+        """``stored``: see :meth:`_stored_shard_values` (None: the shard key cannot change)."""
         sequence = pad_sequence_number(change.sequence_number)
         if change.event_name is EventName.REMOVE:
-            return self._delete_for(document_id, change, sequence)
+            return self._delete_for(document_id, change, sequence, stored)
         assert change.new_image is not None, "read-back fills the image before planning"
         document = self.document(document_id, change.new_image, sequence)
-        guard = self._filter(document_id, sequence, self._shard_values(document))
-        if any(name.startswith("$") for name in document):
-            # MongoDB refuses top-level $-names in a replacement of an existing document, but a
-            # pipeline update writes them literally (MongoDB docs: "Field Names", 5.0+).
-            operation: Operation = UpdateOne(
-                guard, [{"$replaceWith": {"$literal": document}}], upsert=True
-            )
-        else:
-            operation = ReplaceOne(guard, document, upsert=True)
-        return [PlannedWrite(operation, (change.sequence_number,))]
+        new = self._shard_values(document)
+        if stored is None or (stored and same_shard_values(stored, new)):
+            operation = _replacement(self._filter(document_id, sequence, new), document)
+            return [PlannedWrite(operation, (change.sequence_number,))]
+        move = ShardKeyMove(
+            document_id=document_id,
+            shard_key=tuple(self.settings.shard_key),
+            old=dict(stored) or None,
+            new=new,
+            write=_replacement(self._filter(document_id, sequence, new), document),
+            sequence_field=self.settings.sequence_field,
+            sequence=sequence if self.settings.guard else None,
+        )
+        operation = _replacement(self._filter(document_id, sequence, stored), document)
+        return [PlannedWrite(operation, (change.sequence_number,), shard_key_move=move)]
 
-    def _delete_for(self, document_id: Any, change: Change, sequence: str) -> list[PlannedWrite]:
+    def _delete_for(
+        self, document_id: Any, change: Change, sequence: str, stored: dict[str, Any] | None = None
+    ) -> list[PlannedWrite]:
         seqs = (change.sequence_number,)
         old = (
             self.converter.image(change.old_image, root="dynamodb.OldImage")
             if change.old_image is not None
             else None
         )
-        shard_source = old if old is not None else self.key_mapper.key_document(change.keys)
-        delete = PlannedWrite(
-            DeleteOne(self._filter(document_id, sequence, self._shard_values(shard_source))), seqs
-        )
+        if stored is None:
+            shard_source = old if old is not None else self.key_mapper.key_document(change.keys)
+            stored = self._shard_values(shard_source)
+        # stored == {}: where the document is is unknown; a single-document delete by _id alone
+        # is valid on a sharded collection too (MongoDB sends it to every shard).
+        delete = PlannedWrite(DeleteOne(self._filter(document_id, sequence, stored)), seqs)
         if not change.is_ttl_delete or self.settings.ttl_deletes == "delete":
             return [delete]
         if self.settings.ttl_deletes == "ignore":
@@ -167,15 +221,7 @@ class Planner:
     # -- documents and filters -----------------------------------------------------------------
     def document(self, document_id: Any, image: Mapping[str, Any], sequence: str) -> dict[str, Any]:
         """New image -> transforms -> ``_id`` first -> sequence field."""
-        converted = self.converter.image(image, root="dynamodb.NewImage")
-        for transform in self.transforms:
-            name = getattr(transform, "__qualname__", repr(transform))
-            try:
-                converted = transform(converted)
-            except Exception as error:
-                raise TransformError(f"transform {name} raised {error!r}") from error
-            if not isinstance(converted, dict):
-                raise TransformError(f"transform {name} returned {type(converted).__name__}")
+        converted = self._transformed(image, "dynamodb.NewImage")
         if "_id" in converted and converted["_id"] != document_id:
             raise ConversionError(
                 "attribute '_id' differs from the _id made from the table key; "
@@ -187,6 +233,18 @@ class Planner:
         if self.settings.guard:
             document[self.settings.sequence_field] = sequence
         return document
+
+    def _transformed(self, image: Mapping[str, Any], root: str) -> dict[str, Any]:
+        converted = self.converter.image(image, root=root)
+        for transform in self.transforms:
+            name = getattr(transform, "__qualname__", repr(transform))
+            try:
+                converted = transform(converted)
+            except Exception as error:
+                raise TransformError(f"transform {name} raised {error!r}") from error
+            if not isinstance(converted, dict):
+                raise TransformError(f"transform {name} returned {type(converted).__name__}")
+        return converted
 
     def _filter(
         self, document_id: Any, sequence: str, shard_values: Mapping[str, Any]
@@ -202,7 +260,87 @@ class Planner:
         return condition
 
     def _shard_values(self, document: Mapping[str, Any]) -> dict[str, Any]:
-        return {name: _get_path(document, name) for name in self.settings.shard_key}
+        return shard_values(document, self.settings.shard_key)
+
+    # -- shard key moves -----------------------------------------------------------------------
+    def check_stream_view(self, view: StreamViewType | None, key_names: Sequence[str]) -> None:
+        """Refuse, before any write, a stream that cannot say where a document is stored.
+
+        The Replicator calls it with the first record's StreamViewType and ``Keys`` names.
+        """
+        check_stream_view(self.settings, view, key_names)
+
+    def _stored_shard_values(
+        self, ordered: list[Change], bad: list[BadRecord]
+    ) -> dict[str, Any] | None:
+        """Shard key values of the stored document before this batch, when they can differ.
+
+        Only the oldest change of the key in the batch tells (the later ones are coalesced away,
+        their old images describe states that were never written). None when the shard key is made
+        of table key attributes (it never changes); ``{}`` when it is unknown (the oldest change
+        has no old image: an INSERT). A change whose old image cannot be converted is set aside
+        as bad, and the next one tells.
+        """
+        if not ordered or not self.settings.shard_key:
+            return None
+        key_names = self.settings.key_schema or tuple(ordered[0].keys)
+        if not movable_shard_key(self.settings.shard_key, key_names):
+            return None
+        while ordered:
+            first = ordered[0]
+            if first.old_image is None:
+                return {}
+            try:
+                return self._shard_values(self._transformed(first.old_image, "dynamodb.OldImage"))
+            except RecordError as error:
+                bad.append(_bad(first, error))
+                ordered.pop(0)
+        return None
+
+
+def shard_values(document: Mapping[str, Any], shard_key: Sequence[str]) -> dict[str, Any]:
+    """``{field: value}`` of the shard key in ``document`` (dotted paths; missing -> None)."""
+    return {name: _get_path(document, name) for name in shard_key}
+
+
+def same_shard_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Strict: same fields, BSON types and values (1 and 1.0 differ). A doubtful case becomes a
+    move, which is correct in every case, only slower."""
+    return list(a) == list(b) and bson.encode({"v": list(a.values())}) == bson.encode(
+        {"v": list(b.values())}
+    )
+
+
+def movable_shard_key(shard_key: Sequence[str], key_names: Sequence[str]) -> list[str]:
+    """The shard key fields that are not table key attributes (their value can change)."""
+    keys = set(key_names) | {"_id"}
+    return [name for name in shard_key if name.split(".")[0] not in keys]
+
+
+def check_stream_view(
+    settings: Settings, view: StreamViewType | None, key_names: Sequence[str]
+) -> None:
+    """ConfigurationError when a shard key field can change but the stream has no old images."""
+    if not settings.shard_key or view not in (StreamViewType.NEW_IMAGE, StreamViewType.KEYS_ONLY):
+        return
+    names = tuple(settings.key_schema or key_names)
+    movable = movable_shard_key(settings.shard_key, names)
+    if movable:
+        raise ConfigurationError(
+            f"shard key field(s) {movable} are not attributes of the table key {list(names)}, so "
+            f"a change can move a document to another shard key value, and the stream's view type "
+            f"{view.value} carries no old image to say where the document is stored now: set the "
+            "stream view type to NEW_AND_OLD_IMAGES (or OLD_IMAGE with an item reader), or shard "
+            "the collection on table key attributes"
+        )
+
+
+def _replacement(guard: dict[str, Any], document: dict[str, Any]) -> Operation:
+    if any(name.startswith("$") for name in document):
+        # MongoDB refuses top-level $-names in a replacement of an existing document, but a
+        # pipeline update writes them literally (MongoDB docs: "Field Names", 5.0+).
+        return UpdateOne(guard, [{"$replaceWith": {"$literal": document}}], upsert=True)
+    return ReplaceOne(guard, document, upsert=True)
 
 
 def _get_path(document: Mapping[str, Any], dotted: str) -> Any:
