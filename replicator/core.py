@@ -26,6 +26,7 @@ from replicator.keys import KeyMapper
 from replicator.plan import PlannedWrite, Planner, WritePlan
 from replicator.readback import ItemReader
 from replicator.settings import Settings
+from replicator.tombstones import TombstoneStore
 
 log = logging.getLogger("replicator")
 
@@ -71,6 +72,7 @@ class Replicator:
         item_reader: ItemReader | None = None,
         quarantine: Any = None,
         archive: Any = None,
+        tombstones: Any = None,
     ) -> None:
         self.collection = collection
         self.settings = settings or Settings()
@@ -82,6 +84,13 @@ class Replicator:
         self.archive = archive if archive is not None else _side(
             database, self.settings.archive_collection, f"{collection.name}_ttl_archive"
         )
+        self.tombstones: TombstoneStore | None = None
+        if self.settings.guard and self.settings.tombstones:
+            store = tombstones if tombstones is not None else _side(
+                database, self.settings.tombstone_collection, f"{collection.name}_tombstones"
+            )
+            if store is not None:
+                self.tombstones = TombstoneStore(store, self.settings.tombstone_retention_s)
         converter = Converter(self.settings.numbers)
         id_mapping = load_callable(self.settings.id_mapping) if self.settings.id_mapping else None
         self.planner = Planner(
@@ -191,6 +200,12 @@ class Replicator:
                 result.failures.append((planned.sequence_numbers[0], f"archive failed: {why}"))
         main = [w for w in plan.writes if w.collection == "main"
                 and w.sequence_numbers not in blocked]
+        if self.tombstones is not None and main:
+            guarded = self.tombstones.guard(main)
+            result.round_trips += guarded.round_trips
+            result.stale += len(guarded.blocked)
+            result.failures.extend((w.sequence_numbers[0], why) for w, why in guarded.failed)
+            main = guarded.clear
         outcome = apply.write(self.collection, main)
         result.round_trips += outcome.round_trips
         result.applied += len(outcome.applied)

@@ -35,6 +35,9 @@ class Settings:
     bad_records: "quarantine" (default: keep raw record + error in ``quarantine_collection`` and go
         on) or "fail" (report the record as a batch item failure, so Lambda retries it).
     shard_key: field names of the target collection's shard key (sharded clusters).
+    tombstones: remember deletes in ``tombstone_collection`` (default ``<collection>_tombstones``)
+        for ``tombstone_retention_s`` so an older change arriving after a delete cannot bring the
+        document back (see replicator/tombstones.py). Needs the guard; on by default.
     """
 
     key_schema: tuple[str, ...] | None = None
@@ -48,6 +51,9 @@ class Settings:
     bad_records: BadRecordMode = "quarantine"
     quarantine_collection: str | None = None
     shard_key: tuple[str, ...] = field(default=())
+    tombstones: bool = True
+    tombstone_collection: str | None = None
+    tombstone_retention_s: int = 48 * 3600
 
     def __post_init__(self) -> None:
         _check_choice("numbers", self.numbers, ("lossless", "float"))
@@ -55,6 +61,10 @@ class Settings:
         _check_choice("bad_records", self.bad_records, ("quarantine", "fail"))
         if self.key_schema is not None and not 1 <= len(self.key_schema) <= 2:
             raise ConfigurationError("key_schema names one or two attributes (partition, sort)")
+        if self.tombstone_retention_s < 24 * 3600:
+            raise ConfigurationError(
+                "tombstone_retention_s must cover the stream's 24-hour retention (>= 86400)"
+            )
         if not self.sequence_field or "." in self.sequence_field or "$" in self.sequence_field:
             raise ConfigurationError("sequence_field must be a plain top-level field name")
 
@@ -88,6 +98,8 @@ class Settings:
             bad_records=env.get("REPLICATOR_BAD_RECORDS", "quarantine"),  # type: ignore[arg-type]
             quarantine_collection=env.get("REPLICATOR_QUARANTINE_COLLECTION") or None,
             shard_key=names("REPLICATOR_SHARD_KEY") or (),
+            tombstones=flag("REPLICATOR_TOMBSTONES", True),
+            tombstone_collection=env.get("REPLICATOR_TOMBSTONE_COLLECTION") or None,
         )
 
     @classmethod
