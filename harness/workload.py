@@ -11,7 +11,8 @@ stream record for a write that changes nothing). :func:`expected_state` is that 
 :func:`run_workload` sends the operations. With ``writers > 1`` each key belongs to one writer
 thread (by a hash of the key), so the writes to any one key happen in plan order and the final
 table is the same as with one writer. Multi-key operations (BatchWriteItem, TransactWriteItems)
-only group keys of one writer.
+only group keys of one writer (so their grouping depends on ``writers``), and a transaction runs
+while no other operation does (moto restores a whole-table snapshot when one is cancelled).
 
 Values are wire format (``{"S": ..}``, ``{"N": "19.99"}``, ``{"B": b".."}``, ...). The planner
 checks every item it would produce against DynamoDB's rules (:func:`check_item`: size, nesting,
@@ -250,7 +251,9 @@ class Operation:
     ``op`` is the kind actually planned: when the drawn kind is impossible (``put_new`` with every
     key present, ``delete`` with none...) the planner substitutes the closest possible one
     (put_new <-> put_overwrite, delete -> put_new, update_remove -> update_set,
-    update_delete_set -> update_add_set, update_add_number -> update_set). ``keys`` are the keys
+    update_delete_set -> update_add_set -> update_set, update_add_number -> update_set; a
+    ``conditional_fail`` transaction needs two keys of one writer, else it is a conditional
+    PutItem). ``keys`` are the keys
     the call names, ``writes`` those whose item it changes (empty for a failing conditional write;
     a transaction's ConditionCheck is not a write). ``writer`` is the writer thread that owns them.
     """
@@ -270,8 +273,10 @@ class Operation:
 class WorkloadResult:
     """What happened.
 
-    ``counts``: operations done per kind (a ``conditional_fail`` counts when it failed as it
-    should). ``last_write``: key tuple -> ``time.time()`` after the last successful write to it.
+    ``total``: operations planned. ``counts``: operations that succeeded, per kind (a
+    ``conditional_fail`` succeeds when its condition fails; ``failed_conditional`` counts those).
+    ``retries``: calls repeated after throttling or a transient error (and unprocessed batch items
+    resent). ``last_write``: key tuple -> ``time.time()`` after the last successful write to it.
     ``writes``: ``(time, key)`` for every successful write of a key, in time order, where ``key``
     is the wire-format key mapping (``{"id": {"S": "k1"}}``, the shape of a stream record's
     ``dynamodb.Keys``). ``errors``: messages of operations that failed (first
@@ -487,7 +492,7 @@ def _bool(rng: random.Random) -> AttributeValue:
     return {"BOOL": rng.random() < 0.5}
 
 
-def _distinct(rng: random.Random, tag: str, make: Callable[[], Any], low: int, high: int) -> list:
+def _distinct(rng: random.Random, tag: str, make: Callable[[], Any], low: int, high: int) -> list[Any]:
     wanted = rng.randint(low, high)
     out: list[Any] = []
     marks: list[Any] = []
@@ -684,7 +689,7 @@ def _container(item: Item, path: Path) -> Any:
 
 def apply_actions(item: Item, actions: Sequence[Action]) -> Item:
     """A copy of ``item`` after an UpdateItem made of ``actions`` (one per top-level attribute)."""
-    new = _clone(item)
+    new: Item = _clone(item)
     for kind, path, value in actions:
         holder = _container(new, path)
         last = path[-1]
@@ -1290,7 +1295,7 @@ class _Planner:
     def plan_one(self, kind: str) -> _Plan:
         tried: list[str] = []
         while True:
-            plan = getattr(self, f"plan_{kind}")()
+            plan: _Plan | None = getattr(self, f"plan_{kind}")()
             if plan is not None:
                 return plan
             tried.append(kind)
