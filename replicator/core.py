@@ -230,12 +230,10 @@ def quarantine_document(bad: BadRecord) -> dict[str, Any]:
 
 
 def _quarantine_id(bad: BadRecord) -> str:
-    """Stable across redeliveries, so a replayed batch does not quarantine a record twice."""
-    raw = bad.raw if isinstance(bad.raw, Mapping) else {}
-    source = raw.get("eventSourceARN") or ""
-    if bad.sequence_number:
-        return f"{source}#{bad.sequence_number}"
-    return "sha256:" + hashlib.sha256(_raw_json(bad.raw).encode()).hexdigest()
+    """Stable across redeliveries (a replayed batch does not quarantine a record twice), and
+    distinct for distinct records even when they claim the same sequence number."""
+    digest = hashlib.sha256(_raw_json(bad.raw).encode()).hexdigest()
+    return f"{bad.sequence_number or 'no-sequence'}:{digest}"
 
 
 def _raw_json(raw: Any) -> str:

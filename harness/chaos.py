@@ -1,0 +1,262 @@
+"""Randomized fault schedules on the embedded stack (moto + mongomock).
+
+Each schedule is a seed: it picks a small workload and a fault plan, writes the workload to a fresh
+moto table, reads the stream, and drives the replicator through the Lambda event-source-mapping
+emulation with every fault of :mod:`harness.faults` switched on at random rates. A schedule
+*diverges* when MongoDB does not equal the table at the end, and *loses a record* when a record is
+neither applied (or superseded) nor kept in quarantine. Each failing schedule is written out as a
+replayable recording: the capture layout ``harness replay`` reads (table.json, events.json,
+final_items.json) plus ``schedule.json`` (seed, workload, fault plan).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.backends.base import SourceBackend, TableSpec, source_backend
+from harness.convergence import check
+from harness.faults import BulkWriteShim, FaultLog, FaultPlan, FaultyCollection, corrupt_record
+from harness.workload import WorkloadSpec, run_workload
+from replicator.core import Replicator
+from replicator.plan import Planner
+from replicator.settings import Settings
+
+MIXES = [
+    {"put_new": 3, "put_overwrite": 2, "update_set": 2, "update_remove": 2, "delete": 2},
+    {"put_new": 1, "update_set": 3, "update_add_number": 2, "delete": 3},
+    {"put_overwrite": 3, "delete": 3, "put_new": 2, "batch_write": 1},
+    {"put_new": 2, "update_remove": 2, "update_add_set": 1, "update_delete_set": 1, "delete": 2},
+]
+
+
+@dataclass
+class ScheduleResult:
+    seed: int
+    faults: dict[str, Any]
+    workload: dict[str, Any]
+    records: int = 0
+    diverged: bool = False
+    lost_records: list[str] = field(default_factory=list)
+    diff: dict[str, Any] | None = None
+    injected: dict[str, int] = field(default_factory=dict)
+    recording: str | None = None
+    seconds: float = 0.0
+
+    @property
+    def failed(self) -> bool:
+        return self.diverged or bool(self.lost_records)
+
+
+class FaultyHandler:
+    """Wraps ``Replicator.handle`` with the handler-side faults of a plan.
+
+    Duplicate delivery (the same event twice), a late retry (an old event delivered again after
+    later ones were applied), corrupted copies of records injected into the event, and a handler
+    timeout (the writes happen, then the invocation dies, so Lambda retries the batch).
+    """
+
+    def __init__(self, replicator: Replicator, plan: FaultPlan, rng: random.Random,
+                 log: FaultLog) -> None:
+        self.replicator = replicator
+        self.plan = plan
+        self.rng = rng
+        self.log = log
+        self.history: list[dict[str, Any]] = []
+        self.corrupted: list[dict[str, Any]] = []
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        plan, rng = self.plan, self.rng
+        if self.history and rng.random() < plan.late_retry_rate:
+            self.log.count("late_retry")
+            self.replicator.process(rng.choice(self.history))
+        records = list(event["Records"])
+        if records and rng.random() < plan.malformed_rate:
+            kind, bad = corrupt_record(rng.choice(records), rng)
+            self.log.count(f"malformed:{kind}")
+            self.corrupted.append({"kind": kind, "record": bad})
+            records.insert(rng.randrange(len(records) + 1), bad)
+        delivered = {"Records": records}
+        response = self.replicator.handle(delivered)
+        self.history.append({"Records": list(event["Records"])})
+        if rng.random() < plan.duplicate_delivery_rate:
+            self.log.count("duplicate_delivery")
+            response = self.replicator.handle(delivered)
+        if rng.random() < plan.handler_timeout_rate:
+            self.log.count("handler_timeout")
+            raise TimeoutError("Task timed out (injected)")
+        return response
+
+
+def random_workload(rng: random.Random, seed: int) -> WorkloadSpec:
+    return WorkloadSpec.from_dict({
+        "operations": rng.randint(8, 30),
+        "keys": rng.randint(2, 8),
+        "mix": rng.choice(MIXES),
+        "value_profile": rng.choice(["simple", "simple", "type_zoo"]),
+        "seed": seed,
+    })
+
+
+def run_schedule(
+    source: SourceBackend,
+    seed: int,
+    *,
+    guard: bool = True,
+    recordings: Path | None = None,
+) -> ScheduleResult:
+    """One seeded schedule on a started source; mongomock is the target."""
+    import mongomock
+
+    from harness.driver import EsmConfig, EventSourceMapping
+    from harness.lambda_events import to_lambda_record
+    from harness.streams import StreamReader
+
+    started = time.perf_counter()
+    rng = random.Random(seed)
+    plan = FaultPlan.random(rng, seed)
+    workload = random_workload(rng, seed)
+    spec = TableSpec(name=f"chaos-{seed}-{uuid.uuid4().hex[:6]}", partition_key=("id", "S"))
+    result = ScheduleResult(seed, plan.as_dict(), workload.to_dict())
+    table = source.create_table(spec)
+    try:
+        run_workload(source.dynamodb(), spec, workload)
+        per_shard = StreamReader(source.streams(), table.stream_arn).drain(idle_polls=1)
+        database = mongomock.MongoClient()["chaos"]
+        collection = database["items"]
+        log = FaultLog()
+        faulty = FaultyCollection(BulkWriteShim(collection), plan, log, random.Random(seed + 1))
+        settings = Settings(key_schema=spec.key_schema, guard=guard)
+        replicator = Replicator(faulty, settings, quarantine=database["items_quarantine"],
+                                tombstones=database["items_tombstones"],
+                                archive=database["items_ttl_archive"])
+        handler = FaultyHandler(replicator, plan, random.Random(seed + 2), log)
+        driver = EventSourceMapping(
+            handler,
+            EsmConfig(batch_size=plan.max_batch, report_batch_item_failures=True,
+                      maximum_retry_attempts=500, bisect_batch_on_function_error=False),
+            stream_arn=table.stream_arn,
+        )
+        records = []
+        for shard_id, shard_records in per_shard.items():
+            records.extend(shard_records)
+            driver.feed(shard_id, shard_records)
+        report = driver.drain()
+        result.records = len(records)
+        result.injected = dict(log.injected)
+        items = _scan(source, spec.name)
+        diff = check(items, collection, Planner(settings))
+        result.diverged = not diff.converged
+        if result.diverged:
+            result.diff = diff.as_dict()
+        result.lost_records = _lost(report, handler, database["items_quarantine"])
+        if result.failed and recordings is not None:
+            lambda_records = [to_lambda_record(r, stream_arn=table.stream_arn, region="us-east-1")
+                              for r in records]
+            result.recording = str(_record(recordings, result, spec, lambda_records, items))
+    finally:
+        source.delete_table(table)
+        result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _lost(report: Any, handler: FaultyHandler, quarantine: Any) -> list[str]:
+    """Records neither applied nor kept: discarded by the driver, or corrupted but not quarantined."""
+    lost = []
+    for failure in getattr(report, "on_failure", []) or []:
+        lost.append(f"discarded batch: {failure}")
+    kept = {doc.get("raw_record") for doc in quarantine.find({}, {"raw_record": 1})}
+    for corrupted in handler.corrupted:
+        raw = json.dumps(corrupted["record"], sort_keys=True, ensure_ascii=False)
+        if raw not in kept:
+            lost.append(f"corrupted record not quarantined ({corrupted['kind']})")
+    return lost
+
+
+def _scan(source: SourceBackend, table: str) -> list[dict[str, Any]]:
+    client = source.dynamodb()
+    items: list[dict[str, Any]] = []
+    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
+    while True:
+        page = client.scan(**request)
+        items.extend(page.get("Items", []))
+        if "LastEvaluatedKey" not in page:
+            return items
+        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
+            lambda_records: list[dict[str, Any]], items: list[dict[str, Any]]) -> Path:
+    target = directory / f"schedule-{result.seed}"
+    target.mkdir(parents=True, exist_ok=True)
+    (target / "table.json").write_text(json.dumps(spec.create_table_request(), indent=1))
+    (target / "events.json").write_text(json.dumps({"Records": lambda_records}, indent=1))
+    (target / "final_items.json").write_text(json.dumps(_wire_json(items), indent=1))
+    (target / "schedule.json").write_text(json.dumps({
+        "seed": result.seed, "faults": result.faults, "workload": result.workload,
+        "injected": result.injected, "lost_records": result.lost_records, "diff": result.diff,
+    }, indent=1, default=str))
+    return target
+
+
+def run_chaos(
+    schedules: int,
+    seed: int = 0,
+    *,
+    guard: bool = True,
+    recordings: Path | None = None,
+    source_name: str = "moto",
+    progress: Callable[[int, int, ScheduleResult], None] | None = None,
+) -> dict[str, Any]:
+    """Run ``schedules`` seeded schedules; the report lists each divergence with its recording."""
+    source = source_backend(source_name)
+    source.start()
+    results: list[ScheduleResult] = []
+    started = time.perf_counter()
+    try:
+        for number in range(schedules):
+            result = run_schedule(source, seed + number, guard=guard, recordings=recordings)
+            results.append(result)
+            if progress:
+                progress(number + 1, schedules, result)
+    finally:
+        source.stop()
+    failing = [r for r in results if r.failed]
+    injected: dict[str, int] = {}
+    for r in results:
+        for name, count in r.injected.items():
+            injected[name] = injected.get(name, 0) + count
+    return {
+        "schedules": len(results),
+        "first_seed": seed,
+        "guard": guard,
+        "records": sum(r.records for r in results),
+        "divergences": [
+            {"seed": r.seed, "faults": r.faults, "workload": r.workload, "diff": r.diff,
+             "lost_records": r.lost_records, "recording": r.recording}
+            for r in failing
+        ],
+        "diverged": sum(1 for r in results if r.diverged),
+        "lost_records": sum(len(r.lost_records) for r in results),
+        "faults_injected": injected,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+
+
+def _wire_json(value: Any) -> Any:
+    """boto3 values -> DynamoDB wire JSON (bytes as base64 text, as in the fixtures)."""
+    import base64
+
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {k: _wire_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_wire_json(v) for v in value]
+    return value
