@@ -22,7 +22,7 @@ import base64
 import binascii
 import re
 from collections.abc import Callable, Mapping
-from decimal import Decimal
+from decimal import Decimal, DecimalException
 from typing import Any, Literal
 
 from bson.decimal128 import Decimal128
@@ -49,30 +49,89 @@ def convert_number(text: Any, mode: NumberMode = "lossless") -> Any:
     """Convert the text of an ``N`` value (see the module docstring for the rules)."""
     if type(text) is not str:
         raise _Bad(f"a number must be a string, got {type(text).__name__}")
-    if _SMALL_INT.fullmatch(text):  # the common case: no Decimal needed
+    if len(text) < 19 and text.isdigit() and text.isascii():  # the common case: no Decimal needed
         return int(text)
-    if not _NUMBER.fullmatch(text):
+    if text[:1] == "-" and _SMALL_INT.fullmatch(text):
+        return int(text)
+    match = _NUMBER.fullmatch(text)
+    if match is None:
         raise _Bad(f"not a number: {text!r}")
     if mode == "float":
         return float(text)
+    mantissa, exponent_text = match.groups()
+    if exponent_text is not None and len(exponent_text) > 8:
+        return _exact_number(text)  # an exponent far outside DynamoDB's range: the general path
+    # Normalize exactly on the text (Decimal.normalize() would round to the context's 28 digits).
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    significant = digits.rstrip("0")
+    if not significant:
+        return 0  # DynamoDB has no negative zero
+    exponent = len(digits) - len(significant) - len(fraction)
+    if exponent_text is not None:
+        exponent += int(exponent_text[1:])
+    negative = text[0] == "-"
+    if exponent >= 0 and len(significant) + exponent <= 19:
+        value = int(significant) * 10**exponent * (-1 if negative else 1)
+        if INT64_MIN <= value <= INT64_MAX:
+            return value
+    if len(significant) <= DECIMAL128_DIGITS:
+        return _decimal128(negative, int(significant), exponent)
+    return str(Decimal((int(negative), tuple(map(int, significant)), exponent)))
+
+
+def _exact_number(text: str) -> Any:
+    """The general path of :func:`convert_number`, through ``Decimal``, for any exponent."""
     sign, digits, exponent = Decimal(text).as_tuple()
     assert isinstance(exponent, int)
-    # Normalize exactly (Decimal.normalize() would round to the context's 28 digits).
     end = len(digits)
     while end > 1 and digits[end - 1] == 0:
         end -= 1
     exponent += len(digits) - end
     digits = digits[:end]
     if digits == (0,):
-        return 0  # DynamoDB has no negative zero
+        return 0
     if exponent >= 0 and len(digits) + exponent <= 19:
         value = int("".join(map(str, digits))) * 10**exponent * (-1 if sign else 1)
         if INT64_MIN <= value <= INT64_MAX:
             return value
     exact = Decimal((sign, digits, exponent))
     if len(digits) <= DECIMAL128_DIGITS:
-        return Decimal128(exact)
+        return _checked_decimal128(exact)
     return str(exact)
+
+
+def _checked_decimal128(value: Decimal) -> Decimal128:
+    """``Decimal128(value)``, or a conversion error when the exponent is beyond Decimal128's range
+    (pymongo raises decimal.Overflow/Inexact there; DynamoDB never sends such a number)."""
+    try:
+        return Decimal128(value)
+    except DecimalException:
+        raise _Bad(f"number out of Decimal128's range: {value}") from None
+
+
+# Decimal128's exponent range for a coefficient of at most 34 digits (IEEE 754-2008 BID).
+_BID_EXPONENT_MIN, _BID_EXPONENT_MAX, _BID_EXPONENT_BIAS = -6176, 6111, 6176
+_LOW_64 = (1 << 64) - 1
+_BID_SIGN = 1 << 63
+
+
+def _decimal128(negative: bool, significand: int, exponent: int) -> Decimal128:
+    """``Decimal128`` of ``(-1)**negative * significand * 10**exponent``, exact.
+
+    Builds the BID bits directly: pymongo's ``Decimal128(Decimal)`` does the same through a
+    decimal context and a bit-by-bit loop, about ten times slower. ``significand`` has at most
+    34 digits, so it is below 2**113 and always fits the plain (not the "11" prefixed) form.
+    """
+    if not _BID_EXPONENT_MIN <= exponent <= _BID_EXPONENT_MAX:
+        return _checked_decimal128(
+            Decimal((int(negative), tuple(map(int, str(significand))), exponent))
+        )
+    high = ((exponent + _BID_EXPONENT_BIAS) << 49) | (significand >> 64)
+    if negative:
+        high |= _BID_SIGN
+    # Decimal128 documents a (high, low) BID tuple as a value; its type hints omit it.
+    return Decimal128((high, significand & _LOW_64))  # type: ignore[arg-type]
 
 
 def _number_sort_key(text: Any) -> Decimal:
@@ -146,7 +205,8 @@ class Converter:
                 # DynamoDB Local renders an empty map inside a list as a bare {} (measured).
                 return {}
             raise _Bad(f"expected exactly one type tag, got {sorted(attribute)}")
-        ((tag, payload),) = attribute.items()
+        (tag,) = attribute
+        payload = attribute[tag]
         convert = self._by_tag.get(tag)
         if convert is None:
             raise _Bad(f"unknown DynamoDB type tag {tag!r}")
@@ -173,13 +233,34 @@ class Converter:
             raise _Bad(f"NULL value must be true, got {value!r:.40}")
         return None
 
+    # _map and _list inline the commonest values (S, a small non-negative N, any known tag) and
+    # hand everything else to _value, which gives the same result the long way; this is the hot
+    # loop of the replicator.
     def _map(self, value: Any) -> dict[str, Any]:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             raise _Bad(f"M value must be an object, got {type(value).__name__}")
         out: dict[str, Any] = {}
         convert = self._value
+        by_tag = self._by_tag
         for name, attribute in value.items():
             try:
+                if type(attribute) is dict and len(attribute) == 1:
+                    (tag,) = attribute
+                    payload = attribute[tag]
+                    if tag == "S":
+                        if type(payload) is str:
+                            out[name] = payload
+                            continue
+                    elif (
+                        tag == "N" and type(payload) is str and len(payload) < 19
+                        and payload.isdigit() and payload.isascii()
+                    ):
+                        out[name] = int(payload)
+                        continue
+                    handler = by_tag.get(tag)
+                    if handler is not None:
+                        out[name] = handler(payload)
+                        continue
                 out[name] = convert(attribute)
             except _Bad as bad:
                 bad.path.insert(0, _name_step(name))
@@ -188,10 +269,28 @@ class Converter:
 
     def _list(self, value: Any) -> list[Any]:
         items = _list_of(value, "L")
-        out = []
+        out: list[Any] = []
         convert = self._value
+        by_tag = self._by_tag
         for position, attribute in enumerate(items):
             try:
+                if type(attribute) is dict and len(attribute) == 1:
+                    (tag,) = attribute
+                    payload = attribute[tag]
+                    if tag == "S":
+                        if type(payload) is str:
+                            out.append(payload)
+                            continue
+                    elif (
+                        tag == "N" and type(payload) is str and len(payload) < 19
+                        and payload.isdigit() and payload.isascii()
+                    ):
+                        out.append(int(payload))
+                        continue
+                    handler = by_tag.get(tag)
+                    if handler is not None:
+                        out.append(handler(payload))
+                        continue
                 out.append(convert(attribute))
             except _Bad as bad:
                 bad.path.insert(0, f"[{position}]")
@@ -210,6 +309,8 @@ class Converter:
 
     def _number_set(self, value: Any) -> list[Any]:
         items = _list_of(value, "NS")
+        if all(type(i) is str and len(i) < 19 and i.isdigit() and i.isascii() for i in items):
+            return sorted(map(int, items))  # small non-negative integers: their order is numeric
         out = []
         for position, item in enumerate(items):
             try:

@@ -1,0 +1,260 @@
+"""moto as a DynamoDB source: in-process (``moto``) or as a threaded HTTP server (``moto-server``).
+
+Both hand out boto3 clients that carry dummy credentials themselves: nothing is written to
+``os.environ`` (moto's own credential mocking is switched off), and the clients ignore the user's
+AWS config files, ``AWS_PROFILE`` and ``AWS_ENDPOINT_URL``, so a developer's real setup can neither
+break nor be reached by the harness.
+
+``Boto3Source`` holds what every emulator-backed source shares (clients, create/delete table); the
+DynamoDB Local backend builds on it too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+import urllib.request
+from typing import Any
+
+from harness.backends.base import BackendUnavailable, Table, TableSpec, register_source
+
+REGION = "us-east-1"
+DUMMY_CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+def make_client(
+    service: str, *, endpoint_url: str | None = None, region: str = REGION, **config: Any
+) -> Any:
+    """A boto3 client with dummy credentials, isolated from the user's AWS configuration.
+
+    ``account_id_endpoint_mode="disabled"`` keeps current botocore from sending DynamoDB Streams
+    calls to an account-based endpoint that moto does not serve (see EMULATORS.md). ``config``
+    overrides botocore ``Config`` fields (timeouts, retries).
+    """
+    import boto3
+    import botocore.session
+    from botocore.config import Config
+
+    # No profile (AWS_PROFILE naming a missing profile would raise), no config or credentials file.
+    core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
+    core.set_config_variable("config_file", os.devnull)
+    core.set_config_variable("credentials_file", os.devnull)
+    session = boto3.session.Session(botocore_session=core, region_name=region, **DUMMY_CREDENTIALS)
+    settings = Config(
+        account_id_endpoint_mode="disabled",
+        ignore_configured_endpoint_urls=True,
+        proxies={},  # the emulators are on 127.0.0.1: never through an HTTP(S)_PROXY
+        retries={"mode": "standard", "max_attempts": 3},
+        connect_timeout=5,
+        read_timeout=60,
+    )
+    return session.client(service, endpoint_url=endpoint_url, config=settings.merge(Config(**config)))
+
+
+class Boto3Source:
+    """Clients and table lifecycle shared by the emulator backends (subclasses set the endpoint)."""
+
+    name = "boto3"
+    region = REGION
+
+    def __init__(self) -> None:
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    # -- subclass hooks ---------------------------------------------------------------------------
+    def endpoint_url(self) -> str | None:
+        """Where the clients go; ``None`` for in-process moto."""
+        return None
+
+    def _require_started(self) -> None:
+        """Raise if the backend is not running (subclasses know how to tell)."""
+
+    # -- clients ---------------------------------------------------------------------------------
+    def _client(self, service: str) -> Any:
+        self._require_started()
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = make_client(
+                    service, endpoint_url=self.endpoint_url(), region=self.region
+                )
+            return self._clients[service]
+
+    def _forget_clients(self) -> None:
+        with self._lock:
+            clients, self._clients = self._clients, {}
+        for client in clients.values():
+            with contextlib.suppress(Exception):
+                client.close()
+
+    def dynamodb(self) -> Any:
+        return self._client("dynamodb")
+
+    def streams(self) -> Any:
+        return self._client("dynamodbstreams")
+
+    # -- tables ----------------------------------------------------------------------------------
+    def create_table(self, spec: TableSpec, *, timeout: float = 60.0) -> Table:
+        """Create the table with its stream on, wait until it is ACTIVE, return it with its ARN."""
+        client = self.dynamodb()
+        client.create_table(**spec.create_table_request())
+        deadline = time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            description = client.describe_table(TableName=spec.name)["Table"]
+            if description.get("TableStatus") == "ACTIVE" and description.get("LatestStreamArn"):
+                return Table(spec=spec, stream_arn=description["LatestStreamArn"],
+                             details=description)
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"{self.name}: table {spec.name!r} not ACTIVE with a stream after {timeout:.0f} s "
+                    f"(status {description.get('TableStatus')!r})"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+    def delete_table(self, table: Table, *, timeout: float = 30.0) -> None:
+        """Delete the table (a table already gone is fine) and wait until it is gone."""
+        client = self.dynamodb()
+        missing = client.exceptions.ResourceNotFoundException
+        try:
+            client.delete_table(TableName=table.spec.name)
+        except missing:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                client.describe_table(TableName=table.spec.name)
+            except missing:
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"{self.name}: table {table.spec.name!r} still there after {timeout:.0f} s")
+
+
+@register_source("moto")
+class MotoSource(Boto3Source):
+    """moto in-process: ``mock_aws`` is active between ``start()`` and ``stop()``.
+
+    While it is active, moto intercepts every boto3/botocore call of this process (that is how an
+    in-process mock works); its tables vanish at ``stop()``. moto keeps one state per process, so
+    two moto backends alive at once share their tables.
+    """
+
+    name = "moto"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._mock: Any = None
+
+    def _require_started(self) -> None:
+        if self._mock is None:
+            raise RuntimeError("moto source not started: call start() first")
+
+    def start(self) -> None:
+        if self._mock is not None:
+            return
+        try:
+            from moto import mock_aws
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise BackendUnavailable(
+                "moto is not installed: pip install 'moto[dynamodb,server]>=5'"
+            ) from error
+        # mock_credentials=False: moto would otherwise put FOOBARKEY credentials in os.environ.
+        mock = mock_aws(config={"core": {"mock_credentials": False}})
+        mock.start()
+        self._mock = mock
+
+    def stop(self) -> None:
+        self._forget_clients()
+        mock, self._mock = self._mock, None
+        if mock is not None:
+            mock.stop()
+
+
+_werkzeug_quiet = 0
+_werkzeug_level = logging.NOTSET
+_werkzeug_lock = threading.Lock()
+
+
+def _quiet_werkzeug() -> None:
+    global _werkzeug_quiet, _werkzeug_level
+    with _werkzeug_lock:
+        logger = logging.getLogger("werkzeug")
+        if _werkzeug_quiet == 0:
+            _werkzeug_level = logger.level
+            logger.setLevel(logging.CRITICAL)  # no request lines, no tracebacks of 500s
+        _werkzeug_quiet += 1
+
+
+def _restore_werkzeug() -> None:
+    global _werkzeug_quiet
+    with _werkzeug_lock:
+        _werkzeug_quiet -= 1
+        if _werkzeug_quiet == 0:
+            logging.getLogger("werkzeug").setLevel(_werkzeug_level)
+
+
+@register_source("moto-server")
+class MotoServerSource(Boto3Source):
+    """moto's ``ThreadedMotoServer`` on 127.0.0.1 and a free port, request logging off.
+
+    The server runs in a thread of this process and shares moto's per-process state: its data is
+    reset at ``stop()``. ``endpoint_url=`` uses a moto server that is already running instead
+    (nothing is started, stopped or reset then).
+    """
+
+    name = "moto-server"
+
+    def __init__(self, endpoint_url: str | None = None) -> None:
+        super().__init__()
+        self._external = endpoint_url.rstrip("/") if endpoint_url else None
+        self._server: Any = None
+        self._url: str | None = None
+
+    def endpoint_url(self) -> str | None:
+        return self._url
+
+    def _require_started(self) -> None:
+        if self._url is None:
+            raise RuntimeError("moto-server source not started: call start() first")
+
+    def start(self) -> None:
+        if self._url is not None:
+            return
+        if self._external:
+            self._url = self._external
+            return
+        try:
+            from moto.server import ThreadedMotoServer
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise BackendUnavailable(
+                "moto's server extras are not installed: pip install 'moto[dynamodb,server]>=5'"
+            ) from error
+        _quiet_werkzeug()
+        try:
+            # Port 0: the OS picks a free port when the socket is bound (no race, no busy port).
+            server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+            server.start()
+        except BaseException:
+            _restore_werkzeug()
+            raise
+        self._server = server
+        host, port = server.get_host_and_port()
+        self._url = f"http://{host}:{port}"
+
+    def stop(self) -> None:
+        self._forget_clients()
+        server, self._server = self._server, None
+        url, self._url = self._url, None
+        if server is None:
+            return
+        try:
+            with contextlib.suppress(Exception):  # moto's state outlives the server otherwise
+                request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+                opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+                opener.open(request, timeout=5).close()
+            server.stop()
+        finally:
+            _restore_werkzeug()

@@ -1,0 +1,814 @@
+"""An emulation of AWS Lambda's event source mapping (ESM) for DynamoDB Streams.
+
+Feed it the records ``GetRecords`` returned, shard by shard; it invokes a handler with Lambda
+events the way the ESM would, and reports what happened. What it emulates, with the AWS docs page
+each rule comes from:
+
+* **Batching** ("Using AWS Lambda with Amazon DynamoDB", *Polling and batching streams*): a shard's
+  records go out in order, in batches of at most ``BatchSize`` records and at most 6 MB of event
+  payload; with ``MaximumBatchingWindowInSeconds`` > 0 a batch smaller than ``BatchSize`` waits
+  until its oldest record has waited that long.
+* **ParallelizationFactor** (*Concurrent batches per shard*): a shard's records are spread over N
+  concurrent batches by a hash of the partition key, so that one key's records stay in order.
+  Here: N lanes per shard, lane = MD5(partition key) mod N; the ready batch of every lane of every
+  shard runs at the same time in a thread pool (shards are processed concurrently too).
+* **Partial batch responses** ("Configuring partial batch response with DynamoDB and Lambda"):
+  with ``ReportBatchItemFailures`` the ESM checkpoints before the lowest reported sequence number
+  and retries from it; an empty or null ``batchItemFailures`` list or an empty or null response is
+  a complete success; an empty or null ``itemIdentifier`` or one under a wrong key name is a
+  complete failure. Without ``ReportBatchItemFailures`` any returned value is a success.
+* **Errors** ("Retain discarded records for a DynamoDB event source in Lambda"): a function error
+  retries the batch until ``MaximumRetryAttempts`` or ``MaximumRecordAgeInSeconds`` runs out;
+  ``BisectBatchOnFunctionError`` splits a failed batch in two without consuming the retry quota;
+  discarded records produce an on-failure invocation record (``DDBStreamBatchInfo``) and the shard
+  goes on.
+* **Shard lineage**: a child shard is processed only after its parent (``feed(...,
+  parent_shard_id=...)``).
+
+Where AWS leaves a choice open this module says which one it made, next to the code (see also
+:class:`EsmConfig`). The handler gets a fresh event decoded from JSON for every invocation, as a
+real function would, and its return value goes through JSON like the Python runtime's (a value
+JSON cannot carry is a ``Runtime.MarshalError`` function error).
+"""
+
+from __future__ import annotations
+
+import decimal
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from harness.lambda_events import epoch_seconds, to_lambda_record
+
+__all__ = [
+    "MAX_PAYLOAD_BYTES",
+    "Discard",
+    "DriverReport",
+    "EsmConfig",
+    "EventSourceMapping",
+    "Invocation",
+    "MalformedResponse",
+    "lane_for",
+    "retry_from_index",
+]
+
+log = logging.getLogger("harness.driver")
+
+#: Lambda's synchronous invocation payload limit, which also caps a stream batch.
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+_EVENT_OVERHEAD = len('{"Records":[]}')
+
+#: Invocation outcomes, as logged.
+SUCCESS = "success"
+PARTIAL_FAILURE = "partial_failure"
+FUNCTION_ERROR = "function_error"
+MALFORMED_RESPONSE = "malformed_response"
+
+#: ``requestContext.condition`` of on-failure records.
+RETRY_ATTEMPTS_EXHAUSTED = "RetryAttemptsExhausted"
+RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
+
+
+# -- configuration -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EsmConfig:
+    """The ESM settings that apply to DynamoDB Streams, with AWS's defaults and ranges.
+
+    AWS names: BatchSize, MaximumBatchingWindowInSeconds, ParallelizationFactor,
+    StartingPosition, MaximumRetryAttempts, MaximumRecordAgeInSeconds, BisectBatchOnFunctionError,
+    FunctionResponseTypes=["ReportBatchItemFailures"] (see :meth:`from_aws`).
+
+    ``maximum_retry_attempts=-1`` (AWS: retry until the records expire, 24 h on DynamoDB Streams)
+    is capped here at ``retry_safety_limit`` retries so that a run always ends; a batch dropped by
+    that cap is counted in :attr:`DriverReport.safety_cap_hits` and logged as a warning.
+    ``starting_position`` is validated and kept for the stream reader: the driver only sees the
+    records it is fed. ``maximum_batching_window_s`` accepts fractions (AWS takes whole seconds)
+    so that dev runs stay short.
+    """
+
+    batch_size: int = 100
+    maximum_batching_window_s: float = 0
+    parallelization_factor: int = 1
+    starting_position: str = "TRIM_HORIZON"
+    maximum_retry_attempts: int = -1
+    maximum_record_age_s: int = -1
+    bisect_batch_on_function_error: bool = False
+    report_batch_item_failures: bool = False
+    #: emulator only: the retry cap standing in for "infinite" (-1)
+    retry_safety_limit: int = 1000
+    #: emulator only: the event payload cap (Lambda's 6 MB)
+    max_payload_bytes: int = MAX_PAYLOAD_BYTES
+
+    def __post_init__(self) -> None:
+        _int_in("batch_size", self.batch_size, 1, 10_000)
+        window = self.maximum_batching_window_s
+        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 300:
+            raise ValueError(f"maximum_batching_window_s must be a number 0..300, got {window!r}")
+        _int_in("parallelization_factor", self.parallelization_factor, 1, 10)
+        if self.starting_position not in ("TRIM_HORIZON", "LATEST"):
+            raise ValueError(
+                f"starting_position must be TRIM_HORIZON or LATEST, got {self.starting_position!r}"
+            )
+        _int_in("maximum_retry_attempts", self.maximum_retry_attempts, -1, 10_000)
+        age = self.maximum_record_age_s
+        if age != -1:
+            _int_in("maximum_record_age_s", age, 60, 604_800, note=" (or -1 for no limit)")
+        for name in ("bisect_batch_on_function_error", "report_batch_item_failures"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
+        _int_in("retry_safety_limit", self.retry_safety_limit, 0, 10**9)
+        _int_in("max_payload_bytes", self.max_payload_bytes, 1, 10**12)
+
+    @property
+    def retry_limit(self) -> int:
+        """The retries a batch gets: MaximumRetryAttempts, or the safety limit for -1."""
+        if self.maximum_retry_attempts == -1:
+            return self.retry_safety_limit
+        return self.maximum_retry_attempts
+
+    @classmethod
+    def from_aws(cls, mapping: Mapping[str, Any], **emulator: Any) -> EsmConfig:
+        """From CreateEventSourceMapping parameter names (unknown names are ignored)."""
+        names = {
+            "BatchSize": "batch_size",
+            "MaximumBatchingWindowInSeconds": "maximum_batching_window_s",
+            "ParallelizationFactor": "parallelization_factor",
+            "StartingPosition": "starting_position",
+            "MaximumRetryAttempts": "maximum_retry_attempts",
+            "MaximumRecordAgeInSeconds": "maximum_record_age_s",
+            "BisectBatchOnFunctionError": "bisect_batch_on_function_error",
+        }
+        values = {ours: mapping[theirs] for theirs, ours in names.items() if theirs in mapping}
+        if "FunctionResponseTypes" in mapping:
+            values["report_batch_item_failures"] = (
+                "ReportBatchItemFailures" in (mapping["FunctionResponseTypes"] or [])
+            )
+        return cls(**values, **emulator)
+
+
+def _int_in(name: str, value: Any, low: int, high: int, note: str = "") -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ValueError(f"{name} must be an integer {low}..{high}{note}, got {value!r}")
+
+
+# -- the report ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Invocation:
+    """One call of the handler."""
+
+    shard_id: str
+    lane: int
+    first_sequence: str
+    last_sequence: str
+    size: int
+    #: 1 for a batch's first invocation, n for its (n-1)th retry (bisected halves inherit it)
+    attempt: int
+    outcome: str
+    started_at: float
+    duration_s: float
+    error: str | None = None
+    #: with a partial failure: the sequence number redelivery starts from
+    retry_from: str | None = None
+
+
+@dataclass(frozen=True)
+class Discard:
+    """Records the ESM gave up on (their on-failure record is in ``DriverReport.on_failure``)."""
+
+    shard_id: str
+    lane: int
+    sequence_numbers: tuple[str, ...]
+    condition: str
+    invocations: int
+    #: dropped by ``retry_safety_limit`` standing in for infinite retries (AWS would go on)
+    safety_cap: bool = False
+    last_outcome: str | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class DriverReport:
+    """Everything the mapping did so far (``drain()`` returns the same, growing, object)."""
+
+    invocations: int = 0
+    records_fed: int = 0
+    #: records handed to the handler, redeliveries included
+    records_delivered: int = 0
+    #: invocations that were retries (after a function error, a partial or malformed response)
+    retries: int = 0
+    bisections: int = 0
+    discarded_records: int = 0
+    safety_cap_hits: int = 0
+    #: on-failure invocation records, shaped like the SQS/SNS destination's messages
+    on_failure: list[dict[str, Any]] = field(default_factory=list)
+    discarded: list[Discard] = field(default_factory=list)
+    log: list[Invocation] = field(default_factory=list)
+    #: SequenceNumber -> clock time the invocation that completed it ended
+    completed_at: dict[str, float] = field(default_factory=dict)
+    #: (completion time, the record as fed) in completion order, for lag measurement
+    deliveries: list[tuple[float, Mapping[str, Any]]] = field(default_factory=list)
+
+    @property
+    def records_completed(self) -> int:
+        return len(self.completed_at)
+
+    def outcomes(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for invocation in self.log:
+            counts[invocation.outcome] = counts.get(invocation.outcome, 0) + 1
+        return counts
+
+    def summary(self) -> dict[str, Any]:
+        durations = sorted(i.duration_s for i in self.log)
+        return {
+            "invocations": self.invocations,
+            "records_fed": self.records_fed,
+            "records_delivered": self.records_delivered,
+            "records_completed": self.records_completed,
+            "retries": self.retries,
+            "bisections": self.bisections,
+            "discarded_records": self.discarded_records,
+            "on_failure_records": len(self.on_failure),
+            "safety_cap_hits": self.safety_cap_hits,
+            "outcomes": self.outcomes(),
+            "mean_batch_size": (
+                round(self.records_delivered / self.invocations, 2) if self.invocations else None
+            ),
+            "max_invocation_s": round(durations[-1], 6) if durations else None,
+        }
+
+
+# -- the response contract -----------------------------------------------------------------------
+class MalformedResponse(ValueError):
+    """A ``ReportBatchItemFailures`` response Lambda treats as a complete batch failure."""
+
+
+def retry_from_index(response: Any, sequence_numbers: Sequence[str]) -> int | None:
+    """Where a ``ReportBatchItemFailures`` response makes the batch restart.
+
+    None: the whole batch succeeded (a null response, a response without ``batchItemFailures``,
+    a null or empty list). An index: the position of the lowest reported sequence number; the
+    records before it are done. Raises :class:`MalformedResponse` for what the ESM counts as a
+    complete failure: a response that is not a JSON object, ``batchItemFailures`` that is not a
+    list, an entry that is not an object or whose ``itemIdentifier`` is missing (a wrong key
+    name), null, not a string, empty, or not a sequence number of this batch.
+    """
+    if response is None:
+        return None
+    if not isinstance(response, Mapping):
+        raise MalformedResponse(f"the response is a {type(response).__name__}, not an object")
+    failures = response.get("batchItemFailures")
+    if failures is None:
+        return None
+    if not isinstance(failures, list):
+        raise MalformedResponse(f"batchItemFailures is a {type(failures).__name__}, not a list")
+    if not failures:
+        return None
+    positions = {sequence: index for index, sequence in enumerate(sequence_numbers)}
+    lowest: int | None = None
+    for entry in failures:
+        if not isinstance(entry, Mapping):
+            raise MalformedResponse(f"a batchItemFailures entry is not an object: {entry!r:.100}")
+        identifier = entry.get("itemIdentifier")
+        if not isinstance(identifier, str) or not identifier:
+            raise MalformedResponse(f"itemIdentifier missing, null, empty or not text: {entry!r:.100}")
+        if identifier not in positions:
+            raise MalformedResponse(f"itemIdentifier {identifier!r:.60} is not in the batch")
+        index = positions[identifier]
+        lowest = index if lowest is None else min(lowest, index)
+    return lowest
+
+
+def lane_for(keys: Mapping[str, Any], factor: int, partition_key: str | None = None) -> int:
+    """The concurrent batch (0..factor-1) a record goes to: MD5 of its partition key, mod factor.
+
+    ``partition_key`` names the table's partition attribute; without it the canonical JSON of all
+    of ``Keys`` is hashed (one item's records still stay in order, which is what replication needs;
+    items sharing a partition key may then run in different lanes).
+    """
+    if factor <= 1:
+        return 0
+    if partition_key is not None and partition_key in keys:
+        material: Any = keys[partition_key]
+    else:
+        material = keys
+    text = json.dumps(material, sort_keys=True, separators=(",", ":"), default=_key_default)
+    return int.from_bytes(hashlib.md5(text.encode()).digest()[:8], "big") % factor
+
+
+def _key_default(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        import base64
+
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"a key value of type {type(value).__name__} is not DynamoDB JSON")
+
+
+# -- internals -----------------------------------------------------------------------------------
+@dataclass
+class _Entry:
+    sequence: str
+    record: Mapping[str, Any]
+    text: str  # the Lambda record as JSON
+    created: float | None  # ApproximateCreationDateTime, epoch seconds
+    fed_at: float  # clock time
+
+
+@dataclass
+class _Batch:
+    entries: list[_Entry]
+    retries: int = 0
+    invocations: int = 0
+    last_outcome: str | None = None
+    last_error: str | None = None
+
+
+@dataclass
+class _Lane:
+    shard_id: str
+    index: int
+    queue: deque[_Entry] = field(default_factory=deque)  # fed, not yet in a batch
+    pending: deque[_Batch] = field(default_factory=deque)  # batches (bisected halves) to invoke
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.queue or self.pending)
+
+
+@dataclass
+class _Shard:
+    shard_id: str
+    lanes: list[_Lane]
+    parent: str | None = None
+
+
+@dataclass
+class _Result:
+    started: float
+    ended: float
+    response: Any = None
+    error: str | None = None
+
+
+class EventSourceMapping:
+    """Drives ``handler(event) -> response`` like Lambda's ESM drives a function.
+
+    ``clock`` times everything (batching windows, durations, completion times); ``sleep`` lets
+    :meth:`drain` wait out a batching window. Record age (``MaximumRecordAgeInSeconds``) compares
+    a record's ``ApproximateCreationDateTime`` (epoch seconds) with ``epoch_clock``; by default
+    that is ``clock`` when one is injected (a test's fake clock, the runner's ``time.time``), and
+    ``time.time`` with the default monotonic clock. ``partition_key`` names the table's partition
+    attribute for ParallelizationFactor routing (see :func:`lane_for`). ``on_failure`` receives
+    each on-failure record as it is produced.
+
+    Not re-entrant from the handler; ``feed``/``pump``/``drain`` may be called from any one
+    thread at a time (a lock serialises them).
+    """
+
+    def __init__(
+        self,
+        handler: Callable[[dict[str, Any]], Any],
+        config: EsmConfig | None = None,
+        *,
+        stream_arn: str,
+        region: str = "us-east-1",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        on_failure: Callable[[dict[str, Any]], None] | None = None,
+        epoch_clock: Callable[[], float] | None = None,
+        partition_key: str | None = None,
+        function_arn: str | None = None,
+    ) -> None:
+        self.handler = handler
+        self.config = config or EsmConfig()
+        self.stream_arn = stream_arn
+        self.region = region
+        self.clock = clock
+        self.sleep = sleep
+        self.on_failure = on_failure
+        if epoch_clock is None:
+            epoch_clock = time.time if clock is time.monotonic else clock
+        self.epoch_clock = epoch_clock
+        self.partition_key = partition_key
+        self.function_arn = function_arn or _function_arn(stream_arn, region)
+        self.report = DriverReport()
+        self._shards: dict[str, _Shard] = {}
+        self._lock = threading.RLock()
+        self._executor: ThreadPoolExecutor | None = None
+        self._workers = 0
+
+    # -- public API ------------------------------------------------------------------------------
+    def feed(
+        self,
+        shard_id: str,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        parent_shard_id: str | None = None,
+    ) -> int:
+        """Append records of one shard, in stream order, as ``GetRecords`` returned them.
+
+        ``parent_shard_id`` (from DescribeStream) holds this shard back until the parent shard has
+        been fully processed. Returns the number of records appended.
+        """
+        if parent_shard_id == shard_id:
+            raise ValueError(f"shard {shard_id!r} cannot be its own parent")
+        with self._lock:
+            shard = self._shard(shard_id, parent_shard_id)
+            now = self.clock()
+            factor = len(shard.lanes)
+            count = 0
+            for record in records:
+                entry = self._entry(record, now)
+                lane = 0
+                if factor > 1:
+                    keys = record.get("dynamodb", {}).get("Keys") or {}
+                    lane = lane_for(keys, factor, self.partition_key)
+                shard.lanes[lane].queue.append(entry)
+                count += 1
+            self.report.records_fed += count
+            return count
+
+    def pump(self) -> int:
+        """Invoke every batch that is ready (full, its batching window passed, or a retry), each
+        lane on its own as soon as its previous batch settles, until no lane has one ready; never
+        waits for a window. Returns the invocations made."""
+        with self._lock:
+            return self._run(force=False)
+
+    def drain(self) -> DriverReport:
+        """Process everything fed so far, retries included, waiting out batching windows with
+        ``sleep``; returns the (cumulative) report."""
+        with self._lock:
+            while True:
+                self._run(force=False)
+                if not self._busy():
+                    return self.report
+                delay = self._time_to_ready()
+                before = self.clock()
+                if delay > 0:
+                    self.sleep(delay)
+                if (delay <= 0 or self.clock() <= before) and not self._run(force=True):
+                    # The clock did not move (a fake clock and sleep): flush without waiting.
+                    # Nothing could run at all: only a cycle of parent shards does that.
+                    raise RuntimeError(
+                        "records are left that no batch can take: check the parent_shard_id "
+                        "links for a cycle"
+                    )
+
+    @property
+    def pending_records(self) -> int:
+        """Records fed and neither completed nor discarded yet."""
+        with self._lock:
+            return sum(
+                len(lane.queue) + sum(len(b.entries) for b in lane.pending)
+                for shard in self._shards.values()
+                for lane in shard.lanes
+            )
+
+    def close(self) -> None:
+        """Stop the worker threads (they also end with the interpreter)."""
+        with self._lock:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+                self._workers = 0
+
+    def __enter__(self) -> EventSourceMapping:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- feeding ---------------------------------------------------------------------------------
+    def _shard(self, shard_id: str, parent: str | None) -> _Shard:
+        shard = self._shards.get(shard_id)
+        if shard is None:
+            lanes = [_Lane(shard_id, i) for i in range(self.config.parallelization_factor)]
+            shard = self._shards[shard_id] = _Shard(shard_id, lanes, parent)
+        elif parent is not None:
+            shard.parent = parent
+        return shard
+
+    def _entry(self, record: Mapping[str, Any], now: float) -> _Entry:
+        body = record.get("dynamodb") if isinstance(record, Mapping) else None
+        sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
+        if not isinstance(sequence, str) or not sequence:
+            raise ValueError(
+                f"cannot feed a record without dynamodb.SequenceNumber: {record!r:.200}"
+            )
+        lambda_record = to_lambda_record(record, stream_arn=self.stream_arn, region=self.region)
+        return _Entry(
+            sequence=sequence,
+            record=record,
+            text=json.dumps(lambda_record, separators=(",", ":")),
+            created=epoch_seconds(body.get("ApproximateCreationDateTime")),
+            fed_at=now,
+        )
+
+    # -- scheduling ------------------------------------------------------------------------------
+    def _busy(self) -> bool:
+        return any(lane.busy for shard in self._shards.values() for lane in shard.lanes)
+
+    def _blocked(self, shard: _Shard) -> bool:
+        parent = self._shards.get(shard.parent) if shard.parent else None
+        return parent is not None and any(lane.busy for lane in parent.lanes)
+
+    def _time_to_ready(self) -> float:
+        """Seconds until the first waiting batch's window closes (0 if one is ready)."""
+        now = self.clock()
+        window = self.config.maximum_batching_window_s
+        waits = [
+            max(0.0, lane.queue[0].fed_at + window - now)
+            for shard in self._shards.values()
+            if not self._blocked(shard)
+            for lane in shard.lanes
+            if lane.queue and not lane.pending
+        ]
+        return min(waits, default=0.0)
+
+    def _run(self, *, force: bool) -> int:
+        """Invoke ready batches -- one in flight per lane, all lanes at once -- settling each
+        result as it arrives, until no lane has a batch ready. Returns the invocations made."""
+        lanes = [(shard, lane) for shard in self._shards.values() for lane in shard.lanes]
+        if not lanes:
+            return 0
+        executor = self._pool(len(lanes))
+        in_flight: dict[Future[_Result], tuple[_Lane, _Batch]] = {}
+        busy: set[int] = set()
+        made = 0
+        while True:
+            for shard, lane in lanes:
+                if id(lane) in busy or self._blocked(shard):
+                    continue
+                batch = self._next_batch(lane, force)
+                if batch is not None:
+                    in_flight[executor.submit(self._invoke, batch)] = (lane, batch)
+                    busy.add(id(lane))
+            if not in_flight:
+                return made
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            order = {id(lane): n for n, (_, lane) in enumerate(lanes)}
+            for future in sorted(done, key=lambda f: order[id(in_flight[f][0])]):
+                lane, batch = in_flight.pop(future)
+                busy.discard(id(lane))
+                self._settle(lane, batch, future.result())
+                made += 1
+
+    def _next_batch(self, lane: _Lane, force: bool) -> _Batch | None:
+        while True:
+            if not lane.pending:
+                if not self._window_closed(lane, force):
+                    return None
+                lane.pending.append(_Batch(self._take(lane)))
+            batch = lane.pending[0]
+            self._expire(lane, batch)
+            if batch.entries:
+                return batch
+            lane.pending.popleft()
+
+    def _window_closed(self, lane: _Lane, force: bool) -> bool:
+        if not lane.queue:
+            return False
+        window = self.config.maximum_batching_window_s
+        if force or window <= 0 or len(lane.queue) >= self.config.batch_size:
+            return True
+        # Also ready when the records waiting already fill the 6 MB payload.
+        if self._payload(lane.queue) >= self.config.max_payload_bytes:
+            return True
+        return self.clock() - lane.queue[0].fed_at >= window
+
+    def _payload(self, entries: Iterable[_Entry]) -> int:
+        size = _EVENT_OVERHEAD
+        for entry in entries:
+            size += len(entry.text) + 1
+            if size >= self.config.max_payload_bytes:
+                break
+        return size
+
+    def _take(self, lane: _Lane) -> list[_Entry]:
+        """The next batch from the lane's queue: BatchSize records, at most the payload limit
+        (always at least one record)."""
+        taken: list[_Entry] = []
+        size = _EVENT_OVERHEAD
+        while lane.queue and len(taken) < self.config.batch_size:
+            grown = size + len(lane.queue[0].text) + (1 if taken else 0)
+            if taken and grown > self.config.max_payload_bytes:
+                break
+            taken.append(lane.queue.popleft())
+            size = grown
+        return taken
+
+    def _expire(self, lane: _Lane, batch: _Batch) -> None:
+        """Discard the batch's records older than MaximumRecordAgeInSeconds (checked before every
+        invocation, retries included), one on-failure record per run of consecutive records."""
+        limit = self.config.maximum_record_age_s
+        if limit == -1:
+            return
+        now = self.epoch_clock()
+        runs: list[list[_Entry]] = []
+        kept: list[_Entry] = []
+        previous_expired = False
+        for entry in batch.entries:
+            expired = entry.created is not None and now - entry.created > limit
+            if expired:
+                if not previous_expired:
+                    runs.append([])
+                runs[-1].append(entry)
+            else:
+                kept.append(entry)
+            previous_expired = expired
+        if not runs:
+            return
+        batch.entries = kept
+        for run in runs:
+            self._discard(lane, batch, run, RECORD_AGE_EXCEEDED)
+
+    # -- invoking --------------------------------------------------------------------------------
+    def _pool(self, workers: int) -> ThreadPoolExecutor:
+        """One worker per lane (shards x ParallelizationFactor); grown, idle, as shards appear."""
+        if self._executor is None or self._workers < workers:
+            if self._executor is not None:
+                self._executor.shutdown(wait=True)
+            self._workers = workers
+            self._executor = ThreadPoolExecutor(workers, thread_name_prefix="esm-batch")
+        return self._executor
+
+    def _invoke(self, batch: _Batch) -> _Result:
+        """Runs in a worker thread: a fresh event from JSON, the call, the response via JSON."""
+        event = json.loads('{"Records":[' + ",".join(e.text for e in batch.entries) + "]}")
+        started = self.clock()
+        try:
+            response = self.handler(event)
+        except Exception as error:  # a function error
+            return _Result(started, self.clock(), error=f"{type(error).__name__}: {error}"[:500])
+        ended = self.clock()
+        try:
+            # The Python runtime serialises the return value (Decimal as a number).
+            response = json.loads(json.dumps(response, default=_runtime_default))
+        except (TypeError, ValueError) as error:
+            return _Result(started, ended, error=f"Runtime.MarshalError: {error}"[:500])
+        return _Result(started, ended, response=response)
+
+    # -- settling --------------------------------------------------------------------------------
+    def _settle(self, lane: _Lane, batch: _Batch, result: _Result) -> None:
+        entries = batch.entries
+        batch.invocations += 1
+        report = self.report
+        report.invocations += 1
+        report.records_delivered += len(entries)
+
+        def record(outcome: str, error: str | None = None, retry_from: str | None = None) -> None:
+            report.log.append(Invocation(
+                shard_id=lane.shard_id, lane=lane.index, first_sequence=entries[0].sequence,
+                last_sequence=entries[-1].sequence, size=len(entries), attempt=batch.retries + 1,
+                outcome=outcome, started_at=result.started,
+                duration_s=result.ended - result.started, error=error, retry_from=retry_from,
+            ))
+
+        if result.error is not None:
+            record(FUNCTION_ERROR, result.error)
+            batch.last_outcome, batch.last_error = FUNCTION_ERROR, result.error
+            if self.config.bisect_batch_on_function_error and len(entries) > 1:
+                # Bisection replaces the retry and does not consume the quota (AWS docs); the
+                # halves keep the batch's retry and invocation counts, first half first.
+                middle = len(entries) // 2
+                lane.pending.popleft()
+                for half in (entries[middle:], entries[:middle]):
+                    lane.pending.appendleft(_Batch(
+                        half, batch.retries, batch.invocations, batch.last_outcome,
+                        batch.last_error,
+                    ))
+                report.bisections += 1
+                return
+            self._retry_or_discard(lane, batch)
+            return
+        if not self.config.report_batch_item_failures:
+            record(SUCCESS)
+            lane.pending.popleft()
+            self._complete(entries, result.ended)
+            return
+        try:
+            index = retry_from_index(result.response, [e.sequence for e in entries])
+        except MalformedResponse as error:
+            # A complete failure, retried whole; not a function error, so never bisected.
+            record(MALFORMED_RESPONSE, str(error))
+            batch.last_outcome, batch.last_error = MALFORMED_RESPONSE, str(error)
+            self._retry_or_discard(lane, batch)
+            return
+        if index is None:
+            record(SUCCESS)
+            lane.pending.popleft()
+            self._complete(entries, result.ended)
+            return
+        record(PARTIAL_FAILURE, retry_from=entries[index].sequence)
+        # Checkpoint before the lowest reported record: the records before it are done, the batch
+        # is retried from it -- exactly the remaining records (with BisectBatchOnFunctionError too:
+        # "the batch is bisected at the returned sequence number"). The retry consumes the quota.
+        done, batch.entries = entries[:index], entries[index:]
+        self._complete(done, result.ended)
+        batch.last_outcome, batch.last_error = PARTIAL_FAILURE, None
+        self._retry_or_discard(lane, batch)
+
+    def _complete(self, entries: list[_Entry], at: float) -> None:
+        for entry in entries:
+            self.report.completed_at[entry.sequence] = at
+            self.report.deliveries.append((at, entry.record))
+
+    def _retry_or_discard(self, lane: _Lane, batch: _Batch) -> None:
+        if batch.retries >= self.config.retry_limit:
+            lane.pending.popleft()
+            self._discard(lane, batch, batch.entries, RETRY_ATTEMPTS_EXHAUSTED,
+                          safety_cap=self.config.maximum_retry_attempts == -1)
+            return
+        batch.retries += 1
+        self.report.retries += 1
+
+    def _discard(
+        self,
+        lane: _Lane,
+        batch: _Batch,
+        entries: list[_Entry],
+        condition: str,
+        *,
+        safety_cap: bool = False,
+    ) -> None:
+        report = self.report
+        discard = Discard(
+            shard_id=lane.shard_id, lane=lane.index,
+            sequence_numbers=tuple(e.sequence for e in entries), condition=condition,
+            invocations=batch.invocations, safety_cap=safety_cap,
+            last_outcome=batch.last_outcome, last_error=batch.last_error,
+        )
+        report.discarded.append(discard)
+        report.discarded_records += len(entries)
+        if safety_cap:
+            report.safety_cap_hits += 1
+            log.warning(
+                "emulator safety limit: MaximumRetryAttempts is -1 (infinite) but %d records of "
+                "shard %s starting at %s were dropped after %d retries (retry_safety_limit)",
+                len(entries), lane.shard_id, entries[0].sequence, batch.retries,
+            )
+        failure = self._on_failure_record(lane, batch, entries, condition)
+        report.on_failure.append(failure)
+        if self.on_failure is not None:
+            self.on_failure(failure)
+
+    def _on_failure_record(
+        self, lane: _Lane, batch: _Batch, entries: list[_Entry], condition: str
+    ) -> dict[str, Any]:
+        """The message an SQS/SNS on-failure destination receives (AWS docs: "Retain discarded
+        records for a DynamoDB event source in Lambda", example invocation record)."""
+        response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
+        if batch.last_outcome == FUNCTION_ERROR:
+            response_context["functionError"] = "Unhandled"
+        return {
+            "requestContext": {
+                "requestId": str(uuid.uuid4()),
+                "functionArn": self.function_arn,
+                "condition": condition,
+                "approximateInvokeCount": batch.invocations,
+            },
+            "responseContext": response_context,
+            "version": "1.0",
+            "timestamp": _iso(self.epoch_clock(), milliseconds=True),
+            "DDBStreamBatchInfo": {
+                "shardId": lane.shard_id,
+                "startSequenceNumber": entries[0].sequence,
+                "endSequenceNumber": entries[-1].sequence,
+                "approximateArrivalOfFirstRecord": _iso(entries[0].created),
+                "approximateArrivalOfLastRecord": _iso(entries[-1].created),
+                "batchSize": len(entries),
+                "streamArn": self.stream_arn,
+            },
+        }
+
+
+def _runtime_default(value: Any) -> Any:
+    if isinstance(value, decimal.Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def _iso(epoch: float | None, *, milliseconds: bool = False) -> str | None:
+    if epoch is None:
+        return None
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    if milliseconds:
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _function_arn(stream_arn: str, region: str) -> str:
+    parts = stream_arn.split(":")
+    account = parts[4] if len(parts) > 5 and parts[4] else "000000000000"
+    return f"arn:aws:lambda:{region}:{account}:function:emulated-esm"
+

@@ -1,0 +1,393 @@
+"""Stateful model check: the replicator against an in-memory DynamoDB table (harness.model).
+
+A Hypothesis RuleBasedStateMachine writes to a :class:`harness.model.ModelTable` (put, update,
+delete on a small key space, values of every DynamoDB type) and drives a Replicator the way Lambda
+does: the next k undelivered records as a batch, and on a batch item failure or an invocation error
+again from the reported sequence number. It also redelivers arbitrary earlier records (a duplicate
+batch, a late retry, an operator replaying an old capture, in any order) and injects target faults
+(harness.faults.FaultyCollection over BulkWriteShim: nothing applied, a crash after k of n writes,
+a write concern error, a Lambda timeout after the writes).
+
+After every step:
+
+(a) MONOTONIC: every document equals the state its item had after SOME delivered record, at a
+    position in the item's history not before the one the document showed last time; an absent
+    document is "absent" at such a position (so a deleted document never comes back from an older
+    change). With the guard on, the document's sequence field also never decreases and names a
+    delivered record of that key whose state is exactly the document.
+(b) no invented values: no document for a key never written, no state the item never had.
+
+At the end (teardown) everything not yet delivered is delivered and the collection must equal the
+table (harness.convergence.check). The same machine with the guard off, or with tombstones off,
+must FIND a regression: the check is proven able to fail.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, ClassVar
+
+import mongomock
+import pytest
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+from pymongo.errors import PyMongoError
+from strategies import PARTITIONS, SORTS, attribute_names, attributes
+
+from harness.convergence import check, compare, expected_documents, read_target
+from harness.faults import BulkWriteShim, FaultPlan, FaultyCollection
+from harness.model import ModelTable
+from replicator.core import BatchResult, Replicator
+from replicator.events import pad_sequence_number
+from replicator.keys import identity
+from replicator.plan import Planner
+from replicator.settings import Settings
+
+
+class WentBackInTime(AssertionError):
+    """A document moved to an older state of its item, or came back after a newer delete."""
+
+
+class InventedState(AssertionError):
+    """A document that matches no state its item ever had after a delivered record."""
+
+
+FAULTS = ("transient", "crash_mid_batch", "write_concern", "timeout")
+_RATE = {
+    "transient": "transient_error_rate",
+    "crash_mid_batch": "crash_mid_batch_rate",
+    "write_concern": "write_concern_error_rate",
+}
+
+
+class ReplicationMachine(RuleBasedStateMachine):
+    """Guard and tombstones on (Settings defaults), single partition key, faults through the shim."""
+
+    key_schema: ClassVar[tuple[str, ...]] = ("pk",)
+    view_type: ClassVar[str] = "NEW_AND_OLD_IMAGES"
+    guard: ClassVar[bool] = True
+    tombstones: ClassVar[bool] = True
+    #: True: the replicator writes through FaultyCollection(BulkWriteShim(mongomock)), pymongo's
+    #: bulk_write path; False: straight to mongomock (the replicator's one-by-one path), no faults.
+    shim: ClassVar[bool] = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.table = ModelTable(self.key_schema, view_type=self.view_type)
+        self.settings = Settings(
+            key_schema=self.key_schema, guard=self.guard, tombstones=self.tombstones
+        )
+        self.raw = mongomock.MongoClient()["db"]["items"]
+        self.faulty = FaultyCollection(BulkWriteShim(self.raw), FaultPlan())
+        self.replicator = Replicator(self.faulty if self.shim else self.raw, self.settings)
+        self.planner = Planner(self.settings)
+        self.cursor = 0  # the next record Lambda delivers
+        self.delivered: set[int] = set()  # record indexes delivered at least once
+        self.high_water = 0  # 1 + the highest record index ever delivered
+        self.position: dict[str, int] = {}  # key_id -> lowest history position consistent so far
+        self.last_sequence: dict[str, str] = {}  # key_id -> the document's sequence field last seen
+        self._expected: dict[tuple[str, int], Any] = {}
+        self._healthy = True  # False once a step or a check raised: teardown then stays quiet
+
+    # -- table writes ----------------------------------------------------------------------------
+    # A key is drawn as a number and made by the machine, so subclasses can change the key schema.
+    KEY_SPACE = len(PARTITIONS) * len(SORTS)
+
+    def _key(self, number: int) -> dict[str, Any]:
+        key = {self.key_schema[0]: {"S": PARTITIONS[number % len(PARTITIONS)]}}
+        if len(self.key_schema) == 2:
+            key[self.key_schema[1]] = {"N": SORTS[number // len(PARTITIONS) % len(SORTS)]}
+        return key
+
+    @rule(key=st.integers(0, KEY_SPACE - 1), item=attributes)
+    def put(self, key: int, item: dict[str, Any]) -> None:
+        self.table.put({**item, **self._key(key)})
+
+    @rule(
+        key=st.integers(0, KEY_SPACE - 1),
+        set_attributes=attributes,
+        remove=st.lists(attribute_names, max_size=2, unique=True),
+    )
+    def update(self, key: int, set_attributes: dict[str, Any], remove: list[str]) -> None:
+        self.table.update(
+            self._key(key), set_attributes, [n for n in remove if n not in set_attributes]
+        )
+
+    @rule(key=st.integers(0, KEY_SPACE - 1))
+    def delete(self, key: int) -> None:
+        self.table.delete(self._key(key))
+
+    # -- deliveries ------------------------------------------------------------------------------
+    @precondition(lambda self: self.cursor < len(self.table.records))
+    @rule(k=st.integers(1, 8))
+    def deliver(self, k: int) -> None:
+        """Lambda's next batch: up to k records from the checkpoint."""
+        self._healthy = False
+        self._deliver_next(k)
+        self._healthy = True
+
+    @precondition(lambda self: self.high_water > 0)
+    @rule(data=st.data())
+    def redeliver(self, data: st.DataObject) -> None:
+        """An earlier range again (duplicate / late retry), or any earlier records in any order
+        and with repeats (an operator replaying an old capture, a backfill racing the stream)."""
+        self._healthy = False
+        if data.draw(st.booleans(), label="contiguous"):
+            start = data.draw(st.integers(0, self.high_water - 1), label="start")
+            end = data.draw(st.integers(start + 1, self.high_water), label="end")
+            indexes = list(range(start, end))
+        else:
+            indexes = data.draw(
+                st.lists(st.integers(0, self.high_water - 1), min_size=1, max_size=8),
+                label="replayed",
+            )
+        result = self._process(indexes)
+        assert not result.failures, f"a redelivery without faults failed: {result.failures}"
+        self._healthy = True
+
+    @precondition(lambda self: self.shim and self.cursor < len(self.table.records))
+    @rule(fault=st.sampled_from(FAULTS), k=st.integers(1, 8), seed=st.integers(0, 2**16))
+    def deliver_with_fault(self, fault: str, k: int, seed: int) -> None:
+        """The next batch, with every bulk write on the target failing the chosen way."""
+        self._healthy = False
+        if fault == "timeout":
+            # The invocation dies after its writes: Lambda retries the whole batch.
+            start = self.cursor
+            self._deliver_next(k)
+            self.cursor = start
+        else:
+            self.faulty.plan = FaultPlan(seed=seed, **{_RATE[fault]: 1.0})
+            self.faulty.rng = random.Random(seed)
+            try:
+                self._deliver_next(k, expect_success=False)
+            finally:
+                self.faulty.plan = FaultPlan()
+        self._healthy = True
+
+    def redeliver_records(self, indexes: list[int]) -> None:
+        """Directed tests: deliver these records again (not a rule)."""
+        result = self._process(indexes)
+        assert not result.failures, result.failures
+
+    def _deliver_next(self, k: int, *, expect_success: bool = True) -> None:
+        start = self.cursor
+        indexes = list(range(start, min(start + k, len(self.table.records))))
+        try:
+            result = self._process(indexes)
+        except PyMongoError:
+            # An invocation error: Lambda retries the whole batch from its first record.
+            assert not expect_success, "the replicator raised without an injected fault"
+            self.cursor = start
+            return
+        if not result.failures:
+            self.cursor = indexes[-1] + 1
+            return
+        assert not expect_success, f"a batch without faults failed: {result.failures}"
+        # batchItemFailures: Lambda checkpoints before the reported record, redelivers from it.
+        reported = result.lambda_response()["batchItemFailures"][0]["itemIdentifier"]
+        sequences = [self.table.records[i]["dynamodb"]["SequenceNumber"] for i in indexes]
+        assert reported in sequences, f"reported {reported}, not in the batch {sequences}"
+        self.cursor = indexes[sequences.index(reported)]
+
+    def _process(self, indexes: list[int]) -> BatchResult:
+        batch = self.table.lambda_event(self.table.records[i] for i in indexes)
+        self.delivered.update(indexes)
+        self.high_water = max(self.high_water, max(indexes) + 1)
+        result = self.replicator.process(batch)
+        assert not result.quarantined, [str(b.error) for b in result.quarantined]
+        return result
+
+    # -- invariants ------------------------------------------------------------------------------
+    @invariant()
+    def documents_never_go_back(self) -> None:
+        self._healthy = False
+        self._check_documents()
+        self._healthy = True
+
+    def _check_documents(self) -> None:
+        sequence_field = self.settings.sequence_field
+        documents = {identity(d["_id"]): d for d in read_target(self.raw, [])}
+        allowed: dict[str, list[int]] = {}
+        for index in sorted(self.delivered):
+            where = self.table.positions[index]
+            allowed.setdefault(where.key_id, []).append(where.position)
+        for key_id in self.table.key_ids():
+            document_id = self.planner.key_mapper.document_id(self.table.keys_for(key_id))
+            document = documents.pop(identity(document_id), None)
+            sequence = document.pop(sequence_field, None) if document is not None else None
+            positions = sorted({0, *allowed.get(key_id, [])})
+            before = self.position.get(key_id, 0)
+            matching = [p for p in positions if self._matches(key_id, p, document)]
+            later = [p for p in matching if p >= before]
+            if not later:
+                history = self.table.history(key_id)
+                shown = "absent" if document is None else document
+                if matching:
+                    raise WentBackInTime(
+                        f"{document_id!r}: the document went back from the state after "
+                        f"{history[before][0]} (position {before}) to the state after "
+                        f"{[history[p][0] for p in matching]}: {shown!r}"
+                    )
+                raise InventedState(
+                    f"{document_id!r}: {shown!r} is no state the item had after a delivered "
+                    f"record; its history: {history}, delivered positions {positions}"
+                )
+            self.position[key_id] = later[0]
+            if self.guard and document is not None:
+                self._check_sequence_field(key_id, document_id, document, sequence, positions)
+        assert not documents, f"documents for keys never written: {list(documents.values())}"
+
+    def _check_sequence_field(
+        self,
+        key_id: str,
+        document_id: Any,
+        document: dict[str, Any],
+        sequence: Any,
+        positions: list[int],
+    ) -> None:
+        history = self.table.history(key_id)
+        by_sequence = {
+            pad_sequence_number(seq): p for p, (seq, _) in enumerate(history) if seq is not None
+        }
+        assert sequence in by_sequence, (
+            f"{document_id!r}: sequence field {sequence!r} names no record of this key"
+        )
+        position = by_sequence[sequence]
+        assert position in positions, f"{document_id!r}: written by an undelivered record {sequence}"
+        previous = self.last_sequence.get(key_id, "")
+        if sequence < previous:
+            raise WentBackInTime(f"{document_id!r}: sequence field went from {previous} to {sequence}")
+        self.last_sequence[key_id] = sequence
+        assert self._matches(key_id, position, document), (
+            f"{document_id!r}: the document is not the state its sequence field {sequence} names"
+        )
+
+    def _matches(self, key_id: str, position: int, document: dict[str, Any] | None) -> bool:
+        state = self.table.state_at(key_id, position)
+        if state is None or document is None:
+            return state is None and document is None
+        cached = self._expected.get((key_id, position))
+        if cached is None:
+            cached = self._expected[(key_id, position)] = expected_documents([state], self.planner)
+        return compare(cached, [document]).converged
+
+    def teardown(self) -> None:
+        if not self._healthy:
+            return  # a step already failed: let its error stand
+        records = self.table.records
+        while self.cursor < len(records):
+            self._deliver_next(7)
+        self._check_documents()
+        diff = check(self.table.items(), self.raw, self.planner)
+        assert diff.converged, f"the collection does not equal the table: {diff.as_dict()}"
+
+
+class CompositeKeyMachine(ReplicationMachine):
+    """A partition + sort key (the _id is an embedded document)."""
+
+    key_schema = ("pk", "sk")
+
+
+class NewImageMachine(ReplicationMachine):
+    """A NEW_IMAGE stream (no old images), straight to mongomock (no bulk_write, no faults)."""
+
+    view_type = "NEW_IMAGE"
+    shim = False
+
+
+class GuardOffMachine(ReplicationMachine):
+    guard = False
+
+
+class TombstonesOffMachine(ReplicationMachine):
+    tombstones = False
+
+
+def _settings(max_examples: int, **extra: Any) -> settings:
+    return settings(
+        max_examples=max_examples,
+        stateful_step_count=30,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        **extra,
+    )
+
+
+def _searching() -> settings:
+    """For the machines that must fail: no shrinking (slow, and not needed), one bug reported."""
+    return _settings(200, phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False)
+
+
+@pytest.mark.parametrize(
+    "machine",
+    [ReplicationMachine, CompositeKeyMachine, NewImageMachine],
+    ids=["single-key", "composite-key", "new-image"],
+)
+def test_replication_never_goes_back_and_converges(machine: type[ReplicationMachine]) -> None:
+    examples = 80 if machine is ReplicationMachine else 30
+    run_state_machine_as_test(machine, settings=_settings(examples))
+
+
+@pytest.mark.slow
+def test_replication_long_run() -> None:
+    run_state_machine_as_test(
+        ReplicationMachine,
+        settings=settings(
+            max_examples=1000, stateful_step_count=60, deadline=None, database=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+# -- the check can fail -------------------------------------------------------------------------
+def test_without_the_guard_the_machine_finds_a_regression() -> None:
+    """Searching (no directed steps): the machine finds a late delivery that regresses a document."""
+    with pytest.raises(WentBackInTime):
+        run_state_machine_as_test(GuardOffMachine, settings=_searching())
+
+
+def _directed(machine: ReplicationMachine) -> None:
+    key = {"pk": {"S": "k0"}}
+    machine.put(key, {"a": {"N": "1"}})
+    machine.put(key, {"a": {"N": "2"}})
+    machine.deliver(2)
+    machine.documents_never_go_back()
+    machine.redeliver_records([0])  # a late retry of the first put
+    machine.documents_never_go_back()
+
+
+def _directed_delete(machine: ReplicationMachine) -> None:
+    key = {"pk": {"S": "k0"}}
+    machine.put(key, {"a": {"S": "x"}})
+    machine.delete(key)
+    machine.deliver(2)
+    machine.documents_never_go_back()
+    machine.redeliver_records([0])  # the put again, after the delete
+    machine.documents_never_go_back()
+
+
+def test_directed_late_retry_regresses_without_the_guard() -> None:
+    with pytest.raises(WentBackInTime):
+        _directed(GuardOffMachine())
+    _directed(ReplicationMachine())  # and with the guard it does not
+
+
+def test_directed_old_put_resurrects_without_tombstones() -> None:
+    with pytest.raises(WentBackInTime):
+        _directed_delete(TombstonesOffMachine())
+    _directed_delete(ReplicationMachine())
+
+
+def test_without_tombstones_the_machine_finds_a_resurrection() -> None:
+    with pytest.raises(WentBackInTime):
+        run_state_machine_as_test(TombstonesOffMachine, settings=_searching())
+
