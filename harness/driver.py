@@ -500,7 +500,9 @@ class EventSourceMapping:
 
     def _entry(self, record: Mapping[str, Any], now: float) -> _Entry:
         body = record.get("dynamodb") if isinstance(record, Mapping) else None
-        sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
+        if not isinstance(body, Mapping):
+            body = {}
+        sequence = body.get("SequenceNumber")
         if not isinstance(sequence, str) or not sequence:
             raise ValueError(
                 f"cannot feed a record without dynamodb.SequenceNumber: {record!r:.200}"
@@ -542,6 +544,7 @@ class EventSourceMapping:
         if not lanes:
             return 0
         executor = self._pool(len(lanes))
+        order = {id(lane): n for n, (_, lane) in enumerate(lanes)}
         in_flight: dict[Future[_Result], tuple[_Lane, _Batch]] = {}
         busy: set[int] = set()
         made = 0
@@ -556,7 +559,7 @@ class EventSourceMapping:
             if not in_flight:
                 return made
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            order = {id(lane): n for n, (_, lane) in enumerate(lanes)}
+            # Settle in lane order when several finish together, for a stable log.
             for future in sorted(done, key=lambda f: order[id(in_flight[f][0])]):
                 lane, batch = in_flight.pop(future)
                 busy.discard(id(lane))

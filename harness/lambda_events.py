@@ -53,9 +53,8 @@ def lambda_event(records: Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
 def epoch_seconds(value: Any) -> float | None:
     """``ApproximateCreationDateTime`` in either shape as epoch seconds; None when unreadable."""
     if isinstance(value, datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.timestamp()
+        moment = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return None

@@ -262,6 +262,11 @@ class ModelTable:
 
 
 # -- values ----------------------------------------------------------------------------------------
+def lambda_value(value: Mapping[str, Any]) -> AttributeValue:
+    """A checked copy of a typed value as a Lambda event carries it (B and BS as base64 text)."""
+    return _normalized_value(value, True)
+
+
 def same_item(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """DynamoDB's "the item did not change": equal numbers by value, sets in any order."""
     return a.keys() == b.keys() and all(_canonical(a[name]) == _canonical(b[name]) for name in a)

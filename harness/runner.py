@@ -184,7 +184,7 @@ def provision(src: SourceBackend, scenario: Scenario) -> Table:
 def make_lanes(
     scenario: Scenario, handlers: list[str], src: SourceBackend, tgt: TargetBackend, table: Table
 ) -> list[_Lane]:
-    from harness.driver import EsmConfig, EventSourceMapping
+    from harness.driver import EventSourceMapping
 
     settings = Settings(key_schema=table.spec.key_schema, **_settings_fields(scenario))
     item_reader = None
@@ -198,11 +198,21 @@ def make_lanes(
         collection.delete_many({})
         function = make_handler(handler, collection, settings, item_reader=item_reader)
         driver = EventSourceMapping(
-            function, EsmConfig(**scenario.driver), stream_arn=table.stream_arn,
+            function, driver_config(scenario), stream_arn=table.stream_arn,
             region=getattr(src, "region", "us-east-1"), clock=time.time,
+            partition_key=table.spec.partition_key[0],
         )
         lanes.append(_Lane(handler, collection, driver, settings))
     return lanes
+
+
+def driver_config(scenario: Scenario) -> Any:
+    """The scenario's event source mapping; ReportBatchItemFailures on unless it says otherwise
+    (the replicator answers with batchItemFailures, and the README tells users to enable it)."""
+    from harness.driver import EsmConfig
+
+    fields = {"report_batch_item_failures": True, **scenario.driver}
+    return EsmConfig(**fields)
 
 
 def _settings_fields(scenario: Scenario) -> dict[str, Any]:
@@ -283,8 +293,9 @@ def _pump(reader: Any, lanes: list[_Lane]) -> int:
         if not records:
             continue
         fresh += len(records)
+        parent = getattr(reader.state.get(shard_id), "parent_id", None)
         for lane in lanes:
-            lane.driver.feed(shard_id, records)
+            lane.driver.feed(shard_id, records, parent_shard_id=parent)
     for lane in lanes:
         lane.driver.pump()
     return fresh

@@ -28,6 +28,7 @@ before the next one sends anything.
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -74,29 +75,34 @@ def error_code(error: BaseException) -> str | None:
 
 
 def lineage_order(shards: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Shards with every parent before its children; otherwise the given order is kept.
+    """Shards with every parent before its children, otherwise as close to the given order as can be.
 
-    A shard whose parent is not among ``shards`` is a root. Shards caught in a cycle (never seen
-    from a real stream) come last, in the given order.
+    Each step takes, of the shards whose parent is placed (or not among ``shards``: a root), the
+    one listed first. Shards caught in a cycle (never seen from a real stream) come last, in the
+    given order.
     """
     listed = list(shards)
-    ids = {shard["ShardId"] for shard in listed}
-    placed: set[str] = set()
+    index = {shard["ShardId"]: position for position, shard in enumerate(listed)}
+    children: dict[str, list[int]] = {}
+    ready: list[int] = []
+    for position, shard in enumerate(listed):
+        parent = shard.get("ParentShardId")
+        if parent is None or parent not in index or parent == shard["ShardId"]:
+            ready.append(position)
+        else:
+            children.setdefault(parent, []).append(position)
+    heapq.heapify(ready)
     ordered: list[dict[str, Any]] = []
-    pending = listed
-    while pending:
-        remaining = []
-        for shard in pending:
-            parent = shard.get("ParentShardId")
-            if parent is None or parent not in ids or parent in placed:
-                ordered.append(shard)
-                placed.add(shard["ShardId"])
-            else:
-                remaining.append(shard)
-        if len(remaining) == len(pending):  # a cycle: nothing could be placed
-            ordered.extend(remaining)
-            break
-        pending = remaining
+    placed: set[int] = set()
+    while ready:
+        position = heapq.heappop(ready)
+        if position in placed:  # a repeated shard id
+            continue
+        placed.add(position)
+        ordered.append(listed[position])
+        for child in children.get(listed[position]["ShardId"], []):
+            heapq.heappush(ready, child)
+    ordered.extend(shard for position, shard in enumerate(listed) if position not in placed)
     return ordered
 
 

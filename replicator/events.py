@@ -255,7 +255,7 @@ def _creation_time(value: Any, fail: Any) -> datetime | None:
     if type(value) is int or type(value) is float:
         found = _EPOCHS.get(value)
         if found is None:
-            found = datetime.fromtimestamp(value, tz=timezone.utc)
+            found = _from_epoch(value, fail)
             if len(_EPOCHS) >= _EPOCHS_MAX:
                 _EPOCHS.clear()
             _EPOCHS[value] = found
@@ -263,8 +263,17 @@ def _creation_time(value: Any, fail: Any) -> datetime | None:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
     if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return datetime.fromtimestamp(value, tz=timezone.utc)
+        return _from_epoch(value, fail)
     raise fail(
         f"expected epoch seconds or a datetime, got {type(value).__name__}",
         "dynamodb.ApproximateCreationDateTime",
     )
+
+
+def _from_epoch(value: int | float, fail: Any) -> datetime:
+    try:
+        return datetime.fromtimestamp(value, tz=timezone.utc)
+    except (OverflowError, ValueError, OSError):  # NaN, or beyond the years datetime can hold
+        raise fail(
+            f"epoch seconds {value!r} are not a time", "dynamodb.ApproximateCreationDateTime"
+        ) from None

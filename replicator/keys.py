@@ -11,6 +11,8 @@ from replicator.convert import Converter
 from replicator.errors import ConfigurationError, MalformedRecordError
 
 IdMapping = Callable[[dict[str, Any]], Any]
+#: The only types a DynamoDB key attribute can have.
+KEY_TYPES = frozenset(("S", "N", "B"))
 
 
 class KeyMapper:
@@ -41,7 +43,15 @@ class KeyMapper:
                     f"key attribute {name!r} of the key schema is missing",
                     field_path=f"dynamodb.Keys.{name}",
                 )
-            document[name] = self.converter.value(keys[name], root=f"dynamodb.Keys.{name}")
+            value = keys[name]
+            if isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) not in KEY_TYPES:
+                # A list, map, set, BOOL or NULL _id would be refused by MongoDB (arrays) or merge
+                # unrelated records (every NULL key is one _id): never a DynamoDB key.
+                raise MalformedRecordError(
+                    f"a key attribute must be S, N or B, got {next(iter(value))!r}",
+                    field_path=f"dynamodb.Keys.{name}",
+                )
+            document[name] = self.converter.value(value, root=f"dynamodb.Keys.{name}")
         return document
 
     def document_id(self, keys: Mapping[str, Any]) -> Any:

@@ -175,6 +175,13 @@ class Planner:
                     PlannedWrite(w.operation, covered, w.collection, w.shard_key_move)
                     for w in planned
                 )
+                # The older changes are coalesced away, but a malformed one is still quarantined:
+                # whether a bad record is reported must not depend on how records were batched.
+                for older in ordered[:position]:
+                    try:
+                        self._write_for(document_id, older, stored)
+                    except RecordError as error:
+                        bad.append(_bad(older, error))
                 break
         return writes
 

@@ -241,7 +241,8 @@ class DynamoDBLocalSource(Boto3Source):
         if self._url is not None:
             return
         if self._external:
-            self._wait_ready(self._external, deadline=time.monotonic() + 5.0, process=None)
+            wait = min(self.startup_timeout, 10.0)
+            self._wait_ready(self._external, deadline=time.monotonic() + wait, process=None)
             self._url = self._external
             return
         if shutil.which(self.java) is None:  # before a possibly long npm install

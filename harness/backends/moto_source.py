@@ -11,6 +11,7 @@ DynamoDB Local backend builds on it too.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import logging
 import os
@@ -54,6 +55,25 @@ def make_client(
     return session.client(service, endpoint_url=endpoint_url, config=settings.merge(Config(**config)))
 
 
+def repair_binary_keys(parsed: dict[str, Any], **_: Any) -> None:
+    """botocore ``after-call`` hook for GetRecords: undo moto's double base64 of binary ``Keys``.
+
+    moto (5.2.1 measured) base64-encodes a binary key value once more in a stream record's
+    ``Keys`` (boto3 then hands out the base64 text as bytes); the images are right. The key is taken
+    from the image when the record has one, else base64-decoded.
+    """
+    for record in parsed.get("Records") or []:
+        dynamodb = record.get("dynamodb") or {}
+        image = dynamodb.get("NewImage") or dynamodb.get("OldImage") or {}
+        for name, value in (dynamodb.get("Keys") or {}).items():
+            if "B" not in value:
+                continue
+            if "B" in image.get(name, {}):
+                value["B"] = image[name]["B"]
+            else:
+                value["B"] = base64.b64decode(value["B"])
+
+
 class Boto3Source:
     """Clients and table lifecycle shared by the emulator backends (subclasses set the endpoint)."""
 
@@ -63,6 +83,9 @@ class Boto3Source:
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
+
+    def _configure(self, service: str, client: Any) -> None:
+        """Subclasses adjust a new client here (event hooks)."""
 
     # -- subclass hooks ---------------------------------------------------------------------------
     def endpoint_url(self) -> str | None:
@@ -77,9 +100,9 @@ class Boto3Source:
         self._require_started()
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = make_client(
-                    service, endpoint_url=self.endpoint_url(), region=self.region
-                )
+                client = make_client(service, endpoint_url=self.endpoint_url(), region=self.region)
+                self._configure(service, client)
+                self._clients[service] = client
             return self._clients[service]
 
     def _forget_clients(self) -> None:
@@ -144,9 +167,14 @@ class MotoSource(Boto3Source):
 
     name = "moto"
 
-    def __init__(self) -> None:
+    def __init__(self, *, repair_binary_keys: bool = True) -> None:
         super().__init__()
+        self.repair_binary_keys = repair_binary_keys
         self._mock: Any = None
+
+    def _configure(self, service: str, client: Any) -> None:
+        if service == "dynamodbstreams" and self.repair_binary_keys:
+            client.meta.events.register("after-call.dynamodb-streams.GetRecords", repair_binary_keys)
 
     def _require_started(self) -> None:
         if self._mock is None:
@@ -207,8 +235,9 @@ class MotoServerSource(Boto3Source):
 
     name = "moto-server"
 
-    def __init__(self, endpoint_url: str | None = None) -> None:
+    def __init__(self, endpoint_url: str | None = None, *, repair_binary_keys: bool = True) -> None:
         super().__init__()
+        self.repair_binary_keys = repair_binary_keys
         self._external = endpoint_url.rstrip("/") if endpoint_url else None
         self._server: Any = None
         self._url: str | None = None
@@ -219,6 +248,10 @@ class MotoServerSource(Boto3Source):
     def _require_started(self) -> None:
         if self._url is None:
             raise RuntimeError("moto-server source not started: call start() first")
+
+    def _configure(self, service: str, client: Any) -> None:
+        if service == "dynamodbstreams" and self.repair_binary_keys:
+            client.meta.events.register("after-call.dynamodb-streams.GetRecords", repair_binary_keys)
 
     def start(self) -> None:
         if self._url is not None:

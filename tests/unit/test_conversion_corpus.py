@@ -22,6 +22,7 @@ from replicator.convert import Converter
 CORPUS = json.loads(
     (Path(__file__).resolve().parents[1] / "corpus" / "conversion.json").read_text("utf-8")
 )
+DYNAMODB_TAGS = {"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"}
 CONVERTERS = {"lossless": Converter("lossless"), "float": Converter("float")}
 
 
@@ -138,9 +139,6 @@ def test_corpus_covers_every_dynamodb_type() -> None:
         walk(case["input"])
     assert seen == DYNAMODB_TAGS
     assert {c.get("numbers", "lossless") for c in CORPUS["valid"]} == {"lossless", "float"}
-
-
-DYNAMODB_TAGS = {"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"}
 
 
 def test_the_expected_encoding_refuses_bare_numbers() -> None:

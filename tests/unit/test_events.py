@@ -115,14 +115,14 @@ def test_event_without_records_list_is_malformed() -> None:
 
 
 def test_sequence_numbers_sort_numerically() -> None:
-    # given sequence numbers of different lengths (DynamoDB Local pads to 21, AWS does not)
-    low = parse_record(lambda_shape() | {"dynamodb": {**lambda_shape()["dynamodb"],
-                                                       "SequenceNumber": "99"}})
-    high = parse_record(lambda_shape() | {"dynamodb": {**lambda_shape()["dynamodb"],
-                                                        "SequenceNumber": "100"}})
+    # given sequence numbers of different lengths (DynamoDB Local pads to 21 digits, AWS does not)
+    low, high = lambda_shape(), lambda_shape()
+    low["dynamodb"]["SequenceNumber"] = "99"
+    high["dynamodb"]["SequenceNumber"] = "100"
+
     # then the sort key orders them as numbers, not as text
-    assert low.sort_key < high.sort_key
-    assert high.sort_key == "100".zfill(40)
+    assert parse_record(low).sort_key < parse_record(high).sort_key
+    assert parse_record(high).sort_key == "100".zfill(40)
 
 
 @pytest.mark.parametrize("view", ["KEYS_ONLY", "OLD_IMAGE", None])
@@ -180,6 +180,9 @@ def test_unknown_event_name_with_a_new_image_is_malformed(stream_record: Any) ->
 
 
 # -- malformed records ---------------------------------------------------------------------------
+DELETE = object()
+
+
 def _set(path: str, value: Any) -> Any:
     def mutate(record: dict[str, Any]) -> None:
         *parents, last = path.split(".")
@@ -193,8 +196,6 @@ def _set(path: str, value: Any) -> Any:
 
     return mutate
 
-
-DELETE = object()
 
 MALFORMED = [
     ("no dynamodb", _set("dynamodb", DELETE), "dynamodb", False),

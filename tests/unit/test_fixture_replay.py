@@ -1,0 +1,301 @@
+"""Streams captured from DynamoDB Local (tests/fixtures/dynamodb-local/<case>/), replayed.
+
+Each case holds ``table.json`` (the CreateTable request), ``events.json`` (the Lambda event) and
+``final_items.json`` (a scan of the table at the end). Replaying the events must leave the collection
+equal to the final items, converted the same way. The original design (baselines/original.py) is
+replayed too, to show where and why it diverges.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import bson
+import mongomock
+import pytest
+from bson.decimal128 import Decimal128
+
+from replicator.apply import DOLLAR_ESCAPE, unescape_document
+from replicator.baselines.original import OriginalHandler, lossy_image
+from replicator.convert import Converter
+from replicator.core import Replicator
+from replicator.errors import ConfigurationError
+from replicator.keys import KeyMapper, identity
+from replicator.settings import SEQUENCE_FIELD, Settings
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dynamodb-local"
+CASES = sorted(p.name for p in FIXTURES.iterdir() if (p / "events.json").exists())
+REPLAYABLE = [case for case in CASES if case != "keys_only"]
+
+
+def load(case: str, name: str) -> Any:
+    return json.loads((FIXTURES / case / f"{name}.json").read_text("utf-8"))
+
+
+def key_schema(case: str) -> tuple[str, ...]:
+    """Partition key first, from the CreateTable request."""
+    schema = load(case, "table")["KeySchema"]
+    return tuple(k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"] != "HASH"))
+
+
+def expected_documents(case: str) -> dict[Any, dict[str, Any]]:
+    """final_items.json converted as the replicator converts (without the sequence field)."""
+    converter = Converter()
+    mapper = KeyMapper(converter, key_schema(case))
+    expected = {}
+    for item in load(case, "final_items"):
+        document_id = mapper.document_id({name: item[name] for name in key_schema(case)})
+        expected[identity(document_id)] = {"_id": document_id, **converter.image(item)}
+    return expected
+
+
+def replicated_documents(collection: Any) -> dict[Any, dict[str, Any]]:
+    documents = {}
+    for stored in collection.find():
+        document = unescape_document(stored)  # mongomock stores top-level $-names escaped
+        document.pop(SEQUENCE_FIELD)
+        documents[identity(document["_id"])] = document
+    return documents
+
+
+def replicator_for(case: str) -> Replicator:
+    collection = mongomock.MongoClient()["replica"][load(case, "table")["TableName"]]
+    return Replicator(collection, Settings(key_schema=key_schema(case)))
+
+
+def test_every_captured_case_is_here() -> None:
+    assert CASES == ["attribute_removal", "composite_key", "keys_only", "new_image_batch_txn",
+                     "seed_table", "type_zoo"]
+
+
+# -- the replicator ------------------------------------------------------------------------------
+@pytest.mark.parametrize("case", REPLAYABLE)
+def test_replay_converges_to_the_final_items(case: str) -> None:
+    # given the captured stream of a case
+    replicator = replicator_for(case)
+
+    # when it is replayed as one batch
+    result = replicator.process(load(case, "events"))
+
+    # then nothing failed and the collection is the final table, converted losslessly
+    assert result.failures == [] and result.quarantined == []
+    assert replicated_documents(replicator.collection) == expected_documents(case)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 7, 1000])
+@pytest.mark.parametrize("case", REPLAYABLE)
+def test_replay_twice_in_any_batch_size_still_converges(case: str, batch_size: int) -> None:
+    # given the stream delivered twice over (Lambda retries, a replayed capture), in batches
+    replicator = replicator_for(case)
+    records = load(case, "events")["Records"]
+
+    # when every batch is processed
+    for _ in range(2):
+        for start in range(0, len(records), batch_size):
+            result = replicator.process({"Records": records[start:start + batch_size]})
+            assert result.lambda_response() == {"batchItemFailures": []}
+
+    # then the collection still equals the final table
+    assert replicated_documents(replicator.collection) == expected_documents(case)
+
+
+def test_composite_key_ids_are_stored_partition_key_first() -> None:
+    replicator = replicator_for("composite_key")
+    replicator.process(load("composite_key", "events"))
+    ids = [document["_id"] for document in replicator.collection.find()]
+    assert len(ids) == 19
+    assert all(list(document_id) == ["pk", "sk"] for document_id in ids)
+
+
+def test_type_zoo_values_are_kept_exactly() -> None:
+    replicator = replicator_for("type_zoo")
+    replicator.process(load("type_zoo", "events"))
+
+    raw = replicator.collection.find_one({"_id": 3})
+    document = unescape_document(raw)
+
+    assert document["money"] == Decimal128("19.99")
+    assert str(document["money"]) == "19.99"
+    assert document["blob"] == bytes(range(3, 19))
+    assert document["blobs"] == [b"\x00\x01", b"\xff"]
+    assert document["int64_edge"] == 2**63 - 1
+    assert str(document["over_int64"]) == "9223372036854775808"
+    assert document["big"] == "12345678901234567890123456789012345678"
+    assert str(document["huge_exp"]) == "1E+125"
+    assert str(document["tiny"]) == "-1E-130"
+    assert document["zero_frac"] == 5
+    assert document["scores"] == [-2, Decimal128("1.5"), 3, 100]  # the MODIFY added 100
+    assert document["tags"] == ["a", "added", "b", "ts"]
+    assert document["dotted.name"] == "field name with a dot"
+    assert document["profile"]["history"] == [1, "two", [False, None], {}]
+    # mongomock cannot store a top-level $-name: it is kept escaped, reversibly
+    assert raw[DOLLAR_ESCAPE + "dollar"] == "leading dollar"
+    assert document["$dollar"] == "leading dollar"
+
+
+def test_keys_only_without_item_reader_is_a_clear_configuration_error() -> None:
+    replicator = replicator_for("keys_only")
+    with pytest.raises(ConfigurationError) as raised:
+        replicator.process(load("keys_only", "events"))
+    message = str(raised.value)
+    assert "SequenceNumber 000000000000000000379" in message
+    assert "KEYS_ONLY stream" in message
+    assert "item reader" in message and "NEW_AND_OLD_IMAGES" in message
+    assert replicator.collection.count_documents({}) == 0
+
+
+def test_keys_only_with_an_item_reader_converges() -> None:
+    # given a reader that answers from the table's final state (as a consistent read would)
+    final = {item["id"]["S"]: item for item in load("keys_only", "final_items")}
+
+    class FinalStateReader:
+        def read(self, keys: Any) -> list[Any]:
+            return [final.get(key["id"]["S"]) for key in keys]
+
+    collection = mongomock.MongoClient()["replica"]["keys_only"]
+    replicator = Replicator(collection, Settings(key_schema=("id",)),
+                            item_reader=FinalStateReader())
+
+    replicator.process(load("keys_only", "events"))
+
+    assert replicated_documents(collection) == expected_documents("keys_only")
+
+
+# -- the original design -------------------------------------------------------------------------
+def baseline_replay(case: str, events: Any = None) -> tuple[dict[str, int], Any]:
+    collection = mongomock.MongoClient()["baseline"]["items"]
+    response = OriginalHandler(collection).handle(events or load(case, "events"))
+    return response, collection
+
+
+def converges_by_its_own_conversion(case: str, collection: Any) -> bool:
+    """Baseline documents vs the final items through the baseline's own (lossy) conversion, so
+    only what it does with the changes counts, not how it converts values."""
+    names = key_schema(case)
+    expected = {}
+    for item in load(case, "final_items"):
+        document = lossy_image(item)
+        expected[repr(tuple(document[n] for n in names))] = document
+    actual = {}
+    for document in collection.find():
+        document.pop("_id")
+        actual[repr(tuple(document.get(n) for n in names))] = document
+    return actual == expected
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "converges"),
+    [
+        ("attribute_removal", 200, False),  # $set keeps removed attributes
+        ("composite_key", 200, False),  # _id is the partition key alone: items collapse
+        ("keys_only", 500, False),  # no NewImage: every INSERT fails
+        ("new_image_batch_txn", 200, True),
+        ("seed_table", 200, True),
+        ("type_zoo", 500, False),  # $dollar refused; ints above int64 overflow
+    ],
+)
+def test_which_cases_the_original_design_gets_wrong(
+    case: str, status: int, converges: bool
+) -> None:
+    response, collection = baseline_replay(case)
+    assert response == {"statusCode": status}
+    assert converges_by_its_own_conversion(case, collection) is converges
+
+
+def test_original_keeps_attributes_that_dynamodb_removed() -> None:
+    # given items whose later MODIFY dropped attributes (id 1: b and c.y; id 2: all but "only")
+    final = {item["id"]["N"]: item for item in load("attribute_removal", "final_items")}
+    assert "b" not in final["1"] and set(final["2"]) == {"id", "only"}
+
+    response, collection = baseline_replay("attribute_removal")
+
+    # then the original's $set left them in place
+    assert response == {"statusCode": 200}
+    assert collection.find_one({"_id": 1}) == {"_id": 1, "a": "keep", "b": 1, "c": {"x": 1},
+                                               "id": 1}
+    assert collection.find_one({"_id": 2}) == {
+        "_id": 2, "a": "keep", "b": 2, "c": {"x": 1, "y": 2}, "id": 2,
+        "only": "replaced whole item"}
+    stale = {d["_id"] for d in collection.find() if lossy_image(final[str(d["_id"])]) !=
+             {k: v for k, v in d.items() if k != "_id"}}
+    assert stale == {1, 2, 3, 5, 6, 7, 9, 10}  # every modified item; 4 and 8 never changed
+
+
+def test_original_collapses_a_composite_key_to_its_partition_key() -> None:
+    response, collection = baseline_replay("composite_key")
+    assert response == {"statusCode": 200}
+    ids = sorted(d["_id"] for d in collection.find())
+    assert ids == ["user#0", "user#1", "user#3", "user#4"]  # 19 items in DynamoDB
+
+
+def test_original_fails_the_type_zoo_and_still_answers_a_status_code(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # given the captured type zoo: every item has a top-level "$dollar" and ints above int64
+    caplog.set_level(logging.ERROR, logger="replicator.baseline")
+
+    response, collection = baseline_replay("type_zoo")
+
+    # then every record fails, nothing is stored, and Lambda only sees statusCode 500 (which an
+    # event source mapping does not read: the batch counts as processed)
+    assert response == {"statusCode": 500}
+    assert collection.count_documents({}) == 0
+    failures = [r.getMessage() for r in caplog.records if "record failed" in r.getMessage()]
+    assert len(failures) == 9
+    assert all("$dollar" in message for message in failures)
+
+
+def _without(events: Any, *names: str) -> Any:
+    events = copy.deepcopy(events)
+    for record in events["Records"]:
+        for image in ("NewImage", "OldImage"):
+            for name in names:
+                record["dynamodb"].get(image, {}).pop(name, None)
+    return events
+
+
+def test_original_overflows_on_integers_above_int64(caplog: pytest.LogCaptureFixture) -> None:
+    # given the type zoo without "$dollar": big, huge_exp and over_int64 become Python ints
+    caplog.set_level(logging.ERROR, logger="replicator.baseline")
+    events = _without(load("type_zoo", "events"), "$dollar")
+
+    response, collection = baseline_replay("type_zoo", events)
+
+    assert response == {"statusCode": 500}
+    assert collection.count_documents({}) == 0
+    assert "8-byte ints" in caplog.text
+    with pytest.raises(OverflowError):  # pymongo's own encoder refuses them too
+        bson.encode({"over_int64": 9223372036854775808})
+
+
+def test_original_turns_decimals_into_floats_and_keeps_binary_as_text() -> None:
+    # given the type zoo reduced to what the original can store at all
+    events = _without(load("type_zoo", "events"), "$dollar", "big", "huge_exp", "over_int64")
+
+    response, collection = baseline_replay("type_zoo", events)
+    original = collection.find_one({"_id": 3})
+
+    # then it stored all 7 items, but lossily
+    assert response == {"statusCode": 200}
+    assert collection.count_documents({}) == 7
+    assert type(original["money"]) is float and original["money"] == 19.99
+    assert type(original["tiny"]) is float and original["tiny"] == -1e-130
+    assert original["blob"] == "AwQFBgcICQoLDA0ODxAREg=="  # base64 text, not bytes
+    assert original["blobs"] == ["/w==", "AAE="]  # arrival order, text
+    assert original["scores"] == [-2, 1.5, 3, 100]
+    assert type(original["scores"][1]) is float
+    assert original["dotted"] == {"name": "field name with a dot"}  # $set read the dot as a path
+    assert "dotted.name" not in original
+
+    # while the replicator keeps the same values exactly
+    replicator = replicator_for("type_zoo")
+    replicator.process(events)
+    exact = replicator.collection.find_one({"_id": 3})
+    assert exact["money"] == Decimal128("19.99")
+    assert exact["blob"] == bytes(range(3, 19))
+    assert exact["blobs"] == [b"\x00\x01", b"\xff"]
+    assert exact["dotted.name"] == "field name with a dot"
