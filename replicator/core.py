@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from pymongo.operations import ReplaceOne
+from pymongo.operations import UpdateOne
 
 from replicator import apply
 from replicator.convert import Converter
@@ -171,10 +171,7 @@ class Replicator:
             )
             return
         writes = [
-            PlannedWrite(
-                ReplaceOne({"_id": _quarantine_id(bad)}, quarantine_document(bad), upsert=True),
-                (bad.sequence_number or "",),
-            )
+            PlannedWrite(_quarantine_write(bad), (bad.sequence_number or "",))
             for bad in plan.bad_records
         ]
         outcome = apply.write(self.quarantine, writes)
@@ -227,6 +224,18 @@ def quarantine_document(bad: BadRecord) -> dict[str, Any]:
         "raw_record": _raw_json(bad.raw),
         "quarantined_at": datetime.now(timezone.utc),
     }
+
+
+def _quarantine_write(bad: BadRecord) -> UpdateOne:
+    """Upsert by a content-addressed id; a redelivery keeps the time it was first quarantined."""
+    document = quarantine_document(bad)
+    first_seen = document.pop("quarantined_at")
+    document_id = document.pop("_id")
+    return UpdateOne(
+        {"_id": document_id},
+        {"$set": document, "$setOnInsert": {"quarantined_at": first_seen}},
+        upsert=True,
+    )
 
 
 def _quarantine_id(bad: BadRecord) -> str:

@@ -214,6 +214,7 @@ class Planner:
         self, document_id: Any, change: Change, sequence: str, stored: dict[str, Any] | None = None
     ) -> list[PlannedWrite]:
         seqs = (change.sequence_number,)
+        # A malformed OldImage makes the record malformed: it is quarantined like any other.
         old = (
             self.converter.image(change.old_image, root="dynamodb.OldImage")
             if change.old_image is not None

