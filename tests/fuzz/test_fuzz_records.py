@@ -387,7 +387,7 @@ images = st.one_of(st.dictionaries(st.text(max_size=4), typed_values, max_size=4
 
 def _mostly(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
     """Usually ``strategy``, sometimes any JSON value (so most records get deep into parsing)."""
-    return st.one_of(strategy, strategy, strategy, json_values)
+    return st.integers(0, 9).flatmap(lambda roll: strategy if roll else json_values)
 
 
 key_values = st.one_of(
@@ -401,7 +401,7 @@ near_records = st.fixed_dictionaries(
         "eventName": _mostly(st.sampled_from(["INSERT", "MODIFY", "REMOVE", "UNKNOWN_TO_SDK_VERSION"])),
         "dynamodb": _mostly(st.fixed_dictionaries(
             {
-                "SequenceNumber": _mostly(st.from_regex(r"[0-9]{1,42}", fullmatch=True)),
+                "SequenceNumber": _mostly(st.integers(0, 10**42).map(str)),
                 "Keys": _mostly(st.fixed_dictionaries({"pk": _mostly(key_values)})),
             },
             optional={
@@ -410,7 +410,11 @@ near_records = st.fixed_dictionaries(
                 "StreamViewType": _mostly(st.sampled_from(
                     ["NEW_AND_OLD_IMAGES", "NEW_IMAGE", "OLD_IMAGE", "KEYS_ONLY"])),
                 "ApproximateCreationDateTime": st.one_of(
-                    st.integers(), st.floats(allow_nan=False), json_values),
+                    st.integers(),
+                    st.floats(allow_nan=False),
+                    st.sampled_from([1e20, -1e20, 1e300, 10**30, -(10**15), 2**63]),
+                    json_values,
+                ),
             },
         )),
     },
