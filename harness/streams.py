@@ -63,6 +63,7 @@ class ShardState:
     listed: bool = True  # in the latest DescribeStream answer
     reacquired: int = 0  # iterators re-acquired after expiry or trimming
     trimmed: list[str] = field(default_factory=list)  # positions that fell off the stream
+    acquired_at: float = 0.0  # when the current iterator came from GetShardIterator
 
 
 def error_code(error: BaseException) -> str | None:
@@ -120,6 +121,7 @@ class StreamReader:
         poll_interval: float = 0.05,
         refresh_interval: float = 5.0,
         max_reacquire: int = 5,
+        idle_reacquire_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -135,6 +137,7 @@ class StreamReader:
         self.poll_interval = poll_interval
         self.refresh_interval = refresh_interval
         self.max_reacquire = max_reacquire
+        self.idle_reacquire_s = idle_reacquire_s
         self._sleep = sleep
         self._clock = clock
         self.state: dict[str, ShardState] = {}
@@ -246,6 +249,7 @@ class StreamReader:
         while pages < self.max_pages:
             if state.iterator is None:
                 state.iterator = self._resume_iterator(state)
+                state.acquired_at = self._clock()
                 if state.iterator is None:  # nothing to read from (shard gone)
                     state.exhausted = True
                     break
@@ -278,6 +282,13 @@ class StreamReader:
                 break
             state.iterator = next_iterator
             if not batch:
+                # An idle shard's iterator is renewed from the last record seen now and then:
+                # moto pins an iterator to its table object, which it replaces on a failed
+                # conditional write (the iterator then never sees a record again), and real
+                # iterators expire after 15 minutes anyway. A fresh iterator loses nothing.
+                renewable = state.last_sequence is not None or state.start == "TRIM_HORIZON"
+                if renewable and self._clock() - state.acquired_at >= self.idle_reacquire_s:
+                    state.iterator = None
                 break
         return records
 

@@ -256,7 +256,8 @@ def test_latest_skips_history_and_closed_shards_but_reads_new_shards_from_the_st
     fake.close("shardId-old-000000000000000001")
     fake.add_shard("shardId-open-00000000000000001", "shardId-old-000000000000000001")
     fake.append("shardId-open-00000000000000001", wire_record("002"))
-    reader = reader_for(fake, starting_position="LATEST")
+    # (iterator renewal on idle shards is off here: this test counts GetShardIterator calls)
+    reader = reader_for(fake, starting_position="LATEST", idle_reacquire_s=float("inf"))
     # written after the reader was made, before its first poll: must be read
     fake.append("shardId-open-00000000000000001", wire_record("003"))
     assert sequences(reader.poll()) == [("shardId-open-00000000000000001", ["003"])]
@@ -269,6 +270,29 @@ def test_latest_skips_history_and_closed_shards_but_reads_new_shards_from_the_st
     kinds = [(c["ShardId"], c["ShardIteratorType"]) for op, c in fake.log if op == "GetShardIterator"]
     assert kinds == [("shardId-open-00000000000000001", "LATEST"),
                      ("shardId-new-000000000000000001", "TRIM_HORIZON")]
+
+
+def test_an_idle_shard_renews_its_iterator_after_the_last_record_seen(
+    fake_streams: Any, wire_record: Any
+) -> None:
+    # Given a reader whose shard went idle (moto pins an iterator to a table object it replaces
+    # on a failed conditional write, so an old iterator would never see a record again)
+    fake = fake_streams()
+    fake.add_shard("shardId-a-000000000000000000001")
+    fake.append("shardId-a-000000000000000000001", wire_record("001"))
+    now = [0.0]
+    reader = reader_for(fake, clock=lambda: now[0], idle_reacquire_s=0.5)
+    assert sequences(reader.poll()) == [("shardId-a-000000000000000000001", ["001"])]
+    # When time passes with nothing new and a record then arrives
+    now[0] = 1.0
+    assert reader.poll() == []
+    fake.append("shardId-a-000000000000000000001", wire_record("002"))
+    now[0] = 1.1
+    # Then the next read starts from a fresh iterator after record 001, and 002 arrives once
+    assert sequences(reader.poll()) == [("shardId-a-000000000000000000001", ["002"])]
+    renewals = [c for op, c in fake.log if op == "GetShardIterator"
+                and c["ShardIteratorType"] == "AFTER_SEQUENCE_NUMBER"]
+    assert [c["SequenceNumber"] for c in renewals] == ["001"]
 
 
 def test_arguments_are_checked(fake_streams: Any) -> None:
