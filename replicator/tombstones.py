@@ -101,14 +101,21 @@ class TombstoneStore:
         """Run the operations; return (did any probe possibly match, failures by index)."""
         if is_mongomock(self.collection):
             # mongomock's bulk_write is broken with current pymongo (see apply.py): one by one.
+            # Each failure is reported at its index, as apply.py's one-by-one path does (mongomock
+            # raises TypeError on some _id types, e.g. an unhashable Decimal128).
             matched = False
+            failed_at: dict[int, str] = {}
             for index, operation in enumerate(operations):
-                result = self.collection.update_one(
-                    operation._filter, operation._doc, upsert=operation._upsert
-                )
+                try:
+                    result = self.collection.update_one(
+                        operation._filter, operation._doc, upsert=operation._upsert
+                    )
+                except (PyMongoError, ValueError, TypeError, NotImplementedError) as error:
+                    failed_at[index] = f"{type(error).__name__}: {error}"
+                    continue
                 if index >= deletes and result.matched_count:
                     matched = True
-            return matched, {}
+            return matched, failed_at
         try:
             result = self.collection.bulk_write(operations, ordered=False)
         except BulkWriteError as error:

@@ -396,13 +396,36 @@ def _directed_delete(machine: ReplicationMachine) -> None:
 def test_directed_late_retry_regresses_without_the_guard() -> None:
     with pytest.raises(WentBackInTime):
         _directed(GuardOffMachine())
-    _directed(ReplicationMachine())  # and with the guard it does not
+    guarded = ReplicationMachine()
+    _directed(guarded)  # with the guard it does not
+    guarded.teardown()
 
 
 def test_directed_old_put_resurrects_without_tombstones() -> None:
     with pytest.raises(WentBackInTime):
         _directed_delete(TombstonesOffMachine())
-    _directed_delete(ReplicationMachine())
+    guarded = ReplicationMachine()
+    _directed_delete(guarded)
+    guarded.teardown()
+
+
+def test_a_value_the_item_never_had_is_found() -> None:
+    machine = ReplicationMachine()
+    machine.put(0, {"a": {"N": "1"}})
+    machine.deliver(1)
+    machine.documents_never_go_back()
+    machine.raw.update_one({"_id": "k0"}, {"$set": {"a": 2}})
+    with pytest.raises(InventedState):
+        machine.documents_never_go_back()
+
+
+def test_a_document_for_a_key_never_written_is_found() -> None:
+    machine = ReplicationMachine()
+    machine.put(0, {"a": {"N": "1"}})
+    machine.deliver(1)
+    machine.raw.insert_one({"_id": "k9", "a": 1})
+    with pytest.raises(AssertionError, match="keys never written"):
+        machine.documents_never_go_back()
 
 
 def test_without_tombstones_the_machine_finds_a_resurrection() -> None:
