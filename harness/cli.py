@@ -186,6 +186,7 @@ def run(
             *[(f"{name}: missing diverging paths", ", ".join(paths))
               for name, paths in result.missing_paths.items() if paths],
             ("timings (s)", ", ".join(f"{k}={v}" for k, v in result.timings.items())),
+            *[("note", note) for note in result.notes],
         ], title=f"Scenario {chosen.name}: {'PASS' if result.met else 'FAIL'}"))
         if plot and lag is not None:
             from harness.lag import plot as plot_lag

@@ -79,6 +79,9 @@ class Boto3Source:
 
     name = "boto3"
     region = REGION
+    #: a cancelled TransactWriteItems leaves no trace in the stream, even for a reader polling
+    #: while it runs (true of DynamoDB and DynamoDB Local; moto sets False, see the runner)
+    atomic_transactions = True
 
     def __init__(self) -> None:
         self._clients: dict[str, Any] = {}
@@ -166,6 +169,7 @@ class MotoSource(Boto3Source):
     """
 
     name = "moto"
+    atomic_transactions = False  # moto 5.2: writes, emits, then rolls back (see runner.py)
 
     def __init__(self, *, repair_binary_keys: bool = True) -> None:
         super().__init__()
@@ -234,6 +238,7 @@ class MotoServerSource(Boto3Source):
     """
 
     name = "moto-server"
+    atomic_transactions = False
 
     def __init__(self, endpoint_url: str | None = None, *, repair_binary_keys: bool = True) -> None:
         super().__init__()
