@@ -48,6 +48,7 @@ class ScheduleResult:
     injected: dict[str, int] = field(default_factory=dict)
     recording: str | None = None
     seconds: float = 0.0
+    guard: bool = True
 
     @property
     def failed(self) -> bool:
@@ -123,7 +124,7 @@ def run_schedule(
     plan = FaultPlan.random(rng, seed)
     workload = random_workload(rng, seed)
     spec = TableSpec(name=f"chaos-{seed}-{uuid.uuid4().hex[:6]}", partition_key=("id", "S"))
-    result = ScheduleResult(seed, plan.as_dict(), workload.to_dict())
+    result = ScheduleResult(seed, plan.as_dict(), workload.to_dict(), guard=guard)
     table = source.create_table(spec)
     try:
         run_workload(source.dynamodb(), spec, workload)
@@ -199,6 +200,10 @@ def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
     (target / "events.json").write_text(json.dumps({"Records": lambda_records}, indent=1))
     (target / "final_items.json").write_text(json.dumps(_wire_json(items), indent=1))
     (target / "schedule.json").write_text(json.dumps({
+        "reproduce": f"harness chaos --seed {result.seed} --schedules 1"
+                      + ("" if result.guard else " --no-guard"),
+        "replay_without_faults": f"harness replay --table {target}/table.json --events "
+                                 f"{target}/events.json --expect-items {target}/final_items.json",
         "seed": result.seed, "faults": result.faults, "workload": result.workload,
         "injected": result.injected, "lost_records": result.lost_records, "diff": result.diff,
     }, indent=1, default=str))

@@ -217,6 +217,49 @@ def _lag_cell(lag: Any) -> str:
     return " / ".join(f"{lag.percentile(p) * 1000:,.0f}" for p in (50, 95, 99))
 
 
+@app.command()
+def chaos(
+    schedules: Annotated[int, typer.Option(min=1, help="how many seeded schedules")] = 20,
+    seed: Annotated[int, typer.Option(help="the first schedule's seed")] = 0,
+    report_json: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
+    recordings: Annotated[
+        Path, typer.Option(help="where failing schedules are recorded for replay")
+    ] = Path("chaos-recordings"),
+    no_guard: Annotated[
+        bool, typer.Option("--no-guard", help="switch the stale-write guard off (to see it fail)")
+    ] = False,
+) -> None:
+    """Random fault schedules on moto + mongomock; exit 0 only with no divergence and no loss."""
+    from rich.table import Table
+
+    from harness.chaos import run_chaos
+
+    # Injected faults make the replicator log every retry; the table below is the summary.
+    logging.getLogger("replicator").setLevel(logging.CRITICAL)
+    with _progress() as bar:
+        task = bar.add_task("chaos schedules", total=schedules)
+        report = run_chaos(
+            schedules, seed, guard=not no_guard, recordings=recordings,
+            progress=lambda done, total, result: bar.update(task, completed=done),
+        )
+    table = Table(title=f"chaos: {report['schedules']} schedules from seed {seed}")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    for name in ("schedules", "records", "diverged", "lost_records", "seconds"):
+        table.add_row(name, str(report[name]))
+    for fault, count in sorted(report["faults_injected"].items()):
+        table.add_row(f"injected: {fault}", str(count))
+    console.print(table)
+    for divergence in report["divergences"][:10]:
+        console.print(
+            f"[red]seed {divergence['seed']}[/red]: lost={len(divergence['lost_records'])} "
+            f"recording={divergence['recording']}", highlight=False,
+        )
+    if report_json:
+        report_json.write_text(json.dumps(report, indent=2, default=str))
+    raise typer.Exit(0 if not report["divergences"] else 1)
+
+
 @app.command("list")
 def list_things() -> None:
     """List shipped scenarios, backends and handlers."""
