@@ -1,0 +1,52 @@
+"""Every shipped scenario meets its expectation, on the embedded stack and on DynamoDB Local."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness.runner import run_scenario
+from harness.scenario import SCENARIO_DIR, list_scenarios, load_scenario
+
+SCENARIOS = sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+REQUIRED = {"smoke", "crud-mix", "attribute-removal", "type-zoo", "hot-keys", "composite-keys",
+            "large-items", "batch-and-transactions", "baseline-defects", "standalone", "sharded"}
+
+
+def test_the_required_scenarios_are_shipped_and_valid() -> None:
+    assert REQUIRED <= set(SCENARIOS)
+    assert all(scenario.description for _, scenario in list_scenarios())
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario_meets_its_expectation_on_moto_and_mongomock(name: str) -> None:
+    result = run_scenario(load_scenario(name), source="moto", target="mongomock")
+    report = result.as_dict()
+    assert result.met, report["handlers"]
+    assert report["counts"]["stream_records"] > 0
+    for handler in report["handlers"]:
+        assert handler["driver"]["discarded_records"] == 0
+
+
+def test_baseline_defects_names_the_diverging_paths() -> None:
+    result = run_scenario(load_scenario("baseline-defects"), source="moto", target="mongomock")
+    by_handler = {o.handler: o for o in result.outcomes}
+    baseline, core = by_handler["baseline"], by_handler["replicator"]
+    assert core.diff.converged and not baseline.diff.converged
+    fields = [f for d in baseline.diff.changed for f in d.fields]
+    # decimals became floats
+    assert any(f.path == "price" and isinstance(f.actual, float) for f in fields)
+    # binary stayed base64 text
+    assert any(f.path == "checksum" and isinstance(f.expected, bytes) and isinstance(f.actual, str)
+               for f in fields)
+    # attributes DynamoDB removed were kept
+    assert any(f.expected == "<missing>" for f in fields)
+
+
+@pytest.mark.dynamodb_local
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [n for n in SCENARIOS if n != "large-items"] + ["large-items"])
+def test_scenario_meets_its_expectation_on_dynamodb_local(name: str, tmp_path: Path) -> None:
+    result = run_scenario(load_scenario(name), source="dynamodb-local", target="mongomock")
+    assert result.met, result.as_dict()["handlers"]
