@@ -21,7 +21,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    session.install("ruff")
+    session.install("ruff==0.17.6")
     session.run("ruff", "check", "replicator", "harness", "tests", "benchmarks", "noxfile.py")
 
 
