@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import bson
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
@@ -31,7 +31,11 @@ from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_
 from replicator.keys import KeyMapper, identity
 from replicator.settings import Settings
 
-Operation = ReplaceOne | DeleteOne | UpdateOne
+# A runtime union (isinstance works on it); the type checker sees the parametrized form.
+if TYPE_CHECKING:
+    Operation: TypeAlias = "ReplaceOne[dict[str, Any]] | DeleteOne | UpdateOne"
+else:
+    Operation = ReplaceOne | DeleteOne | UpdateOne
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 CollectionRole = Literal["main", "archive"]
 
