@@ -235,13 +235,18 @@ def chaos(
     from harness.chaos import run_chaos
 
     # Injected faults make the replicator log every retry; the table below is the summary.
-    logging.getLogger("replicator").setLevel(logging.CRITICAL)
-    with _progress() as bar:
-        task = bar.add_task("chaos schedules", total=schedules)
-        report = run_chaos(
-            schedules, seed, guard=not no_guard, recordings=recordings,
-            progress=lambda done, total, result: bar.update(task, completed=done),
-        )
+    replicator_log = logging.getLogger("replicator")
+    level = replicator_log.level
+    replicator_log.setLevel(logging.CRITICAL)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("chaos schedules", total=schedules)
+            report = run_chaos(
+                schedules, seed, guard=not no_guard, recordings=recordings,
+                progress=lambda done, total, result: bar.update(task, completed=done),
+            )
+    finally:
+        replicator_log.setLevel(level)
     table = Table(title=f"chaos: {report['schedules']} schedules from seed {seed}")
     table.add_column("measure")
     table.add_column("value", justify="right")

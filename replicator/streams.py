@@ -19,6 +19,11 @@ What it guarantees:
   skipped; shards that appear later are read from ``TRIM_HORIZON``, as the KCL does.
 * Records are returned as boto3 gives them (``B`` as bytes, ``ApproximateCreationDateTime`` as a
   datetime).
+* Resuming (the standalone poller's checkpoints): ``positions={shard_id: sequence}`` starts those
+  shards ``AFTER_SEQUENCE_NUMBER`` the sequence (under ``LATEST`` too); ``finished`` names shards
+  already read to their end (they are not read again). ``on_trimmed(state, sequence)`` is called
+  when a position fell off the stream (``TrimmedDataAccessException`` on ``AFTER_SEQUENCE_NUMBER``),
+  before the reader goes on at ``TRIM_HORIZON``; it may raise to stop the reader instead.
 
 Calls are bounded: ``poll`` reads each readable shard until a page comes back empty (at most
 ``max_pages`` pages), DescribeStream is called on the first poll, when a shard has closed and every
@@ -30,7 +35,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -124,6 +129,9 @@ class StreamReader:
         idle_reacquire_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
+        positions: Mapping[str, str] | None = None,
+        finished: Iterable[str] = (),
+        on_trimmed: Callable[[ShardState, str], None] | None = None,
     ) -> None:
         if starting_position not in ("TRIM_HORIZON", "LATEST"):
             raise ValueError(f"starting_position must be TRIM_HORIZON or LATEST, not {starting_position!r}")
@@ -140,6 +148,9 @@ class StreamReader:
         self.idle_reacquire_s = idle_reacquire_s
         self._sleep = sleep
         self._clock = clock
+        self._positions = dict(positions or {})
+        self._finished = frozenset(finished)
+        self.on_trimmed = on_trimmed
         self.state: dict[str, ShardState] = {}
         self._order: list[str] = []
         self._discovered_at: float | None = None
@@ -152,7 +163,7 @@ class StreamReader:
             self._discover()
             for shard_id in self._order:
                 state = self.state[shard_id]
-                if not state.exhausted:
+                if not state.exhausted and state.last_sequence is None:
                     state.iterator = self._get_iterator(shard_id, "LATEST")
                     state.acquired = True
 
@@ -190,7 +201,10 @@ class StreamReader:
                 self.state[shard_id].listed = True
                 continue
             state = ShardState(shard_id, shard.get("ParentShardId"), start="TRIM_HORIZON")
-            if first and self.starting_position == "LATEST":
+            state.last_sequence = self._positions.get(shard_id)
+            if shard_id in self._finished:
+                state.exhausted = True
+            elif first and self.starting_position == "LATEST" and state.last_sequence is None:
                 state.start = "LATEST"
                 if "EndingSequenceNumber" in shard.get("SequenceNumberRange", {}):
                     state.exhausted = True  # closed before we started: history, not ours to read
@@ -232,6 +246,8 @@ class StreamReader:
             # The records after our position are gone (older than the retention period): nothing
             # to do but go on from the oldest record still there, and say so.
             state.trimmed.append(state.last_sequence)
+            if self.on_trimmed is not None:
+                self.on_trimmed(state, state.last_sequence)
             return self._get_iterator(state.shard_id, "TRIM_HORIZON")
 
     # -- reading -----------------------------------------------------------------------------------

@@ -12,10 +12,12 @@ After every step:
 
 (a) MONOTONIC: every document equals the state its item had after SOME delivered record, at a
     position in the item's history not before the one the document showed last time, and not
-    before its key's newest record that Lambda has checkpointed (nothing acknowledged is lost); an
-    absent document is "absent" at such a position (so a deleted document never comes back from
-    an older change). With the guard on, the document's sequence field also never decreases and names a
-    delivered record of that key whose state is exactly the document.
+    before its key's newest record that Lambda has checkpointed (nothing acknowledged is lost;
+    while a newer record of the key is delivered but still to be retried, the document may lag
+    behind the checkpoint, never behind itself); an absent document is "absent" at such a
+    position (so a deleted document never comes back from an older change). With the guard on,
+    the document's sequence field also never decreases and names a delivered record of that key
+    whose state is exactly the document.
 (b) no invented values: no document for a key never written, no state the item never had.
 
 At the end (teardown) everything not yet delivered is delivered and the collection must equal the
@@ -224,10 +226,17 @@ class ReplicationMachine(RuleBasedStateMachine):
             where = self.table.positions[index]
             allowed.setdefault(where.key_id, []).append(where.position)
         # Lambda has checkpointed every record before the cursor: none of them may be lost, so each
-        # document is at least at the state of its key's newest checkpointed record.
+        # document is at least at the state of its key's newest checkpointed record -- unless a
+        # newer record of the key was delivered and is still to be retried: a tombstone written for
+        # a delete whose own write then failed holds back the changes before that delete (they
+        # count as superseded, and the document keeps its older state until the retried delete
+        # lands; never a state older than it showed, which the position check below still holds).
         floor: dict[str, int] = {}
         for where in self.table.positions[: self.cursor]:
             floor[where.key_id] = where.position
+        for index in self.delivered:
+            if index >= self.cursor:
+                floor.pop(self.table.positions[index].key_id, None)
         for key_id in self.table.key_ids():
             document_id = self.planner.key_mapper.document_id(self.table.keys_for(key_id))
             document = documents.pop(identity(document_id), None)

@@ -1,5 +1,5 @@
 """Shard-key-aware plans, the transaction path of apply.py, and the container targets without
-Docker. Runs everywhere: no server, no Docker (the real-MongoDB tests are in tests/docker)."""
+Docker. Runs everywhere: no server, no Docker (the real-MongoDB tests are in tests/real_mongodb)."""
 
 from __future__ import annotations
 
