@@ -1,0 +1,439 @@
+"""``replicator``: the standalone poller, re-sync from the table, checkpoints.
+
+    replicator run --table NAME --mongodb-uri URI [options]    replicate until SIGTERM/SIGINT
+    replicator resync --table NAME --mongodb-uri URI --yes     rebuild the collection from the table
+    replicator checkpoints --table NAME --mongodb-uri URI      show (or --delete) the checkpoints
+
+The MongoDB URI can come from ``MONGODB_URI`` instead of ``--mongodb-uri`` (better: a command line
+is visible to every user of the machine); it is never printed. AWS credentials and region come
+from the usual boto3 chain (environment, profile, instance role); with ``--endpoint-url`` (DynamoDB
+Local) and no credentials anywhere, dummy ones are used. Replicator settings are read from the
+same ``REPLICATOR_*`` variables as the Lambda handler (README, "Lambda configuration").
+
+Exit codes: 0 done (drained with --once, or stopped by SIGTERM/SIGINT), 1 failed (MongoDB or AWS
+unreachable at start, retries exhausted), 2 usage or configuration error, 3 re-sync required.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import shlex
+import signal
+import sys
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+from urllib.parse import unquote
+
+from replicator.errors import ConfigurationError, ReplicationError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_RESYNC = 3
+
+MOCK_SCHEME = "mongomock://"
+DEFAULT_TIMEOUT_MS = 10_000
+log = logging.getLogger("replicator.cli")
+
+# -- secrets -------------------------------------------------------------------------------------
+_USERINFO = re.compile(r"((?:mongodb(?:\+srv)?|mongomock)://)([^@/\s]+)@")
+
+
+def secrets_of(uri: str | None, environ: Any) -> list[str]:
+    """The strings that must never reach a log line or an error: the URI's password (as written
+    and decoded) and the AWS secret key / session token of the environment."""
+    found: list[str] = []
+    if uri:
+        match = _USERINFO.search(uri)
+        if match and ":" in match.group(2):
+            password = match.group(2).split(":", 1)[1]
+            found += [password, unquote(password)]
+    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
+        value = environ.get(name)
+        if value:
+            found.append(value)
+    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``user:password@`` of any MongoDB URI -> ``***@``, and every known secret -> ``***``."""
+    text = _USERINFO.sub(r"\1***@", text)
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+class RedactingFormatter(logging.Formatter):
+    """Redacts the whole formatted record, traceback included."""
+
+    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
+        super().__init__(fmt)
+        self.secrets = list(secrets)
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record), self.secrets)
+
+
+def setup_logging(level: str, secrets: Sequence[str]) -> logging.Handler:
+    """One redacting stderr handler on the root logger (replacing the one of an earlier call);
+    ``replicator`` loggers at ``level``, everything else at WARNING."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
+    handler.set_name("replicator-cli")
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if existing.get_name() == "replicator-cli":
+            root.removeHandler(existing)
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    logging.getLogger("replicator").setLevel(level.upper())
+    return handler
+
+
+# -- arguments -----------------------------------------------------------------------------------
+def _key_schema(text: str) -> tuple[str, ...]:
+    names = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not 1 <= len(names) <= 2:
+        raise argparse.ArgumentTypeError("name one or two key attributes: partition[,sort]")
+    return names
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be above 0")
+    return value
+
+
+def _batch_size(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be 1..1000 (GetRecords returns at most 1000)")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="replicator",
+        description="DynamoDB Streams -> MongoDB replicator: standalone poller.",
+        epilog="Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 re-sync required.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--table", required=True, help="the DynamoDB table (its stream must be on)")
+    common.add_argument(
+        "--mongodb-uri", default=None,
+        help="MongoDB connection string (default: $MONGODB_URI; never printed). "
+             f"'{MOCK_SCHEME}' is an in-memory mongomock target for trying the poller out: "
+             "everything, checkpoints included, is lost when the process exits")
+    common.add_argument("--database", default=None,
+                        help="database (default: $MONGODB_DATABASE, else the URI's database)")
+    common.add_argument("--collection", default=None,
+                        help="collection (default: $MONGODB_COLLECTION, else the table name)")
+    common.add_argument("--checkpoint-collection", default=None,
+                        help="where checkpoints live (default: <collection>_checkpoints)")
+    common.add_argument("--endpoint-url", default=None,
+                        help="DynamoDB endpoint (e.g. http://127.0.0.1:8000 for DynamoDB Local)")
+    common.add_argument("--region", default=None,
+                        help="AWS region (default: the boto3 chain; us-east-1 with --endpoint-url)")
+    common.add_argument("--key-schema", type=_key_schema, default=None, metavar="PK[,SK]",
+                        help="the table's key attributes (default: from DescribeTable)")
+    common.add_argument("--mongodb-timeout-ms", type=int, default=None,
+                        help=f"server selection timeout (default: $MONGODB_TIMEOUT_MS, else the URI's "
+                             f"serverSelectionTimeoutMS, else {DEFAULT_TIMEOUT_MS})")
+    common.add_argument("--log-level", default="INFO",
+                        choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+    run = commands.add_parser(
+        "run", parents=[common], help="replicate the table's stream until SIGTERM/SIGINT",
+        description="Read the table's stream (every shard, in lineage order), write through the "
+                    "replicator core, checkpoint each shard after MongoDB acknowledged the writes. "
+                    "SIGTERM/SIGINT: finish the current batch, checkpoint, exit 0.")
+    run.add_argument("--batch-size", type=_batch_size, default=100,
+                     help="records per GetRecords call and per write batch (default 100)")
+    run.add_argument("--starting-position", choices=["TRIM_HORIZON", "LATEST"], default="TRIM_HORIZON",
+                     help="where a stream never seen before starts (default TRIM_HORIZON); with "
+                          "checkpoints, new shards always start at TRIM_HORIZON")
+    run.add_argument("--poll-interval", type=_positive_float, default=1.0,
+                     help="seconds between polls when the stream is idle (default 1)")
+    run.add_argument("--log-interval", type=_positive_float, default=30.0,
+                     help="seconds between progress lines (default 30)")
+    run.add_argument("--max-attempts", type=int, default=0,
+                     help="give up (exit 1) after this many failures in a row; 0: retry forever "
+                          "(default)")
+    run.add_argument("--once", action="store_true",
+                     help="drain what the stream holds now, then exit 0")
+    run.set_defaults(func=cmd_run)
+
+    resync = commands.add_parser(
+        "resync", parents=[common], help="rebuild the collection from the table (after a gap)",
+        description="Delete the table's checkpoints, empty the collection and its tombstones, "
+                    "apply what the stream still holds, then scan the table into the collection "
+                    "(items as INSERTs with sequence number 0, so any stream change wins). Stop "
+                    "every poller of the table first; start `replicator run` afterwards.")
+    resync.add_argument("--batch-size", type=_batch_size, default=100)
+    resync.add_argument("--max-attempts", type=int, default=10)
+    resync.add_argument("--yes", action="store_true",
+                        help="confirm: the collection's documents are deleted and rebuilt")
+    resync.set_defaults(func=cmd_resync)
+
+    show = commands.add_parser("checkpoints", parents=[common],
+                               help="show the table's checkpoints (or delete them)")
+    show.add_argument("--delete", action="store_true", help="delete them (with --yes)")
+    show.add_argument("--yes", action="store_true")
+    show.set_defaults(func=cmd_checkpoints)
+    return parser
+
+
+# -- building blocks -----------------------------------------------------------------------------
+class Target:
+    """The MongoDB client, collection and checkpoint store named by the arguments."""
+
+    def __init__(self, args: argparse.Namespace, environ: Any) -> None:
+        uri = args.mongodb_uri or environ.get("MONGODB_URI")
+        if not uri:
+            raise ConfigurationError("give --mongodb-uri or set MONGODB_URI")
+        self.mock = uri.startswith(MOCK_SCHEME)
+        self.client = self._connect(uri, args, environ)
+        database = args.database or environ.get("MONGODB_DATABASE") or self._default_database()
+        name = args.collection or environ.get("MONGODB_COLLECTION") or args.table
+        self.collection = self.client[database][name]
+        from replicator.checkpoints import CheckpointStore
+
+        self.checkpoints = CheckpointStore(
+            self.client[database][args.checkpoint_collection or f"{name}_checkpoints"],
+            table=args.table)
+
+    def _connect(self, uri: str, args: argparse.Namespace, environ: Any) -> Any:
+        if self.mock:
+            try:
+                import mongomock
+            except ImportError as error:
+                raise ConfigurationError(
+                    f"{MOCK_SCHEME} needs mongomock: pip install 'ddb-mongo-replicator[harness]'"
+                ) from error
+            log.warning("%s: in-memory target, everything (checkpoints too) is lost at exit",
+                        MOCK_SCHEME)
+            self._mock_database = uri[len(MOCK_SCHEME):].partition("/")[2].partition("?")[0]
+            return mongomock.MongoClient()
+        from pymongo import MongoClient
+        from pymongo.errors import ConfigurationError as MongoConfigurationError
+        from pymongo.errors import InvalidURI
+
+        options: dict[str, Any] = {"appname": "ddb-mongo-replicator-poller", "retryWrites": True}
+        timeout = args.mongodb_timeout_ms or environ.get("MONGODB_TIMEOUT_MS")
+        if timeout:
+            options["serverSelectionTimeoutMS"] = int(timeout)
+        elif "serverselectiontimeoutms" not in uri.lower():
+            options["serverSelectionTimeoutMS"] = DEFAULT_TIMEOUT_MS
+        try:
+            return MongoClient(uri, **options)
+        except (InvalidURI, MongoConfigurationError, ValueError) as error:
+            raise ConfigurationError(f"the MongoDB URI is not usable: {error}") from None
+
+    def _default_database(self) -> str:
+        if self.mock:
+            return self._mock_database or "replicator"
+        from pymongo.errors import ConfigurationError as MongoConfigurationError
+
+        try:
+            return str(self.client.get_default_database().name)
+        except MongoConfigurationError:
+            raise ConfigurationError(
+                "name the database: --database, MONGODB_DATABASE or a path in the URI") from None
+
+    def close(self) -> None:
+        close = getattr(self.client, "close", None)
+        if callable(close):
+            close()
+
+
+def aws_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
+    """boto3 ``dynamodbstreams`` and ``dynamodb`` clients for the arguments."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as error:
+        raise ConfigurationError("the poller needs boto3: pip install boto3") from error
+    session = boto3.session.Session()
+    region = (args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+              or session.region_name or ("us-east-1" if args.endpoint_url else None))
+    if not region:
+        raise ConfigurationError("give --region (or set AWS_REGION)")
+    options: dict[str, Any] = {
+        "retries": {"mode": "standard", "max_attempts": 5},
+        "connect_timeout": 5,
+        "read_timeout": 30,
+    }
+    credentials: dict[str, Any] = {}
+    if args.endpoint_url:
+        options["account_id_endpoint_mode"] = "disabled"
+        if session.get_credentials() is None:
+            credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    config = Config(**options)
+    return tuple(  # type: ignore[return-value]
+        session.client(service, region_name=region, endpoint_url=args.endpoint_url, config=config,
+                       **credentials)
+        for service in ("dynamodbstreams", "dynamodb")
+    )
+
+
+def settings_of(args: argparse.Namespace, environ: Any) -> Any:
+    from dataclasses import replace
+
+    from replicator.settings import Settings
+
+    settings = Settings.from_env(environ)
+    if args.key_schema:
+        settings = replace(settings, key_schema=tuple(args.key_schema))
+    return settings
+
+
+def resync_command(args: argparse.Namespace) -> str:
+    """The `replicator resync` command for the same table and target (the URI left out)."""
+    parts = ["replicator", "resync", "--table", args.table]
+    for option in ("database", "collection", "checkpoint_collection", "endpoint_url", "region"):
+        value = getattr(args, option, None)
+        if value:
+            parts += [f"--{option.replace('_', '-')}", value]
+    if args.key_schema:
+        parts += ["--key-schema", ",".join(args.key_schema)]
+    text = " ".join(shlex.quote(part) for part in parts)
+    uri = " --mongodb-uri <the same URI>" if args.mongodb_uri else ""
+    return f"{text}{uri} --yes"
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT: finish the current batch, checkpoint, exit 0. A second one: exit now."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: stopping now (the last batch is applied again after a restart)",
+                        name)
+            raise KeyboardInterrupt
+        log.info("%s: finishing the current batch, then stopping", name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+def _poller(args: argparse.Namespace, environ: Any, target: Target, stop: threading.Event,
+            **options: Any) -> Any:
+    from replicator.poller import Poller
+
+    streams, dynamodb = aws_clients(args, environ)
+    max_attempts = getattr(args, "max_attempts", 0) or None
+    return Poller(
+        streams, dynamodb, args.table, target.collection, settings_of(args, environ),
+        target.checkpoints, batch_size=args.batch_size, stop=stop,
+        key_schema=args.key_schema, max_attempts=max_attempts, **options,
+    )
+
+
+# -- commands ------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace, environ: Any) -> int:
+    from replicator.poller import ResyncRequired
+
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    target = Target(args, environ)
+    try:
+        poller = _poller(args, environ, target, stop, starting_position=args.starting_position,
+                         poll_interval=args.poll_interval, log_interval=args.log_interval)
+        try:
+            stats = poller.run(once=args.once)
+        except ResyncRequired as error:
+            raise error.with_command(resync_command(args)) from None
+    finally:
+        target.close()
+    why = "stopped by signal" if stats.stopped_by_signal else "stream drained (--once)"
+    log.info("%s: %d records applied, %d checkpoints saved; exiting", why,
+             stats.records_applied, stats.checkpoints)
+    return EXIT_OK
+
+
+def cmd_resync(args: argparse.Namespace, environ: Any) -> int:
+    from replicator.poller import resync
+
+    if not args.yes:
+        raise ConfigurationError(
+            "resync deletes the collection's documents, its tombstones and the table's "
+            "checkpoints, then rebuilds them from the stream and a table scan: stop every "
+            "poller of this table and run again with --yes")
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    target = Target(args, environ)
+    try:
+        poller = _poller(args, environ, target, stop, poll_interval=0.2, log_interval=30.0)
+        stats = resync(poller, page_size=args.batch_size)
+    finally:
+        target.close()
+    log.info("resync done: %d stream records applied, %d items scanned (%d written, %d already "
+             "newer); start `replicator run` now", stats.stream_records_applied,
+             stats.items_scanned, stats.items_written, stats.items_skipped_newer)
+    return EXIT_OK
+
+
+def cmd_checkpoints(args: argparse.Namespace, environ: Any) -> int:
+    target = Target(args, environ)
+    try:
+        store = target.checkpoints
+        if args.delete:
+            if not args.yes:
+                raise ConfigurationError("--delete needs --yes")
+            count = store.delete(table=args.table)
+            print(f"deleted {count} checkpoint documents of table {args.table}")
+            return EXIT_OK
+        documents = store.all(table=args.table)
+        if not documents:
+            print(f"no checkpoints for table {args.table}")
+        for document in documents:
+            if document.get("kind") == "stream":
+                print(f"stream {document.get('stream_arn')}: started at "
+                      f"{document.get('starting_position')} {document.get('started_at')}, "
+                      f"alive {document.get('alive_at')}")
+            else:
+                state = "finished" if document.get("finished") else "open"
+                print(f"  shard {document.get('shard_id')}: {document.get('sequence_number')} "
+                      f"({state}, {document.get('updated_at')})")
+        return EXIT_OK
+    finally:
+        target.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    environ = os.environ
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors: argparse exits with 2
+    secrets = secrets_of(args.mongodb_uri or environ.get("MONGODB_URI"), environ)
+    setup_logging(args.log_level, secrets)
+    from replicator.poller import ResyncRequired, RetriesExhausted
+
+    try:
+        return int(args.func(args, environ))
+    except ResyncRequired as error:
+        log.error("re-sync required: %s", error)
+        return EXIT_RESYNC
+    except ConfigurationError as error:
+        log.error("configuration: %s", error)
+        return EXIT_USAGE
+    except (RetriesExhausted, ReplicationError) as error:
+        log.error("%s: %s", type(error).__name__, error)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:
+        log.error("failed: %s: %s", type(error).__name__, error,
+                  exc_info=logging.getLogger("replicator").isEnabledFor(logging.DEBUG))
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

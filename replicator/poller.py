@@ -1,0 +1,703 @@
+"""The standalone poller: read a table's stream, write through the Replicator, checkpoint.
+
+For running outside Lambda (a container, a VM, a laptop against DynamoDB Local). It reads the
+stream itself with :class:`replicator.streams.StreamReader` (shard lineage, iterator renewal),
+hands each shard's records in order to the same :class:`replicator.core.Replicator` the Lambda
+handler uses, and saves each shard's position in a MongoDB collection
+(:class:`replicator.checkpoints.CheckpointStore`) only after MongoDB acknowledged the writes of
+every record up to it.
+
+* Killed at any moment and restarted, it resumes ``AFTER_SEQUENCE_NUMBER`` each checkpoint. Records
+  after a checkpoint may be applied twice; the stale-write guard makes that harmless, so no record
+  is lost and no document goes back in time.
+* When the Replicator reports failed records (``batchItemFailures``), the checkpoint goes just
+  before the lowest failed one and the records from it are retried (bounded exponential backoff),
+  never skipped.
+* A checkpoint older than the oldest record the stream still holds (DynamoDB Streams keeps records
+  24 hours) raises :class:`ResyncRequired`: the changes in between are gone, and only a re-sync
+  from the table (:func:`resync`, ``replicator resync``) can make the collection right again.
+* ``stop`` (a :class:`threading.Event`, set by SIGTERM/SIGINT in the CLI) ends the loop after the
+  current batch is written and checkpointed.
+* Every ``log_interval`` seconds it logs records applied, records/s, each shard's position and the
+  lag (now minus ``ApproximateCreationDateTime`` of the last applied record). Never the URI.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from pymongo.errors import PyMongoError
+
+from replicator.checkpoints import Checkpoint, CheckpointStore, StreamMarker
+from replicator.core import BatchResult, Replicator
+from replicator.errors import ConfigurationError, ReplicationError
+from replicator.events import pad_sequence_number
+from replicator.settings import Settings
+from replicator.streams import ShardState, StartingPosition, StreamReader, error_code
+
+log = logging.getLogger("replicator.poller")
+
+#: How long DynamoDB Streams keeps a record.
+RETENTION = timedelta(hours=24)
+#: Stream errors that no retry will cure.
+FATAL_STREAM_ERRORS = frozenset({
+    "ResourceNotFoundException", "ValidationException", "AccessDeniedException",
+    "UnrecognizedClientException", "InvalidSignatureException", "UnknownOperationException",
+})
+Record = dict[str, Any]
+
+
+class ResyncRequired(ReplicationError):
+    """A checkpoint is older than what the stream still holds: changes were lost; re-sync.
+
+    ``command`` is filled in by the CLI with the exact command to run.
+    """
+
+    def __init__(self, reason: str, *, table: str | None, stream_arn: str,
+                 shard_id: str | None = None, sequence_number: str | None = None) -> None:
+        self.reason = reason
+        self.table = table
+        self.stream_arn = stream_arn
+        self.shard_id = shard_id
+        self.sequence_number = sequence_number
+        self.command: str | None = None
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        command = self.command or (
+            f"replicator resync --table {self.table or '<table>'} --yes "
+            "(with the same MongoDB and AWS options as `replicator run`)"
+        )
+        return (
+            f"{self.reason}. The stream keeps records for 24 hours, so the changes after the "
+            "checkpoint are gone and the collection cannot be brought up to date from the "
+            "stream. Re-sync it from the table: stop every poller of this table, then run\n"
+            f"    {command}\n"
+            "which deletes this table's checkpoints, empties the collection and its tombstones, "
+            "applies what the stream still holds and scans the table into the collection; then "
+            "start `replicator run` again (see docs/poller.md, \"Re-sync\")."
+        )
+
+    def with_command(self, command: str) -> ResyncRequired:
+        self.command = command
+        self.args = (self._render(),)
+        return self
+
+
+class RetriesExhausted(ReplicationError):
+    """A write, checkpoint or stream read kept failing ``max_attempts`` times in a row."""
+
+
+@dataclass
+class ShardProgress:
+    applied: str | None = None  # last sequence number applied and checkpointed
+    created: datetime | None = None  # its ApproximateCreationDateTime
+    lag_s: float | None = None  # now - created, when it was applied
+
+
+@dataclass
+class PollerStats:
+    """What a run did (also the numbers of the progress log)."""
+
+    records_read: int = 0
+    records_applied: int = 0
+    batches: int = 0
+    retries: int = 0
+    checkpoints: int = 0
+    failures: int = 0
+    stale: int = 0
+    quarantined: int = 0
+    polls: int = 0
+    shards: dict[str, ShardProgress] = field(default_factory=dict)
+    stopped_by_signal: bool = False
+    #: now - ApproximateCreationDateTime of the last applied record, when it was applied
+    lag_s: float | None = None
+    #: the last poll brought nothing new
+    caught_up: bool = False
+
+
+@dataclass(frozen=True)
+class TableInfo:
+    name: str
+    stream_arn: str
+    key_schema: tuple[str, ...]
+    stream_view_type: str | None
+
+
+def describe_table(dynamodb: Any, table: str) -> TableInfo:
+    """Stream ARN, key schema (partition first) and stream view type from DescribeTable."""
+    description = dynamodb.describe_table(TableName=table)["Table"]
+    stream_arn = description.get("LatestStreamArn")
+    spec = description.get("StreamSpecification") or {}
+    if not stream_arn or spec.get("StreamEnabled") is False:
+        raise ConfigurationError(
+            f"table {table!r} has no stream enabled: turn on DynamoDB Streams "
+            "(NEW_AND_OLD_IMAGES recommended) before replicating"
+        )
+    kinds = {k["KeyType"]: k["AttributeName"] for k in description["KeySchema"]}
+    key_schema = (kinds["HASH"],) + ((kinds["RANGE"],) if "RANGE" in kinds else ())
+    return TableInfo(table, stream_arn, key_schema, spec.get("StreamViewType"))
+
+
+class Poller:
+    """Replicates one table's stream into ``collection`` until stopped (or drained, ``once``).
+
+    ``streams_client`` / ``dynamodb_client``: boto3 ``dynamodbstreams`` / ``dynamodb`` clients
+    (DescribeTable gives the stream ARN and key schema; pass ``stream_arn`` and ``key_schema``
+    to skip it). ``collection``: a pymongo-compatible collection (what Replicator takes).
+    ``checkpoints``: default ``CheckpointStore.beside(collection)``. ``starting_position`` applies
+    only to a stream this store has never seen; afterwards new shards start at TRIM_HORIZON.
+    ``max_attempts``: give up (RetriesExhausted) after that many failures in a row; None: never.
+    """
+
+    def __init__(
+        self,
+        streams_client: Any,
+        dynamodb_client: Any,
+        table_name: str,
+        collection: Any,
+        settings: Settings | None = None,
+        checkpoints: CheckpointStore | None = None,
+        *,
+        batch_size: int = 100,
+        poll_interval: float = 1.0,
+        stop: threading.Event | None = None,
+        starting_position: StartingPosition = "TRIM_HORIZON",
+        stream_arn: str | None = None,
+        key_schema: Sequence[str] | None = None,
+        stream_view_type: str | None = None,
+        log_interval: float = 30.0,
+        max_attempts: int | None = None,
+        backoff_base_s: float = 0.2,
+        backoff_max_s: float = 30.0,
+        reader_options: Mapping[str, Any] | None = None,
+        replicator: Replicator | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    ) -> None:
+        if not 1 <= batch_size <= 10_000:
+            raise ConfigurationError(f"batch_size must be 1..10000, not {batch_size}")
+        if starting_position not in ("TRIM_HORIZON", "LATEST"):
+            raise ConfigurationError(
+                f"starting_position must be TRIM_HORIZON or LATEST, not {starting_position!r}")
+        if max_attempts is not None and max_attempts < 1:
+            raise ConfigurationError("max_attempts must be at least 1 (or None: forever)")
+        concern = getattr(collection, "write_concern", None)
+        if concern is not None and getattr(concern, "acknowledged", True) is False:
+            raise ConfigurationError(
+                "the collection's write concern is unacknowledged (w=0): the poller checkpoints "
+                "only acknowledged writes; use w=1 or w=majority")
+        self.streams = streams_client
+        self.dynamodb = dynamodb_client
+        self.table_name = table_name
+        self.collection = collection
+        self.settings = settings or Settings()
+        self.checkpoints = checkpoints or CheckpointStore.beside(collection, table=table_name)
+        if self.checkpoints.table is None:
+            self.checkpoints.table = table_name
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.stop_event = stop or threading.Event()
+        self.starting_position: StartingPosition = starting_position
+        self.log_interval = log_interval
+        self.max_attempts = max_attempts
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.reader_options = dict(reader_options or {})
+        self._clock = clock
+        self._now = now
+        self._info: TableInfo | None = None
+        if stream_arn is not None:
+            if key_schema is None and self.settings.key_schema is None:
+                raise ConfigurationError("with stream_arn, give key_schema too (or Settings.key_schema)")
+            schema = tuple(key_schema or self.settings.key_schema or ())
+            self._info = TableInfo(table_name, stream_arn, schema, stream_view_type)
+        self._key_schema_override = tuple(key_schema) if key_schema else None
+        self.replicator = replicator
+        self.reader: StreamReader | None = None
+        self.stats = PollerStats()
+        self._parents: dict[str, str | None] = {}
+        self._positions: dict[str, str] = {}  # applied + checkpointed, per shard
+        self._finished: set[str] = set()
+        self._last_log = self._started = clock()
+        self._last_logged_applied = 0
+        self._rng = random.Random()
+
+    # -- setup -------------------------------------------------------------------------------------
+    @property
+    def info(self) -> TableInfo:
+        if self._info is None:
+            found = describe_table(self.dynamodb, self.table_name)
+            if self._key_schema_override:
+                found = replace(found, key_schema=self._key_schema_override)
+            self._info = found
+        return self._info
+
+    @property
+    def stream_arn(self) -> str:
+        return self.info.stream_arn
+
+    def _make_replicator(self) -> Replicator:
+        if self.replicator is not None:
+            return self.replicator
+        settings = self.settings
+        if settings.key_schema is None or self._key_schema_override:
+            settings = replace(settings, key_schema=self.info.key_schema)
+        item_reader = None
+        if self.info.stream_view_type in ("KEYS_ONLY", "OLD_IMAGE"):
+            from replicator.readback import DynamoDBItemReader
+
+            item_reader = DynamoDBItemReader(self.dynamodb, self.table_name)
+        self.settings = settings
+        self.replicator = Replicator(self.collection, settings, item_reader=item_reader)
+        return self.replicator
+
+    def _new_reader(self, starting_position: StartingPosition) -> StreamReader:
+        options: dict[str, Any] = {
+            "limit": min(self.batch_size, 1000),
+            # One page per shard and poll, applied before the next is read: a failed read then
+            # loses no records already read (the reader is rebuilt from the checkpoints).
+            "max_pages": 1,
+            "poll_interval": self.poll_interval,
+            "sleep": self._sleep,
+        }
+        options.update(self.reader_options)
+        return StreamReader(
+            self.streams, self.stream_arn, starting_position=starting_position,
+            positions=dict(self._positions), finished=set(self._finished),
+            on_trimmed=self._on_trimmed, **options,
+        )
+
+    def _sleep(self, seconds: float) -> None:
+        self.stop_event.wait(seconds)
+
+    def _on_trimmed(self, state: ShardState, sequence: str) -> None:
+        raise ResyncRequired(
+            f"the checkpoint of shard {state.shard_id} (SequenceNumber {sequence}) is older than "
+            "the oldest record the stream still holds (GetShardIterator AFTER_SEQUENCE_NUMBER: "
+            "TrimmedDataAccessException)",
+            table=self.table_name, stream_arn=self.stream_arn, shard_id=state.shard_id,
+            sequence_number=sequence,
+        )
+
+    def prepare(self) -> StreamReader:
+        """Load checkpoints, check they are still in the stream, make the reader. Raises
+        ResyncRequired when they are not (nothing is written then)."""
+        self._make_replicator()
+        arn = self.stream_arn
+        checkpoints = self.checkpoints.load(arn)
+        marker = self.checkpoints.marker(arn)
+        listing = self._list_shards()
+        self.check_resume(checkpoints, marker, listing)
+        for checkpoint in checkpoints.values():
+            if checkpoint.sequence_number is not None:
+                self._positions[checkpoint.shard_id] = checkpoint.sequence_number
+            if checkpoint.finished:
+                self._finished.add(checkpoint.shard_id)
+            self._parents[checkpoint.shard_id] = checkpoint.parent_shard_id
+        resuming = marker is not None or bool(checkpoints)
+        start: StartingPosition = "TRIM_HORIZON" if resuming else self.starting_position
+        reader = self._new_reader(start)
+        if marker is None:
+            self.checkpoints.start_stream(arn, start)
+        else:
+            self.checkpoints.touch(arn)
+        listed = {s["ShardId"] for s in listing}
+        resumed = sorted(s for s in self._positions if s in listed and s not in self._finished)
+        log.info(
+            "stream %s of table %s: %d shards listed; %s",
+            arn, self.table_name, len(listed),
+            (f"resuming {len(resumed)} shards after their checkpoints "
+             f"({len(self._finished & listed)} finished), new shards at TRIM_HORIZON")
+            if resuming else f"first run, starting at {start}",
+        )
+        self.reader = reader
+        return reader
+
+    def _list_shards(self) -> list[dict[str, Any]]:
+        return StreamReader(self.streams, self.stream_arn, sleep=self._sleep).shards()
+
+    def check_resume(self, checkpoints: Mapping[str, Checkpoint], marker: StreamMarker | None,
+                     listing: Sequence[Mapping[str, Any]]) -> None:
+        """Raise ResyncRequired if a checkpoint points at records the stream no longer holds."""
+        arn = self.stream_arn
+        listed = {s["ShardId"]: s for s in listing}
+        if not checkpoints and marker is None:
+            others = [a for a in self.checkpoints.streams(self.table_name) if a != arn]
+            if others:
+                raise ResyncRequired(
+                    f"table {self.table_name}'s stream changed: there are checkpoints for "
+                    f"{', '.join(others)} but none for the current stream {arn} (the stream was "
+                    "turned off and on again, or the table re-created), so the changes between "
+                    "the two streams are unknown", table=self.table_name, stream_arn=arn)
+            return
+        for checkpoint in sorted(checkpoints.values(), key=lambda c: c.shard_id):
+            if checkpoint.finished or checkpoint.shard_id in listed:
+                continue
+            descendants = [s for s in listed if _descends(s, checkpoint.shard_id, listed)]
+            raise ResyncRequired(
+                f"the checkpoint of shard {checkpoint.shard_id} (SequenceNumber "
+                f"{checkpoint.sequence_number}, saved {_when(checkpoint.updated_at)}) is older than "
+                "the oldest record the stream still holds: DescribeStream no longer lists the "
+                f"shard{' while it lists its descendants ' + ', '.join(descendants) if descendants else ''}",
+                table=self.table_name, stream_arn=arn, shard_id=checkpoint.shard_id,
+                sequence_number=checkpoint.sequence_number)
+        alive = marker.alive_at if marker is not None else None
+        if alive is not None and self._now() - alive > RETENTION:
+            known = set(checkpoints)
+            for shard_id, shard in listed.items():
+                parent = shard.get("ParentShardId")
+                if shard_id in known or not parent or parent in listed or parent in known:
+                    continue
+                raise ResyncRequired(
+                    f"the poller last ran {_when(alive)}, more than 24 hours ago, and shard "
+                    f"{shard_id}'s parent {parent} is no longer listed and was never read: "
+                    "its records expired unseen", table=self.table_name, stream_arn=arn,
+                    shard_id=parent)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def run(self, *, once: bool = False, idle_polls: int = 2) -> PollerStats:
+        """Poll, apply, checkpoint until stopped; with ``once``, until ``idle_polls`` polls in a
+        row bring nothing. Returns the stats; raises ResyncRequired, RetriesExhausted or a
+        ReplicationError the Replicator raised (configuration)."""
+        reader = self.reader or self.prepare()
+        idle = 0
+        read_failures = 0
+        while not self.stop_event.is_set():
+            try:
+                batch = reader.poll()
+            except ResyncRequired:
+                raise
+            except Exception as error:
+                if _fatal_stream_error(error):
+                    raise
+                read_failures += 1
+                self._give_up_after(read_failures, "reading the stream", error)
+                log.warning("reading the stream failed (%s: %s); retrying from the checkpoints",
+                            type(error).__name__, error)
+                self._backoff(read_failures)
+                reader = self.reader = self._new_reader("TRIM_HORIZON")
+                continue
+            read_failures = 0
+            self.stats.polls += 1
+            self.stats.caught_up = not batch
+            for shard_id, records in batch:
+                state = reader.state.get(shard_id)
+                self._parents.setdefault(shard_id, state.parent_id if state else None)
+                self.stats.records_read += len(records)
+                if not self._apply_shard(shard_id, records):
+                    break  # stopping: the rest is read again after a restart
+            else:
+                self._mark_finished(reader)
+            self._maybe_log()
+            if once:
+                idle = 0 if batch else idle + 1
+                if idle >= idle_polls:
+                    break
+        self.stats.stopped_by_signal = self.stop_event.is_set()
+        self._log_progress(final=True)
+        return self.stats
+
+    def _apply_shard(self, shard_id: str, records: list[Record]) -> bool:
+        """Apply one shard's records in order, checkpointing after each acknowledged batch.
+        False when stopped before all were applied."""
+        pending = records
+        attempt = 0
+        while pending:
+            chunk = pending[: self.batch_size]
+            result = self._process(chunk)
+            self.stats.batches += 1
+            failed = result.failed_sequence_numbers
+            if not failed:
+                self._count(result)
+                if not self._checkpoint(shard_id, chunk[-1], len(chunk)):
+                    return False
+                pending = pending[len(chunk):]
+                attempt = 0
+                if pending and self.stop_event.is_set():
+                    return False
+                continue
+            # Everything before the lowest failed record is in MongoDB; retry from it.
+            lowest = pad_sequence_number(failed[0])
+            cut = next((i for i, r in enumerate(chunk)
+                        if pad_sequence_number(_sequence(r)) >= lowest), 0)
+            self.stats.failures += len(failed)
+            if cut > 0 and not self._checkpoint(shard_id, chunk[cut - 1], cut):
+                return False
+            pending = pending[cut:]
+            attempt += 1
+            self.stats.retries += 1
+            self._give_up_after(attempt, f"writing shard {shard_id} from SequenceNumber {failed[0]}",
+                                result.failures[0][1] if result.failures else "")
+            log.warning("shard %s: %d record(s) failed from SequenceNumber %s (%s); checkpoint "
+                        "kept before it, retry %d", shard_id, len(failed), failed[0],
+                        result.failures[0][1] if result.failures else "?", attempt)
+            if not self._backoff(attempt):
+                return False
+        return True
+
+    def _process(self, chunk: list[Record]) -> BatchResult:
+        replicator = self.replicator or self._make_replicator()
+        try:
+            return replicator.process(chunk)
+        except ReplicationError:
+            raise
+        except Exception as error:
+            if not _transient(error):
+                raise
+            # Nothing is known to be written: every record of the chunk is retried.
+            return BatchResult(records=len(chunk), failures=[
+                (_sequence(chunk[0]), f"{type(error).__name__}: {error}")])
+
+    def _count(self, result: BatchResult) -> None:
+        self.stats.stale += result.stale
+        self.stats.quarantined += len(result.quarantined)
+
+    def _checkpoint(self, shard_id: str, record: Record, applied: int) -> bool:
+        """Save the checkpoint at ``record`` (retrying); False if stopped before it was saved."""
+        sequence = _sequence(record)
+        attempt = 0
+        while True:
+            try:
+                self.checkpoints.save(self.stream_arn, shard_id, sequence,
+                                      parent_shard_id=self._parents.get(shard_id))
+                break
+            except PyMongoError as error:
+                attempt += 1
+                self._give_up_after(attempt, f"saving the checkpoint of shard {shard_id}", error)
+                log.warning("shard %s: checkpoint at %s not saved (%s: %s); retry %d",
+                            shard_id, sequence, type(error).__name__, error, attempt)
+                if not self._backoff(attempt):
+                    return False
+        self.stats.checkpoints += 1
+        self.stats.records_applied += applied
+        self._positions[shard_id] = sequence
+        progress = self.stats.shards.setdefault(shard_id, ShardProgress())
+        progress.applied = sequence
+        created = _created(record)
+        if created is not None:
+            progress.created = created
+            progress.lag_s = max(0.0, (self._now() - created).total_seconds())
+            self.stats.lag_s = progress.lag_s
+        return True
+
+    def _mark_finished(self, reader: StreamReader) -> None:
+        for shard_id in reader.exhausted():
+            if shard_id in self._finished:
+                continue
+            try:
+                self.checkpoints.finish(self.stream_arn, shard_id,
+                                        parent_shard_id=self._parents.get(shard_id))
+            except PyMongoError as error:  # only saves calls later: the next run finds out again
+                log.warning("shard %s: could not mark it finished (%s)", shard_id, error)
+                continue
+            self._finished.add(shard_id)
+            log.info("shard %s read to its end and applied", shard_id)
+
+    # -- retries -----------------------------------------------------------------------------------
+    def _give_up_after(self, attempt: int, what: str, error: Any) -> None:
+        if self.max_attempts is not None and attempt >= self.max_attempts:
+            raise RetriesExhausted(f"{what} failed {attempt} times in a row; last error: {error}")
+
+    def _backoff(self, attempt: int) -> bool:
+        """Wait (bounded exponential, jittered); False if stopped while waiting."""
+        delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt - 1, 30))
+        delay *= 0.5 + self._rng.random() / 2
+        return not self.stop_event.wait(delay)
+
+    # -- progress ----------------------------------------------------------------------------------
+    def _maybe_log(self) -> None:
+        now = self._clock()
+        if now - self._last_log >= self.log_interval:
+            self._log_progress()
+            try:
+                self.checkpoints.touch(self.stream_arn)
+            except PyMongoError as error:
+                log.warning("could not refresh the stream marker (%s)", type(error).__name__)
+
+    def _log_progress(self, final: bool = False) -> None:
+        now = self._clock()
+        since = self._started if final else self._last_log  # the last line: the whole run
+        elapsed = max(now - since, 1e-9)
+        fresh = self.stats.records_applied - (0 if final else self._last_logged_applied)
+        lag = "-" if self.stats.lag_s is None else f"{self.stats.lag_s:.2f} s"
+        if self.stats.caught_up:
+            lag += " (caught up)"
+        shards = ", ".join(
+            f"{shard}@{p.applied}" + (f" (lag {p.lag_s:.1f} s)" if p.lag_s is not None else "")
+            for shard, p in sorted(self.stats.shards.items())
+        ) or "none yet"
+        log.info(
+            "%s: %d records applied (+%d in %.1f s, %.1f records/s), %d read, %d stale, "
+            "%d quarantined, %d retries; lag %s; positions: %s",
+            "stopped" if final else "progress", self.stats.records_applied, fresh, elapsed,
+            fresh / elapsed, self.stats.records_read, self.stats.stale, self.stats.quarantined,
+            self.stats.retries, lag, shards,
+        )
+        self._last_log = now
+        self._last_logged_applied = self.stats.records_applied
+
+
+# -- re-sync -----------------------------------------------------------------------------------------
+@dataclass
+class ResyncStats:
+    checkpoints_deleted: int = 0
+    documents_deleted: int = 0
+    tombstones_deleted: int = 0
+    stream_records_applied: int = 0
+    items_scanned: int = 0
+    items_written: int = 0
+    items_skipped_newer: int = 0
+
+
+#: The sequence number of a scanned item: below every real one, so any stream change of the item
+#: (applied before or after the scan) wins over the scan through the stale-write guard.
+SCAN_SEQUENCE = "0"
+
+
+def resync(
+    poller: Poller,
+    *,
+    page_size: int = 100,
+    progress_every: int = 10_000,
+) -> ResyncStats:
+    """Re-sync ``poller``'s collection from its table (see docs/poller.md, "Re-sync").
+
+    1. delete the table's checkpoints (every stream), the collection's documents and tombstones;
+    2. write a stream marker at TRIM_HORIZON and apply everything the stream still holds
+       (``poller.run(once=True)``), checkpointing as usual;
+    3. scan the table (strongly consistent) and write each item as an INSERT with sequence number
+       0 through the same Replicator: the guard lets it in only where no stream change of the item
+       was applied (document or tombstone), so the scan never overwrites a newer state;
+    4. ``replicator run`` then continues from the checkpoints of step 2: every change made during
+       the scan is in the stream after them and wins over the scanned copy.
+    """
+    settings = poller.settings
+    if not settings.guard:
+        raise ConfigurationError("resync needs the stale-write guard (REPLICATOR_GUARD=true)")
+    replicator = poller._make_replicator()
+    stats = ResyncStats()
+    table = poller.table_name
+    stats.checkpoints_deleted = poller.checkpoints.delete(table=table)
+    stats.documents_deleted = int(poller.collection.delete_many({}).deleted_count)
+    if replicator.tombstones is not None:
+        stats.tombstones_deleted = int(
+            replicator.tombstones.collection.delete_many({}).deleted_count)
+    log.info("resync of %s: deleted %d checkpoint documents, %d documents, %d tombstones",
+             table, stats.checkpoints_deleted, stats.documents_deleted, stats.tombstones_deleted)
+    poller.starting_position = "TRIM_HORIZON"
+    run = poller.run(once=True)
+    if poller.stop_event.is_set():
+        raise RetriesExhausted("resync interrupted while applying the stream; run it again")
+    stats.stream_records_applied = run.records_applied
+    log.info("resync of %s: applied %d stream records; scanning the table", table,
+             stats.stream_records_applied)
+    info = poller.info
+    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True, "Limit": page_size}
+    view = info.stream_view_type or "NEW_AND_OLD_IMAGES"
+    while True:
+        page = poller.dynamodb.scan(**request)
+        items = page.get("Items", [])
+        stats.items_scanned += len(items)
+        if items:
+            records = [_scan_record(item, info.key_schema, view, stats.items_scanned + n)
+                       for n, item in enumerate(items)]
+            attempt = 0
+            while True:
+                try:
+                    result = replicator.process(records)
+                except PyMongoError as error:
+                    result = BatchResult(records=len(records), failures=[(SCAN_SEQUENCE, str(error))])
+                if not result.failures:
+                    break
+                attempt += 1
+                poller._give_up_after(attempt, "writing scanned items", result.failures[0][1])
+                log.warning("resync: writing %d scanned items failed (%s); retry %d",
+                            len(records), result.failures[0][1], attempt)
+                if not poller._backoff(attempt):
+                    raise RetriesExhausted("resync interrupted during the scan; run it again")
+            stats.items_written += result.applied
+            stats.items_skipped_newer += result.stale
+            if stats.items_scanned // progress_every != (stats.items_scanned - len(items)) // progress_every:
+                log.info("resync of %s: %d items scanned", table, stats.items_scanned)
+        last = page.get("LastEvaluatedKey")
+        if not last:
+            break
+        request["ExclusiveStartKey"] = last
+    log.info("resync of %s done: %d items scanned, %d written, %d already newer from the stream; "
+             "now start `replicator run`", table, stats.items_scanned, stats.items_written,
+             stats.items_skipped_newer)
+    return stats
+
+
+def _scan_record(item: Mapping[str, Any], key_schema: Sequence[str], view: str,
+                 number: int) -> Record:
+    missing = [k for k in key_schema if k not in item]
+    if missing:
+        raise ConfigurationError(f"scanned item lacks key attribute(s) {missing}: wrong key schema?")
+    return {
+        "eventID": f"resync-scan-{number}",
+        "eventName": "INSERT",
+        "eventSource": "replicator:resync",
+        "dynamodb": {
+            "Keys": {k: item[k] for k in key_schema},
+            "NewImage": dict(item),
+            "SequenceNumber": SCAN_SEQUENCE,
+            "StreamViewType": view,
+            "ApproximateCreationDateTime": datetime.now(timezone.utc),
+        },
+    }
+
+
+# -- helpers -----------------------------------------------------------------------------------------
+def _sequence(record: Mapping[str, Any]) -> str:
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
+def _created(record: Mapping[str, Any]) -> datetime | None:
+    value = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, tz=timezone.utc)
+        except (OverflowError, ValueError, OSError):
+            return None
+    return None
+
+
+def _descends(shard_id: str, ancestor: str, listed: Mapping[str, Mapping[str, Any]]) -> bool:
+    seen: set[str] = set()
+    current: str | None = shard_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        parent = listed.get(current, {}).get("ParentShardId")
+        if parent == ancestor:
+            return True
+        current = parent
+    return False
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment is not None else "at an unknown time"
+
+
+def _transient(error: BaseException) -> bool:
+    """Worth retrying: MongoDB, network and AWS service errors (not bugs, not configuration)."""
+    if isinstance(error, (PyMongoError, OSError, TimeoutError)):
+        return True
+    return type(error).__module__.startswith(("botocore", "urllib3"))
+
+
+def _fatal_stream_error(error: BaseException) -> bool:
+    return error_code(error) in FATAL_STREAM_ERRORS
