@@ -23,6 +23,7 @@ from typing import Any
 from harness.backends.base import SourceBackend, TableSpec, source_backend
 from harness.convergence import check
 from harness.faults import BulkWriteShim, FaultLog, FaultPlan, FaultyCollection, corrupt_record
+from harness.runner import scan_items
 from harness.workload import WorkloadSpec, run_workload
 from replicator.core import Replicator
 from replicator.plan import Planner
@@ -151,7 +152,7 @@ def run_schedule(
         report = driver.drain()
         result.records = len(records)
         result.injected = dict(log.injected)
-        items = _scan(source, spec.name)
+        items = scan_items(source.dynamodb(), spec.name)
         diff = check(items, collection, Planner(settings))
         result.diverged = not diff.converged
         if result.diverged:
@@ -178,18 +179,6 @@ def _lost(report: Any, handler: FaultyHandler, quarantine: Any) -> list[str]:
         if raw not in kept:
             lost.append(f"corrupted record not quarantined ({corrupted['kind']})")
     return lost
-
-
-def _scan(source: SourceBackend, table: str) -> list[dict[str, Any]]:
-    client = source.dynamodb()
-    items: list[dict[str, Any]] = []
-    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-    while True:
-        page = client.scan(**request)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _record(directory: Path, result: ScheduleResult, spec: TableSpec,

@@ -352,10 +352,13 @@ def converge(
 
 
 def scan(src: SourceBackend, table: Table) -> list[dict[str, Any]]:
-    """A strongly consistent, paginated scan of the table."""
-    client = src.dynamodb()
+    return scan_items(src.dynamodb(), table.spec.name)
+
+
+def scan_items(client: Any, table_name: str) -> list[dict[str, Any]]:
+    """A strongly consistent, paginated scan of a table (the convergence check's source)."""
     items: list[dict[str, Any]] = []
-    request: dict[str, Any] = {"TableName": table.spec.name, "ConsistentRead": True}
+    request: dict[str, Any] = {"TableName": table_name, "ConsistentRead": True}
     while True:
         page = client.scan(**request)
         items.extend(page.get("Items", []))
