@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, NotPrimaryError, PyMongoError
-from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.results import BulkWriteResult
 
 from replicator.apply import _apply_on_mongomock
@@ -194,11 +193,8 @@ def corrupt_record(record: dict[str, Any], rng: random.Random) -> tuple[str, Any
 
 __all__ = [
     "BulkWriteShim",
-    "DeleteOne",
     "FaultLog",
     "FaultPlan",
     "FaultyCollection",
-    "ReplaceOne",
-    "UpdateOne",
     "corrupt_record",
 ]

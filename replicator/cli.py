@@ -47,10 +47,11 @@ def secrets_of(uri: str | None, environ: Any) -> list[str]:
     """The strings that must never reach a log line or an error: the URI's password (as written
     and decoded) and the AWS secret key / session token of the environment."""
     found: list[str] = []
-    if uri:
-        match = _USERINFO.search(uri)
-        if match and ":" in match.group(2):
-            password = match.group(2).split(":", 1)[1]
+    if uri and "://" in uri:
+        # Up to the last "@": a password with an unescaped "/" or "@" is still found.
+        userinfo = uri.split("://", 1)[1].split("?", 1)[0].rpartition("@")[0]
+        if ":" in userinfo:
+            password = userinfo.split(":", 1)[1]
             found += [password, unquote(password)]
     for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
         value = environ.get(name)
@@ -276,11 +277,12 @@ def aws_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
         if session.get_credentials() is None:
             credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
     config = Config(**options)
-    return tuple(  # type: ignore[return-value]
+    streams, dynamodb = (
         session.client(service, region_name=region, endpoint_url=args.endpoint_url, config=config,
                        **credentials)
         for service in ("dynamodbstreams", "dynamodb")
     )
+    return streams, dynamodb
 
 
 def settings_of(args: argparse.Namespace, environ: Any) -> Any:

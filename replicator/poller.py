@@ -133,7 +133,14 @@ class TableInfo:
 
 def describe_table(dynamodb: Any, table: str) -> TableInfo:
     """Stream ARN, key schema (partition first) and stream view type from DescribeTable."""
-    description = dynamodb.describe_table(TableName=table)["Table"]
+    try:
+        description = dynamodb.describe_table(TableName=table)["Table"]
+    except Exception as error:
+        if error_code(error) == "ResourceNotFoundException":
+            raise ConfigurationError(
+                f"table {table!r} not found (check --table, --region and --endpoint-url)"
+            ) from None
+        raise
     stream_arn = description.get("LatestStreamArn")
     spec = description.get("StreamSpecification") or {}
     if not stream_arn or spec.get("StreamEnabled") is False:

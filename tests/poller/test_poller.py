@@ -447,3 +447,31 @@ def test_the_regression_watch_sees_a_resurrection_that_only_tombstones_prevent(
     second.run(once=True)
     assert database["zombie"].count_documents({}) == 0  # converged in the end either way
     assert bool(watch.regressions) is (not tombstones), watch.regressions
+
+
+def test_stop_during_retries_keeps_the_checkpoint_before_the_failing_record(moto: Any, mongo: Any) -> None:
+    from pymongo.errors import OperationFailure
+
+    table = make_table(moto, "stuck2")
+    client = moto.dynamodb()
+    for n in range(5):
+        client.put_item(TableName="stuck2", Item={"pk": {"S": f"k{n}"}})
+
+    class FailsOnK2(BulkWriteShim):
+        def apply_one(self, operation: Any) -> None:
+            if operation._filter.get("_id") == "k2":
+                raise OperationFailure("k2 cannot be written (injected)", code=2)
+            super().apply_one(operation)
+
+    stop = threading.Event()
+    timer = threading.Timer(0.5, stop.set)  # SIGTERM while the poller retries k2 forever
+    timer.start()
+    try:
+        stats = poller_for(moto, table, FailsOnK2(mongo["stuck2"]), stop=stop, batch_size=10,
+                           backoff_base_s=0.01, backoff_max_s=0.05).run()
+    finally:
+        timer.cancel()
+    assert stats.stopped_by_signal and stats.retries >= 2
+    records = [r for batch in _all_records(moto, table).values() for r in batch]
+    saved = CheckpointStore(mongo["stuck2_checkpoints"]).load(table.stream_arn)
+    assert [c.sequence_number for c in saved.values()] == [records[1]["dynamodb"]["SequenceNumber"]]
