@@ -1,0 +1,216 @@
+"""``replicator`` (replicator/cli.py) as a user meets it: exit codes, messages, signals."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import mongomock
+import pytest
+
+from replicator import cli
+from replicator.checkpoints import CheckpointStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def child_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AWS_", "MONGODB_", "REPLICATOR_"))}
+    env.update(PYTHONPATH=str(ROOT), AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    env.update(extra)
+    return env
+
+
+def replicator_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "replicator.cli", *args]
+
+
+@pytest.fixture
+def moto_server() -> Iterator[Any]:
+    from harness.backends.base import started
+    from harness.backends.moto_source import MotoServerSource
+
+    with started(MotoServerSource()) as source:
+        yield source
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """cli.main() configures logging the way a process should; undo it after the test."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    replicator_level = logging.getLogger("replicator").level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("replicator").setLevel(replicator_level)
+
+
+def fill(source: Any, table: str, count: int) -> Any:
+    from harness.backends.base import TableSpec
+
+    created = source.create_table(TableSpec(table, ("id", "S")))
+    client = source.dynamodb()
+    for n in range(count):
+        client.put_item(TableName=table, Item={"id": {"S": f"u{n}"}, "n": {"N": str(n)}})
+    return created
+
+
+# -- usage -----------------------------------------------------------------------------------------
+def test_no_uri_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, restore_logging: None,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    monkeypatch.setattr(cli, "install_signal_handlers", lambda stop: None)
+    assert cli.main(["run", "--table", "t"]) == cli.EXIT_USAGE
+    assert "give --mongodb-uri or set MONGODB_URI" in capsys.readouterr().err
+
+
+def test_resync_without_yes_explains_what_it_deletes(restore_logging: None,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["resync", "--table", "t", "--mongodb-uri", "mongomock://"]) == cli.EXIT_USAGE
+    err = capsys.readouterr().err
+    assert "--yes" in err and "deletes the collection's documents" in err
+
+
+def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["run", "--table", "t", "--batch-size", "5000"])
+    assert caught.value.code == 2
+    assert "must be 1..1000" in capsys.readouterr().err
+
+
+def test_help_documents_the_in_memory_target() -> None:
+    done = subprocess.run(replicator_command("run", "--help"), capture_output=True, text=True,
+                          env=child_env(), cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 0
+    text = " ".join(done.stdout.split())
+    assert "mongomock://" in text and "lost when the process exits" in text
+    assert "--once" in text and "--starting-position" in text
+
+
+def test_the_core_package_imports_neither_harness_nor_typer_nor_rich() -> None:
+    code = ("import sys, replicator.cli, replicator.poller, replicator.checkpoints;"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('harness', 'typer', 'rich'));"
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=child_env(), cwd=ROOT, timeout=60, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- exit 3 and the re-sync command -------------------------------------------------------------------
+class FakeDynamoDB:
+    def __init__(self, stream_arn: str) -> None:
+        self.stream_arn = stream_arn
+
+    def describe_table(self, TableName: str) -> dict[str, Any]:
+        return {"Table": {"TableName": TableName, "LatestStreamArn": self.stream_arn,
+                          "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+                          "StreamSpecification": {"StreamEnabled": True,
+                                                  "StreamViewType": "NEW_AND_OLD_IMAGES"}}}
+
+
+def test_a_trimmed_checkpoint_exits_3_with_the_resync_command(
+    monkeypatch: pytest.MonkeyPatch, restore_logging: None, capsys: pytest.CaptureFixture[str],
+    fake_streams: Any, wire_record: Any,
+) -> None:
+    fake = fake_streams()
+    shard = "shardId-00000000000000000001-aaaaaaaa"
+    fake.add_shard(shard)
+    fake.append(shard, *(wire_record(f"{n:03d}") for n in range(1, 11)))
+    fake.trimmed[shard] = 5
+    client = mongomock.MongoClient()
+    store = CheckpointStore(client["app"]["fake_checkpoints"], table="fake")
+    store.start_stream(fake.stream_arn, "TRIM_HORIZON")
+    store.save(fake.stream_arn, shard, "002")
+    monkeypatch.setattr(cli, "install_signal_handlers", lambda stop: None)
+    monkeypatch.setattr(cli, "aws_clients", lambda args, env: (fake, FakeDynamoDB(fake.stream_arn)))
+    monkeypatch.setattr(cli.Target, "_connect", lambda self, uri, args, env: client)
+    code = cli.main(["run", "--table", "fake", "--mongodb-uri", "mongodb://u:pw@db.example/app",
+                     "--database", "app", "--endpoint-url", "http://127.0.0.1:8000", "--once"])
+    err = capsys.readouterr().err
+    assert code == cli.EXIT_RESYNC, err
+    assert "re-sync required" in err and "TrimmedDataAccessException" in err
+    assert ("replicator resync --table fake --database app --endpoint-url http://127.0.0.1:8000 "
+            "--mongodb-uri <the same URI> --yes") in err
+    assert "pw" not in err.replace("pwd", "")
+
+
+def test_checkpoints_command_shows_and_deletes(monkeypatch: pytest.MonkeyPatch, restore_logging: None,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    client = mongomock.MongoClient()
+    store = CheckpointStore(client["app"]["orders_checkpoints"], table="orders")
+    store.start_stream("arn:s1", "TRIM_HORIZON")
+    store.save("arn:s1", "shardId-1", "42")
+    monkeypatch.setattr(cli.Target, "_connect", lambda self, uri, args, env: client)
+    base = ["checkpoints", "--table", "orders", "--mongodb-uri", "mongodb://h/app", "--database", "app"]
+    assert cli.main(base) == 0
+    out = capsys.readouterr().out
+    assert "stream arn:s1: started at TRIM_HORIZON" in out and "shard shardId-1: 42 (open" in out
+    assert cli.main([*base, "--delete"]) == cli.EXIT_USAGE
+    assert cli.main([*base, "--delete", "--yes"]) == 0
+    assert "deleted 2 checkpoint documents" in capsys.readouterr().out
+    assert store.load("arn:s1") == {}
+
+
+# -- real processes --------------------------------------------------------------------------------
+def test_once_drains_the_stream_and_exits_0(moto_server: Any) -> None:
+    fill(moto_server, "users", 25)
+    done = subprocess.run(
+        replicator_command("run", "--table", "users", "--mongodb-uri", "mongomock://",
+                           "--endpoint-url", moto_server.endpoint_url(), "--once",
+                           "--poll-interval", "0.05", "--batch-size", "10"),
+        capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "first run, starting at TRIM_HORIZON" in done.stderr
+    assert "stream drained (--once): 25 records applied, 3 checkpoints saved" in done.stderr
+
+
+def test_sigterm_finishes_the_batch_checkpoints_and_exits_0(moto_server: Any) -> None:
+    fill(moto_server, "orders", 30)
+    process = subprocess.Popen(
+        replicator_command("run", "--table", "orders", "--mongodb-uri", "mongomock://",
+                           "--endpoint-url", moto_server.endpoint_url(), "--poll-interval", "0.05",
+                           "--log-interval", "0.2", "--batch-size", "7"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT)
+    lines: list[str] = []
+    try:
+        assert process.stderr is not None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = process.stderr.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "progress: 30 records applied" in line:
+                break
+        else:
+            pytest.fail("no progress line:\n" + "".join(lines))
+        process.send_signal(signal.SIGTERM)
+        _, rest = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    output = "".join(lines) + rest
+    assert process.returncode == 0, output
+    assert "SIGTERM: finishing the current batch, then stopping" in output
+    assert "stopped by signal: 30 records applied, 5 checkpoints saved; exiting" in output
+    assert "lag " in output and "records/s" in output
+
+
+def test_an_unknown_table_is_a_configuration_error(moto_server: Any) -> None:
+    done = subprocess.run(
+        replicator_command("run", "--table", "nope", "--mongodb-uri", "mongomock://",
+                           "--endpoint-url", moto_server.endpoint_url(), "--once"),
+        capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "table 'nope' not found" in done.stderr
