@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 
-_USERINFO = re.compile(r"(mongodb(?:\+srv)?://)([^@/\s]+)@")
+# Greedy to the last "@" of the URI: a password with an unescaped "@" or "/" is still covered.
+_USERINFO = re.compile(r"(mongodb(?:\+srv)?://)([^\s]*)@")
 
 
 def redact_uri(text: str, uri: str | None = None) -> str:

@@ -22,9 +22,17 @@ class UriTarget:
         if not self.uri:
             raise BackendUnavailable("target 'uri' needs --target-uri or MONGODB_URI")
         from pymongo import MongoClient
-        from pymongo.errors import PyMongoError
+        from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
 
-        self._client = MongoClient(self.uri, serverSelectionTimeoutMS=self.timeout_ms)
+        try:
+            self._client = MongoClient(self.uri, serverSelectionTimeoutMS=self.timeout_ms)
+        except (InvalidURI, ConfigurationError, ValueError) as error:
+            # pymongo's message may quote the URI: only the redacted form is shown.
+            raise BackendUnavailable(
+                f"not a valid MongoDB URI ({self.describe()}): "
+                f"{redact_uri(str(error), self.uri)} (escape special characters in the "
+                "user name and password, RFC 3986)"
+            ) from None
         try:
             self._client.admin.command("ping")
         except PyMongoError as error:
