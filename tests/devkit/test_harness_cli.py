@@ -116,3 +116,12 @@ def test_chaos_command_reports_no_divergence(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     data = json.loads(report.read_text())
     assert data["schedules"] == 5 and data["divergences"] == []
+
+
+def test_a_malformed_target_uri_gives_a_clean_error_without_the_password() -> None:
+    # a password with an unescaped "@" and "/": pymongo refuses the URI
+    uri = "mongodb://user:p@ss/w0rdX@127.0.0.1:1/x"
+    result = runner.invoke(app, ["run", "smoke", "--target-uri", uri])
+    assert result.exit_code == 2
+    assert "not a valid MongoDB URI" in result.output
+    assert "w0rdX" not in result.output and "p@ss" not in result.output
