@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 
 from harness.backends.base import BackendUnavailable, register_target
@@ -38,10 +39,8 @@ class UriTarget:
         except PyMongoError as error:
             self._client.close()
             self._client = None
-            # pymongo's messages name hosts, not passwords; redact anyway in case a URI is echoed.
             raise BackendUnavailable(
-                f"cannot reach MongoDB at {self.describe()}: "
-                f"{redact_uri(str(error), self.uri)}"
+                f"cannot reach MongoDB at {self.describe()}: {_safe_detail(error, self.uri)}"
             ) from None
 
     def stop(self) -> None:
@@ -60,3 +59,17 @@ class UriTarget:
 
     def describe(self) -> str:
         return redact_uri(self.uri)
+
+
+def _safe_detail(error: Exception, uri: str) -> str:
+    """pymongo's message, unless it quotes any piece of the URI's credentials.
+
+    With an unescaped "@" in a password pymongo takes part of the password for a host name and
+    names it in its error; then only the error's type is shown.
+    """
+    detail = redact_uri(str(error), uri)
+    userinfo = uri.split("://", 1)[-1].rpartition("@")[0]
+    pieces = [p for p in re.split(r"[:@/]", userinfo) if len(p) >= 2]
+    if any(piece in detail for piece in pieces):
+        return f"{type(error).__name__} (details withheld: they quote part of the credentials)"
+    return detail

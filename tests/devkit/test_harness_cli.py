@@ -123,5 +123,7 @@ def test_a_malformed_target_uri_gives_a_clean_error_without_the_password() -> No
     uri = "mongodb://user:p@ss/w0rdX@127.0.0.1:1/x"
     result = runner.invoke(app, ["run", "smoke", "--target-uri", uri])
     assert result.exit_code == 2
-    assert "not a valid MongoDB URI" in result.output
-    assert "w0rdX" not in result.output and "p@ss" not in result.output
+    output = result.output.replace("\n", "")
+    assert "MongoDB" in output and "Traceback" not in output
+    for piece in ("w0rdX", "p@ss", "ss:27017"):
+        assert piece not in output
