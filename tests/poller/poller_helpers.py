@@ -13,6 +13,7 @@ from pymongo.operations import DeleteOne
 from harness.backends.base import Table, TableSpec
 from harness.convergence import check
 from harness.faults import BulkWriteShim
+from harness.runner import scan_items
 from replicator.checkpoints import CheckpointStore
 from replicator.keys import identity
 from replicator.plan import Planner
@@ -20,14 +21,7 @@ from replicator.settings import Settings
 
 
 def scan(client: Any, table: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True}
-    while True:
-        page = client.scan(**request)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    return scan_items(client, table)
 
 
 def diff(source: Any, table: Table, collection: Any) -> Any:
