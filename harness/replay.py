@@ -13,6 +13,7 @@ from bson import json_util
 from bson.decimal128 import Decimal128
 
 from harness.convergence import Diff, check
+from harness.driver import MalformedResponse, retry_from_index
 from harness.fixtures import Capture
 from harness.handlers import make_handler
 from replicator.plan import Planner
@@ -95,17 +96,15 @@ def replay(
 
 
 def _restart_index(batch: list[dict[str, Any]], response: Any) -> int | None:
+    """Where the batch restarts, by the event source mapping's own rules (driver.py)."""
     if isinstance(response, Exception):
         return 0
-    if not isinstance(response, dict) or "batchItemFailures" not in response:
-        return None
-    failures = response["batchItemFailures"] or []
-    sequences = [r["dynamodb"]["SequenceNumber"] for r in batch]
-    indexes = [sequences.index(f["itemIdentifier"]) for f in failures
-               if f.get("itemIdentifier") in sequences]
-    if failures and not indexes:
-        return 0  # malformed response: the whole batch fails
-    return min(indexes) if indexes else None
+    if not isinstance(response, dict):
+        return None  # see replay(): a response Lambda does not read counts as success here
+    try:
+        return retry_from_index(response, [r["dynamodb"]["SequenceNumber"] for r in batch])
+    except MalformedResponse:
+        return 0  # the whole batch fails
 
 
 def dump_collection(collection: Any, path: Path) -> int:
