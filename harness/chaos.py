@@ -23,6 +23,7 @@ from typing import Any
 from harness.backends.base import SourceBackend, TableSpec, source_backend
 from harness.convergence import check
 from harness.faults import BulkWriteShim, FaultLog, FaultPlan, FaultyCollection, corrupt_record
+from harness.lambda_events import _plain as wire_json  # bytes -> base64, as in the fixtures
 from harness.runner import scan_items
 from harness.workload import WorkloadSpec, run_workload
 from replicator.core import Replicator
@@ -187,7 +188,7 @@ def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
     target.mkdir(parents=True, exist_ok=True)
     (target / "table.json").write_text(json.dumps(spec.create_table_request(), indent=1))
     (target / "events.json").write_text(json.dumps({"Records": lambda_records}, indent=1))
-    (target / "final_items.json").write_text(json.dumps(_wire_json(items), indent=1))
+    (target / "final_items.json").write_text(json.dumps(wire_json(items), indent=1))
     (target / "schedule.json").write_text(json.dumps({
         "reproduce": f"harness chaos --seed {result.seed} --schedules 1"
                       + ("" if result.guard else " --no-guard"),
@@ -242,15 +243,3 @@ def run_chaos(
         "seconds": round(time.perf_counter() - started, 2),
     }
 
-
-def _wire_json(value: Any) -> Any:
-    """boto3 values -> DynamoDB wire JSON (bytes as base64 text, as in the fixtures)."""
-    import base64
-
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, dict):
-        return {k: _wire_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set)):
-        return [_wire_json(v) for v in value]
-    return value
