@@ -41,7 +41,9 @@ if str(ROOT) not in sys.path:
 
 import bson  # noqa: E402  (after the sys.path fix, so the script runs from a plain checkout)
 from bson.decimal128 import Decimal128  # noqa: E402
+from pymongo.operations import DeleteOne, UpdateOne  # noqa: E402
 
+import replicator.convert  # noqa: E402
 from replicator import Replicator, Settings  # noqa: E402
 from replicator.baselines.original import OriginalHandler, lossy_image  # noqa: E402
 from replicator.convert import Converter  # noqa: E402
@@ -259,6 +261,8 @@ def bench_conversion(reps: int, min_rep_s: float) -> dict[str, Any]:
     folder = type_zoo_dir()
     items = type_zoo_items(folder)
     ours = Converter().image
+    pure = Converter(accelerate=False).image  # context: the same converter without the C part
+    accelerated = replicator.convert._speedups is not None
     boto3 = boto3_image(TypeDeserializer())
 
     def ddb_json(item: Mapping[str, Any]) -> Any:
@@ -304,6 +308,7 @@ def bench_conversion(reps: int, min_rep_s: float) -> dict[str, Any]:
     )
     results: dict[str, Any] = {
         "fixture": str(folder),
+        "accelerated": accelerated,
         "items": len(items),
         "boto3_failed_items": len(items) - len(boto3_ok),
         "boto3_failing_attributes": boto3_failing,
@@ -311,6 +316,8 @@ def bench_conversion(reps: int, min_rep_s: float) -> dict[str, Any]:
         "inputs": {},
     }
     for label, (data, contenders, description) in inputs.items():
+        if accelerated:
+            contenders = {**contenders, "ours, pure Python": pure}
         passes = calibrate(lambda data=data: [ours(i) for i in data], min_rep_s)
 
         def runner(convert: Callable[[Any], Any], data: list[Any] = data, passes: int = passes) -> None:
@@ -330,7 +337,7 @@ def bench_conversion(reps: int, min_rep_s: float) -> dict[str, Any]:
             "items_per_s": rates,
             "speedup_vs": {name: rates["ours"] / rate for name, rate in rates.items() if name != "ours"},
             "loss": {
-                name: loss_report(data, convert, sets_sorted=(name == "ours"))
+                name: loss_report(data, convert, sets_sorted=name.startswith("ours"))
                 for name, convert in contenders.items()
             },
         }
@@ -419,7 +426,10 @@ def synthetic_event(records: int, keys: int, seed: int, *, distinct: bool = Fals
 
 def baseline_work(event: Mapping[str, Any]) -> list[Any]:
     """OriginalHandler._apply without the I/O: per record, the lossy conversion of its Keys (for
-    ``_id``) and NewImage, then the update it would send, ``({_id}, {"$set": doc})``."""
+    ``_id``) and NewImage, then the write it sends, validated as pymongo's ``update_one`` and
+    ``delete_one`` validate it before any I/O (the same checks as ``UpdateOne``/``DeleteOne``, which
+    the core's plan builds too): ``UpdateOne({_id}, {"$set": doc}, upsert=True)`` or
+    ``DeleteOne({_id})``."""
     out: list[Any] = []
     for record in event["Records"]:
         body = record["dynamodb"]
@@ -428,14 +438,16 @@ def baseline_work(event: Mapping[str, Any]) -> list[Any]:
         if record["eventName"] in ("INSERT", "MODIFY"):
             document = lossy_image(body["NewImage"])
             document["_id"] = document_id
-            out.append(({"_id": document_id}, {"$set": document}))
+            out.append(UpdateOne({"_id": document_id}, {"$set": document}, upsert=True))
         elif record["eventName"] == "REMOVE":
-            out.append(({"_id": document_id},))
+            out.append(DeleteOne({"_id": document_id}))
     return out
 
 
 def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
     planner = Planner(Settings())
+    pure_planner = Planner(Settings(), converter=Converter(accelerate=False))
+    accelerated = replicator.convert._speedups is not None
     workloads = {
         "mixed (1,000 records over 300 keys)": synthetic_event(1000, 300, seed=20240601),
         "no coalescing (1,000 records over 1,000 keys)": synthetic_event(
@@ -449,11 +461,19 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
                 changes, bad = parse_records(event)
                 planner.plan(changes, bad)
 
+        def core_pure(event: dict[str, Any] = event) -> None:
+            for _ in range(batches_per_rep):
+                changes, bad = parse_records(event)
+                pure_planner.plan(changes, bad)
+
         def baseline(event: dict[str, Any] = event) -> None:
             for _ in range(batches_per_rep):
                 baseline_work(event)
 
-        times = interleaved({"core": core, "baseline": baseline}, reps, time.process_time)
+        contenders = {"core": core, "baseline": baseline}
+        if accelerated:
+            contenders["core, pure Python"] = core_pure
+        times = interleaved(contenders, reps, time.process_time)
         per_event = {
             name: median(t) / (batches_per_rep * len(event["Records"])) for name, t in times.items()
         }
@@ -468,6 +488,9 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
             "bad_records": len(plan.bad_records),
             "cpu_us_per_event": {name: v * 1e6 for name, v in per_event.items()},
             "ratio": per_event["baseline"] / per_event["core"],
+            "ratio_pure_python": (
+                per_event["baseline"] / per_event["core, pure Python"] if accelerated else None
+            ),
         }
     return results
 
@@ -712,6 +735,13 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str,
             fmt_rate(data["items_per_s"]["ours"]), fmt_rate(data["items_per_s"]["boto3"]),
             f"{ratio:.2f}x", ">= 3x", "yes" if ratio >= TARGETS["conversion"] else "NO",
         ))
+        if "ours, pure Python" in data["items_per_s"]:
+            pure = data["items_per_s"]["ours, pure Python"]
+            rows.append((
+                f"(a) items/s, {label} items (context): ours in pure Python vs boto3",
+                fmt_rate(pure), fmt_rate(data["items_per_s"]["boto3"]),
+                f"{pure / data['items_per_s']['boto3']:.2f}x", "-", "-",
+            ))
     for label, other in (("realistic boto3-ready", "boto3"), ("realistic", "dynamodb-json")):
         data = conv[label]
         rows.append((
@@ -742,6 +772,13 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str,
             f"{ratio:.2f}x less", ">= 3x less" if label.startswith("mixed") else "-",
             ("yes" if ratio >= TARGETS["cpu"] else "NO") if label.startswith("mixed") else "-",
         ))
+        if data.get("ratio_pure_python"):
+            rows.append((
+                f"(b) CPU us/event, {label} (context): core in pure Python",
+                f"{data['cpu_us_per_event']['core, pure Python']:.2f}",
+                f"{data['cpu_us_per_event']['baseline']:.2f}",
+                f"{data['ratio_pure_python']:.2f}x less", "-", "-",
+            ))
     trips = results["round_trips"]
     core_stub = trips["core, pymongo-like stub"]
     base_stub = trips["baseline, pymongo-like stub"]
@@ -781,6 +818,9 @@ def print_report(results: dict[str, Any]) -> None:
         f"{meta['machine']['platform']}",
         f"Python: {meta['machine']['python']}",
         "Packages: " + ", ".join(f"{k} {v}" for k, v in meta["machine"]["packages"].items()),
+        "C accelerator (replicator._speedups): "
+        + ("built, used by 'ours'/'core'" if results["conversion"]["accelerated"]
+           else "NOT built: 'ours'/'core' are pure Python"),
         f"Method: {meta['reps']} interleaved repetitions after a warm-up, median; "
         f"mode {'quick' if meta['quick'] else 'full'}; took {meta['elapsed_s']:.1f} s",
     ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 import re
 from collections.abc import Callable, Mapping
 from decimal import Decimal, DecimalException
@@ -28,6 +29,19 @@ from typing import Any, Literal
 from bson.decimal128 import Decimal128
 
 from replicator.errors import ConversionError
+
+# The optional C accelerator (replicator/_speedups.c, built by setup.py where a C compiler exists)
+# converts well-formed images to exactly what this module gives, several times faster; for anything
+# unusual it answers None and this module, the reference, decides. REPLICATOR_PURE_PYTHON=1 turns
+# it off (tests run both; the benchmark compares both).
+_speedups: Any = None
+if os.environ.get("REPLICATOR_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from replicator import _speedups  # type: ignore[attr-defined,no-redef]
+    except ImportError:  # no compiler at install time, or another platform's build: pure Python
+        _speedups = None
+    else:
+        _speedups.configure(Decimal128, Decimal)
 
 NumberMode = Literal["lossless", "float"]
 
@@ -172,8 +186,12 @@ def _list_of(value: Any, tag: str) -> list[Any]:
 class Converter:
     """Converts attribute values and images; one instance per number mode."""
 
-    def __init__(self, numbers: NumberMode = "lossless") -> None:
+    def __init__(self, numbers: NumberMode = "lossless", *, accelerate: bool = True) -> None:
+        """``accelerate=False`` keeps to pure Python even where the C accelerator is built."""
         self.numbers = numbers
+        fast = accelerate and _speedups is not None and numbers == "lossless"
+        self._fast_image: Callable[[Any], Any] | None = _speedups.image if fast else None
+        self._fast_valid: Callable[[Any], bool] | None = _speedups.valid if fast else None
         self._by_tag: dict[str, Callable[[Any], Any]] = {
             "S": self._string,
             "N": self._number,
@@ -190,10 +208,21 @@ class Converter:
     # -- public -----------------------------------------------------------------------------
     def image(self, image: Mapping[str, Any], root: str = "") -> dict[str, Any]:
         """Convert a whole image (attribute name -> typed value); errors name the field path."""
+        if self._fast_image is not None and type(image) is dict:
+            converted = self._fast_image(image)
+            if converted is not None:
+                return converted  # type: ignore[no-any-return]
         try:
             return self._map(image)
         except _Bad as bad:
             raise ConversionError(bad.reason, field_path=_join(root, bad.path)) from None
+
+    def check(self, image: Mapping[str, Any], root: str = "") -> None:
+        """Raise the error :meth:`image` would raise, if any, without keeping a result (the C
+        accelerator checks without building anything)."""
+        if self._fast_valid is not None and type(image) is dict and self._fast_valid(image):
+            return
+        self.image(image, root)
 
     def value(self, attribute: Any, root: str = "") -> Any:
         """Convert one typed attribute value such as ``{"N": "1"}``."""

@@ -32,6 +32,8 @@ class KeyMapper:
         self.converter = converter
         self.key_schema = key_schema
         self.id_mapping = id_mapping
+        # The commonest table key, one S attribute, takes a short cut in document_id.
+        self._single_name = key_schema[0] if key_schema and len(key_schema) == 1 else None
 
     def key_document(self, keys: Mapping[str, Any]) -> dict[str, Any]:
         """The converted key attributes, partition key first."""
@@ -55,6 +57,13 @@ class KeyMapper:
         return document
 
     def document_id(self, keys: Mapping[str, Any]) -> Any:
+        if self.id_mapping is None and type(keys) is dict and len(keys) == 1:
+            # key_document's result for one S key, without its loop (hot: once per record)
+            ((name, value),) = keys.items()
+            if (self.key_schema is None or name == self._single_name) and type(value) is dict:
+                text = value.get("S")
+                if type(text) is str and len(value) == 1:
+                    return text
         key_document = self.key_document(keys)
         if self.id_mapping is not None:
             return self.id_mapping(key_document)

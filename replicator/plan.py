@@ -163,8 +163,9 @@ class Planner:
             # is the best state we can write (the bad one is quarantined with its raw form).
             for position in range(len(ordered) - 1, -1, -1):
                 change = ordered[position]
+                covered = tuple([c.sequence_number for c in ordered[: position + 1]])
                 try:
-                    planned = self._write_for(document_id, change, stored)
+                    planned = self._write_for(document_id, change, stored, covered)
                 except RecordError as error:
                     bad.append(_bad(change, error))
                     ordered.pop(position)
@@ -173,35 +174,50 @@ class Planner:
                     # A TTL delete kept by ttl_deletes="ignore" writes nothing, so the next older
                     # change is still the state to write (coalescing must not drop it).
                     continue
-                covered = tuple([c.sequence_number for c in ordered[: position + 1]])
-                # replace(w, sequence_numbers=covered), spelled out (dataclasses.replace is slow)
-                writes.extend(
-                    PlannedWrite(w.operation, covered, w.collection, w.shard_key_move)
-                    for w in planned
-                )
+                writes.extend(planned)
                 # The older changes are coalesced away, but a malformed one is still quarantined:
                 # whether a bad record is reported must not depend on how records were batched.
                 for older in ordered[:position]:
                     try:
-                        self._write_for(document_id, older, stored)
+                        self._check(document_id, older, stored)
                     except RecordError as error:
                         bad.append(_bad(older, error))
                 break
         return writes
 
+    def _check(self, document_id: Any, change: Change, stored: dict[str, Any] | None) -> None:
+        """Raise what :meth:`_write_for` would raise for ``change``, without planning it (cheap:
+        a superseded change is only checked, and the C accelerator checks without building)."""
+        if self.transforms or stored is not None or (
+            change.new_image is not None and "_id" in change.new_image
+        ):
+            self._write_for(document_id, change, stored)  # user code, shard keys, _id: the long way
+        elif change.event_name is EventName.REMOVE:
+            if change.old_image is not None:
+                self.converter.check(change.old_image, root="dynamodb.OldImage")
+        else:
+            assert change.new_image is not None, "read-back fills the image before planning"
+            self.converter.check(change.new_image, root="dynamodb.NewImage")
+
     def _write_for(
-        self, document_id: Any, change: Change, stored: dict[str, Any] | None = None
+        self,
+        document_id: Any,
+        change: Change,
+        stored: dict[str, Any] | None = None,
+        covered: tuple[str, ...] | None = None,
     ) -> list[PlannedWrite]:
-        """``stored``: see :meth:`_stored_shard_values` (None: the shard key cannot change)."""
+        """``stored``: see :meth:`_stored_shard_values` (None: the shard key cannot change);
+        ``covered``: the sequence numbers the writes stand for (default: the change's own)."""
         sequence = pad_sequence_number(change.sequence_number)
+        seqs = covered or (change.sequence_number,)
         if change.event_name is EventName.REMOVE:
-            return self._delete_for(document_id, change, sequence, stored)
+            return self._delete_for(document_id, change, sequence, stored, seqs)
         assert change.new_image is not None, "read-back fills the image before planning"
         document = self.document(document_id, change.new_image, sequence)
-        new = self._shard_values(document)
+        new = self._shard_values(document) if self.settings.shard_key else {}
         if stored is None or (stored and same_shard_values(stored, new)):
             operation = _replacement(self._filter(document_id, sequence, new), document)
-            return [PlannedWrite(operation, (change.sequence_number,))]
+            return [PlannedWrite(operation, seqs)]
         move = ShardKeyMove(
             document_id=document_id,
             shard_key=tuple(self.settings.shard_key),
@@ -212,12 +228,16 @@ class Planner:
             sequence=sequence if self.settings.guard else None,
         )
         operation = _replacement(self._filter(document_id, sequence, stored), document)
-        return [PlannedWrite(operation, (change.sequence_number,), shard_key_move=move)]
+        return [PlannedWrite(operation, seqs, shard_key_move=move)]
 
     def _delete_for(
-        self, document_id: Any, change: Change, sequence: str, stored: dict[str, Any] | None = None
+        self,
+        document_id: Any,
+        change: Change,
+        sequence: str,
+        stored: dict[str, Any] | None,
+        seqs: tuple[str, ...],
     ) -> list[PlannedWrite]:
-        seqs = (change.sequence_number,)
         # A malformed OldImage makes the record malformed: it is quarantined like any other.
         old = (
             self.converter.image(change.old_image, root="dynamodb.OldImage")
