@@ -43,7 +43,7 @@ import bson  # noqa: E402  (after the sys.path fix, so the script runs from a pl
 from bson.decimal128 import Decimal128  # noqa: E402
 from pymongo.operations import DeleteOne, UpdateOne  # noqa: E402
 
-import replicator.convert  # noqa: E402
+import replicator.accelerator  # noqa: E402
 from replicator import Replicator, Settings  # noqa: E402
 from replicator.baselines.original import OriginalHandler, lossy_image  # noqa: E402
 from replicator.convert import Converter  # noqa: E402
@@ -262,7 +262,7 @@ def bench_conversion(reps: int, min_rep_s: float) -> dict[str, Any]:
     items = type_zoo_items(folder)
     ours = Converter().image
     pure = Converter(accelerate=False).image  # context: the same converter without the C part
-    accelerated = replicator.convert._speedups is not None
+    accelerated = replicator.accelerator.native is not None
     boto3 = boto3_image(TypeDeserializer())
 
     def ddb_json(item: Mapping[str, Any]) -> Any:
@@ -447,7 +447,7 @@ def baseline_work(event: Mapping[str, Any]) -> list[Any]:
 def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
     planner = Planner(Settings())
     pure_planner = Planner(Settings(), converter=Converter(accelerate=False))
-    accelerated = replicator.convert._speedups is not None
+    accelerated = replicator.accelerator.native is not None
     workloads = {
         "mixed (1,000 records over 300 keys)": synthetic_event(1000, 300, seed=20240601),
         "no coalescing (1,000 records over 1,000 keys)": synthetic_event(

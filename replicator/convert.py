@@ -20,28 +20,20 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal, DecimalException
 from typing import Any, Literal
 
 from bson.decimal128 import Decimal128
 
+from replicator.accelerator import native
 from replicator.errors import ConversionError
 
-# The optional C accelerator (replicator/_speedups.c, built by setup.py where a C compiler exists)
-# converts well-formed images to exactly what this module gives, several times faster; for anything
-# unusual it answers None and this module, the reference, decides. REPLICATOR_PURE_PYTHON=1 turns
-# it off (tests run both; the benchmark compares both).
-_speedups: Any = None
-if os.environ.get("REPLICATOR_PURE_PYTHON", "") in ("", "0"):
-    try:
-        from replicator import _speedups  # type: ignore[attr-defined,no-redef]
-    except ImportError:  # no compiler at install time, or another platform's build: pure Python
-        _speedups = None
-    else:
-        _speedups.configure(Decimal128, Decimal)
+# The C accelerator converts well-formed images to exactly what this module gives; for anything
+# unusual it answers None and this module, the reference, decides (see replicator.accelerator).
+if native is not None:
+    native.configure(Decimal128, Decimal)
 
 NumberMode = Literal["lossless", "float"]
 
@@ -189,9 +181,10 @@ class Converter:
     def __init__(self, numbers: NumberMode = "lossless", *, accelerate: bool = True) -> None:
         """``accelerate=False`` keeps to pure Python even where the C accelerator is built."""
         self.numbers = numbers
-        fast = accelerate and _speedups is not None and numbers == "lossless"
-        self._fast_image: Callable[[Any], Any] | None = _speedups.image if fast else None
-        self._fast_valid: Callable[[Any], bool] | None = _speedups.valid if fast else None
+        fast = accelerate and native is not None and numbers == "lossless"
+        self._fast_image: Callable[[Any], Any] | None = native.image if fast else None
+        self._fast_valid: Callable[[Any], bool] | None = native.valid if fast else None
+        self._fast_document: Callable[[Any, Any], Any] | None = native.document if fast else None
         self._by_tag: dict[str, Callable[[Any], Any]] = {
             "S": self._string,
             "N": self._number,
@@ -217,12 +210,21 @@ class Converter:
         except _Bad as bad:
             raise ConversionError(bad.reason, field_path=_join(root, bad.path)) from None
 
-    def check(self, image: Mapping[str, Any], root: str = "") -> None:
-        """Raise the error :meth:`image` would raise, if any, without keeping a result (the C
-        accelerator checks without building anything)."""
-        if self._fast_valid is not None and type(image) is dict and self._fast_valid(image):
-            return
-        self.image(image, root)
+    def keyed_image(self, image: Mapping[str, Any], document_id: Any) -> dict[str, Any] | None:
+        """``{"_id": document_id, **self.image(image)}`` built in one go by the C accelerator, or
+        None (no accelerator, an image with its own ``_id``, anything the reference must decide):
+        then the caller takes the long way."""
+        if self._fast_document is None:
+            return None
+        return self._fast_document(image, document_id)  # type: ignore[no-any-return]
+
+    def unchecked(self, images: Sequence[Any]) -> list[int]:
+        """The positions of the images that :meth:`image` might refuse: those the C accelerator
+        cannot vouch for (every one without it). It checks without building anything."""
+        valid = self._fast_valid
+        if valid is None:
+            return list(range(len(images)))
+        return [i for i, image in enumerate(images) if not (type(image) is dict and valid(image))]
 
     def value(self, attribute: Any, root: str = "") -> Any:
         """Convert one typed attribute value such as ``{"N": "1"}``."""

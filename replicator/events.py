@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any
 
+from replicator.accelerator import native
 from replicator.errors import MalformedRecordError
 
 AttributeMap = Mapping[str, Any]
@@ -102,12 +103,26 @@ def records_of(event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[A
 
 
 def parse_records(
-    event: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+    event: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, accelerate: bool = True
 ) -> tuple[list[Change], list[BadRecord]]:
-    """Parse every record; a malformed one becomes a :class:`BadRecord`, the others go on."""
+    """Parse every record; a malformed one becomes a :class:`BadRecord`, the others go on.
+
+    ``accelerate=False`` keeps to pure Python even where the C accelerator is built.
+    """
+    records = records_of(event)
+    fast: list[Change | None] | None = None
+    if accelerate and native is not None and type(records) is list:
+        # The C accelerator parses the well-formed records; None marks one parse_record decides.
+        fast, holes = native.parse_changes(records)
+        if not holes:
+            return fast, []  # type: ignore[return-value]
     changes: list[Change] = []
     bad: list[BadRecord] = []
-    for index, raw in enumerate(records_of(event)):
+    for index, raw in enumerate(records):
+        change = fast[index] if fast is not None else None
+        if change is not None:
+            changes.append(change)
+            continue
         try:
             changes.append(parse_record(raw, index))
         except MalformedRecordError as error:
@@ -286,3 +301,19 @@ def _from_epoch(value: int | float, where: tuple[int, str | None, str | None]) -
         raise _fail(
             f"epoch seconds {value!r} are not a time", "dynamodb.ApproximateCreationDateTime", where
         ) from None
+
+
+if native is not None:
+    # parse_changes builds Change objects as parse_record does (see the asserts above) and reads
+    # creation times from _EPOCHS, leaving a time it has not seen to parse_record.
+    native.configure_events(
+        Change,
+        object.__new__,
+        _EVENT_NAMES,
+        _VIEW_TYPES,
+        _EPOCHS,
+        TTL_PRINCIPAL,
+        EventName.REMOVE,
+        StreamViewType.NEW_AND_OLD_IMAGES,
+        StreamViewType.NEW_IMAGE,
+    )

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import bson
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
+from replicator.accelerator import native
 from replicator.convert import Converter
 from replicator.errors import ConfigurationError, ConversionError, RecordError, TransformError
 from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
@@ -80,6 +81,26 @@ class PlannedWrite:
     shard_key_move: ShardKeyMove | None = None
 
 
+_new_object = object.__new__
+_set_attribute = object.__setattr__
+# _main_write fills __dict__ directly, which is only the same as PlannedWrite(...) for a plain frozen
+# dataclass whose every field is an init argument: checked here, once.
+assert not hasattr(PlannedWrite, "__slots__") and not hasattr(PlannedWrite, "__post_init__")
+
+
+def _main_write(operation: Operation, sequence_numbers: tuple[str, ...]) -> PlannedWrite:
+    """``PlannedWrite(operation, sequence_numbers)`` without the frozen dataclass's per-field
+    ``object.__setattr__`` (hot: once per planned write); the same object."""
+    write: PlannedWrite = _new_object(PlannedWrite)
+    _set_attribute(write, "__dict__", {
+        "operation": operation,
+        "sequence_numbers": sequence_numbers,
+        "collection": "main",
+        "shard_key_move": None,
+    })
+    return write
+
+
 @dataclass
 class WritePlan:
     writes: list[PlannedWrite] = field(default_factory=list)
@@ -115,13 +136,15 @@ class Planner:
     def plan(self, changes: Sequence[Change], bad_records: Sequence[BadRecord] = ()) -> WritePlan:
         bad = list(bad_records)
         groups: dict[Any, tuple[Any, list[Change]]] = {}
+        document_id_of = self.key_mapper.document_id
         for change in changes:
             try:
-                document_id = self.key_mapper.document_id(change.keys)
+                document_id = document_id_of(change.keys)
             except RecordError as error:
                 bad.append(_bad(change, error))
                 continue
-            key = identity(document_id)
+            # identity(document_id), with its commonest case inlined (hot: once per record)
+            key = (str, document_id) if type(document_id) is str else identity(document_id)
             group = groups.get(key)
             if group is None:
                 groups[key] = (document_id, [change])
@@ -155,9 +178,12 @@ class Planner:
         self, groups: Any, bad: list[BadRecord]
     ) -> list[PlannedWrite]:
         writes: list[PlannedWrite] = []
+        # Superseded changes whose image alone can make them bad: checked together at the end.
+        superseded: list[Change] = []
+        images_only = not self.transforms
         for document_id, group in groups:
             # c.sort_key, inlined (hot): sequence numbers compare padded
-            ordered = sorted(group, key=lambda c: c.sequence_number.zfill(40))
+            ordered = sorted(group, key=lambda c: c.sequence_number.zfill(40)) if len(group) > 1 else group
             stored = self._stored_shard_values(ordered, bad)
             # Newest first; a change that cannot be converted is set aside and the next older one
             # is the best state we can write (the bad one is quarantined with its raw form).
@@ -178,26 +204,38 @@ class Planner:
                 # The older changes are coalesced away, but a malformed one is still quarantined:
                 # whether a bad record is reported must not depend on how records were batched.
                 for older in ordered[:position]:
-                    try:
-                        self._check(document_id, older, stored)
+                    if images_only and stored is None and (
+                        older.new_image is None or "_id" not in older.new_image
+                    ):
+                        superseded.append(older)
+                        continue
+                    try:  # user code, a shard key, an _id attribute: what writing it would raise
+                        self._write_for(document_id, older, stored)
                     except RecordError as error:
                         bad.append(_bad(older, error))
                 break
+        if superseded:
+            self._check_images(superseded, bad)
         return writes
 
-    def _check(self, document_id: Any, change: Change, stored: dict[str, Any] | None) -> None:
-        """Raise what :meth:`_write_for` would raise for ``change``, without planning it (cheap:
-        a superseded change is only checked, and the C accelerator checks without building)."""
-        if self.transforms or stored is not None or (
-            change.new_image is not None and "_id" in change.new_image
-        ):
-            self._write_for(document_id, change, stored)  # user code, shard keys, _id: the long way
-        elif change.event_name is EventName.REMOVE:
-            if change.old_image is not None:
-                self.converter.check(change.old_image, root="dynamodb.OldImage")
-        else:
-            assert change.new_image is not None, "read-back fills the image before planning"
-            self.converter.check(change.new_image, root="dynamodb.NewImage")
+    def _check_images(self, changes: list[Change], bad: list[BadRecord]) -> None:
+        """Set aside as bad each change whose image :meth:`_write_for` could not convert: the new
+        image, or a REMOVE's old image. The C accelerator checks without building anything."""
+        images: list[Any] = []
+        roots: list[str] = []
+        for change in changes:
+            if change.event_name is EventName.REMOVE:
+                images.append(change.old_image or {})
+                roots.append("dynamodb.OldImage")
+            else:
+                assert change.new_image is not None, "read-back fills the image before planning"
+                images.append(change.new_image)
+                roots.append("dynamodb.NewImage")
+        for position in self.converter.unchecked(images):
+            try:
+                self.converter.image(images[position], root=roots[position])
+            except RecordError as error:
+                bad.append(_bad(changes[position], error))
 
     def _write_for(
         self,
@@ -216,8 +254,7 @@ class Planner:
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
         if stored is None or (stored and same_shard_values(stored, new)):
-            operation = _replacement(self._filter(document_id, sequence, new), document)
-            return [PlannedWrite(operation, seqs)]
+            return [_main_write(_replacement(self._filter(document_id, sequence, new), document), seqs)]
         move = ShardKeyMove(
             document_id=document_id,
             shard_key=tuple(self.settings.shard_key),
@@ -249,7 +286,7 @@ class Planner:
             stored = self._shard_values(shard_source)
         # stored == {}: where the document is is unknown; a single-document delete by _id alone
         # is valid on a sharded collection too (MongoDB sends it to every shard).
-        delete = PlannedWrite(DeleteOne(self._filter(document_id, sequence, stored)), seqs)
+        delete = _main_write(DeleteOne(self._filter(document_id, sequence, stored)), seqs)
         if not change.is_ttl_delete or self.settings.ttl_deletes == "delete":
             return [delete]
         if self.settings.ttl_deletes == "ignore":
@@ -267,6 +304,11 @@ class Planner:
     # -- documents and filters -----------------------------------------------------------------
     def document(self, document_id: Any, image: Mapping[str, Any], sequence: str) -> dict[str, Any]:
         """New image -> transforms -> ``_id`` first -> sequence field."""
+        document = None if self.transforms else self.converter.keyed_image(image, document_id)
+        if document is not None:  # the C accelerator's short cut (no transforms, no _id attribute)
+            if self.settings.guard:
+                document[self.settings.sequence_field] = sequence
+            return document
         converted = self._transformed(image, "dynamodb.NewImage")
         if "_id" in converted and converted["_id"] != document_id:
             raise ConversionError(
@@ -395,6 +437,10 @@ def _replacement(guard: dict[str, Any], document: dict[str, Any]) -> Operation:
 
 def _has_dollar_name(document: dict[str, Any]) -> bool:
     """``any(name.startswith("$") for name in document)``, as a plain loop (hot, and faster)."""
+    if native is not None:
+        found = native.has_dollar_name(document)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
     for name in document:  # noqa: SIM110 - any() over a generator is twice as slow here
         if name.startswith("$"):
             return True

@@ -1,0 +1,553 @@
+"""The C accelerator replicator._speedups against the pure-Python reference converter.
+
+The reference (replicator/convert.py) decides; the C module may only answer "not handled" (None)
+or exactly the reference's value, type for type at every node (Decimal128 compared by its BID, so
+1 == True == Decimal128("1") confusions fail), and ``valid(x)`` must be True exactly when
+``image(x)`` answers. Skipped where the extension is not built, unless REPLICATOR_REQUIRE_SPEEDUPS=1
+(CI with a compiler), where a missing extension fails.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib
+import json
+import os
+from collections import OrderedDict
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bson.decimal128 import Decimal128
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from replicator.convert import Converter
+
+REQUIRED = os.environ.get("REPLICATOR_REQUIRE_SPEEDUPS", "") == "1"
+IMPORT_ERROR: ImportError | None = None
+speedups_module: Any
+try:
+    speedups_module = importlib.import_module("replicator._speedups")
+except ImportError as error:  # not built, or built for another Python (as importorskip would)
+    if not REQUIRED:
+        pytest.skip(f"replicator._speedups is not built ({error})", allow_module_level=True)
+    speedups_module = None
+    IMPORT_ERROR = error
+
+if speedups_module is not None:
+    # convert.py configures it at import unless REPLICATOR_PURE_PYTHON=1; these tests always test it
+    speedups_module.configure(Decimal128, Decimal)
+
+ROOT = Path(__file__).resolve().parents[1]
+ZOO = ROOT / "fixtures" / "dynamodb-local" / "type_zoo"
+
+
+MISSING = (
+    f"REPLICATOR_REQUIRE_SPEEDUPS=1 but the C extension replicator._speedups does not import "
+    f"({IMPORT_ERROR}); build it with `pip install -e .` (needs a C compiler)"
+)
+# Where the extension is required but missing, one test fails (below) and the others skip.
+needs_speedups = pytest.mark.skipif(speedups_module is None, reason=MISSING)
+
+
+def test_the_extension_is_built_when_required() -> None:
+    if speedups_module is None:
+        pytest.fail(MISSING)
+
+
+@pytest.fixture
+def speedups() -> Any:
+    if speedups_module is None:
+        pytest.skip(MISSING)
+    return speedups_module
+
+
+def pure_converter() -> Converter:
+    """A lossless Converter that never calls the C module: the reference."""
+    try:
+        converter = Converter("lossless", accelerate=False)
+    except TypeError:
+        converter = Converter("lossless")
+    for name, value in list(vars(converter).items()):
+        if _from_speedups(value):
+            setattr(converter, name, None)
+    return converter
+
+
+def _from_speedups(value: Any) -> bool:
+    return getattr(value, "__module__", None) == "replicator._speedups"
+
+
+REFERENCE = pure_converter()
+
+
+def shape(value: Any) -> Any:
+    """A normal form keeping the exact type of every node and the order of a dict's names."""
+    kind = type(value)
+    if kind is dict:
+        return ("dict", [(type(name), name, shape(item)) for name, item in value.items()])
+    if kind is list:
+        return ("list", [shape(item) for item in value])
+    if kind is Decimal128:
+        return ("decimal128", value.bid)
+    if kind in (bool, int, str, bytes, type(None)):
+        return (kind.__name__, value)
+    raise TypeError(f"not a converter output: {kind.__name__}")
+
+
+def reference_or_error(image: Any) -> tuple[Any, BaseException | None]:
+    try:
+        return REFERENCE.image(image), None
+    except Exception as error:  # ConversionError, or whatever junk input makes it raise
+        return None, error
+
+
+def assert_agrees(speedups: Any, image: Any) -> Any:
+    """The differential check; returns the C answer (None: not handled)."""
+    fast = speedups.image(image)
+    assert speedups.valid(image) is (fast is not None)
+    expected, error = reference_or_error(image)
+    if fast is not None:
+        assert error is None, f"C converted what the reference rejects: {error!r}"
+        assert shape(fast) == shape(expected)
+    return fast
+
+
+# -- the extension and the reference used here ----------------------------------------------------
+def test_the_extension_is_built_and_configured(speedups: Any) -> None:
+    # convert.py configures the module at import; Decimal128 values are built one of two ways
+    assert speedups._decimal128_path() in ("slots", "constructor")
+    assert speedups.image({"a": {"N": "19.99"}}) == {"a": Decimal128("19.99")}
+
+
+def test_the_reference_here_never_calls_the_c_module(speedups: Any) -> None:
+    # no attribute of the reference converter (nor of its tag table) is a _speedups function
+    assert _from_speedups(speedups.image)
+    attributes = list(vars(REFERENCE).values())
+    attributes += list(getattr(REFERENCE, "_by_tag", {}).values())
+    assert not any(_from_speedups(value) for value in attributes)
+
+
+def test_both_ways_of_building_decimal128_agree(speedups: Any) -> None:
+    # given the public-constructor path (a callable that is not the type forces it)
+    image = {
+        "a": {"N": "-19.99"},
+        "b": {"N": "9999999999999999999999999999999999E6111"},
+        "c": {"N": "1E-6176"},
+        "d": {"NS": ["2.5", "1", "-1E+125"]},
+    }
+    slots = speedups.image(image)
+    try:
+        speedups.configure(lambda pair: Decimal128(pair), Decimal)
+        assert speedups._decimal128_path() == "constructor"
+        constructed = speedups.image(image)
+    finally:
+        speedups.configure(Decimal128, Decimal)
+    # then both give the reference's values
+    assert shape(constructed) == shape(slots) == shape(REFERENCE.image(image))
+    assert speedups._decimal128_path() == "slots"  # pymongo's pure-Python Decimal128
+
+
+def test_configure_checks_its_arguments(speedups: Any) -> None:
+    with pytest.raises(TypeError):
+        speedups.configure(Decimal128)
+    with pytest.raises(TypeError):
+        speedups.configure(1, 2)
+    assert speedups._decimal128_path() == "slots"
+
+
+# -- numbers ---------------------------------------------------------------------------------------
+HANDLED_NUMBERS = [
+    "0", "-0", "+0", "0e5", "0.000", "-0.0e-0", ".0", "0.", "7", "007", "+7", "-7", ".5", "5.",
+    "-.5", "+5.e3", "19.99", "19.990", "1.5", "1E+0", "1e-0", "1e18", "12e17", "1E-130",
+    "-1E-130", "9.99E+125", "1E+125", "9223372036854775807", "9223372036854775808",
+    "-9223372036854775808", "-9223372036854775809", "9999999999999999999", "10000000000000000000",
+    "18446744073709551615", "18446744073709551616", "922337203685477580.7e1",
+    "-922337203685477580.8e1", "1" * 34, "1" * 35, "1" * 38, "9" * 34 + "E6111",
+    "9" * 34 + "E-6176", "1E-6176", "1E6111", "1" * 34 + "E-6176", "1" * 35 + "E-9999",
+    "1e000120", "1e-00120", "1E+00125", "-5E-006176", "1e+000120",
+    "0.000000000000000000000000000000000000001",
+    "-0.0000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "000000000000000000000000000000000000000000001", "1" + "0" * 125, "1" + "0" * 19,
+    "123456789012345678901234567890123456.78",
+]
+NOT_HANDLED_NUMBERS = [
+    "", ".", "e5", "+", "-", "1e", "1e+", "--1", "+-1", "1.2.3", "0x10", "inf", "NaN", "１",
+    " 1", "1 ", "1\n", "1_0", "1,5", "1e1.5", "1e+1234567", "1e12345678", "0e-1234567",
+    "1e+0000120", "-5E-0006176", "1e+123456", "1e1234567", "1e-123456", "1E-6177", "1E6112",
+    "1" * 34 + "E-6177", "10E6111",
+]
+
+
+@pytest.mark.parametrize("text", HANDLED_NUMBERS)
+def test_numbers_the_c_module_handles(speedups: Any, text: str) -> None:
+    for image in ({"n": {"N": text}}, {"ns": {"NS": [text, "5"]}}):
+        assert assert_agrees(speedups, image) is not None, text
+
+
+@pytest.mark.parametrize("text", NOT_HANDLED_NUMBERS)
+def test_numbers_left_to_the_reference(speedups: Any, text: str) -> None:
+    # junk, exponent parts longer than 8 characters, exponents outside Decimal128's range
+    for image in ({"n": {"N": text}}, {"ns": {"NS": [text, "5"]}}):
+        assert assert_agrees(speedups, image) is None, text
+
+
+def test_number_sets_sort_by_exact_value_and_stably(speedups: Any) -> None:
+    image = {"ns": {"NS": ["10", "9.5", "1E1", "-3", "1" * 38, "0.1", "010", "-0"]}}
+    converted = assert_agrees(speedups, image)
+    assert converted is not None
+    assert converted["ns"][:3] == [-3, 0, Decimal128("0.1")]
+
+
+# -- binary ----------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "handled"),
+    [
+        ("", True), ("QQ==", True), ("QR==", True), ("QUE=", True), ("QUF=", True),
+        ("QUFB", True), ("+/+/", True), ("AAAA////", True),
+        ("QQ", False), ("QQ=", False), ("QUFB=", False), ("QQ==QQ==", False), ("=", False),
+        ("A===", False), ("====", False), ("QQ==\n", False), ("Q Q==", False), ("QQ-_", False),
+        ("QUé=", False), ("A=B=", False), ("AB=C", False),
+    ],
+)
+def test_base64(speedups: Any, text: str, handled: bool) -> None:
+    # only canonical base64 is decoded here, exactly as base64.b64decode(validate=True) does
+    assert (assert_agrees(speedups, {"b": {"B": text}}) is not None) is handled
+    assert (assert_agrees(speedups, {"bs": {"BS": [text]}}) is not None) is handled
+
+
+# -- shapes the reference accepts and the C module leaves to it ------------------------------------
+class DictSubclass(dict):  # type: ignore[type-arg]
+    pass
+
+
+class StrSubclass(str):
+    pass
+
+
+NOT_HANDLED_IMAGES: list[Any] = [
+    None, 1, "x", [], [("a", {"S": "x"})], OrderedDict(a={"S": "x"}), DictSubclass(a={"S": "x"}),
+    {1: {"S": "x"}}, {StrSubclass("a"): {"S": "x"}}, {"a": OrderedDict(S="x")},
+    {"a": {"S": StrSubclass("x")}}, {"a": {StrSubclass("S"): "x"}}, {"a": {"S": "x", "N": "1"}},
+    {"a": {"X": "1"}}, {"a": {"s": "x"}}, {"a": {"BOOL": 1}}, {"a": {"BOOL": None}},
+    {"a": {"NULL": False}}, {"a": {"NULL": 1}}, {"a": {"N": 1}}, {"a": {"N": StrSubclass("1")}},
+    {"a": {"M": OrderedDict()}}, {"a": {"M": {1: {"S": "x"}}}}, {"a": {"L": ()}},
+    {"a": {"L": ({"S": "x"},)}}, {"a": {"SS": ("x",)}}, {"a": {"SS": ["x", 1]}},
+    {"a": {"SS": ["x", StrSubclass("y")]}}, {"a": {"NS": ("1",)}}, {"a": {"NS": [1]}},
+    {"a": {"NS": ["1", "x"]}}, {"a": {"BS": ("QQ==",)}}, {"a": {"B": bytearray(b"x")}},
+    {"a": {"B": memoryview(b"x")}}, {"a": {"BS": [bytearray(b"x")]}}, {"a": {"B": 1}},
+    {"a": {"L": [{"S": "x"}, {"N": "nope"}]}}, {"a": {"M": {"b": {"L": [{"M": {"c": {}}}, 1]}}}},
+]
+
+
+@pytest.mark.parametrize("image", NOT_HANDLED_IMAGES, ids=repr)
+def test_unusual_input_is_left_to_the_reference(speedups: Any, image: Any) -> None:
+    assert speedups.image(image) is None
+    assert speedups.valid(image) is False
+
+
+def nested(depth: int) -> dict[str, Any]:
+    value: dict[str, Any] = {"S": "bottom"}
+    for level in range(depth):
+        value = {"M": {"x": value}} if level % 2 else {"L": [value]}
+    return {"top": value}
+
+
+def test_deep_nesting_is_left_to_the_reference(speedups: Any) -> None:
+    assert assert_agrees(speedups, nested(150)) is not None
+    assert assert_agrees(speedups, nested(201)) is None
+    assert assert_agrees(speedups, nested(500)) is None
+
+
+def test_bare_empty_maps_and_empty_containers(speedups: Any) -> None:
+    image = {
+        "e": {}, "l": {"L": [{}, {"M": {}}, {"L": []}]}, "m": {"M": {"x": {}}},
+        "ss": {"SS": []}, "ns": {"NS": []}, "bs": {"BS": []}, "b": {"B": ""},
+    }
+    converted = assert_agrees(speedups, image)
+    assert converted is not None
+    assert converted["e"] == {} and converted["e"] is not image["e"]
+
+
+def test_results_are_new_containers(speedups: Any) -> None:
+    image: dict[str, Any] = {"ss": {"SS": ["b", "a"]}, "m": {"M": {}}, "l": {"L": []}}
+    converted = speedups.image(image)
+    assert converted["ss"] == ["a", "b"] and image["ss"]["SS"] == ["b", "a"]
+    assert converted["m"] is not image["m"]["M"] and converted["l"] is not image["l"]["L"]
+
+
+# -- random images (hypothesis) --------------------------------------------------------------------
+def _exponent_part(digits: str, sign: str, letter: str) -> str:
+    return f"{letter}{sign}{digits}"
+
+
+grammar_numbers = st.builds(
+    lambda sign, whole, dot, fraction, exponent: (
+        f"{sign}{whole}{dot}{fraction}{exponent}" if (whole or fraction) else f"{sign}0"
+    ),
+    st.sampled_from(["", "", "+", "-"]),
+    st.one_of(st.just(""), st.from_regex(r"0{0,3}[0-9]{1,40}", fullmatch=True)),
+    st.sampled_from(["", "."]),
+    st.one_of(st.just(""), st.from_regex(r"[0-9]{1,40}0{0,3}", fullmatch=True)),
+    st.one_of(
+        st.just(""),
+        st.builds(
+            _exponent_part,
+            st.from_regex(r"0{0,2}[0-9]{1,8}", fullmatch=True),
+            st.sampled_from(["", "+", "-"]),
+            st.sampled_from(["e", "E"]),
+        ),
+    ),
+)
+edge_numbers = st.builds(
+    lambda significand, exponent, negative: f"{'-' if negative else ''}{significand}E{exponent}",
+    st.one_of(
+        st.integers(1, 10**19),
+        st.sampled_from([10**33, 10**34 - 1, 10**34, 10**35 - 1, 10**37, 10**38 - 1]),
+        st.integers(10**33, 10**38),
+    ),
+    st.one_of(st.integers(-6200, -6140), st.integers(6080, 6140), st.integers(-40, 40)),
+    st.booleans(),
+)
+junk_numbers = st.one_of(
+    st.sampled_from(NOT_HANDLED_NUMBERS),
+    st.text(alphabet="0123456789.eE+-_ １x", max_size=12),
+)
+number_texts = st.one_of(
+    st.sampled_from(HANDLED_NUMBERS), grammar_numbers, edge_numbers, junk_numbers,
+    st.integers(-(2**64), 2**64).map(str),
+)
+
+B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+base64_texts = st.one_of(
+    st.binary(max_size=12).map(lambda data: base64.b64encode(data).decode()),
+    st.binary(min_size=1, max_size=12).map(lambda data: base64.b64encode(data).decode().rstrip("=")),
+    st.text(alphabet=B64_ALPHABET + "=", max_size=12),
+    st.text(alphabet=B64_ALPHABET[:4] + "=-_ \n é", max_size=9),
+    st.builds(
+        lambda body, tail: body + tail,
+        st.text(alphabet=B64_ALPHABET, max_size=8).filter(lambda text: len(text) % 4 == 0),
+        st.sampled_from(["", "A=", "AB==", "ABC=", "AB=", "==", "AB==QQ==", "=QQ="]),
+    ),
+)
+binary_payloads = st.one_of(
+    base64_texts, st.binary(max_size=8), st.binary(max_size=4).map(bytearray),
+    st.binary(max_size=4).map(lambda data: memoryview(data)),
+)
+names = st.one_of(
+    st.sampled_from(["a", "b", "with space", "$dollar", "dot.ted", "ünï", "", "S", "N"]),
+    st.text(max_size=4),
+)
+wrong_payloads: st.SearchStrategy[Any] = st.sampled_from(
+    [None, 1, 0, 1.5, True, False, "x", b"x", [], (), {}, ["1"], StrSubclass("1")]
+)
+
+
+def _one(tag: str, payload: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+    return payload.map(lambda value: {tag: value})
+
+
+scalar_values = st.one_of(
+    _one("S", st.text(max_size=6)),
+    _one("N", number_texts),
+    _one("N", number_texts),
+    _one("BOOL", st.booleans()),
+    _one("NULL", st.just(True)),
+    _one("B", binary_payloads),
+    _one("SS", st.lists(st.text(max_size=3), max_size=4)),
+    _one("NS", st.lists(st.from_regex(r"[0-9]{1,19}", fullmatch=True), max_size=4)),
+    _one("NS", st.lists(number_texts, max_size=4)),
+    _one("BS", st.lists(binary_payloads, max_size=3)),
+    st.just({}),
+    st.builds(
+        lambda tag, payload: {tag: payload},
+        st.sampled_from(["S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS", "X", "s"]),
+        wrong_payloads,
+    ),
+    st.just({"S": "a", "N": "1"}),
+    _one("SS", st.lists(st.one_of(st.text(max_size=2), wrong_payloads), max_size=3)),
+)
+
+
+def _containers(children: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(
+        _one("M", st.dictionaries(names, children, max_size=4)),
+        _one("L", st.lists(children, max_size=4)),
+        _one("L", st.lists(children, max_size=2).map(tuple)),
+    )
+
+
+typed_values = st.recursive(scalar_values, _containers, max_leaves=12)
+images = st.dictionaries(names, typed_values, max_size=6)
+
+# Only well-formed values (every one the C module must handle), for coverage of deep trees.
+well_formed_numbers = st.one_of(
+    st.sampled_from(HANDLED_NUMBERS),
+    st.integers(-(2**63), 2**63 - 1).map(str),
+    st.from_regex(r"[+-]?[0-9]{1,38}(\.[0-9]{0,20})?([eE][+-]?[0-9]{1,3})?", fullmatch=True),
+)
+well_formed_base64 = st.binary(max_size=12).map(lambda data: base64.b64encode(data).decode())
+well_formed_scalars = st.one_of(
+    _one("S", st.text(max_size=6)),
+    _one("N", well_formed_numbers),
+    _one("BOOL", st.booleans()),
+    _one("NULL", st.just(True)),
+    _one("B", st.one_of(well_formed_base64, st.binary(max_size=8))),
+    _one("SS", st.lists(st.text(max_size=3), max_size=4)),
+    _one("NS", st.lists(st.from_regex(r"[0-9]{1,18}", fullmatch=True), max_size=4)),
+    _one("NS", st.lists(well_formed_numbers, max_size=4)),
+    _one("BS", st.lists(st.one_of(well_formed_base64, st.binary(max_size=4)), max_size=3)),
+    st.just({}),
+)
+well_formed_values = st.recursive(
+    well_formed_scalars,
+    lambda children: st.one_of(
+        _one("M", st.dictionaries(names, children, max_size=4)),
+        _one("L", st.lists(children, max_size=4)),
+    ),
+    max_leaves=20,
+)
+well_formed_images = st.dictionaries(names, well_formed_values, max_size=8)
+
+
+@needs_speedups
+@settings(
+    max_examples=400, deadline=None, database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+@given(images)
+def test_random_images_agree_with_the_reference(image: dict[str, Any]) -> None:
+    assert_agrees(speedups_module, image)
+
+
+@needs_speedups
+@settings(max_examples=150, deadline=None, database=None)
+@given(well_formed_images)
+def test_well_formed_images_are_handled(image: dict[str, Any]) -> None:
+    assert assert_agrees(speedups_module, image) is not None
+
+
+@needs_speedups
+@settings(max_examples=400, deadline=None, database=None)
+@given(st.lists(number_texts, max_size=5))
+def test_random_numbers_agree_with_the_reference(texts: list[str]) -> None:
+    image: dict[str, Any] = {f"n{position}": {"N": text} for position, text in enumerate(texts)}
+    image["set"] = {"NS": texts}
+    assert_agrees(speedups_module, image)
+
+
+@needs_speedups
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(base64_texts, max_size=4))
+def test_random_base64_agrees_with_the_reference(texts: list[str]) -> None:
+    image: dict[str, Any] = {f"b{position}": {"B": text} for position, text in enumerate(texts)}
+    image["set"] = {"BS": texts}
+    fast = assert_agrees(speedups_module, image)
+    # everything base64.b64encode can produce is decoded here
+    if all(_decodes(text) and _canonical(text) for text in texts):
+        assert fast is not None
+
+
+def _canonical(text: str) -> bool:
+    return base64.b64encode(base64.b64decode(text)).decode() == text
+
+
+def _decodes(text: str) -> bool:
+    try:
+        base64.b64decode(text, validate=True)
+    except ValueError:  # binascii.Error is a ValueError
+        return False
+    return True
+
+
+# -- the conversion corpus and the type zoo --------------------------------------------------------
+CORPUS = json.loads((ROOT / "corpus" / "conversion.json").read_text("utf-8"))
+
+
+def _decode_input(value: Any) -> Any:
+    """The corpus's input encoding: ``{"$bytes": base64}`` -> bytes, everything else as is."""
+    if isinstance(value, dict):
+        if set(value) == {"$bytes"} and isinstance(value["$bytes"], str):
+            return base64.b64decode(value["$bytes"])
+        return {name: _decode_input(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_decode_input(item) for item in value]
+    return value
+
+
+def _corpus_input(case: dict[str, Any]) -> Any:
+    value = _decode_input(case["input"])
+    return value if case.get("image") else {"v": value}
+
+
+def test_the_corpus_agrees(speedups: Any) -> None:
+    handled = 0
+    for case in CORPUS["valid"]:
+        if case.get("numbers", "lossless") != "lossless":
+            continue
+        handled += assert_agrees(speedups, _corpus_input(case)) is not None
+    assert handled > 0
+    for case in CORPUS["invalid"]:
+        if case.get("numbers", "lossless") != "lossless":
+            continue
+        image = _corpus_input(case)
+        assert speedups.image(image) is None, case["description"]
+        assert speedups.valid(image) is False, case["description"]
+
+
+def _zoo_images() -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = json.loads((ZOO / "final_items.json").read_text("utf-8"))
+    events = json.loads((ZOO / "events.json").read_text("utf-8"))
+    items += [r["dynamodb"]["NewImage"] for r in events["Records"] if "NewImage" in r["dynamodb"]]
+    return items
+
+
+def _needs_slow_path(value: Any) -> bool:
+    """Numbers the C module leaves to the reference's general path (exponent part > 8 chars, or
+    outside Decimal128's exponent range)."""
+    if isinstance(value, dict):
+        for tag, payload in value.items():
+            if tag == "N" and isinstance(payload, str) and _slow_number(payload):
+                return True
+            if tag == "NS" and any(_slow_number(text) for text in payload):
+                return True
+            if tag in ("M", "L") and any(
+                _needs_slow_path(item)
+                for item in (payload.values() if isinstance(payload, dict) else payload)
+            ):
+                return True
+    return False
+
+
+def _slow_number(text: str) -> bool:
+    _, _, exponent_text = text.lower().partition("e")
+    if exponent_text and len(exponent_text) + 1 > 8:
+        return True
+    _, digits, exponent = _exact(text)
+    if digits == (0,) or _fits_int64(text):
+        return False
+    return len(digits) <= 34 and not -6176 <= exponent <= 6111
+
+
+def _exact(text: str) -> tuple[int, tuple[int, ...], int]:
+    sign, digits, exponent = Decimal(text).as_tuple()
+    assert isinstance(exponent, int)
+    while len(digits) > 1 and digits[-1] == 0:
+        digits, exponent = digits[:-1], exponent + 1
+    return sign, digits, exponent
+
+
+def _fits_int64(text: str) -> bool:
+    value = Decimal(text)
+    return value == value.to_integral_value() and -(2**63) <= value < 2**63
+
+
+def test_the_type_zoo_is_handled_and_agrees(speedups: Any) -> None:
+    images = _zoo_images()
+    assert len(images) >= 10
+    for image in images:
+        converted = assert_agrees(speedups, image)
+        slow = any(_needs_slow_path(value) for value in image.values())
+        assert (converted is not None) is not slow, sorted(image)
