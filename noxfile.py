@@ -14,9 +14,15 @@ def _install(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Every test that can run here (docker-marked tests skip without a Docker engine)."""
+    """Every test that can run here (docker-marked tests skip without a Docker engine), then the
+    core's tests again in pure Python (REPLICATOR_PURE_PYTHON=1: without the C accelerator)."""
     _install(session)
     session.run("pytest", *session.posargs)
+    if not session.posargs:
+        session.run(
+            "pytest", "tests/unit", "tests/fuzz", "tests/model",
+            env={"REPLICATOR_PURE_PYTHON": "1"},
+        )
 
 
 @nox.session

@@ -14,6 +14,7 @@ import importlib
 import json
 import os
 from collections import OrderedDict
+from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from replicator.convert import Converter
+from replicator.errors import MalformedRecordError
+from replicator.events import _EPOCHS, BadRecord, Change, parse_record, parse_records
 
 REQUIRED = os.environ.get("REPLICATOR_REQUIRE_SPEEDUPS", "") == "1"
 IMPORT_ERROR: ImportError | None = None
@@ -66,14 +69,7 @@ def speedups() -> Any:
 
 def pure_converter() -> Converter:
     """A lossless Converter that never calls the C module: the reference."""
-    try:
-        converter = Converter("lossless", accelerate=False)
-    except TypeError:
-        converter = Converter("lossless")
-    for name, value in list(vars(converter).items()):
-        if _from_speedups(value):
-            setattr(converter, name, None)
-    return converter
+    return Converter("lossless", accelerate=False)
 
 
 def _from_speedups(value: Any) -> bool:
@@ -551,3 +547,133 @@ def test_the_type_zoo_is_handled_and_agrees(speedups: Any) -> None:
         converted = assert_agrees(speedups, image)
         slow = any(_needs_slow_path(value) for value in image.values())
         assert (converted is not None) is not slow, sorted(image)
+
+
+# -- document() and has_dollar_name(): the planner's short cuts ------------------------------------
+
+
+@needs_speedups
+@settings(max_examples=200, deadline=None, database=None)
+@given(images, st.one_of(st.text(max_size=5), st.integers(), st.dictionaries(names, st.integers())))
+def test_document_is_the_id_then_the_image(image: dict[str, Any], document_id: Any) -> None:
+    fast = speedups_module.document(image, document_id)
+    if "_id" in image:
+        assert fast is None  # the planner checks an _id attribute against the key's _id
+        return
+    converted = speedups_module.image(image)
+    if converted is None:
+        assert fast is None
+    else:
+        assert shape(fast) == shape({"_id": document_id} | converted)
+        assert list(fast)[0] == "_id" and fast["_id"] is document_id
+
+
+@needs_speedups
+@pytest.mark.parametrize(
+    ("document", "expected"),
+    [
+        ({}, False),
+        ({"a": 1, "b.c": 2}, False),
+        ({"a": 1, "$x": 2}, True),
+        ({"": 1, "x$": 2}, False),
+        ({"$": 1}, True),
+        ({1: "not a str name"}, None),
+        ([("$a", 1)], None),
+    ],
+)
+def test_has_dollar_name(document: Any, expected: bool | None) -> None:
+    assert speedups_module.has_dollar_name(document) is expected
+
+
+# -- parse_changes(): replicator.events.parse_record's well-formed case -----------------------------
+
+JUNK = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=False, width=32),
+    st.text(max_size=4), st.just([]), st.just({}), st.just(datetime(2024, 1, 2, 3, 4, 5)),
+)
+
+
+@st.composite
+def records(draw: st.DrawFn) -> Any:
+    """A stream record, valid or broken in one or more places."""
+    name = draw(st.sampled_from(["INSERT", "MODIFY", "REMOVE", "UNKNOWN_TO_SDK_VERSION", "PUT"]))
+    body: dict[str, Any] = {
+        "Keys": {"pk": {"S": draw(st.text(max_size=3))}},
+        "SequenceNumber": draw(st.from_regex(r"[0-9]{1,40}", fullmatch=True)),
+        "StreamViewType": draw(st.sampled_from(
+            ["NEW_AND_OLD_IMAGES", "NEW_IMAGE", "OLD_IMAGE", "KEYS_ONLY", "ALL"]
+        )),
+        "ApproximateCreationDateTime": draw(st.sampled_from(
+            [1_700_000_000, 1_700_000_001.5, datetime(2024, 1, 1, tzinfo=timezone.utc), None]
+        )),
+    }
+    if draw(st.booleans()):
+        body["NewImage"] = {"pk": {"S": "a"}, "n": {"N": "1"}}
+    if draw(st.booleans()):
+        body["OldImage"] = {"pk": {"S": "a"}}
+    record: dict[str, Any] = {
+        "eventID": draw(st.one_of(st.text(max_size=4), JUNK)),
+        "eventName": name,
+        "eventSource": "aws:dynamodb",
+        "eventSourceARN": draw(st.one_of(st.just("arn:aws:dynamodb:r:1:table/t/stream/s"), JUNK)),
+        "dynamodb": body,
+    }
+    if draw(st.booleans()):
+        record["userIdentity"] = draw(st.one_of(
+            st.just({"type": "Service", "principalId": "dynamodb.amazonaws.com"}),
+            st.just({"type": "Service", "principalId": "someone"}),
+            st.just({}),
+            JUNK,
+        ))
+    # Break it: replace or drop a few fields, at the top or in the body.
+    for _ in range(draw(st.integers(0, 2))):
+        where = draw(st.sampled_from([record, body]))
+        field = draw(st.sampled_from(sorted(where)))
+        if draw(st.booleans()):
+            del where[field]
+        else:
+            where[field] = draw(JUNK)
+    return draw(st.one_of(st.just(record), JUNK)) if draw(st.integers(0, 20)) == 0 else record
+
+
+@needs_speedups
+@settings(max_examples=500, deadline=None, database=None)
+@given(st.lists(records(), max_size=6))
+def test_parse_changes_agrees_with_parse_record(batch: list[Any]) -> None:
+    expected: list[Any] = []
+    for index, raw in enumerate(batch):  # first, so creation times are remembered as in real use
+        try:
+            expected.append(parse_record(raw, index))
+        except MalformedRecordError:
+            expected.append(None)
+    fast, holes = speedups_module.parse_changes(batch)
+    assert len(fast) == len(batch) and holes == fast.count(None)
+    for raw, mine, reference in zip(batch, fast, expected, strict=True):
+        if mine is None:
+            continue  # left to parse_record
+        assert reference is not None, f"C parsed a record parse_record refuses: {raw!r}"
+        assert type(mine) is Change and mine.__dict__ == reference.__dict__
+        assert list(mine.__dict__) == list(reference.__dict__) and mine.raw is raw
+
+
+@needs_speedups
+@settings(max_examples=200, deadline=None, database=None)
+@given(st.lists(records(), max_size=8))
+def test_parse_records_is_the_same_with_and_without_the_accelerator(batch: list[Any]) -> None:
+    def summary(result: tuple[list[Change], list[BadRecord]]) -> Any:
+        changes, bad = result
+        return [c.__dict__ for c in changes], [(b.index, str(b.error)) for b in bad]
+
+    assert summary(parse_records(batch)) == summary(parse_records(batch, accelerate=False))
+
+
+def test_parse_changes_leaves_an_unseen_creation_time_to_python(speedups: Any) -> None:
+    record = {
+        "eventID": "1", "eventName": "INSERT",
+        "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1",
+                     "ApproximateCreationDateTime": 1_234_567_891.25, "NewImage": {}},
+    }
+    _EPOCHS.pop(1_234_567_891.25, None)
+    assert speedups.parse_changes([record]) == ([None], 1)
+    change = parse_record(record)  # remembers the time
+    assert speedups.parse_changes([record])[0][0].__dict__ == change.__dict__
