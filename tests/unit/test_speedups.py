@@ -565,7 +565,7 @@ def test_document_is_the_id_then_the_image(image: dict[str, Any], document_id: A
         assert fast is None
     else:
         assert shape(fast) == shape({"_id": document_id} | converted)
-        assert list(fast)[0] == "_id" and fast["_id"] is document_id
+        assert next(iter(fast)) == "_id" and fast["_id"] is document_id
 
 
 @needs_speedups
