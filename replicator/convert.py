@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from decimal import Decimal, DecimalException
 from typing import Any, Literal
 
@@ -183,7 +183,10 @@ class Converter:
         self.numbers = numbers
         fast = accelerate and native is not None and numbers == "lossless"
         self._fast_image: Callable[[Any], Any] | None = native.image if fast else None
-        self._fast_valid: Callable[[Any], bool] | None = native.valid if fast else None
+        #: ``vouch(image)`` is True when the C accelerator confirms that :meth:`image` accepts the
+        #: image (a plain dict), checking without building anything; None without the accelerator.
+        #: False means "not known": ask :meth:`image`.
+        self.vouch: Callable[[Any], bool] | None = native.valid if fast else None
         self._fast_document: Callable[[Any, Any], Any] | None = native.document if fast else None
         self._by_tag: dict[str, Callable[[Any], Any]] = {
             "S": self._string,
@@ -217,14 +220,6 @@ class Converter:
         if self._fast_document is None:
             return None
         return self._fast_document(image, document_id)  # type: ignore[no-any-return]
-
-    def unchecked(self, images: Sequence[Any]) -> list[int]:
-        """The positions of the images that :meth:`image` might refuse: those the C accelerator
-        cannot vouch for (every one without it). It checks without building anything."""
-        valid = self._fast_valid
-        if valid is None:
-            return list(range(len(images)))
-        return [i for i, image in enumerate(images) if not (type(image) is dict and valid(image))]
 
     def value(self, attribute: Any, root: str = "") -> Any:
         """Convert one typed attribute value such as ``{"N": "1"}``."""
