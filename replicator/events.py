@@ -303,10 +303,12 @@ def _from_epoch(value: int | float, where: tuple[int, str | None, str | None]) -
         ) from None
 
 
-if native is not None:
+def configure_accelerator(module: Any) -> None:
+    """Hand the C accelerator what its ``parse_changes`` builds with (done at import when it is
+    on; the tests call it to test the C module directly even in a pure-Python run)."""
     # parse_changes builds Change objects as parse_record does (see the asserts above) and reads
     # creation times from _EPOCHS, leaving a time it has not seen to parse_record.
-    native.configure_events(
+    module.configure_events(
         Change,
         object.__new__,
         _EVENT_NAMES,
@@ -317,3 +319,7 @@ if native is not None:
         StreamViewType.NEW_AND_OLD_IMAGES,
         StreamViewType.NEW_IMAGE,
     )
+
+
+if native is not None:
+    configure_accelerator(native)

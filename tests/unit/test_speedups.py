@@ -26,7 +26,14 @@ from hypothesis import strategies as st
 
 from replicator.convert import Converter
 from replicator.errors import MalformedRecordError
-from replicator.events import _EPOCHS, BadRecord, Change, parse_record, parse_records
+from replicator.events import (
+    _EPOCHS,
+    BadRecord,
+    Change,
+    configure_accelerator,
+    parse_record,
+    parse_records,
+)
 
 REQUIRED = os.environ.get("REPLICATOR_REQUIRE_SPEEDUPS", "") == "1"
 IMPORT_ERROR: ImportError | None = None
@@ -42,6 +49,7 @@ except ImportError as error:  # not built, or built for another Python (as impor
 if speedups_module is not None:
     # convert.py configures it at import unless REPLICATOR_PURE_PYTHON=1; these tests always test it
     speedups_module.configure(Decimal128, Decimal)
+    configure_accelerator(speedups_module)
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "fixtures" / "dynamodb-local" / "type_zoo"
