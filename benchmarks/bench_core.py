@@ -802,6 +802,22 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str,
         " tombstones)",
         str(base_mm["all_writes"]), "-", "-", "-",
     ))
+    wire = results.get("end_to_end")
+    if wire:
+        cpu = wire["cpu_us_per_event"]
+        rows.append((
+            "(b, end to end) client CPU us/event incl. pymongo, loopback wire responder (context)",
+            f"{cpu['core']['median']:.2f}", f"{cpu['baseline']['median']:.2f}",
+            f"{wire['ratio']:.2f}x less", "-", "-",
+        ))
+        core_requests = wire["requests_per_batch"]["core"]["counts"]
+        base_requests = wire["requests_per_batch"]["baseline"]["counts"]
+        rows.append((
+            "(c) wire requests per batch (pymongo sends one command per operation type)",
+            ", ".join(f"{k} {v}" for k, v in sorted(core_requests.items())),
+            ", ".join(f"{k} {v}" for k, v in sorted(base_requests.items())),
+            "-", "-", "-",
+        ))
     mm = results["mongomock"]
     rows.append((
         "(d) events/s into mongomock, end to end",
@@ -877,6 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="fewer and shorter repetitions")
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
     parser.add_argument("--reps", type=int, help="repetitions per measure (default 7, quick 3)")
+    parser.add_argument("--no-wire", action="store_true",
+                        help="skip the end-to-end CPU measure against the loopback wire responder")
     parser.add_argument("--profile", action="store_true",
                         help="then profile the core on the (b) workload (phases + cProfile)")
     args = parser.parse_args(argv)
@@ -888,6 +906,12 @@ def main(argv: list[str] | None = None) -> int:
         "round_trips": bench_round_trips(),
         "mongomock": bench_mongomock(reps),
     }
+    if not args.no_wire:
+        import bench_wire  # same folder; a subprocess responder on 127.0.0.1
+
+        results["end_to_end"] = bench_wire.bench_end_to_end(
+            synthetic_event(1000, 300, seed=20240601), reps, batches_per_rep=2 if args.quick else 3
+        )
     results["meta"] = {
         "machine": machine_info(),
         "reps": reps,
