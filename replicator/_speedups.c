@@ -1206,6 +1206,29 @@ has_str_keys(PyObject *dict)
     return 1;
 }
 
+/* dict[key] (borrowed), Py_None when the key is absent, NULL only on an error: dict.get(key). */
+static PyObject *
+get_or_none(PyObject *dict, PyObject *key)
+{
+    PyObject *value = PyDict_GetItemWithError(dict, key);
+    if (value == NULL && !PyErr_Occurred()) {
+        return Py_None;
+    }
+    return value;
+}
+
+/* An optional image (NewImage, OldImage): 1 with *image a dict or Py_None, 0 when it is anything
+ * else (Python decides), -1 on an error. */
+static int
+optional_image(PyObject *body, PyObject *key, PyObject **image)
+{
+    *image = get_or_none(body, key);
+    if (*image == NULL) {
+        return -1;
+    }
+    return *image == Py_None || PyDict_CheckExact(*image);
+}
+
 static PyObject *
 parse_one(PyObject *raw, Py_ssize_t index)
 {
@@ -1213,9 +1236,9 @@ parse_one(PyObject *raw, Py_ssize_t index)
         Py_RETURN_NONE;
     }
     /* Borrowed references throughout (see has_str_keys). */
-    PyObject *event_id = PyDict_GetItemWithError(raw, s_eventID);
-    if (event_id == NULL && PyErr_Occurred()) return NULL;
-    if (event_id == NULL || !PyUnicode_CheckExact(event_id)) {
+    PyObject *event_id = get_or_none(raw, s_eventID);
+    if (event_id == NULL) return NULL;
+    if (!PyUnicode_CheckExact(event_id)) {
         event_id = Py_None;
     }
     PyObject *body = PyDict_GetItemWithError(raw, s_dynamodb);
@@ -1228,20 +1251,13 @@ parse_one(PyObject *raw, Py_ssize_t index)
         if (PyErr_Occurred()) return NULL;
         Py_RETURN_NONE;
     }
-    PyObject *new_image = PyDict_GetItemWithError(body, s_NewImage);
-    if (new_image == NULL) {
-        if (PyErr_Occurred()) return NULL;
-        new_image = Py_None;
+    PyObject *new_image = NULL, *old_image = NULL;
+    int usable = optional_image(body, s_NewImage, &new_image);
+    if (usable == 1) {
+        usable = optional_image(body, s_OldImage, &old_image);
     }
-    else if (new_image != Py_None && !PyDict_CheckExact(new_image)) {
-        Py_RETURN_NONE;
-    }
-    PyObject *old_image = PyDict_GetItemWithError(body, s_OldImage);
-    if (old_image == NULL) {
-        if (PyErr_Occurred()) return NULL;
-        old_image = Py_None;
-    }
-    else if (old_image != Py_None && !PyDict_CheckExact(old_image)) {
+    if (usable <= 0) {
+        if (usable < 0) return NULL;
         Py_RETURN_NONE;
     }
     PyObject *name = PyDict_GetItemWithError(raw, s_eventName);
@@ -1255,9 +1271,9 @@ parse_one(PyObject *raw, Py_ssize_t index)
         Py_RETURN_NONE; /* DynamoDB Local's TTL name, or an unknown one: Python decides */
     }
     PyObject *is_ttl = Py_False;
-    PyObject *identity = PyDict_GetItemWithError(raw, s_userIdentity);
-    if (identity == NULL && PyErr_Occurred()) return NULL;
-    if (identity != NULL && identity != Py_None) {
+    PyObject *identity = get_or_none(raw, s_userIdentity);
+    if (identity == NULL) return NULL;
+    if (identity != Py_None) {
         if (!PyDict_CheckExact(identity) || !has_str_keys(identity)) {
             Py_RETURN_NONE;
         }
@@ -1287,9 +1303,9 @@ parse_one(PyObject *raw, Py_ssize_t index)
         }
     }
     PyObject *view_type = Py_None;
-    PyObject *view = PyDict_GetItemWithError(body, s_StreamViewType);
-    if (view == NULL && PyErr_Occurred()) return NULL;
-    if (view != NULL && view != Py_None) {
+    PyObject *view = get_or_none(body, s_StreamViewType);
+    if (view == NULL) return NULL;
+    if (view != Py_None) {
         if (!PyUnicode_CheckExact(view)) {
             Py_RETURN_NONE;
         }
@@ -1303,12 +1319,9 @@ parse_one(PyObject *raw, Py_ssize_t index)
         && (view_type == ev_view_new_and_old || view_type == ev_view_new)) {
         Py_RETURN_NONE; /* an INSERT or MODIFY that needs a NewImage: Python raises */
     }
-    PyObject *created = PyDict_GetItemWithError(body, s_ApproximateCreationDateTime);
-    if (created == NULL) {
-        if (PyErr_Occurred()) return NULL;
-        created = Py_None;
-    }
-    else if (created != Py_None) {
+    PyObject *created = get_or_none(body, s_ApproximateCreationDateTime);
+    if (created == NULL) return NULL;
+    if (created != Py_None) {
         if (!PyLong_CheckExact(created) && !PyFloat_CheckExact(created)) {
             Py_RETURN_NONE;
         }
@@ -1318,11 +1331,8 @@ parse_one(PyObject *raw, Py_ssize_t index)
             Py_RETURN_NONE; /* not seen yet: Python converts it and remembers it */
         }
     }
-    PyObject *arn = PyDict_GetItemWithError(raw, s_eventSourceARN);
-    if (arn == NULL) {
-        if (PyErr_Occurred()) return NULL;
-        arn = Py_None;
-    }
+    PyObject *arn = get_or_none(raw, s_eventSourceARN);
+    if (arn == NULL) return NULL;
 
     PyObject *fields = PyDict_New();
     if (fields == NULL) return NULL;
