@@ -181,7 +181,10 @@ class Converter:
     def __init__(self, numbers: NumberMode = "lossless", *, accelerate: bool = True) -> None:
         """``accelerate=False`` keeps to pure Python even where the C accelerator is built."""
         self.numbers = numbers
-        fast = accelerate and native is not None and numbers == "lossless"
+        #: the C accelerator this converter uses, or None: pure Python (not built, turned off, or
+        #: float numbers, which it does not do)
+        self.native: Any = native if accelerate and numbers == "lossless" else None
+        fast = self.native is not None
         self._fast_image: Callable[[Any], Any] | None = native.image if fast else None
         #: ``vouch(image)`` is True when the C accelerator confirms that :meth:`image` accepts the
         #: image (a plain dict), checking without building anything; None without the accelerator.

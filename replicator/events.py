@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
 from replicator.accelerator import native
 from replicator.errors import MalformedRecordError
+from replicator.frozen import build, check_plain
 
 AttributeMap = Mapping[str, Any]
 
@@ -216,10 +217,8 @@ def parse_record(raw: Any, index: int = 0) -> Change:
         cached = _EPOCHS.get(created) if type(created) is int or type(created) is float else None
         created = cached if cached is not None else _creation_time(created, where)
 
-    # Change(...) without the frozen dataclass's per-field object.__setattr__ (a third of the
-    # parse time); the same object, as the asserts below the class check once.
-    change: Change = _new_object(Change)
-    _set_attribute(change, "__dict__", {
+    # Change(...) without the frozen dataclass's per-field object.__setattr__ (see frozen.py)
+    return build(Change, {
         "index": index,
         "event_name": event_name,
         "keys": keys,
@@ -233,7 +232,6 @@ def parse_record(raw: Any, index: int = 0) -> Change:
         "event_source_arn": raw.get("eventSourceARN"),
         "raw": raw,
     })
-    return change
 
 
 def _fail(message: str, path: str, where: tuple[int, str | None, str | None]) -> MalformedRecordError:
@@ -245,12 +243,7 @@ def _fail(message: str, path: str, where: tuple[int, str | None, str | None]) ->
 
 _EVENT_NAMES = {member.value: member for member in EventName}
 _VIEW_TYPES = {member.value: member for member in StreamViewType}
-_new_object = object.__new__
-_set_attribute = object.__setattr__
-# parse_record fills __dict__ directly, which is only the same as Change(...) for a plain frozen
-# dataclass whose every field is an init argument: checked here, once.
-assert not hasattr(Change, "__slots__") and not hasattr(Change, "__post_init__")
-assert all(f.init for f in fields(Change))
+check_plain(Change)  # parse_record and the C parse_changes build it with frozen.build
 
 
 def _sequence_of(raw: Any) -> str | None:

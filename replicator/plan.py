@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import bson
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
-from replicator.accelerator import native
 from replicator.convert import Converter
 from replicator.errors import ConfigurationError, ConversionError, RecordError, TransformError
 from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
+from replicator.frozen import build, check_plain
 from replicator.keys import KeyMapper, identity
 from replicator.settings import Settings
 
@@ -81,24 +81,18 @@ class PlannedWrite:
     shard_key_move: ShardKeyMove | None = None
 
 
-_new_object = object.__new__
-_set_attribute = object.__setattr__
-# _main_write fills __dict__ directly, which is only the same as PlannedWrite(...) for a plain frozen
-# dataclass whose every field is an init argument: checked here, once.
-assert not hasattr(PlannedWrite, "__slots__") and not hasattr(PlannedWrite, "__post_init__")
+check_plain(PlannedWrite)
 
 
 def _main_write(operation: Operation, sequence_numbers: tuple[str, ...]) -> PlannedWrite:
-    """``PlannedWrite(operation, sequence_numbers)`` without the frozen dataclass's per-field
-    ``object.__setattr__`` (hot: once per planned write); the same object."""
-    write: PlannedWrite = _new_object(PlannedWrite)
-    _set_attribute(write, "__dict__", {
+    """``PlannedWrite(operation, sequence_numbers)``, built as frozen.py explains (hot: once per
+    planned write); the same object."""
+    return build(PlannedWrite, {
         "operation": operation,
         "sequence_numbers": sequence_numbers,
         "collection": "main",
         "shard_key_move": None,
     })
-    return write
 
 
 @dataclass
@@ -143,8 +137,7 @@ class Planner:
             except RecordError as error:
                 bad.append(_bad(change, error))
                 continue
-            # identity(document_id), with its commonest case inlined (hot: once per record)
-            key = (str, document_id) if type(document_id) is str else identity(document_id)
+            key = identity(document_id)
             group = groups.get(key)
             if group is None:
                 groups[key] = (document_id, [change])
@@ -183,7 +176,7 @@ class Planner:
         images_only = not self.transforms
         for document_id, group in groups:
             # c.sort_key, inlined (hot): sequence numbers compare padded
-            ordered = sorted(group, key=lambda c: c.sequence_number.zfill(40)) if len(group) > 1 else group
+            ordered = sorted(group, key=lambda c: c.sequence_number.zfill(40))
             stored = self._stored_shard_values(ordered, bad)
             # Newest first; a change that cannot be converted is set aside and the next older one
             # is the best state we can write (the bad one is quarantined with its raw form).
@@ -255,17 +248,17 @@ class Planner:
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
         if stored is None or (stored and same_shard_values(stored, new)):
-            return [_main_write(_replacement(self._filter(document_id, sequence, new), document), seqs)]
+            return [_main_write(self._replacement(self._filter(document_id, sequence, new), document), seqs)]
         move = ShardKeyMove(
             document_id=document_id,
             shard_key=tuple(self.settings.shard_key),
             old=dict(stored) or None,
             new=new,
-            write=_replacement(self._filter(document_id, sequence, new), document),
+            write=self._replacement(self._filter(document_id, sequence, new), document),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
         )
-        operation = _replacement(self._filter(document_id, sequence, stored), document)
+        operation = self._replacement(self._filter(document_id, sequence, stored), document)
         return [PlannedWrite(operation, seqs, shard_key_move=move)]
 
     def _delete_for(
@@ -337,6 +330,13 @@ class Planner:
             if not isinstance(converted, dict):
                 raise TransformError(f"transform {name} returned {type(converted).__name__}")
         return converted
+
+    def _replacement(self, guard: dict[str, Any], document: dict[str, Any]) -> Operation:
+        if _has_dollar_name(document, self.converter.native):
+            # MongoDB refuses top-level $-names in a replacement of an existing document, but a
+            # pipeline update writes them literally (MongoDB docs: "Field Names", 5.0+).
+            return UpdateOne(guard, [{"$replaceWith": {"$literal": document}}], upsert=True)
+        return ReplaceOne(guard, document, upsert=True)
 
     def _filter(
         self, document_id: Any, sequence: str, shard_values: Mapping[str, Any]
@@ -428,18 +428,11 @@ def check_stream_view(
         )
 
 
-def _replacement(guard: dict[str, Any], document: dict[str, Any]) -> Operation:
-    if _has_dollar_name(document):
-        # MongoDB refuses top-level $-names in a replacement of an existing document, but a
-        # pipeline update writes them literally (MongoDB docs: "Field Names", 5.0+).
-        return UpdateOne(guard, [{"$replaceWith": {"$literal": document}}], upsert=True)
-    return ReplaceOne(guard, document, upsert=True)
-
-
-def _has_dollar_name(document: dict[str, Any]) -> bool:
-    """``any(name.startswith("$") for name in document)``, as a plain loop (hot, and faster)."""
-    if native is not None:
-        found = native.has_dollar_name(document)
+def _has_dollar_name(document: dict[str, Any], accelerator: Any = None) -> bool:
+    """``any(name.startswith("$") for name in document)``, as a plain loop (hot, and faster);
+    ``accelerator``: the C module the planner's converter uses, or None (pure Python)."""
+    if accelerator is not None:
+        found = accelerator.has_dollar_name(document)
         if found is not None:
             return found  # type: ignore[no-any-return]
     for name in document:  # noqa: SIM110 - any() over a generator is twice as slow here
