@@ -155,12 +155,8 @@ def parse_record(raw: Any, index: int = 0) -> Change:
     if sequence is None:
         raise _fail("missing, or not a string of digits", "dynamodb.SequenceNumber", where)
 
-    new_image = body.get("NewImage")
-    if new_image is not None and type(new_image) is not dict and not isinstance(new_image, Mapping):
-        raise _fail("not an object", "dynamodb.NewImage", where)
-    old_image = body.get("OldImage")
-    if old_image is not None and type(old_image) is not dict and not isinstance(old_image, Mapping):
-        raise _fail("not an object", "dynamodb.OldImage", where)
+    new_image = _image(body, "NewImage", where)
+    old_image = _image(body, "OldImage", where)
 
     name = raw.get("eventName")
     identity: Any = raw.get("userIdentity")
@@ -232,6 +228,13 @@ def parse_record(raw: Any, index: int = 0) -> Change:
         "event_source_arn": raw.get("eventSourceARN"),
         "raw": raw,
     })
+
+
+def _image(body: Mapping[str, Any], name: str, where: tuple[int, str | None, str | None]) -> Any:
+    image = body.get(name)
+    if image is not None and type(image) is not dict and not isinstance(image, Mapping):
+        raise _fail("not an object", f"dynamodb.{name}", where)
+    return image
 
 
 def _fail(message: str, path: str, where: tuple[int, str | None, str | None]) -> MalformedRecordError:
