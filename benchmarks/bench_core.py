@@ -463,7 +463,7 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
 
         def core_pure(event: dict[str, Any] = event) -> None:
             for _ in range(batches_per_rep):
-                changes, bad = parse_records(event)
+                changes, bad = parse_records(event, accelerate=False)
                 pure_planner.plan(changes, bad)
 
         def baseline(event: dict[str, Any] = event) -> None:
