@@ -1190,7 +1190,6 @@ is_sequence_number(PyObject *text)
     return 1;
 }
 
-/* The Change for one record, Py_None (new reference) when Python must decide, NULL on error. */
 /* Only exact str keys: then a lookup by a str key runs no Python code, so nothing can change the
  * record while this code holds borrowed references into it. */
 static int
@@ -1229,27 +1228,38 @@ optional_image(PyObject *body, PyObject *key, PyObject **image)
     return *image == Py_None || PyDict_CheckExact(*image);
 }
 
-static PyObject *
-parse_one(PyObject *raw, Py_ssize_t index)
+/* A well-formed record's fields, borrowed from it (see has_str_keys). */
+typedef struct {
+    PyObject *event_id, *event_name, *keys, *sequence, *view_type, *new_image, *old_image,
+        *created, *is_ttl, *arn;
+} record_fields;
+
+/* Years 1970 to 9999: epoch seconds datetime.fromtimestamp turns into a time on any platform. */
+#define EPOCH_SECONDS_MAX 253402300799.0
+
+/* 1 when raw is a record parse_record accepts (fields filled, borrowed), 0 when Python must
+ * decide, -1 on an error. created_cached: ApproximateCreationDateTime must be one the epoch cache
+ * holds (parse_one hands out that datetime); otherwise a number in range is enough (the planner
+ * never reads it). */
+static int
+read_record(PyObject *raw, record_fields *f, int created_cached)
 {
     if (!PyDict_CheckExact(raw) || !has_str_keys(raw)) {
-        Py_RETURN_NONE;
+        return 0;
     }
     /* Borrowed references throughout (see has_str_keys). */
     PyObject *event_id = get_or_none(raw, s_eventID);
-    if (event_id == NULL) return NULL;
+    if (event_id == NULL) return -1;
     if (!PyUnicode_CheckExact(event_id)) {
         event_id = Py_None;
     }
     PyObject *body = PyDict_GetItemWithError(raw, s_dynamodb);
     if (body == NULL || !PyDict_CheckExact(body) || !has_str_keys(body)) {
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
+        return PyErr_Occurred() ? -1 : 0;
     }
     PyObject *sequence = PyDict_GetItemWithError(body, s_SequenceNumber);
     if (sequence == NULL || !is_sequence_number(sequence)) {
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
+        return PyErr_Occurred() ? -1 : 0;
     }
     PyObject *new_image = NULL, *old_image = NULL;
     int usable = optional_image(body, s_NewImage, &new_image);
@@ -1257,82 +1267,113 @@ parse_one(PyObject *raw, Py_ssize_t index)
         usable = optional_image(body, s_OldImage, &old_image);
     }
     if (usable <= 0) {
-        if (usable < 0) return NULL;
-        Py_RETURN_NONE;
+        return usable;
     }
     PyObject *name = PyDict_GetItemWithError(raw, s_eventName);
     if (name == NULL || !PyUnicode_CheckExact(name)) {
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
+        return PyErr_Occurred() ? -1 : 0;
     }
     PyObject *event_name = PyDict_GetItemWithError(ev_event_names, name);
     if (event_name == NULL) {
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE; /* DynamoDB Local's TTL name, or an unknown one: Python decides */
+        /* DynamoDB Local's TTL name, or an unknown one: Python decides */
+        return PyErr_Occurred() ? -1 : 0;
     }
     PyObject *is_ttl = Py_False;
     PyObject *identity = get_or_none(raw, s_userIdentity);
-    if (identity == NULL) return NULL;
+    if (identity == NULL) return -1;
     if (identity != Py_None) {
         if (!PyDict_CheckExact(identity) || !has_str_keys(identity)) {
-            Py_RETURN_NONE;
+            return 0;
         }
         PyObject *principal = PyDict_GetItemWithError(identity, s_principalId);
         if (principal != NULL) {
             if (!PyUnicode_CheckExact(principal)) {
-                Py_RETURN_NONE;
+                return 0;
             }
             int same = PyUnicode_Compare(principal, ev_ttl_principal);
-            if (same == -1 && PyErr_Occurred()) return NULL;
+            if (same == -1 && PyErr_Occurred()) return -1;
             if (same == 0) is_ttl = Py_True;
         }
         else if (PyErr_Occurred()) {
-            return NULL;
+            return -1;
         }
     }
     PyObject *keys = PyDict_GetItemWithError(body, s_Keys);
     if (keys == NULL || !PyDict_CheckExact(keys) || PyDict_GET_SIZE(keys) == 0) {
-        if (PyErr_Occurred()) return NULL;
-        Py_RETURN_NONE;
+        return PyErr_Occurred() ? -1 : 0;
     }
     Py_ssize_t position = 0;
     PyObject *key_name, *key_value;
     while (PyDict_Next(keys, &position, &key_name, &key_value)) {
         if (!PyDict_CheckExact(key_value) || PyDict_GET_SIZE(key_value) != 1) {
-            Py_RETURN_NONE;
+            return 0;
         }
     }
     PyObject *view_type = Py_None;
     PyObject *view = get_or_none(body, s_StreamViewType);
-    if (view == NULL) return NULL;
+    if (view == NULL) return -1;
     if (view != Py_None) {
         if (!PyUnicode_CheckExact(view)) {
-            Py_RETURN_NONE;
+            return 0;
         }
         view_type = PyDict_GetItemWithError(ev_view_types, view);
         if (view_type == NULL) {
-            if (PyErr_Occurred()) return NULL;
-            Py_RETURN_NONE;
+            return PyErr_Occurred() ? -1 : 0;
         }
     }
     if (new_image == Py_None && event_name != ev_remove
         && (view_type == ev_view_new_and_old || view_type == ev_view_new)) {
-        Py_RETURN_NONE; /* an INSERT or MODIFY that needs a NewImage: Python raises */
+        return 0; /* an INSERT or MODIFY that needs a NewImage: Python raises */
     }
     PyObject *created = get_or_none(body, s_ApproximateCreationDateTime);
-    if (created == NULL) return NULL;
+    if (created == NULL) return -1;
     if (created != Py_None) {
         if (!PyLong_CheckExact(created) && !PyFloat_CheckExact(created)) {
-            Py_RETURN_NONE;
+            return 0;
         }
-        created = PyDict_GetItemWithError(ev_epochs, created);
-        if (created == NULL) {
-            if (PyErr_Occurred()) return NULL;
-            Py_RETURN_NONE; /* not seen yet: Python converts it and remembers it */
+        if (created_cached) {
+            created = PyDict_GetItemWithError(ev_epochs, created);
+            if (created == NULL) {
+                /* not seen yet: Python converts it and remembers it */
+                return PyErr_Occurred() ? -1 : 0;
+            }
+        }
+        else {
+            double seconds = PyLong_CheckExact(created) ? PyLong_AsDouble(created)
+                                                        : PyFloat_AS_DOUBLE(created);
+            if (seconds == -1.0 && PyErr_Occurred()) {
+                PyErr_Clear(); /* too large for a double: Python decides */
+                return 0;
+            }
+            if (!(seconds >= 0.0 && seconds <= EPOCH_SECONDS_MAX)) {
+                return 0; /* NaN, negative or beyond year 9999: Python decides */
+            }
         }
     }
     PyObject *arn = get_or_none(raw, s_eventSourceARN);
-    if (arn == NULL) return NULL;
+    if (arn == NULL) return -1;
+    f->event_id = event_id;
+    f->event_name = event_name;
+    f->keys = keys;
+    f->sequence = sequence;
+    f->view_type = view_type;
+    f->new_image = new_image;
+    f->old_image = old_image;
+    f->created = created;
+    f->is_ttl = is_ttl;
+    f->arn = arn;
+    return 1;
+}
+
+/* The Change for one record, Py_None (new reference) when Python must decide, NULL on error. */
+static PyObject *
+parse_one(PyObject *raw, Py_ssize_t index)
+{
+    record_fields f;
+    int status = read_record(raw, &f, 1);
+    if (status <= 0) {
+        return status < 0 ? NULL : Py_NewRef(Py_None);
+    }
 
     PyObject *fields = PyDict_New();
     if (fields == NULL) return NULL;
@@ -1343,16 +1384,16 @@ parse_one(PyObject *raw, Py_ssize_t index)
     }
     /* The order of the dataclass's fields, as Change(...) would fill __dict__. */
     if (PyDict_SetItem(fields, s_index, index_object) < 0
-        || PyDict_SetItem(fields, s_event_name, event_name) < 0
-        || PyDict_SetItem(fields, s_keys, keys) < 0
-        || PyDict_SetItem(fields, s_sequence_number, sequence) < 0
-        || PyDict_SetItem(fields, s_stream_view_type, view_type) < 0
-        || PyDict_SetItem(fields, s_new_image, new_image) < 0
-        || PyDict_SetItem(fields, s_old_image, old_image) < 0
-        || PyDict_SetItem(fields, s_created_at, created) < 0
-        || PyDict_SetItem(fields, s_is_ttl_delete, is_ttl) < 0
-        || PyDict_SetItem(fields, s_event_id, event_id) < 0
-        || PyDict_SetItem(fields, s_event_source_arn, arn) < 0
+        || PyDict_SetItem(fields, s_event_name, f.event_name) < 0
+        || PyDict_SetItem(fields, s_keys, f.keys) < 0
+        || PyDict_SetItem(fields, s_sequence_number, f.sequence) < 0
+        || PyDict_SetItem(fields, s_stream_view_type, f.view_type) < 0
+        || PyDict_SetItem(fields, s_new_image, f.new_image) < 0
+        || PyDict_SetItem(fields, s_old_image, f.old_image) < 0
+        || PyDict_SetItem(fields, s_created_at, f.created) < 0
+        || PyDict_SetItem(fields, s_is_ttl_delete, f.is_ttl) < 0
+        || PyDict_SetItem(fields, s_event_id, f.event_id) < 0
+        || PyDict_SetItem(fields, s_event_source_arn, f.arn) < 0
         || PyDict_SetItem(fields, s_raw, raw) < 0) {
         Py_DECREF(index_object);
         Py_DECREF(fields);
@@ -1410,6 +1451,530 @@ parse_changes(PyObject *Py_UNUSED(module), PyObject *records)
     return Py_BuildValue("(Nn)", out, holes);
 }
 
+/* ---- Records -> write plan, the common case -------------------------------------------------
+ *
+ * plan_records(records, key_schema, guard, sequence_field, ttl_as_delete) does, in one pass,
+ * what replicator.plan.Planner.plan(*parse_records(records)) gives when the planner has no
+ * transforms, no shard key and no id mapping (Planner.plan_records checks that), and every record
+ * is well formed: the list of PlannedWrite, one per _id, in the order the _ids first appear. It
+ * answers None ("Python decides") as soon as anything differs from that case: a record
+ * parse_changes would not take, a bad image, an attribute named _id, a key that is not S or an
+ * int64 N, a record that needs a read-back, a TTL delete when TTL deletes are not plain deletes.
+ * Python then parses and plans the whole batch, so bad records, quarantine and every setting
+ * stay in one place (plan.py), which is the reference; tests/unit/test_speedups.py checks that
+ * both give equal plans.
+ */
+
+static PyObject *pl_planned_write = NULL; /* replicator.plan.PlannedWrite */
+static PyObject *pl_replace_one, *pl_delete_one, *pl_update_one, *pl_upsert_names;
+static PyObject *s_operation, *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main,
+    *s_or, *s_lt, *s_exists, *s_replace_with, *s_literal;
+
+static PyObject *
+configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *planned_write, *replace_one, *delete_one, *update_one;
+    if (!PyArg_ParseTuple(args, "OOOO:configure_planner", &planned_write, &replace_one,
+                          &delete_one, &update_one)) {
+        return NULL;
+    }
+    if (intern_event_names() < 0) {
+        return NULL;
+    }
+#define INTERN(var, text)                                   \
+    if ((var) == NULL) {                                    \
+        (var) = PyUnicode_InternFromString(text);           \
+        if ((var) == NULL) return NULL;                     \
+    }
+    INTERN(s_id, "_id");
+    INTERN(s_operation, "operation");
+    INTERN(s_sequence_numbers, "sequence_numbers");
+    INTERN(s_collection, "collection");
+    INTERN(s_shard_key_move, "shard_key_move");
+    INTERN(s_main, "main");
+    INTERN(s_or, "$or");
+    INTERN(s_lt, "$lt");
+    INTERN(s_exists, "$exists");
+    INTERN(s_replace_with, "$replaceWith");
+    INTERN(s_literal, "$literal");
+#undef INTERN
+    if (pl_upsert_names == NULL && (pl_upsert_names = Py_BuildValue("(s)", "upsert")) == NULL) {
+        return NULL;
+    }
+    Py_XSETREF(pl_planned_write, Py_NewRef(planned_write));
+    Py_XSETREF(pl_replace_one, Py_NewRef(replace_one));
+    Py_XSETREF(pl_delete_one, Py_NewRef(delete_one));
+    Py_XSETREF(pl_update_one, Py_NewRef(update_one));
+    Py_RETURN_NONE;
+}
+
+/* One record of the batch, as the planner keeps it (owned references). */
+typedef struct {
+    PyObject *sequence, *new_image, *old_image;
+    int is_remove;
+    Py_ssize_t group;
+} plan_record;
+
+/* Sorting a group: sequence numbers compare as zero-padded strings (all have 1 to 40 digits, so
+ * that is: fewer significant digits first, then the digits), ties in batch order, as Python's
+ * stable sorted(key=zfill(40)) leaves them. */
+typedef struct {
+    const char *digits; /* the significant digits */
+    Py_ssize_t count;
+    Py_ssize_t index;   /* in the batch */
+} sort_entry;
+
+static int
+compare_entries(const void *a, const void *b)
+{
+    const sort_entry *x = a, *y = b;
+    if (x->count != y->count) {
+        return x->count < y->count ? -1 : 1;
+    }
+    int order = memcmp(x->digits, y->digits, (size_t)x->count);
+    if (order != 0) {
+        return order;
+    }
+    return x->index < y->index ? -1 : (x->index > y->index);
+}
+
+/* A key attribute's _id part, as KeyMapper converts it: an S's str, or an N's int when the
+ * reference gives an int (int64, integral). New reference; Py_None (new) when Python decides. */
+static PyObject *
+key_value(PyObject *keys, PyObject *name)
+{
+    PyObject *typed = PyDict_GetItemWithError(keys, name);
+    if (typed == NULL) {
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    /* read_record checked: a dict of one entry */
+    Py_ssize_t position = 0;
+    PyObject *tag, *payload;
+    if (!PyDict_Next(typed, &position, &tag, &payload) || !PyUnicode_CheckExact(tag)) {
+        return Py_NewRef(Py_None);
+    }
+    switch (tag_of(tag)) {
+    case T_S:
+        return Py_NewRef(PyUnicode_CheckExact(payload) ? payload : Py_None);
+    case T_N: {
+        const char *s;
+        Py_ssize_t n;
+        number num;
+        if (!ascii_of(payload, &s, &n)) {
+            return Py_NewRef(Py_None);
+        }
+        parse_number(s, n, &num);
+        return num.kind == NUM_INT ? PyLong_FromLongLong(num.ivalue) : Py_NewRef(Py_None);
+    }
+    default:
+        return Py_NewRef(Py_None); /* B, or a type a key cannot have: Python decides */
+    }
+}
+
+/* The record's _id and the key it is grouped by (new references, 1), 0 when Python decides, -1
+ * on an error. One key attribute: its value for both (str and int never compare equal, as
+ * keys.identity keeps them apart). Two: {partition: v, sort: v} in key_schema's order, grouped
+ * by the tuple of values, which is equal exactly when the BSON of the _ids is (keys.identity)
+ * for str and int values. */
+static int
+record_id(PyObject *keys, PyObject *key_schema, PyObject **document_id, PyObject **group_key)
+{
+    PyObject *name, *value, *names;
+    Py_ssize_t count;
+    if (key_schema == Py_None) {
+        if (PyDict_GET_SIZE(keys) != 1) {
+            return 0; /* a composite key without a key schema: Python raises its error */
+        }
+        Py_ssize_t position = 0;
+        PyObject *ignored;
+        PyDict_Next(keys, &position, &name, &ignored);
+        names = NULL;
+        count = 1;
+    }
+    else {
+        names = key_schema;
+        count = PyTuple_GET_SIZE(key_schema);
+        name = PyTuple_GET_ITEM(key_schema, 0);
+    }
+    if (count == 1) {
+        value = key_value(keys, name);
+        if (value == NULL || value == Py_None) {
+            Py_XDECREF(value);
+            return value == NULL ? -1 : 0;
+        }
+        *document_id = value;
+        *group_key = Py_NewRef(value);
+        return 1;
+    }
+    PyObject *id = PyDict_New();
+    PyObject *values = PyTuple_New(count);
+    if (id == NULL || values == NULL) {
+        Py_XDECREF(id);
+        Py_XDECREF(values);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        name = PyTuple_GET_ITEM(names, i);
+        value = key_value(keys, name);
+        if (value != NULL && value != Py_None && PyUnicode_CheckExact(value)
+            && PyUnicode_AsUTF8AndSize(value, NULL) == NULL) {
+            /* not encodable (a lone surrogate): keys.identity's bson.encode raises there */
+            PyErr_Clear();
+            Py_SETREF(value, Py_NewRef(Py_None));
+        }
+        if (value == NULL || value == Py_None || PyDict_SetItem(id, name, value) < 0) {
+            int status = (value == Py_None && !PyErr_Occurred()) ? 0 : -1;
+            Py_XDECREF(value);
+            Py_DECREF(id);
+            Py_DECREF(values);
+            return status;
+        }
+        PyTuple_SET_ITEM(values, i, value); /* steals */
+    }
+    if (PyDict_GET_SIZE(id) != count) {
+        Py_DECREF(id);
+        Py_DECREF(values);
+        return 0; /* the same name twice in key_schema: Python decides */
+    }
+    *document_id = id;
+    *group_key = values;
+    return 1;
+}
+
+/* {"_id": document_id} plus, with the guard, "$or": [{field: {"$lt": sequence}},
+ * {field: {"$exists": False}}]: Planner._filter. */
+static PyObject *
+guard_filter(PyObject *document_id, PyObject *sequence, int guard, PyObject *field)
+{
+    PyObject *filter = PyDict_New();
+    if (filter == NULL || PyDict_SetItem(filter, s_id, document_id) < 0) {
+        Py_XDECREF(filter);
+        return NULL;
+    }
+    if (!guard) {
+        return filter;
+    }
+    PyObject *either = Py_BuildValue("[{O{OO}}{O{OO}}]", field, s_lt, sequence, field, s_exists,
+                                     Py_False);
+    if (either == NULL || PyDict_SetItem(filter, s_or, either) < 0) {
+        Py_XDECREF(either);
+        Py_DECREF(filter);
+        return NULL;
+    }
+    Py_DECREF(either);
+    return filter;
+}
+
+/* sequence.zfill(40) for 1 to 40 ASCII digits. */
+static PyObject *
+padded_sequence(PyObject *sequence)
+{
+    Py_ssize_t length = PyUnicode_GET_LENGTH(sequence);
+    PyObject *out = PyUnicode_New(40, 127);
+    if (out == NULL) {
+        return NULL;
+    }
+    char *data = (char *)PyUnicode_DATA(out);
+    memset(data, '0', (size_t)(40 - length));
+    memcpy(data + 40 - length, PyUnicode_DATA(sequence), (size_t)length);
+    return out;
+}
+
+/* The winner's operation: DeleteOne(filter) for a REMOVE (its OldImage must convert, as
+ * Planner._delete_for converts it), else ReplaceOne(filter, document, upsert=True), or the
+ * pipeline UpdateOne of Planner._replacement when a top-level name starts with "$". New
+ * reference; Py_None (new) when Python decides. */
+static PyObject *
+winner_operation(const plan_record *record, PyObject *document_id, int guard, PyObject *field)
+{
+    PyObject *sequence = padded_sequence(record->sequence);
+    if (sequence == NULL) {
+        return NULL;
+    }
+    PyObject *operation = NULL, *document = NULL, *filter = NULL;
+    if (record->is_remove) {
+        if (record->old_image != Py_None && !valid_map(record->old_image, 0)) {
+            operation = Py_NewRef(Py_None);
+            goto done;
+        }
+        filter = guard_filter(document_id, sequence, guard, field);
+        if (filter != NULL) {
+            operation = PyObject_CallOneArg(pl_delete_one, filter);
+        }
+        goto done;
+    }
+    int has_id = PyDict_Contains(record->new_image, s_id);
+    if (has_id != 0) {
+        operation = has_id < 0 ? NULL : Py_NewRef(Py_None); /* Python checks it against _id */
+        goto done;
+    }
+    document = PyDict_New();
+    if (document == NULL || PyDict_SetItem(document, s_id, document_id) < 0) {
+        goto done;
+    }
+    if (convert_map_into(document, record->new_image, 0) < 0) {
+        operation = not_handled();
+        goto done;
+    }
+    int dollar = 0;
+    Py_ssize_t position = 0;
+    PyObject *name, *value;
+    while (PyDict_Next(document, &position, &name, &value)) {
+        if (PyUnicode_GET_LENGTH(name) > 0 && PyUnicode_READ_CHAR(name, 0) == '$') {
+            dollar = 1;
+            break;
+        }
+    }
+    if (guard && PyDict_SetItem(document, field, sequence) < 0) {
+        goto done;
+    }
+    filter = guard_filter(document_id, sequence, guard, field);
+    if (filter == NULL) {
+        goto done;
+    }
+    if (dollar) {
+        /* MongoDB refuses top-level $-names in a replacement; a pipeline writes them literally */
+        PyObject *pipeline = Py_BuildValue("[{O{OO}}]", s_replace_with, s_literal, document);
+        if (pipeline != NULL) {
+            PyObject *call[3] = {filter, pipeline, Py_True};
+            operation = PyObject_Vectorcall(pl_update_one, call, 2, pl_upsert_names);
+            Py_DECREF(pipeline);
+        }
+    }
+    else {
+        PyObject *call[3] = {filter, document, Py_True};
+        operation = PyObject_Vectorcall(pl_replace_one, call, 2, pl_upsert_names);
+    }
+done:
+    Py_DECREF(sequence);
+    Py_XDECREF(document);
+    Py_XDECREF(filter);
+    return operation;
+}
+
+/* A superseded change is not written, but Planner still quarantines it when its image cannot be
+ * converted (whatever the batching): 1 when it is sure to convert, 0 when Python decides. */
+static int
+superseded_ok(const plan_record *record)
+{
+    if (record->is_remove) {
+        return record->old_image == Py_None || valid_map(record->old_image, 0);
+    }
+    int has_id = PyDict_Contains(record->new_image, s_id);
+    if (has_id != 0) {
+        return has_id < 0 ? -1 : 0; /* Planner._write_for checks it */
+    }
+    return valid_map(record->new_image, 0);
+}
+
+/* PlannedWrite(operation, sequence_numbers), built as frozen.build builds it. */
+static PyObject *
+planned_write(PyObject *operation, PyObject *sequence_numbers)
+{
+    PyObject *fields = PyDict_New();
+    if (fields == NULL) {
+        return NULL;
+    }
+    if (PyDict_SetItem(fields, s_operation, operation) < 0
+        || PyDict_SetItem(fields, s_sequence_numbers, sequence_numbers) < 0
+        || PyDict_SetItem(fields, s_collection, s_main) < 0
+        || PyDict_SetItem(fields, s_shard_key_move, Py_None) < 0) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    PyObject *write = PyObject_CallOneArg(ev_object_new, pl_planned_write);
+    if (write != NULL && PyObject_GenericSetAttr(write, s___dict__, fields) < 0) {
+        Py_CLEAR(write);
+    }
+    Py_DECREF(fields);
+    return write;
+}
+
+static PyObject *
+plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "plan_records(records, key_schema, guard, "
+                                         "sequence_field, ttl_as_delete)");
+        return NULL;
+    }
+    PyObject *records = args[0], *key_schema = args[1], *field = args[3];
+    int guard = PyObject_IsTrue(args[2]), ttl_as_delete = PyObject_IsTrue(args[4]);
+    if (guard < 0 || ttl_as_delete < 0) {
+        return NULL;
+    }
+    if (pl_planned_write == NULL || ev_change_type == NULL || !configured()) {
+        PyErr_SetString(PyExc_RuntimeError, "configure(), configure_events() and "
+                                            "configure_planner() must be called first");
+        return NULL;
+    }
+    if (!PyList_CheckExact(records) || !PyUnicode_CheckExact(field)
+        || (key_schema != Py_None
+            && (!PyTuple_CheckExact(key_schema) || PyTuple_GET_SIZE(key_schema) < 1
+                || PyTuple_GET_SIZE(key_schema) > 2))) {
+        PyErr_SetString(PyExc_TypeError, "plan_records: records must be a list, key_schema a "
+                                         "tuple of one or two names or None, sequence_field a str");
+        return NULL;
+    }
+    if (key_schema != Py_None) {
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key_schema); i++) {
+            if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(key_schema, i))) {
+                PyErr_SetString(PyExc_TypeError, "plan_records: key_schema names must be str");
+                return NULL;
+            }
+        }
+    }
+
+    PyObject *result = NULL, *writes = NULL, *groups = NULL, *ids = NULL;
+    PyObject *own = PyList_GetSlice(records, 0, PyList_GET_SIZE(records));
+    if (own == NULL) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(own), filled = 0, group_count = 0;
+    plan_record *items = PyMem_Calloc((size_t)(count ? count : 1), sizeof(plan_record));
+    sort_entry *entries = PyMem_Calloc((size_t)(count ? count : 1), sizeof(sort_entry));
+    Py_ssize_t *sizes = PyMem_Calloc((size_t)(count + 1), sizeof(Py_ssize_t));
+    Py_ssize_t *starts = PyMem_Calloc((size_t)(count + 1), sizeof(Py_ssize_t));
+    groups = PyDict_New();
+    ids = PyList_New(0);
+    writes = PyList_New(0);
+    if (items == NULL || entries == NULL || sizes == NULL || starts == NULL || groups == NULL
+        || ids == NULL || writes == NULL) {
+        if (!PyErr_Occurred()) PyErr_NoMemory();
+        goto fail;
+    }
+
+    /* 1. Read every record and group it by _id, in first-appearance order. */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        record_fields f;
+        int status = read_record(PyList_GET_ITEM(own, i), &f, 0);
+        if (status <= 0) {
+            goto decline_or_fail;
+        }
+        int is_remove = f.event_name == ev_remove;
+        if ((f.is_ttl == Py_True && !ttl_as_delete) || (!is_remove && f.new_image == Py_None)) {
+            goto decline; /* TTL handling, or a read-back: Python decides */
+        }
+        /* Own what the plan needs before any conversion can run Python code. */
+        plan_record *item = &items[filled++];
+        item->sequence = Py_NewRef(f.sequence);
+        item->new_image = Py_NewRef(f.new_image);
+        item->old_image = Py_NewRef(f.old_image);
+        item->is_remove = is_remove;
+        PyObject *keys = Py_NewRef(f.keys);
+        PyObject *document_id, *group_key;
+        status = record_id(keys, key_schema, &document_id, &group_key);
+        Py_DECREF(keys);
+        if (status <= 0) {
+            goto decline_or_fail;
+        }
+        PyObject *known = PyDict_GetItemWithError(groups, group_key);
+        if (known != NULL) {
+            item->group = PyLong_AsSsize_t(known);
+        }
+        else if (!PyErr_Occurred()) {
+            PyObject *number = PyLong_FromSsize_t(group_count);
+            status = number == NULL ? -1 : PyDict_SetItem(groups, group_key, number);
+            Py_XDECREF(number);
+            if (status == 0) status = PyList_Append(ids, document_id);
+            item->group = group_count++;
+        }
+        else {
+            status = -1;
+        }
+        Py_DECREF(document_id);
+        Py_DECREF(group_key);
+        if (status < 0 || PyErr_Occurred()) {
+            goto fail;
+        }
+        sizes[item->group]++;
+    }
+
+    /* 2. Each group in order: sorted by sequence number, the newest is written. */
+    for (Py_ssize_t g = 1; g <= group_count; g++) {
+        starts[g] = starts[g - 1] + sizes[g - 1];
+    }
+    memset(sizes, 0, (size_t)(count + 1) * sizeof(Py_ssize_t)); /* now: how many placed */
+    for (Py_ssize_t i = 0; i < count; i++) {
+        Py_ssize_t g = items[i].group;
+        sort_entry *entry = &entries[starts[g] + sizes[g]++];
+        const char *digits = (const char *)PyUnicode_DATA(items[i].sequence);
+        Py_ssize_t length = PyUnicode_GET_LENGTH(items[i].sequence);
+        while (length > 1 && *digits == '0') {
+            digits++;
+            length--;
+        }
+        entry->digits = digits;
+        entry->count = length;
+        entry->index = i;
+    }
+    for (Py_ssize_t g = 0; g < group_count; g++) {
+        sort_entry *members = &entries[starts[g]];
+        Py_ssize_t size = sizes[g];
+        if (size > 1) {
+            qsort(members, (size_t)size, sizeof(sort_entry), compare_entries);
+        }
+        for (Py_ssize_t k = 0; k + 1 < size; k++) {
+            int ok = superseded_ok(&items[members[k].index]);
+            if (ok <= 0) {
+                goto decline_or_fail;
+            }
+        }
+        PyObject *operation = winner_operation(&items[members[size - 1].index],
+                                               PyList_GET_ITEM(ids, g), guard, field);
+        if (operation == NULL) {
+            goto fail;
+        }
+        if (operation == Py_None) {
+            Py_DECREF(operation);
+            goto decline;
+        }
+        PyObject *covered = PyTuple_New(size);
+        if (covered == NULL) {
+            Py_DECREF(operation);
+            goto fail;
+        }
+        for (Py_ssize_t k = 0; k < size; k++) {
+            PyTuple_SET_ITEM(covered, k, Py_NewRef(items[members[k].index].sequence));
+        }
+        PyObject *write = planned_write(operation, covered);
+        Py_DECREF(operation);
+        Py_DECREF(covered);
+        if (write == NULL || PyList_Append(writes, write) < 0) {
+            Py_XDECREF(write);
+            goto fail;
+        }
+        Py_DECREF(write);
+    }
+    result = Py_NewRef(writes);
+    goto cleanup;
+
+decline_or_fail:
+    if (PyErr_Occurred()) goto fail;
+decline:
+    result = not_handled();
+    goto cleanup;
+fail:
+    result = NULL;
+cleanup:
+    if (items != NULL) {
+        for (Py_ssize_t i = 0; i < filled; i++) {
+            Py_XDECREF(items[i].sequence);
+            Py_XDECREF(items[i].new_image);
+            Py_XDECREF(items[i].old_image);
+        }
+    }
+    PyMem_Free(items);
+    PyMem_Free(entries);
+    PyMem_Free(sizes);
+    PyMem_Free(starts);
+    Py_XDECREF(groups);
+    Py_XDECREF(ids);
+    Py_XDECREF(writes);
+    Py_DECREF(own);
+    return result;
+}
+
 static PyMethodDef speedups_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))speedups_configure, METH_FASTCALL,
      "configure(decimal128_type, decimal_type): the types to build numbers with."},
@@ -1430,6 +1995,13 @@ static PyMethodDef speedups_methods[] = {
     {"parse_changes", parse_changes, METH_O,
      "parse_changes(records) -> (list of Change or None, count of None): None marks a record\n"
      "replicator.events.parse_record must parse (or refuse with its error)."},
+    {"configure_planner", configure_planner, METH_VARARGS,
+     "configure_planner(PlannedWrite, ReplaceOne, DeleteOne, UpdateOne): what plan_records\n"
+     "builds with."},
+    {"plan_records", (PyCFunction)(void (*)(void))plan_records, METH_FASTCALL,
+     "plan_records(records, key_schema, guard, sequence_field, ttl_as_delete) -> list of\n"
+     "PlannedWrite | None: Planner.plan(*parse_records(records)).writes for the common case\n"
+     "(None: Python plans the batch)."},
     {"_decimal128_path", speedups_decimal128_path, METH_NOARGS,
      "How Decimal128 values are built: 'slots', 'constructor', or None before configure()."},
     {NULL, NULL, 0, NULL},

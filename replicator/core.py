@@ -21,7 +21,7 @@ from pymongo.operations import UpdateOne
 from replicator import apply
 from replicator.convert import Converter
 from replicator.errors import ConfigurationError
-from replicator.events import BadRecord, Change, EventName, parse_records
+from replicator.events import BadRecord, Change, EventName, parse_records, records_of
 from replicator.keys import KeyMapper
 from replicator.plan import PlannedWrite, Planner, WritePlan
 from replicator.readback import ItemReader
@@ -107,11 +107,9 @@ class Replicator:
         return self.process(event).lambda_response()
 
     def process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> BatchResult:
-        changes, bad = parse_records(event)
-        self._check_stream_view(changes)
-        result = BatchResult(records=len(changes) + len(bad))
-        changes = self._read_back(changes)
-        plan = self.planner.plan(changes, bad)
+        records = records_of(event)
+        result = BatchResult(records=len(records))
+        plan = self.plan(records)
         self._settle_bad_records(plan, result)
         self._write(plan, result)
         for failed_sequence, why in result.failures:
@@ -120,7 +118,11 @@ class Replicator:
 
     def plan(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> WritePlan:
         """The write plan for an event, without writing (pure unless a read-back is needed)."""
-        changes, bad = parse_records(event)
+        records = records_of(event)
+        plan = self.planner.plan_records(records)  # the C accelerator's one pass, common case
+        if plan is not None:
+            return plan
+        changes, bad = parse_records(records)
         self._check_stream_view(changes)
         return self.planner.plan(self._read_back(changes), bad)
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import bson
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
+from replicator.accelerator import native
 from replicator.convert import Converter
 from replicator.errors import ConfigurationError, ConversionError, RecordError, TransformError
 from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
@@ -125,8 +126,37 @@ class Planner:
         self.converter = converter or Converter(settings.numbers)
         self.key_mapper = key_mapper or KeyMapper(self.converter, settings.key_schema)
         self.transforms = tuple(transforms)
+        # The C accelerator plans a whole batch of raw records in one pass for the common
+        # settings (see plan_records); anything else is planned here, in Python.
+        common = (
+            not self.transforms
+            and not settings.shard_key
+            and self.key_mapper.id_mapping is None
+            and self.converter.native is not None
+            and self.key_mapper.converter.native is not None
+        )
+        self._native_plan: Callable[..., list[PlannedWrite] | None] | None = (
+            self.converter.native.plan_records if common else None
+        )
 
-    # -- entry point ---------------------------------------------------------------------------
+    # -- entry points --------------------------------------------------------------------------
+    def plan_records(self, records: list[Any]) -> WritePlan | None:
+        """The plan for a batch of raw records (a Lambda event's ``Records``) in one pass of the C
+        accelerator, when this planner's settings are the common ones (no transforms, shard key
+        or id mapping) and every record is well formed and ready to plan. None otherwise: then
+        ``plan(*parse_records(records))`` (after any read-back) decides, as the reference, and
+        gives an equal plan where both apply (tests/unit/test_speedups.py)."""
+        if self._native_plan is None or type(records) is not list:
+            return None
+        writes = self._native_plan(
+            records,
+            self.key_mapper.key_schema,
+            self.settings.guard,
+            self.settings.sequence_field,
+            self.settings.ttl_deletes == "delete",
+        )
+        return None if writes is None else WritePlan(writes=writes)
+
     def plan(self, changes: Sequence[Change], bad_records: Sequence[BadRecord] = ()) -> WritePlan:
         bad = list(bad_records)
         groups: dict[Any, tuple[Any, list[Change]]] = {}
@@ -389,6 +419,16 @@ class Planner:
                 bad.append(_bad(first, error))
                 ordered.pop(0)
         return None
+
+
+def configure_accelerator(module: Any) -> None:
+    """Hand the C accelerator what its ``plan_records`` builds with (done at import when it is
+    on; the tests call it to test the C module directly even in a pure-Python run)."""
+    module.configure_planner(PlannedWrite, ReplaceOne, DeleteOne, UpdateOne)
+
+
+if native is not None:
+    configure_accelerator(native)
 
 
 def shard_values(document: Mapping[str, Any], shard_key: Sequence[str]) -> dict[str, Any]:
