@@ -28,6 +28,7 @@
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <datetime.h>
 
 #include <stdint.h>
 #include <stdio.h>
@@ -1328,10 +1329,13 @@ read_record(PyObject *raw, record_fields *f, int created_cached)
     PyObject *created = get_or_none(body, s_ApproximateCreationDateTime);
     if (created == NULL) return -1;
     if (created != Py_None) {
-        if (!PyLong_CheckExact(created) && !PyFloat_CheckExact(created)) {
+        if (!created_cached && PyDateTime_Check(created)) {
+            /* GetRecords' shape: parse_record takes any datetime */
+        }
+        else if (!PyLong_CheckExact(created) && !PyFloat_CheckExact(created)) {
             return 0;
         }
-        if (created_cached) {
+        else if (created_cached) {
             created = PyDict_GetItemWithError(ev_epochs, created);
             if (created == NULL) {
                 /* not seen yet: Python converts it and remembers it */
@@ -2025,5 +2029,9 @@ PyMODINIT_FUNC
 PyInit__speedups(void)
 {
     init_b64_table();
+    PyDateTime_IMPORT;
+    if (PyDateTimeAPI == NULL) {
+        return NULL;
+    }
     return PyModule_Create(&speedups_module);
 }

@@ -34,6 +34,10 @@ from replicator.events import (
     parse_record,
     parse_records,
 )
+from replicator.keys import KeyMapper
+from replicator.plan import PlannedWrite, Planner, WritePlan
+from replicator.plan import configure_accelerator as configure_planner
+from replicator.settings import Settings
 
 REQUIRED = os.environ.get("REPLICATOR_REQUIRE_SPEEDUPS", "") == "1"
 IMPORT_ERROR: ImportError | None = None
@@ -685,3 +689,231 @@ def test_parse_changes_leaves_an_unseen_creation_time_to_python(speedups: Any) -
     assert speedups.parse_changes([record]) == ([None], 1)
     change = parse_record(record)  # remembers the time
     assert speedups.parse_changes([record])[0][0].__dict__ == change.__dict__
+
+
+# -- plan_records: a whole batch planned in C, against Planner.plan in pure Python ----------------
+
+PLANNER_SETTINGS = [
+    Settings(),
+    Settings(guard=False),
+    Settings(key_schema=("pk",)),
+    Settings(key_schema=("pk", "sk")),
+    Settings(key_schema=("sk", "pk"), sequence_field="_written_by"),
+    Settings(ttl_deletes="ignore"),
+    Settings(ttl_deletes="archive", bad_records="fail"),
+    Settings(bad_records="fail", guard=False),
+]
+if speedups_module is not None:
+    configure_planner(speedups_module)
+
+
+def reference_plan(settings: Settings, batch: list[Any]) -> WritePlan | Exception:
+    converter = Converter(accelerate=False)
+    planner = Planner(settings, converter=converter, key_mapper=KeyMapper(converter, settings.key_schema))
+    try:
+        return planner.plan(*parse_records(batch, accelerate=False))
+    except Exception as error:  # ConfigurationError: a composite key without a key schema
+        return error
+
+
+def c_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite] | None:
+    answer = speedups_module.plan_records(
+        batch, settings.key_schema, settings.guard, settings.sequence_field,
+        settings.ttl_deletes == "delete",
+    )
+    assert answer is None or type(answer) is list
+    return answer  # type: ignore[no-any-return]
+
+
+def operation_shape(operation: Any) -> Any:
+    """Every part of a pymongo operation, type for type and in order (== ignores dict order)."""
+    update = getattr(operation, "_doc", None)
+    return (
+        type(operation).__name__,
+        shape_of_any(operation._filter),
+        shape_of_any(update),
+        getattr(operation, "_upsert", None),
+        getattr(operation, "_collation", None),
+        getattr(operation, "_hint", None),
+    )
+
+
+def shape_of_any(value: Any) -> Any:
+    """shape(), also for the planner's own values (filters hold the guard's False)."""
+    kind = type(value)
+    if kind is dict:
+        return ("dict", [(type(name), name, shape_of_any(item)) for name, item in value.items()])
+    if kind is list:
+        return ("list", [shape_of_any(item) for item in value])
+    return shape(value)
+
+
+def assert_same_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite] | None:
+    """The differential check; returns the C answer (None: Python plans the batch)."""
+    fast = c_plan(settings, batch)
+    expected = reference_plan(settings, batch)
+    if fast is None:
+        return None
+    assert not isinstance(expected, Exception), f"C planned what the reference refuses: {expected!r}"
+    assert expected.bad_records == [] and expected.deferred == [], "C planned a batch with bad records"
+    assert WritePlan(writes=fast) == expected
+    assert [type(w) for w in fast] == [PlannedWrite] * len(fast)
+    assert [operation_shape(w.operation) for w in fast] == [
+        operation_shape(w.operation) for w in expected.writes
+    ]
+    assert [list(w.__dict__.items()) for w in fast] == [
+        [(k, v) for k, v in w.__dict__.items()] for w in expected.writes
+    ]
+    return fast
+
+
+KEY_S = st.sampled_from(["a", "b", "c", "é"])
+KEY_N = st.sampled_from(["1", "2", "10", "-3", "9223372036854775807", "9223372036854775808", "1.5"])
+SEQUENCE_NUMBERS = st.one_of(
+    st.sampled_from(["1", "2", "10", "010", "0002", "4" * 40, "5" * 39, "0" * 40]),
+    st.from_regex(r"[0-9]{1,40}", fullmatch=True),
+)
+
+
+@st.composite
+def plannable_records(draw: st.DrawFn, broken: bool = True) -> Any:
+    """A record of a small key space, so batches coalesce; with ``broken``, sometimes with what
+    the C planner must leave to Python (bad images, an _id attribute, TTL deletes, key types...)."""
+    name = draw(st.sampled_from(["INSERT", "MODIFY", "REMOVE"]))
+    keys: dict[str, Any] = {"pk": {"S": draw(KEY_S)}}
+    if draw(st.booleans()):
+        keys["sk"] = {"N": draw(KEY_N)} if broken else {"N": draw(st.sampled_from(["1", "2", "10"]))}
+    image_of = images if broken and draw(st.integers(0, 4)) == 0 else well_formed_images
+    body: dict[str, Any] = {
+        "Keys": keys,
+        "SequenceNumber": draw(SEQUENCE_NUMBERS),
+        "StreamViewType": "NEW_AND_OLD_IMAGES",
+        "ApproximateCreationDateTime": draw(st.sampled_from(
+            [1_700_000_000, 1_700_000_001.5, datetime(2024, 1, 1, tzinfo=timezone.utc), None]
+        )),
+    }
+    if name != "REMOVE":
+        body["NewImage"] = {**draw(image_of), **{k: v for k, v in keys.items()}}
+        if broken and draw(st.integers(0, 9)) == 0:
+            body["NewImage"]["_id"] = draw(st.sampled_from([{"S": "a"}, {"N": "1"}]))
+    if name != "INSERT" and draw(st.booleans()):
+        body["OldImage"] = {**draw(image_of), **keys}
+    record: dict[str, Any] = {
+        "eventID": "e", "eventName": name, "eventSource": "aws:dynamodb",
+        "eventSourceARN": "arn:aws:dynamodb:r:1:table/t/stream/s", "dynamodb": body,
+    }
+    if name == "REMOVE" and draw(st.integers(0, 4)) == 0:
+        record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    if broken and draw(st.integers(0, 14)) == 0:
+        return draw(records())  # anything parse_changes meets, valid or not
+    if broken and draw(st.integers(0, 14)) == 0:
+        del body["NewImage" if "NewImage" in body else "Keys"]
+        body["StreamViewType"] = "KEYS_ONLY"
+    return record
+
+
+@needs_speedups
+@settings(max_examples=400, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.sampled_from(PLANNER_SETTINGS), st.lists(plannable_records(), max_size=10))
+def test_plan_records_agrees_with_the_planner(settings: Settings, batch: list[Any]) -> None:
+    assert_same_plan(settings, batch)
+
+
+@needs_speedups
+@settings(max_examples=200, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(
+    st.sampled_from([s for s in PLANNER_SETTINGS if s.ttl_deletes == "delete"]),
+    st.lists(plannable_records(broken=False), max_size=12),
+)
+def test_plan_records_plans_well_formed_batches(settings: Settings, batch: list[Any]) -> None:
+    """Not vacuous: the common case is the C planner's (composite keys need the key schema)."""
+    composite = ["sk" in r["dynamodb"]["Keys"] for r in batch]
+    schema = settings.key_schema or ()
+    # No key schema: one key attribute each. One name: any Keys. Two: both in every record.
+    plannable = {0: not any(composite), 1: True, 2: all(composite)}[len(schema)]
+    assert (assert_same_plan(settings, batch) is not None) == plannable
+
+
+def test_plan_records_leaves_the_uncommon_to_python(speedups: Any) -> None:
+    insert = {"eventName": "INSERT", "dynamodb": {
+        "Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1", "StreamViewType": "NEW_AND_OLD_IMAGES",
+        "NewImage": {"pk": {"S": "a"}, "n": {"N": "1"}}}}
+    assert c_plan(Settings(), [insert]) is not None
+
+    def variant(change: Any) -> list[Any]:
+        record = json.loads(json.dumps(insert))
+        change(record)
+        return [insert, record]
+
+    uncommon = {
+        "a bad image": lambda r: r["dynamodb"]["NewImage"].update(n={"N": "x"}),
+        "an _id attribute": lambda r: r["dynamodb"]["NewImage"].update(_id={"S": "a"}),
+        "a B key": lambda r: r["dynamodb"].update(Keys={"pk": {"B": "AA=="}}),
+        "a decimal key": lambda r: r["dynamodb"].update(Keys={"pk": {"N": "1.5"}}),
+        "a read-back": lambda r: r["dynamodb"].update(StreamViewType="KEYS_ONLY", NewImage=None),
+        "DynamoDB Local's TTL": lambda r: r.update(eventName="UNKNOWN_TO_SDK_VERSION"),
+        "a malformed record": lambda r: r.pop("dynamodb"),
+        "an unreadable time": lambda r: r["dynamodb"].update(ApproximateCreationDateTime="now"),
+        "a time past 9999": lambda r: r["dynamodb"].update(ApproximateCreationDateTime=1e13),
+    }
+    for why, change in uncommon.items():
+        assert c_plan(Settings(), variant(change)) is None, why
+    ttl = variant(lambda r: r.update(
+        eventName="REMOVE", userIdentity={"principalId": "dynamodb.amazonaws.com"}))
+    assert c_plan(Settings(ttl_deletes="delete"), ttl) is not None
+    assert c_plan(Settings(ttl_deletes="ignore"), ttl) is None
+
+
+def test_the_planner_uses_plan_records_only_for_the_common_settings() -> None:
+    uses = {
+        "defaults": Planner(Settings()),
+        "a shard key": Planner(Settings(shard_key=("pk",))),
+        "a transform": Planner(Settings(), transforms=[lambda d: d]),
+        "an id mapping": Planner(Settings(), key_mapper=KeyMapper(Converter(), None, lambda k: 1)),
+        "pure Python": Planner(Settings(), converter=Converter(accelerate=False)),
+        "float numbers": Planner(Settings(numbers="float")),
+    }
+    records = [{"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1"}}]
+    planned = {name: p.plan_records(records) is not None for name, p in uses.items()}
+    expected = {name: name == "defaults" and native_module() is not None for name in uses}
+    assert planned == expected
+
+
+def native_module() -> Any:
+    from replicator.accelerator import native
+
+    return native
+
+
+def test_plan_records_checks_its_arguments(speedups: Any) -> None:
+    with pytest.raises(TypeError):
+        speedups.plan_records((), None, True, "_seq", True)
+    with pytest.raises(TypeError):
+        speedups.plan_records([], ("a", "b", "c"), True, "_seq", True)
+    with pytest.raises(TypeError):
+        speedups.plan_records([], None, True, 5, True)
+    assert speedups.plan_records([], None, True, "_seq", True) == []
+
+
+def test_plan_records_keeps_batch_order_between_equal_sequence_numbers(speedups: Any) -> None:
+    """A record delivered twice in a batch, or "10" next to "010": the later one wins, as Python's
+    stable sort leaves them."""
+    def insert(sequence: str, n: str) -> dict[str, Any]:
+        return {"eventName": "INSERT", "dynamodb": {
+            "Keys": {"pk": {"S": "a"}}, "SequenceNumber": sequence,
+            "NewImage": {"pk": {"S": "a"}, "n": {"N": n}}}}
+
+    for batch in ([insert("10", "1"), insert("010", "2")], [insert("7", "1"), insert("7", "2")],
+                  [insert("0002", "1"), insert("2", "2"), insert("1", "3")]):
+        fast = assert_same_plan(Settings(), batch)
+        assert fast is not None and fast[0].operation._doc["n"] == 2
+
+
+def test_plan_records_writes_dollar_names_through_a_pipeline(speedups: Any) -> None:
+    batch = [{"eventName": "MODIFY", "dynamodb": {
+        "Keys": {"pk": {"S": "a"}}, "SequenceNumber": "5",
+        "NewImage": {"pk": {"S": "a"}, "$price": {"N": "1"}}}}]
+    fast = assert_same_plan(Settings(), batch)
+    assert fast is not None and type(fast[0].operation).__name__ == "UpdateOne"
