@@ -47,8 +47,8 @@ import replicator.accelerator  # noqa: E402
 from replicator import Replicator, Settings  # noqa: E402
 from replicator.baselines.original import OriginalHandler, lossy_image  # noqa: E402
 from replicator.convert import Converter  # noqa: E402
-from replicator.events import parse_records  # noqa: E402
-from replicator.plan import Planner  # noqa: E402
+from replicator.events import parse_records, records_of  # noqa: E402
+from replicator.plan import Planner, WritePlan  # noqa: E402
 
 TYPE_ZOO_DIRS = (
     ROOT / "tests" / "fixtures" / "dynamodb-local" / "type_zoo",  # preferred when the repo has it
@@ -444,6 +444,16 @@ def baseline_work(event: Mapping[str, Any]) -> list[Any]:
     return out
 
 
+def core_plan(planner: Planner, event: Mapping[str, Any]) -> WritePlan:
+    """What ``Replicator.plan`` does for a batch that needs no read-back (all of these): the C
+    accelerator's one-pass plan when it takes the batch, else parse + plan in Python."""
+    records = records_of(event)
+    plan = planner.plan_records(records)
+    if plan is None:
+        plan = planner.plan(*parse_records(records))
+    return plan
+
+
 def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
     planner = Planner(Settings())
     pure_planner = Planner(Settings(), converter=Converter(accelerate=False))
@@ -457,6 +467,10 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for label, event in workloads.items():
         def core(event: dict[str, Any] = event) -> None:
+            for _ in range(batches_per_rep):
+                core_plan(planner, event)
+
+        def core_two_steps(event: dict[str, Any] = event) -> None:
             for _ in range(batches_per_rep):
                 changes, bad = parse_records(event)
                 planner.plan(changes, bad)
@@ -472,13 +486,14 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
 
         contenders = {"core": core, "baseline": baseline}
         if accelerated:
+            contenders["core, parse then plan"] = core_two_steps
             contenders["core, pure Python"] = core_pure
         times = interleaved(contenders, reps, time.process_time)
         per_event = {
             name: median(t) / (batches_per_rep * len(event["Records"])) for name, t in times.items()
         }
-        changes, bad = parse_records(event)
-        plan = planner.plan(changes, bad)
+        plan = core_plan(planner, event)
+        assert plan == planner.plan(*parse_records(event, accelerate=False))
         kinds = Counter(r["eventName"] for r in event["Records"])
         results[label] = {
             "records": len(event["Records"]),
@@ -488,6 +503,10 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
             "bad_records": len(plan.bad_records),
             "cpu_us_per_event": {name: v * 1e6 for name, v in per_event.items()},
             "ratio": per_event["baseline"] / per_event["core"],
+            "one_pass_c_plan": planner.plan_records(event["Records"]) is not None,
+            "ratio_parse_then_plan": (
+                per_event["baseline"] / per_event["core, parse then plan"] if accelerated else None
+            ),
             "ratio_pure_python": (
                 per_event["baseline"] / per_event["core, pure Python"] if accelerated else None
             ),
@@ -687,6 +706,7 @@ def profile_core(batches: int = 20, top: int = 15) -> None:
     event = synthetic_event(1000, 300, seed=20240601)
     changes, bad = parse_records(event)
     phases = {
+        "core (one C pass)": lambda: core_plan(planner, event),
         "parse_records": lambda: parse_records(event),
         "Planner.plan": lambda: planner.plan(changes, bad),
         "baseline_work": lambda: baseline_work(event),
@@ -697,7 +717,7 @@ def profile_core(batches: int = 20, top: int = 15) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(batches):
-        planner.plan(*parse_records(event))
+        planner.plan(*parse_records(event))  # the Python planner (the C pass is one call)
     profiler.disable()
     stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
     stats.sort_stats("tottime").print_stats(top)
@@ -772,6 +792,14 @@ def summary_rows(results: dict[str, Any]) -> list[tuple[str, str, str, str, str,
             f"{ratio:.2f}x less", ">= 3x less" if label.startswith("mixed") else "-",
             ("yes" if ratio >= TARGETS["cpu"] else "NO") if label.startswith("mixed") else "-",
         ))
+        if data.get("ratio_parse_then_plan"):
+            rows.append((
+                f"(b) CPU us/event, {label} (context): core as two steps, C parse then "
+                "Python plan (the previous revision)",
+                f"{data['cpu_us_per_event']['core, parse then plan']:.2f}",
+                f"{data['cpu_us_per_event']['baseline']:.2f}",
+                f"{data['ratio_parse_then_plan']:.2f}x less", "-", "-",
+            ))
         if data.get("ratio_pure_python"):
             rows.append((
                 f"(b) CPU us/event, {label} (context): core in pure Python",
@@ -878,7 +906,8 @@ def print_details(results: dict[str, Any]) -> None:
     print("\n(b) workloads")
     for label, data in results["cpu"].items():
         print(f"    {label}: {data['events']}, {data['distinct_keys']} keys -> {data['planned_writes']} "
-              f"planned writes, {data['bad_records']} bad records")
+              f"planned writes, {data['bad_records']} bad records; planned by the one C pass: "
+              f"{'yes' if data['one_pass_c_plan'] else 'no (Python)'}")
     print("\n(c) calls counted per collection (one 1,000-record batch; fresh replicator)")
     for label, data in results["round_trips"].items():
         if isinstance(data, dict):

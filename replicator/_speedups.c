@@ -1834,6 +1834,11 @@ plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     if (own == NULL) {
         return NULL;
     }
+    /* The cyclic GC off while the plan is built: everything built here is acyclic (documents,
+     * filters, operations), so a collection could free nothing of it, yet each one would walk
+     * the whole event again (a quarter of the time, measured with perf). Back on at the end;
+     * the objects are then looked at once, by the next young-generation collection. */
+    int gc_was_enabled = PyGC_Disable();
     Py_ssize_t count = PyList_GET_SIZE(own), filled = 0, group_count = 0;
     plan_record *items = PyMem_Calloc((size_t)(count ? count : 1), sizeof(plan_record));
     sort_entry *entries = PyMem_Calloc((size_t)(count ? count : 1), sizeof(sort_entry));
@@ -1976,6 +1981,9 @@ cleanup:
     Py_XDECREF(ids);
     Py_XDECREF(writes);
     Py_DECREF(own);
+    if (gc_was_enabled) {
+        PyGC_Enable();
+    }
     return result;
 }
 

@@ -918,3 +918,21 @@ def test_plan_records_writes_dollar_names_through_a_pipeline(speedups: Any) -> N
         "NewImage": {"pk": {"S": "a"}, "$price": {"N": "1"}}}}]
     fast = assert_same_plan(Settings(), batch)
     assert fast is not None and type(fast[0].operation).__name__ == "UpdateOne"
+
+
+def test_plan_records_leaves_the_garbage_collector_as_it_found_it(speedups: Any) -> None:
+    """It turns the cyclic GC off while it builds (see _speedups.c), and only back on if it was."""
+    import gc
+
+    batch = [{"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1"}}]
+    was = gc.isenabled()
+    try:
+        for state in (True, False):
+            (gc.enable if state else gc.disable)()
+            assert c_plan(Settings(), batch) is not None and gc.isenabled() is state
+            assert c_plan(Settings(), [*batch, "junk"]) is None and gc.isenabled() is state
+            with pytest.raises(TypeError):
+                speedups.plan_records(batch, None, True, 5, True)
+            assert gc.isenabled() is state
+    finally:
+        (gc.enable if was else gc.disable)()
