@@ -1092,8 +1092,31 @@ speedups_decimal128_path(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignore
  * the lookup tables once, from events.py.
  */
 
+/* object.__new__(cls) for a plain class (its tp_new is object's, as configure_events and
+ * configure_planner check): the call object.__new__'s wrapper makes, without the generic call
+ * path around it, which cost as much as the rest of building a PlannedWrite. */
+static PyObject *
+new_instance(PyObject *cls)
+{
+    static PyObject *no_arguments = NULL;
+    if (no_arguments == NULL && (no_arguments = PyTuple_New(0)) == NULL) {
+        return NULL;
+    }
+    return PyBaseObject_Type.tp_new((PyTypeObject *)cls, no_arguments, NULL);
+}
+
+/* The check new_instance relies on; a TypeError otherwise. */
+static int
+check_plain_class(PyObject *cls)
+{
+    if (!PyType_Check(cls) || ((PyTypeObject *)cls)->tp_new != PyBaseObject_Type.tp_new) {
+        PyErr_Format(PyExc_TypeError, "%R is not a plain class (object.__new__ builds it)", cls);
+        return -1;
+    }
+    return 0;
+}
+
 static PyObject *ev_change_type = NULL;   /* replicator.events.Change */
-static PyObject *ev_object_new = NULL;    /* object.__new__ */
 static PyObject *ev_event_names = NULL;   /* {"INSERT": EventName.INSERT, ...} */
 static PyObject *ev_view_types = NULL;    /* {"NEW_IMAGE": StreamViewType.NEW_IMAGE, ...} */
 static PyObject *ev_epochs = NULL;        /* events._EPOCHS: epoch seconds -> datetime */
@@ -1102,10 +1125,8 @@ static PyObject *ev_remove = NULL;        /* EventName.REMOVE */
 static PyObject *ev_view_new_and_old = NULL;
 static PyObject *ev_view_new = NULL;
 
-static PyObject *s_eventID, *s_dynamodb, *s_SequenceNumber, *s_NewImage, *s_OldImage,
-    *s_eventName, *s_userIdentity, *s_principalId, *s_Keys, *s_StreamViewType,
-    *s_ApproximateCreationDateTime, *s_eventSourceARN, *s___dict__, *s_index, *s_event_name,
-    *s_keys, *s_sequence_number, *s_stream_view_type, *s_new_image, *s_old_image, *s_created_at,
+static PyObject *s___dict__, *s_index, *s_event_name, *s_keys,
+    *s_sequence_number, *s_stream_view_type, *s_new_image, *s_old_image, *s_created_at,
     *s_is_ttl_delete, *s_event_id, *s_event_source_arn, *s_raw;
 
 static int
@@ -1116,18 +1137,6 @@ intern_event_names(void)
         (var) = PyUnicode_InternFromString(text);           \
         if ((var) == NULL) return -1;                       \
     }
-    INTERN(s_eventID, "eventID");
-    INTERN(s_dynamodb, "dynamodb");
-    INTERN(s_SequenceNumber, "SequenceNumber");
-    INTERN(s_NewImage, "NewImage");
-    INTERN(s_OldImage, "OldImage");
-    INTERN(s_eventName, "eventName");
-    INTERN(s_userIdentity, "userIdentity");
-    INTERN(s_principalId, "principalId");
-    INTERN(s_Keys, "Keys");
-    INTERN(s_StreamViewType, "StreamViewType");
-    INTERN(s_ApproximateCreationDateTime, "ApproximateCreationDateTime");
-    INTERN(s_eventSourceARN, "eventSourceARN");
     INTERN(s___dict__, "__dict__");
     INTERN(s_index, "index");
     INTERN(s_event_name, "event_name");
@@ -1148,19 +1157,18 @@ intern_event_names(void)
 static PyObject *
 configure_events(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *change_type, *object_new, *event_names, *view_types, *epochs, *ttl_principal,
+    PyObject *change_type, *event_names, *view_types, *epochs, *ttl_principal,
         *remove, *view_new_and_old, *view_new;
-    if (!PyArg_ParseTuple(args, "OOO!O!O!O!OOO:configure_events", &change_type, &object_new,
+    if (!PyArg_ParseTuple(args, "OO!O!O!O!OOO:configure_events", &change_type,
                           &PyDict_Type, &event_names, &PyDict_Type, &view_types, &PyDict_Type,
                           &epochs, &PyUnicode_Type, &ttl_principal, &remove, &view_new_and_old,
                           &view_new)) {
         return NULL;
     }
-    if (intern_event_names() < 0) {
+    if (intern_event_names() < 0 || check_plain_class(change_type) < 0) {
         return NULL;
     }
     Py_XSETREF(ev_change_type, Py_NewRef(change_type));
-    Py_XSETREF(ev_object_new, Py_NewRef(object_new));
     Py_XSETREF(ev_event_names, Py_NewRef(event_names));
     Py_XSETREF(ev_view_types, Py_NewRef(view_types));
     Py_XSETREF(ev_epochs, Py_NewRef(epochs));
@@ -1191,45 +1199,7 @@ is_sequence_number(PyObject *text)
     return 1;
 }
 
-/* Only exact str keys: then a lookup by a str key runs no Python code, so nothing can change the
- * record while this code holds borrowed references into it. */
-static int
-has_str_keys(PyObject *dict)
-{
-    Py_ssize_t position = 0;
-    PyObject *key, *value;
-    while (PyDict_Next(dict, &position, &key, &value)) {
-        if (!PyUnicode_CheckExact(key)) {
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/* dict[key] (borrowed), Py_None when the key is absent, NULL only on an error: dict.get(key). */
-static PyObject *
-get_or_none(PyObject *dict, PyObject *key)
-{
-    PyObject *value = PyDict_GetItemWithError(dict, key);
-    if (value == NULL && !PyErr_Occurred()) {
-        return Py_None;
-    }
-    return value;
-}
-
-/* An optional image (NewImage, OldImage): 1 with *image a dict or Py_None, 0 when it is anything
- * else (Python decides), -1 on an error. */
-static int
-optional_image(PyObject *body, PyObject *key, PyObject **image)
-{
-    *image = get_or_none(body, key);
-    if (*image == NULL) {
-        return -1;
-    }
-    return *image == Py_None || PyDict_CheckExact(*image);
-}
-
-/* A well-formed record's fields, borrowed from it (see has_str_keys). */
+/* A well-formed record's fields, borrowed from it (see read_entries). */
 typedef struct {
     PyObject *event_id, *event_name, *keys, *sequence, *view_type, *new_image, *old_image,
         *created, *is_ttl, *arn;
@@ -1242,37 +1212,88 @@ typedef struct {
  * decide, -1 on an error. created_cached: ApproximateCreationDateTime must be one the epoch cache
  * holds (parse_one hands out that datetime); otherwise a number in range is enough (the planner
  * never reads it). */
+/* The entries of a dict this module reads, found in one pass over it (cheaper than a lookup
+ * per name, and a pass sees every key, so it also checks that all are exact str): values[i] is
+ * dict[names[i]] (borrowed) or Py_None when absent. 0 when a key is anything but an exact, ready
+ * str (Python decides), 1 otherwise. Only PyDict_Next and memcmp: no Python code runs. */
+typedef struct {
+    const char *text;
+    Py_ssize_t length;
+} entry_name;
+#define ENTRY_NAME(text) {text, (Py_ssize_t)sizeof(text) - 1}
+
+static int
+read_entries(PyObject *dict, const entry_name *names, Py_ssize_t count, PyObject **values)
+{
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    for (Py_ssize_t i = 0; i < count; i++) {
+        values[i] = Py_None;
+    }
+    while (PyDict_Next(dict, &position, &key, &value)) {
+        const char *text;
+        Py_ssize_t length;
+        if (!PyUnicode_CheckExact(key)) {
+            return 0;
+        }
+        if (!ascii_of(key, &text, &length)) {
+#if PY_VERSION_HEX < 0x030C0000
+            if (!PyUnicode_IS_READY(key)) {
+                return 0;
+            }
+#endif
+            continue; /* a non-ASCII name is none of ours */
+        }
+        for (Py_ssize_t i = 0; i < count; i++) {
+            if (names[i].length == length && memcmp(names[i].text, text, (size_t)length) == 0) {
+                values[i] = value;
+                break;
+            }
+        }
+    }
+    return 1;
+}
+
+static const entry_name record_names[] = {
+    ENTRY_NAME("eventID"), ENTRY_NAME("dynamodb"), ENTRY_NAME("eventName"),
+    ENTRY_NAME("userIdentity"), ENTRY_NAME("eventSourceARN"),
+};
+enum { R_EVENT_ID, R_DYNAMODB, R_EVENT_NAME, R_USER_IDENTITY, R_ARN, R_COUNT };
+static const entry_name body_names[] = {
+    ENTRY_NAME("SequenceNumber"), ENTRY_NAME("NewImage"), ENTRY_NAME("OldImage"),
+    ENTRY_NAME("Keys"), ENTRY_NAME("StreamViewType"), ENTRY_NAME("ApproximateCreationDateTime"),
+};
+static const entry_name identity_names[] = {ENTRY_NAME("principalId")};
+enum { B_SEQUENCE, B_NEW_IMAGE, B_OLD_IMAGE, B_KEYS, B_VIEW, B_CREATED, B_COUNT };
+
 static int
 read_record(PyObject *raw, record_fields *f, int created_cached)
 {
-    if (!PyDict_CheckExact(raw) || !has_str_keys(raw)) {
+    PyObject *entries[R_COUNT], *fields[B_COUNT];
+    /* Borrowed references throughout: nothing below runs Python code (see read_entries). */
+    if (!PyDict_CheckExact(raw) || !read_entries(raw, record_names, R_COUNT, entries)) {
         return 0;
     }
-    /* Borrowed references throughout (see has_str_keys). */
-    PyObject *event_id = get_or_none(raw, s_eventID);
-    if (event_id == NULL) return -1;
+    PyObject *event_id = entries[R_EVENT_ID];
     if (!PyUnicode_CheckExact(event_id)) {
         event_id = Py_None;
     }
-    PyObject *body = PyDict_GetItemWithError(raw, s_dynamodb);
-    if (body == NULL || !PyDict_CheckExact(body) || !has_str_keys(body)) {
-        return PyErr_Occurred() ? -1 : 0;
+    PyObject *body = entries[R_DYNAMODB];
+    if (!PyDict_CheckExact(body) || !read_entries(body, body_names, B_COUNT, fields)) {
+        return 0;
     }
-    PyObject *sequence = PyDict_GetItemWithError(body, s_SequenceNumber);
-    if (sequence == NULL || !is_sequence_number(sequence)) {
-        return PyErr_Occurred() ? -1 : 0;
+    PyObject *sequence = fields[B_SEQUENCE];
+    if (!is_sequence_number(sequence)) {
+        return 0;
     }
-    PyObject *new_image = NULL, *old_image = NULL;
-    int usable = optional_image(body, s_NewImage, &new_image);
-    if (usable == 1) {
-        usable = optional_image(body, s_OldImage, &old_image);
+    PyObject *new_image = fields[B_NEW_IMAGE], *old_image = fields[B_OLD_IMAGE];
+    if ((new_image != Py_None && !PyDict_CheckExact(new_image))
+        || (old_image != Py_None && !PyDict_CheckExact(old_image))) {
+        return 0;
     }
-    if (usable <= 0) {
-        return usable;
-    }
-    PyObject *name = PyDict_GetItemWithError(raw, s_eventName);
-    if (name == NULL || !PyUnicode_CheckExact(name)) {
-        return PyErr_Occurred() ? -1 : 0;
+    PyObject *name = entries[R_EVENT_NAME];
+    if (!PyUnicode_CheckExact(name)) {
+        return 0;
     }
     PyObject *event_name = PyDict_GetItemWithError(ev_event_names, name);
     if (event_name == NULL) {
@@ -1280,14 +1301,14 @@ read_record(PyObject *raw, record_fields *f, int created_cached)
         return PyErr_Occurred() ? -1 : 0;
     }
     PyObject *is_ttl = Py_False;
-    PyObject *identity = get_or_none(raw, s_userIdentity);
-    if (identity == NULL) return -1;
+    PyObject *identity = entries[R_USER_IDENTITY];
     if (identity != Py_None) {
-        if (!PyDict_CheckExact(identity) || !has_str_keys(identity)) {
+        PyObject *principal;
+        if (!PyDict_CheckExact(identity)
+            || !read_entries(identity, identity_names, 1, &principal)) {
             return 0;
         }
-        PyObject *principal = PyDict_GetItemWithError(identity, s_principalId);
-        if (principal != NULL) {
+        if (principal != Py_None) {
             if (!PyUnicode_CheckExact(principal)) {
                 return 0;
             }
@@ -1295,13 +1316,10 @@ read_record(PyObject *raw, record_fields *f, int created_cached)
             if (same == -1 && PyErr_Occurred()) return -1;
             if (same == 0) is_ttl = Py_True;
         }
-        else if (PyErr_Occurred()) {
-            return -1;
-        }
     }
-    PyObject *keys = PyDict_GetItemWithError(body, s_Keys);
-    if (keys == NULL || !PyDict_CheckExact(keys) || PyDict_GET_SIZE(keys) == 0) {
-        return PyErr_Occurred() ? -1 : 0;
+    PyObject *keys = fields[B_KEYS];
+    if (!PyDict_CheckExact(keys) || PyDict_GET_SIZE(keys) == 0) {
+        return 0;
     }
     Py_ssize_t position = 0;
     PyObject *key_name, *key_value;
@@ -1311,8 +1329,7 @@ read_record(PyObject *raw, record_fields *f, int created_cached)
         }
     }
     PyObject *view_type = Py_None;
-    PyObject *view = get_or_none(body, s_StreamViewType);
-    if (view == NULL) return -1;
+    PyObject *view = fields[B_VIEW];
     if (view != Py_None) {
         if (!PyUnicode_CheckExact(view)) {
             return 0;
@@ -1326,8 +1343,7 @@ read_record(PyObject *raw, record_fields *f, int created_cached)
         && (view_type == ev_view_new_and_old || view_type == ev_view_new)) {
         return 0; /* an INSERT or MODIFY that needs a NewImage: Python raises */
     }
-    PyObject *created = get_or_none(body, s_ApproximateCreationDateTime);
-    if (created == NULL) return -1;
+    PyObject *created = fields[B_CREATED];
     if (created != Py_None) {
         if (!created_cached && PyDateTime_Check(created)) {
             /* GetRecords' shape: parse_record takes any datetime */
@@ -1354,8 +1370,7 @@ read_record(PyObject *raw, record_fields *f, int created_cached)
             }
         }
     }
-    PyObject *arn = get_or_none(raw, s_eventSourceARN);
-    if (arn == NULL) return -1;
+    PyObject *arn = entries[R_ARN];
     f->event_id = event_id;
     f->event_name = event_name;
     f->keys = keys;
@@ -1404,7 +1419,7 @@ parse_one(PyObject *raw, Py_ssize_t index)
         return NULL;
     }
     Py_DECREF(index_object);
-    PyObject *change = PyObject_CallOneArg(ev_object_new, ev_change_type);
+    PyObject *change = new_instance(ev_change_type);
     if (change == NULL) {
         Py_DECREF(fields);
         return NULL;
@@ -1482,7 +1497,7 @@ configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
                           &delete_one, &update_one)) {
         return NULL;
     }
-    if (intern_event_names() < 0) {
+    if (intern_event_names() < 0 || check_plain_class(planned_write) < 0) {
         return NULL;
     }
 #define INTERN(var, text)                                   \
@@ -1650,6 +1665,7 @@ record_id(PyObject *keys, PyObject *key_schema, PyObject **document_id, PyObject
 static PyObject *
 guard_filter(PyObject *document_id, PyObject *sequence, int guard, PyObject *field)
 {
+    /* Built call by call: Py_BuildValue's format parsing cost more than the objects. */
     PyObject *filter = PyDict_New();
     if (filter == NULL || PyDict_SetItem(filter, s_id, document_id) < 0) {
         Py_XDECREF(filter);
@@ -1658,14 +1674,29 @@ guard_filter(PyObject *document_id, PyObject *sequence, int guard, PyObject *fie
     if (!guard) {
         return filter;
     }
-    PyObject *either = Py_BuildValue("[{O{OO}}{O{OO}}]", field, s_lt, sequence, field, s_exists,
-                                     Py_False);
-    if (either == NULL || PyDict_SetItem(filter, s_or, either) < 0) {
-        Py_XDECREF(either);
+    PyObject *older = PyDict_New(), *is_older = PyDict_New();
+    PyObject *absent = PyDict_New(), *is_absent = PyDict_New();
+    PyObject *either = PyList_New(2);
+    int failed = older == NULL || is_older == NULL || absent == NULL || is_absent == NULL
+                 || either == NULL
+                 || PyDict_SetItem(older, s_lt, sequence) < 0
+                 || PyDict_SetItem(is_older, field, older) < 0
+                 || PyDict_SetItem(absent, s_exists, Py_False) < 0
+                 || PyDict_SetItem(is_absent, field, absent) < 0;
+    if (!failed) {
+        PyList_SET_ITEM(either, 0, Py_NewRef(is_older));
+        PyList_SET_ITEM(either, 1, Py_NewRef(is_absent));
+        failed = PyDict_SetItem(filter, s_or, either) < 0;
+    }
+    Py_XDECREF(older);
+    Py_XDECREF(is_older);
+    Py_XDECREF(absent);
+    Py_XDECREF(is_absent);
+    Py_XDECREF(either);
+    if (failed) {
         Py_DECREF(filter);
         return NULL;
     }
-    Py_DECREF(either);
     return filter;
 }
 
@@ -1786,7 +1817,7 @@ planned_write(PyObject *operation, PyObject *sequence_numbers)
         Py_DECREF(fields);
         return NULL;
     }
-    PyObject *write = PyObject_CallOneArg(ev_object_new, pl_planned_write);
+    PyObject *write = new_instance(pl_planned_write);
     if (write != NULL && PyObject_GenericSetAttr(write, s___dict__, fields) < 0) {
         Py_CLEAR(write);
     }
@@ -2002,7 +2033,7 @@ static PyMethodDef speedups_methods[] = {
      "has_dollar_name(document) -> bool | None: a top-level name starts with '$' (None: not a\n"
      "plain dict of str names)."},
     {"configure_events", configure_events, METH_VARARGS,
-     "configure_events(Change, object.__new__, event_names, view_types, epochs, ttl_principal,\n"
+     "configure_events(Change, event_names, view_types, epochs, ttl_principal,\n"
      "REMOVE, NEW_AND_OLD_IMAGES, NEW_IMAGE): what parse_changes builds with."},
     {"parse_changes", parse_changes, METH_O,
      "parse_changes(records) -> (list of Change or None, count of None): None marks a record\n"

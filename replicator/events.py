@@ -306,7 +306,6 @@ def configure_accelerator(module: Any) -> None:
     # creation times from _EPOCHS, leaving a time it has not seen to parse_record.
     module.configure_events(
         Change,
-        object.__new__,
         _EVENT_NAMES,
         _VIEW_TYPES,
         _EPOCHS,
