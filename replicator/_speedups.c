@@ -1489,12 +1489,149 @@ static PyObject *pl_replace_one, *pl_delete_one, *pl_update_one, *pl_upsert_name
 static PyObject *s_operation, *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main,
     *s_or, *s_lt, *s_exists, *s_replace_with, *s_literal;
 
+/* Building a pymongo operation by filling its slots, as plan.slot_template describes how the
+ * class fills them: its __init__ (validation of what is right here by construction, a chain of
+ * Python calls) cost as much as converting the document. Used only when what it builds equals,
+ * slot for slot, what calling the class builds (checked at configure_planner); otherwise, and
+ * for anything but a plain __slots__ class, the class is called. */
+typedef struct {
+    PyObject *cls; /* NULL: call the class */
+    PyObject *descriptors, *values, *unset;
+    Py_ssize_t filter_at, document_at;
+} slot_maker;
+
+static slot_maker replace_maker, delete_maker;
+
+static void
+clear_maker(slot_maker *maker)
+{
+    Py_CLEAR(maker->cls);
+    Py_CLEAR(maker->descriptors);
+    Py_CLEAR(maker->values);
+    Py_CLEAR(maker->unset);
+}
+
+static PyObject *
+fill_slots(const slot_maker *maker, PyObject *filter, PyObject *document)
+{
+    PyObject *operation = new_instance(maker->cls);
+    if (operation == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(maker->descriptors); i++) {
+        PyObject *value = i == maker->filter_at     ? filter
+                          : i == maker->document_at ? document
+                                                    : PyTuple_GET_ITEM(maker->values, i);
+        if (value != maker->unset
+            && set_slot(PyTuple_GET_ITEM(maker->descriptors, i), operation, value) < 0) {
+            Py_DECREF(operation);
+            return NULL;
+        }
+    }
+    return operation;
+}
+
+/* 1 when both have the same value (or both none) in every slot and compare equal. */
+static int
+same_operation(const slot_maker *maker, PyObject *mine, PyObject *theirs)
+{
+    if (Py_TYPE(mine) != Py_TYPE(theirs) || PyObject_RichCompareBool(mine, theirs, Py_EQ) != 1) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(maker->descriptors); i++) {
+        PyObject *descriptor = PyTuple_GET_ITEM(maker->descriptors, i);
+        descrgetfunc get = Py_TYPE(descriptor)->tp_descr_get;
+        PyObject *a = get(descriptor, mine, (PyObject *)Py_TYPE(mine));
+        if (a == NULL) PyErr_Clear();
+        PyObject *b = get(descriptor, theirs, (PyObject *)Py_TYPE(theirs));
+        if (b == NULL) PyErr_Clear();
+        int same = (a == NULL && b == NULL)
+                   || (a != NULL && b != NULL && PyObject_RichCompareBool(a, b, Py_EQ) == 1);
+        Py_XDECREF(a);
+        Py_XDECREF(b);
+        if (PyErr_Occurred()) PyErr_Clear();
+        if (!same) return 0;
+    }
+    return 1;
+}
+
+/* Takes plan.slot_template's answer (or None) for cls; 0, or -1 with a TypeError for a
+ * malformed template. A template whose result differs from calling cls is not used. */
+static int
+setup_maker(slot_maker *maker, PyObject *cls, PyObject *template, int with_document)
+{
+    PyObject *descriptors, *values, *unset;
+    Py_ssize_t filter_at, document_at;
+    clear_maker(maker);
+    if (template == Py_None) {
+        return 0;
+    }
+    if (!PyArg_ParseTuple(template, "O!O!nnO:slot template", &PyTuple_Type, &descriptors,
+                          &PyTuple_Type, &values, &filter_at, &document_at, &unset)) {
+        return -1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(descriptors);
+    int valid = check_plain_class(cls) == 0 && PyTuple_GET_SIZE(values) == count
+                && filter_at >= 0 && filter_at < count
+                && (with_document ? document_at >= 0 && document_at < count
+                                        && document_at != filter_at
+                                  : document_at == -1);
+    for (Py_ssize_t i = 0; valid && i < count; i++) {
+        PyObject *descriptor = PyTuple_GET_ITEM(descriptors, i);
+        valid = Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
+                && Py_TYPE(descriptor)->tp_descr_set != NULL
+                && PyType_IsSubtype((PyTypeObject *)cls,
+                                    ((PyMemberDescrObject *)descriptor)->d_common.d_type);
+    }
+    if (!valid) {
+        if (!PyErr_Occurred()) {
+            PyErr_Format(PyExc_TypeError, "not a slot template of %R", cls);
+        }
+        return -1;
+    }
+    maker->cls = Py_NewRef(cls);
+    maker->descriptors = Py_NewRef(descriptors);
+    maker->values = Py_NewRef(values);
+    maker->unset = Py_NewRef(unset);
+    maker->filter_at = filter_at;
+    maker->document_at = document_at;
+
+    /* The check: the same operation as the class builds, for a filter and a document. */
+    PyObject *filter = Py_BuildValue("{si}", "_id", 1);
+    PyObject *document = Py_BuildValue("{sisi}", "_id", 2, "document", 3);
+    PyObject *mine = NULL, *theirs = NULL;
+    if (filter != NULL && document != NULL) {
+        mine = fill_slots(maker, filter, with_document ? document : NULL);
+        if (with_document) {
+            PyObject *call[3] = {filter, document, Py_True};
+            theirs = PyObject_Vectorcall(cls, call, 2, pl_upsert_names);
+        }
+        else {
+            theirs = PyObject_CallOneArg(cls, filter);
+        }
+    }
+    int agrees = mine != NULL && theirs != NULL && same_operation(maker, mine, theirs);
+    Py_XDECREF(filter);
+    Py_XDECREF(document);
+    Py_XDECREF(mine);
+    Py_XDECREF(theirs);
+    if (PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(PyExc_MemoryError)) return -1;
+        PyErr_Clear();
+    }
+    if (!agrees) {
+        clear_maker(maker);
+    }
+    return 0;
+}
+
 static PyObject *
 configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
 {
-    PyObject *planned_write, *replace_one, *delete_one, *update_one;
-    if (!PyArg_ParseTuple(args, "OOOO:configure_planner", &planned_write, &replace_one,
-                          &delete_one, &update_one)) {
+    PyObject *planned_write, *replace_one, *delete_one, *update_one, *replace_template,
+        *delete_template;
+    if (!PyArg_ParseTuple(args, "OOOOOO:configure_planner", &planned_write, &replace_one,
+                          &delete_one, &update_one, &replace_template, &delete_template)) {
         return NULL;
     }
     if (intern_event_names() < 0 || check_plain_class(planned_write) < 0) {
@@ -1524,6 +1661,10 @@ configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
     Py_XSETREF(pl_replace_one, Py_NewRef(replace_one));
     Py_XSETREF(pl_delete_one, Py_NewRef(delete_one));
     Py_XSETREF(pl_update_one, Py_NewRef(update_one));
+    if (setup_maker(&replace_maker, replace_one, replace_template, 1) < 0
+        || setup_maker(&delete_maker, delete_one, delete_template, 0) < 0) {
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -1734,7 +1875,8 @@ winner_operation(const plan_record *record, PyObject *document_id, int guard, Py
         }
         filter = guard_filter(document_id, sequence, guard, field);
         if (filter != NULL) {
-            operation = PyObject_CallOneArg(pl_delete_one, filter);
+            operation = delete_maker.cls != NULL ? fill_slots(&delete_maker, filter, NULL)
+                                                 : PyObject_CallOneArg(pl_delete_one, filter);
         }
         goto done;
     }
@@ -1775,6 +1917,9 @@ winner_operation(const plan_record *record, PyObject *document_id, int guard, Py
             operation = PyObject_Vectorcall(pl_update_one, call, 2, pl_upsert_names);
             Py_DECREF(pipeline);
         }
+    }
+    else if (replace_maker.cls != NULL) {
+        operation = fill_slots(&replace_maker, filter, document);
     }
     else {
         PyObject *call[3] = {filter, document, Py_True};
@@ -2018,6 +2163,13 @@ cleanup:
     return result;
 }
 
+static PyObject *
+speedups_operation_path(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(ss)", replace_maker.cls != NULL ? "slots" : "constructor",
+                         delete_maker.cls != NULL ? "slots" : "constructor");
+}
+
 static PyMethodDef speedups_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))speedups_configure, METH_FASTCALL,
      "configure(decimal128_type, decimal_type): the types to build numbers with."},
@@ -2039,12 +2191,14 @@ static PyMethodDef speedups_methods[] = {
      "parse_changes(records) -> (list of Change or None, count of None): None marks a record\n"
      "replicator.events.parse_record must parse (or refuse with its error)."},
     {"configure_planner", configure_planner, METH_VARARGS,
-     "configure_planner(PlannedWrite, ReplaceOne, DeleteOne, UpdateOne): what plan_records\n"
-     "builds with."},
+     "configure_planner(PlannedWrite, ReplaceOne, DeleteOne, UpdateOne, replace_template,\n"
+     "delete_template): what plan_records builds with (templates: plan.slot_template)."},
     {"plan_records", (PyCFunction)(void (*)(void))plan_records, METH_FASTCALL,
      "plan_records(records, key_schema, guard, sequence_field, ttl_as_delete) -> list of\n"
      "PlannedWrite | None: Planner.plan(*parse_records(records)).writes for the common case\n"
      "(None: Python plans the batch)."},
+    {"_operation_path", speedups_operation_path, METH_NOARGS,
+     "How plan_records builds ReplaceOne and DeleteOne: 'slots' or 'constructor' for each."},
     {"_decimal128_path", speedups_decimal128_path, METH_NOARGS,
      "How Decimal128 values are built: 'slots', 'constructor', or None before configure()."},
     {NULL, NULL, 0, NULL},

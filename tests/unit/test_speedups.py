@@ -23,6 +23,7 @@ import pytest
 from bson.decimal128 import Decimal128
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator.convert import Converter
 from replicator.errors import MalformedRecordError
@@ -35,7 +36,7 @@ from replicator.events import (
     parse_records,
 )
 from replicator.keys import KeyMapper
-from replicator.plan import PlannedWrite, Planner, WritePlan
+from replicator.plan import PlannedWrite, Planner, WritePlan, slot_template
 from replicator.plan import configure_accelerator as configure_planner
 from replicator.settings import Settings
 
@@ -726,16 +727,12 @@ def c_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite] | None:
 
 
 def operation_shape(operation: Any) -> Any:
-    """Every part of a pymongo operation, type for type and in order (== ignores dict order)."""
-    update = getattr(operation, "_doc", None)
-    return (
-        type(operation).__name__,
-        shape_of_any(operation._filter),
-        shape_of_any(update),
-        getattr(operation, "_upsert", None),
-        getattr(operation, "_collation", None),
-        getattr(operation, "_hint", None),
-    )
+    """Every slot of a pymongo operation, type for type and in order (== ignores dict order, and
+    ReplaceOne's == may not look at every slot)."""
+    slots = [name for klass in type(operation).__mro__ for name in vars(klass).get("__slots__", ())]
+    return type(operation).__name__, [
+        (name, shape_of_any(getattr(operation, name, "<unset>"))) for name in slots
+    ]
 
 
 def shape_of_any(value: Any) -> Any:
@@ -745,6 +742,8 @@ def shape_of_any(value: Any) -> Any:
         return ("dict", [(type(name), name, shape_of_any(item)) for name, item in value.items()])
     if kind is list:
         return ("list", [shape_of_any(item) for item in value])
+    if value is None or kind is bool or kind is str:
+        return (kind.__name__, value)
     return shape(value)
 
 
@@ -936,3 +935,58 @@ def test_plan_records_leaves_the_garbage_collector_as_it_found_it(speedups: Any)
             assert gc.isenabled() is state
     finally:
         (gc.enable if was else gc.disable)()
+
+
+def test_slot_template_describes_how_the_class_fills_its_slots() -> None:
+    operation_filter, document = {"_id": 1}, {"_id": 1}
+    descriptors, values, filter_at, document_at, _ = slot_template(
+        ReplaceOne, operation_filter, document, upsert=True)
+    names = [d.__name__ for d in descriptors]
+    assert names[filter_at] == "_filter" and values[filter_at] is operation_filter
+    assert names[document_at] == "_doc" and values[document_at] is document
+    assert values[names.index("_upsert")] is True
+    assert slot_template(DeleteOne, operation_filter)[3] == -1
+
+    class WithDict:
+        def __init__(self, operation_filter: Any) -> None:
+            self.filter = operation_filter
+
+    assert slot_template(WithDict, {}) is None
+
+
+@pytest.mark.parametrize("templates", ["class calls", "a lying template"])
+def test_plan_records_is_the_same_whichever_way_it_builds_operations(
+    speedups: Any, templates: str
+) -> None:
+    batch = [
+        {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1",
+                                             "NewImage": {"pk": {"S": "a"}}}},
+        {"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "b"}}, "SequenceNumber": "2"}},
+    ]
+    assert speedups._operation_path() == ("slots", "slots")
+    replace = slot_template(ReplaceOne, {}, {}, upsert=True)
+    delete = slot_template(DeleteOne, {})
+    if templates == "class calls":
+        replace = delete = None
+    else:  # filter and document swapped: its ReplaceOne differs from the class's, so unused
+        replace = (*replace[:2], replace[3], replace[2], replace[4])
+    try:
+        speedups.configure_planner(PlannedWrite, ReplaceOne, DeleteOne, UpdateOne, replace, delete)
+        expected = ("constructor", "constructor" if templates == "class calls" else "slots")
+        assert speedups._operation_path() == expected
+        assert assert_same_plan(Settings(), batch) is not None
+    finally:
+        configure_planner(speedups)
+    assert speedups._operation_path() == ("slots", "slots")
+
+
+def test_configure_planner_refuses_a_malformed_template(speedups: Any) -> None:
+    replace = slot_template(ReplaceOne, {}, {}, upsert=True)
+    try:
+        for bad in [(), ("x",) * 5, (replace[0], replace[1][:-1], *replace[2:]),
+                    (*replace[:2], 99, replace[3], replace[4])]:
+            with pytest.raises(TypeError):
+                speedups.configure_planner(
+                    PlannedWrite, ReplaceOne, DeleteOne, UpdateOne, bad, None)
+    finally:
+        configure_planner(speedups)
