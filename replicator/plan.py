@@ -441,13 +441,15 @@ def slot_template(cls: type, operation_filter: Any, *rest: Any, **options: Any) 
     indexes and the example's values everywhere else. None when the class is not made of plain
     ``__slots__`` (instances with a ``__dict__``, its own ``__new__``); the C module then calls
     the class. It also compares what it builds with the class's own result before using it."""
-    if cls.__new__ is not object.__new__:  # type: ignore[comparison-overlap]
-        return None
+    if cls.__new__ is not object.__new__ or cls.__dictoffset__:  # type: ignore[comparison-overlap]
+        return None  # its own __new__, or instances with a __dict__
     descriptors: list[Any] = []
     for klass in cls.__mro__[:-1]:
         names = vars(klass).get("__slots__")
         if names is None:
-            return None  # instances get a __dict__
+            if klass.__basicsize__ != object.__basicsize__:
+                return None  # a base with state of its own (typing.Generic, a C type in 3.12+, has none)
+            continue
         for name in (names,) if isinstance(names, str) else names:
             if name == "__dict__":
                 return None
