@@ -1,5 +1,5 @@
 /*
- * replicator._speedups: an optional C accelerator for replicator/convert.py and events.py.
+ * replicator._speedups: an optional C accelerator for replicator/convert.py, events.py and plan.py.
  *
  * Why this exists: converting DynamoDB-JSON images is the hot loop of the replicator. The
  * pure-Python converter in convert.py (class Converter, convert_number, _decimal128, _binary and
@@ -23,6 +23,10 @@
  *   has_dollar_name(document) -> bool | None   a top-level name starting with "$"
  *   configure_events(...), parse_changes(records)   replicator.events.parse_record's well-formed
  *                                              case, for a whole batch (None: ask the reference)
+ *   configure_planner(...), plan_records(records, key_schema, guard, sequence_field,
+ *       ttl_as_delete) -> list of PlannedWrite | None   replicator.plan.Planner's plan of a
+ *                                              whole batch of raw records, common case only
+ *                                              (None: Python parses and plans the batch)
  *
  * C99, public CPython API only (3.10 to 3.13).
  */
