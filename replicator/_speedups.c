@@ -969,25 +969,36 @@ speedups_document(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t
     return out;
 }
 
-/* has_dollar_name(document) -> bool | None: whether a top-level name starts with "$" (None when
- * document is not exactly a dict of str names). */
-static PyObject *
-speedups_has_dollar_name(PyObject *Py_UNUSED(module), PyObject *document)
+/* Whether a top-level name of document starts with "$": 1 or 0, -1 when document is not exactly
+ * a dict of str names (the caller decides). */
+static int
+has_dollar_name(PyObject *document)
 {
     Py_ssize_t position = 0;
     PyObject *name, *value;
     if (!PyDict_CheckExact(document)) {
-        Py_RETURN_NONE;
+        return -1;
     }
     while (PyDict_Next(document, &position, &name, &value)) {
         if (!PyUnicode_CheckExact(name)) {
-            Py_RETURN_NONE;
+            return -1;
         }
         if (PyUnicode_GET_LENGTH(name) > 0 && PyUnicode_READ_CHAR(name, 0) == '$') {
-            Py_RETURN_TRUE;
+            return 1;
         }
     }
-    Py_RETURN_FALSE;
+    return 0;
+}
+
+/* has_dollar_name(document) -> bool | None (None: not a plain dict of str names). */
+static PyObject *
+speedups_has_dollar_name(PyObject *Py_UNUSED(module), PyObject *document)
+{
+    int found = has_dollar_name(document);
+    if (found < 0) {
+        Py_RETURN_NONE;
+    }
+    return PyBool_FromLong(found);
 }
 
 /* The BID bits of -19.99 and of -9.999...9E+6111 (34 nines): the self-check's values. */
@@ -1133,14 +1144,16 @@ static PyObject *s___dict__, *s_index, *s_event_name, *s_keys,
     *s_sequence_number, *s_stream_view_type, *s_new_image, *s_old_image, *s_created_at,
     *s_is_ttl_delete, *s_event_id, *s_event_source_arn, *s_raw;
 
-static int
-intern_event_names(void)
-{
+/* var = sys.intern(text), once; for functions that return -1 on an error. */
 #define INTERN(var, text)                                   \
     if ((var) == NULL) {                                    \
         (var) = PyUnicode_InternFromString(text);           \
         if ((var) == NULL) return -1;                       \
     }
+
+static int
+intern_event_names(void)
+{
     INTERN(s___dict__, "__dict__");
     INTERN(s_index, "index");
     INTERN(s_event_name, "event_name");
@@ -1154,8 +1167,19 @@ intern_event_names(void)
     INTERN(s_event_id, "event_id");
     INTERN(s_event_source_arn, "event_source_arn");
     INTERN(s_raw, "raw");
-#undef INTERN
     return 0;
+}
+
+/* frozen.build(cls, fields): a plain frozen dataclass with fields as its __dict__, set by
+ * object.__setattr__ past the dataclass's own __setattr__ (fields is borrowed). */
+static PyObject *
+build_frozen(PyObject *cls, PyObject *fields)
+{
+    PyObject *instance = new_instance(cls);
+    if (instance != NULL && PyObject_GenericSetAttr(instance, s___dict__, fields) < 0) {
+        Py_CLEAR(instance);
+    }
+    return instance;
 }
 
 static PyObject *
@@ -1423,18 +1447,8 @@ parse_one(PyObject *raw, Py_ssize_t index)
         return NULL;
     }
     Py_DECREF(index_object);
-    PyObject *change = new_instance(ev_change_type);
-    if (change == NULL) {
-        Py_DECREF(fields);
-        return NULL;
-    }
-    /* object.__setattr__(change, "__dict__", fields): past the frozen dataclass's __setattr__. */
-    int failed = PyObject_GenericSetAttr(change, s___dict__, fields);
+    PyObject *change = build_frozen(ev_change_type, fields);
     Py_DECREF(fields);
-    if (failed < 0) {
-        Py_DECREF(change);
-        return NULL;
-    }
     return change;
 }
 
@@ -1629,23 +1643,9 @@ setup_maker(slot_maker *maker, PyObject *cls, PyObject *template, int with_docum
     return 0;
 }
 
-static PyObject *
-configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
+static int
+intern_planner_names(void)
 {
-    PyObject *planned_write, *replace_one, *delete_one, *update_one, *replace_template,
-        *delete_template;
-    if (!PyArg_ParseTuple(args, "OOOOOO:configure_planner", &planned_write, &replace_one,
-                          &delete_one, &update_one, &replace_template, &delete_template)) {
-        return NULL;
-    }
-    if (intern_event_names() < 0 || check_plain_class(planned_write) < 0) {
-        return NULL;
-    }
-#define INTERN(var, text)                                   \
-    if ((var) == NULL) {                                    \
-        (var) = PyUnicode_InternFromString(text);           \
-        if ((var) == NULL) return NULL;                     \
-    }
     INTERN(s_id, "_id");
     INTERN(s_operation, "operation");
     INTERN(s_sequence_numbers, "sequence_numbers");
@@ -1657,7 +1657,22 @@ configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
     INTERN(s_exists, "$exists");
     INTERN(s_replace_with, "$replaceWith");
     INTERN(s_literal, "$literal");
-#undef INTERN
+    return 0;
+}
+
+static PyObject *
+configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *planned_write, *replace_one, *delete_one, *update_one, *replace_template,
+        *delete_template;
+    if (!PyArg_ParseTuple(args, "OOOOOO:configure_planner", &planned_write, &replace_one,
+                          &delete_one, &update_one, &replace_template, &delete_template)) {
+        return NULL;
+    }
+    if (intern_event_names() < 0 || intern_planner_names() < 0
+        || check_plain_class(planned_write) < 0) {
+        return NULL;
+    }
     if (pl_upsert_names == NULL && (pl_upsert_names = Py_BuildValue("(s)", "upsert")) == NULL) {
         return NULL;
     }
@@ -1897,15 +1912,7 @@ winner_operation(const plan_record *record, PyObject *document_id, int guard, Py
         operation = not_handled();
         goto done;
     }
-    int dollar = 0;
-    Py_ssize_t position = 0;
-    PyObject *name, *value;
-    while (PyDict_Next(document, &position, &name, &value)) {
-        if (PyUnicode_GET_LENGTH(name) > 0 && PyUnicode_READ_CHAR(name, 0) == '$') {
-            dollar = 1;
-            break;
-        }
-    }
+    int dollar = has_dollar_name(document); /* its names are str: convert_map_into checked */
     if (guard && PyDict_SetItem(document, field, sequence) < 0) {
         goto done;
     }
@@ -1966,10 +1973,7 @@ planned_write(PyObject *operation, PyObject *sequence_numbers)
         Py_DECREF(fields);
         return NULL;
     }
-    PyObject *write = new_instance(pl_planned_write);
-    if (write != NULL && PyObject_GenericSetAttr(write, s___dict__, fields) < 0) {
-        Py_CLEAR(write);
-    }
+    PyObject *write = build_frozen(pl_planned_write, fields);
     Py_DECREF(fields);
     return write;
 }

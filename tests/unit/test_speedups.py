@@ -731,20 +731,8 @@ def operation_shape(operation: Any) -> Any:
     ReplaceOne's == may not look at every slot)."""
     slots = [name for klass in type(operation).__mro__ for name in vars(klass).get("__slots__", ())]
     return type(operation).__name__, [
-        (name, shape_of_any(getattr(operation, name, "<unset>"))) for name in slots
+        (name, shape(getattr(operation, name, "<unset>"))) for name in slots
     ]
-
-
-def shape_of_any(value: Any) -> Any:
-    """shape(), also for the planner's own values (filters hold the guard's False)."""
-    kind = type(value)
-    if kind is dict:
-        return ("dict", [(type(name), name, shape_of_any(item)) for name, item in value.items()])
-    if kind is list:
-        return ("list", [shape_of_any(item) for item in value])
-    if value is None or kind is bool or kind is str:
-        return (kind.__name__, value)
-    return shape(value)
 
 
 def assert_same_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite] | None:
