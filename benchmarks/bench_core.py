@@ -47,8 +47,8 @@ import replicator.accelerator  # noqa: E402
 from replicator import Replicator, Settings  # noqa: E402
 from replicator.baselines.original import OriginalHandler, lossy_image  # noqa: E402
 from replicator.convert import Converter  # noqa: E402
-from replicator.events import parse_records, records_of  # noqa: E402
-from replicator.plan import Planner, WritePlan  # noqa: E402
+from replicator.events import parse_records  # noqa: E402
+from replicator.plan import Planner  # noqa: E402
 
 TYPE_ZOO_DIRS = (
     ROOT / "tests" / "fixtures" / "dynamodb-local" / "type_zoo",  # preferred when the repo has it
@@ -444,18 +444,15 @@ def baseline_work(event: Mapping[str, Any]) -> list[Any]:
     return out
 
 
-def core_plan(planner: Planner, event: Mapping[str, Any]) -> WritePlan:
-    """What ``Replicator.plan`` does for a batch that needs no read-back (all of these): the C
-    accelerator's one-pass plan when it takes the batch, else parse + plan in Python."""
-    records = records_of(event)
-    plan = planner.plan_records(records)
-    if plan is None:
-        plan = planner.plan(*parse_records(records))
-    return plan
+def planning_replicator() -> Replicator:
+    """A Replicator on a stub collection, for its ``plan(event)``: the core's work per batch as
+    the product does it (the C accelerator's one pass, or parse + plan in Python), no I/O."""
+    return Replicator(StubDatabase(Counter())["items"])
 
 
 def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
-    planner = Planner(Settings())
+    planning = planning_replicator()
+    planner = planning.planner
     pure_planner = Planner(Settings(), converter=Converter(accelerate=False))
     accelerated = replicator.accelerator.native is not None
     workloads = {
@@ -468,7 +465,7 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
     for label, event in workloads.items():
         def core(event: dict[str, Any] = event) -> None:
             for _ in range(batches_per_rep):
-                core_plan(planner, event)
+                planning.plan(event)
 
         def core_two_steps(event: dict[str, Any] = event) -> None:
             for _ in range(batches_per_rep):
@@ -492,8 +489,8 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
         per_event = {
             name: median(t) / (batches_per_rep * len(event["Records"])) for name, t in times.items()
         }
-        plan = core_plan(planner, event)
-        assert plan == planner.plan(*parse_records(event, accelerate=False))
+        plan = planning.plan(event)
+        assert plan == pure_planner.plan(*parse_records(event, accelerate=False))
         kinds = Counter(r["eventName"] for r in event["Records"])
         results[label] = {
             "records": len(event["Records"]),
@@ -702,11 +699,12 @@ def profile_core(batches: int = 20, top: int = 15) -> None:
     import cProfile
     import pstats
 
-    planner = Planner(Settings())
+    planning = planning_replicator()
+    planner = planning.planner
     event = synthetic_event(1000, 300, seed=20240601)
     changes, bad = parse_records(event)
     phases = {
-        "core (one C pass)": lambda: core_plan(planner, event),
+        "core (Replicator.plan)": lambda: planning.plan(event),
         "parse_records": lambda: parse_records(event),
         "Planner.plan": lambda: planner.plan(changes, bad),
         "baseline_work": lambda: baseline_work(event),
