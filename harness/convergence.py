@@ -12,7 +12,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.apply import is_mongomock, unescape_document
 from replicator.keys import identity
 from replicator.plan import Planner
 
@@ -80,12 +79,10 @@ def expected_documents(
 
 
 def read_target(collection: Any, ignore: Sequence[str]) -> list[dict[str, Any]]:
-    """Every document of the target, metadata fields removed, escaping (mongomock) undone."""
-    unescape = is_mongomock(collection)
+    """Every document of the target, metadata fields removed (the mongomock adapter unescapes
+    the names it stores escaped)."""
     documents = []
     for document in collection.find({}):
-        if unescape:
-            document = unescape_document(document)
         for name in ignore:
             document.pop(name, None)
         documents.append(document)

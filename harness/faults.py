@@ -15,17 +15,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import random
-import threading
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError, NotPrimaryError, PyMongoError
-from pymongo.results import BulkWriteResult
+from pymongo.errors import AutoReconnect, BulkWriteError, NotPrimaryError, PyMongoError
 
-from replicator.apply import _apply_on_mongomock
-
-_LOCK = threading.RLock()
+from harness.backends.mongomock_target import MongomockCollection
 
 
 @dataclass
@@ -78,40 +74,10 @@ class FaultLog:
         self.injected[name] = self.injected.get(name, 0) + 1
 
 
-class BulkWriteShim:
-    """A mongomock collection with pymongo's unordered/ordered ``bulk_write`` semantics."""
-
-    def __init__(self, collection: Any) -> None:
-        self.inner = collection
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def bulk_write(self, requests: Sequence[Any], ordered: bool = True, **_: Any) -> Any:
-        errors, applied = [], 0
-        for index, operation in enumerate(requests):
-            try:
-                self.apply_one(operation)
-                applied += 1
-            except DuplicateKeyError as error:
-                errors.append({"index": index, "code": 11000, "errmsg": str(error),
-                               "keyPattern": {"_id": 1}, "op": operation})
-                if ordered:
-                    break
-            except (PyMongoError, ValueError, TypeError) as error:
-                errors.append({"index": index, "code": getattr(error, "code", None) or 2,
-                               "errmsg": f"{type(error).__name__}: {error}", "op": operation})
-                if ordered:
-                    break
-        if errors:
-            raise BulkWriteError({"writeErrors": errors, "writeConcernErrors": [],
-                                  "nInserted": 0, "nUpserted": 0, "nMatched": applied,
-                                  "nModified": applied, "nRemoved": 0, "upserted": []})
-        return BulkWriteResult({"nMatched": applied, "nUpserted": 0, "upserted": []}, True)
-
-    def apply_one(self, operation: Any) -> None:
-        with _LOCK:
-            _apply_on_mongomock(self.inner, operation)
+class BulkWriteShim(MongomockCollection):
+    """A mongomock collection with pymongo's ``bulk_write`` contract: the harness's mongomock
+    adapter (harness.backends.mongomock_target), named for what the fault wrappers need of it.
+    Subclasses may override ``apply_one`` to fail chosen operations."""
 
 
 class FaultyCollection:

@@ -1,37 +1,87 @@
 """The only place that writes a plan to MongoDB: one ``bulk_write`` per collection and batch.
 
+Every planned write ends in exactly one of four lists of :class:`WriteResult` (the table of
+error codes behind the choice, and its sources, is docs/write-errors.md):
+
+- ``applied``: it landed (``inserted`` also lists the upserts that created their document);
+- ``stale``: a newer version is stored (the guard refused it, shown by reading the stored
+  sequence number back: an E11000 alone is no proof);
+- ``failed``: a transient problem (network, not primary, write concern, a duplicate key race):
+  the caller reports it in ``batchItemFailures`` and Lambda redelivers it;
+- ``rejected``: it can never be applied (an unencodable document, a validator, a unique
+  secondary index, a too large document, ...): the caller quarantines its record.
+
 Server errors are mapped back to the planned writes by their index in the bulk (as pymongo's own
-``bulk_shared`` does), so the caller learns exactly which sequence numbers did not land.
+``bulk_shared`` does). Nothing here raises for a write's sake.
 
 A write that moves a document to another shard key value (``PlannedWrite.shard_key_move``) is not
 part of the bulk: where the server runs transactions (a replica set member or mongos, asked once
-per client with ``hello``) it runs in its own session and transaction; elsewhere (standalone,
-mongomock) its single write with the old shard key in the filter is sent alone.
+per client with ``hello``) it runs in its own session and transaction; elsewhere (a standalone)
+its single write with the old shard key in the filter is sent alone.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
-from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
+import bson
+from bson.errors import BSONError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from replicator.events import pad_sequence_number
+from replicator.keys import identity
 from replicator.plan import PlannedWrite, same_shard_values, shard_values
+from replicator.settings import SEQUENCE_FIELD
 
 log = logging.getLogger(__name__)
 
 DUPLICATE_KEY = 11000
-# Escape for $-prefixed top-level names on a target that cannot store them (mongomock); see
-# escape_field_name. FULLWIDTH DOLLAR SIGN, never produced by the replicator otherwise.
-DOLLAR_ESCAPE = "\uff04"
+#: 11000 and its legacy forms (pymongo's helpers_shared raises DuplicateKeyError for all three)
+DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
+
+#: Per-write server errors worth retrying; any other code is permanent (docs/write-errors.md).
+#: pymongo's own list (pymongo/helpers_shared.py ``_RETRYABLE_ERROR_CODES``: the "not primary",
+#: "node is recovering" and network codes of the retryable writes spec), plus the MongoDB codes
+#: of conditions that pass with time: MaxTimeMSExpired, WriteConcernFailed, LockTimeout, LockBusy,
+#: WriteConflict.
+TRANSIENT_CODES = frozenset({
+    # pymongo _NOT_PRIMARY_CODES (incl. _SHUTDOWN_CODES)
+    10058, 10107, 13435, 11602, 13436, 189, 11600, 91,
+    # pymongo _RETRYABLE_ERROR_CODES additions
+    7, 6, 89, 9001, 262, 134,
+    # MongoDB error codes (src/mongo/base/error_codes.yml) that pass with time
+    50,  # MaxTimeMSExpired
+    64,  # WriteConcernFailed
+    24,  # LockTimeout
+    46,  # LockBusy
+    112,  # WriteConflict
+})
+
+#: What pymongo/bson raise while encoding a command, before (part of) it is sent: NUL in a name
+#: (InvalidDocument), a lone surrogate (UnicodeEncodeError), an int beyond int64 (OverflowError),
+#: a cycle or absurd depth (RecursionError), an unencodable type (InvalidDocument/TypeError).
+ENCODING_ERRORS: tuple[type[BaseException], ...] = (
+    BSONError, UnicodeError, OverflowError, RecursionError, ValueError, TypeError,
+)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why a write can never be applied: a server ``code`` when there is one, the document path
+    of the offending value when known (``""`` otherwise)."""
+
+    reason: str
+    code: int | None = None
+    field_path: str = ""
+    #: "encoding" (refused by the client), "constraint" (a unique secondary index) or "server"
+    kind: str = "server"
 
 
 @dataclass
@@ -41,25 +91,37 @@ class WriteResult:
     applied: list[PlannedWrite] = field(default_factory=list)
     #: a newer version was already there (stale-write guard): nothing to do, not a failure
     stale: list[PlannedWrite] = field(default_factory=list)
+    #: transient: retry (batchItemFailures)
     failed: list[tuple[PlannedWrite, str]] = field(default_factory=list)
+    #: permanent: quarantine the record the write stands for
+    rejected: list[tuple[PlannedWrite, Rejection]] = field(default_factory=list)
+    #: the applied upserts that inserted a new document (a subset of ``applied``)
+    inserted: list[PlannedWrite] = field(default_factory=list)
     round_trips: int = 0
 
 
 def write(
-    collection: Any, writes: Sequence[PlannedWrite], *, transactions: bool | None = None
+    collection: Any,
+    writes: Sequence[PlannedWrite],
+    *,
+    transactions: bool | None = None,
+    sequence_field: str = SEQUENCE_FIELD,
 ) -> WriteResult:
     """Send ``writes`` (all for ``collection``) in one unordered bulk write; classify results.
 
     Shard key moves go apart (see the module doc). ``transactions``: whether the target runs
-    transactions; None asks the server (only when a move is in ``writes``).
+    transactions; None asks the server (only when a move is in ``writes``). ``sequence_field``:
+    where documents keep their sequence number, read back to tell a stale write from a race.
     """
     moves = [w for w in writes if w.shard_key_move is not None]
     if not moves:
-        return _bulk_write(collection, writes)
+        return _bulk_write(collection, writes, sequence_field)
     if transactions is None:
         transactions = supports_transactions(collection)
     if transactions:
-        result = _bulk_write(collection, [w for w in writes if w.shard_key_move is None])
+        result = _bulk_write(
+            collection, [w for w in writes if w.shard_key_move is None], sequence_field
+        )
         for planned in moves:
             _move_in_transaction(collection, planned, result)
         return result
@@ -68,55 +130,245 @@ def write(
     # A move from an unknown value filters on _id alone and changes no shard key value: it stays.
     alone = [w for w in moves if w.shard_key_move is not None and w.shard_key_move.old is not None]
     apart = {id(w) for w in alone}
-    result = _bulk_write(collection, [w for w in writes if id(w) not in apart])
+    result = _bulk_write(collection, [w for w in writes if id(w) not in apart], sequence_field)
     for planned in alone:
-        _merge(result, _bulk_write(collection, [planned]))
+        _merge(result, _bulk_write(collection, [planned], sequence_field))
     return result
 
 
-def _bulk_write(collection: Any, writes: Sequence[PlannedWrite]) -> WriteResult:
+def _bulk_write(
+    collection: Any, writes: Sequence[PlannedWrite], sequence_field: str
+) -> WriteResult:
     result = WriteResult()
     if not writes:
         return result
-    if is_mongomock(collection):
-        return _write_one_by_one(collection, writes)
-    operations = [w.operation for w in writes]
-    result.round_trips = 1
     try:
         # Unordered: the plan holds one write per _id, so no write depends on another, and one
         # failure must not hold back the others.
-        collection.bulk_write(operations, ordered=False)
+        answer = collection.bulk_write([w.operation for w in writes], ordered=False)
     except BulkWriteError as error:
-        failed_at: dict[int, str] = {}
-        for item in error.details.get("writeErrors", []):
-            failed_at[item["index"]] = _describe(item)
-        concern = error.details.get("writeConcernErrors") or []
-        for index, planned in enumerate(writes):
-            if index in failed_at:
-                item = next(e for e in error.details["writeErrors"] if e["index"] == index)
-                if _is_stale(planned, item.get("code"), item.get("keyPattern")):
-                    result.stale.append(planned)
-                else:
-                    result.failed.append((planned, failed_at[index]))
-            elif concern:
-                # Applied but not acknowledged with the asked write concern: retry (safe, guarded).
-                result.failed.append((planned, f"write concern error: {concern[0].get('errmsg')}"))
-            else:
-                result.applied.append(planned)
+        result.round_trips = 1
+        _classify_bulk_error(collection, writes, error, sequence_field, result)
         return result
     except PyMongoError as error:
+        # The whole command failed (network, server selection, not primary, a command-level
+        # OperationFailure): nothing is known to have landed, and every write is guarded.
+        result.round_trips = 1
         message = f"{type(error).__name__}: {error}"
         result.failed.extend((planned, message) for planned in writes)
         return result
+    except ENCODING_ERRORS as error:
+        return _isolate_unencodable(collection, writes, error, sequence_field)
+    result.round_trips = 1
     result.applied.extend(writes)
+    upserted = getattr(answer, "upserted_ids", None) or {}
+    result.inserted.extend(writes[index] for index in sorted(upserted) if index < len(writes))
     return result
+
+
+def _isolate_unencodable(
+    collection: Any, writes: Sequence[PlannedWrite], error: BaseException, sequence_field: str
+) -> WriteResult:
+    """pymongo refused to encode the bulk (it raises before sending the command it was building):
+    find the writes that cannot be encoded, reject them, send the rest.
+
+    Each operation is encoded on its own with bson (no I/O). When that finds none (an error only
+    the whole command shows), the bulk is halved and each half sent, down to single writes: a
+    single write that still cannot be encoded is rejected. Resending writes that may have gone
+    out with an earlier message of the same bulk is safe: every write is guarded and idempotent.
+    """
+    result = WriteResult()
+    bad = {}
+    for index, planned in enumerate(writes):
+        rejection = encoding_problem(planned.operation)
+        if rejection is not None:
+            bad[index] = rejection
+    if bad:
+        for index, rejection in bad.items():
+            result.rejected.append((writes[index], rejection))
+        _merge(result, _bulk_write(
+            collection, [w for i, w in enumerate(writes) if i not in bad], sequence_field))
+        return result
+    if len(writes) == 1:
+        result.rejected.append((writes[0], Rejection(
+            f"{type(error).__name__}: {error}", field_path="", kind="encoding")))
+        return result
+    middle = len(writes) // 2
+    _merge(result, _bulk_write(collection, writes[:middle], sequence_field))
+    _merge(result, _bulk_write(collection, writes[middle:], sequence_field))
+    return result
+
+
+def _classify_bulk_error(
+    collection: Any,
+    writes: Sequence[PlannedWrite],
+    error: BulkWriteError,
+    sequence_field: str,
+    result: WriteResult,
+) -> None:
+    details = error.details or {}
+    by_index = {item.get("index"): item for item in details.get("writeErrors") or []}
+    concern = details.get("writeConcernErrors") or []
+    upserted = {item.get("index") for item in details.get("upserted") or []}
+    # A label on the whole error makes every write error in it retryable (retryable writes spec).
+    retryable = error.has_error_label("RetryableWriteError")
+    duplicates: list[tuple[PlannedWrite, Mapping[str, Any]]] = []
+    for index, planned in enumerate(writes):
+        item = by_index.get(index)
+        if item is None:
+            if concern:
+                # Applied but not acknowledged with the asked write concern: retry (safe, guarded).
+                result.failed.append((planned, f"write concern error: {_describe(concern[0])}"))
+            else:
+                result.applied.append(planned)
+                if index in upserted:
+                    result.inserted.append(planned)
+            continue
+        kind = classify(item, retryable=retryable)
+        if kind == "duplicate":
+            duplicates.append((planned, item))
+        elif kind == "constraint":
+            result.rejected.append((planned, Rejection(
+                f"unique index {dict(item.get('keyPattern') or {})} refused the write "
+                f"(keyValue {dict(item.get('keyValue') or {})}): {_describe(item)}",
+                code=item.get("code"), kind="constraint")))
+        elif kind == "transient":
+            result.failed.append((planned, _describe(item)))
+        else:
+            result.rejected.append((planned, Rejection(_describe(item), code=item.get("code"))))
+    if duplicates:
+        result.round_trips += 1
+        _settle_duplicates(collection, duplicates, sequence_field, result)
+
+
+def classify(item: Mapping[str, Any], *, retryable: bool = False) -> str:
+    """One write error (a ``writeErrors`` entry) -> "duplicate" (E11000 on ``_id`` or on an
+    unnamed index: read back to decide), "constraint" (E11000 on a unique secondary index),
+    "transient" or "permanent". See docs/write-errors.md."""
+    code = item.get("code")
+    if code in DUPLICATE_KEY_CODES:
+        pattern = item.get("keyPattern")
+        if pattern is None or dict(pattern) == {"_id": 1}:
+            return "duplicate"
+        return "constraint"
+    if retryable or code is None or code in TRANSIENT_CODES:
+        # No code at all: nothing says the write can never succeed; retry rather than drop.
+        return "transient"
+    labels = item.get("errorLabels") or ()
+    if "RetryableWriteError" in labels:
+        return "transient"
+    return "permanent"
+
+
+def _settle_duplicates(
+    collection: Any,
+    duplicates: list[tuple[PlannedWrite, Mapping[str, Any]]],
+    sequence_field: str,
+    result: WriteResult,
+) -> None:
+    """E11000 on ``_id`` is no proof that a newer version is stored: an upsert racing an insert
+    of the same ``_id`` (SERVER-14322) or an orphan left by a chunk migration give it too. Read
+    the stored sequence numbers of those ``_id``s (one find): at least ours -> stale; absent or
+    older -> a race -> retry, where the guard decides again."""
+    ids = [_document_id(planned) for planned, _ in duplicates]
+    try:
+        stored = {
+            identity(document["_id"]): document.get(sequence_field)
+            for document in collection.find({"_id": {"$in": ids}}, {sequence_field: 1})
+        }
+    except PyMongoError as error:
+        why = f"duplicate key, and reading back the stored version failed: {error}"
+        result.failed.extend((planned, why) for planned, _ in duplicates)
+        return
+    for planned, item in duplicates:
+        held = stored.get(identity(_document_id(planned)))
+        if isinstance(held, str) and held >= _sequence(planned):
+            result.stale.append(planned)
+        else:
+            result.failed.append((planned, f"duplicate key while no newer version is stored "
+                                           f"(a concurrent insert; retried): {_describe(item)}"))
 
 
 def _merge(into: WriteResult, other: WriteResult) -> None:
     into.applied.extend(other.applied)
     into.stale.extend(other.stale)
     into.failed.extend(other.failed)
+    into.rejected.extend(other.rejected)
+    into.inserted.extend(other.inserted)
     into.round_trips += other.round_trips
+
+
+# -- encoding ----------------------------------------------------------------------------------
+def encoding_problem(operation: Any) -> Rejection | None:
+    """Encode the operation's parts as pymongo would; a Rejection naming the offending value's
+    path when one cannot be encoded, else None. Reads pymongo's operation attributes (they have
+    no public accessor); the planner makes only ReplaceOne, UpdateOne and DeleteOne."""
+    for part in _parts(operation):
+        try:
+            bson.encode(part)
+        except ENCODING_ERRORS as error:
+            return Rejection(f"{type(error).__name__}: {error}", field_path=_bad_path(part),
+                             kind="encoding")
+    return None
+
+
+def _parts(operation: Any) -> Iterator[Mapping[str, Any]]:
+    selector = getattr(operation, "_filter", None)
+    if isinstance(selector, Mapping):
+        yield selector
+    document = getattr(operation, "_doc", None)
+    if isinstance(document, Mapping):
+        yield document
+    elif isinstance(document, list):
+        for stage in document:  # a pipeline: the planner's [{"$replaceWith": {"$literal": doc}}]
+            literal = stage.get("$replaceWith", {}) if isinstance(stage, Mapping) else None
+            if isinstance(literal, Mapping) and isinstance(literal.get("$literal"), Mapping):
+                yield literal["$literal"]
+            elif isinstance(stage, Mapping):
+                yield stage
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _bad_path(value: Any, path: str = "", depth: int = 0) -> str:
+    """The dotted path of the first value or name bson cannot encode ("" when none is found)."""
+    if depth > 200:
+        return path
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            here = f"{path}.{key}" if path else str(key)
+            if not isinstance(key, str) or "\x00" in key or not _encodable_text(key):
+                return here.encode("utf-8", "backslashreplace").decode()
+            found = _bad_path(item, here, depth + 1)
+            if found:
+                return found
+        return ""
+    if isinstance(value, (list, tuple)):
+        for number, item in enumerate(value):
+            found = _bad_path(item, f"{path}.{number}" if path else str(number), depth + 1)
+            if found:
+                return found
+        return ""
+    if isinstance(value, str):
+        return "" if _encodable_text(value) else path
+    if isinstance(value, bool):
+        return ""
+    if isinstance(value, int):
+        return "" if _INT64[0] <= value <= _INT64[1] else path
+    try:
+        bson.encode({"": value})
+    except ENCODING_ERRORS:
+        return path
+    return ""
+
+
+def _encodable_text(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # -- transactions ------------------------------------------------------------------------------
@@ -125,10 +377,8 @@ _TRANSACTIONS: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary(
 
 def supports_transactions(collection: Any) -> bool:
     """True on a replica set member or a mongos (``hello`` has ``setName``, or ``msg`` is
-    ``"isdbgrid"``); False on a standalone and on mongomock (no sessions). Asked once per client;
-    a failed ask is not remembered."""
-    if is_mongomock(collection):
-        return False
+    ``"isdbgrid"``); False on a standalone. Asked once per client; a failed ask is not
+    remembered."""
     client = collection.database.client
     try:
         return _TRANSACTIONS[client]
@@ -181,12 +431,20 @@ def _move_in_transaction(collection: Any, planned: PlannedWrite, result: WriteRe
             )
     except BulkWriteError as error:
         item = (error.details.get("writeErrors") or [{}])[0]
-        if _is_stale(planned, item.get("code"), item.get("keyPattern")):
-            result.stale.append(planned)
-        else:
+        kind = classify(item, retryable=error.has_error_label("RetryableWriteError"))
+        if kind in ("duplicate", "transient"):
+            # The transaction read no newer copy, so a duplicate key is a race: retry.
             result.failed.append((planned, f"shard key move: {_describe(item)}"))
+        else:
+            result.rejected.append((planned, Rejection(
+                f"shard key move: {_describe(item)}", code=item.get("code"),
+                kind="constraint" if kind == "constraint" else "server")))
     except PyMongoError as error:
         result.failed.append((planned, f"shard key move: {type(error).__name__}: {error}"))
+    except ENCODING_ERRORS as error:
+        rejection = encoding_problem(move.write) or Rejection(
+            f"{type(error).__name__}: {error}", kind="encoding")
+        result.rejected.append((planned, rejection))
     else:
         (result.applied if landed else result.stale).append(planned)
     result.round_trips += round_trips[0]
@@ -200,101 +458,13 @@ def _holds_newer(copy: Mapping[str, Any], field_name: str, sequence: str) -> boo
     return not (isinstance(stored, str) and stored < sequence)
 
 
-def _is_stale(planned: PlannedWrite, code: Any, key_pattern: Any) -> bool:
-    if code != DUPLICATE_KEY or not isinstance(planned.operation, (ReplaceOne, UpdateOne)):
-        return False
-    guarded = "$or" in (planned.operation._filter or {})
-    return guarded and (key_pattern is None or dict(key_pattern) == {"_id": 1})
+def _document_id(planned: PlannedWrite) -> Any:
+    return planned.operation._filter.get("_id")
+
+
+def _sequence(planned: PlannedWrite) -> str:
+    return pad_sequence_number(planned.sequence_numbers[-1])
 
 
 def _describe(item: Mapping[str, Any]) -> str:
     return f"code {item.get('code')}: {item.get('errmsg', '')}"
-
-
-# -- mongomock ---------------------------------------------------------------------------------
-# mongomock 4.3's bulk_write breaks with pymongo >= 4.11 (its add_update() rejects the new `sort`
-# argument), and we do not hold the production pymongo back for a mock. So on mongomock the plan's
-# operations are applied one by one with the semantics of an unordered bulk write: every operation
-# is tried, and each failure is reported at its index. A lock makes each write atomic against the
-# harness's parallel batches, as a server would.
-_MONGOMOCK_LOCK = threading.RLock()
-
-
-def is_mongomock(collection: Any) -> bool:
-    return type(collection).__module__.startswith("mongomock")
-
-
-def _write_one_by_one(collection: Any, writes: Sequence[PlannedWrite]) -> WriteResult:
-    result = WriteResult(round_trips=len(writes))
-    for planned in writes:
-        operation = planned.operation
-        try:
-            with _MONGOMOCK_LOCK:
-                _apply_on_mongomock(collection, operation)
-        except DuplicateKeyError as error:
-            if _is_stale(planned, error.code, (error.details or {}).get("keyPattern")):
-                result.stale.append(planned)
-            else:
-                result.failed.append((planned, f"{type(error).__name__}: {error}"))
-        except (PyMongoError, ValueError, TypeError, NotImplementedError) as error:
-            result.failed.append((planned, f"{type(error).__name__}: {error}"))
-        else:
-            result.applied.append(planned)
-    return result
-
-
-def _apply_on_mongomock(collection: Any, operation: Any) -> None:
-    selector = operation._filter
-    if isinstance(operation, ReplaceOne):
-        # Escaped too, so that a stored name that merely starts with the escape reads back right.
-        collection.replace_one(selector, escape_document(operation._doc), upsert=operation._upsert)
-    elif isinstance(operation, DeleteOne):
-        collection.delete_one(selector)
-    elif isinstance(operation, UpdateOne):
-        document = _literal_replacement(operation._doc)
-        if document is None:
-            collection.update_one(selector, operation._doc, upsert=operation._upsert)
-            return
-        # mongomock implements neither $replaceWith nor $-prefixed top-level names at all, so
-        # this is the one place a target truly cannot store the names: escape them, reversibly
-        # (unescape_document), and say so.
-        escaped = escape_document(document)
-        log.warning(
-            "mongomock cannot store $-prefixed top-level field names; stored %s as %s",
-            sorted(k for k in document if k.startswith("$")),
-            sorted(k for k in escaped if k.startswith(DOLLAR_ESCAPE)),
-        )
-        collection.replace_one(selector, escaped, upsert=operation._upsert)
-    else:  # pragma: no cover - the planner makes no other operation
-        raise TypeError(f"unexpected operation {operation!r}")
-
-
-def _literal_replacement(update: Any) -> dict[str, Any] | None:
-    """The document of ``[{"$replaceWith": {"$literal": doc}}]``, the planner's only pipeline."""
-    if isinstance(update, list) and len(update) == 1:
-        stage = update[0].get("$replaceWith") if isinstance(update[0], Mapping) else None
-        if isinstance(stage, Mapping) and set(stage) == {"$literal"}:
-            return dict(stage["$literal"])
-    return None
-
-
-def escape_field_name(name: str) -> str:
-    """``$x`` -> ``＄x``; a name already starting with ``＄`` gets one more, so it reverses."""
-    if name.startswith("$") or name.startswith(DOLLAR_ESCAPE):
-        return DOLLAR_ESCAPE + name[1:] if name.startswith("$") else DOLLAR_ESCAPE + name
-    return name
-
-
-def unescape_field_name(name: str) -> str:
-    if not name.startswith(DOLLAR_ESCAPE):
-        return name
-    rest = name[1:]
-    return rest if rest.startswith(DOLLAR_ESCAPE) else "$" + rest
-
-
-def escape_document(document: Mapping[str, Any]) -> dict[str, Any]:
-    return {escape_field_name(k): v for k, v in document.items()}
-
-
-def unescape_document(document: Mapping[str, Any]) -> dict[str, Any]:
-    return {unescape_field_name(k): v for k, v in document.items()}

@@ -12,8 +12,9 @@ are read and applied again, which the stale-write guard makes harmless.
 
 A checkpoint never moves back: :meth:`CheckpointStore.save` is one ``update_one`` upsert whose
 filter only matches an older (or no) position; a newer one makes the upsert collide on ``_id``
-(duplicate key), which is read as "already further". It works on mongomock as on MongoDB (no
-``bulk_write``, no transaction). The default collection is ``<collection>_checkpoints``.
+(duplicate key), which is read as "already further". It needs only ``update_one`` (no
+``bulk_write``, no transaction), so it works on any target with pymongo's collection API. The
+default collection is ``<collection>_checkpoints``.
 """
 
 from __future__ import annotations

@@ -16,12 +16,20 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from pymongo.operations import UpdateOne
+from pymongo.errors import PyMongoError
+from pymongo.operations import DeleteOne, UpdateOne
 
 from replicator import apply
 from replicator.convert import Converter
-from replicator.errors import ConfigurationError
-from replicator.events import BadRecord, Change, EventName, parse_records, records_of
+from replicator.errors import ConfigurationError, RecordError
+from replicator.events import (
+    BadRecord,
+    Change,
+    EventName,
+    pad_sequence_number,
+    parse_records,
+    records_of,
+)
 from replicator.keys import KeyMapper
 from replicator.plan import PlannedWrite, Planner, WritePlan
 from replicator.readback import ItemReader
@@ -60,7 +68,7 @@ class BatchResult:
 class Replicator:
     """Replicates DynamoDB Streams batches into one MongoDB collection.
 
-    ``collection`` is any pymongo-compatible collection (pymongo, mongomock). ``item_reader``
+    ``collection`` is a pymongo collection (or one with its API). ``item_reader``
     reads current items for KEYS_ONLY / OLD_IMAGE streams (see :mod:`replicator.readback`).
     """
 
@@ -111,7 +119,7 @@ class Replicator:
         result = BatchResult(records=len(records))
         plan = self.plan(records)
         self._settle_bad_records(plan, result)
-        self._write(plan, result)
+        self._write(plan, result, records)
         for failed_sequence, why in result.failures:
             log.warning("will be redelivered: SequenceNumber %s: %s", failed_sequence, why)
         return result
@@ -167,36 +175,50 @@ class Replicator:
             return
         for bad in plan.bad_records:
             log.error("bad record: %s", bad.error)
+        self._keep(plan.bad_records, result, plan)
+
+    def _keep(self, bad_records: Sequence[BadRecord], result: BatchResult,
+              plan: WritePlan | None = None) -> None:
+        """Quarantine ``bad_records`` (raw record + error), or, with bad_records="fail", report
+        them for redelivery. A quarantine that cannot be written is a failure (retried)."""
         if self.settings.bad_records == "fail":
             result.failures.extend(
-                (_sequence_for_retry(bad, plan), str(bad.error)) for bad in plan.bad_records
+                (_sequence_for_retry(bad, plan), str(bad.error)) for bad in bad_records
             )
             return
         writes = [
             PlannedWrite(_quarantine_write(bad), (bad.sequence_number or "",))
-            for bad in plan.bad_records
+            for bad in bad_records
         ]
         outcome = apply.write(self.quarantine, writes)
         result.round_trips += outcome.round_trips
+        landed = {id(w) for w in outcome.applied}
         result.quarantined.extend(
-            bad for bad, w in zip(plan.bad_records, writes, strict=True) if w in outcome.applied
+            bad for bad, w in zip(bad_records, writes, strict=True) if id(w) in landed
         )
-        for planned, why in outcome.failed:
-            index = writes.index(planned)
+        not_kept = [(planned, why) for planned, why in outcome.failed] + [
+            (planned, f"rejected: {rejection.reason}") for planned, rejection in outcome.rejected
+        ]
+        for planned, why in not_kept:
+            index = next(i for i, w in enumerate(writes) if w is planned)
             result.failures.append(
-                (_sequence_for_retry(plan.bad_records[index], plan),
-                 f"could not quarantine: {why}")
+                (_sequence_for_retry(bad_records[index], plan), f"could not quarantine: {why}")
             )
 
-    def _write(self, plan: WritePlan, result: BatchResult) -> None:
+    def _write(self, plan: WritePlan, result: BatchResult, records: Sequence[Any] = ()) -> None:
+        sequence_field = self.settings.sequence_field
+        rejected: list[tuple[PlannedWrite, apply.Rejection, str]] = []
         archive_writes = [w for w in plan.writes if w.collection == "archive"]
         blocked: set[tuple[str, ...]] = set()
         if archive_writes:
-            outcome = apply.write(self.archive, archive_writes)
+            outcome = apply.write(self.archive, archive_writes, sequence_field=sequence_field)
             result.round_trips += outcome.round_trips
             for planned, why in outcome.failed:
                 blocked.add(planned.sequence_numbers)  # keep the document until it is archived
                 result.failures.append((planned.sequence_numbers[0], f"archive failed: {why}"))
+            # A rejected archive write keeps the old image in the quarantine (its raw record):
+            # the delete may go ahead, nothing is lost.
+            rejected.extend((w, why, "dynamodb.OldImage") for w, why in outcome.rejected)
         main = [w for w in plan.writes if w.collection == "main"
                 and w.sequence_numbers not in blocked]
         if self.tombstones is not None and main:
@@ -204,13 +226,117 @@ class Replicator:
             result.round_trips += guarded.round_trips
             result.stale += len(guarded.blocked)
             result.failures.extend((w.sequence_numbers[0], why) for w, why in guarded.failed)
+            rejected.extend((w, why, "dynamodb.Keys") for w, why in guarded.rejected)
             main = guarded.clear
-        outcome = apply.write(self.collection, main)
+        outcome = apply.write(self.collection, main, sequence_field=sequence_field)
         result.round_trips += outcome.round_trips
         result.applied += len(outcome.applied)
         result.stale += len(outcome.stale)
         # Report the lowest record a failed write stands for: everything from there is redelivered.
         result.failures.extend((w.sequence_numbers[0], why) for w, why in outcome.failed)
+        rejected.extend((w, why, "dynamodb.NewImage") for w, why in outcome.rejected)
+        if self.tombstones is not None and outcome.inserted:
+            self._undo_resurrections(outcome.inserted, result)
+        if rejected:
+            self._quarantine_rejected(rejected, records, result)
+
+    def _undo_resurrections(self, inserted: list[PlannedWrite], result: BatchResult) -> None:
+        """Remove the documents this batch inserted although a newer delete is remembered.
+
+        The tombstone probe and the upsert are two round trips: a delete of the same _id can
+        land between them, and the upsert, finding no document, inserts an older version after
+        the delete. Reading the tombstones of the _ids we inserted, after our insert, closes that
+        window: either the read sees the delete's tombstone (written before its delete), and we
+        remove our document -- filtered on the sequence number we wrote, so a newer write is
+        never removed --; or the tombstone was not written yet, so the delete's own guarded
+        deleteOne runs after our insert and removes it. One find, only for batches that
+        created documents (updates of existing documents cannot resurrect anything).
+        """
+        assert self.tombstones is not None
+        sequence_field = self.settings.sequence_field
+        result.round_trips += 1
+        try:
+            newer = self.tombstones.newer_than(inserted)
+        except PyMongoError as error:
+            # Retried: the redelivered upsert is then blocked by the tombstone probe.
+            why = f"tombstones: re-check after insert: {type(error).__name__}: {error}"
+            result.failures.extend((w.sequence_numbers[0], why) for w in inserted)
+            return
+        if not newer:
+            return
+        undo = [
+            PlannedWrite(
+                DeleteOne({"_id": planned.operation._filter["_id"],
+                           sequence_field: pad_sequence_number(planned.sequence_numbers[-1])}),
+                planned.sequence_numbers,
+            )
+            for planned, _ in newer
+        ]
+        outcome = apply.write(self.collection, undo, sequence_field=sequence_field)
+        result.round_trips += outcome.round_trips
+        result.applied -= len(outcome.applied)
+        result.stale += len(outcome.applied)
+        for planned, why in [*outcome.failed, *((w, r.reason) for w, r in outcome.rejected)]:
+            result.failures.append((planned.sequence_numbers[0],
+                                    f"removing a write older than a remembered delete: {why}"))
+
+    def _quarantine_rejected(
+        self,
+        rejected: list[tuple[PlannedWrite, apply.Rejection, str]],
+        records: Sequence[Any],
+        result: BatchResult,
+    ) -> None:
+        """Quarantine the writes that can never be applied, each with the raw record it stands
+        for: the newest record of its coalesced group (the one whose content it carries)."""
+        by_sequence: dict[str, tuple[int, Any]] = {}
+        for index, record in enumerate(records):
+            sequence = _sequence_of_raw(record)
+            if sequence is not None:
+                by_sequence.setdefault(sequence, (index, record))
+        bad_records = []
+        for planned, rejection, root in rejected:
+            sequence = planned.sequence_numbers[-1]
+            index, raw = by_sequence.get(sequence, (-1, None))
+            error = WriteRejectedError(
+                rejection, field_path=_record_path(root, rejection.field_path), index=index,
+                event_id=raw.get("eventID") if isinstance(raw, Mapping) else None,
+                sequence_number=sequence, covered=planned.sequence_numbers,
+            )
+            log.error("write rejected: %s", error)
+            bad_records.append(BadRecord(index, raw, error))
+        self._keep(bad_records, result)
+
+
+class WriteRejectedError(RecordError):
+    """MongoDB or the client refused a planned write for good (see apply.Rejection)."""
+
+    def __init__(self, rejection: apply.Rejection, *, covered: Sequence[str] = (),
+                 **where: Any) -> None:
+        self.code = rejection.code
+        self.kind = rejection.kind
+        self.covered = tuple(covered)
+        super().__init__(f"write rejected ({rejection.kind}): {rejection.reason}", **where)
+
+    def as_dict(self) -> dict[str, object]:
+        details = super().as_dict()
+        details.update(code=self.code, kind=self.kind, covered_sequence_numbers=list(self.covered))
+        return details
+
+
+def _sequence_of_raw(record: Any) -> str | None:
+    body = record.get("dynamodb") if isinstance(record, Mapping) else None
+    sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
+    return sequence if isinstance(sequence, str) else None
+
+
+def _record_path(root: str, document_path: str) -> str:
+    """A document path -> the record's field path: ``_id`` comes from Keys, the rest from the
+    image the write carries."""
+    if not document_path:
+        return ""
+    if document_path == "_id" or document_path.startswith("_id."):
+        return "dynamodb.Keys"
+    return f"{root}.{document_path}"
 
 
 def quarantine_document(bad: BadRecord) -> dict[str, Any]:
@@ -220,9 +346,9 @@ def quarantine_document(bad: BadRecord) -> dict[str, Any]:
         "type": type(error).__name__, "message": str(error)}
     return {
         "_id": _quarantine_id(bad),
-        "sequence_number": bad.sequence_number,
+        "sequence_number": _text_safe(bad.sequence_number),
         "index": bad.index,
-        "error": details,
+        "error": _text_safe(details),
         "raw_record": _raw_json(bad.raw),
         "quarantined_at": datetime.now(timezone.utc),
     }
@@ -243,8 +369,8 @@ def _quarantine_write(bad: BadRecord) -> UpdateOne:
 def _quarantine_id(bad: BadRecord) -> str:
     """Stable across redeliveries (a replayed batch does not quarantine a record twice), and
     distinct for distinct records even when they claim the same sequence number."""
-    digest = hashlib.sha256(_raw_json(bad.raw).encode()).hexdigest()
-    return f"{bad.sequence_number or 'no-sequence'}:{digest}"
+    digest = hashlib.sha256(_raw_json(bad.raw).encode("utf-8")).hexdigest()
+    return f"{_text_safe(bad.sequence_number) or 'no-sequence'}:{digest}"
 
 
 def _raw_json(raw: Any) -> str:
@@ -257,10 +383,41 @@ def _raw_json(raw: Any) -> str:
             return value.isoformat()
         return repr(value)
 
-    return json.dumps(raw, default=fallback, sort_keys=True, ensure_ascii=False)
+    try:
+        text = json.dumps(raw, default=fallback, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):  # non-str keys of mixed types, a cycle
+        return str(_text_safe(repr(raw)))
+    if _encodable(text):
+        return text
+    # A lone surrogate (crafted input) cannot be stored as UTF-8: keep the exact record as JSON
+    # with \u escapes, which json.loads turns back into the same string.
+    return json.dumps(raw, default=fallback, sort_keys=True, ensure_ascii=True)
 
 
-def _sequence_for_retry(bad: BadRecord, plan: WritePlan) -> str:
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text_safe(value: Any) -> Any:
+    """Strings that UTF-8 (hence BSON) cannot hold, made storable (an error message may quote a
+    lone surrogate or a NUL of the record it is about)."""
+    if isinstance(value, str):
+        if _encodable(value):
+            return value
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, Mapping):
+        return {str(_text_safe(k)).replace("\x00", "\\x00"): _text_safe(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_text_safe(v) for v in value]
+    return value
+
+
+def _sequence_for_retry(bad: BadRecord, plan: WritePlan | None) -> str:
     if bad.sequence_number:
         return bad.sequence_number
     # No readable sequence number: retry from the nearest record before it that has one.

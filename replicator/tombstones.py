@@ -13,6 +13,11 @@ changes nothing). When no probe matched -- the normal case -- every upsert is cl
 probe matched, i.e. when an older change really is arriving after a newer delete, a second trip reads
 which tombstones block which upserts. Tombstones are written before the deletes they stand for, so a
 crash in between leaves a tombstone and the document, never a gap.
+
+The probe and the upsert are two round trips, so a delete of the same ``_id`` can land between
+them (two deliveries of one key in flight). The Replicator closes that window after the main
+write with :meth:`TombstoneStore.newer_than` on the upserts that *inserted* a document (see
+core.Replicator._undo_resurrections).
 """
 
 from __future__ import annotations
@@ -23,16 +28,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from pymongo.operations import DeleteOne, UpdateOne
 
-from replicator.apply import is_mongomock
+from replicator.apply import ENCODING_ERRORS, Rejection, classify, encoding_problem
 from replicator.events import pad_sequence_number
 from replicator.plan import PlannedWrite
 
 SEQUENCE = "seq"
 DELETED_AT = "deleted_at"
 DEFAULT_RETENTION_S = 48 * 3600
+INDEX_OPTIONS_CONFLICT = 85
 
 
 @dataclass
@@ -41,7 +47,10 @@ class TombstoneOutcome:
     clear: list[PlannedWrite] = field(default_factory=list)
     #: upserts older than a remembered delete: skipped, like any stale write
     blocked: list[PlannedWrite] = field(default_factory=list)
+    #: transient: retry (batchItemFailures)
     failed: list[tuple[PlannedWrite, str]] = field(default_factory=list)
+    #: permanent: the tombstone can never be written (quarantine the record)
+    rejected: list[tuple[PlannedWrite, Rejection]] = field(default_factory=list)
     round_trips: int = 0
 
 
@@ -53,14 +62,23 @@ class TombstoneStore:
         self._lock = threading.Lock()
 
     def guard(self, writes: Sequence[PlannedWrite]) -> TombstoneOutcome:
-        """Record the deletes among ``writes`` and hold back upserts older than a tombstone."""
+        """Record the deletes among ``writes`` and hold back upserts older than a tombstone.
+
+        Never raises for the server's sake: an unreachable server fails every write (retried),
+        a tombstone that can never be written rejects its write (quarantined)."""
         outcome = TombstoneOutcome()
         if not writes:
             return outcome
-        self._ensure_index()
+        try:
+            outcome.round_trips += self._ensure_index()
+        except PyMongoError as error:
+            why = f"tombstones: index: {type(error).__name__}: {error}"
+            outcome.failed.extend((w, why) for w in writes)
+            return outcome
         now = datetime.now(timezone.utc)
         deletes = [w for w in writes if isinstance(w.operation, DeleteOne)]
         upserts = [w for w in writes if not isinstance(w.operation, DeleteOne)]
+        ordered = deletes + upserts
         operations = [
             UpdateOne(
                 {"_id": _document_id(w)},
@@ -74,22 +92,52 @@ class TombstoneStore:
             for w in upserts
         ]
         try:
-            probes_matched, failed_at = self._send(operations, len(deletes))
+            probes_matched, problems = self._send(operations, len(deletes))
         except PyMongoError as error:
             why = f"tombstones: {type(error).__name__}: {error}"
-            outcome.failed.extend((w, why) for w in writes)
-            outcome.round_trips = 1
-            return outcome
-        outcome.round_trips = 1
-        ordered = deletes + upserts
-        for index, why in failed_at.items():
-            outcome.failed.append((ordered[index], f"tombstones: {why}"))
-        failed = {id(ordered[i]) for i in failed_at}
-        candidates = [w for w in upserts if id(w) not in failed]
-        blocked_ids: set[Any] = set()
-        if probes_matched:
+            outcome.failed.extend((w, why) for w in ordered)
             outcome.round_trips += 1
-            blocked_ids = self._blocking(candidates)
+            return outcome
+        except ENCODING_ERRORS as error:
+            # pymongo refused to encode the bulk, before sending it: set apart the writes whose
+            # _id bson cannot encode (rejected), send the others.
+            keep = []
+            for planned, operation in zip(ordered, operations, strict=True):
+                rejection = encoding_problem(operation)
+                if rejection is None:
+                    keep.append(planned)
+                else:
+                    outcome.rejected.append((planned, Rejection(
+                        f"tombstones: {rejection.reason}", field_path=rejection.field_path,
+                        kind="encoding")))
+            if len(keep) == len(ordered):  # not one op alone: nothing to tell them apart by
+                why = f"tombstones: {type(error).__name__}: {error}"
+                outcome.failed.extend((w, why) for w in ordered)
+                return outcome
+            rest = self.guard(keep)
+            outcome.clear.extend(rest.clear)
+            outcome.blocked.extend(rest.blocked)
+            outcome.failed.extend(rest.failed)
+            outcome.rejected.extend(rest.rejected)
+            outcome.round_trips += rest.round_trips
+            return outcome
+        outcome.round_trips += 1
+        for index, (transient, why, code) in problems.items():
+            if transient:
+                outcome.failed.append((ordered[index], f"tombstones: {why}"))
+            else:
+                outcome.rejected.append((ordered[index], Rejection(f"tombstones: {why}", code=code)))
+        failed = {id(ordered[i]) for i in problems}
+        candidates = [w for w in upserts if id(w) not in failed]
+        blocked_ids: set[int] = set()
+        if probes_matched and candidates:
+            outcome.round_trips += 1
+            try:
+                blocked_ids = {id(w) for w, _ in self.newer_than(candidates)}
+            except PyMongoError as error:
+                why = f"tombstones: {type(error).__name__}: {error}"
+                outcome.failed.extend((w, why) for w in candidates)
+                candidates = []
         for planned in deletes:
             if id(planned) not in failed:
                 outcome.clear.append(planned)
@@ -97,48 +145,83 @@ class TombstoneStore:
             (outcome.blocked if id(planned) in blocked_ids else outcome.clear).append(planned)
         return outcome
 
-    def _send(self, operations: list[UpdateOne], deletes: int) -> tuple[bool, dict[int, str]]:
-        """Run the operations; return (did any probe possibly match, failures by index)."""
-        if is_mongomock(self.collection):
-            # mongomock's bulk_write is broken with current pymongo (see apply.py): one by one.
-            # Each failure is reported at its index, as apply.py's one-by-one path does (mongomock
-            # raises TypeError on some _id types, e.g. an unhashable Decimal128).
-            matched = False
-            failed_at: dict[int, str] = {}
-            for index, operation in enumerate(operations):
-                try:
-                    result = self.collection.update_one(
-                        operation._filter, operation._doc, upsert=operation._upsert
-                    )
-                except (PyMongoError, ValueError, TypeError, NotImplementedError) as error:
-                    failed_at[index] = f"{type(error).__name__}: {error}"
-                    continue
-                if index >= deletes and result.matched_count:
-                    matched = True
-            return matched, failed_at
+    def _send(
+        self, operations: list[UpdateOne], deletes: int
+    ) -> tuple[bool, dict[int, tuple[bool, str, int | None]]]:
+        """Run the operations; return (did any probe possibly match, problems by index:
+        (transient?, why, code))."""
         try:
             result = self.collection.bulk_write(operations, ordered=False)
         except BulkWriteError as error:
-            failed_at = {e["index"]: f"code {e.get('code')}: {e.get('errmsg', '')}"
-                         for e in error.details.get("writeErrors", [])}
+            retryable = error.has_error_label("RetryableWriteError")
+            problems: dict[int, tuple[bool, str, int | None]] = {}
+            for item in error.details.get("writeErrors", []):
+                kind = classify(item, retryable=retryable)
+                # A duplicate key on a tombstone upsert is a race with another writer's upsert
+                # of the same _id (SERVER-14322): retry, $max makes it idempotent.
+                problems[item["index"]] = (
+                    kind in ("transient", "duplicate"),
+                    f"code {item.get('code')}: {item.get('errmsg', '')}",
+                    item.get("code"),
+                )
+            if error.details.get("writeConcernErrors"):
+                for index in range(len(operations)):
+                    problems.setdefault(index, (True, "write concern error", None))
             # Which probe matched is unknown after a partial failure: read to be sure.
-            return len(operations) > deletes, failed_at
+            return len(operations) > deletes, problems
         delete_matches = deletes - result.upserted_count
         return result.matched_count - delete_matches > 0, {}
 
-    def _blocking(self, upserts: list[PlannedWrite]) -> set[int]:
+    def newer_than(self, upserts: Sequence[PlannedWrite]) -> list[tuple[PlannedWrite, str]]:
+        """The upserts (by their filter's ``_id``) that a newer tombstone stands against, with the
+        tombstone's sequence number: one find. Raises PyMongoError (the caller decides)."""
+        if not upserts:
+            return []
         ids = [_document_id(w) for w in upserts]
         found = {}
         for tombstone in self.collection.find({"_id": {"$in": ids}}):
             found[_key(tombstone["_id"])] = tombstone.get(SEQUENCE, "")
-        return {id(w) for w in upserts
-                if found.get(_key(_document_id(w)), "") > _sequence(w)}
+        newer = []
+        for planned in upserts:
+            held = found.get(_key(_document_id(planned)), "")
+            if isinstance(held, str) and held > _sequence(planned):
+                newer.append((planned, held))
+        return newer
 
-    def _ensure_index(self) -> None:
+    def _ensure_index(self) -> int:
+        """The TTL index on ``deleted_at`` with this store's retention; its round trips.
+
+        A retention changed since the index was made is set with ``collMod``: ``createIndex``
+        with other options on an existing index fails with IndexOptionsConflict (85) (MongoDB
+        docs: "TTL Indexes", "Change the expireAfterSeconds value"). Raises PyMongoError."""
         with self._lock:
-            if not self._indexed:
-                self.collection.create_index(DELETED_AT, expireAfterSeconds=self.retention_s)
-                self._indexed = True
+            if self._indexed:
+                return 0
+            trips = 1
+            existing = None
+            for spec in self.collection.index_information().values():
+                if list(spec.get("key", [])) == [(DELETED_AT, 1)]:
+                    existing = spec
+            if existing is None:
+                trips += 1
+                try:
+                    self.collection.create_index(DELETED_AT, expireAfterSeconds=self.retention_s)
+                except OperationFailure as error:
+                    if error.code != INDEX_OPTIONS_CONFLICT:
+                        raise
+                    trips += 1  # made meanwhile by another writer with another retention
+                    self._set_retention()
+            elif existing.get("expireAfterSeconds") != self.retention_s:
+                trips += 1
+                self._set_retention()
+            self._indexed = True
+            return trips
+
+    def _set_retention(self) -> None:
+        self.collection.database.command(
+            "collMod", self.collection.name,
+            index={"keyPattern": {DELETED_AT: 1}, "expireAfterSeconds": self.retention_s},
+        )
 
 
 def _document_id(planned: PlannedWrite) -> Any:

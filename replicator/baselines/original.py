@@ -95,5 +95,5 @@ class OriginalHandler:
         client = getattr(getattr(self.collection, "database", None), "client", None)
         try:
             return client.start_session()  # type: ignore[union-attr]
-        except Exception:  # mongomock has no sessions
+        except Exception:  # a target without sessions (e.g. an in-memory stand-in)
             return contextlib.nullcontext(None)
