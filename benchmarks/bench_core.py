@@ -619,7 +619,7 @@ def summarize_calls(counter: Counter[tuple[str, str]], main: str) -> dict[str, A
 
 
 def bench_round_trips() -> dict[str, Any]:
-    import mongomock
+    from harness.backends.mongomock_target import mongomock_client
 
     event = synthetic_event(1000, 300, seed=20240601)
     results: dict[str, Any] = {"records": len(event["Records"])}
@@ -631,7 +631,7 @@ def bench_round_trips() -> dict[str, Any]:
             side = {name: database[f"items_{name}"] for name in ("tombstones", "quarantine", "ttl_archive")}
             main = database["items"]
         else:
-            database = mongomock.MongoClient().bench
+            database = mongomock_client().bench
             main = count_calls(database["items"], counter)
             side = {name: count_calls(database[f"items_{name}"], counter)
                     for name in ("tombstones", "quarantine", "ttl_archive")}
@@ -648,7 +648,7 @@ def bench_round_trips() -> dict[str, Any]:
         if target == "stub":
             main: Any = StubDatabase(counter)["items"]
         else:
-            main = count_calls(mongomock.MongoClient().bench["items"], counter)
+            main = count_calls(mongomock_client().bench["items"], counter)
         handler = OriginalHandler(main)
         handler.handle(event)
         summary = summarize_calls(counter, "items")
@@ -667,13 +667,13 @@ def bench_round_trips() -> dict[str, Any]:
 
 
 def bench_mongomock(reps: int) -> dict[str, Any]:
-    import mongomock
+    from harness.backends.mongomock_target import mongomock_client
 
     event = synthetic_event(1000, 300, seed=20240601)
     final_ids: dict[str, set[Any]] = {}
 
     def run(kind: str) -> None:
-        collection = mongomock.MongoClient().bench["items"]  # fresh each repetition
+        collection = mongomock_client().bench["items"]  # fresh each repetition
         handler: Any = Replicator(collection) if kind == "core" else OriginalHandler(collection)
         handler.handle(event)
         final_ids[kind] = {d["_id"] for d in collection.find({}, {"_id": 1})}

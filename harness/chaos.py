@@ -115,8 +115,7 @@ def run_schedule(
     recordings: Path | None = None,
 ) -> ScheduleResult:
     """One seeded schedule on a started source; mongomock is the target."""
-    import mongomock
-
+    from harness.backends.mongomock_target import mongomock_client
     from harness.driver import EsmConfig, EventSourceMapping
     from harness.lambda_events import to_lambda_record
     from harness.streams import StreamReader
@@ -131,7 +130,7 @@ def run_schedule(
     try:
         run_workload(source.dynamodb(), spec, workload)
         per_shard = StreamReader(source.streams(), table.stream_arn).drain(idle_polls=1)
-        database = mongomock.MongoClient()["chaos"]
+        database = mongomock_client()["chaos"]
         collection = database["items"]
         log = FaultLog()
         faulty = FaultyCollection(BulkWriteShim(collection), plan, log, random.Random(seed + 1))

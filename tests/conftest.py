@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import mongomock
 import pytest
+
+from harness.backends.mongomock_target import mongomock_client
 
 ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/users/stream/2026-01-01T00:00:00.000"
 TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
@@ -58,4 +59,4 @@ def stream_record() -> RecordFactory:
 @pytest.fixture
 def mongo_db() -> Any:
     """A fresh, empty mongomock database."""
-    return mongomock.MongoClient()["replica"]
+    return mongomock_client()["replica"]

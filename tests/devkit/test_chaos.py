@@ -38,7 +38,7 @@ def test_without_the_stale_write_guard_chaos_finds_a_divergence(tmp_path: Path) 
     assert failing["diff"] is not None
     # And replaying the recorded stream through the core (guard on, no faults) converges
     capture = load_capture_dir(recording)
-    import mongomock
+    from harness.backends.mongomock_target import mongomock_client
 
-    collection = mongomock.MongoClient()["replay"]["items"]
+    collection = mongomock_client()["replay"]["items"]
     assert replay(capture, collection, batch_size=3).ok

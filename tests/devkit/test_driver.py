@@ -672,11 +672,12 @@ def test_feed_rejects_a_record_without_a_sequence_number() -> None:
 
 
 def test_drives_the_replicator_end_to_end() -> None:
-    mongomock = pytest.importorskip("mongomock")
+    pytest.importorskip("mongomock")
+    from harness.backends.mongomock_target import mongomock_client
     from replicator.core import Replicator
     from replicator.settings import Settings
 
-    collection = mongomock.MongoClient()["db"]["items"]
+    collection = mongomock_client()["db"]["items"]
     replicator = Replicator(collection, Settings(key_schema=("pk",)))
     esm = mapping(replicator.handle, batch_size=3, parallelization_factor=2,
                   report_batch_item_failures=True, partition_key="pk")

@@ -20,12 +20,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-import mongomock
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from strategies import ATTRIBUTE_NAMES, apply_operation, nested_names, operations, values
 
+from harness.backends.mongomock_target import mongomock_client
 from harness.convergence import check, read_target
 from harness.model import ModelTable, lambda_value
 from replicator.convert import Converter
@@ -298,7 +298,7 @@ def test_every_malformation_is_quarantined(kind: str, choice: Any) -> None:
 def check_batch(table: ModelTable, batch: list[Any], expected: dict[int, str | None]) -> None:
     """Process ``batch``; check quarantine (``expected``: malformed index -> field path) and that
     the valid records are all applied."""
-    database = mongomock.MongoClient()["db"]
+    database = mongomock_client()["db"]
     collection = database["items"]
     result = Replicator(collection, SETTINGS).process({"Records": batch})
 
@@ -342,7 +342,7 @@ def check_batch(table: ModelTable, batch: list[Any], expected: dict[int, str | N
     diff = check(table.items(), collection, planner)
     assert diff.converged, diff.as_dict()
     # ... and exactly what the valid records alone write
-    alone = mongomock.MongoClient()["db"]["items"]
+    alone = mongomock_client()["db"]["items"]
     valid = [raw for index, raw in enumerate(batch) if index not in expected]
     alone_result = Replicator(alone, SETTINGS).process({"Records": valid})
     assert not alone_result.failures and not alone_result.quarantined
@@ -447,7 +447,7 @@ def test_converter_raises_only_record_errors(image: Any) -> None:
 @FUZZ
 @given(st.lists(st.one_of(near_records, json_values), min_size=1, max_size=4))
 def test_process_never_raises_on_arbitrary_records(records: list[Any]) -> None:
-    collection = mongomock.MongoClient()["db"]["items"]
+    collection = mongomock_client()["db"]["items"]
     try:
         result = Replicator(collection, SETTINGS).process({"Records": records})
     except ConfigurationError as error:

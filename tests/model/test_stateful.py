@@ -30,7 +30,6 @@ from __future__ import annotations
 import random
 from typing import Any, ClassVar
 
-import mongomock
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -44,6 +43,7 @@ from hypothesis.stateful import (
 from pymongo.errors import PyMongoError
 from strategies import PARTITIONS, SORTS, attribute_names, attributes
 
+from harness.backends.mongomock_target import mongomock_client
 from harness.convergence import check, compare, expected_documents, read_target
 from harness.faults import BulkWriteShim, FaultPlan, FaultyCollection
 from harness.model import ModelTable
@@ -87,7 +87,7 @@ class ReplicationMachine(RuleBasedStateMachine):
         self.settings = Settings(
             key_schema=self.key_schema, guard=self.guard, tombstones=self.tombstones
         )
-        self.raw = mongomock.MongoClient()["db"]["items"]
+        self.raw = mongomock_client()["db"]["items"]
         self.faulty = FaultyCollection(BulkWriteShim(self.raw), FaultPlan())
         self.replicator = Replicator(self.faulty if self.shim else self.raw, self.settings)
         self.planner = Planner(self.settings)

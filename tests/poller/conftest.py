@@ -9,8 +9,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import mongomock
 import pytest
+
+from harness.backends.mongomock_target import mongomock_client
 
 
 def _harness_conftest() -> ModuleType:
@@ -58,7 +59,7 @@ def dynamodb_local() -> Iterator[Any]:
 
 @pytest.fixture
 def mongo() -> Any:
-    return mongomock.MongoClient()["replica"]
+    return mongomock_client()["replica"]
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,6 @@ import threading
 import time
 from typing import Any
 
-import mongomock
 import pytest
 from poller_helpers import (
     Crasher,
@@ -35,6 +34,7 @@ from poller_helpers import (
     make_table,
 )
 
+from harness.backends.mongomock_target import mongomock_client
 from harness.faults import BulkWriteShim
 from harness.workload import WorkloadSpec, run_workload
 from replicator.poller import Poller
@@ -49,7 +49,7 @@ def _one_seed(source: Any, seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     sort = seed % 3 == 0
     table = make_table(source, f"kill{seed}", sort=sort)
-    database = mongomock.MongoClient()["replica"]
+    database = mongomock_client()["replica"]
     target = database[table.spec.name]
     watch = RegressionWatch(target, database[f"{table.spec.name}_tombstones"])
     crasher = Crasher(seed, rate=rng.choice([0.03, 0.05, 0.08]))

@@ -417,14 +417,15 @@ def test_the_regression_watch_sees_a_resurrection_that_only_tombstones_prevent(
     its checkpoint; the restart reads the put alone (smaller batch). Without tombstones the put
     brings k back with an older sequence number than its delete: the watch must see it (this is
     the negative control of the kill-and-restart test)."""
-    import mongomock
     from poller_helpers import Crasher, CrashingCollection, RegressionWatch, SimulatedCrash
+
+    from harness.backends.mongomock_target import mongomock_client
 
     table = make_table(moto, "zombie")
     client = moto.dynamodb()
     client.put_item(TableName="zombie", Item={"pk": {"S": "k"}, "v": {"N": "1"}})
     client.delete_item(TableName="zombie", Key={"pk": {"S": "k"}})
-    database = mongomock.MongoClient()["replica"]
+    database = mongomock_client()["replica"]
     watch = RegressionWatch(database["zombie"], database["zombie_tombstones"])
     settings = Settings(key_schema=("pk",), tombstones=tombstones)
     crasher = Crasher(0, rate=0.0)  # crashes only where CrashAfterFirstWrite says

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import mongomock
 import pytest
 
+from harness.backends.mongomock_target import mongomock_client
 from replicator import cli
 from replicator.checkpoints import CheckpointStore
 
@@ -127,7 +127,7 @@ def test_a_trimmed_checkpoint_exits_3_with_the_resync_command(
     fake.add_shard(shard)
     fake.append(shard, *(wire_record(f"{n:03d}") for n in range(1, 11)))
     fake.trimmed[shard] = 5
-    client = mongomock.MongoClient()
+    client = mongomock_client()
     store = CheckpointStore(client["app"]["fake_checkpoints"], table="fake")
     store.start_stream(fake.stream_arn, "TRIM_HORIZON")
     store.save(fake.stream_arn, shard, "002")
@@ -146,7 +146,7 @@ def test_a_trimmed_checkpoint_exits_3_with_the_resync_command(
 
 def test_checkpoints_command_shows_and_deletes(monkeypatch: pytest.MonkeyPatch, restore_logging: None,
                                                capsys: pytest.CaptureFixture[str]) -> None:
-    client = mongomock.MongoClient()
+    client = mongomock_client()
     store = CheckpointStore(client["app"]["orders_checkpoints"], table="orders")
     store.start_stream("arn:s1", "TRIM_HORIZON")
     store.save("arn:s1", "shardId-1", "42")

@@ -9,15 +9,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-import mongomock
 import pymongo
 import pytest
 from pymongo.errors import AutoReconnect, BulkWriteError
 
+from harness.backends.mongomock_target import mongomock_client
 from replicator import handler
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError
-from replicator.settings import Settings
+from replicator.settings import SEQUENCE_FIELD, Settings
 
 
 def item(id_: str, v: int | str = 1) -> dict[str, Any]:
@@ -118,6 +118,10 @@ class FailingCollection:
         if self.error is not None:
             raise self.error
 
+    def find(self, *args: Any, **kwargs: Any) -> Any:
+        """Reads (the read-back after a duplicate key) see ``database["items"]``."""
+        return self.database["items"].find(*args, **kwargs)
+
 
 def batch_of_four_keys(stream_record: Any) -> list[dict[str, Any]]:
     """Planned writes in this order: k0 (98), k1 (99 + 102), k2 (100), k3 (101)."""
@@ -130,10 +134,16 @@ def batch_of_four_keys(stream_record: Any) -> list[dict[str, Any]]:
     ]
 
 
-def write_errors(*indexes: int, code: int = 121, **extra: Any) -> BulkWriteError:
+MESSAGES = {112: "WriteConflict error: this operation conflicted with another operation",
+            121: "Document failed validation", 11000: "E11000 duplicate key error"}
+
+
+def write_errors(*indexes: int, code: int = 112, **extra: Any) -> BulkWriteError:
+    """A server's answer refusing the writes at ``indexes``; by default with a transient code
+    (112 WriteConflict), which the replicator retries."""
     return BulkWriteError({
-        "writeErrors": [{"index": i, "code": code, "errmsg": "Document failed validation", **extra}
-                        for i in indexes],
+        "writeErrors": [{"index": i, "code": code, "errmsg": MESSAGES.get(code, "refused"),
+                         **extra} for i in indexes],
         "writeConcernErrors": [],
     })
 
@@ -150,7 +160,7 @@ def write_errors(*indexes: int, code: int = 121, **extra: Any) -> BulkWriteError
 def test_write_errors_report_the_lowest_failed_sequence_number(
     mongo_db: Any, stream_record: Any, failed_indexes: tuple[int, ...], expected: str
 ) -> None:
-    # given a target that refuses the writes at some indexes of the bulk
+    # given a target that refuses the writes at some indexes of the bulk, for a passing reason
     collection = FailingCollection(mongo_db, write_errors(*failed_indexes))
     replicator = Replicator(collection)
 
@@ -166,9 +176,10 @@ def test_write_errors_report_the_lowest_failed_sequence_number(
     assert [op._filter["_id"] for op in operations] == ["k0", "k1", "k2", "k3"]
 
 
-def test_duplicate_key_on_a_guarded_upsert_is_stale_not_failed(
+def test_duplicate_key_on_a_guarded_upsert_is_stale_when_a_newer_version_is_stored(
     mongo_db: Any, stream_record: Any
 ) -> None:
+    mongo_db["items"].insert_one({"_id": "k2", SEQUENCE_FIELD: "200".zfill(40)})
     error = write_errors(2, code=11000, keyPattern={"_id": 1})
     result = Replicator(FailingCollection(mongo_db, error)).process(
         batch_of_four_keys(stream_record))
@@ -176,13 +187,32 @@ def test_duplicate_key_on_a_guarded_upsert_is_stale_not_failed(
     assert (result.applied, result.stale) == (3, 1)
 
 
-def test_duplicate_key_on_another_unique_index_is_a_failure(
+@pytest.mark.parametrize("stored", [None, "99"])
+def test_duplicate_key_without_a_newer_version_stored_is_a_race_and_retried(
+    mongo_db: Any, stream_record: Any, stored: str | None
+) -> None:
+    # E11000 on _id is no proof: an upsert racing an insert of the same _id gets it too
+    if stored is not None:
+        mongo_db["items"].insert_one({"_id": "k2", SEQUENCE_FIELD: stored.zfill(40)})
+    for pattern in ({"keyPattern": {"_id": 1}}, {}):
+        error = write_errors(2, code=11000, **pattern)
+        result = Replicator(FailingCollection(mongo_db, error)).process(
+            batch_of_four_keys(stream_record))
+        assert result.lambda_response() == {"batchItemFailures": [{"itemIdentifier": "100"}]}
+        assert (result.applied, result.stale, result.quarantined) == (3, 0, [])
+
+
+def test_duplicate_key_on_another_unique_index_is_quarantined(
     mongo_db: Any, stream_record: Any
 ) -> None:
-    error = write_errors(2, code=11000, keyPattern={"email": 1})
+    error = write_errors(2, code=11000, keyPattern={"email": 1}, keyValue={"email": "a@x"})
     result = Replicator(FailingCollection(mongo_db, error)).process(
         batch_of_four_keys(stream_record))
-    assert result.lambda_response() == {"batchItemFailures": [{"itemIdentifier": "100"}]}
+    assert result.lambda_response() == {"batchItemFailures": []}
+    assert (result.applied, result.stale) == (3, 0)
+    (kept,) = mongo_db["items_quarantine"].find()
+    assert kept["sequence_number"] == "100" and kept["error"]["kind"] == "constraint"
+    assert json.loads(kept["raw_record"]) == batch_of_four_keys(stream_record)[2]
 
 
 def test_transient_error_for_everything_reports_the_lowest_of_the_batch(
@@ -358,7 +388,7 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[Any, ...]
 
     def fake_client(*args: Any, **kwargs: Any) -> Any:
         calls.append((args, kwargs))
-        return mongomock.MongoClient()
+        return mongomock_client()
 
     monkeypatch.setattr(pymongo, "MongoClient", fake_client)
     handler.reset()

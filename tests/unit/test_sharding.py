@@ -6,13 +6,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import mongomock
 import pytest
 from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from harness.backends import mongo_topology, testcontainers_target
 from harness.backends.base import TARGETS, BackendUnavailable, target_backend
+from harness.backends.mongomock_target import mongomock_client
 from replicator import apply
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError
@@ -319,7 +319,7 @@ def test_key_names_come_from_the_record_without_key_schema() -> None:
 
 
 def test_replicator_refuses_a_new_image_stream_before_writing() -> None:
-    collection = mongomock.MongoClient().db.users
+    collection = mongomock_client().db.users
     replicator = Replicator(collection, TENANT)
     event = {"Records": [record("100", "INSERT", new=item("u1"), view="NEW_IMAGE")]}
     with pytest.raises(ConfigurationError, match="NEW_IMAGE"):
@@ -374,7 +374,7 @@ class RecordingCollection:
     def __init__(self, client: FakeClient, fail_on: str | None = None) -> None:
         self.database = SimpleNamespace(client=client)
         self.calls = client.calls
-        self.store = mongomock.MongoClient().db.users
+        self.store = mongomock_client().db.users
         self.fail_on = fail_on
 
     def find(self, filter: dict[str, Any], projection: Any = None, session: Any = None) -> Any:
@@ -392,7 +392,7 @@ class RecordingCollection:
         errors = []
         for index, operation in enumerate(operations):
             try:
-                apply._apply_on_mongomock(self.store, operation)
+                self.store.apply_one(operation)
             except DuplicateKeyError as error:
                 errors.append({"index": index, "code": 11000, "keyPattern": {"_id": 1},
                                "errmsg": str(error)})
@@ -551,12 +551,12 @@ def test_insert_replaces_a_copy_stored_at_another_value(hello: dict[str, Any]) -
 
 
 def test_mongomock_never_opens_a_session() -> None:
-    assert apply.supports_transactions(mongomock.MongoClient().db.users) is False
+    assert apply.supports_transactions(mongomock_client().db.users) is False
 
 
 # -- end to end on mongomock (no transactions: the single-write path) ----------------------------
 def test_replicator_moves_documents_and_keeps_the_guard_on_mongomock() -> None:
-    collection = mongomock.MongoClient().db.users
+    collection = mongomock_client().db.users
     replicator = Replicator(collection, TENANT)
     first = {"Records": [record("100", "INSERT", new=item("u1", "t1", 1))]}
     move = {"Records": [record("200", "MODIFY", new=item("u1", "t2", 2),
