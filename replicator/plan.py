@@ -320,8 +320,11 @@ class Planner:
         archived["_ddb_expired_at"] = change.created_at
         if self.settings.guard:
             archived[self.settings.sequence_field] = sequence
+        # Guarded like the main write (a late redelivery must not overwrite a newer archived
+        # expiry) and $-safe (an old image may hold $-prefixed names): see _replacement.
         archive = PlannedWrite(
-            ReplaceOne({"_id": document_id}, archived, upsert=True), seqs, collection="archive"
+            self._replacement(self._filter(document_id, sequence, {}), archived), seqs,
+            collection="archive",
         )
         return [archive, delete]
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -56,7 +59,55 @@ def stream_record() -> RecordFactory:
     return _stream_record
 
 
+CASES = Path(__file__).parent / "data" / "cases"
+
+
+@pytest.fixture
+def shared_case() -> Callable[[str], Any]:
+    """``shared_case(name)`` -> a fresh copy of tests/data/cases/<name>/event.json (copied from
+    the shared failing inputs of issue #10; each folder's expected.md says what is right)."""
+
+    def load(name: str) -> Any:
+        return json.loads((CASES / name / "event.json").read_text(encoding="utf-8"))
+
+    return load
+
+
 @pytest.fixture
 def mongo_db() -> Any:
-    """A fresh, empty mongomock database."""
+    """A fresh, empty mongomock database (through the harness's adapter)."""
     return mongomock_client()["replica"]
+
+
+@pytest.fixture(scope="session")
+def mongoeco_client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """A real ``pymongo.MongoClient`` on a mongoeco wire server (127.0.0.1, a free port), one per
+    session; skipped where mongoeco is not installed (it needs Python >= 3.13)."""
+    pytest.importorskip("mongoeco")
+    from mongoeco._pytest_runtime import ProxyThread
+    from mongoeco.compat import resolve_mongodb_dialect, resolve_pymongo_profile
+    from pymongo import MongoClient
+
+    server = ProxyThread(
+        "memory",
+        tmp_path_factory.mktemp("mongoeco"),
+        resolve_mongodb_dialect("7.0").key,
+        # "auto-installed": the nearest known profile when pymongo is newer than mongoeco knows
+        resolve_pymongo_profile("auto-installed").key,
+    )
+    uri = server.start()
+    client: Any = MongoClient(uri, serverSelectionTimeoutMS=3000)
+    try:
+        yield client
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.fixture
+def mongoeco_db(mongoeco_client: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh database on the session's mongoeco server, dropped afterwards."""
+    name = "t" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    mongoeco_client.drop_database(name)
+    yield mongoeco_client[name]
+    mongoeco_client.drop_database(name)

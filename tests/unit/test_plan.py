@@ -269,11 +269,11 @@ def test_ttl_delete_mode_archive(stream_record: Any) -> None:
     archived = {"_id": "u1", "id": "u1", "v": 7, "_ddb_expired_at": CREATED,
                 "_ddb_seq": pad("100")}
     assert result.writes == [
-        PlannedWrite(ReplaceOne({"_id": "u1"}, archived, upsert=True), ("100",),
+        PlannedWrite(ReplaceOne(guarded("u1", "100"), archived, upsert=True), ("100",),
                      collection="archive"),
         PlannedWrite(DeleteOne(guarded("u1", "100")), ("100",)),
     ]
-    assert result.archive_operations == [ReplaceOne({"_id": "u1"}, archived, upsert=True)]
+    assert result.archive_operations == [ReplaceOne(guarded("u1", "100"), archived, upsert=True)]
     assert result.operations == [DeleteOne(guarded("u1", "100"))]
 
 
@@ -281,8 +281,8 @@ def test_archive_mode_without_old_image_archives_the_key(stream_record: Any) -> 
     result = plan([stream_record("100", "REMOVE", keys(), view="KEYS_ONLY", ttl=True)],
                   Settings(ttl_deletes="archive"))
     assert result.archive_operations == [
-        ReplaceOne({"_id": "u1"}, {"_id": "u1", "id": "u1", "_ddb_expired_at": CREATED,
-                                   "_ddb_seq": pad("100")}, upsert=True)
+        ReplaceOne(guarded("u1", "100"), {"_id": "u1", "id": "u1", "_ddb_expired_at": CREATED,
+                                          "_ddb_seq": pad("100")}, upsert=True)
     ]
 
 
