@@ -221,14 +221,26 @@ class Replicator:
             rejected.extend((w, why, "dynamodb.OldImage") for w, why in outcome.rejected)
         main = [w for w in plan.writes if w.collection == "main"
                 and w.sequence_numbers not in blocked]
+        cleanup: list[PlannedWrite] = []
         if self.tombstones is not None and main:
             guarded = self.tombstones.guard(main)
             result.round_trips += guarded.round_trips
             result.stale += len(guarded.blocked)
             result.failures.extend((w.sequence_numbers[0], why) for w, why in guarded.failed)
             rejected.extend((w, why, "dynamodb.Keys") for w, why in guarded.rejected)
-            main = guarded.clear
+            # A blocked upsert's _id must hold no version older than the delete: remove one left
+            # behind (by an earlier delivery whose re-check failed, see _undo_resurrections), in
+            # the same bulk. A newer version is never removed ($lt the tombstone).
+            cleanup = [
+                PlannedWrite(DeleteOne({"_id": w.operation._filter["_id"],
+                                        sequence_field: {"$lt": tombstone}}), w.sequence_numbers)
+                for w, tombstone in zip(guarded.blocked, guarded.blocked_by, strict=True)
+            ]
+            main = guarded.clear + cleanup
         outcome = apply.write(self.collection, main, sequence_field=sequence_field)
+        if cleanup:
+            extra = {id(w) for w in cleanup}
+            outcome.applied = [w for w in outcome.applied if id(w) not in extra]
         result.round_trips += outcome.round_trips
         result.applied += len(outcome.applied)
         result.stale += len(outcome.stale)
@@ -258,7 +270,8 @@ class Replicator:
         try:
             newer = self.tombstones.newer_than(inserted)
         except PyMongoError as error:
-            # Retried: the redelivered upsert is then blocked by the tombstone probe.
+            # Retried: the redelivered upsert is then blocked by the tombstone probe, and the
+            # document it left is removed with it (see _write).
             why = f"tombstones: re-check after insert: {type(error).__name__}: {error}"
             result.failures.extend((w.sequence_numbers[0], why) for w in inserted)
             return

@@ -52,6 +52,8 @@ class TombstoneOutcome:
     clear: list[PlannedWrite] = field(default_factory=list)
     #: upserts older than a remembered delete: skipped, like any stale write
     blocked: list[PlannedWrite] = field(default_factory=list)
+    #: the sequence number of the tombstone that blocked each of ``blocked`` (by position)
+    blocked_by: list[str] = field(default_factory=list)
     #: transient: retry (batchItemFailures)
     failed: list[tuple[PlannedWrite, str]] = field(default_factory=list)
     #: permanent: the tombstone can never be written (quarantine the record)
@@ -122,6 +124,7 @@ class TombstoneStore:
             rest = self.guard(keep)
             outcome.clear.extend(rest.clear)
             outcome.blocked.extend(rest.blocked)
+            outcome.blocked_by.extend(rest.blocked_by)
             outcome.failed.extend(rest.failed)
             outcome.rejected.extend(rest.rejected)
             outcome.round_trips += rest.round_trips
@@ -134,11 +137,11 @@ class TombstoneStore:
                 outcome.rejected.append((ordered[index], Rejection(f"tombstones: {why}", code=code)))
         failed = {id(ordered[i]) for i in problems}
         candidates = [w for w in upserts if id(w) not in failed]
-        blocked_ids: set[int] = set()
+        blocked_ids: dict[int, str] = {}
         if probes_matched and candidates:
             outcome.round_trips += 1
             try:
-                blocked_ids = {id(w) for w, _ in self.newer_than(candidates)}
+                blocked_ids = {id(w): held for w, held in self.newer_than(candidates)}
             except PyMongoError as error:
                 why = f"tombstones: {type(error).__name__}: {error}"
                 outcome.failed.extend((w, why) for w in candidates)
@@ -147,7 +150,11 @@ class TombstoneStore:
             if id(planned) not in failed:
                 outcome.clear.append(planned)
         for planned in candidates:
-            (outcome.blocked if id(planned) in blocked_ids else outcome.clear).append(planned)
+            if id(planned) in blocked_ids:
+                outcome.blocked.append(planned)
+                outcome.blocked_by.append(blocked_ids[id(planned)])
+            else:
+                outcome.clear.append(planned)
         return outcome
 
     def _send(

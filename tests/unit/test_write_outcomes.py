@@ -397,6 +397,20 @@ def test_the_re_check_never_removes_a_newer_write(mongo_db: Any, stream_record: 
     assert main.find_one({"_id": "a"})["v"] == 4
 
 
+@pytest.mark.parametrize(("stored", "remains"), [("500", False), ("800", True)])
+def test_a_blocked_upsert_removes_a_version_older_than_the_delete_and_only_that(
+    target_db: Any, stream_record: Any, stored: str, remains: bool
+) -> None:
+    # an earlier delivery inserted a@500 after a delete@700, and could not re-check (it failed)
+    target_db["items"].insert_one({"_id": "a", "id": "a", SEQUENCE_FIELD: pad(stored)})
+    target_db["items_tombstones"].insert_one({"_id": "a", "seq": pad("700")})
+    result = Replicator(target_db["items"]).process(
+        [stream_record("500", "INSERT", keys("a"), new=item("a", 5))])
+    assert result.lambda_response() == {"batchItemFailures": []}
+    assert (result.applied, result.stale) == (0, 1)
+    assert (target_db["items"].find_one({"_id": "a"}) is not None) is remains
+
+
 # -- decimal keys -----------------------------------------------------------------------------
 def test_a_decimal_key_on_mongomock_is_quarantined_with_the_limitation_named(
     mongo_db: Any, shared_case: Any
