@@ -181,7 +181,7 @@ def reply_to(
         documents = statements(command, sequences, "documents")
         STATS.count(name, len(documents))
         return {"ok": 1, "n": len(documents)}
-    if name in ("find", "aggregate"):
+    if name in ("find", "aggregate", "listIndexes"):
         STATS.count(name, 1)
         collection = command[name] if isinstance(command[name], str) else "$cmd.aggregate"
         namespace = f"{command.get('$db', 'test')}.{collection}"
