@@ -17,6 +17,7 @@ from bson.errors import InvalidDocument
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
+    DocumentTooLarge,
     NotPrimaryError,
     OperationFailure,
     ServerSelectionTimeoutError,
@@ -250,8 +251,13 @@ def test_an_unencodable_write_is_rejected_with_its_path_and_the_rest_is_sent(
     assert sorted(d["_id"] for d in target_db["items"].find()) == ["good", "good2"]
 
 
+@pytest.mark.parametrize("error", [
+    RecursionError("maximum recursion depth exceeded while encoding"),
+    # pymongo's own check of the server's maxBsonObjectSize: bson encodes the document fine
+    DocumentTooLarge("BSON document too large (16793600 bytes)"),
+])
 def test_an_encoding_error_no_single_operation_shows_is_bisected_down_to_its_write(
-    mongo_db: Any,
+    mongo_db: Any, error: Exception
 ) -> None:
     class RefusesC:
         """Refuses any bulk holding the write of "c" (as an encoder limit would)."""
@@ -265,7 +271,7 @@ def test_an_encoding_error_no_single_operation_shows_is_bisected_down_to_its_wri
         def bulk_write(self, operations: list[Any], ordered: bool = True, **_: Any) -> Any:
             self.calls.append(len(operations))
             if any(op._filter["_id"] == "c" for op in operations):
-                raise RecursionError("maximum recursion depth exceeded while encoding")
+                raise error
             return mongo_db["items"].bulk_write(operations, ordered=ordered)
 
     collection = RefusesC()
@@ -274,7 +280,8 @@ def test_an_encoding_error_no_single_operation_shows_is_bisected_down_to_its_wri
     result = apply.write(collection, writes)
     assert [w.operation._filter["_id"] for w in result.applied] == ["a", "b", "d"]
     ((rejected, why),) = result.rejected
-    assert rejected.operation._filter["_id"] == "c" and why.reason.startswith("RecursionError")
+    assert rejected.operation._filter["_id"] == "c"
+    assert why.reason.startswith(type(error).__name__) and why.kind == "encoding"
     assert collection.calls == [4, 2, 2, 1, 1]
 
 
