@@ -77,8 +77,8 @@ class ReplicationMachine(RuleBasedStateMachine):
     view_type: ClassVar[str] = "NEW_AND_OLD_IMAGES"
     guard: ClassVar[bool] = True
     tombstones: ClassVar[bool] = True
-    #: True: the replicator writes through FaultyCollection(BulkWriteShim(mongomock)), pymongo's
-    #: bulk_write path; False: straight to mongomock (the replicator's one-by-one path), no faults.
+    #: True: the replicator writes through FaultyCollection(BulkWriteShim(mongomock)), with
+    #: faults; False: straight to the harness's mongomock adapter, no faults.
     shim: ClassVar[bool] = True
 
     def __init__(self) -> None:
@@ -320,7 +320,7 @@ class CompositeKeyMachine(ReplicationMachine):
 
 
 class NewImageMachine(ReplicationMachine):
-    """A NEW_IMAGE stream (no old images), straight to mongomock (no bulk_write, no faults)."""
+    """A NEW_IMAGE stream (no old images), straight to the mongomock adapter (no faults)."""
 
     view_type = "NEW_IMAGE"
     shim = False
