@@ -123,7 +123,7 @@ class FaultyCollection:
 
 
 def _apply_single(collection: Any, operation: Any) -> None:
-    if isinstance(collection, BulkWriteShim):
+    if isinstance(collection, MongomockCollection):
         collection.apply_one(operation)
     else:
         collection.bulk_write([operation], ordered=True)
