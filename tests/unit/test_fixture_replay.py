@@ -140,8 +140,11 @@ def test_type_zoo_values_are_kept_exactly() -> None:
 def test_keys_only_without_item_reader_quarantines_each_record_with_the_fix() -> None:
     # Issue #10: judged per record (quarantined with the fix), never a batch-wide exception.
     replicator = replicator_for("keys_only")
-    plan = replicator.plan(load("keys_only", "events"))
-    assert plan.writes == [] and plan.bad_records
+    events = load("keys_only", "events")
+    plan = replicator.plan(events)
+    image_less = [r for r in events["Records"] if r["eventName"] != "REMOVE"]
+    assert len(plan.bad_records) == len(image_less) > 0
+    assert all(isinstance(b.error, UnsupportedRecordError) for b in plan.bad_records)
     first = plan.bad_records[0].error
     assert isinstance(first, UnsupportedRecordError)
     message = str(first)
