@@ -481,7 +481,7 @@ def test_read_back_sends_binary_keys_as_bytes() -> None:
         def __init__(self) -> None:
             self.asked: list[Any] = []
 
-        def batch_get_item(self, RequestItems: Any) -> Any:  # noqa: N803 - boto3's name
+        def batch_get_item(self, RequestItems: Any) -> Any:
             keys = RequestItems["T"]["Keys"]
             self.asked.extend(keys)
             items = [{"pk": k["pk"], "v": {"S": "found"}} for k in keys

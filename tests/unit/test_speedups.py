@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator.convert import Converter
+from replicator.core import Replicator
 from replicator.errors import ConversionError, MalformedRecordError
 from replicator.events import (
     _EPOCHS,
@@ -36,7 +37,6 @@ from replicator.events import (
     parse_records,
     table_arn_of,
 )
-from replicator.core import Replicator
 from replicator.keys import KeyMapper
 from replicator.plan import PlannedWrite, Planner, WritePlan, slot_template
 from replicator.plan import configure_accelerator as configure_planner
@@ -395,7 +395,7 @@ BAD_NAMES = ["a\x00b", "\x00", "\ud800", "x\udfffy", "_ddb_seq"]
 names = st.one_of(clean_names, st.sampled_from(BAD_NAMES), st.text(max_size=4))
 # S values UTF-8 cannot encode (a lone surrogate), and ones it can (NUL is fine in a BSON string).
 SURROGATE_TEXTS = ["\ud800", "ab\udc00cd", "\U0001f600\ud83d", "é\udfff"]
-texts = st.one_of(st.text(max_size=6), st.sampled_from(SURROGATE_TEXTS + ["a\x00b", "ÿ", "€"]))
+texts = st.one_of(st.text(max_size=6), st.sampled_from([*SURROGATE_TEXTS, "a\x00b", "ÿ", "€"]))
 wrong_payloads: st.SearchStrategy[Any] = st.sampled_from(
     [None, 1, 0, 1.5, True, False, "x", b"x", [], (), {}, ["1"], StrSubclass("1")]
 )
