@@ -38,8 +38,10 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Deeper than this is left to the reference (which is bounded by Python's recursion limit). */
-#define MAX_DEPTH 200
+/* Deeper than this is left to the reference, which applies MongoDB's 100-level limit exactly
+ * (convert.MAX_NESTING; depth 0 here is the document, level 1). DynamoDB items nest at most 32
+ * levels, so the common case stays here, and the recursion below stays shallow. */
+#define MAX_DEPTH 63
 
 /* Decimal128's exponent range for a coefficient of at most 34 digits (IEEE 754-2008 BID). */
 #define BID_EXPONENT_MIN (-6176)
@@ -82,6 +84,32 @@ ascii_of(PyObject *text, const char **data, Py_ssize_t *size)
     }
     *data = (const char *)PyUnicode_DATA(text);
     *size = PyUnicode_GET_LENGTH(text);
+    return 1;
+}
+
+/* 1 when MongoDB can store text: UTF-8 can encode it (no lone surrogate; a 1-byte-kind str,
+ * Latin-1, cannot hold one) and, for a field name (is_name), it has no NUL (BSON names are
+ * NUL-terminated). 0 otherwise: the reference refuses it with its field path. */
+static int
+storable_text(PyObject *text, int is_name)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyUnicode_IS_READY(text)) {
+        return 0;
+    }
+#endif
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    int kind = PyUnicode_KIND(text);
+    const void *data = PyUnicode_DATA(text);
+    if (kind == PyUnicode_1BYTE_KIND) {
+        return !is_name || memchr(data, 0, (size_t)length) == NULL;
+    }
+    for (Py_ssize_t i = 0; i < length; i++) {
+        Py_UCS4 c = PyUnicode_READ(kind, data, i);
+        if ((c >= 0xD800 && c <= 0xDFFF) || (is_name && c == 0)) {
+            return 0;
+        }
+    }
     return 1;
 }
 
@@ -515,7 +543,7 @@ convert_map_into(PyObject *out, PyObject *source, int depth)
     while (PyDict_Next(source, &position, &name, &value)) {
         PyObject *converted;
         int status;
-        if (!PyUnicode_CheckExact(name)) {
+        if (!PyUnicode_CheckExact(name) || !storable_text(name, 1)) {
             return -1;
         }
         Py_INCREF(name);
@@ -600,7 +628,8 @@ convert_string_set(PyObject *source)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(out); i++) {
-        if (!PyUnicode_CheckExact(PyList_GET_ITEM(out, i))) {
+        if (!PyUnicode_CheckExact(PyList_GET_ITEM(out, i))
+            || !storable_text(PyList_GET_ITEM(out, i), 0)) {
             Py_DECREF(out);
             return NULL;
         }
@@ -753,7 +782,8 @@ convert_tagged(enum tag tag, PyObject *payload, int depth)
 {
     switch (tag) {
     case T_S:
-        return PyUnicode_CheckExact(payload) ? Py_NewRef(payload) : NULL;
+        return PyUnicode_CheckExact(payload) && storable_text(payload, 0) ? Py_NewRef(payload)
+                                                                           : NULL;
     case T_N:
         return convert_number(payload);
     case T_BOOL:
@@ -816,7 +846,8 @@ valid_map(PyObject *source, int depth)
         return 0;
     }
     while (PyDict_Next(source, &position, &name, &value)) {
-        if (!PyUnicode_CheckExact(name) || !valid_value(value, depth)) {
+        if (!PyUnicode_CheckExact(name) || !storable_text(name, 1)
+            || !valid_value(value, depth)) {
             return 0;
         }
     }
@@ -843,7 +874,7 @@ valid_tagged(enum tag tag, PyObject *payload, int depth)
     Py_ssize_t i;
     switch (tag) {
     case T_S:
-        return PyUnicode_CheckExact(payload);
+        return PyUnicode_CheckExact(payload) && storable_text(payload, 0);
     case T_N:
         return handled_number(payload);
     case T_BOOL:
@@ -864,7 +895,7 @@ valid_tagged(enum tag tag, PyObject *payload, int depth)
         }
         for (i = 0; i < PyList_GET_SIZE(payload); i++) {
             PyObject *item = PyList_GET_ITEM(payload, i);
-            int ok = tag == T_SS   ? PyUnicode_CheckExact(item)
+            int ok = tag == T_SS   ? PyUnicode_CheckExact(item) && storable_text(item, 0)
                      : tag == T_NS ? handled_number(item)
                                    : handled_binary(item);
             if (!ok) {
@@ -1291,7 +1322,8 @@ static const entry_name body_names[] = {
     ENTRY_NAME("SequenceNumber"), ENTRY_NAME("NewImage"), ENTRY_NAME("OldImage"),
     ENTRY_NAME("Keys"), ENTRY_NAME("StreamViewType"), ENTRY_NAME("ApproximateCreationDateTime"),
 };
-static const entry_name identity_names[] = {ENTRY_NAME("principalId")};
+/* The Lambda event spells it principalId, GetRecords (boto3) PrincipalId: events.TTL_PRINCIPAL */
+static const entry_name identity_names[] = {ENTRY_NAME("principalId"), ENTRY_NAME("PrincipalId")};
 enum { B_SEQUENCE, B_NEW_IMAGE, B_OLD_IMAGE, B_KEYS, B_VIEW, B_CREATED, B_COUNT };
 
 static int
@@ -1331,12 +1363,16 @@ read_record(PyObject *raw, record_fields *f, int created_cached)
     PyObject *is_ttl = Py_False;
     PyObject *identity = entries[R_USER_IDENTITY];
     if (identity != Py_None) {
-        PyObject *principal;
+        PyObject *principals[2];
         if (!PyDict_CheckExact(identity)
-            || !read_entries(identity, identity_names, 1, &principal)) {
+            || !read_entries(identity, identity_names, 2, principals)) {
             return 0;
         }
-        if (principal != Py_None) {
+        for (int k = 0; k < 2; k++) {
+            PyObject *principal = principals[k];
+            if (principal == Py_None) {
+                continue;
+            }
             if (!PyUnicode_CheckExact(principal)) {
                 return 0;
             }
@@ -1695,8 +1731,9 @@ typedef struct {
 } plan_record;
 
 /* Sorting a group: sequence numbers compare as zero-padded strings (all have 1 to 40 digits, so
- * that is: fewer significant digits first, then the digits), ties in batch order, as Python's
- * stable sorted(key=zfill(40)) leaves them. */
+ * that is: fewer significant digits first, then the digits), ties in reverse batch order, as
+ * Planner's sorted(key=(zfill(40), -index)): the first of equal sequence numbers sorts last and
+ * is written, as the guard lets the first applied one win across batches. */
 typedef struct {
     const char *digits; /* the significant digits */
     Py_ssize_t count;
@@ -1714,7 +1751,7 @@ compare_entries(const void *a, const void *b)
     if (order != 0) {
         return order;
     }
-    return x->index < y->index ? -1 : (x->index > y->index);
+    return x->index > y->index ? -1 : (x->index < y->index);
 }
 
 /* A key attribute's _id part, as KeyMapper converts it: an S's str, or an N's int when the
@@ -1734,7 +1771,8 @@ key_value(PyObject *keys, PyObject *name)
     }
     switch (tag_of(tag)) {
     case T_S:
-        return Py_NewRef(PyUnicode_CheckExact(payload) ? payload : Py_None);
+        return Py_NewRef(PyUnicode_CheckExact(payload) && storable_text(payload, 0) ? payload
+                                                                                  : Py_None);
     case T_N: {
         const char *s;
         Py_ssize_t n;
@@ -1904,6 +1942,14 @@ winner_operation(const plan_record *record, PyObject *document_id, int guard, Py
         operation = has_id < 0 ? NULL : Py_NewRef(Py_None); /* Python checks it against _id */
         goto done;
     }
+    if (guard) {
+        int reserved = PyDict_Contains(record->new_image, field);
+        if (reserved != 0) {
+            /* an attribute named like the sequence field: Python quarantines the record */
+            operation = reserved < 0 ? NULL : Py_NewRef(Py_None);
+            goto done;
+        }
+    }
     document = PyDict_New();
     if (document == NULL || PyDict_SetItem(document, s_id, document_id) < 0) {
         goto done;
@@ -1946,7 +1992,7 @@ done:
 /* A superseded change is not written, but Planner still quarantines it when its image cannot be
  * converted (whatever the batching): 1 when it is sure to convert, 0 when Python decides. */
 static int
-superseded_ok(const plan_record *record)
+superseded_ok(const plan_record *record, int guard, PyObject *field)
 {
     if (record->is_remove) {
         return record->old_image == Py_None || valid_map(record->old_image, 0);
@@ -1955,7 +2001,44 @@ superseded_ok(const plan_record *record)
     if (has_id != 0) {
         return has_id < 0 ? -1 : 0; /* Planner._write_for checks it */
     }
+    if (guard) {
+        int reserved = PyDict_Contains(record->new_image, field);
+        if (reserved != 0) {
+            return reserved < 0 ? -1 : 0; /* Planner._check_new_image refuses it */
+        }
+    }
     return valid_map(record->new_image, 0);
+}
+
+/* 1 when every attribute of Keys is in the new image with an equal typed value (the common case
+ * of Planner._check_new_image), 0 when Python decides (it compares converted values and
+ * quarantines a disagreement), -1 on an error. */
+static int
+keys_agree(PyObject *keys, PyObject *image)
+{
+    Py_ssize_t position = 0;
+    PyObject *name, *typed;
+    while (PyDict_Next(keys, &position, &name, &typed)) {
+        PyObject *found = PyDict_GetItemWithError(image, name);
+        if (found == NULL) {
+            return PyErr_Occurred() ? -1 : 0;
+        }
+        if (found == typed) {
+            continue;
+        }
+        if (!PyDict_CheckExact(found) || PyDict_GET_SIZE(found) != 1) {
+            return 0;
+        }
+        Py_INCREF(found);
+        Py_INCREF(typed);
+        int same = PyObject_RichCompareBool(found, typed, Py_EQ);
+        Py_DECREF(found);
+        Py_DECREF(typed);
+        if (same <= 0) {
+            return same;
+        }
+    }
+    return 1;
 }
 
 /* PlannedWrite(operation, sequence_numbers), built as frozen.build builds it. */
@@ -1981,12 +2064,19 @@ planned_write(PyObject *operation, PyObject *sequence_numbers)
 static PyObject *
 plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5) {
+    if (nargs != 5 && nargs != 6) {
         PyErr_SetString(PyExc_TypeError, "plan_records(records, key_schema, guard, "
-                                         "sequence_field, ttl_as_delete)");
+                                         "sequence_field, ttl_as_delete[, stream_arn])");
         return NULL;
     }
     PyObject *records = args[0], *key_schema = args[1], *field = args[3];
+    /* stream_arn: records with an eventSourceARN must have exactly this one (None: none may have
+     * one); the Replicator quarantines another table's records. Omitted: not checked. */
+    PyObject *stream_arn = nargs == 6 ? args[5] : NULL;
+    if (stream_arn != NULL && stream_arn != Py_None && !PyUnicode_CheckExact(stream_arn)) {
+        PyErr_SetString(PyExc_TypeError, "plan_records: stream_arn must be a str or None");
+        return NULL;
+    }
     int guard = PyObject_IsTrue(args[2]), ttl_as_delete = PyObject_IsTrue(args[4]);
     if (guard < 0 || ttl_as_delete < 0) {
         return NULL;
@@ -2048,6 +2138,15 @@ plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         if ((f.is_ttl == Py_True && !ttl_as_delete) || (!is_remove && f.new_image == Py_None)) {
             goto decline; /* TTL handling, or a read-back: Python decides */
         }
+        if (stream_arn != NULL && f.arn != Py_None && f.arn != stream_arn) {
+            if (stream_arn == Py_None || !PyUnicode_CheckExact(f.arn)) {
+                goto decline; /* not the pinned stream: Python pins or refuses it */
+            }
+            int same = PyUnicode_Compare(f.arn, stream_arn);
+            if (same != 0) {
+                goto decline_or_fail;
+            }
+        }
         /* Own what the plan needs before any conversion can run Python code. */
         plan_record *item = &items[filled++];
         item->sequence = Py_NewRef(f.sequence);
@@ -2056,6 +2155,11 @@ plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         item->is_remove = is_remove;
         PyObject *keys = Py_NewRef(f.keys);
         PyObject *document_id, *group_key;
+        status = is_remove ? 1 : keys_agree(keys, item->new_image);
+        if (status <= 0) {
+            Py_DECREF(keys);
+            goto decline_or_fail;
+        }
         status = record_id(keys, key_schema, &document_id, &group_key);
         Py_DECREF(keys);
         if (status <= 0) {
@@ -2108,7 +2212,7 @@ plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
             qsort(members, (size_t)size, sizeof(sort_entry), compare_entries);
         }
         for (Py_ssize_t k = 0; k + 1 < size; k++) {
-            int ok = superseded_ok(&items[members[k].index]);
+            int ok = superseded_ok(&items[members[k].index], guard, field);
             if (ok <= 0) {
                 goto decline_or_fail;
             }
@@ -2202,7 +2306,8 @@ static PyMethodDef speedups_methods[] = {
      "configure_planner(PlannedWrite, ReplaceOne, DeleteOne, UpdateOne, replace_template,\n"
      "delete_template): what plan_records builds with (templates: plan.slot_template)."},
     {"plan_records", (PyCFunction)(void (*)(void))plan_records, METH_FASTCALL,
-     "plan_records(records, key_schema, guard, sequence_field, ttl_as_delete) -> list of\n"
+     "plan_records(records, key_schema, guard, sequence_field, ttl_as_delete[, stream_arn])\n"
+     "-> list of"
      "PlannedWrite | None: Planner.plan(*parse_records(records)).writes for the common case\n"
      "(None: Python plans the batch)."},
     {"_operation_path", speedups_operation_path, METH_NOARGS,

@@ -38,6 +38,12 @@ if native is not None:
 NumberMode = Literal["lossless", "float"]
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: MongoDB stores documents of at most 100 levels; the document itself is level 1 and each
+#: embedded document or array adds one (MongoDB docs: "Limits and Thresholds"; SERVER-26703
+#: refuses makeNestObj(101); DOCS-15222: arrays and objects count alike). Converting checks it, so
+#: a deeper image is quarantined with its path instead of failing the write (or recursing until
+#: RecursionError).
+MAX_NESTING = 100
 DECIMAL128_DIGITS = 34
 _SMALL_INT = re.compile(r"-?[0-9]{1,18}")
 _NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
@@ -70,7 +76,7 @@ def convert_number(text: Any, mode: NumberMode = "lossless") -> Any:
     if match is None:
         raise _Bad(f"not a number: {text!r}")
     if mode == "float":
-        return float(text)
+        return _float(text, match.group(1))
     mantissa, exponent_text = match.groups()
     if exponent_text is not None and len(exponent_text) > 8:
         return _exact_number(text)  # an exponent far outside DynamoDB's range: the general path
@@ -92,6 +98,22 @@ def convert_number(text: Any, mode: NumberMode = "lossless") -> Any:
         return _decimal128(negative, int(significant), exponent)
     # Decimal((sign, digits, exponent)) built from text: the same digits and exponent, faster.
     return str(Decimal(f"{'-' if negative else ''}{significant}E{exponent}"))
+
+
+def _float(text: str, mantissa: str) -> float:
+    """``float(text)``, refusing what a double cannot hold: storing inf or 0.0 for a finite,
+    nonzero number would be a silent change of value, not the documented rounding."""
+    value = float(text)
+    if value in (_INFINITY, -_INFINITY):
+        raise _Bad(f"{text} is beyond a double's range (numbers='float' would store inf); "
+                   "use numbers='lossless'")
+    if value == 0.0 and mantissa.strip("0.") != "":
+        raise _Bad(f"{text} is below a double's range (numbers='float' would store 0.0); "
+                   "use numbers='lossless'")
+    return value
+
+
+_INFINITY = float("inf")
 
 
 def _exact_number(text: str) -> Any:
@@ -169,6 +191,29 @@ def _binary(value: Any) -> bytes:
     raise _Bad(f"B value must be base64 text or bytes, got {type(value).__name__}")
 
 
+def _encodable(text: str) -> bool:
+    """UTF-8 (hence BSON) can encode it: no lone surrogate (json.loads accepts "\\ud800")."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_name(name: Any) -> None:
+    """A field name MongoDB can store: a str without NUL (BSON names are NUL-terminated C
+    strings; pymongo raises InvalidDocument) that UTF-8 can encode."""
+    if type(name) is not str:
+        raise _Bad(f"a field name must be a string, got {type(name).__name__}")
+    if "\x00" in name:
+        raise _Bad("a field name cannot contain NUL (BSON names are NUL-terminated)")
+    if not name.isascii() and not _encodable(name):
+        raise _Bad("a field name with a lone surrogate cannot be encoded as UTF-8")
+
+
+_SURROGATE = "an S value with a lone surrogate cannot be encoded as UTF-8"
+
+
 def _list_of(value: Any, tag: str) -> list[Any]:
     if not isinstance(value, (list, tuple, set, frozenset)):
         raise _Bad(f"{tag} value must be a list, got {type(value).__name__}")
@@ -181,6 +226,7 @@ class Converter:
     def __init__(self, numbers: NumberMode = "lossless", *, accelerate: bool = True) -> None:
         """``accelerate=False`` keeps to pure Python even where the C accelerator is built."""
         self.numbers = numbers
+        self._depth = 0  # nesting level of the map or list being converted (see MAX_NESTING)
         #: the C accelerator this converter uses, or None: pure Python (not built, turned off, or
         #: float numbers, which it does not do)
         self.native: Any = native if accelerate and numbers == "lossless" else None
@@ -253,6 +299,8 @@ class Converter:
     def _string(value: Any) -> str:
         if type(value) is not str:
             raise _Bad(f"S value must be a string, got {type(value).__name__}")
+        if not value.isascii() and not _encodable(value):
+            raise _Bad(_SURROGATE)
         return value
 
     def _number(self, value: Any) -> Any:
@@ -276,16 +324,30 @@ class Converter:
     def _map(self, value: Any) -> dict[str, Any]:
         if type(value) is not dict and not isinstance(value, Mapping):
             raise _Bad(f"M value must be an object, got {type(value).__name__}")
+        depth = self._depth + 1
+        if depth > MAX_NESTING:
+            raise _Bad(f"nested deeper than MongoDB's {MAX_NESTING} levels")
+        self._depth = depth
+        try:
+            return self._map_items(value)
+        finally:
+            self._depth = depth - 1
+
+    def _map_items(self, value: Mapping[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         convert = self._value
         by_tag = self._by_tag
         for name, attribute in value.items():
             try:
+                if type(name) is not str or "\x00" in name or not (
+                    name.isascii() or _encodable(name)
+                ):
+                    _check_name(name)
                 if type(attribute) is dict and len(attribute) == 1:
                     (tag,) = attribute
                     payload = attribute[tag]
                     if tag == "S":
-                        if type(payload) is str:
+                        if type(payload) is str and (payload.isascii() or _encodable(payload)):
                             out[name] = payload
                             continue
                     elif (
@@ -306,6 +368,16 @@ class Converter:
 
     def _list(self, value: Any) -> list[Any]:
         items = _list_of(value, "L")
+        depth = self._depth + 1
+        if depth > MAX_NESTING:
+            raise _Bad(f"nested deeper than MongoDB's {MAX_NESTING} levels")
+        self._depth = depth
+        try:
+            return self._list_items(items)
+        finally:
+            self._depth = depth - 1
+
+    def _list_items(self, items: list[Any]) -> list[Any]:
         out: list[Any] = []
         convert = self._value
         by_tag = self._by_tag
@@ -315,7 +387,7 @@ class Converter:
                     (tag,) = attribute
                     payload = attribute[tag]
                     if tag == "S":
-                        if type(payload) is str:
+                        if type(payload) is str and (payload.isascii() or _encodable(payload)):
                             out.append(payload)
                             continue
                     elif (
@@ -338,8 +410,9 @@ class Converter:
     def _string_set(self, value: Any) -> list[str]:
         items = _list_of(value, "SS")
         for position, item in enumerate(items):
-            if type(item) is not str:
-                bad = _Bad(f"SS member must be a string, got {type(item).__name__}")
+            if type(item) is not str or not (item.isascii() or _encodable(item)):
+                bad = _Bad(f"SS member must be a string, got {type(item).__name__}"
+                           if type(item) is not str else _SURROGATE)
                 bad.path.append(f"[{position}]")
                 raise bad
         return sorted(items)
@@ -371,8 +444,8 @@ class Converter:
         return sorted(out)
 
 
-def _name_step(name: str) -> str:
-    if name.isidentifier():
+def _name_step(name: Any) -> str:
+    if type(name) is str and name.isidentifier():
         return f".{name}"
     return f"[{name!r}]"
 

@@ -21,7 +21,7 @@ from pymongo.operations import DeleteOne, UpdateOne
 
 from replicator import apply
 from replicator.convert import Converter
-from replicator.errors import ConfigurationError, RecordError
+from replicator.errors import ConfigurationError, RecordError, UnsupportedRecordError
 from replicator.events import (
     BadRecord,
     Change,
@@ -29,6 +29,7 @@ from replicator.events import (
     pad_sequence_number,
     parse_records,
     records_of,
+    table_arn_of,
 )
 from replicator.keys import KeyMapper
 from replicator.plan import PlannedWrite, Planner, WritePlan
@@ -108,6 +109,13 @@ class Replicator:
             transforms=[load_callable(path) for path in self.settings.transforms],
         )
         self._stream_view_checked = False
+        # The table this Replicator replicates (its ARN, before "/stream/"), pinned from the first
+        # record that names one (and matches Settings.source_table when set); records of another
+        # table are quarantined, never merged into this collection. _stream_arn: the full
+        # eventSourceARN the C planner accepts as is (anything else goes the Python way).
+        self._table_arn: str | None = None
+        self._stream_arn: str | None = None
+        self._logged_problems: set[str] = set()
 
     # -- entry points ----------------------------------------------------------------------------
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
@@ -127,14 +135,73 @@ class Replicator:
     def plan(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> WritePlan:
         """The write plan for an event, without writing (pure unless a read-back is needed)."""
         records = records_of(event)
-        plan = self.planner.plan_records(records)  # the C accelerator's one pass, common case
+        if self._stream_arn is None and records:
+            self._pin_table(records[0])
+        # the C accelerator's one pass, common case
+        plan = self.planner.plan_records(records, self._stream_arn)
         if plan is not None:
             return plan
         changes, bad = parse_records(records)
+        changes = self._of_this_table(changes, bad)
         self._check_stream_view(changes)
-        return self.planner.plan(self._read_back(changes), bad)
+        changes = self._read_back(changes, bad)
+        plan = self.planner.plan(changes, bad)
+        self._log_configuration_problems(plan.bad_records)
+        return plan
 
     # -- steps -----------------------------------------------------------------------------------
+    def _pin_table(self, raw: Any) -> None:
+        """Pin the table of the batch's first record, before the C planner sees the batch (it
+        takes only records of the pinned stream, so the common batch stays on its path)."""
+        arn = raw.get("eventSourceARN") if type(raw) is dict else None
+        table = table_arn_of(arn)
+        if table is not None and self._is_source(table):
+            self._table_arn, self._stream_arn = table, arn
+
+    def _is_source(self, table_arn: str) -> bool:
+        wanted = self.settings.source_table
+        if wanted is None:
+            return self._table_arn is None or table_arn == self._table_arn
+        if wanted.startswith("arn:"):
+            return table_arn == table_arn_of(wanted)
+        return table_arn.rpartition(":table/")[2] == wanted
+
+    def _of_this_table(self, changes: list[Change], bad: list[BadRecord]) -> list[Change]:
+        """The changes of the pinned table (and those without eventSourceARN, as GetRecords
+        gives them); a record of another table is quarantined: two tables merged into one
+        collection would overwrite each other's documents by key."""
+        kept = []
+        for change in changes:
+            table = table_arn_of(change.event_source_arn)
+            if table is not None and self._table_arn is None and self._is_source(table):
+                self._table_arn = table
+            if table is None or table == self._table_arn:
+                if table is not None:
+                    self._stream_arn = change.event_source_arn  # a new stream of the same table
+                kept.append(change)
+                continue
+            wanted = self.settings.source_table
+            error = UnsupportedRecordError(
+                f"record of table {table}, but this Replicator replicates "
+                + (f"{self._table_arn}" if self._table_arn else f"table {wanted!r}")
+                + " (Settings.source_table, or the first table seen): give each table its own "
+                "Replicator and collection",
+                problem="record of another table",
+                field_path="eventSourceARN",
+            ).located(index=change.index, event_id=change.event_id,
+                      sequence_number=change.sequence_number)
+            bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
+        return kept
+
+    def _log_configuration_problems(self, bad_records: list[BadRecord]) -> None:
+        """Each kind of configuration problem once per Replicator (per Lambda container), not
+        once per record; every record is still quarantined with the fix in its error."""
+        for bad in bad_records:
+            error = bad.error
+            if isinstance(error, UnsupportedRecordError) and error.problem not in self._logged_problems:
+                self._logged_problems.add(error.problem)
+                log.warning("configuration: %s (such records are quarantined)", error.reason)
+
     def _check_stream_view(self, changes: list[Change]) -> None:
         """Once, on the first record that names its StreamViewType: with a shard key that can
         change, refuse a stream without old images (ConfigurationError), before any write."""
@@ -146,18 +213,27 @@ class Replicator:
         self.planner.check_stream_view(first.stream_view_type, tuple(first.keys))
         self._stream_view_checked = True
 
-    def _read_back(self, changes: list[Change]) -> list[Change]:
+    def _read_back(self, changes: list[Change], bad: list[BadRecord]) -> list[Change]:
         needed = [c for c in changes if c.event_name is not EventName.REMOVE and c.new_image is None]
         if not needed:
             return changes
         if self.item_reader is None:
-            view = needed[0].stream_view_type
-            raise ConfigurationError(
-                f"record SequenceNumber {needed[0].sequence_number} comes from a "
-                f"{view.value if view else 'image-less'} stream, which does not carry the new item: "
-                "give Replicator an item reader (replicator.readback.DynamoDBItemReader) so it can "
-                "read the item back, or set the stream to NEW_AND_OLD_IMAGES or NEW_IMAGE"
-            )
+            # Judged per record: one record without a new image must not stop the batch.
+            for change in needed:
+                view = change.stream_view_type
+                error = UnsupportedRecordError(
+                    f"a {change.event_name.value} from a "
+                    f"{view.value if view else 'image-less'} stream does not carry the new item: "
+                    "give Replicator an item reader (replicator.readback.DynamoDBItemReader) so "
+                    "it can read the item back, or set the stream to NEW_AND_OLD_IMAGES or "
+                    "NEW_IMAGE",
+                    problem="no new image and no item reader",
+                    field_path="dynamodb.NewImage",
+                ).located(index=change.index, event_id=change.event_id,
+                          sequence_number=change.sequence_number)
+                bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
+            skipped = {c.index for c in needed}
+            return [c for c in changes if c.index not in skipped]
         images = self.item_reader.read([c.keys for c in needed])
         filled = {
             c.index: (
@@ -382,29 +458,67 @@ def _quarantine_write(bad: BadRecord) -> UpdateOne:
 def _quarantine_id(bad: BadRecord) -> str:
     """Stable across redeliveries (a replayed batch does not quarantine a record twice), and
     distinct for distinct records even when they claim the same sequence number."""
-    digest = hashlib.sha256(_raw_json(bad.raw).encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate (crafted input, json.loads accepts it) must not raise here
+    digest = hashlib.sha256(_raw_json(bad.raw).encode("utf-8", "surrogatepass")).hexdigest()
     return f"{_text_safe(bad.sequence_number) or 'no-sequence'}:{digest}"
 
 
 def _raw_json(raw: Any) -> str:
-    def fallback(value: Any) -> Any:
-        if isinstance(value, (bytes, bytearray)):
-            import base64
-
-            return {"$binary_base64": base64.b64encode(bytes(value)).decode()}
-        if isinstance(value, datetime):
-            return value.isoformat()
-        return repr(value)
-
+    """The raw record as JSON text that BSON can store: readable (non-ASCII kept) when UTF-8 can
+    encode it, else with every non-ASCII character escaped (a lone surrogate); any depth."""
     try:
-        text = json.dumps(raw, default=fallback, sort_keys=True, ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError):  # non-str keys of mixed types, a cycle
+        text = json.dumps(raw, default=_json_fallback, sort_keys=True, ensure_ascii=False)
+    except RecursionError:  # nesting beyond the interpreter's limit (a crafted record)
+        return _deep_json(raw)
+    except (TypeError, ValueError):  # non-str keys of mixed types, a cycle
         return str(_text_safe(repr(raw)))
     if _encodable(text):
         return text
     # A lone surrogate (crafted input) cannot be stored as UTF-8: keep the exact record as JSON
     # with \u escapes, which json.loads turns back into the same string.
-    return json.dumps(raw, default=fallback, sort_keys=True, ensure_ascii=True)
+    return json.dumps(raw, default=_json_fallback, sort_keys=True, ensure_ascii=True)
+
+
+def _json_fallback(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray)):
+        import base64
+
+        return {"$binary_base64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return repr(value)
+
+
+def _deep_json(raw: Any) -> str:
+    """``json.dumps(raw, sort_keys=True, ensure_ascii=True)`` without recursion."""
+    parts: list[str] = []
+    stack: list[tuple[bool, Any]] = [(False, raw)]
+    while stack:
+        literal, item = stack.pop()
+        if literal:
+            parts.append(item)
+            continue
+        todo: list[tuple[bool, Any]] = []
+        if isinstance(item, Mapping):
+            entries = sorted(((str(k), v) for k, v in item.items()), key=lambda kv: kv[0])
+            todo.append((True, "{"))
+            for n, (name, value) in enumerate(entries):
+                todo.append((True, ("" if n == 0 else ", ") + json.dumps(name) + ": "))
+                todo.append((False, value))
+            todo.append((True, "}"))
+        elif isinstance(item, (list, tuple)):
+            todo.append((True, "["))
+            for n, value in enumerate(item):
+                if n:
+                    todo.append((True, ", "))
+                todo.append((False, value))
+            todo.append((True, "]"))
+        else:
+            fallback = _json_fallback(item) if not isinstance(
+                item, (str, int, float, bool, type(None))) else item
+            todo.append((True, json.dumps(fallback, default=repr)))
+        stack.extend(reversed(todo))
+    return "".join(parts)
 
 
 def _encodable(text: str) -> bool:

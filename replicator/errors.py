@@ -76,8 +76,19 @@ class MalformedRecordError(RecordError):
 
 
 class ConversionError(RecordError):
-    """An attribute value cannot be converted to BSON (unknown type tag, bad number, bad base64)."""
+    """An attribute value cannot be converted to BSON or stored by MongoDB (unknown type tag, bad
+    number, bad base64, nesting beyond 100 levels, NUL in a name, text UTF-8 cannot encode)."""
 
 
 class TransformError(RecordError):
     """A user transform raised or returned something that is not a document."""
+
+
+class UnsupportedRecordError(RecordError):
+    """A record the configuration cannot handle (a composite key without ``key_schema``, a record
+    without a new image and no item reader, a record of another table). The message names the
+    setting to change; ``problem`` names the kind, so the Replicator logs each kind once."""
+
+    def __init__(self, message: str, *, problem: str, **where: object) -> None:
+        self.problem = problem
+        super().__init__(message, **where)  # type: ignore[arg-type]

@@ -20,7 +20,9 @@ from replicator.frozen import build, check_plain
 
 AttributeMap = Mapping[str, Any]
 
-# AWS marks TTL deletions with this service principal (AWS docs: "Time to Live: streams").
+# AWS marks TTL deletions with this service principal (AWS docs: "Time to Live: streams"). The
+# Lambda event spells the member principalId; the DynamoDB Streams API (GetRecords through
+# boto3/botocore) spells it PrincipalId (its Identity shape: PrincipalId, Type).
 TTL_PRINCIPAL = "dynamodb.amazonaws.com"
 # DynamoDB Local emits its TTL deletions with this literal event name, an OldImage and no
 # userIdentity (measured, see EMULATORS.md); botocore uses the same name for unknown enum values.
@@ -67,6 +69,11 @@ class Change:
         return pad_sequence_number(self.sequence_number)
 
     @property
+    def table_arn(self) -> str | None:
+        """The table's ARN: ``eventSourceARN`` before ``/stream/`` (None without one)."""
+        return table_arn_of(self.event_source_arn)
+
+    @property
     def table_name(self) -> str | None:
         """The table name from ``arn:aws:dynamodb:REGION:ACCOUNT:table/NAME/stream/LABEL``."""
         arn = self.event_source_arn or ""
@@ -89,18 +96,36 @@ class BadRecord:
         return getattr(self.error, "sequence_number", None) or _sequence_of(self.raw)
 
 
+def table_arn_of(event_source_arn: Any) -> str | None:
+    """``arn:aws:dynamodb:R:A:table/T/stream/LABEL`` -> ``arn:aws:dynamodb:R:A:table/T``."""
+    if type(event_source_arn) is not str or not event_source_arn:
+        return None
+    return event_source_arn.split("/stream/", 1)[0]
+
+
 def pad_sequence_number(sequence_number: str) -> str:
     return sequence_number.zfill(40)
 
 
 def records_of(event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[Any]:
-    """The records of a Lambda event, or a list of records (GetRecords' ``Records``)."""
+    """The records of a Lambda event, or a list of records (GetRecords' ``Records``).
+
+    Anything else is one MalformedRecordError (a str is not a list of records, nor is None)."""
     if isinstance(event, Mapping):
         records = event.get("Records")
         if not isinstance(records, list):
-            raise MalformedRecordError('the event has no "Records" list', field_path="Records")
+            raise MalformedRecordError(
+                f'the event has no "Records" list (got {type(records).__name__})',
+                field_path="Records",
+            )
         return records
-    return list(event)
+    if isinstance(event, (list, tuple)):
+        return list(event)
+    raise MalformedRecordError(
+        f'an event is an object with a "Records" list, or a list of records; '
+        f"got {type(event).__name__}",
+        field_path="event",
+    )
 
 
 def parse_records(
@@ -163,7 +188,10 @@ def parse_record(raw: Any, index: int = 0) -> Change:
     is_ttl = (
         identity is not None
         and (type(identity) is dict or isinstance(identity, Mapping))
-        and identity.get("principalId") == TTL_PRINCIPAL
+        and (
+            identity.get("principalId") == TTL_PRINCIPAL
+            or identity.get("PrincipalId") == TTL_PRINCIPAL
+        )
     )
     event_name = _EVENT_NAMES.get(name) if type(name) is str else None
     if event_name is None:

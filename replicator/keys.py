@@ -8,7 +8,7 @@ from typing import Any
 import bson
 
 from replicator.convert import Converter
-from replicator.errors import ConfigurationError, MalformedRecordError
+from replicator.errors import MalformedRecordError, UnsupportedRecordError
 
 IdMapping = Callable[[dict[str, Any]], Any]
 #: The only types a DynamoDB key attribute can have.
@@ -21,6 +21,10 @@ class KeyMapper:
     A single key gives its converted value; a composite key gives ``{partition: v, sort: v}`` in
     that order (MongoDB compares embedded documents field by field, in order, so the order is part
     of the identity). ``id_mapping`` replaces the rule with a user function.
+
+    Key attributes are always converted losslessly, whatever the converter's number mode: the key
+    is the item's identity, and numbers="float" would make distinct keys (0.3 and
+    0.29999999999999999) one ``_id``.
     """
 
     def __init__(
@@ -29,6 +33,8 @@ class KeyMapper:
         key_schema: tuple[str, ...] | None = None,
         id_mapping: IdMapping | None = None,
     ) -> None:
+        if converter.numbers != "lossless":
+            converter = Converter("lossless")
         self.converter = converter
         self.key_schema = key_schema
         self.id_mapping = id_mapping
@@ -62,7 +68,7 @@ class KeyMapper:
             ((name, value),) = keys.items()
             if (self.key_schema is None or name == self._single_name) and type(value) is dict:
                 text = value.get("S")
-                if type(text) is str and len(value) == 1:
+                if type(text) is str and len(value) == 1 and text.isascii():
                     return text
         key_document = self.key_document(keys)
         if self.id_mapping is not None:
@@ -74,10 +80,13 @@ class KeyMapper:
     def _infer(self, keys: Mapping[str, Any]) -> tuple[str, ...]:
         if len(keys) == 1:
             return tuple(keys)
-        raise ConfigurationError(
+        # Judged per record (one odd record must not stop the batch): quarantined with the fix.
+        raise UnsupportedRecordError(
             f"the table has a composite key {sorted(keys)}: a record's Keys do not say which is "
             "the partition key, so set Settings(key_schema=(partition, sort)) "
-            "(REPLICATOR_KEY_SCHEMA=partition,sort in Lambda)"
+            "(REPLICATOR_KEY_SCHEMA=partition,sort in Lambda)",
+            problem="composite key without key_schema",
+            field_path="dynamodb.Keys",
         )
 
 

@@ -27,7 +27,13 @@ from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator.accelerator import native
 from replicator.convert import Converter
-from replicator.errors import ConfigurationError, ConversionError, RecordError, TransformError
+from replicator.errors import (
+    ConfigurationError,
+    ConversionError,
+    MalformedRecordError,
+    RecordError,
+    TransformError,
+)
 from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
 from replicator.frozen import build, check_plain
 from replicator.keys import KeyMapper, identity
@@ -140,10 +146,12 @@ class Planner:
         )
 
     # -- entry points --------------------------------------------------------------------------
-    def plan_records(self, records: list[Any]) -> WritePlan | None:
+    def plan_records(self, records: list[Any], stream_arn: str | None = None) -> WritePlan | None:
         """The plan for a batch of raw records (a Lambda event's ``Records``) in one pass of the C
         accelerator, when this planner's settings are the common ones (no transforms, shard key
-        or id mapping) and every record is well formed and ready to plan. None otherwise: then
+        or id mapping) and every record is well formed and ready to plan, and every record with an
+        ``eventSourceARN`` has exactly ``stream_arn`` (the Replicator's pinned stream; None: no
+        record may have one). None otherwise: then
         ``plan(*parse_records(records))`` (after any read-back) decides, as the reference, and
         gives an equal plan where both apply (tests/unit/test_speedups.py)."""
         if self._native_plan is None or type(records) is not list:
@@ -154,6 +162,7 @@ class Planner:
             self.settings.guard,
             self.settings.sequence_field,
             self.settings.ttl_deletes == "delete",
+            stream_arn,
         )
         return None if writes is None else WritePlan(writes=writes)
 
@@ -205,8 +214,10 @@ class Planner:
         superseded: list[Change] = []
         images_only = not self.transforms
         for document_id, group in groups:
-            # c.sort_key, inlined (hot): sequence numbers compare padded
-            ordered = sorted(group, key=lambda c: c.sequence_number.zfill(40))
+            # c.sort_key, inlined (hot): sequence numbers compare padded. Equal sequence numbers:
+            # the first in batch order sorts last (is written), as the guard ($lt on the stored
+            # sequence) lets the first applied one win when they arrive in separate batches.
+            ordered = sorted(group, key=lambda c: (c.sequence_number.zfill(40), -c.index))
             stored = self._stored_shard_values(ordered, bad)
             # Newest first; a change that cannot be converted is set aside and the next older one
             # is the best state we can write (the bad one is quarantined with its raw form).
@@ -254,6 +265,11 @@ class Planner:
             else:
                 image, root = change.new_image, "dynamodb.NewImage"
                 assert image is not None, "read-back fills the image before planning"
+                try:
+                    self._check_new_image(change, image)
+                except RecordError as error:
+                    bad.append(_bad(change, error))
+                    continue
             if vouch is not None and type(image) is dict and vouch(image):
                 continue
             try:
@@ -275,6 +291,7 @@ class Planner:
         if change.event_name is EventName.REMOVE:
             return self._delete_for(document_id, change, sequence, stored, seqs)
         assert change.new_image is not None, "read-back fills the image before planning"
+        self._check_new_image(change, change.new_image)
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
         if stored is None or (stored and same_shard_values(stored, new)):
@@ -327,6 +344,35 @@ class Planner:
             collection="archive",
         )
         return [archive, delete]
+
+    def _check_new_image(self, change: Change, image: Mapping[str, Any]) -> None:
+        """What makes a new image inconsistent whatever its values: an attribute named like the
+        reserved sequence field (writing would overwrite it silently), or key attributes that
+        differ from ``Keys`` (the ``_id`` would name another item than the document's key)."""
+        reserved = self.settings.sequence_field
+        if self.settings.guard and reserved in image:
+            raise ConversionError(
+                f"attribute {reserved!r} is the replicator's reserved sequence field and would be "
+                "overwritten; set Settings(sequence_field=...) (a name no item uses) to keep it",
+                field_path=f"dynamodb.NewImage.{reserved}",
+            )
+        key_value = self.key_mapper.converter.value
+        for name, typed in change.keys.items():
+            path = f"dynamodb.NewImage.{name}"
+            found = image.get(name)
+            if found is None:
+                raise MalformedRecordError(
+                    "the new image lacks a key attribute that Keys has", field_path=path
+                )
+            # Raw equality first (the common case); else compare as the _id would (lossless, by
+            # BSON value: "1" vs "1.0" agree, base64 text vs bytes agree, N 1 vs S "1" differ).
+            if found != typed and identity(key_value(found, root=path)) != identity(
+                key_value(typed, root=f"dynamodb.Keys.{name}")
+            ):
+                raise MalformedRecordError(
+                    f"the new image's key attribute {found!r:.60} differs from Keys' {typed!r:.60}",
+                    field_path=path,
+                )
 
     # -- documents and filters -----------------------------------------------------------------
     def document(self, document_id: Any, image: Mapping[str, Any], sequence: str) -> dict[str, Any]:

@@ -7,6 +7,7 @@ without one it refuses (ConfigurationError), because guessing would lose data.
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,7 @@ class DynamoDBItemReader:
 
     def read(self, keys: Sequence[AttributeMap]) -> list[AttributeMap | None]:
         found: dict[str, AttributeMap] = {}
-        unique = {_fingerprint(k): dict(k) for k in keys}
+        unique = {_fingerprint(k): _wire_key(k) for k in keys}
         pending = list(unique.values())
         key_names = set().union(*(k.keys() for k in pending)) if pending else set()
         attempt = 0
@@ -57,11 +58,22 @@ class DynamoDBItemReader:
         return [found.get(_fingerprint(k)) for k in keys]
 
 
+def _wire_key(key: AttributeMap) -> dict[str, Any]:
+    """The key as boto3's low-level client takes it: a B value as bytes (botocore base64-encodes
+    blobs itself, so the base64 text of a Lambda event would be sent encoded twice and name
+    another item)."""
+    wire: dict[str, Any] = {}
+    for name, typed in key.items():
+        if isinstance(typed, Mapping) and len(typed) == 1 and isinstance(typed.get("B"), str):
+            wire[name] = {"B": base64.b64decode(typed["B"], validate=True)}
+        else:
+            wire[name] = dict(typed) if isinstance(typed, Mapping) else typed
+    return wire
+
+
 def _fingerprint(key: AttributeMap) -> str:
     def plain(value: Any) -> Any:
         if isinstance(value, (bytes, bytearray)):
-            import base64
-
             return base64.b64encode(bytes(value)).decode()
         if isinstance(value, Mapping):
             return {k: plain(v) for k, v in value.items()}

@@ -38,6 +38,9 @@ class Settings:
     tombstones: remember deletes in ``tombstone_collection`` (default ``<collection>_tombstones``)
         for ``tombstone_retention_s`` so an older change arriving after a delete cannot bring the
         document back (see replicator/tombstones.py). Needs the guard; on by default.
+    source_table: the table to replicate, by name or table ARN. Records whose ``eventSourceARN``
+        names another table are quarantined. Unset: the first table seen is pinned (records
+        without ``eventSourceARN``, as GetRecords returns them, always pass).
     """
 
     key_schema: tuple[str, ...] | None = None
@@ -54,6 +57,7 @@ class Settings:
     tombstones: bool = True
     tombstone_collection: str | None = None
     tombstone_retention_s: int = 48 * 3600
+    source_table: str | None = None
 
     def __post_init__(self) -> None:
         _check_choice("numbers", self.numbers, ("lossless", "float"))
@@ -100,6 +104,7 @@ class Settings:
             shard_key=names("REPLICATOR_SHARD_KEY") or (),
             tombstones=flag("REPLICATOR_TOMBSTONES", True),
             tombstone_collection=env.get("REPLICATOR_TOMBSTONE_COLLECTION") or None,
+            source_table=env.get("REPLICATOR_SOURCE_TABLE") or None,
         )
 
     @classmethod

@@ -22,7 +22,7 @@ from harness.backends.mongomock_target import DOLLAR_ESCAPE, mongomock_client
 from replicator.baselines.original import OriginalHandler, lossy_image
 from replicator.convert import Converter
 from replicator.core import Replicator
-from replicator.errors import ConfigurationError
+from replicator.errors import UnsupportedRecordError
 from replicator.keys import KeyMapper, identity
 from replicator.settings import SEQUENCE_FIELD, Settings
 
@@ -136,15 +136,20 @@ def test_type_zoo_values_are_kept_exactly() -> None:
     assert document["$dollar"] == "leading dollar"
 
 
-def test_keys_only_without_item_reader_is_a_clear_configuration_error() -> None:
+def test_keys_only_without_item_reader_quarantines_each_record_with_the_fix() -> None:
+    # Issue #10: judged per record (quarantined with the fix), never a batch-wide exception.
     replicator = replicator_for("keys_only")
-    with pytest.raises(ConfigurationError) as raised:
-        replicator.process(load("keys_only", "events"))
-    message = str(raised.value)
+    events = load("keys_only", "events")
+    plan = replicator.plan(events)
+    image_less = [r for r in events["Records"] if r["eventName"] != "REMOVE"]
+    assert len(plan.bad_records) == len(image_less) > 0
+    assert all(isinstance(b.error, UnsupportedRecordError) for b in plan.bad_records)
+    first = plan.bad_records[0].error
+    assert isinstance(first, UnsupportedRecordError)
+    message = str(first)
     assert "SequenceNumber 000000000000000000379" in message
     assert "KEYS_ONLY stream" in message
     assert "item reader" in message and "NEW_AND_OLD_IMAGES" in message
-    assert replicator.collection.count_documents({}) == 0
 
 
 def test_keys_only_with_an_item_reader_converges() -> None:

@@ -16,7 +16,7 @@ from pymongo.errors import AutoReconnect, BulkWriteError
 from harness.backends.mongomock_target import mongomock_client
 from replicator import handler
 from replicator.core import Replicator
-from replicator.errors import ConfigurationError
+from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.settings import SEQUENCE_FIELD, Settings
 
 
@@ -336,14 +336,17 @@ def keys_only(stream_record: Any, seq: str, name: str, id_: str) -> dict[str, An
     return stream_record(seq, name, keys(id_), view="KEYS_ONLY")
 
 
-def test_keys_only_without_an_item_reader_is_a_configuration_error(
+def test_keys_only_without_an_item_reader_is_quarantined_with_the_fix(
     mongo_db: Any, stream_record: Any
 ) -> None:
+    # Issue #10: one record the configuration cannot handle is quarantined, not a batch error.
     replicator = Replicator(mongo_db["items"])
-    with pytest.raises(ConfigurationError, match="KEYS_ONLY stream") as raised:
-        replicator.process([keys_only(stream_record, "100", "INSERT", "a")])
-    assert "item reader" in str(raised.value)
-    assert mongo_db["items"].count_documents({}) == 0
+    plan = replicator.plan([keys_only(stream_record, "100", "INSERT", "a")])
+    assert plan.writes == []
+    (bad,) = plan.bad_records
+    assert isinstance(bad.error, UnsupportedRecordError)
+    assert "KEYS_ONLY stream" in str(bad.error) and "item reader" in str(bad.error)
+    assert bad.error.field_path == "dynamodb.NewImage"
 
 
 def test_keys_only_with_an_item_reader_applies_the_read_item(

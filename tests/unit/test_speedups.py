@@ -26,7 +26,8 @@ from hypothesis import strategies as st
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator.convert import Converter
-from replicator.errors import MalformedRecordError
+from replicator.core import Replicator
+from replicator.errors import ConversionError, MalformedRecordError
 from replicator.events import (
     _EPOCHS,
     BadRecord,
@@ -34,6 +35,7 @@ from replicator.events import (
     configure_accelerator,
     parse_record,
     parse_records,
+    table_arn_of,
 )
 from replicator.keys import KeyMapper
 from replicator.plan import PlannedWrite, Planner, WritePlan, slot_template
@@ -265,9 +267,46 @@ def nested(depth: int) -> dict[str, Any]:
 
 
 def test_deep_nesting_is_left_to_the_reference(speedups: Any) -> None:
-    assert assert_agrees(speedups, nested(150)) is not None
-    assert assert_agrees(speedups, nested(201)) is None
-    assert assert_agrees(speedups, nested(500)) is None
+    # C takes what DynamoDB can produce (32 levels) and more, and leaves anything near MongoDB's
+    # 100-level limit to the reference, which counts it exactly.
+    assert assert_agrees(speedups, nested(40)) is not None
+    assert assert_agrees(speedups, nested(63)) is not None
+    for depth in (64, 98, 99, 100, 150, 1000, 5000):
+        assert assert_agrees(speedups, nested(depth)) is None, depth
+
+
+def test_the_reference_counts_nesting_as_mongodb_does() -> None:
+    # The image is the document (level 1); nested(n) adds n levels: 99 -> 100 levels, accepted.
+    assert REFERENCE.image(nested(99)) is not None
+    for depth in (100, 1000, 5000):  # no RecursionError, whatever the depth
+        with pytest.raises(ConversionError, match="deeper than MongoDB's 100 levels") as raised:
+            REFERENCE.image(nested(depth), root="dynamodb.NewImage")
+        path = raised.value.field_path
+        assert path.startswith("dynamodb.NewImage.top") and path.count("[0]") >= 49
+
+
+@pytest.mark.parametrize("name", ["a\x00b", "\ud800", "x\udfffy"])
+def test_names_mongodb_cannot_store_are_left_to_the_reference(speedups: Any, name: str) -> None:
+    for image in ({name: {"S": "x"}}, {"m": {"M": {name: {"N": "1"}}}},
+                  {"l": {"L": [{"M": {name: {"BOOL": True}}}]}}):
+        assert assert_agrees(speedups, image) is None
+        with pytest.raises(ConversionError, match="field name"):
+            REFERENCE.image(image)
+
+
+@pytest.mark.parametrize("text", ["\ud800", "ab\udc00cd", "\U0001f600\ud83d", "é\udfff"])
+def test_text_utf8_cannot_encode_is_left_to_the_reference(speedups: Any, text: str) -> None:
+    for image, path in (({"s": {"S": text}}, "s"), ({"l": {"L": [{"S": text}]}}, "l[0]"),
+                        ({"ss": {"SS": ["a", text]}}, "ss[1]")):
+        assert assert_agrees(speedups, image) is None
+        with pytest.raises(ConversionError, match="surrogate") as raised:
+            REFERENCE.image(image)
+        assert raised.value.field_path == path
+
+
+def test_nul_in_a_string_value_and_latin1_names_stay_on_the_fast_path(speedups: Any) -> None:
+    image = {"ÿ€": {"S": "a\x00b"}, "ss": {"SS": ["ÿ", "€", "\U0001f600"]}}
+    assert assert_agrees(speedups, image) is not None
 
 
 def test_bare_empty_maps_and_empty_containers(speedups: Any) -> None:
@@ -345,10 +384,18 @@ binary_payloads = st.one_of(
     base64_texts, st.binary(max_size=8), st.binary(max_size=4).map(bytearray),
     st.binary(max_size=4).map(lambda data: memoryview(data)),
 )
-names = st.one_of(
-    st.sampled_from(["a", "b", "with space", "$dollar", "dot.ted", "ünï", "", "S", "N"]),
-    st.text(max_size=4),
+# Names MongoDB can store (what a well-formed image has)...
+clean_names = st.one_of(
+    st.sampled_from(["a", "b", "with space", "$dollar", "dot.ted", "ünï", "", "S", "N", "ÿ", "€"]),
+    st.text(alphabet=st.characters(exclude_categories=("Cs",), exclude_characters="\x00"), max_size=4),
 )
+# ...and, for random images, names it cannot (issue #10): NUL (BSON names are NUL-terminated),
+# lone surrogates (UTF-8 cannot encode them; json.loads accepts "\\ud800"), the reserved field.
+BAD_NAMES = ["a\x00b", "\x00", "\ud800", "x\udfffy", "_ddb_seq"]
+names = st.one_of(clean_names, st.sampled_from(BAD_NAMES), st.text(max_size=4))
+# S values UTF-8 cannot encode (a lone surrogate), and ones it can (NUL is fine in a BSON string).
+SURROGATE_TEXTS = ["\ud800", "ab\udc00cd", "\U0001f600\ud83d", "é\udfff"]
+texts = st.one_of(st.text(max_size=6), st.sampled_from([*SURROGATE_TEXTS, "a\x00b", "ÿ", "€"]))
 wrong_payloads: st.SearchStrategy[Any] = st.sampled_from(
     [None, 1, 0, 1.5, True, False, "x", b"x", [], (), {}, ["1"], StrSubclass("1")]
 )
@@ -359,13 +406,13 @@ def _one(tag: str, payload: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[st
 
 
 scalar_values = st.one_of(
-    _one("S", st.text(max_size=6)),
+    _one("S", texts),
     _one("N", number_texts),
     _one("N", number_texts),
     _one("BOOL", st.booleans()),
     _one("NULL", st.just(True)),
     _one("B", binary_payloads),
-    _one("SS", st.lists(st.text(max_size=3), max_size=4)),
+    _one("SS", st.lists(texts, max_size=4)),
     _one("NS", st.lists(st.from_regex(r"[0-9]{1,19}", fullmatch=True), max_size=4)),
     _one("NS", st.lists(number_texts, max_size=4)),
     _one("BS", st.lists(binary_payloads, max_size=3)),
@@ -413,12 +460,14 @@ well_formed_scalars = st.one_of(
 well_formed_values = st.recursive(
     well_formed_scalars,
     lambda children: st.one_of(
-        _one("M", st.dictionaries(names, children, max_size=4)),
+        _one("M", st.dictionaries(clean_names, children, max_size=4)),
         _one("L", st.lists(children, max_size=4)),
     ),
     max_leaves=20,
 )
-well_formed_images = st.dictionaries(names, well_formed_values, max_size=8)
+well_formed_images = st.dictionaries(
+    clean_names.filter(lambda name: name != "_ddb_seq"), well_formed_values, max_size=8
+)
 
 
 @needs_speedups
@@ -703,24 +752,48 @@ PLANNER_SETTINGS = [
     Settings(ttl_deletes="ignore"),
     Settings(ttl_deletes="archive", bad_records="fail"),
     Settings(bad_records="fail", guard=False),
+    Settings(numbers="float"),
+    Settings(numbers="float", key_schema=("pk", "sk")),
+    Settings(source_table="t"),
+]
+# The Replicator pins the stream of its table; records of another table are quarantined.
+PINNED = "arn:aws:dynamodb:r:1:table/t/stream/s"
+ARNS = [PINNED, "arn:aws:dynamodb:r:1:table/t/stream/s2", "arn:aws:dynamodb:r:1:table/other/stream/s"]
+TTL_IDENTITIES = [
+    {"type": "Service", "principalId": "dynamodb.amazonaws.com"},  # Lambda's shape
+    {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"},  # GetRecords' (boto3) shape
 ]
 if speedups_module is not None:
     configure_planner(speedups_module)
 
 
+class _Nowhere:
+    """A collection stand-in: planning never writes."""
+
+    name = "items"
+    database = None
+
+
 def reference_plan(settings: Settings, batch: list[Any]) -> WritePlan | Exception:
-    converter = Converter(accelerate=False)
-    planner = Planner(settings, converter=converter, key_mapper=KeyMapper(converter, settings.key_schema))
+    """Replicator.plan's Python way (table pinning, read-back, planner), in pure Python."""
+    replicator = Replicator(_Nowhere(), settings)
+    converter = Converter(settings.numbers, accelerate=False)
+    replicator.planner = Planner(
+        settings, converter=converter, key_mapper=KeyMapper(converter, settings.key_schema)
+    )
+    replicator._table_arn, replicator._stream_arn = table_arn_of(PINNED), PINNED
     try:
-        return planner.plan(*parse_records(batch, accelerate=False))
-    except Exception as error:  # ConfigurationError: a composite key without a key schema
+        return replicator.plan(batch)
+    except Exception as error:  # none expected: every record's problem is a bad record
         return error
 
 
 def c_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite] | None:
+    if settings.numbers != "lossless":
+        return None  # the Planner never asks the C planner (test below)
     answer = speedups_module.plan_records(
         batch, settings.key_schema, settings.guard, settings.sequence_field,
-        settings.ttl_deletes == "delete",
+        settings.ttl_deletes == "delete", PINNED,
     )
     assert answer is None or type(answer) is list
     return answer
@@ -783,14 +856,25 @@ def plannable_records(draw: st.DrawFn, broken: bool = True) -> Any:
         body["NewImage"] = {**draw(image_of), **{k: v for k, v in keys.items()}}
         if broken and draw(st.integers(0, 9)) == 0:
             body["NewImage"]["_id"] = draw(st.sampled_from([{"S": "a"}, {"N": "1"}]))
+        if broken and draw(st.integers(0, 9)) == 0:  # the reserved field (either setting's)
+            body["NewImage"][draw(st.sampled_from(["_ddb_seq", "_written_by"]))] = {"N": "42"}
+        if broken and draw(st.integers(0, 9)) == 0:  # Keys and NewImage disagree (value or type)
+            body["NewImage"]["pk"] = draw(st.sampled_from(
+                [{"S": "zz"}, {"N": "1"}, {"B": "YQ=="}, {"S": keys["pk"]["S"]}]))
+        if broken and draw(st.integers(0, 14)) == 0:  # deep: near and beyond MongoDB's limit
+            body["NewImage"]["deep"] = nested(draw(st.sampled_from([62, 64, 99, 100, 300])))["top"]
     if name != "INSERT" and draw(st.booleans()):
         body["OldImage"] = {**draw(image_of), **keys}
     record: dict[str, Any] = {
         "eventID": "e", "eventName": name, "eventSource": "aws:dynamodb",
-        "eventSourceARN": "arn:aws:dynamodb:r:1:table/t/stream/s", "dynamodb": body,
+        "eventSourceARN": PINNED, "dynamodb": body,
     }
+    if broken and draw(st.integers(0, 6)) == 0:
+        record["eventSourceARN"] = draw(st.sampled_from(ARNS))
+    if draw(st.integers(0, 6)) == 0:
+        del record["eventSourceARN"]  # GetRecords' records have none
     if name == "REMOVE" and draw(st.integers(0, 4)) == 0:
-        record["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+        record["userIdentity"] = draw(st.sampled_from(TTL_IDENTITIES))
     if broken and draw(st.integers(0, 14)) == 0:
         return draw(records())  # anything parse_changes meets, valid or not
     if broken and draw(st.integers(0, 14)) == 0:
@@ -811,7 +895,9 @@ def test_plan_records_agrees_with_the_planner(settings: Settings, batch: list[An
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
-    st.sampled_from([s for s in PLANNER_SETTINGS if s.ttl_deletes == "delete"]),
+    st.sampled_from(
+        [s for s in PLANNER_SETTINGS if s.ttl_deletes == "delete" and s.numbers == "lossless"]
+    ),
     st.lists(plannable_records(broken=False), max_size=12),
 )
 def test_plan_records_plans_well_formed_batches(settings: Settings, batch: list[Any]) -> None:
@@ -844,13 +930,28 @@ def test_plan_records_leaves_the_uncommon_to_python(speedups: Any) -> None:
         "a malformed record": lambda r: r.pop("dynamodb"),
         "an unreadable time": lambda r: r["dynamodb"].update(ApproximateCreationDateTime="now"),
         "a time past 9999": lambda r: r["dynamodb"].update(ApproximateCreationDateTime=1e13),
+        "a NUL in a name": lambda r: r["dynamodb"]["NewImage"].update({"a\x00b": {"S": "x"}}),
+        "a lone surrogate": lambda r: r["dynamodb"]["NewImage"].update(s={"S": "\ud800"}),
+        "a lone surrogate key": lambda r: r["dynamodb"].update(Keys={"pk": {"S": "\udc00"}}),
+        "the reserved field": lambda r: r["dynamodb"]["NewImage"].update(_ddb_seq={"N": "1"}),
+        "Keys not the image's": lambda r: r["dynamodb"]["NewImage"].update(pk={"S": "b"}),
+        "a key the image lacks": lambda r: r["dynamodb"]["NewImage"].pop("pk"),
+        "65 levels": lambda r: r["dynamodb"]["NewImage"].update(nested(64)),
+        "another table": lambda r: r.update(eventSourceARN=ARNS[2]),
+        "another stream": lambda r: r.update(eventSourceARN=ARNS[1]),
     }
     for why, change in uncommon.items():
         assert c_plan(Settings(), variant(change)) is None, why
-    ttl = variant(lambda r: r.update(
-        eventName="REMOVE", userIdentity={"principalId": "dynamodb.amazonaws.com"}))
-    assert c_plan(Settings(ttl_deletes="delete"), ttl) is not None
-    assert c_plan(Settings(ttl_deletes="ignore"), ttl) is None
+    assert c_plan(Settings(), variant(lambda r: r.update(eventSourceARN=PINNED))) is not None
+    assert c_plan(Settings(), variant(lambda r: r["dynamodb"]["NewImage"].update(
+        nested(62)))) is not None
+    # no stream pinned yet: a record naming one goes the Python way, which pins it
+    assert speedups.plan_records(variant(lambda r: r.update(eventSourceARN=PINNED)), None,
+                                 True, "_ddb_seq", True, None) is None
+    for identity in TTL_IDENTITIES:
+        ttl = variant(lambda r, identity=identity: r.update(eventName="REMOVE", userIdentity=identity))
+        assert c_plan(Settings(ttl_deletes="delete"), ttl) is not None
+        assert c_plan(Settings(ttl_deletes="ignore"), ttl) is None
 
 
 def test_the_planner_uses_plan_records_only_for_the_common_settings() -> None:
@@ -884,9 +985,9 @@ def test_plan_records_checks_its_arguments(speedups: Any) -> None:
     assert speedups.plan_records([], None, True, "_seq", True) == []
 
 
-def test_plan_records_keeps_batch_order_between_equal_sequence_numbers(speedups: Any) -> None:
-    """A record delivered twice in a batch, or "10" next to "010": the later one wins, as Python's
-    stable sort leaves them."""
+def test_plan_records_lets_the_first_of_equal_sequence_numbers_win(speedups: Any) -> None:
+    """A record delivered twice in a batch, or "10" next to "010": the first in batch order wins,
+    as the guard ($lt) lets the first applied one win when they come in separate batches."""
     def insert(sequence: str, n: str) -> dict[str, Any]:
         return {"eventName": "INSERT", "dynamodb": {
             "Keys": {"pk": {"S": "a"}}, "SequenceNumber": sequence,
@@ -896,7 +997,8 @@ def test_plan_records_keeps_batch_order_between_equal_sequence_numbers(speedups:
                   [insert("0002", "1"), insert("2", "2"), insert("1", "3")]):
         fast = assert_same_plan(Settings(), batch)
         assert fast is not None
-        assert getattr(fast[0].operation, "_doc", {}).get("n") == 2
+        first = batch[0]["dynamodb"]["NewImage"]["n"]["N"]
+        assert getattr(fast[0].operation, "_doc", {}).get("n") == int(first)
 
 
 def test_plan_records_writes_dollar_names_through_a_pipeline(speedups: Any) -> None:
