@@ -14,10 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import bson
 from bson.dbref import DBRef
+from bson.decimal128 import Decimal128
 from bson.errors import BSONError
 
 from replicator.plan import Planner
@@ -110,7 +112,10 @@ def compare(
         if key not in by_id:
             diff.missing.append(document["_id"])
             continue
-        fields = tuple(_differences(document, by_id[key], "", set_paths))
+        # _id matched by MongoDB's equality already: its stored form (the first write's) may be
+        # another representation of the same key, e.g. Decimal128 "21.50" for an item keyed 21.5.
+        fields = tuple(_differences(_without_id(document), _without_id(by_id[key]), "",
+                                    set_paths))
         if fields:
             diff.changed.append(DocumentDifference(document["_id"], fields))
     diff.extra = [d["_id"] for k, d in by_id.items() if k not in seen]
@@ -175,9 +180,24 @@ def _as_stored(value: Any) -> Any:
     return dict(value.as_doc()) if isinstance(value, DBRef) else value
 
 
-def _id_key(document_id: Any) -> Any:
-    # By stored value: pymongo reads back an int64 _id as Int64 where the planner made an int.
-    return bson_value(document_id)
+def _id_key(value: Any) -> Any:
+    """``_id``s match as MongoDB matches them: numbers by value whatever their type (``21.5``
+    finds ``Decimal128("21.50")``, an ``Int64`` finds an ``int``), embedded documents field by
+    field in order (MongoDB's "Comparison/Sort Order" doc)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float, Decimal128)):
+        number = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+        return ("number", number.normalize() if number.is_finite() else str(number))
+    if isinstance(value, Mapping):
+        return ("document", tuple((name, _id_key(v)) for name, v in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(_id_key(v) for v in value))
+    return ("bson", bson_value(value))
+
+
+def _without_id(document: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in document.items() if name != "_id"}
 
 
 def _mongomock_unescape(collection: Any) -> Any:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import sys
 import threading
 from typing import Any
@@ -91,10 +92,8 @@ class MongoecoServer:
         self._stop_requested.set()
         loop, stop = self._loop, self._stop
         if loop is not None and stop is not None:
-            try:
+            with contextlib.suppress(RuntimeError):  # the loop already closed
                 loop.call_soon_threadsafe(stop.set)
-            except RuntimeError:  # the loop already closed
-                pass
         if self._thread.ident is not None:
             self._thread.join(timeout=START_TIMEOUT_S)
 

@@ -82,3 +82,16 @@ def test_missing_and_extra_fields_are_named_by_path() -> None:
                                                                "a": {"c": 1}})
     fields = {(f.path, f.expected, f.actual) for d in diff.changed for f in d.fields}
     assert fields == {("a.b", 1, MISSING), ("a.c", MISSING, 1)}
+
+
+def test_ids_match_as_mongodb_matches_numbers_by_value() -> None:
+    # DynamoDB compares numbers by value: keys 21.50 and 21.5 are one item, stored under the
+    # first write's form; MongoDB's _id equality agrees (21.5 finds Decimal128("21.50")).
+    expected = [({"_id": Decimal128("21.5"), "pk": Decimal128("21.5")}, set()),
+                ({"_id": {"pk": 3, "sk": "a"}}, set())]
+    actual = [{"_id": Decimal128("21.50"), "pk": Decimal128("21.5")},
+              {"_id": {"pk": Int64(3), "sk": "a"}}]
+    assert compare(expected, actual).converged
+    # a different number is a different item
+    other = compare([({"_id": Decimal128("21.5")}, set())], [{"_id": Decimal128("21.51")}])
+    assert other.missing == [Decimal128("21.5")] and other.extra == [Decimal128("21.51")]
