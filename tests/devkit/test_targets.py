@@ -102,3 +102,30 @@ def test_replay_refuses_batches_above_the_bound() -> None:
                                       "--batch-size", str(MAX_BATCH_RECORDS + 1)])
     assert result.exit_code == 2
     assert "1000" in result.output
+
+
+# ../shared/cases/mongomock-decimal-key: an N key with a fraction is a Decimal128 _id, which
+# mongomock cannot hash; the default target stores it, as MongoDB does.
+DECIMAL_KEY_EVENT = {"Records": [{
+    "eventID": "e100", "eventName": "INSERT",
+    "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/T/stream/x",
+    "dynamodb": {"Keys": {"pk": {"N": "1.5"}}, "NewImage": {"pk": {"N": "1.5"}},
+                 "SequenceNumber": "100", "StreamViewType": "NEW_AND_OLD_IMAGES"},
+}]}
+
+
+@needs_mongoeco
+def test_shared_case_mongomock_decimal_key_replicates_on_the_default_target() -> None:
+    from bson.decimal128 import Decimal128
+
+    from replicator.core import Replicator
+    from replicator.settings import Settings
+
+    with started(target_backend(DEFAULT_TARGET)) as target:
+        collection = target.collection("cases", "decimal_key")
+        replicator = Replicator(collection, Settings(key_schema=("pk",)))
+        for _ in range(2):  # delivered twice
+            assert replicator.handle(DECIMAL_KEY_EVENT) == {"batchItemFailures": []}
+        documents = list(collection.find())
+    assert [d["_id"] for d in documents] == [Decimal128("1.5")]
+    assert documents[0]["pk"] == Decimal128("1.5")
