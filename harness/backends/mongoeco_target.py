@@ -135,6 +135,7 @@ class MongoecoTarget:
         self.mongodb_dialect = mongodb_dialect
         self._server: MongoecoServer | None = None
         self._client: Any = None
+        self._last_uri = ""  # kept after stop() for reports
 
     def start(self) -> None:
         if self._client is not None:
@@ -143,7 +144,7 @@ class MongoecoTarget:
 
         server = MongoecoServer(mongodb_dialect=self.mongodb_dialect)
         self._server = server
-        uri = server.start()
+        uri = self._last_uri = server.start()
         try:
             self._client = MongoClient(
                 uri,
@@ -172,6 +173,7 @@ class MongoecoTarget:
 
     @property
     def uri(self) -> str:
+        """The running server's URI ("" when stopped)."""
         return self._server.uri if self._server is not None else ""
 
     def collection(self, database: str, name: str) -> Any:
@@ -180,5 +182,5 @@ class MongoecoTarget:
         return self._client[database][name]
 
     def describe(self) -> str:
-        where = self.uri or "not started"
+        where = self._last_uri.removeprefix("mongodb://").rstrip("/") or "not started"
         return f"mongoeco (wire protocol, in-process, {where})"

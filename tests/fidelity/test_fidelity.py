@@ -41,8 +41,8 @@ def _parameters() -> Iterator[Any]:
     for target in TARGETS:
         for case in CASES:
             marks = []
-            if target.startswith("testcontainers"):
-                marks.append(pytest.mark.docker)
+            if target == "uri" or target.startswith("testcontainers"):
+                marks.append(pytest.mark.docker)  # a real server: `nox -s docker` runs them
             reason = case.get("deviations", {}).get(target)
             if reason:
                 marks.append(pytest.mark.xfail(strict=True, reason=f"{target} deviates: {reason}"))
