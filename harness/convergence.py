@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any
 
 import bson
@@ -25,6 +25,8 @@ from bson.errors import BSONError
 from replicator.plan import Planner
 
 SET_TAGS = ("SS", "NS", "BS")
+#: normalize() without rounding: a double's exact value has up to ~770 digits, a Decimal128 34.
+_EXACT = Context(prec=1000, Emax=10**6, Emin=-(10**6))
 MISSING = "<missing>"
 
 
@@ -157,18 +159,19 @@ def _differences(
         yield FieldDifference(path, expected, actual)
 
 
-def bson_value(value: Any) -> bytes | tuple[str, str]:
+def bson_value(value: Any) -> bytes:
     """The value as MongoDB stores it: its BSON element (type byte and bytes).
 
     ``int`` and ``Int64`` of one int64 value, ``bytes`` and ``Binary`` subtype 0, a ``DBRef`` and
     its ``{"$ref", "$id"}`` map, a naive UTC and an aware ``datetime`` of the same millisecond all
     encode alike; a double and a Decimal128, an int32 and an int64, a bool and an int do not.
-    A value bson cannot encode (a mock may hold one) is keyed by its type and repr.
+    A value bson cannot encode (a mock may hold one) is keyed by its type and repr, after every
+    encodable value (a BSON document starts with its length, never 0xff 0xff).
     """
     try:
         return bson.encode({"": value})
     except (BSONError, OverflowError, TypeError, ValueError):
-        return (type(value).__name__, repr(value))
+        return b"\xff\xff" + f"{type(value).__name__}:{value!r}".encode("utf-8", "replace")
 
 
 def _same(expected: Any, actual: Any) -> bool:
@@ -188,7 +191,7 @@ def _id_key(value: Any) -> Any:
         return ("bool", value)
     if isinstance(value, (int, float, Decimal128)):
         number = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
-        return ("number", number.normalize() if number.is_finite() else str(number))
+        return ("number", number.normalize(_EXACT) if number.is_finite() else str(number))
     if isinstance(value, Mapping):
         return ("document", tuple((name, _id_key(v)) for name, v in value.items()))
     if isinstance(value, list):

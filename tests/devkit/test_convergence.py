@@ -95,3 +95,15 @@ def test_ids_match_as_mongodb_matches_numbers_by_value() -> None:
     # a different number is a different item
     other = compare([({"_id": Decimal128("21.5")}, set())], [{"_id": Decimal128("21.51")}])
     assert other.missing == [Decimal128("21.5")] and other.extra == [Decimal128("21.51")]
+
+
+def test_a_set_holding_a_value_bson_cannot_encode_still_compares() -> None:
+    odd = object()
+    diff = compare([({"_id": 1, "s": ["a", 1]}, {"s"})], [{"_id": 1, "s": [odd, "a"]}])
+    assert [f.path for d in diff.changed for f in d.fields] == ["s"]
+
+
+def test_long_decimal_ids_are_not_rounded_into_one() -> None:
+    a, b = Decimal128("1234567890123456789012345678901234"), Decimal128("1234567890123456789012345678901235")
+    diff = compare([({"_id": a}, set())], [{"_id": b}])
+    assert diff.missing == [a] and diff.extra == [b]
