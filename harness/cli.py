@@ -12,7 +12,13 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from harness.backends.base import BackendUnavailable, started, target_backend
+from harness.backends.base import (
+    DEFAULT_TARGET,
+    MAX_BATCH_RECORDS,
+    BackendUnavailable,
+    started,
+    target_backend,
+)
 from harness.secrets import redact_uri
 
 app = typer.Typer(
@@ -29,7 +35,7 @@ err = Console(stderr=True)
 def _target(name: str | None, uri: str | None) -> Any:
     if uri:
         return target_backend("uri", uri=uri)
-    return target_backend(name or "mongomock")
+    return target_backend(name or DEFAULT_TARGET)
 
 
 def _progress() -> Progress:
@@ -46,12 +52,14 @@ def replay(
     expect_items: Annotated[
         Path | None, typer.Option(help="consistent scan at the end (final_items.json)")
     ] = None,
-    target: Annotated[str, typer.Option(help="target backend")] = "mongomock",
+    target: Annotated[
+        str, typer.Option(help="mongoeco (default) | mongomock | uri | testcontainers-*")
+    ] = DEFAULT_TARGET,
     target_uri: Annotated[str | None, typer.Option(help="MongoDB URI (overrides --target)")] = None,
     handler: Annotated[str, typer.Option(help="replicator | baseline | module:function")] = (
         "replicator"
     ),
-    batch_size: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+    batch_size: Annotated[int, typer.Option(min=1, max=MAX_BATCH_RECORDS)] = 100,
     database: str = "replay",
     collection: str | None = None,
     dump_target: Annotated[
@@ -119,7 +127,9 @@ def run(
     ] = None,
     all_scenarios: Annotated[bool, typer.Option("--all", help="every shipped scenario")] = False,
     source: Annotated[str | None, typer.Option(help="moto | moto-server | dynamodb-local")] = None,
-    target: Annotated[str | None, typer.Option(help="mongomock | uri | testcontainers-*")] = None,
+    target: Annotated[
+        str | None, typer.Option(help="mongoeco (default) | mongomock | uri | testcontainers-*")
+    ] = None,
     target_uri: Annotated[str | None, typer.Option(help="MongoDB URI (target uri)")] = None,
     handler: Annotated[
         str | None, typer.Option(help="replicator | baseline | module:function")

@@ -2,20 +2,31 @@
 
 Expected documents are made from the table's items through the replicator's own conversion,
 transforms and key mapping (``Planner.document``), so the check measures replication, not a second
-opinion on conversion. Values are compared strictly (type and value: 19.99 as a float is not the
-Decimal128 19.99), set-typed attributes without regard to order, metadata fields ignored.
+opinion on conversion. Values are compared by their BSON encoding -- what MongoDB stores --, not by
+Python type: pymongo decodes an int64 as ``bson.int64.Int64`` and a ``{"$ref", "$id"}`` subdocument
+as ``DBRef`` (pymongo's "BSON types" doc), which are the same stored values as the ``int`` and the
+map the planner wrote. Still strict where storage differs: 19.99 as a double is not the Decimal128
+19.99, an int32 is not an int64, ``Decimal128("21.50")`` is not ``Decimal128("21.5")``.
+Set-typed attributes compare without regard to order, metadata fields are ignored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Context, Decimal
 from typing import Any
 
-from replicator.keys import identity
+import bson
+from bson.dbref import DBRef
+from bson.decimal128 import Decimal128
+from bson.errors import BSONError
+
 from replicator.plan import Planner
 
 SET_TAGS = ("SS", "NS", "BS")
+#: normalize() without rounding: a double's exact value has up to ~770 digits, a Decimal128 34.
+_EXACT = Context(prec=1000, Emax=10**6, Emin=-(10**6))
 MISSING = "<missing>"
 
 
@@ -93,15 +104,18 @@ def compare(
     expected: Sequence[tuple[dict[str, Any], set[str]]], actual: Sequence[Mapping[str, Any]]
 ) -> Diff:
     diff = Diff(expected_count=len(expected), actual_count=len(actual))
-    by_id = {identity(d["_id"]): d for d in actual}
+    by_id = {_id_key(d["_id"]): d for d in actual}
     seen = set()
     for document, set_paths in expected:
-        key = identity(document["_id"])
+        key = _id_key(document["_id"])
         seen.add(key)
         if key not in by_id:
             diff.missing.append(document["_id"])
             continue
-        fields = tuple(_differences(document, by_id[key], "", set_paths))
+        # _id matched by MongoDB's equality already: its stored form (the first write's) may be
+        # another representation of the same key, e.g. Decimal128 "21.50" for an item keyed 21.5.
+        fields = tuple(_differences(_without_id(document), _without_id(by_id[key]), "",
+                                    set_paths))
         if fields:
             diff.changed.append(DocumentDifference(document["_id"], fields))
     diff.extra = [d["_id"] for k, d in by_id.items() if k not in seen]
@@ -120,6 +134,7 @@ def check(
 def _differences(
     expected: Any, actual: Any, path: str, set_paths: set[str]
 ) -> Iterable[FieldDifference]:
+    expected, actual = _as_stored(expected), _as_stored(actual)
     if isinstance(expected, Mapping) and isinstance(actual, Mapping):
         for name in list(expected) + [n for n in actual if n not in expected]:
             child = f"{path}.{name}" if path else str(name)
@@ -131,7 +146,7 @@ def _differences(
                 yield from _differences(expected[name], actual[name], child, set_paths)
         return
     if path in set_paths and isinstance(expected, list) and isinstance(actual, list):
-        if sorted(map(_sortable, expected)) != sorted(map(_sortable, actual)):
+        if sorted(map(bson_value, expected)) != sorted(map(bson_value, actual)):
             yield FieldDifference(path, expected, actual)
         return
     if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
@@ -142,22 +157,48 @@ def _differences(
         yield FieldDifference(path, expected, actual)
 
 
+def bson_value(value: Any) -> bytes:
+    """The value as MongoDB stores it: its BSON element (type byte and bytes).
+
+    ``int`` and ``Int64`` of one int64 value, ``bytes`` and ``Binary`` subtype 0, a ``DBRef`` and
+    its ``{"$ref", "$id"}`` map, a naive UTC and an aware ``datetime`` of the same millisecond all
+    encode alike; a double and a Decimal128, an int32 and an int64, a bool and an int do not.
+    A value bson cannot encode (a mock may hold one) is keyed by its type and repr, after every
+    encodable value (a BSON document starts with its length, never 0xff 0xff).
+    """
+    try:
+        return bson.encode({"": value})
+    except (BSONError, OverflowError, TypeError, ValueError):
+        return b"\xff\xff" + f"{type(value).__name__}:{value!r}".encode("utf-8", "replace")
+
+
 def _same(expected: Any, actual: Any) -> bool:
-    if type(expected) is not type(actual):
-        # BSON binary subtype 0 reads back as bytes; everything else must keep its type.
-        return False
-    if hasattr(expected, "tzinfo") and hasattr(actual, "tzinfo"):
-        # MongoDB stores milliseconds, naive UTC (mongomock) or aware: compare the instant.
-        return abs(_naive(expected) - _naive(actual)).total_seconds() < 0.001
-    return bool(expected == actual)
+    return bson_value(expected) == bson_value(actual)
 
 
-def _naive(value: Any) -> Any:
-    return value.replace(tzinfo=None) - (value.utcoffset() or (value - value))
+def _as_stored(value: Any) -> Any:
+    # pymongo decodes a subdocument shaped {"$ref", "$id", ...} as DBRef: compare it as the map it is.
+    return dict(value.as_doc()) if isinstance(value, DBRef) else value
 
 
-def _sortable(value: Any) -> tuple[str, str]:
-    return (type(value).__name__, repr(value))
+def _id_key(value: Any) -> Any:
+    """``_id``s match as MongoDB matches them: numbers by value whatever their type (``21.5``
+    finds ``Decimal128("21.50")``, an ``Int64`` finds an ``int``), embedded documents field by
+    field in order (MongoDB's "Comparison/Sort Order" doc)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float, Decimal128)):
+        number = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+        return ("number", number.normalize(_EXACT) if number.is_finite() else str(number))
+    if isinstance(value, Mapping):
+        return ("document", tuple((name, _id_key(v)) for name, v in value.items()))
+    if isinstance(value, list):
+        return ("array", tuple(_id_key(v) for v in value))
+    return ("bson", bson_value(value))
+
+
+def _without_id(document: Mapping[str, Any]) -> dict[str, Any]:
+    return {name: value for name, value in document.items() if name != "_id"}
 
 
 def _set_paths(item: Mapping[str, Any], prefix: str = "") -> set[str]:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from harness.backends.base import (
+    DEFAULT_TARGET,
+    MAX_BATCH_RECORDS,
     SourceBackend,
     Table,
     TargetBackend,
@@ -133,7 +135,7 @@ def run_scenario(
     source_options: dict[str, Any] | None = None,
 ) -> RunResult:
     source_name = source or scenario.run.get("source", "moto")
-    target_name = "uri" if target_uri else (target or scenario.run.get("target", "mongomock"))
+    target_name = "uri" if target_uri else (target or scenario.run.get("target", DEFAULT_TARGET))
     workload_seed = seed if seed is not None else scenario.workload.get("seed")
     result = RunResult(scenario.name, source_name, target_name, workload_seed)
     src = source_backend(source_name, **(source_options or {}))
@@ -214,6 +216,13 @@ def driver_config(scenario: Scenario) -> Any:
     from harness.driver import EsmConfig
 
     fields = {"report_batch_item_failures": True, **scenario.driver}
+    if int(fields.get("batch_size", 0)) > MAX_BATCH_RECORDS:
+        # AWS allows 10,000 for DynamoDB Streams, but one batch is one bulk write here, and the
+        # embedded target drops a request that keeps it busy for ~10 s (mongoeco_target.py).
+        raise ValueError(
+            f"scenario {scenario.name!r}: driver batch_size {fields['batch_size']} is above the "
+            f"harness's {MAX_BATCH_RECORDS} records per batch"
+        )
     return EsmConfig(**fields)
 
 

@@ -107,6 +107,13 @@ class TargetBackend(Protocol):
     def describe(self) -> str: ...
 
 
+#: The embedded target ``harness run`` / ``harness replay`` use when none is named: a wire-protocol
+#: server driven by the real pymongo client (mongoeco_target.py). ``mongomock`` stays in-process.
+DEFAULT_TARGET = "mongoeco"
+#: The most records the harness hands a handler at once, hence the largest bulk write it causes:
+#: Lambda's batches are what production sends, and mongoeco drops a request busy for ~10 s.
+MAX_BATCH_RECORDS = 1000
+
 B = TypeVar("B")
 SOURCES: dict[str, Callable[..., SourceBackend]] = {}
 TARGETS: dict[str, Callable[..., TargetBackend]] = {}

@@ -135,7 +135,8 @@ def chunk_moves(
     split_points: Sequence[Mapping[str, Any]], shards: Sequence[str]
 ) -> list[tuple[dict[str, Any], str]]:
     """For a ranged key: split at each point and move the chunk starting there to the next shard
-    in turn (the first chunk stays on the primary shard, ``shards[0]`` after ``addShard``)."""
+    in turn (the first chunk stays on ``shards[0]``, which the caller makes the database's primary
+    shard: see ShardedContainerTarget._enable_sharding)."""
     return [(dict(point), shards[(index + 1) % len(shards)])
             for index, point in enumerate(split_points)]
 

@@ -2,7 +2,7 @@
 
 import importlib
 
-for _module in ("mongomock_target", "uri_target", "testcontainers_target"):
+for _module in ("mongoeco_target", "mongomock_target", "uri_target", "testcontainers_target"):
     try:
         importlib.import_module(f"harness.backends.{_module}")
     except ModuleNotFoundError as _error:

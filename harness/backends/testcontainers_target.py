@@ -307,15 +307,35 @@ class ShardedContainerTarget(_ContainerTarget):
         key = shard_key_spec(fields, kind)
         namespace = f"{database}.{name}"
         admin = self._client.admin
-        admin.command("enableSharding", database)  # optional from MongoDB 6.0; harmless
+        primary = self._enable_sharding(database)
         admin.command("shardCollection", namespace, key=key)
         if kind == "range":
-            for point, shard in chunk_moves(points, self.shard_names):
+            # chunk_moves leaves the first chunk on shards[0]: the database's primary shard
+            shards = [primary] + [name for name in self.shard_names if name != primary]
+            for point, shard in chunk_moves(points, shards):
                 admin.command("split", namespace, middle=point)
                 admin.command("moveChunk", namespace, find=point, to=shard,
                               _waitForDelete=True)
         self._sharded[namespace] = key
         return key
+
+    def _enable_sharding(self, database: str) -> str:
+        """Create ``database`` with ``shard1`` as its primary shard; return its primary shard.
+
+        MongoDB picks a new database's primary shard by least data, not in the order shards were
+        added (MongoDB docs: "Primary Shard"), so it is named (``primaryShard``, MongoDB docs:
+        enableSharding). A database that already exists keeps its primary; it is read back.
+        """
+        from pymongo.errors import OperationFailure
+
+        wanted = self.shard_names[0]
+        try:
+            self._client.admin.command("enableSharding", database, primaryShard=wanted)
+        except OperationFailure as error:  # the database exists with another primary shard
+            log.info("enableSharding %s with primaryShard %s: %s", database, wanted, error)
+            entry = self._client["config"]["databases"].find_one({"_id": database}) or {}
+            return str(entry.get("primary", wanted))
+        return wanted
 
     def shard_client(self, shard: str) -> Any:
         """A direct client to one shard's mongod (to see what that shard holds); close it."""

@@ -1,4 +1,8 @@
-"""Every shipped scenario meets its expectation, on the embedded stack and on DynamoDB Local."""
+"""Every shipped scenario meets its expectation, on the embedded stack and on DynamoDB Local.
+
+The embedded stack is moto + the default target, mongoeco (a wire-protocol server, driven by the
+real pymongo client); the dev kit needs Python >= 3.13 for it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+pytest.importorskip("mongoeco", reason="the mongoeco target needs Python >= 3.13")
+
+from harness.backends.base import DEFAULT_TARGET
 from harness.runner import run_scenario
 from harness.scenario import SCENARIO_DIR, list_scenarios, load_scenario
 
@@ -20,8 +27,9 @@ def test_the_required_scenarios_are_shipped_and_valid() -> None:
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
-def test_scenario_meets_its_expectation_on_moto_and_mongomock(name: str) -> None:
-    result = run_scenario(load_scenario(name), source="moto", target="mongomock")
+def test_scenario_meets_its_expectation_on_moto_and_the_default_target(name: str) -> None:
+    assert DEFAULT_TARGET == "mongoeco"
+    result = run_scenario(load_scenario(name), source="moto", target=DEFAULT_TARGET)
     report = result.as_dict()
     assert result.met, report["handlers"]
     assert report["counts"]["stream_records"] > 0
@@ -30,7 +38,7 @@ def test_scenario_meets_its_expectation_on_moto_and_mongomock(name: str) -> None
 
 
 def test_baseline_defects_names_the_diverging_paths() -> None:
-    result = run_scenario(load_scenario("baseline-defects"), source="moto", target="mongomock")
+    result = run_scenario(load_scenario("baseline-defects"), source="moto", target=DEFAULT_TARGET)
     by_handler = {o.handler: o for o in result.outcomes}
     baseline, core = by_handler["baseline"], by_handler["replicator"]
     assert core.diff.converged and not baseline.diff.converged
@@ -48,5 +56,5 @@ def test_baseline_defects_names_the_diverging_paths() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SCENARIOS if n != "large-items"] + ["large-items"])
 def test_scenario_meets_its_expectation_on_dynamodb_local(name: str, tmp_path: Path) -> None:
-    result = run_scenario(load_scenario(name), source="dynamodb-local", target="mongomock")
+    result = run_scenario(load_scenario(name), source="dynamodb-local", target=DEFAULT_TARGET)
     assert result.met, result.as_dict()["handlers"]

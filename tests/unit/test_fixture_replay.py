@@ -2,8 +2,11 @@
 
 Each case holds ``table.json`` (the CreateTable request), ``events.json`` (the Lambda event) and
 ``final_items.json`` (a scan of the table at the end). Replaying the events must leave the collection
-equal to the final items, converted the same way. The original design (baselines/original.py) is
-replayed too, to show where and why it diverges.
+equal to the final items, converted the same way. The replicator writes to the embedded default
+target, mongoeco, through the real pymongo client (so Int64, DBRef, error shapes and ``$`` names are
+a server's); those tests skip where mongoeco cannot run (Python < 3.13). The original design
+(baselines/original.py) is replayed on the in-process mongomock target, to show where and why it
+diverges.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,12 +23,14 @@ import bson
 import pytest
 from bson.decimal128 import Decimal128
 
-from harness.backends.mongomock_target import DOLLAR_ESCAPE, mongomock_client
+from harness.backends.base import TableSpec, started, target_backend
+from harness.convergence import Diff, compare, expected_documents, read_target
+from harness.fixtures import Capture, load_capture_dir
+from harness.replay import replay
 from replicator.baselines.original import OriginalHandler, lossy_image
-from replicator.convert import Converter
 from replicator.core import Replicator
 from replicator.errors import UnsupportedRecordError
-from replicator.keys import KeyMapper, identity
+from replicator.plan import Planner
 from replicator.settings import SEQUENCE_FIELD, Settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "dynamodb-local"
@@ -41,29 +48,25 @@ def key_schema(case: str) -> tuple[str, ...]:
     return tuple(k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"] != "HASH"))
 
 
-def expected_documents(case: str) -> dict[Any, dict[str, Any]]:
-    """final_items.json converted as the replicator converts (without the sequence field)."""
-    converter = Converter()
-    mapper = KeyMapper(converter, key_schema(case))
-    expected = {}
-    for item in load(case, "final_items"):
-        document_id = mapper.document_id({name: item[name] for name in key_schema(case)})
-        expected[identity(document_id)] = {"_id": document_id, **converter.image(item)}
-    return expected
+@pytest.fixture(scope="module")
+def mongoeco() -> Iterator[Any]:
+    """One mongoeco server for the module (each test takes its own collection)."""
+    pytest.importorskip("mongoeco", reason="the mongoeco target needs Python >= 3.13")
+    with started(target_backend("mongoeco")) as target:
+        yield target
 
 
-def replicated_documents(collection: Any) -> dict[Any, dict[str, Any]]:
-    documents = {}
-    for stored in collection.find():
-        document = dict(stored)  # the mongomock adapter reads top-level $-names unescaped
-        document.pop(SEQUENCE_FIELD)
-        documents[identity(document["_id"])] = document
-    return documents
+@pytest.fixture
+def collection(mongoeco: Any) -> Iterator[Any]:
+    collection = mongoeco.collection("replica", f"c{uuid.uuid4().hex[:12]}")
+    yield collection
+    collection.drop()
 
 
-def replicator_for(case: str) -> Replicator:
-    collection = mongomock_client()["replica"][load(case, "table")["TableName"]]
-    return Replicator(collection, Settings(key_schema=key_schema(case)))
+def diff_against_final_items(case: str, collection: Any) -> Diff:
+    planner = Planner(Settings(key_schema=key_schema(case)))
+    expected = expected_documents(load(case, "final_items"), planner)
+    return compare(expected, read_target(collection, [SEQUENCE_FIELD]))
 
 
 def test_every_captured_case_is_here() -> None:
@@ -71,57 +74,60 @@ def test_every_captured_case_is_here() -> None:
                      "seed_table", "type_zoo"]
 
 
-# -- the replicator ------------------------------------------------------------------------------
+# -- the replicator, on mongoeco through pymongo -------------------------------------------------
 @pytest.mark.parametrize("case", REPLAYABLE)
-def test_replay_converges_to_the_final_items(case: str) -> None:
+def test_replay_converges_to_the_final_items(case: str, collection: Any) -> None:
     # given the captured stream of a case
-    replicator = replicator_for(case)
+    replicator = Replicator(collection, Settings(key_schema=key_schema(case)))
 
     # when it is replayed as one batch
     result = replicator.process(load(case, "events"))
 
     # then nothing failed and the collection is the final table, converted losslessly
     assert result.failures == [] and result.quarantined == []
-    assert replicated_documents(replicator.collection) == expected_documents(case)
+    diff = diff_against_final_items(case, collection)
+    assert diff.converged, diff.as_dict()
+    assert collection.count_documents({}) == len(load(case, "final_items"))
 
 
-@pytest.mark.parametrize("batch_size", [1, 2, 7, 1000])
+@pytest.mark.parametrize("batch_size", [1, 7, 100, 1000])
 @pytest.mark.parametrize("case", REPLAYABLE)
-def test_replay_twice_in_any_batch_size_still_converges(case: str, batch_size: int) -> None:
+def test_replay_twice_in_any_batch_size_still_converges(
+    case: str, batch_size: int, collection: Any
+) -> None:
     # given the stream delivered twice over (Lambda retries, a replayed capture), in batches
-    replicator = replicator_for(case)
-    records = load(case, "events")["Records"]
+    capture = load_capture_dir(FIXTURES / case)
 
-    # when every batch is processed
-    for _ in range(2):
-        for start in range(0, len(records), batch_size):
-            result = replicator.process({"Records": records[start:start + batch_size]})
-            assert result.lambda_response() == {"batchItemFailures": []}
+    # when each delivery goes through the harness's replay (Lambda's partial-failure rules)
+    results = [replay(capture, collection, batch_size=batch_size) for _ in range(2)]
 
-    # then the collection still equals the final table
-    assert replicated_documents(replicator.collection) == expected_documents(case)
+    # then no batch failed and the collection equals the final table after each delivery
+    for result in results:
+        assert result.error is None and result.redelivered == 0
+        assert result.diff is not None and result.diff.converged, result.diff.as_dict()
+        assert all(r == {"batchItemFailures": []} for r in result.responses)
 
 
-def test_composite_key_ids_are_stored_partition_key_first() -> None:
-    replicator = replicator_for("composite_key")
-    replicator.process(load("composite_key", "events"))
-    ids = [document["_id"] for document in replicator.collection.find()]
+def test_composite_key_ids_are_stored_partition_key_first(collection: Any) -> None:
+    Replicator(collection, Settings(key_schema=key_schema("composite_key"))).process(
+        load("composite_key", "events"))
+    ids = [document["_id"] for document in collection.find()]
     assert len(ids) == 19
     assert all(list(document_id) == ["pk", "sk"] for document_id in ids)
 
 
-def test_type_zoo_values_are_kept_exactly() -> None:
-    replicator = replicator_for("type_zoo")
-    replicator.process(load("type_zoo", "events"))
+def test_type_zoo_values_are_kept_exactly(collection: Any) -> None:
+    Replicator(collection, Settings(key_schema=key_schema("type_zoo"))).process(
+        load("type_zoo", "events"))
 
-    document = replicator.collection.find_one({"_id": 3})
-    raw = replicator.collection.inner.find_one({"_id": 3})  # under the adapter: mongomock's own
+    document = collection.find_one({"_id": 3})
 
     assert document["money"] == Decimal128("19.99")
     assert str(document["money"]) == "19.99"
     assert document["blob"] == bytes(range(3, 19))
     assert document["blobs"] == [b"\x00\x01", b"\xff"]
     assert document["int64_edge"] == 2**63 - 1
+    assert type(document["int64_edge"]) is bson.int64.Int64  # pymongo's decoding of int64
     assert str(document["over_int64"]) == "9223372036854775808"
     assert document["big"] == "12345678901234567890123456789012345678"
     assert str(document["huge_exp"]) == "1E+125"
@@ -131,28 +137,72 @@ def test_type_zoo_values_are_kept_exactly() -> None:
     assert document["tags"] == ["a", "added", "b", "ts"]
     assert document["dotted.name"] == "field name with a dot"
     assert document["profile"]["history"] == [1, "two", [False, None], {}]
-    # mongomock cannot store a top-level $-name: the adapter keeps it escaped, reversibly
-    assert raw[DOLLAR_ESCAPE + "dollar"] == "leading dollar" and "$dollar" not in raw
+    # a server stores a top-level $-name as it is (MongoDB 5.0+, through $replaceWith/$literal)
     assert document["$dollar"] == "leading dollar"
 
 
-def test_keys_only_without_item_reader_quarantines_each_record_with_the_fix() -> None:
+# A table keyed by decimals: DynamoDB compares numbers by value, so keys 21.50 and 21.5 name one
+# item (and a scan shows it as 21.5); MongoDB's _id equality agrees (21.5 finds Decimal128 21.50).
+DECIMAL_TABLE = TableSpec("prices", partition_key=("price", "N"))
+
+
+def _decimal_record(sequence: int, name: str, key: str, image: dict[str, Any] | None) -> Any:
+    record: dict[str, Any] = {
+        "eventID": f"e{sequence}", "eventName": name, "eventSource": "aws:dynamodb",
+        "eventSourceARN": "arn:aws:dynamodb:us-east-1:123456789012:table/prices/stream/x",
+        "dynamodb": {"Keys": {"price": {"N": key}}, "SequenceNumber": f"{sequence:021d}",
+                     "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    }
+    if image is not None:
+        record["dynamodb"]["NewImage"] = {"price": {"N": key}, **image}
+    return record
+
+
+DECIMAL_CAPTURE = Capture(
+    DECIMAL_TABLE,
+    {"Records": [
+        _decimal_record(1, "INSERT", "1.5", {"label": {"S": "one and a half"}}),
+        _decimal_record(2, "INSERT", "21.50", {"label": {"S": "first"}}),
+        _decimal_record(3, "MODIFY", "21.5", {"label": {"S": "second"}, "n": {"N": "2"}}),
+        _decimal_record(4, "INSERT", "3", {"label": {"S": "gone"}}),
+        _decimal_record(5, "REMOVE", "3.0", None),
+    ]},
+    [{"price": {"N": "1.5"}, "label": {"S": "one and a half"}},
+     {"price": {"N": "21.5"}, "label": {"S": "second"}, "n": {"N": "2"}}],
+)
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 5])
+def test_a_table_keyed_by_decimals_converges(batch_size: int, collection: Any) -> None:
+    results = [replay(DECIMAL_CAPTURE, collection, batch_size=batch_size) for _ in range(2)]
+
+    for result in results:
+        assert result.error is None
+        assert result.diff is not None and result.diff.converged, result.diff.as_dict()
+    assert collection.count_documents({}) == 2
+    assert collection.find_one({"_id": Decimal128("21.50")})["label"] == "second"
+    assert collection.find_one({"_id": Decimal128("21.5")})["n"] == 2
+
+
+def test_keys_only_without_item_reader_quarantines_each_record_with_the_fix(collection: Any) -> None:
     # Issue #10: judged per record (quarantined with the fix), never a batch-wide exception.
-    replicator = replicator_for("keys_only")
+    replicator = Replicator(collection, Settings(key_schema=key_schema("keys_only")))
     events = load("keys_only", "events")
     plan = replicator.plan(events)
     image_less = [r for r in events["Records"] if r["eventName"] != "REMOVE"]
     assert len(plan.bad_records) == len(image_less) > 0
     assert all(isinstance(b.error, UnsupportedRecordError) for b in plan.bad_records)
-    first = plan.bad_records[0].error
-    assert isinstance(first, UnsupportedRecordError)
-    message = str(first)
+    message = str(plan.bad_records[0].error)
     assert "SequenceNumber 000000000000000000379" in message
     assert "KEYS_ONLY stream" in message
     assert "item reader" in message and "NEW_AND_OLD_IMAGES" in message
 
+    result = replicator.process(events)
+    assert result.failures == []
+    assert len(result.quarantined) == len(image_less)
 
-def test_keys_only_with_an_item_reader_converges() -> None:
+
+def test_keys_only_with_an_item_reader_converges(collection: Any) -> None:
     # given a reader that answers from the table's final state (as a consistent read would)
     final = {item["id"]["S"]: item for item in load("keys_only", "final_items")}
 
@@ -160,18 +210,18 @@ def test_keys_only_with_an_item_reader_converges() -> None:
         def read(self, keys: Any) -> list[Any]:
             return [final.get(key["id"]["S"]) for key in keys]
 
-    collection = mongomock_client()["replica"]["keys_only"]
     replicator = Replicator(collection, Settings(key_schema=("id",)),
                             item_reader=FinalStateReader())
 
     replicator.process(load("keys_only", "events"))
 
-    assert replicated_documents(collection) == expected_documents("keys_only")
+    diff = diff_against_final_items("keys_only", collection)
+    assert diff.converged, diff.as_dict()
 
 
 # -- the original design -------------------------------------------------------------------------
 def baseline_replay(case: str, events: Any = None) -> tuple[dict[str, int], Any]:
-    collection = mongomock_client()["baseline"]["items"]
+    collection = target_backend("mongomock").collection("baseline", "items")
     response = OriginalHandler(collection).handle(events or load(case, "events"))
     return response, collection
 
@@ -276,7 +326,7 @@ def test_original_overflows_on_integers_above_int64(caplog: pytest.LogCaptureFix
         bson.encode({"over_int64": 9223372036854775808})
 
 
-def test_original_turns_decimals_into_floats_and_keeps_binary_as_text() -> None:
+def test_original_turns_decimals_into_floats_and_keeps_binary_as_text(collection: Any) -> None:
     # given the type zoo reduced to what the original can store at all
     events = _without(load("type_zoo", "events"), "$dollar", "big", "huge_exp", "over_int64")
 
@@ -296,9 +346,8 @@ def test_original_turns_decimals_into_floats_and_keeps_binary_as_text() -> None:
     assert "dotted.name" not in original
 
     # while the replicator keeps the same values exactly
-    replicator = replicator_for("type_zoo")
-    replicator.process(events)
-    exact = replicator.collection.find_one({"_id": 3})
+    Replicator(collection, Settings(key_schema=key_schema("type_zoo"))).process(events)
+    exact = collection.find_one({"_id": 3})
     assert exact["money"] == Decimal128("19.99")
     assert exact["blob"] == bytes(range(3, 19))
     assert exact["blobs"] == [b"\x00\x01", b"\xff"]

@@ -794,7 +794,7 @@ def test_sharded_cluster_start_order(monkeypatch: pytest.MonkeyPatch) -> None:
     cluster.collection("harness", "users")  # sharded once
     mongos = "mongodb://mongos-host:1/"
     assert cluster.log == [
-        ("command", mongos, "enableSharding", "harness", {}),
+        ("command", mongos, "enableSharding", "harness", {"primaryShard": "shard1"}),
         ("command", mongos, "shardCollection", "harness.users", {"key": {"tenant": 1}}),
         ("command", mongos, "split", "harness.users", {"middle": {"tenant": "m"}}),
         ("command", mongos, "moveChunk", "harness.users",
