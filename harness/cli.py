@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,12 +24,14 @@ class RedactingGroup(TyperGroup):
     (mongodb://user:password@...)``, ``No such command 'mongodb://...'``) and rich may wrap the
     message across lines: redact it before it is rendered. Also for ``CliRunner``."""
 
-    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
-             standalone_mode: bool = True, **extra: Any) -> Any:
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
         argv = list(sys.argv[1:] if args is None else args)
         install_log_redaction(secrets_in_argv(argv))
         try:
-            code = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
         except TyperException as error:  # typer's (vendored) click.ClickException and UsageError
             message = getattr(error, "message", None)
             if isinstance(message, str):
@@ -341,4 +344,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
