@@ -183,6 +183,28 @@ def test_checkpoints_command_shows_and_deletes(monkeypatch: pytest.MonkeyPatch, 
     assert store.load("arn:s1") == {}
 
 
+def test_checkpoints_command_against_mongoeco_through_pymongo(
+    mongoeco_server_uri: str, restore_logging: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``cli.main`` in this process, its Target built from a mongoeco URI (no monkeypatching):
+    the real pymongo client reads and deletes the checkpoints."""
+    from pymongo import MongoClient
+
+    uri = f"{mongoeco_server_uri}inprocess?directConnection=true"
+    with MongoClient(uri) as client:
+        store = CheckpointStore(client["inprocess"]["orders_checkpoints"], table="orders")
+        store.start_stream("arn:s1", "TRIM_HORIZON")
+        store.save("arn:s1", "shardId-1", "42")
+    base = ["checkpoints", "--table", "orders", "--mongodb-uri", uri]  # database from the URI
+    assert cli.main(base) == 0
+    out = capsys.readouterr().out
+    assert "stream arn:s1: started at TRIM_HORIZON" in out and "shard shardId-1: 42 (open" in out
+    assert cli.main([*base, "--delete", "--yes"]) == 0
+    assert "deleted 2 checkpoint documents" in capsys.readouterr().out
+    with MongoClient(uri) as client:
+        assert client["inprocess"]["orders_checkpoints"].count_documents({}) == 0
+
+
 # -- real processes ---------------------------------------------------------------------------------
 def target_uri(server_uri: str, database: str) -> str:
     return f"{server_uri}{database}?directConnection=true"
