@@ -48,6 +48,11 @@ _MIN_SECRET = 3
 _MIN_KEY_ID = 16
 
 
+def _longest_first(secret: str) -> tuple[int, str]:
+    # Longest first, so a secret containing another is masked whole; then by text (a stable order).
+    return -len(secret), secret
+
+
 def uri_password(uri: str | None) -> list[str]:
     """The password of a MongoDB URI, as written and percent-decoded (empty if none)."""
     if not uri or "://" not in uri:
@@ -72,7 +77,7 @@ def secrets_of(uri: str | None, environ: Mapping[str, str]) -> list[str]:
     key_id = environ.get(_KEY_ID_VARIABLE)
     if key_id and len(key_id) >= _MIN_KEY_ID:
         found.append(key_id)
-    return sorted(set(found), key=len, reverse=True)
+    return sorted(set(found), key=_longest_first)
 
 
 def secrets_in_argv(argv: Iterable[str]) -> list[str]:
@@ -83,7 +88,7 @@ def secrets_in_argv(argv: Iterable[str]) -> list[str]:
         if "://" in argument:
             found += uri_password(argument.partition("=")[2] if argument.startswith("-")
                                   and "=" in argument.split("://", 1)[0] else argument)
-    return sorted(set(found), key=len, reverse=True)
+    return sorted(set(found), key=_longest_first)
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
@@ -120,7 +125,7 @@ def known_secrets() -> list[str]:
            _extras_version)
     cached_key, cached = _cache
     if cached_key != key:
-        cached = sorted({*secrets_of(None, environ), *_extra_secrets}, key=len, reverse=True)
+        cached = sorted({*secrets_of(None, environ), *_extra_secrets}, key=_longest_first)
         _cache = (key, cached)
     return cached
 
