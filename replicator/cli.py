@@ -17,6 +17,7 @@ unreachable at start, retries exhausted), 2 usage or configuration error, 3 re-s
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
 import shlex
@@ -69,33 +70,23 @@ def setup_logging(level: str, secrets: Sequence[str]) -> logging.Handler:
 class RedactingArgumentParser(argparse.ArgumentParser):
     """argparse echoes the offending argument of a usage error straight to stderr (``unrecognized
     arguments: mongodb://user:password@...``, ``ambiguous option: --mongodb=mongodb://...``,
-    ``invalid choice: 'mongodb://...'``), before any logging exists: its messages are redacted
-    here. Subparsers are of the parser's class (argparse's default ``parser_class``) and share
-    its secrets."""
+    ``invalid choice: 'mongodb://...'``), before any logging exists. Every message goes through
+    ``exit()`` (``error()`` calls it), redacted there; subparsers are of this class too and share
+    the secrets."""
 
     def __init__(self, *args: Any, secrets: Sequence[str] = (), **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.secrets = list(secrets)
 
     def add_subparsers(self, **kwargs: Any) -> Any:
-        subparsers = super().add_subparsers(**kwargs)
-        parent = self
-
-        class Sub(RedactingArgumentParser):
-            def __init__(self, *args: Any, **options: Any) -> None:
-                super().__init__(*args, secrets=parent.secrets, **options)
-
-        subparsers._parser_class = Sub
-        return subparsers
+        kwargs.setdefault("parser_class", functools.partial(RedactingArgumentParser,
+                                                            secrets=self.secrets))
+        return super().add_subparsers(**kwargs)
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
         if message:
             message = redact(message, [*self.secrets, *secrets_of(None, os.environ)])
         super().exit(status, message)
-
-    def error(self, message: str) -> NoReturn:
-        self.print_usage(sys.stderr)
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _key_schema(text: str) -> tuple[str, ...]:
