@@ -38,6 +38,11 @@ _SECURITY_TOKEN = re.compile(r"(security-token['\"]?\s*[:=]\s*(?:b?['\"])?)[^'\"
                              re.IGNORECASE)
 _CREDENTIAL = re.compile(r"(credential=)[^/%\s,'\"&]+", re.IGNORECASE)
 _SIGNATURE = re.compile(r"(signature['\"]?\s*[:=]\s*(?:b?['\"])?)[0-9a-f]{64}", re.IGNORECASE)
+# Credentials as fields: an STS AssumeRole response body (botocore logs bodies at DEBUG; a profile
+# with role_arn makes one), "<SecretAccessKey>", '"SessionToken": "..."', "aws_secret_access_key=".
+_CREDENTIAL_FIELD = re.compile(
+    r"((?:secret_?access_?key|session_?token)['\"]?\s*(?:[:=]|>)\s*(?:b?['\"])?)[^'\"<\s,;}&]+",
+    re.IGNORECASE)
 
 # Literal values never shown. An access key id is not secret on its own but identifies the
 # account and user; AWS's are 16..128 characters (IAM API AccessKey.AccessKeyId), so shorter
@@ -102,6 +107,8 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
         text = _CREDENTIAL.sub(rf"\1{MASK}", text)
     if "signature" in lowered:
         text = _SIGNATURE.sub(rf"\1{MASK}", text)
+    if "secret" in lowered or "session" in lowered:
+        text = _CREDENTIAL_FIELD.sub(rf"\1{MASK}", text)
     for secret in secrets:
         if secret in text:
             text = text.replace(secret, MASK)

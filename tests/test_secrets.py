@@ -233,6 +233,14 @@ def test_the_redaction_covers_uris_environment_secrets_and_sigv4() -> None:
     for secret in ("IQoJb3JpZ2lu", "ASIAEXAMPLEKEYID0001", "ab12ab12", "cd34cd34", "ef56ef56"):
         assert secret not in clean, clean
     assert "Credential=***/20261130" in clean and "X-Amz-Credential=***%2F20261130" in clean
+    # Credentials as fields: an STS AssumeRole response body (XML or JSON), a config line.
+    fields = ("<SecretAccessKey>wJalrSTSsecretEXAMPLE</SecretAccessKey><SessionToken>FwoSTStokenEXAMPLE"
+              "</SessionToken> {\"SecretAccessKey\": \"wJalrSTSsecretEXAMPLE\", \"SessionToken\": "
+              "\"FwoSTStokenEXAMPLE\"} aws_secret_access_key = wJalrSTSsecretEXAMPLE "
+              "aws_session_token=FwoSTStokenEXAMPLE")
+    clean = redact(fields)
+    assert "STSsecret" not in clean and "STStoken" not in clean, clean
+    assert "<SecretAccessKey>***</SecretAccessKey>" in clean and '"SessionToken": "***"' in clean
 
 
 def test_the_log_record_factory_is_idempotent_chains_and_masks_tracebacks(
