@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from harness.backends.base import (
     DEFAULT_TARGET,
@@ -19,9 +22,47 @@ from harness.backends.base import (
     started,
     target_backend,
 )
-from harness.secrets import redact_uri
+from harness.secrets import install_log_redaction, redact, redact_known, redact_uri, secrets_in_argv
+
+
+class RedactingGroup(TyperGroup):
+    """click echoes bad arguments in its usage errors (``Got unexpected extra argument
+    (mongodb://user:password@...)``, ``No such command 'mongodb://...'``) and rich may wrap the
+    message across lines: redact it before it is rendered. Also for ``CliRunner``."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        argv = list(sys.argv[1:] if args is None else args)
+        install_log_redaction(secrets_in_argv(argv))
+        try:
+            code = super().main(argv, prog_name, complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
+        except TyperException as error:  # typer's (vendored) click.ClickException and UsageError
+            message = getattr(error, "message", None)
+            if isinstance(message, str):
+                error.message = redact_known(redact(message, secrets_in_argv(argv)))
+            if not standalone_mode:
+                raise
+            try:
+                from typer.rich_utils import rich_format_error
+            except ImportError:  # typer without rich
+                error.show()  # type: ignore[attr-defined]
+            else:
+                rich_format_error(error)  # type: ignore[arg-type]
+            sys.exit(getattr(error, "exit_code", 1))
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            print("Aborted!", file=sys.stderr)
+            sys.exit(1)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
+    cls=RedactingGroup,
     add_completion=False,
     no_args_is_help=True,
     # Locals in tracebacks could hold a MongoDB URI with its password: never show them.
@@ -302,7 +343,8 @@ def list_things() -> None:
 
 
 def _fail(message: str) -> Any:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    # Messages may quote an argument (a mistyped URI given as a scenario path): redact them all.
+    err.print(f"[red]error:[/red] {redact_known(message)}", highlight=False, markup=True)
     raise typer.Exit(2)
 
 
@@ -312,4 +354,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -1,20 +1,14 @@
-"""Keep secrets out of logs, errors and reports."""
+"""Keep secrets out of logs, errors and reports: the harness uses the core's one redaction
+(:mod:`replicator.redact`), so both CLIs mask the same things the same way."""
 
 from __future__ import annotations
 
-import re
+from replicator.redact import install_log_redaction, redact, redact_known, secrets_in_argv, uri_password
 
-# Greedy to the last "@" of the URI: a password with an unescaped "@" or "/" is still covered.
-_USERINFO = re.compile(r"(mongodb(?:\+srv)?://)([^\s]*)@")
+__all__ = ["install_log_redaction", "redact", "redact_known", "redact_uri", "secrets_in_argv"]
 
 
 def redact_uri(text: str, uri: str | None = None) -> str:
-    """Replace ``user:password@`` in MongoDB URIs (and the exact password, if given) with ``***``."""
-    redacted = _USERINFO.sub(r"\1***@", text)
-    if uri:
-        match = _USERINFO.search(uri)
-        if match and ":" in match.group(2):
-            password = match.group(2).split(":", 1)[1]
-            if password:
-                redacted = redacted.replace(password, "***")
-    return redacted
+    """``text`` without MongoDB URI userinfo, the password of ``uri`` (as written and decoded)
+    or the environment's secrets."""
+    return redact_known(redact(text, uri_password(uri)))

@@ -17,71 +17,42 @@ unreachable at start, retries exhausted), 2 usage or configuration error, 3 re-s
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import os
-import re
 import shlex
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Any
-from urllib.parse import unquote
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from replicator.errors import ConfigurationError, ReplicationError
+from replicator.redact import (
+    RedactingFormatter,
+    install_log_redaction,
+    redact,
+    secrets_in_argv,
+    secrets_of,
+)
+
+__all__ = ["build_parser", "main", "redact", "secrets_of", "setup_logging"]
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RESYNC = 3
 
-MOCK_SCHEME = "mongomock://"
 DEFAULT_TIMEOUT_MS = 10_000
 log = logging.getLogger("replicator.cli")
 
-# -- secrets -------------------------------------------------------------------------------------
-_USERINFO = re.compile(r"((?:mongodb(?:\+srv)?|mongomock)://)([^@/\s]+)@")
-
-
-def secrets_of(uri: str | None, environ: Any) -> list[str]:
-    """The strings that must never reach a log line or an error: the URI's password (as written
-    and decoded) and the AWS secret key / session token of the environment."""
-    found: list[str] = []
-    if uri and "://" in uri:
-        # Up to the last "@": a password with an unescaped "/" or "@" is still found.
-        userinfo = uri.split("://", 1)[1].split("?", 1)[0].rpartition("@")[0]
-        if ":" in userinfo:
-            password = userinfo.split(":", 1)[1]
-            found += [password, unquote(password)]
-    for name in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"):
-        value = environ.get(name)
-        if value:
-            found.append(value)
-    return sorted({s for s in found if len(s) >= 3}, key=len, reverse=True)
-
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``user:password@`` of any MongoDB URI -> ``***@``, and every known secret -> ``***``."""
-    text = _USERINFO.sub(r"\1***@", text)
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
-
-
-class RedactingFormatter(logging.Formatter):
-    """Redacts the whole formatted record, traceback included."""
-
-    def __init__(self, fmt: str, secrets: Sequence[str]) -> None:
-        super().__init__(fmt)
-        self.secrets = list(secrets)
-
-    def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record), self.secrets)
-
-
+# -- logging -------------------------------------------------------------------------------------
 def setup_logging(level: str, secrets: Sequence[str]) -> logging.Handler:
     """One redacting stderr handler on the root logger (replacing the one of an earlier call);
-    ``replicator`` loggers at ``level``, everything else at WARNING."""
+    ``replicator`` loggers at ``level``, everything else at WARNING. Every record is redacted
+    when created (:func:`replicator.redact.install_log_redaction`, whatever handler prints it)
+    and the formatted line once more, traceback included."""
+    install_log_redaction(secrets)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", secrets))
     handler.set_name("replicator-cli")
@@ -96,6 +67,28 @@ def setup_logging(level: str, secrets: Sequence[str]) -> logging.Handler:
 
 
 # -- arguments -----------------------------------------------------------------------------------
+class RedactingArgumentParser(argparse.ArgumentParser):
+    """argparse echoes the offending argument of a usage error straight to stderr (``unrecognized
+    arguments: mongodb://user:password@...``, ``ambiguous option: --mongodb=mongodb://...``,
+    ``invalid choice: 'mongodb://...'``), before any logging exists. Every message goes through
+    ``exit()`` (``error()`` calls it), redacted there; subparsers are of this class too and share
+    the secrets."""
+
+    def __init__(self, *args: Any, secrets: Sequence[str] = (), **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.secrets = list(secrets)
+
+    def add_subparsers(self, **kwargs: Any) -> Any:
+        kwargs.setdefault("parser_class", functools.partial(RedactingArgumentParser,
+                                                            secrets=self.secrets))
+        return super().add_subparsers(**kwargs)
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if message:
+            message = redact(message, [*self.secrets, *secrets_of(None, os.environ)])
+        super().exit(status, message)
+
+
 def _key_schema(text: str) -> tuple[str, ...]:
     names = tuple(part.strip() for part in text.split(",") if part.strip())
     if not 1 <= len(names) <= 2:
@@ -117,8 +110,11 @@ def _batch_size(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
+    """The ``replicator`` parser; ``secrets`` are masked in its usage errors (besides any MongoDB
+    URI userinfo and the environment's AWS secrets)."""
+    parser = RedactingArgumentParser(
+        secrets=secrets,
         prog="replicator",
         description="DynamoDB Streams -> MongoDB replicator: standalone poller.",
         epilog="Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 re-sync required.",
@@ -129,9 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--table", required=True, help="the DynamoDB table (its stream must be on)")
     common.add_argument(
         "--mongodb-uri", default=None,
-        help="MongoDB connection string (default: $MONGODB_URI; never printed). "
-             f"'{MOCK_SCHEME}' is an in-memory mongomock target for trying the poller out: "
-             "everything, checkpoints included, is lost when the process exits")
+        help="MongoDB connection string (default: $MONGODB_URI; never printed)")
     common.add_argument("--database", default=None,
                         help="database (default: $MONGODB_DATABASE, else the URI's database)")
     common.add_argument("--collection", default=None,
@@ -199,7 +193,6 @@ class Target:
         uri = args.mongodb_uri or environ.get("MONGODB_URI")
         if not uri:
             raise ConfigurationError("give --mongodb-uri or set MONGODB_URI")
-        self.mock = uri.startswith(MOCK_SCHEME)
         self.client = self._connect(uri, args, environ)
         database = args.database or environ.get("MONGODB_DATABASE") or self._default_database()
         name = args.collection or environ.get("MONGODB_COLLECTION") or args.table
@@ -211,17 +204,6 @@ class Target:
             table=args.table)
 
     def _connect(self, uri: str, args: argparse.Namespace, environ: Any) -> Any:
-        if self.mock:
-            try:
-                import mongomock
-            except ImportError as error:
-                raise ConfigurationError(
-                    f"{MOCK_SCHEME} needs mongomock: pip install 'ddb-mongo-replicator[harness]'"
-                ) from error
-            log.warning("%s: in-memory target, everything (checkpoints too) is lost at exit",
-                        MOCK_SCHEME)
-            self._mock_database = uri[len(MOCK_SCHEME):].partition("/")[2].partition("?")[0]
-            return mongomock.MongoClient()
         from pymongo import MongoClient
         from pymongo.errors import ConfigurationError as MongoConfigurationError
         from pymongo.errors import InvalidURI
@@ -238,8 +220,6 @@ class Target:
             raise ConfigurationError(f"the MongoDB URI is not usable: {error}") from None
 
     def _default_database(self) -> str:
-        if self.mock:
-            return self._mock_database or "replicator"
         from pymongo.errors import ConfigurationError as MongoConfigurationError
 
         try:
@@ -412,9 +392,10 @@ def cmd_checkpoints(args: argparse.Namespace, environ: Any) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     environ = os.environ
-    parser = build_parser()
-    args = parser.parse_args(argv)  # usage errors: argparse exits with 2
-    secrets = secrets_of(args.mongodb_uri or environ.get("MONGODB_URI"), environ)
+    given = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(secrets_in_argv(given))
+    args = parser.parse_args(given)  # usage errors: argparse exits with 2, redacted
+    secrets = [*secrets_of(args.mongodb_uri, environ), *secrets_in_argv(given)]
     setup_logging(args.log_level, secrets)
     from replicator.poller import ResyncRequired, RetriesExhausted
 

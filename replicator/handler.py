@@ -5,6 +5,10 @@ Configuration comes from the environment (see README, "Lambda configuration"):
 optional ``REPLICATOR_*`` settings read by :meth:`Settings.from_env`. The MongoClient and the
 Replicator are created once per container and reused by every invocation, as AWS recommends.
 Turn on "ReportBatchItemFailures" on the event source mapping so Lambda reads the response.
+
+At cold start the handler installs the project's log redaction (:mod:`replicator.redact`): with
+``AWS_LAMBDA_LOG_LEVEL=DEBUG`` botocore logs the signed requests of the read-back client, session
+token and access key id included, and a MongoDB error may quote the URI.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError
+from replicator.redact import install_log_redaction, secrets_of
 from replicator.settings import Settings
 
 log = logging.getLogger("replicator")
@@ -37,6 +42,8 @@ def _get_replicator() -> Replicator:
 
 def build_from_env(environ: Any) -> Replicator:
     """A Replicator from environment variables; the URI is read, never printed."""
+    # Before the first client exists: nothing it logs is unredacted.
+    install_log_redaction(secrets_of(None, environ))
     missing = [v for v in ("MONGODB_URI", "MONGODB_DATABASE", "MONGODB_COLLECTION")
                if not environ.get(v)]
     if missing:

@@ -592,7 +592,9 @@ def test_parallelization_keeps_per_key_order_through_retries() -> None:
 
 def test_parallel_batches_really_overlap() -> None:
     first, second = keys_in_distinct_lanes(2, 2)
-    barrier = threading.Barrier(2, timeout=5)
+    # The timeout only ends a run whose invocations never overlap (then the test fails): a loaded
+    # machine may take seconds to start the second one.
+    barrier = threading.Barrier(2, timeout=120)
     threads: set[str] = set()
 
     def handler(event: dict) -> Any:
@@ -609,7 +611,7 @@ def test_parallel_batches_really_overlap() -> None:
 
 
 def test_shards_run_concurrently_too() -> None:
-    barrier = threading.Barrier(2, timeout=5)
+    barrier = threading.Barrier(2, timeout=120)  # a safety net, as above
 
     def respond(sequences: list[str], call: int) -> Any:
         barrier.wait()

@@ -376,7 +376,7 @@ def test_dynamodb_local_ttl_delete_has_an_unknown_event_name(dynamodb_local: Any
         ddb.put_item(TableName=spec.name, Item={"pk": {"S": "old"}, "expires": {"N": expired}})
         reader = StreamReader(dynamodb_local.streams(), table.stream_arn)
         records: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 300  # a safety net: DynamoDB Local expires it at once
         while len(records) < 2 and time.monotonic() < deadline:
             records += [r for _, rs in reader.poll() for r in rs]
             time.sleep(0.2)
@@ -548,6 +548,8 @@ def fake_java(tmp_path: Path, body: str) -> str:
 
 
 def test_startup_timeout_shows_the_output_and_kills_the_process(tmp_path: Path) -> None:
+    import time
+
     from harness.backends.dynamodb_local import DynamoDBLocalSource, DynamoDBLocalStartError
 
     java = fake_java(tmp_path, 'echo "fake DynamoDB Local booting"\necho "$@"\nexec sleep 60\n')
@@ -557,7 +559,13 @@ def test_startup_timeout_shows_the_output_and_kills_the_process(tmp_path: Path) 
 
     def spy(*args: Any, **kwargs: Any) -> None:
         launched.append(kwargs["process"])
-        original(*args, **kwargs)
+        # The startup timeout expires only once the fake has printed (a loaded machine may take
+        # more than the 1 s timeout to start a shell): the message must show that output.
+        safety_net = time.monotonic() + 120
+        while "fake DynamoDB Local booting" not in backend._output():
+            assert time.monotonic() < safety_net, "the fake java printed nothing"
+            time.sleep(0.05)
+        original(*args, **{**kwargs, "deadline": time.monotonic()})
 
     backend._wait_ready = spy  # type: ignore[method-assign]
     with pytest.raises(DynamoDBLocalStartError) as raised:

@@ -707,12 +707,32 @@ def test_transactions_carry_a_fresh_token_and_conditions_count() -> None:
     assert result.error_count == 3 and result.failed_conditional == 0 and not result.writes
 
 
-def test_rate_limit_and_progress() -> None:
+def test_rate_limit_and_progress(monkeypatch: pytest.MonkeyPatch) -> None:
+    import harness.workload as workload_module
+
+    class FrozenTime:
+        """The clock never moves and sleeping returns at once: the limiter's schedule is what
+        it asks to sleep, independent of the machine's speed and of the writers' interleaving."""
+
+        def __init__(self) -> None:
+            self.sleeps: list[float] = []
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(time, name)
+
+        def monotonic(self) -> float:
+            return 0.0
+
+        def sleep(self, seconds: float) -> None:
+            self.sleeps.append(seconds)
+
+    frozen = FrozenTime()
+    monkeypatch.setattr(workload_module, "time", frozen)
     seen: list[tuple[int, int]] = []
-    started = time.monotonic()
     result = run_workload(FakeClient(), SPEC, WorkloadSpec(operations=20, rate_per_s=200, writers=2),
                           progress=lambda done, total: seen.append((done, total)))
-    assert time.monotonic() - started >= 19 / 200 * 0.9
+    # One slot every 1/200 s: the first operation goes at once, the k-th waits k/200 s.
+    assert sorted(frozen.sleeps) == pytest.approx([k / 200 for k in range(1, 20)])
     assert seen == [(n, 20) for n in range(1, 21)] and result.done == 20
 
     def broken(done: int, total: int) -> None:

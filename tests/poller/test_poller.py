@@ -451,28 +451,32 @@ def test_the_regression_watch_sees_a_resurrection_that_only_tombstones_prevent(
 
 
 def test_stop_during_retries_keeps_the_checkpoint_before_the_failing_record(moto: Any, mongo: Any) -> None:
-    from pymongo.errors import OperationFailure
+    from pymongo.errors import AutoReconnect
 
     table = make_table(moto, "stuck2")
     client = moto.dynamodb()
     for n in range(5):
         client.put_item(TableName="stuck2", Item={"pk": {"S": f"k{n}"}})
 
+    stop = threading.Event()
+
     class FailsOnK2(BulkWriteShim):
+        refusals = 0
+
         def apply_one(self, operation: Any) -> None:
             if operation._filter.get("_id") == "k2":
-                raise OperationFailure("k2 cannot be written (injected)", code=2)
+                FailsOnK2.refusals += 1
+                if FailsOnK2.refusals == 3:
+                    # SIGTERM while the poller retries k2 (forever otherwise): set at a point of
+                    # the run, not after a wall-clock delay, which a loaded machine may not reach.
+                    stop.set()
+                # Transient (a retried kind): a permanent error would be quarantined, not retried.
+                raise AutoReconnect("k2: connection lost (injected)")
             super().apply_one(operation)
 
-    stop = threading.Event()
-    timer = threading.Timer(0.5, stop.set)  # SIGTERM while the poller retries k2 forever
-    timer.start()
-    try:
-        stats = poller_for(moto, table, FailsOnK2(mongo["stuck2"]), stop=stop, batch_size=10,
-                           backoff_base_s=0.01, backoff_max_s=0.05).run()
-    finally:
-        timer.cancel()
-    assert stats.stopped_by_signal and stats.retries >= 2
+    stats = poller_for(moto, table, FailsOnK2(mongo["stuck2"]), stop=stop, batch_size=10,
+                       backoff_base_s=0.01, backoff_max_s=0.05).run()
+    assert stats.stopped_by_signal and stats.retries == 3 and FailsOnK2.refusals == 3
     records = [r for batch in _all_records(moto, table).values() for r in batch]
     saved = CheckpointStore(mongo["stuck2_checkpoints"]).load(table.stream_arn)
     assert [c.sequence_number for c in saved.values()] == [records[1]["dynamodb"]["SequenceNumber"]]

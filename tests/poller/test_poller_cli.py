@@ -1,4 +1,10 @@
-"""``replicator`` (replicator/cli.py) as a user meets it: exit codes, messages, signals."""
+"""``replicator`` (replicator/cli.py) as a user meets it: exit codes, messages, signals.
+
+The real processes write to mongoeco's wire server through the real pymongo client (the CLI has
+no in-memory target: mongomock is a test double, not a production target); they are skipped
+where mongoeco is not installed (Python < 3.13). No assertion depends on timing: a process is
+signalled once it has logged what the test waits for, and timeouts are only safety nets.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -45,11 +51,15 @@ def moto_server() -> Iterator[Any]:
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    """cli.main() configures logging the way a process should; undo it after the test."""
+    """cli.main() configures logging the way a process should (redaction included); undo it after
+    the test."""
+    from replicator.redact import uninstall_log_redaction
+
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
     replicator_level = logging.getLogger("replicator").level
     yield
+    uninstall_log_redaction()
     root.handlers[:] = handlers
     root.setLevel(level)
     logging.getLogger("replicator").setLevel(replicator_level)
@@ -76,7 +86,8 @@ def test_no_uri_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, restore_loggin
 
 def test_resync_without_yes_explains_what_it_deletes(restore_logging: None,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["resync", "--table", "t", "--mongodb-uri", "mongomock://"]) == cli.EXIT_USAGE
+    assert cli.main(["resync", "--table", "t", "--mongodb-uri", "mongodb://127.0.0.1:1/app"]) == (
+        cli.EXIT_USAGE)
     err = capsys.readouterr().err
     assert "--yes" in err and "deletes the collection's documents" in err
 
@@ -88,18 +99,29 @@ def test_argparse_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "must be 1..1000" in capsys.readouterr().err
 
 
-def test_help_documents_the_in_memory_target() -> None:
+def test_help_names_the_options_and_no_test_double() -> None:
     done = subprocess.run(replicator_command("run", "--help"), capture_output=True, text=True,
                           env=child_env(), cwd=ROOT, timeout=60, check=False)
     assert done.returncode == 0
     text = " ".join(done.stdout.split())
-    assert "mongomock://" in text and "lost when the process exits" in text
+    assert "--mongodb-uri" in text and "never printed" in text
     assert "--once" in text and "--starting-position" in text
+    assert "mongomock" not in text.lower()
+
+
+def test_the_mongomock_scheme_is_not_a_production_target(
+    restore_logging: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`replicator run` used to offer an in-memory mongomock target; pymongo now refuses it."""
+    code = cli.main(["run", "--table", "t", "--mongodb-uri", "mongomock://", "--once"])
+    assert code == cli.EXIT_USAGE
+    assert "the MongoDB URI is not usable" in capsys.readouterr().err
 
 
 def test_the_core_package_imports_neither_harness_nor_typer_nor_rich() -> None:
-    code = ("import sys, replicator.cli, replicator.poller, replicator.checkpoints;"
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('harness', 'typer', 'rich'));"
+    code = ("import sys, replicator.cli, replicator.poller, replicator.checkpoints, replicator.handler;"
+            "bad = sorted(m for m in sys.modules"
+            "             if m.split('.')[0] in ('harness', 'typer', 'rich', 'mongomock'));"
             "print(bad); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=child_env(), cwd=ROOT, timeout=60, check=False)
@@ -161,55 +183,119 @@ def test_checkpoints_command_shows_and_deletes(monkeypatch: pytest.MonkeyPatch, 
     assert store.load("arn:s1") == {}
 
 
-# -- real processes --------------------------------------------------------------------------------
-def test_once_drains_the_stream_and_exits_0(moto_server: Any) -> None:
+def test_checkpoints_command_against_mongoeco_through_pymongo(
+    mongoeco_server_uri: str, restore_logging: None, capsys: pytest.CaptureFixture[str],
+) -> None:
+    """``cli.main`` in this process, its Target built from a mongoeco URI (no monkeypatching):
+    the real pymongo client reads and deletes the checkpoints."""
+    from pymongo import MongoClient
+
+    uri = f"{mongoeco_server_uri}inprocess?directConnection=true"
+    with MongoClient(uri) as client:
+        store = CheckpointStore(client["inprocess"]["orders_checkpoints"], table="orders")
+        store.start_stream("arn:s1", "TRIM_HORIZON")
+        store.save("arn:s1", "shardId-1", "42")
+    base = ["checkpoints", "--table", "orders", "--mongodb-uri", uri]  # database from the URI
+    assert cli.main(base) == 0
+    out = capsys.readouterr().out
+    assert "stream arn:s1: started at TRIM_HORIZON" in out and "shard shardId-1: 42 (open" in out
+    assert cli.main([*base, "--delete", "--yes"]) == 0
+    assert "deleted 2 checkpoint documents" in capsys.readouterr().out
+    with MongoClient(uri) as client:
+        assert client["inprocess"]["orders_checkpoints"].count_documents({}) == 0
+
+
+# -- real processes ---------------------------------------------------------------------------------
+def target_uri(server_uri: str, database: str) -> str:
+    return f"{server_uri}{database}?directConnection=true"
+
+
+def test_once_drains_the_stream_and_exits_0(moto_server: Any, mongoeco_server_uri: str) -> None:
+    from pymongo import MongoClient
+
     fill(moto_server, "users", 25)
+    uri = target_uri(mongoeco_server_uri, "once")
     done = subprocess.run(
-        replicator_command("run", "--table", "users", "--mongodb-uri", "mongomock://",
+        replicator_command("run", "--table", "users", "--mongodb-uri", uri,
                            "--endpoint-url", moto_server.endpoint_url(), "--once",
                            "--poll-interval", "0.05", "--batch-size", "10"),
         capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     assert "first run, starting at TRIM_HORIZON" in done.stderr
     assert "stream drained (--once): 25 records applied, 3 checkpoints saved" in done.stderr
+    with MongoClient(uri) as client:  # what the process wrote, read back through pymongo
+        users = client["once"]["users"]
+        assert sorted(d["_id"] for d in users.find({}, {"_id": 1})) == sorted(
+            f"u{n}" for n in range(25))
+        assert users.find_one({"_id": "u7"})["n"] == 7
+        assert client["once"]["users_checkpoints"].count_documents({"kind": "shard"}) == 1
 
 
-def test_sigterm_finishes_the_batch_checkpoints_and_exits_0(moto_server: Any) -> None:
+class LineWatcher:
+    """Reads a process's stderr in a thread; ``wait_for(text)`` returns once a line holds it (or
+    the process ended, or the safety-net timeout passed: the caller then fails with the lines)."""
+
+    def __init__(self, stream: Any) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._ended = False
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: Any) -> None:
+        for line in stream:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+        with self._changed:
+            self._ended = True
+            self._changed.notify_all()
+
+    def wait_for(self, text: str, safety_net_s: float = 300.0) -> bool:
+        with self._changed:
+            self._changed.wait_for(
+                lambda: self._ended or any(text in line for line in self.lines), safety_net_s)
+            return any(text in line for line in self.lines)
+
+    def rest(self) -> str:
+        self._thread.join(timeout=300)  # the process has exited: its stderr ends
+        return "".join(self.lines)
+
+
+def test_sigterm_finishes_the_batch_checkpoints_and_exits_0(moto_server: Any,
+                                                             mongoeco_server_uri: str) -> None:
+    """SIGTERM is sent only once the process has logged that all 30 records are applied (a
+    progress line), so what it then reports does not depend on how fast the machine is."""
     fill(moto_server, "orders", 30)
     process = subprocess.Popen(
-        replicator_command("run", "--table", "orders", "--mongodb-uri", "mongomock://",
+        replicator_command("run", "--table", "orders",
+                           "--mongodb-uri", target_uri(mongoeco_server_uri, "sigterm"),
                            "--endpoint-url", moto_server.endpoint_url(), "--poll-interval", "0.05",
                            "--log-interval", "0.2", "--batch-size", "7"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT)
-    lines: list[str] = []
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env(), cwd=ROOT)
     try:
         assert process.stderr is not None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            line = process.stderr.readline()
-            if not line:
-                break
-            lines.append(line)
-            if "progress: 30 records applied" in line:
-                break
-        else:
-            pytest.fail("no progress line:\n" + "".join(lines))
+        watcher = LineWatcher(process.stderr)
+        if not watcher.wait_for("progress: 30 records applied"):
+            pytest.fail("no progress line with the 30 records:\n" + "".join(watcher.lines))
         process.send_signal(signal.SIGTERM)
-        _, rest = process.communicate(timeout=30)
+        process.wait(timeout=300)  # a safety net: the process exits at once
+        output = watcher.rest()
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    output = "".join(lines) + rest
     assert process.returncode == 0, output
     assert "SIGTERM: finishing the current batch, then stopping" in output
     assert "stopped by signal: 30 records applied, 5 checkpoints saved; exiting" in output
     assert "lag " in output and "records/s" in output
 
 
-def test_an_unknown_table_is_a_configuration_error(moto_server: Any) -> None:
+def test_an_unknown_table_is_a_configuration_error(moto_server: Any,
+                                                   mongoeco_server_uri: str) -> None:
     done = subprocess.run(
-        replicator_command("run", "--table", "nope", "--mongodb-uri", "mongomock://",
+        replicator_command("run", "--table", "nope",
+                           "--mongodb-uri", target_uri(mongoeco_server_uri, "unknown"),
                            "--endpoint-url", moto_server.endpoint_url(), "--once"),
         capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120, check=False)
     assert done.returncode == 2, done.stderr
