@@ -47,13 +47,13 @@ for path in (str(ROOT), str(HERE)):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+import bench_core  # noqa: E402  (the synthetic users-table items and stream)
 import pymongo  # noqa: E402
+from bench_wire import responder  # noqa: E402
 from bson.codec_options import CodecOptions, TypeEncoder, TypeRegistry  # noqa: E402
 from bson.decimal128 import Decimal128  # noqa: E402
 from pymongo.operations import DeleteOne, ReplaceOne  # noqa: E402
 
-import bench_core  # noqa: E402  (the synthetic users-table items and stream)
-from bench_wire import responder  # noqa: E402
 from replicator import Replicator, Settings  # noqa: E402
 from replicator.convert import Converter  # noqa: E402
 
