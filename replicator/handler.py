@@ -1,9 +1,11 @@
 """AWS Lambda entry point: ``replicator.handler.lambda_handler``.
 
 Configuration comes from the environment (see README, "Lambda configuration"):
-``MONGODB_URI`` (required; never logged), ``MONGODB_DATABASE``, ``MONGODB_COLLECTION`` and the
-optional ``REPLICATOR_*`` settings read by :meth:`Settings.from_env`. The MongoClient and the
-Replicator are created once per container and reused by every invocation, as AWS recommends.
+the MongoDB URI (required; never logged) from Secrets Manager (``MONGODB_URI_SECRET_ARN``), SSM
+(``MONGODB_URI_PARAMETER``) or ``MONGODB_URI`` (see uri_source.py), ``MONGODB_DATABASE``,
+``MONGODB_COLLECTION`` and the optional ``REPLICATOR_*`` settings read by
+:meth:`Settings.from_env`. The MongoClient (and so the secret read) and the Replicator are created
+once per container and reused by every invocation, as AWS recommends.
 Turn on "ReportBatchItemFailures" on the event source mapping so Lambda reads the response.
 """
 
@@ -37,14 +39,17 @@ def _get_replicator() -> Replicator:
 
 def build_from_env(environ: Any) -> Replicator:
     """A Replicator from environment variables; the URI is read, never printed."""
-    missing = [v for v in ("MONGODB_URI", "MONGODB_DATABASE", "MONGODB_COLLECTION")
-               if not environ.get(v)]
+    from replicator import uri_source
+
+    missing = [v for v in ("MONGODB_DATABASE", "MONGODB_COLLECTION") if not environ.get(v)]
+    if not uri_source.configured(environ):
+        missing.insert(0, " or ".join(uri_source.VARIABLES))
     if missing:
         raise ConfigurationError(f"set the environment variable(s) {', '.join(missing)}")
     from pymongo import MongoClient
 
     client: Any = MongoClient(
-        environ["MONGODB_URI"],
+        uri_source.mongodb_uri(environ),  # Secrets Manager / SSM / plain: see uri_source.py
         appname="ddb-mongo-replicator",
         serverSelectionTimeoutMS=int(environ.get("MONGODB_TIMEOUT_MS", "10000")),
         retryWrites=True,
