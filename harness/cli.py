@@ -128,6 +128,9 @@ def run(
     report_json: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
     junit: Annotated[Path | None, typer.Option(help="write a JUnit XML report here")] = None,
     plot: Annotated[Path | None, typer.Option(help="write a lag-over-time PNG here")] = None,
+    esm_template: Annotated[Path | None, typer.Option(
+        help="take the event source mapping settings from this SAM/CloudFormation template "
+             "(e.g. deploy/template.yaml)")] = None,
 ) -> None:
     """Run scenarios: write a workload, replicate it, check MongoDB converged to the table.
 
@@ -150,6 +153,13 @@ def run(
             scenarios = [load_scenario(name) for name in (scenario or [DEFAULT_SCENARIO])]
     except ScenarioError as error:
         _fail(str(error))
+    if esm_template is not None:
+        from harness.esm_template import TemplateError, with_template_esm
+
+        try:
+            scenarios = [with_template_esm(s, esm_template) for s in scenarios]
+        except TemplateError as error:
+            _fail(str(error))
     results = []
     for chosen in scenarios:
         with _progress() as bar:
