@@ -82,3 +82,60 @@ def test_target_names() -> None:
 def test_the_entry_point_is_declared() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["entry-points"]["pytest11"] == {"harness.pytest_plugin": "harness.pytest_plugin"}
+
+
+USER_SUITE = '''
+from harness.driver import EsmConfig
+from replicator.core import Replicator
+from replicator.settings import Settings
+
+TEMPLATE = {template!r}
+
+
+def test_my_own_lambda_handler(dynamodb_table, target_collection, replication):
+    table = dynamodb_table("users", partition_key=("pk", "S"), sort_key=("sk", "N"))
+    collection = target_collection()
+    replicator = Replicator(collection, Settings(key_schema=("pk", "sk")))
+    calls = []
+
+    def lambda_handler(event, context):
+        calls.append(len(event["Records"]))
+        return replicator.handle(event, context)
+
+    users = replication(table, handler=lambda_handler, collection=collection,
+                        esm={{"BatchSize": 2, "FunctionResponseTypes": ["ReportBatchItemFailures"]}})
+    for n in range(5):
+        users.dynamodb.put_item(TableName=users.table_name,
+                                Item={{"pk": {{"S": "u"}}, "sk": {{"N": str(n)}}}})
+    users.assert_converged()
+    assert calls == [2, 2, 1]
+    assert users.document({{"pk": "u", "sk": 3}}) is not None
+
+
+def test_the_deployed_mapping_settings(dynamodb_table, replication):
+    orders = replication(dynamodb_table("orders"), esm=TEMPLATE)
+    assert orders.esm.batch_size == 100 and orders.esm.bisect_batch_on_function_error
+    orders.dynamodb.put_item(TableName=orders.table_name, Item={{"id": {{"S": "a"}}}})
+    assert orders.sync() == 1
+    assert orders.sync() == 0  # nothing read twice
+    orders.assert_converged()
+    assert orders.report.invocations == 1
+
+
+def test_a_divergence_is_reported_not_hidden(dynamodb_table, replication):
+    broken = replication(dynamodb_table("t"), handler=lambda event, context: None)
+    broken.dynamodb.put_item(TableName=broken.table_name, Item={{"id": {{"S": "a"}}}})
+    diff = broken.wait_until_converged()
+    assert diff.missing == ["a"]
+'''
+
+
+def test_user_handlers_esm_settings_and_diffs(pytester: pytest.Pytester,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    pytester.makepyfile(test_user=USER_SUITE.format(
+        template=str(ROOT / "deploy" / "template.yaml")))
+    result = pytester.runpytest_subprocess(
+        "-p", "harness.pytest_plugin", "--replication-target", "mongomock", "-p", "no:cacheprovider",
+    )
+    result.assert_outcomes(passed=3)
