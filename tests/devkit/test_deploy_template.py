@@ -159,3 +159,22 @@ def test_a_scenario_runs_with_the_templates_settings() -> None:
     assert primary.driver["records_completed"] == result.stream_records
     # BatchSize 100 from the template, not the scenario's 25.
     assert primary.driver["mean_batch_size"] > 25 or result.stream_records <= 25
+
+
+def test_harness_run_takes_the_templates_settings(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    runner = CliRunner()
+    report = tmp_path / "r.json"
+    result = runner.invoke(app, ["run", "smoke", "--esm-template", str(TEMPLATE),
+                                 "--report-json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["converged"] is True
+    missing = runner.invoke(app, ["run", "smoke", "--esm-template", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2
+    assert "nope.yaml:" in missing.output and "no such file" in missing.output  # rich wraps lines
+    assert "Traceback" not in missing.output

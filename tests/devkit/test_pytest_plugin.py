@@ -139,3 +139,16 @@ def test_user_handlers_esm_settings_and_diffs(pytester: pytest.Pytester,
         "-p", "harness.pytest_plugin", "--replication-target", "mongomock", "-p", "no:cacheprovider",
     )
     result.assert_outcomes(passed=3)
+
+
+@pytest.mark.dynamodb_local
+@pytest.mark.slow
+def test_the_example_passes_on_dynamodb_local(example: pytest.Pytester) -> None:
+    result = example.runpytest_subprocess(
+        "-p", "harness.pytest_plugin", "--replication-source", "dynamodb-local",
+        "--replication-target", "mongomock", "-p", "no:cacheprovider", "-rs",
+    )
+    outcomes = result.parseoutcomes()
+    if outcomes.get("skipped") == 3:
+        pytest.skip("DynamoDB Local cannot start here: " + result.stdout.str()[-300:])
+    result.assert_outcomes(passed=3)

@@ -229,3 +229,37 @@ def test_a_no_guard_chaos_recording_reproduces_its_divergence(tmp_path: Path) ->
     # ... and --no-faults shows that the records alone replicate fine.
     result = runner.invoke(app, ["replay", "--no-faults", *events])
     assert result.exit_code == 0, result.output
+
+
+def test_record_a_table_with_the_users_aws_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `--source aws` uses boto3's default configuration: moto's mock stands in for AWS here.
+    moto = pytest.importorskip("moto")
+    import boto3
+
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_DEFAULT_REGION": "eu-west-1",
+                        # moto serves no account-based Streams endpoint (EMULATORS.md)
+                        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with moto.mock_aws():
+        client = boto3.client("dynamodb")
+        client.create_table(
+            TableName="orders", BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+        )
+        for n in range(3):
+            client.put_item(TableName="orders", Item={"id": {"S": f"o{n}"}, "n": {"N": str(n)}})
+        client.delete_item(TableName="orders", Key={"id": {"S": "o1"}})
+        result = runner.invoke(app, ["record", "--table", "orders", "--source", "aws",
+                                     "--out", str(tmp_path / "aws")])
+    assert result.exit_code == 0, result.output
+    recording = read_recording(tmp_path / "aws")
+    assert [r["eventName"] for r in recording.records] == ["INSERT"] * 3 + ["REMOVE"]
+    assert recording.metadata["source"] == "aws"
+    assert ":eu-west-1:" in recording.metadata["stream_arn"]  # the user's region was used
+    assert replay(load_capture_dir(tmp_path / "aws"), _mongomock()).ok
