@@ -171,48 +171,16 @@ def record(
     """Capture a stream into the fixture format that `harness replay` and `harness shrink` read."""
     import os
 
-    from harness.backends.base import SOURCES, _load_sources
     from harness.recording import anonymize as anonymize_recording
-    from harness.recording import aws_clients, record_table, record_workload, write_recording
+    from harness.recording import record_for_cli, resolve_key, write_recording
+    from harness.scenario import ScenarioError
 
-    if (scenario is None) == (table is None):
-        _fail("give --scenario (record a workload) or --table (record an existing table)")
-    key = b""
-    if anonymize:
-        if anonymize_key_file is not None:
-            key = anonymize_key_file.read_bytes().strip()
-        else:
-            key = os.environ.get("HARNESS_ANONYMIZE_KEY", "").encode()
-        if not key:
-            _fail("--anonymize needs a key: set HARNESS_ANONYMIZE_KEY or pass --anonymize-key-file")
     try:
-        if scenario is not None:
-            from harness.scenario import ScenarioError, load_scenario
-
-            _load_sources()
-            if source not in SOURCES:
-                _fail(f"unknown source {source!r}; known: {', '.join(sorted(SOURCES))}")
-            try:
-                chosen = load_scenario(scenario)
-            except ScenarioError as error:
-                _fail(str(error))
-            recording = record_workload(source, chosen, seed=seed)
-        else:
-            assert table is not None
-            if source == "aws":
-                dynamodb, streams, region_name = aws_clients(region, profile)
-            elif endpoint_url:
-                from harness.backends.moto_source import make_client
-
-                region_name = region or "us-east-1"
-                dynamodb = make_client("dynamodb", endpoint_url=endpoint_url, region=region_name)
-                streams = make_client("dynamodbstreams", endpoint_url=endpoint_url,
-                                      region=region_name)
-            else:
-                _fail("--table needs --source aws or an emulator's --endpoint-url")
-            recording = record_table(dynamodb, streams, table, region=region_name,
-                                     source=source if source == "aws" else endpoint_url or "")
-    except (BackendUnavailable, OSError, RuntimeError, ValueError) as error:
+        key = resolve_key(anonymize_key_file, os.environ) if anonymize else b""
+        recording = record_for_cli(scenario=scenario, table=table, source=source,
+                                   endpoint_url=endpoint_url, region=region, profile=profile,
+                                   seed=seed)
+    except (BackendUnavailable, ScenarioError, OSError, RuntimeError, ValueError) as error:
         _fail(str(error))
     if anonymize:
         recording = anonymize_recording(recording, key)

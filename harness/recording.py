@@ -260,3 +260,46 @@ def anonymize(recording: Recording, key: bytes) -> Recording:
     metadata = {**recording.metadata, "anonymized": True, "anonymizer": "HMAC-SHA256, keyed",
                 "merged_values": anonymizer.merged}
     return replace(recording, records=records, final_items=items, metadata=metadata)
+
+
+def resolve_key(key_file: Path | None, environ: Mapping[str, str]) -> bytes:
+    """The anonymizing key: the file's content, else ``$HARNESS_ANONYMIZE_KEY`` (never an
+    argument: a key on a command line lands in shell history and ``ps``)."""
+    key = Path(key_file).read_bytes().strip() if key_file is not None else (
+        environ.get("HARNESS_ANONYMIZE_KEY", "").encode())
+    if not key:
+        raise ValueError(
+            "--anonymize needs a key: set HARNESS_ANONYMIZE_KEY or pass --anonymize-key-file")
+    return key
+
+
+def record_for_cli(
+    *, scenario: str | None, table: str | None, source: str, endpoint_url: str | None = None,
+    region: str | None = None, profile: str | None = None, seed: int | None = None,
+) -> Recording:
+    """What ``harness record`` records: a scenario's workload on a fresh table of ``source``,
+    or an existing table (``source="aws"``: the user's credentials; else an emulator at
+    ``endpoint_url``). Usage errors are ValueErrors with the message to show."""
+    from harness.backends.base import SOURCES, _load_sources
+
+    if (scenario is None) == (table is None):
+        raise ValueError("give --scenario (record a workload) or --table (record an existing table)")
+    if scenario is not None:
+        from harness.scenario import load_scenario
+
+        _load_sources()
+        if source not in SOURCES:
+            raise ValueError(f"unknown source {source!r}; known: {', '.join(sorted(SOURCES))}")
+        return record_workload(source, load_scenario(scenario), seed=seed)
+    assert table is not None
+    if source == "aws":
+        dynamodb, streams, region_name = aws_clients(region, profile)
+        return record_table(dynamodb, streams, table, region=region_name, source="aws")
+    if not endpoint_url:
+        raise ValueError("--table needs --source aws or an emulator's --endpoint-url")
+    from harness.backends.moto_source import make_client
+
+    region_name = region or "us-east-1"
+    dynamodb = make_client("dynamodb", endpoint_url=endpoint_url, region=region_name)
+    streams = make_client("dynamodbstreams", endpoint_url=endpoint_url, region=region_name)
+    return record_table(dynamodb, streams, table, region=region_name, source=endpoint_url)
