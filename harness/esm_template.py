@@ -52,7 +52,7 @@ class TemplateError(ValueError):
     """The template has no usable event source mapping, or a value that cannot be resolved."""
 
 
-class TemplateLoader(yaml.SafeLoader):
+class TemplateLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
     """A safe YAML loader that reads CloudFormation's short-form intrinsic function tags."""
 
 
@@ -67,7 +67,7 @@ def _intrinsic(name: str) -> Any:
         elif isinstance(node, yaml.SequenceNode):
             value = loader.construct_sequence(node, deep=True)
         else:
-            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+            value = loader.construct_mapping(node, deep=True)
         return {key: value}
 
     return construct

@@ -180,7 +180,7 @@ def _same_items(
 def _mongomock_collections() -> Callable[[], Any]:
     import mongomock
 
-    client = mongomock.MongoClient()
+    client: Any = mongomock.MongoClient()
     count = 0
 
     def fresh() -> Any:
