@@ -182,6 +182,7 @@ def drive_with_faults(
     plan: FaultPlan,
     *,
     guard: bool = True,
+    esm: Any = None,
 ) -> FaultyDrive:
     """Deliver ``(shard_id, parent, records)`` through the ESM emulation into a fresh mongomock
     database, with the plan's faults. Deterministic for a given plan and records: every random
@@ -201,7 +202,7 @@ def drive_with_faults(
                             tombstones=database["items_tombstones"],
                             archive=database["items_ttl_archive"])
     handler = FaultyHandler(replicator, plan, random.Random(seed + 2), log)
-    driver = EventSourceMapping(handler, esm_config_for(plan), stream_arn=stream_arn)
+    driver = EventSourceMapping(handler, esm or esm_config_for(plan), stream_arn=stream_arn)
     try:
         for shard_id, parent, records in shards:
             driver.feed(shard_id, records, parent_shard_id=parent)
@@ -232,7 +233,11 @@ def replay_recording(directory: Path) -> ScheduleResult:
         records[0].get("eventSourceARN") if records else None) or "arn:aws:dynamodb:::table/x/stream/x"
     result = ScheduleResult(int(schedule["seed"]), plan.as_dict(), schedule.get("workload", {}),
                             guard=guard, records=len(records))
-    drive = drive_with_faults(shards, capture.table, stream_arn, plan, guard=guard)
+    from harness.driver import EsmConfig
+
+    # The recorded mapping settings, not today's defaults: a recording outlives code changes.
+    esm = EsmConfig(**schedule["esm"]) if schedule.get("esm") else None
+    drive = drive_with_faults(shards, capture.table, stream_arn, plan, guard=guard, esm=esm)
     result.injected = dict(drive.log.injected)
     if capture.final_items is not None:
         diff = check(capture.final_items, drive.collection, Planner(Settings(
