@@ -11,6 +11,7 @@ final_items.json) plus ``schedule.json`` (seed, workload, fault plan).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -115,8 +116,6 @@ def run_schedule(
     recordings: Path | None = None,
 ) -> ScheduleResult:
     """One seeded schedule on a started source; mongomock is the target."""
-    from harness.backends.mongomock_target import mongomock_client
-    from harness.driver import EsmConfig, EventSourceMapping
     from harness.lambda_events import to_lambda_record
     from harness.streams import StreamReader
 
@@ -130,30 +129,17 @@ def run_schedule(
     try:
         run_workload(source.dynamodb(), spec, workload)
         per_shard = StreamReader(source.streams(), table.stream_arn).drain(idle_polls=1)
-        database = mongomock_client()["chaos"]
-        collection = database["items"]
-        log = FaultLog()
-        faulty = FaultyCollection(BulkWriteShim(collection), plan, log, random.Random(seed + 1))
-        settings = Settings(key_schema=spec.key_schema, guard=guard)
-        replicator = Replicator(faulty, settings, quarantine=database["items_quarantine"],
-                                tombstones=database["items_tombstones"],
-                                archive=database["items_ttl_archive"])
-        handler = FaultyHandler(replicator, plan, random.Random(seed + 2), log)
-        driver = EventSourceMapping(
-            handler,
-            EsmConfig(batch_size=plan.max_batch, report_batch_item_failures=True,
-                      maximum_retry_attempts=500, bisect_batch_on_function_error=False),
-            stream_arn=table.stream_arn,
+        records = [r for shard_records in per_shard.values() for r in shard_records]
+        drive = drive_with_faults(
+            [(shard_id, None, shard_records) for shard_id, shard_records in per_shard.items()],
+            spec, table.stream_arn, plan, guard=guard,
         )
-        records = []
-        for shard_id, shard_records in per_shard.items():
-            records.extend(shard_records)
-            driver.feed(shard_id, shard_records)
-        report = driver.drain()
+        collection, database, report, handler, log = (
+            drive.collection, drive.database, drive.report, drive.handler, drive.log)
         result.records = len(records)
         result.injected = dict(log.injected)
         items = scan_items(source.dynamodb(), spec.name)
-        diff = check(items, collection, Planner(settings))
+        diff = check(items, collection, Planner(Settings(key_schema=spec.key_schema, guard=guard)))
         result.diverged = not diff.converged
         if result.diverged:
             result.diff = diff.as_dict()
@@ -161,10 +147,105 @@ def run_schedule(
         if result.failed and recordings is not None:
             lambda_records = [to_lambda_record(r, stream_arn=table.stream_arn, region="us-east-1")
                               for r in records]
-            result.recording = str(_record(recordings, result, spec, lambda_records, items))
+            shards = [[shard_id, len(shard_records)] for shard_id, shard_records in per_shard.items()]
+            result.recording = str(_record(recordings, result, spec, lambda_records, items,
+                                           shards=shards, stream_arn=table.stream_arn))
     finally:
         source.delete_table(table)
         result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+@dataclass
+class FaultyDrive:
+    """What one drive of a schedule's records through the faults left behind."""
+
+    collection: Any
+    database: Any
+    report: Any
+    handler: FaultyHandler
+    log: FaultLog
+
+
+def esm_config_for(plan: FaultPlan) -> Any:
+    """The event source mapping a schedule runs with (kept in its recording)."""
+    from harness.driver import EsmConfig
+
+    return EsmConfig(batch_size=plan.max_batch, report_batch_item_failures=True,
+                     maximum_retry_attempts=500, bisect_batch_on_function_error=False)
+
+
+def drive_with_faults(
+    shards: list[tuple[str, str | None, list[dict[str, Any]]]],
+    spec: TableSpec,
+    stream_arn: str,
+    plan: FaultPlan,
+    *,
+    guard: bool = True,
+    esm: Any = None,
+) -> FaultyDrive:
+    """Deliver ``(shard_id, parent, records)`` through the ESM emulation into a fresh mongomock
+    database, with the plan's faults. Deterministic for a given plan and records: every random
+    choice comes from generators seeded by ``plan.seed``, and one lane per shard invokes in stream
+    order -- which is why a recording replays into the same divergence."""
+    from harness.backends.mongomock_target import mongomock_client
+
+    from harness.driver import EventSourceMapping
+
+    seed = plan.seed
+    database = mongomock_client()["chaos"]
+    collection = database["items"]
+    log = FaultLog()
+    faulty = FaultyCollection(BulkWriteShim(collection), plan, log, random.Random(seed + 1))
+    settings = Settings(key_schema=spec.key_schema, guard=guard)
+    replicator = Replicator(faulty, settings, quarantine=database["items_quarantine"],
+                            tombstones=database["items_tombstones"],
+                            archive=database["items_ttl_archive"])
+    handler = FaultyHandler(replicator, plan, random.Random(seed + 2), log)
+    driver = EventSourceMapping(handler, esm or esm_config_for(plan), stream_arn=stream_arn)
+    try:
+        for shard_id, parent, records in shards:
+            driver.feed(shard_id, records, parent_shard_id=parent)
+        report = driver.drain()
+    finally:
+        driver.close()
+    return FaultyDrive(collection, database, report, handler, log)
+
+
+def replay_recording(directory: Path) -> ScheduleResult:
+    """Replay a chaos recording with its fault plan and settings (``schedule.json``): the same
+    records through the same faults, so the recorded divergence comes back."""
+    from harness.fixtures import load_capture_dir
+
+    directory = Path(directory)
+    schedule = json.loads((directory / "schedule.json").read_text())
+    capture = load_capture_dir(directory)
+    plan = FaultPlan.from_dict(schedule["faults"])
+    guard = bool(schedule.get("guard", True))
+    records = capture.records
+    shard_counts = schedule.get("shards") or [["shardId-00000000000000000000-00000000", len(records)]]
+    shards: list[tuple[str, str | None, list[dict[str, Any]]]] = []
+    position = 0
+    for shard_id, count in shard_counts:
+        shards.append((shard_id, None, records[position:position + count]))
+        position += count
+    stream_arn = schedule.get("stream_arn") or (
+        records[0].get("eventSourceARN") if records else None) or "arn:aws:dynamodb:::table/x/stream/x"
+    result = ScheduleResult(int(schedule["seed"]), plan.as_dict(), schedule.get("workload", {}),
+                            guard=guard, records=len(records))
+    from harness.driver import EsmConfig
+
+    # The recorded mapping settings, not today's defaults: a recording outlives code changes.
+    esm = EsmConfig(**schedule["esm"]) if schedule.get("esm") else None
+    drive = drive_with_faults(shards, capture.table, stream_arn, plan, guard=guard, esm=esm)
+    result.injected = dict(drive.log.injected)
+    if capture.final_items is not None:
+        diff = check(capture.final_items, drive.collection, Planner(Settings(
+            key_schema=capture.table.key_schema, guard=guard)))
+        result.diverged = not diff.converged
+        if result.diverged:
+            result.diff = diff.as_dict()
+    result.lost_records = _lost(drive.report, drive.handler, drive.database["items_quarantine"])
     return result
 
 
@@ -182,7 +263,8 @@ def _lost(report: Any, handler: FaultyHandler, quarantine: Any) -> list[str]:
 
 
 def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
-            lambda_records: list[dict[str, Any]], items: list[dict[str, Any]]) -> Path:
+            lambda_records: list[dict[str, Any]], items: list[dict[str, Any]], *,
+            shards: list[list[Any]], stream_arn: str) -> Path:
     target = directory / f"schedule-{result.seed}"
     target.mkdir(parents=True, exist_ok=True)
     (target / "table.json").write_text(json.dumps(spec.create_table_request(), indent=1))
@@ -191,9 +273,15 @@ def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
     (target / "schedule.json").write_text(json.dumps({
         "reproduce": f"harness chaos --seed {result.seed} --schedules 1"
                       + ("" if result.guard else " --no-guard"),
-        "replay_without_faults": f"harness replay --table {target}/table.json --events "
-                                 f"{target}/events.json --expect-items {target}/final_items.json",
-        "seed": result.seed, "faults": result.faults, "workload": result.workload,
+        # schedule.json beside events.json makes `harness replay` apply the same faults.
+        "replay": f"harness replay --table {target}/table.json --events "
+                  f"{target}/events.json --expect-items {target}/final_items.json",
+        "replay_without_faults": f"harness replay --no-faults --table {target}/table.json "
+                                 f"--events {target}/events.json --expect-items "
+                                 f"{target}/final_items.json",
+        "seed": result.seed, "guard": result.guard, "faults": result.faults,
+        "esm": dataclasses.asdict(esm_config_for(FaultPlan.from_dict(result.faults))),
+        "shards": shards, "stream_arn": stream_arn, "workload": result.workload,
         "injected": result.injected, "lost_records": result.lost_records, "diff": result.diff,
     }, indent=1, default=str))
     return target

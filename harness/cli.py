@@ -107,8 +107,17 @@ def replay(
         Path | None, typer.Option(help="write the collection as canonical Extended JSON lines")
     ] = None,
     report_json: Annotated[Path | None, typer.Option(help="write a JSON report")] = None,
+    no_faults: Annotated[bool, typer.Option(
+        "--no-faults", help="a chaos recording (schedule.json beside events.json): replay it "
+                            "without its fault plan")] = False,
 ) -> None:
-    """Replay a captured stream through a handler; compare with the expected items."""
+    """Replay a captured stream through a handler; compare with the expected items.
+
+    A chaos recording (``schedule.json`` beside ``events.json``) is replayed with its fault plan
+    and settings, so its divergence comes back; ``--no-faults`` replays the records alone.
+    """
+    if (events.parent / "schedule.json").exists() and not no_faults:
+        _replay_chaos(events.parent, report_json)
     from harness.fixtures import load_capture
     from harness.replay import dump_collection
     from harness.replay import replay as run_replay
@@ -161,6 +170,103 @@ def replay(
     raise typer.Exit(0 if result.ok else 1)
 
 
+def _replay_chaos(directory: Path, report_json: Path | None) -> None:
+    from harness.chaos import replay_recording
+
+    replicator_log = logging.getLogger("replicator")
+    level = replicator_log.level
+    replicator_log.setLevel(logging.CRITICAL)  # injected faults make it log every retry
+    try:
+        result = replay_recording(directory)
+    except (OSError, ValueError, KeyError) as error:
+        _fail(f"{directory}: not a chaos recording ({error})")
+    finally:
+        replicator_log.setLevel(level)
+    console.print(f"chaos recording {directory}: seed {result.seed}, guard "
+                  f"{'on' if result.guard else 'off'}, {result.records} records, faults "
+                  f"{dict(sorted(result.injected.items()))}", highlight=False)
+    console.print(("[red]diverged[/red]" if result.diverged else "converged")
+                  + f", lost records: {len(result.lost_records)}")
+    if result.diff:
+        console.print_json(json.dumps(result.diff, default=str))
+    if report_json:
+        report_json.write_text(json.dumps({
+            "chaos_recording": str(directory), "seed": result.seed, "guard": result.guard,
+            "diverged": result.diverged, "lost_records": result.lost_records,
+            "injected": result.injected, "diff": result.diff,
+        }, indent=2, default=str))
+    raise typer.Exit(1 if result.failed else 0)
+
+
+@app.command()
+def record(
+    out: Annotated[Path, typer.Option(help="folder for table.json, events.json, final_items.json")],
+    scenario: Annotated[str | None, typer.Option(
+        help="run this scenario's workload on a fresh table of --source, then record it")] = None,
+    table: Annotated[str | None, typer.Option(help="record this existing table's stream")] = None,
+    source: Annotated[str, typer.Option(
+        help="moto | moto-server | dynamodb-local (with --scenario), or with --table: "
+             "aws (your credentials) or an emulator at --endpoint-url")] = "moto",
+    endpoint_url: Annotated[str | None, typer.Option(help="emulator endpoint (with --table)")] = None,
+    region: Annotated[str | None, typer.Option(help="AWS region (with --source aws)")] = None,
+    profile: Annotated[str | None, typer.Option(help="AWS profile (with --source aws)")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the workload seed")] = None,
+    anonymize: Annotated[bool, typer.Option(
+        "--anonymize", help="replace S and B values by keyed hashes (same type, size and "
+                            "consistency); the key comes from $HARNESS_ANONYMIZE_KEY or "
+                            "--anonymize-key-file")] = False,
+    anonymize_key_file: Annotated[Path | None, typer.Option(help="file holding the key")] = None,
+) -> None:
+    """Capture a stream into the fixture format that `harness replay` and `harness shrink` read."""
+    import os
+
+    from harness.recording import anonymize as anonymize_recording
+    from harness.recording import record_for_cli, resolve_key, write_recording
+    from harness.scenario import ScenarioError
+
+    try:
+        key = resolve_key(anonymize_key_file, os.environ) if anonymize else b""
+        recording = record_for_cli(scenario=scenario, table=table, source=source,
+                                   endpoint_url=endpoint_url, region=region, profile=profile,
+                                   seed=seed)
+    except (BackendUnavailable, ScenarioError, OSError, RuntimeError, ValueError) as error:
+        _fail(str(error))
+    if anonymize:
+        recording = anonymize_recording(recording, key)
+    write_recording(recording, out)
+    console.print(f"recorded {len(recording.records)} stream records of {recording.table.name} "
+                  f"into {out.resolve()}" + (" (anonymized)" if anonymize else ""), highlight=False)
+
+
+@app.command()
+def shrink(
+    recording: Annotated[Path, typer.Argument(help="folder of a recording that fails")],
+    out: Annotated[Path | None, typer.Option(help="where the minimal recording goes "
+                                                  "(default: <recording>-shrunk)")] = None,
+    handler: Annotated[str, typer.Option(help="replicator | baseline | module:function")] = (
+        "baseline"),
+    batch_size: Annotated[int, typer.Option(min=1, max=10000)] = 100,
+) -> None:
+    """Delta-debug a failing recording down to the fewest records that still fail."""
+    from harness.shrink import shrink_directory
+
+    target = out or recording.with_name(recording.name + "-shrunk")
+    replicator_log = logging.getLogger("replicator")
+    level = replicator_log.level
+    replicator_log.setLevel(logging.CRITICAL)
+    try:
+        result = shrink_directory(recording, target, handler, batch_size=batch_size)
+    except (OSError, ValueError) as error:
+        _fail(str(error))
+    finally:
+        replicator_log.setLevel(level)
+    console.print(
+        f"{result.original} records -> {len(result.kept)} (positions {result.kept}) after "
+        f"{result.trials} replays; {handler}: {result.reason}\nwrote {target.resolve()}",
+        highlight=False,
+    )
+
+
 @app.command()
 def run(
     scenario: Annotated[
@@ -179,6 +285,9 @@ def run(
     report_json: Annotated[Path | None, typer.Option(help="write the JSON report here")] = None,
     junit: Annotated[Path | None, typer.Option(help="write a JUnit XML report here")] = None,
     plot: Annotated[Path | None, typer.Option(help="write a lag-over-time PNG here")] = None,
+    esm_template: Annotated[Path | None, typer.Option(
+        help="take the event source mapping settings from this SAM/CloudFormation template "
+             "(e.g. deploy/template.yaml)")] = None,
 ) -> None:
     """Run scenarios: write a workload, replicate it, check MongoDB converged to the table.
 
@@ -201,6 +310,13 @@ def run(
             scenarios = [load_scenario(name) for name in (scenario or [DEFAULT_SCENARIO])]
     except ScenarioError as error:
         _fail(str(error))
+    if esm_template is not None:
+        from harness.esm_template import TemplateError, with_template_esm
+
+        try:
+            scenarios = [with_template_esm(s, esm_template) for s in scenarios]
+        except TemplateError as error:
+            _fail(str(error))
     results = []
     for chosen in scenarios:
         with _progress() as bar:

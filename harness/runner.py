@@ -26,8 +26,8 @@ from harness.backends.base import (
 from harness.convergence import Diff, check
 from harness.handlers import make_handler
 from harness.lag import LagStats, key_fingerprint, measure
+from harness.replication import planner_for
 from harness.scenario import Scenario
-from replicator.plan import Planner
 from replicator.readback import DynamoDBItemReader
 from replicator.settings import Settings
 
@@ -338,7 +338,8 @@ def converge(
     items = scan(src, table)
     for lane in lanes:
         expectation = scenario.expectation(lane.handler)
-        planner = Planner(lane.settings)
+        # With the settings' transforms and id mapping loaded, as the handler has them.
+        planner = planner_for(lane.settings)
         diff = check(items, lane.collection, planner)
         # Waiting only makes sense for a lane expected to converge (the stream may still deliver).
         while not diff.converged and expectation == "converge" \

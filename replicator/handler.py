@@ -1,9 +1,11 @@
 """AWS Lambda entry point: ``replicator.handler.lambda_handler``.
 
 Configuration comes from the environment (see README, "Lambda configuration"):
-``MONGODB_URI`` (required; never logged), ``MONGODB_DATABASE``, ``MONGODB_COLLECTION`` and the
-optional ``REPLICATOR_*`` settings read by :meth:`Settings.from_env`. The MongoClient and the
-Replicator are created once per container and reused by every invocation, as AWS recommends.
+the MongoDB URI (required; never logged) from Secrets Manager (``MONGODB_URI_SECRET_ARN``), SSM
+(``MONGODB_URI_PARAMETER``) or ``MONGODB_URI`` (see uri_source.py), ``MONGODB_DATABASE``,
+``MONGODB_COLLECTION`` and the optional ``REPLICATOR_*`` settings read by
+:meth:`Settings.from_env`. The MongoClient (and so the secret read) and the Replicator are created
+once per container and reused by every invocation, as AWS recommends.
 Turn on "ReportBatchItemFailures" on the event source mapping so Lambda reads the response.
 
 At cold start the handler installs the project's log redaction (:mod:`replicator.redact`): with
@@ -44,14 +46,20 @@ def build_from_env(environ: Any) -> Replicator:
     """A Replicator from environment variables; the URI is read, never printed."""
     # Before the first client exists: nothing it logs is unredacted.
     install_log_redaction(secrets_of(None, environ))
-    missing = [v for v in ("MONGODB_URI", "MONGODB_DATABASE", "MONGODB_COLLECTION")
-               if not environ.get(v)]
+    from replicator import uri_source
+
+    missing = [v for v in ("MONGODB_DATABASE", "MONGODB_COLLECTION") if not environ.get(v)]
+    if not uri_source.configured(environ):
+        missing.insert(0, " or ".join(uri_source.VARIABLES))
     if missing:
         raise ConfigurationError(f"set the environment variable(s) {', '.join(missing)}")
     from pymongo import MongoClient
 
+    uri = uri_source.mongodb_uri(environ)  # Secrets Manager / SSM / plain: see uri_source.py
+    # A URI read from Secrets Manager or SSM has a password the environment does not show.
+    install_log_redaction(secrets_of(uri, environ))
     client: Any = MongoClient(
-        environ["MONGODB_URI"],
+        uri,
         appname="ddb-mongo-replicator",
         serverSelectionTimeoutMS=int(environ.get("MONGODB_TIMEOUT_MS", "10000")),
         retryWrites=True,

@@ -1,0 +1,180 @@
+"""deploy/template.yaml: valid for cfn-lint, the settings we mean, and read by the driver."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.driver import EsmConfig
+from harness.esm_template import (
+    TemplateError,
+    esm_config_from_template,
+    load_esm_config,
+    load_template,
+    read_mappings,
+    with_template_esm,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "deploy" / "template.yaml"
+
+
+def _cfn_lint(path: Path) -> tuple[int, str]:
+    """Run cfn-lint (PyPI ``cfn-lint``, in the dev extra): this interpreter's, else the one on PATH."""
+    try:
+        import cfnlint  # noqa: F401
+
+        # cfn-lint's console script (cfnlint has no __main__ module).
+        command = [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())"]
+    except ImportError:
+        executable = shutil.which("cfn-lint")
+        if executable is None:
+            pytest.skip("cfn-lint is not installed (pip install cfn-lint; it is in the dev extra)")
+        command = [executable]
+    done = subprocess.run([*command, str(path)], capture_output=True, text=True, check=False)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_the_template_passes_cfn_lint() -> None:
+    code, output = _cfn_lint(TEMPLATE)
+    assert code == 0, output
+
+
+def test_cfn_lint_catches_a_broken_copy(tmp_path: Path) -> None:
+    broken = tmp_path / "template.yaml"
+    broken.write_text(TEMPLATE.read_text().replace(
+        "MessageRetentionPeriod: 1209600", "MessageRetentionPeriod: 99999999"))
+    code, output = _cfn_lint(broken)
+    assert code != 0
+    assert "E3034" in output
+
+
+def test_the_mapping_has_the_settings_the_replicator_needs() -> None:
+    (mapping,) = read_mappings(load_template(TEMPLATE))
+    assert mapping.name == "ReplicatorFunction.TableStream"
+    assert mapping.properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert mapping.properties["BisectBatchOnFunctionError"] is True
+    assert mapping.on_failure_destination
+    # Records go to the on-failure queue before the stream's 24 h retention trims them.
+    assert 60 <= mapping.properties["MaximumRecordAgeInSeconds"] < 24 * 3600
+
+
+def test_the_uri_is_not_in_the_functions_environment() -> None:
+    template = load_template(TEMPLATE)
+    function = template["Resources"]["ReplicatorFunction"]["Properties"]
+    variables = function["Environment"]["Variables"]
+    assert "MONGODB_URI" not in variables
+    assert variables["MONGODB_URI_SECRET_ARN"] == {"Ref": "MongoDbUriSecretArn"}
+    policy = function["Policies"][0]["AWSSecretsManagerGetSecretValuePolicy"]
+    assert policy == {"SecretArn": {"Ref": "MongoDbUriSecretArn"}}
+    assert function["Handler"] == "replicator.handler.lambda_handler"
+
+
+def test_the_driver_reads_the_templates_mapping() -> None:
+    assert load_esm_config(TEMPLATE) == EsmConfig(
+        batch_size=100, maximum_batching_window_s=1, parallelization_factor=1,
+        starting_position="TRIM_HORIZON", maximum_retry_attempts=10, maximum_record_age_s=43200,
+        bisect_batch_on_function_error=True, report_batch_item_failures=True,
+    )
+
+
+PLAIN_CFN = """
+Parameters:
+  Batch: {Type: Number, Default: "25"}
+Resources:
+  Table:
+    Type: AWS::DynamoDB::Table
+  Queue:
+    Type: AWS::SQS::Queue
+  Mapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties:
+      EventSourceArn: !GetAtt Table.StreamArn
+      FunctionName: !Sub "${AWS::StackName}-fn"
+      StartingPosition: LATEST
+      BatchSize: !Ref Batch
+      ParallelizationFactor: 4
+      DestinationConfig: {OnFailure: {Destination: !GetAtt [Queue, Arn]}}
+  SqsMapping:
+    Type: AWS::Lambda::EventSourceMapping
+    Properties: {EventSourceArn: !GetAtt Queue.Arn, FunctionName: fn}
+"""
+
+
+def test_plain_cloudformation_with_short_form_tags(tmp_path: Path) -> None:
+    path = tmp_path / "cfn.yaml"
+    path.write_text(PLAIN_CFN)
+    template = load_template(path)
+    properties = template["Resources"]["Mapping"]["Properties"]
+    assert properties["EventSourceArn"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
+    assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["Queue", "Arn"]}
+    (mapping,) = read_mappings(template)  # the SQS mapping is not a stream's
+    assert mapping.on_failure_destination
+    config = load_esm_config(path)
+    assert (config.batch_size, config.parallelization_factor, config.starting_position) == (
+        25, 4, "LATEST")
+    # AWS's default when FunctionResponseTypes is absent: the response is not read.
+    assert config.report_batch_item_failures is False
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"BatchSize": {"Fn::Sub": "1"}}, "cannot evaluate Fn::Sub"),
+    ({"BatchSize": {"Ref": "Missing"}}, "!Ref Missing is not a template parameter"),
+    ({"ParallelizationFactor": 11}, "parallelization_factor must be an integer 1..10"),
+])
+def test_a_value_the_driver_cannot_use_is_named(change: dict[str, object], message: str) -> None:
+    template = {"Resources": {"Fn": {"Type": "AWS::Serverless::Function", "Properties": {
+        "Events": {"S": {"Type": "DynamoDB", "Properties": {"StartingPosition": "LATEST",
+                                                            **change}}}}}}}
+    with pytest.raises(TemplateError, match=message):
+        esm_config_from_template(template)
+
+
+def test_several_mappings_must_be_named() -> None:
+    event = {"Type": "DynamoDB", "Properties": {"BatchSize": 7}}
+    template = {"Resources": {"Fn": {"Type": "AWS::Serverless::Function", "Properties": {
+        "Events": {"A": event, "B": {**event, "Properties": {"BatchSize": 9}}}}}}}
+    with pytest.raises(TemplateError, match="several"):
+        esm_config_from_template(template)
+    assert esm_config_from_template(template, mapping="B").batch_size == 9
+    assert esm_config_from_template(template, mapping="Fn.A").batch_size == 7
+
+
+def test_a_scenario_runs_with_the_templates_settings() -> None:
+    from harness.runner import driver_config, run_scenario
+    from harness.scenario import load_scenario
+
+    smoke = load_scenario("smoke")
+    deployed = with_template_esm(smoke, TEMPLATE)
+    assert driver_config(deployed) == load_esm_config(TEMPLATE)
+    assert driver_config(smoke) != driver_config(deployed)
+    result = run_scenario(deployed, source="moto", target="mongomock")
+    assert result.met, result.as_dict()["diff"]
+    primary = result.outcomes[0]
+    assert primary.driver["records_completed"] == result.stream_records
+    # BatchSize 100 from the template, not the scenario's 25.
+    assert primary.driver["mean_batch_size"] > 25 or result.stream_records <= 25
+
+
+def test_harness_run_takes_the_templates_settings(tmp_path: Path) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+
+    runner = CliRunner()
+    report = tmp_path / "r.json"
+    result = runner.invoke(app, ["run", "smoke", "--esm-template", str(TEMPLATE),
+                                 "--report-json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(report.read_text())["converged"] is True
+    missing = runner.invoke(app, ["run", "smoke", "--esm-template", str(tmp_path / "nope.yaml")])
+    assert missing.exit_code == 2
+    assert "nope.yaml:" in missing.output and "no such file" in missing.output  # rich wraps lines
+    assert "Traceback" not in missing.output
