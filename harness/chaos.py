@@ -189,7 +189,6 @@ def drive_with_faults(
     choice comes from generators seeded by ``plan.seed``, and one lane per shard invokes in stream
     order -- which is why a recording replays into the same divergence."""
     from harness.backends.mongomock_target import mongomock_client
-
     from harness.driver import EventSourceMapping
 
     seed = plan.seed

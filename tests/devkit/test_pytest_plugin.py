@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import shutil
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
-import tomllib
 
 from harness.backends.base import TARGETS, _load_targets
 from harness.pytest_plugin import default_target, parse_target
