@@ -185,6 +185,9 @@ class MongomockDatabase:
 class MongomockCollection:
     """A mongomock collection with pymongo's ``bulk_write`` contract; see the module doc."""
 
+    inner: Any
+    database: MongomockDatabase
+
     def __init__(self, inner: Any, database: MongomockDatabase | None = None) -> None:
         while isinstance(inner, MongomockCollection):  # wrapping an adapter: share its inner
             database = database or inner.database
