@@ -191,8 +191,10 @@ class TombstoneStore:
             return []
         ids = [_document_id(w) for w in upserts]
         found = {}
-        for tombstone in self.collection.find({"_id": {"$in": ids}}):
+        for tombstone in self.collection.find({"_id": {"$in": ids}}, {SEQUENCE: 1}):
             found[_key(tombstone["_id"])] = tombstone.get(SEQUENCE, "")
+        if not found:  # the common case: no delete of these _ids is remembered
+            return []
         newer = []
         for planned in upserts:
             held = found.get(_key(_document_id(planned)), "")

@@ -185,6 +185,9 @@ class MongomockDatabase:
 class MongomockCollection:
     """A mongomock collection with pymongo's ``bulk_write`` contract; see the module doc."""
 
+    inner: Any
+    database: MongomockDatabase
+
     def __init__(self, inner: Any, database: MongomockDatabase | None = None) -> None:
         while isinstance(inner, MongomockCollection):  # wrapping an adapter: share its inner
             database = database or inner.database
@@ -218,7 +221,8 @@ class MongomockCollection:
                 if ordered:
                     break
                 continue
-            for key, value in outcome.items():
+            # A subclass's apply_one (a test's fault) may return None: counts unknown.
+            for key, value in (outcome or {}).items():
                 if key == "upserted_id":
                     if value is not None:
                         upserted.append({"index": index, "_id": value})

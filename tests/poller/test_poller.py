@@ -151,7 +151,7 @@ def test_a_failing_record_is_retried_with_backoff_and_the_checkpoint_stays_befor
 
         def apply_one(self, operation: Any) -> None:
             if operation._filter.get("_id") == "k3":
-                raise OperationFailure("k3 cannot be written (injected)", code=2)
+                raise OperationFailure("k3: write conflict (injected, transient)", code=112)
             super().apply_one(operation)
 
     poller = poller_for(moto, table, FailsOnK3(mongo["stuck"]), batch_size=2,
