@@ -437,7 +437,7 @@ def list_things() -> None:
     """List shipped scenarios, backends and handlers."""
     from rich.table import Table
 
-    from harness.backends.base import iter_registered
+    from harness.backends.base import SOURCES, TARGETS, iter_registered
     from harness.handlers import BUILTIN
 
     table = Table(title="Backends and handlers")
@@ -445,7 +445,11 @@ def list_things() -> None:
     table.add_column("name")
     table.add_column("about")
     for kind, name in iter_registered():
-        table.add_row(kind, name, "")
+        backend = (SOURCES if kind == "source" else TARGETS)[name]
+        about = (backend.__doc__ or "").strip().split("\n")[0]
+        if kind == "target" and name == DEFAULT_TARGET:
+            about = f"(default) {about}"
+        table.add_row(kind, name, about)
     for name, about in BUILTIN.items():
         table.add_row("handler", name, about)
     try:

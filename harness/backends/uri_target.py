@@ -12,6 +12,8 @@ from harness.secrets import redact_uri
 
 @register_target("uri")
 class UriTarget:
+    """Any MongoDB reachable by a URI (--target-uri or MONGODB_URI), shown redacted."""
+
     name = "uri"
 
     def __init__(self, uri: str | None = None, *, timeout_ms: int = 10_000) -> None:

