@@ -300,12 +300,14 @@ def test_a_record_that_cannot_be_encoded_is_quarantined_and_the_batch_goes_on(
     for record in event["Records"][1:]:
         entry = kept[record["dynamodb"]["SequenceNumber"]]
         assert json.loads(entry["raw_record"]) == record  # the exact record, surrogates too
-        assert entry["error"]["field_path"].startswith("dynamodb.NewImage.")
+        # the planner names the attribute (dotted, or subscripted when the name is unprintable)
+        assert entry["error"]["field_path"].startswith("dynamodb.NewImage")
     path = kept["101"]["error"]["field_path"]
     if case == "lone-surrogate":
         assert path == "dynamodb.NewImage.s"
     else:  # however the NUL is rendered
-        assert path.startswith("dynamodb.NewImage.a") and path.endswith("b")
+        assert path.startswith("dynamodb.NewImage") and path.rstrip("']").endswith("b") \
+            and ("a\x00b" in path or "a\\x00b" in path)
 
 
 def test_a_rejected_write_keeps_the_record_whose_content_it_carries(
