@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 else:
     Operation = ReplaceOne | DeleteOne | UpdateOne
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
+#: Planner.plan_records' default: records of any eventSourceARN (the Replicator passes its pin).
+ANY_STREAM: Any = object()
 CollectionRole = Literal["main", "archive"]
 
 
@@ -146,23 +148,25 @@ class Planner:
         )
 
     # -- entry points --------------------------------------------------------------------------
-    def plan_records(self, records: list[Any], stream_arn: str | None = None) -> WritePlan | None:
+    def plan_records(self, records: list[Any], stream_arn: Any = ANY_STREAM) -> WritePlan | None:
         """The plan for a batch of raw records (a Lambda event's ``Records``) in one pass of the C
         accelerator, when this planner's settings are the common ones (no transforms, shard key
         or id mapping) and every record is well formed and ready to plan, and every record with an
         ``eventSourceARN`` has exactly ``stream_arn`` (the Replicator's pinned stream; None: no
-        record may have one). None otherwise: then
+        record may have one; ANY_STREAM, the default: not checked). None otherwise: then
         ``plan(*parse_records(records))`` (after any read-back) decides, as the reference, and
         gives an equal plan where both apply (tests/unit/test_speedups.py)."""
         if self._native_plan is None or type(records) is not list:
             return None
-        writes = self._native_plan(
+        arguments = (
             records,
             self.key_mapper.key_schema,
             self.settings.guard,
             self.settings.sequence_field,
             self.settings.ttl_deletes == "delete",
-            stream_arn,
+        )
+        writes = self._native_plan(
+            *arguments, *(() if stream_arn is ANY_STREAM else (stream_arn,))
         )
         return None if writes is None else WritePlan(writes=writes)
 
