@@ -221,7 +221,9 @@ def _list_of(value: Any, tag: str) -> list[Any]:
 
 
 class Converter:
-    """Converts attribute values and images; one instance per number mode."""
+    """Converts attribute values and images; one instance per number mode. It counts nesting as
+    it converts (see MAX_NESTING), so an instance is for one thread at a time (the replicator
+    makes one per Replicator)."""
 
     def __init__(self, numbers: NumberMode = "lossless", *, accelerate: bool = True) -> None:
         """``accelerate=False`` keeps to pure Python even where the C accelerator is built."""
@@ -455,10 +457,7 @@ def _join(root: str, steps: list[str]) -> str:
     return path[1:] if path.startswith(".") else path
 
 
-_DEFAULT = Converter()
-
-
 def image_to_document(image: Mapping[str, Any], numbers: NumberMode = "lossless") -> dict[str, Any]:
-    """Convenience: convert one image with the default (or float) number mode."""
-    converter = _DEFAULT if numbers == "lossless" else Converter(numbers)
-    return converter.image(image)
+    """Convenience: convert one image with the default (or float) number mode (a converter of
+    its own per call, so any thread may call it)."""
+    return Converter(numbers).image(image)
