@@ -26,7 +26,7 @@ import bson
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator.accelerator import native
-from replicator.convert import Converter
+from replicator.convert import Converter, storage_problem
 from replicator.errors import (
     ConfigurationError,
     ConversionError,
@@ -409,6 +409,14 @@ class Planner:
                 raise TransformError(f"transform {name} raised {error!r}") from error
             if not isinstance(converted, dict):
                 raise TransformError(f"transform {name} returned {type(converted).__name__}")
+        if self.transforms:
+            # User code may build what MongoDB cannot store: refuse it here, with its path,
+            # rather than as an encoding error of the whole bulk write.
+            problem = storage_problem(converted)
+            if problem is not None:
+                path, reason = problem
+                raise TransformError(f"the transformed document cannot be stored: {reason}",
+                                     field_path=f"transformed{path}")
         return converted
 
     def _replacement(self, guard: dict[str, Any], document: dict[str, Any]) -> Operation:
