@@ -445,3 +445,18 @@ def test_a_transform_output_at_the_limits_is_written(stream_record: Any) -> None
     result = planner.plan(*parse_records([stream_record("1", "INSERT", {"id": {"S": "a"}},
                                                         new={"id": {"S": "a"}})]))
     assert result.bad_records == [] and len(result.writes) == 1
+
+
+@pytest.mark.parametrize(("made", "path"), [
+    (2**64, "_id"), ([1, 2], "_id"), ({"a\x00": 1}, "_id['a\\x00']"), ("\udc00", "_id"),
+])
+def test_an_id_mapping_result_mongodb_cannot_store_is_quarantined(
+    stream_record: Any, made: Any, path: str
+) -> None:
+    converter = Converter()
+    planner = Planner(Settings(), key_mapper=KeyMapper(converter, None, lambda keys: made))
+    result = planner.plan(*parse_records([stream_record("1", "INSERT", {"id": {"S": "a"}},
+                                                        new={"id": {"S": "a"}})]))
+    assert result.writes == []
+    (bad,) = result.bad_records
+    assert isinstance(bad.error, ConversionError) and bad.error.field_path == path
