@@ -52,12 +52,6 @@ class KeyMapper:
                     field_path=f"dynamodb.Keys.{name}",
                 )
             value = keys[name]
-            if type(name) is not str or storage_problem({name: None}) is not None:
-                # it names a field of a composite _id, or of an archived key-only document
-                raise MalformedRecordError(
-                    "a key attribute name with NUL or a lone surrogate cannot be stored",
-                    field_path=f"dynamodb.Keys[{name!r}]",
-                )
             if isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) not in KEY_TYPES:
                 # A list, map, set, BOOL or NULL _id would be refused by MongoDB (arrays) or merge
                 # unrelated records (every NULL key is one _id): never a DynamoDB key.

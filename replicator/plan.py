@@ -336,6 +336,15 @@ class Planner:
             return [delete]
         if self.settings.ttl_deletes == "ignore":
             return []
+        if old is None:
+            # a key-only archive stores the Keys' names as fields (a composite _id's come from
+            # key_schema): refuse one MongoDB cannot store, with its path
+            for name in change.keys:
+                if type(name) is not str or storage_problem({name: None}) is not None:
+                    raise MalformedRecordError(
+                        "a key attribute name with NUL or a lone surrogate cannot be stored",
+                        field_path=f"dynamodb.Keys[{name!r}]",
+                    )
         archived = {"_id": document_id, **(old or self.key_mapper.key_document(change.keys))}
         archived["_id"] = document_id
         archived["_ddb_expired_at"] = change.created_at
