@@ -2029,6 +2029,13 @@ keys_agree(PyObject *keys, PyObject *image)
         if (!PyDict_CheckExact(found) || PyDict_GET_SIZE(found) != 1) {
             return 0;
         }
+        /* Only a key's plain payload (str, as S and N and Lambda's B are) is compared here: a
+         * crafted nested "key" could make == recurse deeply; Python refuses such a key. */
+        Py_ssize_t at = 0;
+        PyObject *tag, *payload;
+        if (!PyDict_Next(typed, &at, &tag, &payload) || !PyUnicode_CheckExact(payload)) {
+            return 0;
+        }
         Py_INCREF(found);
         Py_INCREF(typed);
         int same = PyObject_RichCompareBool(found, typed, Py_EQ);

@@ -221,7 +221,9 @@ def _list_of(value: Any, tag: str) -> list[Any]:
 
 
 class Converter:
-    """Converts attribute values and images; one instance per number mode."""
+    """Converts attribute values and images; one instance per number mode. It counts nesting as
+    it converts (see MAX_NESTING), so an instance is for one thread at a time (the replicator
+    makes one per Replicator)."""
 
     def __init__(self, numbers: NumberMode = "lossless", *, accelerate: bool = True) -> None:
         """``accelerate=False`` keeps to pure Python even where the C accelerator is built."""
@@ -455,10 +457,37 @@ def _join(root: str, steps: list[str]) -> str:
     return path[1:] if path.startswith(".") else path
 
 
-_DEFAULT = Converter()
+def storage_problem(document: Any) -> tuple[str, str] | None:
+    """``(path, reason)`` of the first value in a document MongoDB cannot store (what the
+    converter refuses in an image: nesting beyond MAX_NESTING, NUL or a lone surrogate in a name,
+    a lone surrogate in a string) or pymongo cannot encode (an int beyond int64: OverflowError);
+    None when there is none. Iterative: any depth. For documents built by user code
+    (transforms), which the converter has not seen."""
+    stack: list[tuple[Any, str, int]] = [(document, "", 1)]
+    while stack:
+        value, path, level = stack.pop()
+        kind = type(value)
+        if kind is dict or kind is list or kind is tuple:
+            if level > MAX_NESTING:
+                return path, f"nested deeper than MongoDB's {MAX_NESTING} levels"
+            if kind is dict:
+                for name, item in value.items():
+                    try:
+                        _check_name(name)
+                    except _Bad as bad:
+                        return path + _name_step(name), bad.reason
+                    stack.append((item, path + _name_step(name), level + 1))
+            else:
+                stack.extend((item, f"{path}[{i}]", level + 1) for i, item in enumerate(value))
+        elif kind is str:
+            if not value.isascii() and not _encodable(value):
+                return path, "a string with a lone surrogate cannot be encoded as UTF-8"
+        elif kind is int and not INT64_MIN <= value <= INT64_MAX:
+            return path, "an integer beyond int64 cannot be encoded as BSON"
+    return None
 
 
 def image_to_document(image: Mapping[str, Any], numbers: NumberMode = "lossless") -> dict[str, Any]:
-    """Convenience: convert one image with the default (or float) number mode."""
-    converter = _DEFAULT if numbers == "lossless" else Converter(numbers)
-    return converter.image(image)
+    """Convenience: convert one image with the default (or float) number mode (a converter of
+    its own per call, so any thread may call it)."""
+    return Converter(numbers).image(image)

@@ -108,7 +108,6 @@ class Replicator:
             key_mapper=KeyMapper(converter, self.settings.key_schema, id_mapping),
             transforms=[load_callable(path) for path in self.settings.transforms],
         )
-        self._stream_view_checked = False
         # The table this Replicator replicates (its ARN, before "/stream/"), pinned from the first
         # record that names one (and matches Settings.source_table when set); records of another
         # table are quarantined, never merged into this collection. _stream_arn: the full
@@ -143,7 +142,7 @@ class Replicator:
             return plan
         changes, bad = parse_records(records)
         changes = self._of_this_table(changes, bad)
-        self._check_stream_view(changes)
+        changes = self._check_stream_view(changes, bad)
         changes = self._read_back(changes, bad)
         plan = self.planner.plan(changes, bad)
         self._log_configuration_problems(plan.bad_records)
@@ -202,16 +201,27 @@ class Replicator:
                 self._logged_problems.add(error.problem)
                 log.warning("configuration: %s (such records are quarantined)", error.reason)
 
-    def _check_stream_view(self, changes: list[Change]) -> None:
-        """Once, on the first record that names its StreamViewType: with a shard key that can
-        change, refuse a stream without old images (ConfigurationError), before any write."""
-        if self._stream_view_checked or not self.settings.shard_key:
-            return
-        first = next((c for c in changes if c.stream_view_type is not None), None)
-        if first is None:
-            return
-        self.planner.check_stream_view(first.stream_view_type, tuple(first.keys))
-        self._stream_view_checked = True
+    def _check_stream_view(self, changes: list[Change], bad: list[BadRecord]) -> list[Change]:
+        """With a shard key that can change, a record from a stream without old images cannot
+        say where its document is stored: quarantined with the fix, before any write. Judged per
+        record (a single KEYS_ONLY record must not stop a batch); logged once."""
+        if not self.settings.shard_key:
+            return changes
+        kept = []
+        for change in changes:
+            try:
+                if change.stream_view_type is not None:
+                    self.planner.check_stream_view(change.stream_view_type, tuple(change.keys))
+            except ConfigurationError as problem:
+                error = UnsupportedRecordError(
+                    str(problem), problem="stream view without old images for a movable shard key",
+                    field_path="dynamodb.StreamViewType",
+                ).located(index=change.index, event_id=change.event_id,
+                          sequence_number=change.sequence_number)
+                bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
+                continue
+            kept.append(change)
+        return kept
 
     def _read_back(self, changes: list[Change], bad: list[BadRecord]) -> list[Change]:
         needed = [c for c in changes if c.event_name is not EventName.REMOVE and c.new_image is None]

@@ -7,8 +7,8 @@ from typing import Any
 
 import bson
 
-from replicator.convert import Converter
-from replicator.errors import MalformedRecordError, UnsupportedRecordError
+from replicator.convert import Converter, storage_problem
+from replicator.errors import ConversionError, MalformedRecordError, UnsupportedRecordError
 
 IdMapping = Callable[[dict[str, Any]], Any]
 #: The only types a DynamoDB key attribute can have.
@@ -72,10 +72,24 @@ class KeyMapper:
                     return text
         key_document = self.key_document(keys)
         if self.id_mapping is not None:
-            return self.id_mapping(key_document)
+            return self._checked(self.id_mapping(key_document))
         if len(key_document) == 1:
             return next(iter(key_document.values()))
         return key_document
+
+    @staticmethod
+    def _checked(document_id: Any) -> Any:
+        """A user id_mapping's ``_id``, refused with its path where MongoDB could not store it
+        (an array ``_id`` is refused by MongoDB: docs "The _id Field")."""
+        if isinstance(document_id, (list, tuple)):
+            raise ConversionError("id_mapping returned an array; MongoDB refuses an array _id",
+                                  field_path="_id")
+        problem = storage_problem({"_id": document_id})
+        if problem is not None:
+            path, reason = problem
+            raise ConversionError(f"id_mapping returned an _id MongoDB cannot store: {reason}",
+                                  field_path=path.lstrip("."))
+        return document_id
 
     def _infer(self, keys: Mapping[str, Any]) -> tuple[str, ...]:
         if len(keys) == 1:

@@ -26,7 +26,7 @@ import bson
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator.accelerator import native
-from replicator.convert import Converter
+from replicator.convert import Converter, storage_problem
 from replicator.errors import (
     ConfigurationError,
     ConversionError,
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
 else:
     Operation = ReplaceOne | DeleteOne | UpdateOne
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
+#: Planner.plan_records' default: records of any eventSourceARN (the Replicator passes its pin).
+ANY_STREAM: Any = object()
 CollectionRole = Literal["main", "archive"]
 
 
@@ -146,23 +148,25 @@ class Planner:
         )
 
     # -- entry points --------------------------------------------------------------------------
-    def plan_records(self, records: list[Any], stream_arn: str | None = None) -> WritePlan | None:
+    def plan_records(self, records: list[Any], stream_arn: Any = ANY_STREAM) -> WritePlan | None:
         """The plan for a batch of raw records (a Lambda event's ``Records``) in one pass of the C
         accelerator, when this planner's settings are the common ones (no transforms, shard key
         or id mapping) and every record is well formed and ready to plan, and every record with an
         ``eventSourceARN`` has exactly ``stream_arn`` (the Replicator's pinned stream; None: no
-        record may have one). None otherwise: then
+        record may have one; ANY_STREAM, the default: not checked). None otherwise: then
         ``plan(*parse_records(records))`` (after any read-back) decides, as the reference, and
         gives an equal plan where both apply (tests/unit/test_speedups.py)."""
         if self._native_plan is None or type(records) is not list:
             return None
-        writes = self._native_plan(
+        arguments = (
             records,
             self.key_mapper.key_schema,
             self.settings.guard,
             self.settings.sequence_field,
             self.settings.ttl_deletes == "delete",
-            stream_arn,
+        )
+        writes = self._native_plan(
+            *arguments, *(() if stream_arn is ANY_STREAM else (stream_arn,))
         )
         return None if writes is None else WritePlan(writes=writes)
 
@@ -332,6 +336,15 @@ class Planner:
             return [delete]
         if self.settings.ttl_deletes == "ignore":
             return []
+        if old is None:
+            # a key-only archive stores the Keys' names as fields (a composite _id's come from
+            # key_schema): refuse one MongoDB cannot store, with its path
+            for name in change.keys:
+                if type(name) is not str or storage_problem({name: None}) is not None:
+                    raise MalformedRecordError(
+                        "a key attribute name with NUL or a lone surrogate cannot be stored",
+                        field_path=f"dynamodb.Keys[{name!r}]",
+                    )
         archived = {"_id": document_id, **(old or self.key_mapper.key_document(change.keys))}
         archived["_id"] = document_id
         archived["_ddb_expired_at"] = change.created_at
@@ -408,6 +421,14 @@ class Planner:
                 raise TransformError(f"transform {name} raised {error!r}") from error
             if not isinstance(converted, dict):
                 raise TransformError(f"transform {name} returned {type(converted).__name__}")
+        if self.transforms:
+            # User code may build what MongoDB cannot store: refuse it here, with its path,
+            # rather than as an encoding error of the whole bulk write.
+            problem = storage_problem(converted)
+            if problem is not None:
+                path, reason = problem
+                raise TransformError(f"the transformed document cannot be stored: {reason}",
+                                     field_path=f"transformed{path}")
         return converted
 
     def _replacement(self, guard: dict[str, Any], document: dict[str, Any]) -> Operation:

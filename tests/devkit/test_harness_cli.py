@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -101,13 +102,19 @@ def test_replay_of_the_baseline_diverges_with_a_diff_naming_field_paths() -> Non
     assert "missing" in result.output  # a removed attribute is <missing> in the source
 
 
-def test_replay_of_keys_only_refuses_clearly() -> None:
+def test_replay_of_keys_only_quarantines_clearly(caplog: pytest.LogCaptureFixture) -> None:
+    # Issue #10: records the configuration cannot handle are quarantined per record, with the fix
+    # logged once (no batch-wide ConfigurationError any more).
     folder = FIXTURES / "keys_only"
-    result = runner.invoke(app, [
-        "replay", "--table", str(folder / "table.json"), "--events", str(folder / "events.json"),
-    ])
-    assert result.exit_code == 2
-    assert "KEYS_ONLY" in result.output
+    with caplog.at_level(logging.WARNING, logger="replicator"):
+        result = runner.invoke(app, [
+            "replay", "--table", str(folder / "table.json"), "--events", str(folder / "events.json"),
+        ])
+    assert result.exit_code == 0, result.output
+    configuration = [r.getMessage() for r in caplog.records
+                     if r.getMessage().startswith("configuration")]
+    assert len(configuration) == 1 and "KEYS_ONLY" in configuration[0]
+    assert "item reader" in configuration[0]
 
 
 def test_chaos_command_reports_no_divergence(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from replicator.events import (
     parse_record,
     parse_records,
     records_of,
+    table_arn_of,
 )
 from replicator.plan import Planner
 from replicator.settings import Settings
@@ -114,6 +115,29 @@ def test_event_without_records_list_is_malformed() -> None:
     assert raised.value.field_path == "Records"
 
 
+@pytest.mark.parametrize("event", ["abc", b"ab", None, 5, 1.5, {"Records": None},
+                                   {"Records": "abc"}, {"Records": {"a": 1}}])
+def test_anything_but_an_event_or_a_list_of_records_is_one_error(event: Any) -> None:
+    # issue #10: a str was split into characters (each quarantined), None raised a bare TypeError
+    with pytest.raises(MalformedRecordError) as raised:
+        records_of(event)
+    assert raised.value.field_path in ("event", "Records")
+    assert type(event).__name__ in str(raised.value) or "Records" in str(raised.value)
+
+
+def test_a_list_or_tuple_of_records_is_an_event() -> None:
+    assert records_of([1, 2]) == [1, 2] and records_of((1,)) == [1]
+
+
+@pytest.mark.parametrize(("arn", "table"), [
+    ("arn:aws:dynamodb:r:1:table/T/stream/2024-01-01T00:00:00.000", "arn:aws:dynamodb:r:1:table/T"),
+    ("arn:aws:dynamodb:r:1:table/T", "arn:aws:dynamodb:r:1:table/T"),
+    (None, None), ("", None), (5, None),
+])
+def test_table_arn_is_the_event_source_arn_before_stream(arn: Any, table: str | None) -> None:
+    assert table_arn_of(arn) == table
+
+
 def test_sequence_numbers_sort_numerically() -> None:
     # given sequence numbers of different lengths (DynamoDB Local pads to 21 digits, AWS does not)
     low, high = lambda_shape(), lambda_shape()
@@ -158,6 +182,21 @@ def test_other_removes_are_not_ttl(stream_record: Any, identity: Any) -> None:
     change = parse_record(raw)
     assert change.event_name is EventName.REMOVE
     assert change.is_ttl_delete is False
+
+
+@pytest.mark.parametrize("accelerate", [True, False])
+@pytest.mark.parametrize("identity", [
+    {"type": "Service", "principalId": "dynamodb.amazonaws.com"},  # Lambda event
+    {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"},  # GetRecords through boto3
+])
+def test_ttl_delete_in_both_identity_shapes(
+    stream_record: Any, identity: dict[str, str], accelerate: bool
+) -> None:
+    raw = stream_record("200", "REMOVE", old={"id": {"S": "u1"}})
+    raw["userIdentity"] = identity
+    (change,), bad = parse_records([raw], accelerate=accelerate)
+    assert bad == [] and change.is_ttl_delete is True
+    assert parse_record(raw).is_ttl_delete is True
 
 
 def test_dynamodb_local_ttl_delete_is_a_remove(stream_record: Any) -> None:

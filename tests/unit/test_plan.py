@@ -410,3 +410,53 @@ def test_fail_mode_cut_moves_earlier_for_a_conversion_error(stream_record: Any) 
         ("a", ("100",)), ("b", ("101",))]
     assert [b.sequence_number for b in result.bad_records] == ["102"]
     assert [c.sequence_number for c in result.deferred] == ["103"]
+
+
+# -- issue #10: what a transform builds must be storable too ---------------------------------------
+def _deep(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = {"x": value}
+    return value
+
+
+@pytest.mark.parametrize(("added", "path"), [
+    ({"a\x00b": 1}, "transformed['a\\x00b']"),
+    ({"s": "\ud800"}, "transformed.s"),
+    ({"n": 2**63}, "transformed.n"),
+    ({"l": [1, -(2**63) - 1]}, "transformed.l[1]"),
+    ({"d": _deep(100)}, "transformed.d" + ".x" * 99),  # the 101st level
+])
+def test_a_transform_output_mongodb_cannot_store_is_quarantined(
+    stream_record: Any, added: dict[str, Any], path: str
+) -> None:
+    image = {"id": {"S": "a"}}
+    planner = Planner(Settings(), transforms=[lambda document: {**document, **added}])
+    result = planner.plan(*parse_records([stream_record("1", "INSERT", {"id": {"S": "a"}},
+                                                        new=image)]))
+    assert result.writes == []
+    (bad,) = result.bad_records
+    assert isinstance(bad.error, TransformError) and bad.error.field_path == path
+
+
+def test_a_transform_output_at_the_limits_is_written(stream_record: Any) -> None:
+    added = {"d": _deep(99), "n": 2**63 - 1, "s": "é\U0001f600"}  # 100 levels, int64's max
+    planner = Planner(Settings(), transforms=[lambda document: {**document, **added}])
+    result = planner.plan(*parse_records([stream_record("1", "INSERT", {"id": {"S": "a"}},
+                                                        new={"id": {"S": "a"}})]))
+    assert result.bad_records == [] and len(result.writes) == 1
+
+
+@pytest.mark.parametrize(("made", "path"), [
+    (2**64, "_id"), ([1, 2], "_id"), ({"a\x00": 1}, "_id['a\\x00']"), ("\udc00", "_id"),
+])
+def test_an_id_mapping_result_mongodb_cannot_store_is_quarantined(
+    stream_record: Any, made: Any, path: str
+) -> None:
+    converter = Converter()
+    planner = Planner(Settings(), key_mapper=KeyMapper(converter, None, lambda keys: made))
+    result = planner.plan(*parse_records([stream_record("1", "INSERT", {"id": {"S": "a"}},
+                                                        new={"id": {"S": "a"}})]))
+    assert result.writes == []
+    (bad,) = result.bad_records
+    assert isinstance(bad.error, ConversionError) and bad.error.field_path == path

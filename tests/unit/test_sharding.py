@@ -15,7 +15,7 @@ from harness.backends.base import TARGETS, BackendUnavailable, target_backend
 from harness.backends.mongomock_target import mongomock_client
 from replicator import apply
 from replicator.core import Replicator
-from replicator.errors import ConfigurationError
+from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.events import StreamViewType, parse_records
 from replicator.plan import PlannedWrite, Planner, ShardKeyMove, WritePlan, same_shard_values
 from replicator.settings import Settings
@@ -318,15 +318,17 @@ def test_key_names_come_from_the_record_without_key_schema() -> None:
     Planner(Settings(shard_key=("id",))).check_stream_view(StreamViewType.NEW_IMAGE, ["id"])
 
 
-def test_replicator_refuses_a_new_image_stream_before_writing() -> None:
+def test_replicator_quarantines_a_new_image_record_before_writing() -> None:
+    # Issue #10: judged per record (quarantined with the fix), not a batch-wide exception.
     collection = mongomock_client().db.users
     replicator = Replicator(collection, TENANT)
-    event = {"Records": [record("100", "INSERT", new=item("u1"), view="NEW_IMAGE")]}
-    with pytest.raises(ConfigurationError, match="NEW_IMAGE"):
-        replicator.process(event)
-    with pytest.raises(ConfigurationError, match="NEW_IMAGE"):
-        replicator.plan(event)
-    assert collection.count_documents({}) == 0
+    event = {"Records": [record("100", "INSERT", new=item("u1"), view="NEW_IMAGE"),
+                         record("101", "INSERT", "u2", new=item("u2"))]}
+    plan = replicator.plan(event)
+    (bad,) = plan.bad_records
+    assert isinstance(bad.error, UnsupportedRecordError) and "NEW_IMAGE" in str(bad.error)
+    assert bad.error.field_path == "dynamodb.StreamViewType"
+    assert [w.sequence_numbers for w in plan.writes] == [("101",)]
 
 
 # -- apply: the transaction path -----------------------------------------------------------------

@@ -500,3 +500,25 @@ def test_read_back_sends_binary_keys_as_bytes() -> None:
 def test_errors_of_this_part_are_record_errors() -> None:
     for error in (UnsupportedRecordError("x", problem="p"), ConversionError("x")):
         assert isinstance(error, RecordError)
+
+
+@pytest.mark.parametrize("depth", [50, 5000, 100_000])
+def test_a_deep_key_is_refused_without_recursing(accelerated: bool, depth: int) -> None:
+    # Keys and NewImage holding the same deeply nested "key": no RecursionError comparing them
+    key = nested_list(depth, {"S": "x"})
+    plan = plan_of([record("e1", "1", {"pk": key}, {"pk": key}),
+                    record("e2", "2", {"pk": {"S": "ok"}}, {"pk": {"S": "ok"}})],
+                   accelerated=accelerated)
+    assert bad_paths(plan) == {"e1": "dynamodb.Keys.pk"} and list(written(plan)) == ["'ok'"]
+    bson.encode(quarantine_document(plan.bad_records[0]))
+
+
+@pytest.mark.parametrize("name", ["a\x00", "\ud800"])
+def test_a_key_name_mongodb_cannot_store(accelerated: bool, name: str) -> None:
+    # a REMOVE without OldImage archived by ttl_deletes="archive" stores the key's names
+    ttl = record("e1", "1", {name: {"S": "x"}}, None, name="REMOVE",
+                 userIdentity={"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"})
+    plan = plan_of([ttl], Settings(ttl_deletes="archive"), accelerated=accelerated)
+    assert written(plan, "archive") == {}
+    (bad,) = plan.bad_records
+    assert bad.error.field_path.startswith("dynamodb.Keys[")

@@ -684,6 +684,9 @@ def records(draw: st.DrawFn) -> Any:
         record["userIdentity"] = draw(st.one_of(
             st.just({"type": "Service", "principalId": "dynamodb.amazonaws.com"}),
             st.just({"type": "Service", "principalId": "someone"}),
+            st.just({"Type": "Service", "PrincipalId": "dynamodb.amazonaws.com"}),  # boto3's
+            st.just({"Type": "Service", "PrincipalId": "someone"}),
+            st.just({"PrincipalId": 5}),
             st.just({}),
             JUNK,
         ))
