@@ -13,6 +13,7 @@ from replicator.errors import (
     RecordError,
     ReplicationError,
     TransformError,
+    UnsupportedRecordError,
 )
 from replicator.settings import SEQUENCE_FIELD, Settings
 
@@ -27,4 +28,5 @@ __all__ = [
     "Replicator",
     "Settings",
     "TransformError",
+    "UnsupportedRecordError",
 ]
