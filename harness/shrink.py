@@ -178,9 +178,9 @@ def _same_items(
 
 
 def _mongomock_collections() -> Callable[[], Any]:
-    import mongomock
+    from harness.backends.mongomock_target import mongomock_client
 
-    client: Any = mongomock.MongoClient()
+    client: Any = mongomock_client()
     count = 0
 
     def fresh() -> Any:

@@ -33,9 +33,9 @@ def quiet_replicator() -> Any:
 
 
 def _mongomock() -> Any:
-    import mongomock
+    from harness.backends.mongomock_target import mongomock_client
 
-    return mongomock.MongoClient()["t"]["c"]
+    return mongomock_client()["t"]["c"]
 
 
 def _strings_and_binaries(value: Any, out: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
