@@ -89,7 +89,7 @@ class ScanCopy:
     ) -> None:
         if not 1 <= segments <= 1_000_000:
             raise ConfigurationError("segments (TotalSegments) must be 1..1000000")
-        if not 1 <= page_size:
+        if page_size < 1:
             raise ConfigurationError("page_size must be at least 1")
         self.dynamodb = dynamodb
         self.table = table

@@ -67,7 +67,7 @@ def _same(expected: Any, actual: Any) -> bool:
     if type(expected) is not type(actual):
         return False
     if hasattr(expected, "utcoffset") and hasattr(actual, "utcoffset"):
-        return abs(_naive(expected) - _naive(actual)).total_seconds() < 0.001
+        return bool(abs(_naive(expected) - _naive(actual)).total_seconds() < 0.001)
     return bool(expected == actual)
 
 
