@@ -74,6 +74,7 @@ class ScanCopy:
         store: SegmentStore,
         *,
         segments: int = 4,
+        concurrency: int | None = None,
         page_size: int = 1000,
         consistent_read: bool = False,
         throttle: ReadCapacityThrottle | None = None,
@@ -97,6 +98,8 @@ class ScanCopy:
         self.key_schema = tuple(key_schema)
         self.store = store
         self.segments = segments
+        #: segments scanned at once (default: all); 1 copies them one after the other, in order
+        self.concurrency = concurrency or segments
         self.page_size = page_size
         self.consistent_read = consistent_read
         self.throttle = throttle
@@ -137,7 +140,7 @@ class ScanCopy:
                  self.segments, self.stats.segments_already_done, self.stats.segments_resumed)
         errors: list[BaseException] = []
         if todo:
-            with ThreadPoolExecutor(max_workers=len(todo),
+            with ThreadPoolExecutor(max_workers=min(len(todo), self.concurrency),
                                     thread_name_prefix="scan-segment") as pool:
                 futures = [pool.submit(self._segment, *work) for work in todo]
                 for future in futures:
@@ -155,6 +158,8 @@ class ScanCopy:
 
     # -- one segment ---------------------------------------------------------------------------
     def _segment(self, segment: int, start_key: dict[str, Any] | None, items: int) -> None:
+        if self._abort.is_set():
+            return  # queued behind a segment that failed
         try:
             self._copy_segment(segment, start_key, items)
         except BaseException:

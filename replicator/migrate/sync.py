@@ -112,6 +112,7 @@ def sync_scan(
     poller: Poller,
     *,
     segments: int = 4,
+    concurrency: int | None = None,
     page_size: int = 1000,
     consistent_read: bool = False,
     read_units_per_s: float | None = None,
@@ -133,8 +134,8 @@ def sync_scan(
     report.copy_started_at = now()
     copier = ScanCopy(
         poller.dynamodb, poller.table_name, make_replicator, poller.info.key_schema, store,
-        segments=segments, page_size=page_size, consistent_read=consistent_read,
-        throttle=ReadCapacityThrottle(read_units_per_s) if read_units_per_s else None,
+        segments=segments, concurrency=concurrency, page_size=page_size,
+        consistent_read=consistent_read, throttle=ReadCapacityThrottle(read_units_per_s) if read_units_per_s else None,
         on_progress=on_progress, after_page=after_page, stop=poller.stop_event,
     )
     report.copy = copier.run()
