@@ -132,10 +132,11 @@ def sync_scan(
     report.positions_at = now()
     report.stream_records_applied += first.records_applied
     report.copy_started_at = now()
+    throttle = ReadCapacityThrottle(read_units_per_s) if read_units_per_s else None
     copier = ScanCopy(
         poller.dynamodb, poller.table_name, make_replicator, poller.info.key_schema, store,
         segments=segments, concurrency=concurrency, page_size=page_size,
-        consistent_read=consistent_read, throttle=ReadCapacityThrottle(read_units_per_s) if read_units_per_s else None,
+        consistent_read=consistent_read, throttle=throttle,
         on_progress=on_progress, after_page=after_page, stop=poller.stop_event,
     )
     report.copy = copier.run()

@@ -134,9 +134,8 @@ def test_the_copy_never_overwrites_a_stream_change_nor_revives_a_deleted_item(
     assert collection.find_one({"_id": "item-000001"}) is None
     # a late copy of the deleted item (seq 0) is held back by its tombstone
     again = copy_replicator_factory(make_poller(moto, table, collection))()
-    from replicator.migrate.records import item_record
-
     from harness.migration import item
+    from replicator.migrate.records import item_record
 
     result = again.process([item_record(item(1), ("pk",), "0", "late")])
     assert result.applied == 0 and result.stale == 1
@@ -233,7 +232,7 @@ def test_a_manifest_names_files_by_their_s3_key_and_is_read_from_a_copied_down_d
     assert entry["dataFileS3Key"].startswith("deep/prefix/AWSDynamoDB/")
     manifest = load_manifest(str(root))
     assert Path(manifest.files[0].location).exists()
-    with pytest.raises(Exception, match="manifest-summary.json"):
+    with pytest.raises(Exception, match=r"manifest-summary\.json"):
         load_manifest(str(tmp_path))
 
 
