@@ -234,24 +234,31 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
 
 
 def replication_waiter(checkpoints: Any, stream_arn: str | None, delay_s: float,
-                       timeout_s: float = 300.0,
+                       timeout_s: float = 300.0, running_within_s: float = 120.0,
                        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
                        sleep: Callable[[float], None] = time.sleep) -> Callable[[], None]:
-    """Wait ``delay_s``, then until the poller's stream marker shows it alive after that (a
-    poller alive past a moment has read every record written before it); with no marker (a
-    Lambda event source mapping), the delay only."""
+    """Wait ``delay_s``; then, if a poller is running (its stream marker was refreshed within
+    ``running_within_s``; it refreshes it every log interval), until the marker shows it alive
+    after the wait began: a poller alive past a moment has polled past the records before it.
+    With no running poller (a Lambda event source mapping) the delay alone."""
 
     def wait() -> None:
         asked = now()
         sleep(delay_s)
         if stream_arn is None:
             return
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        marker = checkpoints.marker(stream_arn)
+        if (marker is None or marker.alive_at is None
+                or (asked - marker.alive_at).total_seconds() > running_within_s):
+            return
+        waited = 0.0
+        while waited < timeout_s:
             marker = checkpoints.marker(stream_arn)
             if marker is None or (marker.alive_at is not None and marker.alive_at > asked):
                 return
-            sleep(min(5.0, delay_s))
+            step = max(1.0, min(5.0, delay_s))
+            sleep(step)
+            waited += step
         log.warning("the poller's marker did not move for %.0f s: is `replicator run` running?",
                     timeout_s)
 

@@ -38,7 +38,7 @@ from replicator.events import pad_sequence_number
 from replicator.keys import identity
 from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.export import INCREMENTAL, ExportManifest, ExportStats, load_export
-from replicator.migrate.records import after
+from replicator.migrate.records import COPY_SEQUENCE, after
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.sync import copy_replicator_factory
 from replicator.migrate.verify import Verifier
@@ -113,15 +113,23 @@ def _positions(poller: Poller, report: RecoveryReport) -> None:
         report.last_applied_at = (moment.replace(tzinfo=timezone.utc)
                                   if moment and moment.tzinfo is None else moment)
     else:
-        documents = [d for d in poller.checkpoints.all(poller.table_name)
+        everything = poller.checkpoints.all(poller.table_name)
+        documents = [d for d in everything
                      if d.get("kind") == "shard" and d.get("sequence_number")]
-        if not documents:
+        markers = [d for d in everything if d.get("kind") == "stream"]
+        if documents:
+            last = max(documents, key=lambda d: pad_sequence_number(d["sequence_number"]))
+            report.last_applied_sequence = str(last["sequence_number"])
+            times = [d["updated_at"] for d in documents if d.get("updated_at")]
+        elif markers:
+            # Followed (a sync's handover, or `replicator run`) but no record ever applied: every
+            # document is a copy (sequence "0").
+            report.last_applied_sequence = COPY_SEQUENCE
+            times = [d["alive_at"] for d in markers if d.get("alive_at")]
+        else:
             raise ConfigurationError(
                 f"no checkpoints of {poller.table_name}: nothing was replicated before, so there "
                 "is no gap to recover; run `replicator sync`")
-        last = max(documents, key=lambda d: pad_sequence_number(d["sequence_number"]))
-        report.last_applied_sequence = str(last["sequence_number"])
-        times = [d["updated_at"] for d in documents if d.get("updated_at")]
         newest = max(times) if times else None
         report.last_applied_at = (newest.replace(tzinfo=timezone.utc)
                                   if newest is not None and newest.tzinfo is None else newest)

@@ -348,3 +348,82 @@ def test_gap_recovery_recopy_on_dynamodb_local(dynamodb_local: Any, target: Any,
                                                 tmp_path: Path) -> None:
     result = gap_recovery(dynamodb_local, target, items=150, page_size=40)
     assert result.converged and result.verify_ok, result.details["diff"]
+
+
+# -- the CLI ---------------------------------------------------------------------------------------------
+class _Target:
+    """Stands in for replicator.cli.Target: the test's collection and checkpoint store."""
+
+    def __init__(self, collection: Any) -> None:
+        from replicator.checkpoints import CheckpointStore
+
+        self.collection = collection
+        self.checkpoints = CheckpointStore.beside(collection, table="clitable")
+        self.mock = False
+
+    def close(self) -> None:
+        pass
+
+
+def test_cli_sync_then_verify_exit_codes_and_reports(
+    moto: Any, target: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from replicator import cli
+    from replicator.migrate import cli as migrate_cli
+
+    moto.create_table(TableSpec("clitable", ("pk", "S")))
+    prefill(moto.dynamodb(), "clitable", 40)
+    collection = target.collection("m", "clitable")
+    monkeypatch.setattr(cli, "Target", lambda args, environ: _Target(collection))
+    monkeypatch.setattr(cli, "aws_clients", lambda args, environ: (moto.streams(), moto.dynamodb()))
+    monkeypatch.setattr(cli, "install_signal_handlers", lambda stop: None)
+    monkeypatch.setattr(migrate_cli, "replication_waiter", lambda *a, **k: (lambda: None))
+    base = ["--table", "clitable", "--mongodb-uri", "mongodb://unused"]
+    assert cli.main(["sync", *base, "--segments", "2", "--page-size", "15", "--no-progress",
+                     "--report", str(tmp_path / "sync.json")]) == 0
+    sync_report = json.loads((tmp_path / "sync.json").read_text())
+    assert sync_report["copy"]["items_written"] == 40 and sync_report["consistent_at"]
+    assert cli.main(["verify", *base, "--report", str(tmp_path / "ok.json")]) == 0
+    collection.update_one({"_id": "item-000007"}, {"$set": {"n": 70}})
+    assert cli.main(["verify", *base, "--report", str(tmp_path / "bad.json")]) == 1
+    bad = json.loads((tmp_path / "bad.json").read_text())
+    assert bad["divergences"]["changed"] == 1
+    assert bad["divergent"][0]["fields"][0]["path"] == "n"
+    # a re-copy recovery repairs it (the planted change is older than the copy's S + 1)
+    assert cli.main(["recover", *base]) == 2  # --yes is required
+    assert cli.main(["recover", *base, "--yes", "--report", str(tmp_path / "rec.json")]) == 0
+    assert cli.main(["verify", *base]) == 0
+
+
+def test_replication_waiter_waits_for_a_running_poller_only() -> None:
+    from replicator.checkpoints import StreamMarker
+    from replicator.migrate.cli import replication_waiter
+
+    moments = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
+    slept: list[float] = []
+
+    class Store:
+        alive: datetime | None = None
+
+        def marker(self, arn: str) -> StreamMarker | None:
+            if self.alive is None:
+                return None
+            return StreamMarker(arn, "t", "LATEST", None, self.alive)
+
+    store = Store()
+
+    def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        moments[0] += timedelta(seconds=seconds)
+        if store.alive is not None and len(slept) == 3:
+            store.alive = moments[0]  # the poller refreshes its marker
+
+    wait = replication_waiter(store, "arn", 2.0, now=lambda: moments[0], sleep=sleep)
+    wait()  # no marker: the delay alone
+    assert slept == [2.0]
+    store.alive = moments[0] - timedelta(seconds=10)  # a running poller
+    wait()
+    assert slept == [2.0, 2.0, 2.0]
+    store.alive = moments[0] - timedelta(hours=1)  # a poller long gone: the delay alone
+    wait()
+    assert slept == [2.0, 2.0, 2.0, 2.0]
