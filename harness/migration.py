@@ -144,7 +144,7 @@ def sequences(collection: Any) -> dict[Any, str]:
 def initial_sync(source: Any, target: Any, *, items: int = 300, segments: int = 4,
                  page_size: int = 50, kill_at: tuple[int, int] | None = None,
                  writes_per_page: int = 6, seed: int = 12, name: str = "initial-sync",
-                 ) -> ScenarioResult:
+                 follow: bool = False) -> ScenarioResult:
     """Pre-fill, sync with a live writer (killed at ``(segment, page)`` and resumed, if given),
     converge, verify under the writer, and check that no document regresses after handover."""
     started_at = time.monotonic()
@@ -164,12 +164,12 @@ def initial_sync(source: Any, target: Any, *, items: int = 300, segments: int = 
 
     try:
         report = sync_scan(make_poller(source, table, collection), segments=segments,
-                           page_size=page_size, after_page=after_page)
+                           page_size=page_size, after_page=after_page, follow=follow)
     except SimulatedKill:
         # A new process: everything in memory is gone; the segments' positions and the stream
         # marker in MongoDB are what it resumes from.
         report = sync_scan(make_poller(source, table, collection), segments=segments,
-                           page_size=page_size, after_page=after_page)
+                           page_size=page_size, after_page=after_page, follow=follow)
     else:
         if kill_at is not None:
             raise AssertionError(f"the copy never reached page {kill_at}")
@@ -340,6 +340,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="kill the copy after this page of segment 0, then resume")
     parser.add_argument("--method", choices=["re-copy", "export"], default="re-copy")
     parser.add_argument("--seed", type=int, default=12)
+    parser.add_argument("--follow", action="store_true",
+                        help="initial-sync: apply the stream in a thread during the copy")
     parser.add_argument("--plain-mongomock", action="store_true",
                         help="without the _id fast path (quadratic: keep --items small)")
     args = parser.parse_args(argv)
@@ -355,7 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.scenario == "initial-sync":
             run = initial_sync
             result = run(src, tgt, items=args.items, segments=args.segments,
-                         page_size=args.page_size, kill_at=kill, seed=args.seed)
+                         page_size=args.page_size, kill_at=kill, seed=args.seed,
+                         follow=args.follow)
         else:
             result = gap_recovery(src, tgt, items=args.items, method=args.method,
                                   export_dir=Path(tmp), segments=args.segments,

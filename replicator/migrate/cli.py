@@ -49,6 +49,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
                       help="strongly consistent Scan (twice the read capacity)")
     sync.add_argument("--read-units-per-s", type=float, default=None,
                       help="at most this many read capacity units per second (all segments)")
+    sync.add_argument("--no-follow", action="store_true",
+                      help="apply the stream only after the copy (default: a thread applies it "
+                           "during the copy)")
     sync.add_argument("--restart", action="store_true",
                       help="forget the segments' saved positions: copy from the start")
     sync.add_argument("--export", default=None, metavar="DIR_OR_S3",
@@ -209,6 +212,7 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
                 report = sync_scan(poller, segments=args.segments, page_size=args.page_size,
                                    consistent_read=args.consistent_read,
                                    read_units_per_s=args.read_units_per_s, restart=args.restart,
+                                   follow=not args.no_follow,
                                    on_progress=bar.advance)
             stats = report.copy
             rows = [("source", report.source)]

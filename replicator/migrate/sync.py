@@ -24,6 +24,7 @@ ResyncRequired and ``replicator recover`` takes over.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -31,7 +32,7 @@ from typing import Any
 
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError
-from replicator.migrate.copy import CopyStats, ScanCopy
+from replicator.migrate.copy import CopyInterrupted, CopyStats, ScanCopy
 from replicator.migrate.export import ExportManifest, ExportStats, WorkerTarget, load_export
 from replicator.migrate.records import COPY_SEQUENCE
 from replicator.migrate.segments import SegmentStore
@@ -117,12 +118,18 @@ def sync_scan(
     consistent_read: bool = False,
     read_units_per_s: float | None = None,
     restart: bool = False,
+    follow: bool = False,
     store: SegmentStore | None = None,
     on_progress: Callable[[int], None] | None = None,
     after_page: Callable[[int, int], None] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
 ) -> SyncReport:
-    """Positions, Parallel Scan copy, handover (module docstring)."""
+    """Positions, Parallel Scan copy, handover (module docstring).
+
+    ``follow``: the poller applies the stream in a thread while the copy runs (the guard makes
+    any interleaving safe), so the handover has little left to do and the shard iterators never
+    sit idle past their 15-minute expiry; otherwise the stream is applied after the copy.
+    """
     report = SyncReport(table=poller.table_name, source=f"scan ({segments} segments)")
     make_replicator = copy_replicator_factory(poller)
     store = store or SegmentStore.beside(poller.collection, poller.table_name)
@@ -139,7 +146,10 @@ def sync_scan(
         consistent_read=consistent_read, throttle=throttle,
         on_progress=on_progress, after_page=after_page, stop=poller.stop_event,
     )
-    report.copy = copier.run()
+    if follow:
+        report.copy = _copy_while_following(poller, copier, report)
+    else:
+        report.copy = copier.run()
     report.copy_finished_at = now()
     handover(poller, report, now)
     log.info("sync of %s: %d items copied (%d already newer from the stream), %d stream "
@@ -147,6 +157,35 @@ def sync_scan(
              report.copy.items_skipped_newer, report.stream_records_applied,
              report.consistent_at.isoformat() if report.consistent_at else "?")
     return report
+
+
+def _copy_while_following(poller: Poller, copier: ScanCopy, report: SyncReport) -> CopyStats:
+    failure: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            stats = poller.run()
+            report.stream_records_applied += stats.records_applied
+        except BaseException as error:  # handed to the main thread
+            failure.append(error)
+            poller.stop()  # the copy stops after its current pages
+
+    follower = threading.Thread(target=follow, name="stream-follower", daemon=True)
+    follower.start()
+    try:
+        copied = copier.run()
+    except CopyInterrupted:
+        if failure:  # the follower stopped the copy: its error is the cause
+            follower.join()
+            raise failure[0] from None
+        raise
+    finally:
+        poller.stop()  # the follower ends after its current batch, checkpointed
+        follower.join()
+    if failure:
+        raise failure[0]
+    poller.stop_event.clear()  # ours, not a signal's: a signal during the copy interrupts it
+    return copied
 
 
 def sync_export(

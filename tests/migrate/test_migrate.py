@@ -63,6 +63,17 @@ def test_initial_sync_with_a_live_writer_converges_and_nothing_regresses_after_h
     assert all(count > 0 for count in result.writer.values()), result.writer
 
 
+@pytest.mark.parametrize("kill_at", [None, (1, 1)])
+def test_the_stream_followed_during_the_copy_converges_in_any_interleaving(
+    moto: Any, target: Any, kill_at: Any
+) -> None:
+    """The poller applies the stream in a thread while the segments copy: whatever the order of
+    their writes, the guard and tombstones leave the collection equal to the table."""
+    result = initial_sync(moto, target, items=240, segments=2, page_size=40, follow=True,
+                          kill_at=kill_at)
+    assert result.converged and result.verify_ok and result.regressions == 0, result.details
+
+
 def test_a_copy_killed_mid_segment_resumes_and_still_converges_under_the_writer(
     moto: Any, target: Any
 ) -> None:
