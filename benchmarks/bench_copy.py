@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import tempfile
@@ -36,10 +35,12 @@ if str(ROOT) not in sys.path:
 os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
 
 
-def _rss_mb() -> float:
+def _rss_mb(field: str = "VmRSS") -> float:
+    """From /proc/self/status. ``VmHWM`` is the peak RSS of this process image: unlike
+    ``ru_maxrss`` it does not carry the parent's peak across fork + exec."""
     with open("/proc/self/status") as status:
         for line in status:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) / 1024
     return 0.0
 
@@ -191,7 +192,7 @@ def memory_child(items: int) -> dict[str, Any]:
     copier = ScanCopy(_SyntheticScan(items), "t", lambda: Replicator(collection, settings),
                       ("pk",), SegmentStore(collection, "t"), segments=4, page_size=1000)
     stats = copier.run()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = _rss_mb("VmHWM")
     return {"items": items, "copied": stats.items_read, "rss_before_mb": round(before, 1),
             "peak_rss_mb": round(peak, 1), "items_per_s": round(stats.items_per_s, 1)}
 
@@ -213,6 +214,7 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=10_000)
     parser.add_argument("--quick", action="store_true", help="2,000 items; RSS at 2k/5k/10k")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--memory-only", action="store_true", help="only (2)")
     parser.add_argument("--memory-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child is not None:
@@ -221,8 +223,10 @@ def main() -> int:
     items = 2_000 if args.quick else args.items
     sizes = [2_000, 5_000, 10_000] if args.quick else [10_000, 25_000, 50_000]
     print(f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} cpus")
-    print(f"(1) copy of {items} items, moto in-process -> mongomock (_id fast path):")
-    rows = throughput(items)
+    rows: list[dict[str, Any]] = []
+    if not args.memory_only:
+        print(f"(1) copy of {items} items, moto in-process -> mongomock (_id fast path):")
+        rows = throughput(items)
     print("(2) peak RSS of the copy (synthetic source, acknowledging target, 4 segments):")
     rss = memory(sizes)
     if args.json:
