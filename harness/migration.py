@@ -370,9 +370,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0 if result.ok else 1
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # -- a faster embedded target ------------------------------------------------------------------------
 @contextmanager
@@ -407,3 +404,7 @@ def mongomock_id_fast_path() -> Iterator[None]:
         yield
     finally:
         module.Collection._iter_documents = original
+
+
+if __name__ == "__main__":
+    sys.exit(main())
