@@ -81,8 +81,9 @@ def migration(session: nox.Session) -> None:
     source = session.posargs[0] if session.posargs else "moto"
     run = ("python", "-m", "harness.migration")
     session.run(*run, "initial-sync", "--source", source, "--items", "20000", "--segments", "4",
-                "--kill-at-page", "3")
-    session.run(*run, "gap-recovery", "--source", source, "--items", "20000", "--method", "re-copy")
+                "--kill-random", "7")
+    session.run(*run, "gap-recovery", "--source", source, "--items", "20000", "--method", "re-copy",
+                "--kill-random", "3")
     if source == "moto":  # DynamoDB Local has no export to S3
         session.run(*run, "gap-recovery", "--source", source, "--items", "20000",
                     "--method", "export")

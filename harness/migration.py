@@ -338,6 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--page-size", type=int, default=500)
     parser.add_argument("--kill-at-page", type=int, default=None,
                         help="kill the copy after this page of segment 0, then resume")
+    parser.add_argument("--kill-random", type=int, default=None, metavar="SEED",
+                        help="kill at a (segment, page) drawn from SEED, then resume")
     parser.add_argument("--method", choices=["re-copy", "export"], default="re-copy")
     parser.add_argument("--seed", type=int, default=12)
     parser.add_argument("--follow", action="store_true",
@@ -354,6 +356,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with backends(args.source, args.target) as (src, tgt), tempfile.TemporaryDirectory() as tmp, \
             fast:
         kill = (0, args.kill_at_page) if args.kill_at_page else None
+        if args.kill_random is not None:
+            rng = random.Random(args.kill_random)
+            pages = max(1, args.items // args.segments // args.page_size)
+            kill = (rng.randrange(args.segments), rng.randint(1, pages))
         if args.scenario == "initial-sync":
             run = initial_sync
             result = run(src, tgt, items=args.items, segments=args.segments,
