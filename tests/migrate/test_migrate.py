@@ -438,3 +438,18 @@ def test_replication_waiter_waits_for_a_running_poller_only() -> None:
     store.alive = moments[0] - timedelta(hours=1)  # a poller long gone: the delay alone
     wait()
     assert slept == [2.0, 2.0, 2.0, 2.0]
+
+
+# -- the wire target (real pymongo against mongoeco's server) ---------------------------------------
+def test_initial_sync_killed_and_resumed_on_the_wire_target(moto: Any, wire_target: Any) -> None:
+    result = initial_sync(moto, wire_target, items=150, segments=2, page_size=30,
+                          kill_at=(1, 1), writes_per_page=4, name="wire-sync")
+    assert result.converged and result.verify_ok and result.regressions == 0, result.details
+
+
+@pytest.mark.parametrize("method", ["re-copy", "export"])
+def test_gap_recovery_on_the_wire_target(moto: Any, wire_target: Any, tmp_path: Path,
+                                         method: str) -> None:
+    result = gap_recovery(moto, wire_target, items=120, method=method, export_dir=tmp_path,
+                          page_size=30, gap_writes=40, retained_writes=20)
+    assert result.converged and result.verify_ok, result.details["diff"]
