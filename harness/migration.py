@@ -102,6 +102,48 @@ class LiveWriter:
             self.counts["delete"] += 1
 
 
+class _Serialized:
+    """A boto3 client whose calls hold ``lock``: moto in-process is not thread-safe (a Scan
+    iterating a table's items while the writer inserts one raises "dictionary changed size during
+    iteration"), and in these scenarios the writer runs in the segments' threads. Against AWS the
+    writer is another process; here the calls take turns, the copy's MongoDB writes still overlap."""
+
+    def __init__(self, inner: Any, lock: Any) -> None:
+        self._inner = inner
+        self._lock = lock
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._inner, name)
+        if not callable(attribute) or name.startswith("_") or name == "meta":
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                return attribute(*args, **kwargs)
+
+        return call
+
+
+class SerializedSource:
+    """``source`` with every client call under one lock (see _Serialized)."""
+
+    def __init__(self, source: Any) -> None:
+        import threading
+
+        self._source = source
+        self._lock = threading.RLock()
+        self.name = source.name
+
+    def dynamodb(self) -> Any:
+        return _Serialized(self._source.dynamodb(), self._lock)
+
+    def streams(self) -> Any:
+        return _Serialized(self._source.streams(), self._lock)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._source, name)
+
+
 # -- running ---------------------------------------------------------------------------------------
 @dataclass
 class ScenarioResult:
@@ -148,6 +190,7 @@ def initial_sync(source: Any, target: Any, *, items: int = 300, segments: int = 
     """Pre-fill, sync with a live writer (killed at ``(segment, page)`` and resumed, if given),
     converge, verify under the writer, and check that no document regresses after handover."""
     started_at = time.monotonic()
+    source = SerializedSource(source)
     result = ScenarioResult(name, source.name, target.name, items, killed_at=kill_at)
     spec = TableSpec(f"{name}-{seed}-{items}", ("pk", "S"))
     table = source.create_table(spec)
@@ -246,6 +289,7 @@ def gap_recovery(source: Any, target: Any, *, items: int = 200, method: str = "r
     """Replicate, stop, write through a gap whose records expire, write more (retained), then
     ``recover`` (re-copy, or an incremental export written in AWS's layout) and converge."""
     started_at = time.monotonic()
+    source = SerializedSource(source)
     result = ScenarioResult(f"gap-recovery ({method})", source.name, target.name, items)
     spec = TableSpec(f"gap-{method}-{seed}-{items}", ("pk", "S"))
     table = source.create_table(spec)
