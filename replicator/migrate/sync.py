@@ -152,6 +152,8 @@ def sync_scan(
         report.copy = copier.run()
     report.copy_finished_at = now()
     handover(poller, report, now)
+    # Done: a later `replicator sync` copies again (a rerun before this point resumes instead).
+    store.clear()
     log.info("sync of %s: %d items copied (%d already newer from the stream), %d stream "
              "records applied; consistent at %s", poller.table_name, report.copy.items_written,
              report.copy.items_skipped_newer, report.stream_records_applied,
