@@ -98,3 +98,27 @@ def chaos(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     _install(session)
     session.run("python", "benchmarks/bench_core.py", *session.posargs)
+
+
+@nox.session
+def migration(session: nox.Session) -> None:
+    """Issue #12 at full size: initial-sync (20,000 items, live writer, killed and resumed) and
+    gap-recovery (both methods) on moto + mongomock with the _id fast path; the small versions
+    run in the test suite (tests/migrate). ``-- dynamodb-local`` runs them on DynamoDB Local."""
+    _install(session)
+    source = session.posargs[0] if session.posargs else "moto"
+    run = ("python", "-m", "harness.migration")
+    session.run(*run, "initial-sync", "--source", source, "--items", "20000", "--segments", "4",
+                "--kill-random", "7")
+    session.run(*run, "gap-recovery", "--source", source, "--items", "20000", "--method", "re-copy",
+                "--kill-random", "3")
+    if source == "moto":  # DynamoDB Local has no export to S3
+        session.run(*run, "gap-recovery", "--source", source, "--items", "20000",
+                    "--method", "export")
+
+
+@nox.session
+def bench_copy(session: nox.Session) -> None:
+    """Copy items/s by segments, export, baseline and resync; RSS 10k -> 50k (one run)."""
+    _install(session)
+    session.run("python", "benchmarks/bench_copy.py", *session.posargs)

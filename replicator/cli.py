@@ -3,6 +3,7 @@
     replicator run --table NAME --mongodb-uri URI [options]    replicate until SIGTERM/SIGINT
     replicator resync --table NAME --mongodb-uri URI --yes     rebuild the collection from the table
     replicator checkpoints --table NAME --mongodb-uri URI      show (or --delete) the checkpoints
+    replicator sync | verify | recover --table NAME ...        migrate a live table (docs/migration.md)
 
 The MongoDB URI can come from ``MONGODB_URI`` instead of ``--mongodb-uri`` (better: a command line
 is visible to every user of the machine); it is never printed. AWS credentials and region come
@@ -182,6 +183,10 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     show.add_argument("--delete", action="store_true", help="delete them (with --yes)")
     show.add_argument("--yes", action="store_true")
     show.set_defaults(func=cmd_checkpoints)
+
+    from replicator.migrate.cli import add_commands  # sync, verify, recover (docs/migration.md)
+
+    add_commands(commands, common)
     return parser
 
 

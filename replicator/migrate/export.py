@@ -1,0 +1,430 @@
+"""Reading a DynamoDB export to S3 (AWS's documented layout) into the collection.
+
+Layout (DynamoDB Developer Guide, "DynamoDB table export output format")::
+
+    <prefix>/AWSDynamoDB/<ExportId>/manifest-summary.json   exportType, exportTime, itemCount,
+                                                            manifestFilesS3Key, outputFormat
+    <prefix>/AWSDynamoDB/<ExportId>/manifest-files.json     one JSON object a line:
+                                                            {"itemCount", "md5Checksum", "etag",
+                                                             "dataFileS3Key"}
+    <prefix>/AWSDynamoDB/<ExportId>/data/<name>.json.gz     gzipped DynamoDB-JSON lines
+
+A full export's line is ``{"Item": {...}}``; an incremental export's line is
+``{"Metadata": {"WriteTimestampMicros": {"N": ...}}, "Keys": {...}, "NewImage": {...},
+"OldImage": {...}}`` -- the item's state at the end of the period, no ``NewImage`` when it was
+deleted (only the final state of each item changed in the period is exported).
+
+Each data file is an independent unit of work: it is read and written through the core on its
+own, by a process pool (``workers``), and a machine can take a share of the files (``worker``
+i of N: files whose position in the sorted manifest is i modulo N). A file's completion is kept
+in the ``<collection>_sync`` collection, so a rerun skips loaded files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from replicator.core import Replicator
+from replicator.errors import ConfigurationError, ReplicationError
+from replicator.migrate.records import COPY_SEQUENCE, Record, item_record, removal_record
+
+log = logging.getLogger("replicator.migrate")
+FULL = "FULL_EXPORT"
+INCREMENTAL = "INCREMENTAL_EXPORT"
+KIND = "export-file"
+BATCH = 500
+
+
+@dataclass(frozen=True)
+class DataFile:
+    key: str  # dataFileS3Key as the manifest names it
+    item_count: int
+    location: str  # a local path or s3://bucket/key
+
+
+@dataclass(frozen=True)
+class ExportManifest:
+    location: str
+    export_type: str
+    export_arn: str | None
+    export_time: datetime | None
+    export_from_time: datetime | None
+    export_to_time: datetime | None
+    item_count: int | None
+    files: tuple[DataFile, ...]
+
+    def share(self, worker: int, workers: int) -> list[DataFile]:
+        """Worker ``worker`` of ``workers``: every data file whose position is ``worker`` mod N."""
+        if not 0 <= worker < workers:
+            raise ConfigurationError(f"--worker {worker}/{workers}: i must be 0..N-1")
+        ordered = sorted(self.files, key=lambda f: f.key)
+        return [f for n, f in enumerate(ordered) if n % workers == worker]
+
+
+# -- where the files are -------------------------------------------------------------------------
+def read_bytes(location: str, s3: Any = None) -> bytes:
+    if location.startswith("s3://"):
+        bucket, _, key = location[5:].partition("/")
+        client = s3 if s3 is not None else _s3_client()
+        return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    return Path(location).read_bytes()
+
+
+def _s3_client() -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+def load_manifest(location: str, s3: Any = None) -> ExportManifest:
+    """The export at ``location``: a local directory or ``s3://bucket/<prefix>/AWSDynamoDB/<id>``
+    holding manifest-summary.json."""
+    base = location.rstrip("/")
+    try:
+        summary = json.loads(read_bytes(f"{base}/manifest-summary.json", s3))
+    except FileNotFoundError:
+        raise ConfigurationError(f"no manifest-summary.json in {location}: not an export "
+                                 "directory (give .../AWSDynamoDB/<ExportId>)") from None
+    if summary.get("outputFormat", "DYNAMODB_JSON") != "DYNAMODB_JSON":
+        raise ConfigurationError(f"export format {summary.get('outputFormat')}: only "
+                                 "DYNAMODB_JSON is read")
+    manifest_key = str(summary.get("manifestFilesS3Key") or "manifest-files.json")
+    lines = read_bytes(_sibling(base, manifest_key), s3).decode("utf-8").splitlines()
+    files = []
+    for line in lines:
+        if not line.strip():
+            continue
+        entry = json.loads(line)
+        key = str(entry["dataFileS3Key"])
+        files.append(DataFile(key, int(entry.get("itemCount", 0)), _sibling(base, key)))
+    return ExportManifest(
+        location=base,
+        export_type=str(summary.get("exportType", FULL)),
+        export_arn=summary.get("exportArn"),
+        export_time=_time(summary.get("exportTime")),
+        export_from_time=_time(summary.get("exportFromTime")),
+        export_to_time=_time(summary.get("exportToTime")),
+        item_count=summary.get("itemCount"),
+        files=tuple(files),
+    )
+
+
+def _sibling(base: str, key: str) -> str:
+    """A manifest names files by their full S3 key; keep the part from ``data/`` (or the name)
+    and find it under the export directory, so a copied-down export reads the same."""
+    tail = key.split("/data/", 1)[1] if "/data/" in key else None
+    if key.startswith("data/"):
+        tail = key[5:]
+    if tail is not None:
+        return f"{base}/data/{tail}"
+    return f"{base}/{key.rsplit('/', 1)[-1]}"
+
+
+def _time(value: Any) -> datetime | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00")).astimezone(timezone.utc)
+
+
+# -- lines to records ----------------------------------------------------------------------------
+def lines_of(data: bytes) -> Iterator[dict[str, Any]]:
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
+        for raw in stream:
+            if raw.strip():
+                yield json.loads(raw)
+
+
+def deserialize(value: Any) -> Any:
+    """DynamoDB JSON as written by an export -> the shapes boto3 hands out (``B`` as bytes)."""
+    import base64
+
+    if isinstance(value, dict):
+        if len(value) == 1:
+            ((tag, inner),) = value.items()
+            if tag == "B" and isinstance(inner, str):
+                return {"B": base64.b64decode(inner)}
+            if tag == "BS" and isinstance(inner, list):
+                return {"BS": [base64.b64decode(v) for v in inner]}
+            if tag == "M" and isinstance(inner, dict):
+                return {"M": {k: deserialize(v) for k, v in inner.items()}}
+            if tag == "L" and isinstance(inner, list):
+                return {"L": [deserialize(v) for v in inner]}
+            if tag in ("S", "N", "BOOL", "NULL", "SS", "NS"):
+                return value
+        return {k: deserialize(v) for k, v in value.items()}
+    return value
+
+
+def record_of(line: Mapping[str, Any], export_type: str, key_schema: Sequence[str],
+              sequence: str, event_id: str) -> Record:
+    if export_type == FULL:
+        return item_record(deserialize(line["Item"]), key_schema, sequence, event_id,
+                           source="replicator:export")
+    keys = deserialize(line["Keys"])
+    new_image = line.get("NewImage")
+    if new_image is not None:
+        return item_record(deserialize(new_image), key_schema, sequence, event_id,
+                           source="replicator:export")
+    old = line.get("OldImage")
+    return removal_record(keys, sequence, event_id, deserialize(old) if old else None,
+                          source="replicator:export")
+
+
+# -- loading -------------------------------------------------------------------------------------
+@dataclass
+class FileResult:
+    key: str
+    lines: int = 0
+    written: int = 0
+    skipped_newer: int = 0
+    quarantined: int = 0
+    deletes: int = 0
+
+
+@dataclass
+class ExportStats:
+    files: int = 0
+    files_already_loaded: int = 0
+    lines: int = 0
+    written: int = 0
+    skipped_newer: int = 0
+    quarantined: int = 0
+    deletes: int = 0
+    elapsed_s: float = 0.0
+    per_file: list[FileResult] = field(default_factory=list)
+
+    @property
+    def items_per_s(self) -> float:
+        return self.lines / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def add(self, result: FileResult) -> None:
+        self.per_file.append(result)
+        self.lines += result.lines
+        self.written += result.written
+        self.skipped_newer += result.skipped_newer
+        self.quarantined += result.quarantined
+        self.deletes += result.deletes
+
+
+def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
+              key_schema: Sequence[str], sequence: str = COPY_SEQUENCE, s3: Any = None,
+              max_attempts: int = 10) -> FileResult:
+    """Read one data file and write its lines through ``replicator`` in batches."""
+    result = FileResult(data_file.key)
+    batch: list[Record] = []
+
+    def flush() -> None:
+        attempt = 0
+        while batch:
+            outcome = replicator.process(batch)
+            if not outcome.failures:
+                result.written += outcome.applied
+                result.skipped_newer += outcome.stale
+                result.quarantined += len(outcome.quarantined)
+                batch.clear()
+                return
+            attempt += 1
+            if attempt >= max_attempts:
+                raise ReplicationError(f"{data_file.key}: writes failed {attempt} times: "
+                                       f"{outcome.failures[0][1]}")
+            time.sleep(min(30.0, 0.2 * 2 ** attempt))
+
+    for number, line in enumerate(lines_of(read_bytes(data_file.location, s3))):
+        record = record_of(line, export_type, key_schema, sequence,
+                           f"export-{data_file.key}-{number}")
+        result.lines += 1
+        if record["eventName"] == "REMOVE":
+            result.deletes += 1
+        batch.append(record)
+        if len(batch) >= BATCH:
+            flush()
+    flush()
+    return result
+
+
+def _mark_done(progress: Any, manifest: ExportManifest, data_file: DataFile,
+               result: FileResult) -> None:
+    if progress is None:
+        return
+    progress.update_one(
+        {"_id": f"{manifest.export_arn or manifest.location}#{data_file.key}"},
+        {"$set": {"kind": KIND, "export": manifest.export_arn or manifest.location,
+                  "key": data_file.key, "lines": result.lines, "done": True,
+                  "updated_at": datetime.now(timezone.utc)}},
+        upsert=True)
+
+
+def _loaded(progress: Any, manifest: ExportManifest) -> set[str]:
+    if progress is None:
+        return set()
+    return {d["key"] for d in progress.find(
+        {"kind": KIND, "export": manifest.export_arn or manifest.location, "done": True})}
+
+
+@dataclass(frozen=True)
+class WorkerTarget:
+    """What a pool process needs to open its own connection (a client cannot be pickled)."""
+
+    mongodb_uri: str
+    database: str
+    collection: str
+    settings: Any
+    key_schema: tuple[str, ...]
+
+
+_WORKER_REPLICATOR: dict[WorkerTarget, Replicator] = {}
+
+
+def _pool_load(target: WorkerTarget, data_file: DataFile, export_type: str,
+               sequence: str) -> FileResult:
+    replicator = _WORKER_REPLICATOR.get(target)
+    if replicator is None:
+        from pymongo import MongoClient
+
+        client: Any = MongoClient(target.mongodb_uri, appname="ddb-mongo-replicator-export")
+        replicator = Replicator(client[target.database][target.collection], target.settings)
+        _WORKER_REPLICATOR[target] = replicator
+    return load_file(data_file, export_type, replicator, target.key_schema, sequence)
+
+
+def load_export(
+    manifest: ExportManifest,
+    *,
+    key_schema: Sequence[str],
+    make_replicator: Callable[[], Replicator] | None = None,
+    worker_target: WorkerTarget | None = None,
+    processes: int = 0,
+    worker: tuple[int, int] = (0, 1),
+    sequence: str = COPY_SEQUENCE,
+    progress: Any = None,
+    on_file: Callable[[FileResult], None] | None = None,
+    s3: Any = None,
+) -> ExportStats:
+    """Load this worker's share of the export's data files.
+
+    ``processes`` > 0: a process pool, each process writing through its own connection
+    (``worker_target``); 0: in this process through ``make_replicator()`` (tests, small exports).
+    ``progress``: the collection keeping each loaded file (a rerun skips them).
+    """
+    files = manifest.share(*worker)
+    stats = ExportStats(files=len(files))
+    loaded = _loaded(progress, manifest)
+    todo = [f for f in files if f.key not in loaded]
+    stats.files_already_loaded = len(files) - len(todo)
+    started = time.monotonic()
+    schema = tuple(key_schema)
+
+    def finished(data_file: DataFile, result: FileResult) -> None:
+        stats.add(result)
+        _mark_done(progress, manifest, data_file, result)
+        if on_file is not None:
+            on_file(result)
+
+    if processes > 0:
+        if worker_target is None:
+            raise ConfigurationError("a process pool needs a MongoDB URI (worker_target)")
+        with ProcessPoolExecutor(max_workers=processes) as pool:
+            futures = {pool.submit(_pool_load, worker_target, f, manifest.export_type, sequence): f
+                       for f in todo}
+            for future, data_file in futures.items():
+                finished(data_file, future.result())
+    else:
+        if make_replicator is None:
+            raise ConfigurationError("give make_replicator (or processes and worker_target)")
+        replicator = make_replicator()
+        for data_file in todo:
+            finished(data_file, load_file(data_file, manifest.export_type, replicator, schema,
+                                          sequence, s3))
+    stats.elapsed_s = time.monotonic() - started
+    log.info("export %s: %d files (%d loaded before), %d lines, %d written, %d newer kept",
+             manifest.export_arn or manifest.location, stats.files,
+             stats.files_already_loaded, stats.lines, stats.written, stats.skipped_newer)
+    return stats
+
+
+# -- writing an export in AWS's layout (tests, benchmarks, local trials) -------------------------
+def write_export(directory: str | Path, lines_per_file: Sequence[Sequence[Mapping[str, Any]]], *,
+                 export_type: str = FULL, export_id: str = "01700000000000-abcdef12",
+                 table_arn: str = "arn:aws:dynamodb:us-east-1:123456789012:table/t",
+                 export_time: datetime | None = None, prefix: str = "exports",
+                 export_from_time: datetime | None = None,
+                 export_to_time: datetime | None = None) -> Path:
+    """Write ``lines_per_file`` (export lines, DynamoDB JSON with base64 binaries) as an export in
+    AWS's layout under ``directory``; returns the export directory (.../AWSDynamoDB/<id>)."""
+    root = Path(directory) / prefix / "AWSDynamoDB" / export_id
+    (root / "data").mkdir(parents=True, exist_ok=True)
+    entries = []
+    total = 0
+    for number, lines in enumerate(lines_per_file):
+        name = f"{number:05d}-{export_id[-8:]}.json.gz"
+        body = "".join(json.dumps(line) + "\n" for line in lines).encode()
+        (root / "data" / name).write_bytes(gzip.compress(body))
+        entries.append({"itemCount": len(lines), "md5Checksum": "", "etag": "",
+                        "dataFileS3Key": f"{prefix}/AWSDynamoDB/{export_id}/data/{name}"})
+        total += len(lines)
+    (root / "manifest-files.json").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    moment = (export_time or datetime.now(timezone.utc)).isoformat().replace("+00:00", "Z")
+    summary: dict[str, Any] = {
+        "version": "2023-08-01" if export_type == INCREMENTAL else "2020-06-30",
+        "exportArn": f"{table_arn}/export/{export_id}", "startTime": moment, "endTime": moment,
+        "tableArn": table_arn, "exportTime": moment, "s3Bucket": "bucket", "s3Prefix": prefix,
+        "s3SseAlgorithm": "AES256", "manifestFilesS3Key":
+            f"{prefix}/AWSDynamoDB/{export_id}/manifest-files.json",
+        "billedSizeBytes": 0, "itemCount": total, "outputFormat": "DYNAMODB_JSON",
+        "exportType": export_type,
+    }
+    if export_from_time is not None:
+        summary["exportFromTime"] = export_from_time.isoformat().replace("+00:00", "Z")
+    if export_to_time is not None:
+        summary["exportToTime"] = export_to_time.isoformat().replace("+00:00", "Z")
+    (root / "manifest-summary.json").write_text(json.dumps(summary))
+    (root / "_started").write_bytes(b"")
+    return root
+
+
+def export_json(value: Any) -> Any:
+    """A boto3 attribute value -> export DynamoDB JSON (bytes as base64 text)."""
+    import base64
+
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, dict):
+        return {k: export_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [export_json(v) for v in value]
+    return value
+
+
+# -- asking DynamoDB for an export ---------------------------------------------------------------
+def request_export(dynamodb: Any, table_arn: str, bucket: str, prefix: str, *,
+                   incremental: tuple[datetime, datetime] | None = None,
+                   poll_s: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> str:
+    """ExportTableToPointInTime (full, or INCREMENTAL_EXPORT over ``(from, to)``), wait for it,
+    return the s3:// location of its manifest directory. Needs point-in-time recovery."""
+    request: dict[str, Any] = {"TableArn": table_arn, "S3Bucket": bucket, "S3Prefix": prefix,
+                               "ExportFormat": "DYNAMODB_JSON"}
+    if incremental is not None:
+        request["ExportType"] = INCREMENTAL
+        request["IncrementalExportSpecification"] = {
+            "ExportFromTime": incremental[0], "ExportToTime": incremental[1],
+            "ExportViewType": "NEW_AND_OLD_IMAGES"}
+    description = dynamodb.export_table_to_point_in_time(**request)["ExportDescription"]
+    arn = description["ExportArn"]
+    while description.get("ExportStatus") == "IN_PROGRESS":
+        sleep(poll_s)
+        description = dynamodb.describe_export(ExportArn=arn)["ExportDescription"]
+    if description.get("ExportStatus") != "COMPLETED":
+        raise ReplicationError(f"export {arn} ended {description.get('ExportStatus')}: "
+                               f"{description.get('FailureMessage', '')}")
+    manifest = str(description["ExportManifest"])  # .../AWSDynamoDB/<id>/manifest-summary.json
+    return f"s3://{bucket}/{manifest.rsplit('/', 1)[0]}"

@@ -1,0 +1,64 @@
+"""Copied items and export lines as stream-shaped records, so they go through the same core.
+
+A record made here carries a sequence number chosen by the caller:
+
+* ``COPY_SEQUENCE`` ("0") for the initial copy: below every real sequence number, so the
+  stale-write guard lets a copied item in only where no stream change of it was applied, and a
+  tombstone keeps a deleted item from coming back (the same rule as ``resync``'s scan).
+* ``after(sequence)`` for a gap recovery: just above the last position applied before the gap, so
+  the copy replaces what was written before the gap but never what the stream applied since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from replicator.errors import ConfigurationError
+
+Record = dict[str, Any]
+COPY_SEQUENCE = "0"
+#: Records of a copy carry full images: no read-back is needed whatever the stream's view type.
+VIEW = "NEW_AND_OLD_IMAGES"
+
+
+def after(sequence_number: str) -> str:
+    """The next sequence number (numeric strings of up to 40 digits)."""
+    return str(int(sequence_number) + 1)
+
+
+def item_record(item: Mapping[str, Any], key_schema: Sequence[str], sequence: str,
+                event_id: str, *, source: str = "replicator:copy") -> Record:
+    """A scanned or exported item as an INSERT record."""
+    missing = [k for k in key_schema if k not in item]
+    if missing:
+        raise ConfigurationError(
+            f"item lacks key attribute(s) {missing} (event {event_id}): wrong key schema?")
+    return {
+        "eventID": event_id,
+        "eventName": "INSERT",
+        "eventSource": source,
+        "dynamodb": {
+            "Keys": {k: item[k] for k in key_schema},
+            "NewImage": dict(item),
+            "SequenceNumber": sequence,
+            "StreamViewType": VIEW,
+            "ApproximateCreationDateTime": datetime.now(timezone.utc),
+        },
+    }
+
+
+def removal_record(keys: Mapping[str, Any], sequence: str, event_id: str,
+                   old_image: Mapping[str, Any] | None = None, *,
+                   source: str = "replicator:copy") -> Record:
+    dynamodb: dict[str, Any] = {
+        "Keys": dict(keys),
+        "SequenceNumber": sequence,
+        "StreamViewType": VIEW,
+        "ApproximateCreationDateTime": datetime.now(timezone.utc),
+    }
+    if old_image is not None:
+        dynamodb["OldImage"] = dict(old_image)
+    return {"eventID": event_id, "eventName": "REMOVE", "eventSource": source,
+            "dynamodb": dynamodb}

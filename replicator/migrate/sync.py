@@ -1,0 +1,238 @@
+"""``replicator sync``: copy a live table into MongoDB and hand over to the stream.
+
+Positions first (the order dsync and NimoShake also use, made safe here by the guard):
+
+1. **Positions.** The poller opens every shard at ``LATEST`` (a stream marker is saved, so a later
+   run knows the stream) before a single item is read: every change made from then on is in the
+   stream after these iterators.
+2. **Copy.** The table's items go through the same Replicator as INSERTs with sequence number
+   "0" (records.py): a copied item never overwrites a document a stream change wrote, and a
+   tombstone keeps an item deleted by the stream from coming back. Source: a Parallel Scan
+   (copy.py, resumable per segment) or a DynamoDB export to S3 (export.py).
+3. **Handover.** The poller applies the stream from the positions of step 1 until it is caught up
+   (``consistent_at``); ``replicator run`` (or a Lambda event source mapping) continues from there.
+
+A killed sync is run again: the copy resumes per segment (or per export data file); the poller's
+shards without a checkpoint restart at ``TRIM_HORIZON`` (an iterator at LATEST cannot be saved
+before a record is read), which applies more records than needed but never fewer.
+
+The stream keeps records 24 hours (DynamoDB Streams docs): the copy must finish (or the poller
+must run beside it, ``replicator run``) within that time, else the handover raises
+ResyncRequired and ``replicator recover`` takes over.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from replicator.core import Replicator
+from replicator.errors import ConfigurationError
+from replicator.migrate.copy import CopyInterrupted, CopyStats, ScanCopy
+from replicator.migrate.export import ExportManifest, ExportStats, WorkerTarget, load_export
+from replicator.migrate.records import COPY_SEQUENCE
+from replicator.migrate.segments import SegmentStore
+from replicator.migrate.throttle import ReadCapacityThrottle
+from replicator.poller import RETENTION, Poller, PollerStats
+
+log = logging.getLogger("replicator.migrate")
+SYNC_KIND = "sync"
+
+
+@dataclass
+class SyncReport:
+    table: str
+    source: str
+    positions_at: datetime | None = None
+    positions: str = "LATEST"
+    copy_started_at: datetime | None = None
+    copy_finished_at: datetime | None = None
+    #: the handover caught up with the stream: from then on the collection is the table, lagging
+    #: only by the replication lag
+    consistent_at: datetime | None = None
+    stream_records_applied: int = 0
+    stream_records_stale: int = 0
+    copy: CopyStats | None = None
+    export: ExportStats | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "table": self.table, "source": self.source, "positions": self.positions,
+            "stream_records_applied": self.stream_records_applied,
+            "stream_records_stale": self.stream_records_stale, "notes": self.notes,
+        }
+        for name in ("positions_at", "copy_started_at", "copy_finished_at", "consistent_at"):
+            value = getattr(self, name)
+            out[name] = value.isoformat() if value else None
+        if self.copy is not None:
+            out["copy"] = {**asdict(self.copy), "items_per_s": round(self.copy.items_per_s, 1)}
+        if self.export is not None:
+            data = asdict(self.export)
+            data.pop("per_file")
+            out["export"] = {**data, "items_per_s": round(self.export.items_per_s, 1)}
+        return out
+
+
+def copy_replicator_factory(poller: Poller) -> Callable[[], Replicator]:
+    """Replicators for the copy: the poller's settings (key schema from DescribeTable), no
+    read-back (copied records carry full images)."""
+    poller._make_replicator()  # fills the key schema in the poller's settings
+    settings = poller.settings
+    if not settings.guard:
+        raise ConfigurationError("sync needs the stale-write guard (REPLICATOR_GUARD=true): "
+                                 "without it a copied item could overwrite a newer change")
+    collection = poller.collection
+    return lambda: Replicator(collection, settings)
+
+
+def record_positions(poller: Poller, *, trim_horizon: bool = False) -> PollerStats:
+    """Step 1: open the shards (LATEST, or TRIM_HORIZON) and apply whatever one poll brings."""
+    poller.starting_position = "TRIM_HORIZON" if trim_horizon else "LATEST"
+    poller.prepare()
+    return poller.run(once=True, idle_polls=1)
+
+
+def handover(poller: Poller, report: SyncReport, now: Callable[[], datetime]) -> None:
+    """Step 3: apply the stream from the recorded positions until a poll brings nothing."""
+    stats = poller.run(once=True)
+    report.stream_records_applied += stats.records_applied
+    report.stream_records_stale += stats.stale
+    report.consistent_at = now()
+    poller.checkpoints.collection.update_one(
+        {"_id": f"{poller.table_name}#{SYNC_KIND}"},
+        {"$set": {"kind": SYNC_KIND, "table": poller.table_name, "source": report.source,
+                  "consistent_at": report.consistent_at}}, upsert=True)
+
+
+def sync_scan(
+    poller: Poller,
+    *,
+    segments: int = 4,
+    concurrency: int | None = None,
+    page_size: int = 1000,
+    consistent_read: bool = False,
+    read_units_per_s: float | None = None,
+    restart: bool = False,
+    follow: bool = False,
+    store: SegmentStore | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    after_page: Callable[[int, int], None] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> SyncReport:
+    """Positions, Parallel Scan copy, handover (module docstring).
+
+    ``follow``: the poller applies the stream in a thread while the copy runs (the guard makes
+    any interleaving safe), so the handover has little left to do and the shard iterators never
+    sit idle past their 15-minute expiry; otherwise the stream is applied after the copy.
+    """
+    report = SyncReport(table=poller.table_name, source=f"scan ({segments} segments)")
+    make_replicator = copy_replicator_factory(poller)
+    store = store or SegmentStore.beside(poller.collection, poller.table_name)
+    if restart:
+        store.clear()
+    first = record_positions(poller)
+    report.positions_at = now()
+    report.stream_records_applied += first.records_applied
+    report.copy_started_at = now()
+    throttle = ReadCapacityThrottle(read_units_per_s) if read_units_per_s else None
+    copier = ScanCopy(
+        poller.dynamodb, poller.table_name, make_replicator, poller.info.key_schema, store,
+        segments=segments, concurrency=concurrency, page_size=page_size,
+        consistent_read=consistent_read, throttle=throttle,
+        on_progress=on_progress, after_page=after_page, stop=poller.stop_event,
+    )
+    if follow:
+        report.copy = _copy_while_following(poller, copier, report)
+    else:
+        report.copy = copier.run()
+    report.copy_finished_at = now()
+    handover(poller, report, now)
+    # Done: a later `replicator sync` copies again (a rerun before this point resumes instead).
+    store.clear()
+    log.info("sync of %s: %d items copied (%d already newer from the stream), %d stream "
+             "records applied; consistent at %s", poller.table_name, report.copy.items_written,
+             report.copy.items_skipped_newer, report.stream_records_applied,
+             report.consistent_at.isoformat() if report.consistent_at else "?")
+    return report
+
+
+def _copy_while_following(poller: Poller, copier: ScanCopy, report: SyncReport) -> CopyStats:
+    failure: list[BaseException] = []
+
+    def follow() -> None:
+        try:
+            stats = poller.run()
+            report.stream_records_applied += stats.records_applied
+        except BaseException as error:  # handed to the main thread
+            failure.append(error)
+            poller.stop()  # the copy stops after its current pages
+
+    follower = threading.Thread(target=follow, name="stream-follower", daemon=True)
+    follower.start()
+    try:
+        copied = copier.run()
+    except CopyInterrupted:
+        if failure:  # the follower stopped the copy: its error is the cause
+            follower.join()
+            raise failure[0] from None
+        raise
+    finally:
+        poller.stop()  # the follower ends after its current batch, checkpointed
+        follower.join()
+    if failure:
+        raise failure[0]
+    poller.stop_event.clear()  # ours, not a signal's: a signal during the copy interrupts it
+    return copied
+
+
+def sync_export(
+    poller: Poller,
+    manifest: ExportManifest,
+    *,
+    processes: int = 0,
+    worker: tuple[int, int] = (0, 1),
+    worker_target: WorkerTarget | None = None,
+    on_file: Callable[[Any], None] | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    s3: Any = None,
+) -> SyncReport:
+    """Positions, the export's items (full export), handover.
+
+    An export is a snapshot at its ``exportTime``, taken before this command started: the stream
+    is applied from ``TRIM_HORIZON``, which holds every change since the snapshot as long as it is
+    less than 24 hours old (checked). Only worker 0 of N hands over; the others only load files.
+    """
+    if manifest.export_type != "FULL_EXPORT":
+        raise ConfigurationError("sync reads a full export; an incremental one is for "
+                                 "`replicator recover`")
+    moment = now()
+    if manifest.export_time is None or moment - manifest.export_time > RETENTION - timedelta(hours=1):
+        raise ConfigurationError(
+            f"the export's exportTime ({manifest.export_time}) is not within the stream's last "
+            "23 hours: the changes since it may be gone from the stream; take a new export")
+    report = SyncReport(table=poller.table_name, source="export", positions="TRIM_HORIZON")
+    make_replicator = copy_replicator_factory(poller)
+    first_worker = worker[0] == 0
+    if first_worker:
+        report.stream_records_applied += record_positions(poller, trim_horizon=True).records_applied
+        report.positions_at = now()
+    report.copy_started_at = now()
+    target = worker_target
+    if target is not None and processes > 0:
+        target = replace(target, settings=poller.settings, key_schema=poller.info.key_schema)
+    report.export = load_export(
+        manifest, key_schema=poller.info.key_schema, make_replicator=make_replicator,
+        worker_target=target, processes=processes, worker=worker, sequence=COPY_SEQUENCE,
+        progress=SegmentStore.beside(poller.collection, poller.table_name).collection,
+        on_file=on_file, s3=s3)
+    report.copy_finished_at = now()
+    if first_worker:
+        handover(poller, report, now)
+    else:
+        report.notes.append("not worker 0: the handover (stream) is worker 0's")
+    return report
