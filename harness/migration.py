@@ -268,10 +268,16 @@ class TrimmedStreams:
         return self.inner.get_shard_iterator(**request)
 
     def get_records(self, **request: Any) -> Any:
-        page = self.inner.get_records(**request)
-        page["Records"] = [r for r in page.get("Records", [])
-                           if int(r["dynamodb"]["SequenceNumber"]) > self.trim_at]
-        return page
+        # Expired records are gone, not empty pages: read past them (an empty page would tell
+        # the poller it is caught up while retained records follow).
+        while True:
+            page = self.inner.get_records(**request)
+            records = page.get("Records", [])
+            kept = [r for r in records if int(r["dynamodb"]["SequenceNumber"]) > self.trim_at]
+            if kept or not records or not page.get("NextShardIterator"):
+                page["Records"] = kept
+                return page
+            request = {**request, "ShardIterator": page["NextShardIterator"]}
 
 
 def _last_sequence(source: Any, table: Table) -> str:

@@ -103,7 +103,7 @@ def handover(poller: Poller, report: SyncReport, now: Callable[[], datetime]) ->
     report.stream_records_applied += stats.records_applied
     report.stream_records_stale += stats.stale
     report.consistent_at = now()
-    poller.checkpoints.collection.update_one(
+    SegmentStore.beside(poller.collection, poller.table_name).collection.update_one(
         {"_id": f"{poller.table_name}#{SYNC_KIND}"},
         {"$set": {"kind": SYNC_KIND, "table": poller.table_name, "source": report.source,
                   "consistent_at": report.consistent_at}}, upsert=True)
