@@ -100,7 +100,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "benchmarks/bench_core.py", *session.posargs)
 
 
-@nox.session
+@nox.session(python=DEV_KIT_PYTHON)
 def migration(session: nox.Session) -> None:
     """Issue #12 at full size: initial-sync (20,000 items, live writer, killed and resumed) and
     gap-recovery (both methods) on moto + mongomock with the _id fast path; the small versions
@@ -117,7 +117,7 @@ def migration(session: nox.Session) -> None:
                     "--method", "export")
 
 
-@nox.session
+@nox.session(python=DEV_KIT_PYTHON)
 def bench_copy(session: nox.Session) -> None:
     """Copy items/s by segments, export, baseline and resync; RSS 10k -> 50k (one run)."""
     _install(session)

@@ -191,8 +191,6 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
             manifest = load_manifest(args.export)
             worker_target = None
             if args.processes > 0:
-                if getattr(target, "mock", False):
-                    raise ConfigurationError("--processes needs a real MongoDB URI")
                 worker_target = WorkerTarget(args.mongodb_uri or environ["MONGODB_URI"],
                                              target.collection.database.name,
                                              target.collection.name, None, ())

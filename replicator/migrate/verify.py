@@ -34,16 +34,6 @@ from replicator.settings import Settings
 log = logging.getLogger("replicator.migrate")
 Item = dict[str, Any]
 
-try:  # mongomock cannot store some field names; the write path escapes them there
-    from replicator.apply import is_mongomock, unescape_document
-except ImportError:  # pragma: no cover - the write path moved
-    def is_mongomock(collection: Any) -> bool:
-        return False
-
-    def unescape_document(document: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(document)
-
-
 @dataclass
 class Divergence:
     document_id: Any
@@ -128,7 +118,6 @@ class Verifier:
         self.rechecks = rechecks
         self.wait_for_replication = wait_for_replication
         self.after_page = after_page
-        self._unescape = is_mongomock(collection)
         self._lock = threading.Lock()
 
     # -- documents ---------------------------------------------------------------------------------
@@ -144,8 +133,6 @@ class Verifier:
         for start in range(0, len(ids), self.batch_size):
             chunk = list(ids[start:start + self.batch_size])
             for document in self.collection.find({"_id": {"$in": chunk}}):
-                if self._unescape:
-                    document = unescape_document(document)
                 document.pop(self.settings.sequence_field, None)
                 found[identity(document["_id"])] = document
         return found
