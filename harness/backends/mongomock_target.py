@@ -36,7 +36,13 @@ from typing import Any
 
 import bson
 from bson.decimal128 import Decimal128
-from pymongo.errors import BulkWriteError, DuplicateKeyError, OperationFailure, PyMongoError
+from pymongo.errors import (
+    BulkWriteError,
+    ConnectionFailure,
+    DuplicateKeyError,
+    OperationFailure,
+    PyMongoError,
+)
 from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, UpdateMany, UpdateOne
 from pymongo.results import BulkWriteResult
 
@@ -216,6 +222,10 @@ class MongomockCollection:
         for index, operation in enumerate(requests):
             try:
                 outcome = self.apply_one(operation)
+            except ConnectionFailure:
+                # A lost connection is no write error: pymongo raises it for the whole command,
+                # with the operations before it applied (as here) and the rest not.
+                raise
             except PyMongoError as error:
                 errors.append(self._write_error(index, operation, error))
                 if ordered:

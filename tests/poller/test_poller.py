@@ -451,7 +451,7 @@ def test_the_regression_watch_sees_a_resurrection_that_only_tombstones_prevent(
 
 
 def test_stop_during_retries_keeps_the_checkpoint_before_the_failing_record(moto: Any, mongo: Any) -> None:
-    from pymongo.errors import AutoReconnect
+    from pymongo.errors import OperationFailure
 
     table = make_table(moto, "stuck2")
     client = moto.dynamodb()
@@ -470,12 +470,15 @@ def test_stop_during_retries_keeps_the_checkpoint_before_the_failing_record(moto
                     # SIGTERM while the poller retries k2 (forever otherwise): set at a point of
                     # the run, not after a wall-clock delay, which a loaded machine may not reach.
                     stop.set()
-                # Transient (a retried kind): a permanent error would be quarantined, not retried.
-                raise AutoReconnect("k2: connection lost (injected)")
+                # A transient write error of k2 alone (WriteConflict, a retried kind): a permanent
+                # one would be quarantined, a lost connection would fail the whole bulk.
+                raise OperationFailure("k2: write conflict (injected, transient)", code=112)
             super().apply_one(operation)
 
+    # max_attempts is a safety net only: if the stop were never set, the run ends (and the
+    # assertion fails) instead of retrying forever.
     stats = poller_for(moto, table, FailsOnK2(mongo["stuck2"]), stop=stop, batch_size=10,
-                       backoff_base_s=0.01, backoff_max_s=0.05).run()
+                       backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=50).run()
     assert stats.stopped_by_signal and stats.retries == 3 and FailsOnK2.refusals == 3
     records = [r for batch in _all_records(moto, table).values() for r in batch]
     saved = CheckpointStore(mongo["stuck2_checkpoints"]).load(table.stream_arn)
