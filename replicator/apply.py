@@ -303,7 +303,7 @@ def encoding_problem(operation: Any) -> Rejection | None:
     """Encode the operation's parts as pymongo would; a Rejection naming the offending value's
     path when one cannot be encoded, else None. Reads pymongo's operation attributes (they have
     no public accessor); the planner makes only ReplaceOne, UpdateOne and DeleteOne."""
-    for part in _parts(operation):
+    for part in operation_parts(operation):
         try:
             bson.encode(part)
         except ENCODING_ERRORS as error:
@@ -312,7 +312,9 @@ def encoding_problem(operation: Any) -> Rejection | None:
     return None
 
 
-def _parts(operation: Any) -> Iterator[Mapping[str, Any]]:
+def operation_parts(operation: Any) -> Iterator[Mapping[str, Any]]:
+    """The documents pymongo encodes for one of the planner's operations: the filter, then the
+    replacement / update document (a pipeline's literal document, or each stage)."""
     selector = getattr(operation, "_filter", None)
     if isinstance(selector, Mapping):
         yield selector

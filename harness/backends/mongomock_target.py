@@ -47,6 +47,7 @@ from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, Upd
 from pymongo.results import BulkWriteResult
 
 from harness.backends.base import register_target
+from replicator.apply import operation_parts
 
 #: FULLWIDTH DOLLAR SIGN: stands for a leading "$" in a stored top-level name.
 DOLLAR_ESCAPE = "\uff04"
@@ -214,7 +215,7 @@ class MongomockCollection:
     def bulk_write(self, requests: Sequence[Any], ordered: bool = True, **_: Any) -> Any:
         requests = list(requests)
         for operation in requests:  # pymongo encodes the command before sending any of it
-            for part in _parts(operation):
+            for part in operation_parts(operation):
                 bson.encode(part)
         counts = {"nInserted": 0, "nUpserted": 0, "nMatched": 0, "nModified": 0, "nRemoved": 0}
         upserted: list[dict[str, Any]] = []
@@ -412,17 +413,6 @@ class _Cursor:
 
 
 # -- helpers -----------------------------------------------------------------------------------
-def _parts(operation: Any) -> Iterator[Mapping[str, Any]]:
-    selector = getattr(operation, "_filter", None)
-    if isinstance(selector, Mapping):
-        yield selector
-    document = getattr(operation, "_doc", None)
-    if isinstance(document, Mapping):
-        yield document
-    elif isinstance(document, list):
-        yield {"u": document}
-
-
 def _literal_replacement(update: Any) -> dict[str, Any] | None:
     """The document of ``[{"$replaceWith": {"$literal": doc}}]``, the planner's only pipeline."""
     if isinstance(update, list) and len(update) == 1:
