@@ -134,3 +134,88 @@ def test_a_malformed_target_uri_gives_a_clean_error_without_the_password() -> No
     assert "MongoDB" in output and "Traceback" not in output
     for piece in ("w0rdX", "p@ss", "ss:27017"):
         assert piece not in output
+
+
+# Issue #14 part 5: the rough edges a new user hits.
+
+
+@pytest.mark.parametrize(("option", "typo", "valid"), [
+    ("--source", "motoo", "moto-server"), ("--target", "mongoo", "mongomock"),
+])
+def test_a_mistyped_source_or_target_is_one_line_naming_the_valid_ones(
+    option: str, typo: str, valid: str
+) -> None:
+    result = runner.invoke(app, ["run", "smoke", option, typo])
+    assert result.exit_code == 2
+    assert isinstance(result.exception, SystemExit)  # a clean exit, not a KeyError
+    line = next(line for line in result.output.splitlines() if typo in line)
+    assert "valid:" in line and valid in line
+
+
+def test_replay_target_typo_is_refused_before_the_replay() -> None:
+    folder = FIXTURES / "seed_table"
+    result = runner.invoke(app, ["replay", "--table", str(folder / "table.json"),
+                                 "--events", str(folder / "events.json"), "--target", "mongoo"])
+    assert result.exit_code == 2 and "valid:" in result.output and "mongoeco" in result.output
+
+
+def test_replay_quarantines_a_record_without_sequence_number_and_goes_on(tmp_path: Path) -> None:
+    folder = FIXTURES / "seed_table"
+    events = json.loads((folder / "events.json").read_text())
+    del events["Records"][1]["dynamodb"]["SequenceNumber"]
+    (tmp_path / "events.json").write_text(json.dumps(events))
+    report = tmp_path / "r.json"
+    result = runner.invoke(app, ["replay", "--table", str(folder / "table.json"),
+                                 "--events", str(tmp_path / "events.json"),
+                                 "--report-json", str(report)])
+    assert result.exit_code == 0, result.output
+    assert not isinstance(result.exception, KeyError)
+    data = json.loads(report.read_text())
+    assert data["records"] == len(events["Records"]) and data["error"] is None
+
+
+def test_reports_go_into_missing_folders_and_their_paths_are_printed(tmp_path: Path) -> None:
+    report, junit, plot = (tmp_path / "a" / "r.json", tmp_path / "b" / "c" / "j.xml",
+                           tmp_path / "d" / "lag.png")
+    result = runner.invoke(app, ["run", "smoke", "--report-json", str(report), "--junit", str(junit),
+                                 "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    output = result.output.replace("\n", "")
+    for path in (report, junit, plot):
+        assert path.is_file()
+        assert str(path.resolve()) in output
+
+
+def test_a_report_path_that_is_a_folder_is_refused_before_the_run(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["run", "smoke", "--report-json", str(tmp_path)])
+    assert result.exit_code == 2 and "is a folder" in result.output.replace("\n", "")
+    assert "Scenario smoke" not in result.output  # refused before anything ran
+
+
+def test_all_skips_scenarios_that_need_a_real_topology(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.scenario as scenario_module
+
+    tiny = tmp_path / "tiny.toml"
+    tiny.write_text('name = "tiny"\ndescription = "x"\n[table]\npartition_key = {name = "id", '
+                    'type = "S"}\n[workload]\noperations = 5\nkeys = 2\n[expect]\nresult = "converge"\n')
+    shipped = [(scenario_module.resolve(n), scenario_module.load_scenario(n))
+               for n in ("sharded", "standalone")]
+    monkeypatch.setattr(scenario_module, "list_scenarios",
+                        lambda: [*shipped, (tiny, scenario_module.load_scenario(tiny))])
+    result = runner.invoke(app, ["run", "--all"])
+    assert result.exit_code == 0, result.output
+    assert "skipped sharded: needs target testcontainers-sharded" in result.output
+    assert "skipped standalone: needs target testcontainers-standalone" in result.output
+    assert "Scenario tiny: PASS" in result.output
+    assert "Scenario sharded" not in result.output
+
+
+def test_scenarios_name_their_own_target_and_hold_no_leftover_note() -> None:
+    from harness.scenario import SCENARIO_DIR, load_scenario
+
+    for name, target in (("sharded", "testcontainers-sharded"),
+                         ("standalone", "testcontainers-standalone")):
+        assert load_scenario(name).target["name"] == target
+        assert "the lead wires" not in (SCENARIO_DIR / f"{name}.toml").read_text()
