@@ -219,3 +219,42 @@ def test_scenarios_name_their_own_target_and_hold_no_leftover_note() -> None:
                          ("standalone", "testcontainers-standalone")):
         assert load_scenario(name).target["name"] == target
         assert "the lead wires" not in (SCENARIO_DIR / f"{name}.toml").read_text()
+
+
+def test_a_refused_target_is_probed_with_a_short_server_selection_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import pymongo
+    from pymongo.errors import ServerSelectionTimeoutError
+
+    from harness.backends.uri_target import PROBE_TIMEOUT_MS
+
+    timeouts: list[int] = []
+
+    class RefusingClient:
+        def __init__(self, uri: str, serverSelectionTimeoutMS: int) -> None:  # noqa: N803
+            timeouts.append(serverSelectionTimeoutMS)
+            self.admin = self
+
+        def command(self, name: str) -> None:
+            raise ServerSelectionTimeoutError(
+                "127.0.0.1:1: [Errno 111] Connection refused, Timeout: 2.0s, Topology Description: "
+                "<TopologyDescription id: 1, topology_type: Unknown, servers: [...]>")
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(pymongo, "MongoClient", RefusingClient)
+    result = runner.invoke(app, ["run", "smoke", "--target-uri", "mongodb://127.0.0.1:1/"])
+    assert result.exit_code == 2
+    output = result.output.replace("\n", "")
+    assert "cannot reach MongoDB" in output and "Connection refused" in output
+    assert "Topology Description" not in output  # one line, not pymongo's topology dump
+    assert PROBE_TIMEOUT_MS <= 2_000 and min(timeouts) == PROBE_TIMEOUT_MS
+
+
+def test_a_refused_target_uri_ends_in_one_clean_line() -> None:
+    result = runner.invoke(app, ["run", "smoke", "--target-uri", "mongodb://127.0.0.1:1/"])
+    assert result.exit_code == 2
+    output = result.output.replace("\n", "")
+    assert output.startswith("error: smoke: cannot reach MongoDB") and "Traceback" not in output
