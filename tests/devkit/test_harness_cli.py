@@ -258,3 +258,36 @@ def test_a_refused_target_uri_ends_in_one_clean_line() -> None:
     assert result.exit_code == 2
     output = result.output.replace("\n", "")
     assert output.startswith("error: smoke: cannot reach MongoDB") and "Traceback" not in output
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_built_wheel_ships_the_scenarios_and_runs_outside_a_checkout(tmp_path: Path) -> None:
+    import zipfile
+
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+         "-w", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = set(archive.namelist())
+        shipped = {Path(n).name for n in names if n.startswith("harness/data/scenarios/")}
+        assert shipped == {p.name for p in (ROOT / "scenarios").glob("*.toml")}
+        assert "harness/schema/scenario.schema.json" in names
+        archive.extractall(tmp_path / "site")
+    # the unpacked wheel first on the path, run from a folder that is not a checkout
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, harness.cli, harness.scenario as s; "
+         "print(s.SCENARIO_DIR); print(harness.cli.__file__); "
+         "sys.argv = ['harness', 'run', 'smoke']; harness.cli.main()"],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] == str(tmp_path / "site" / "harness" / "data" / "scenarios")
+    assert done.stdout.splitlines()[1].startswith(str(tmp_path / "site"))
+    assert "Scenario smoke: PASS" in done.stdout
