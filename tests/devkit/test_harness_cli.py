@@ -291,3 +291,47 @@ def test_the_built_wheel_ships_the_scenarios_and_runs_outside_a_checkout(tmp_pat
     assert done.stdout.splitlines()[0] == str(tmp_path / "site" / "harness" / "data" / "scenarios")
     assert done.stdout.splitlines()[1].startswith(str(tmp_path / "site"))
     assert "Scenario smoke: PASS" in done.stdout
+
+
+def test_nox_sessions_reinstall_only_when_the_project_definition_changed(tmp_path: Path) -> None:
+    pytest.importorskip("nox")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("noxfile_under_test", ROOT / "noxfile.py")
+    assert spec is not None and spec.loader is not None
+    noxfile = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(noxfile)
+
+    class Session:
+        def __init__(self) -> None:
+            self.virtualenv = type("Venv", (), {"location": str(tmp_path / "venv")})()
+            self.installs: list[tuple[str, ...]] = []
+
+        def install(self, *args: str) -> None:
+            self.installs.append(args)
+
+        def log(self, message: str) -> None:
+            pass
+
+        def run(self, *args: str, **kwargs: object) -> None:
+            pass
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (tmp_path / "venv").mkdir()
+    (project / "pyproject.toml").write_text('[project]\nname = "x"\n')
+    session = Session()
+    for _ in range(3):
+        noxfile._install(session, root=project)
+    assert session.installs == [("-e", ".[dev]")]  # the reused environment is not reinstalled
+    (project / "pyproject.toml").write_text('[project]\nname = "x"\ndependencies = ["y"]\n')
+    noxfile._install(session, root=project)
+    assert len(session.installs) == 2  # a changed pyproject.toml is installed again
+    noxfile._install(session, spec=".[harness]", root=project)
+    assert len(session.installs) == 3  # so is another extra
+
+
+def test_default_output_folders_are_ignored_by_git() -> None:
+    for path in ("chaos-recordings/seed-3/events.json", "chaos-report.json", "reports/r.json"):
+        done = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, timeout=60)
+        assert done.returncode == 0, f"{path} is not ignored"
