@@ -7,7 +7,9 @@ mongoeco, needs it); ``.python-version`` makes pyenv offer both interpreters in 
 
 from __future__ import annotations
 
+import hashlib
 import os
+from pathlib import Path
 
 import nox
 
@@ -22,8 +24,28 @@ CORE_PYTHON = "3.11"
 CORE_TESTS = ("tests/unit", "tests/fuzz", "tests/model")
 
 
-def _install(session: nox.Session) -> None:
-    session.install("-e", ".[dev]")
+ROOT = Path(__file__).resolve().parent
+#: What an editable install of the project depends on: when none of them changed since the last
+#: install into this (reused) virtualenv, pip is not run again (it re-resolved everything, 12 min).
+INSTALL_INPUTS = ("pyproject.toml", "setup.py", "replicator/_speedups.c")
+
+
+def install_stamp(root: Path, spec: str) -> str:
+    digest = hashlib.sha256(spec.encode())
+    for name in INSTALL_INPUTS:
+        path = root / name
+        digest.update(name.encode() + b"\0" + (path.read_bytes() if path.exists() else b""))
+    return digest.hexdigest()
+
+
+def _install(session: nox.Session, spec: str = ".[dev]", root: Path = ROOT) -> None:
+    stamp_file = Path(session.virtualenv.location) / ".ddb-mongo-replicator-install"
+    stamp = install_stamp(root, spec)
+    if stamp_file.exists() and stamp_file.read_text() == stamp:
+        session.log(f"{spec} is installed and current (pyproject.toml unchanged): not reinstalling")
+    else:
+        session.install("-e", spec)
+        stamp_file.write_text(stamp)
     if os.environ.get("REPLICATOR_REQUIRE_SPEEDUPS") == "1":
         # CI: the C accelerator must have built for this interpreter (users may go without).
         session.run("python", "-c", "import replicator._speedups")

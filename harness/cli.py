@@ -73,6 +73,34 @@ console = Console(stderr=False)
 err = Console(stderr=True)
 
 
+def _check_names(source: str | None = None, target: str | None = None) -> None:
+    """A mistyped --source/--target ends in one line naming the valid ones (exit 2), before any
+    emulator or container starts."""
+    from harness.backends.base import SOURCES, TARGETS, iter_registered
+
+    list(iter_registered())  # imports the backend modules, which register themselves
+    for kind, name, known in (("source", source, SOURCES), ("target", target, TARGETS)):
+        if name is not None and name not in known:
+            _fail(f"unknown {kind} {name!r}; valid: {', '.join(sorted(known))}")
+
+
+def _parent_ready(*paths: Path | None) -> None:
+    """Create the folders of the report/plot/dump paths before the run, not after it."""
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            _fail(f"cannot create the folder for {path}: {error}")
+        if path.is_dir():
+            _fail(f"{path} is a folder; give a file name")
+
+
+def _wrote(what: str, path: Path) -> None:
+    err.print(f"wrote {what} to {path.resolve()}", highlight=False, markup=False)
+
+
 def _target(name: str | None, uri: str | None) -> Any:
     if uri:
         return target_backend("uri", uri=uri)
@@ -116,6 +144,8 @@ def replay(
     A chaos recording (``schedule.json`` beside ``events.json``) is replayed with its fault plan
     and settings, so its divergence comes back; ``--no-faults`` replays the records alone.
     """
+    _check_names(target=None if target_uri else target)
+    _parent_ready(report_json, dump_target)
     if (events.parent / "schedule.json").exists() and not no_faults:
         _replay_chaos(events.parent, report_json)
     from harness.fixtures import load_capture
@@ -142,7 +172,7 @@ def replay(
                 )
             if dump_target:
                 count = dump_collection(target_collection, dump_target)
-                err.print(f"wrote {count} documents to {dump_target}")
+                _wrote(f"{count} documents", dump_target)
             actual = target_collection.count_documents({})
     except (BackendUnavailable, ReplicationError) as error:
         _fail(redact_uri(str(error), target_uri))
@@ -165,6 +195,7 @@ def replay(
             "error": result.error,
             "diff": result.diff.as_dict() if result.diff else None,
         }, indent=2, default=str))
+        _wrote("the JSON report", report_json)
     if result.error:
         _fail(result.error)
     raise typer.Exit(0 if result.ok else 1)
@@ -195,6 +226,7 @@ def _replay_chaos(directory: Path, report_json: Path | None) -> None:
             "diverged": result.diverged, "lost_records": result.lost_records,
             "injected": result.injected, "diff": result.diff,
         }, indent=2, default=str))
+        _wrote("the JSON report", report_json)
     raise typer.Exit(1 if result.failed else 0)
 
 
@@ -303,9 +335,20 @@ def run(
         load_scenario,
     )
 
+    _check_names(source, None if target_uri else target)
+    _parent_ready(report_json, junit, plot)
     try:
         if all_scenarios:
-            scenarios = [s for _, s in list_scenarios()]
+            scenarios = []
+            for _, shipped in list_scenarios():
+                needs = shipped.target.get("name")
+                if needs and target is None and target_uri is None:
+                    # sharded/standalone need a real topology (Docker): never run them silently
+                    # on the embedded stack in their place.
+                    err.print(f"skipped {shipped.name}: needs target {needs} "
+                              f"(run it with --target {needs})", highlight=False, markup=False)
+                    continue
+                scenarios.append(shipped)
         else:
             scenarios = [load_scenario(name) for name in (scenario or [DEFAULT_SCENARIO])]
     except ScenarioError as error:
@@ -361,16 +404,19 @@ def run(
             target_png = plot if len(scenarios) == 1 else plot.with_name(
                 f"{plot.stem}-{chosen.name}{plot.suffix}")
             plot_lag(lag, str(target_png), f"{chosen.name}: replication lag")
+            _wrote("the lag plot", target_png)
     if report_json:
         payload: Any = results[0].as_dict() if len(results) == 1 else {
             "scenarios": [r.as_dict() for r in results],
             "expectation_met": all(r.met for r in results),
         }
         report_json.write_text(json.dumps(payload, indent=2, default=str))
+        _wrote("the JSON report", report_json)
     if junit:
         from harness.junit import write_junit
 
         write_junit(junit, results)
+        _wrote("the JUnit report", junit)
     raise typer.Exit(0 if all(r.met for r in results) else 1)
 
 
@@ -397,6 +443,7 @@ def chaos(
     ] = False,
 ) -> None:
     """Random fault schedules on moto + mongomock; exit 0 only with no divergence and no loss."""
+    _parent_ready(report_json)
     from rich.table import Table
 
     from harness.chaos import run_chaos
@@ -429,6 +476,7 @@ def chaos(
         )
     if report_json:
         report_json.write_text(json.dumps(report, indent=2, default=str))
+        _wrote("the JSON report", report_json)
     raise typer.Exit(0 if not report["divergences"] else 1)
 
 

@@ -102,9 +102,17 @@ def _restart_index(batch: list[dict[str, Any]], response: Any) -> int | None:
     if not isinstance(response, dict):
         return None  # see replay(): a response Lambda does not read counts as success here
     try:
-        return retry_from_index(response, [r["dynamodb"]["SequenceNumber"] for r in batch])
+        return retry_from_index(response, [_sequence_number(r) for r in batch])
     except MalformedResponse:
         return 0  # the whole batch fails
+
+
+def _sequence_number(record: Any) -> str:
+    # A malformed record (no SequenceNumber) was quarantined by the handler: it cannot be named in
+    # batchItemFailures, so "" (never a valid itemIdentifier) keeps its place in the batch.
+    dynamodb = record.get("dynamodb") if isinstance(record, dict) else None
+    sequence = dynamodb.get("SequenceNumber") if isinstance(dynamodb, dict) else None
+    return sequence if isinstance(sequence, str) else ""
 
 
 def dump_collection(collection: Any, path: Path) -> int:

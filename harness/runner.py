@@ -135,7 +135,8 @@ def run_scenario(
     source_options: dict[str, Any] | None = None,
 ) -> RunResult:
     source_name = source or scenario.run.get("source", "moto")
-    target_name = "uri" if target_uri else (target or scenario.run.get("target", DEFAULT_TARGET))
+    target_name = "uri" if target_uri else (
+        target or scenario.run.get("target") or scenario.target.get("name") or DEFAULT_TARGET)
     workload_seed = seed if seed is not None else scenario.workload.get("seed")
     result = RunResult(scenario.name, source_name, target_name, workload_seed)
     src = source_backend(source_name, **(source_options or {}))

@@ -36,14 +36,19 @@ class UriTarget:
                 f"{redact_uri(str(error), self.uri)} (escape special characters in the "
                 "user name and password, RFC 3986)"
             ) from None
+        # The probe has its own short server selection timeout: pymongo retries a refused
+        # connection until serverSelectionTimeoutMS ends (10 s here), a long wait for a typo.
+        probe = MongoClient(self.uri, serverSelectionTimeoutMS=min(self.timeout_ms, PROBE_TIMEOUT_MS))
         try:
-            self._client.admin.command("ping")
+            probe.admin.command("ping")
         except PyMongoError as error:
             self._client.close()
             self._client = None
             raise BackendUnavailable(
                 f"cannot reach MongoDB at {self.describe()}: {_safe_detail(error, self.uri)}"
             ) from None
+        finally:
+            probe.close()
 
     def stop(self) -> None:
         if self._client is not None:
@@ -63,13 +68,18 @@ class UriTarget:
         return redact_uri(self.uri)
 
 
+# Enough for a server on the network to answer; a refused or unanswered one fails within it.
+PROBE_TIMEOUT_MS = 2_000
+
+
 def _safe_detail(error: Exception, uri: str) -> str:
     """pymongo's message, unless it quotes any piece of the URI's credentials.
 
     With an unescaped "@" in a password pymongo takes part of the password for a host name and
     names it in its error; then only the error's type is shown.
     """
-    detail = redact_uri(str(error), uri)
+    # pymongo appends the whole topology description: the first reason is the useful part
+    detail = redact_uri(str(error), uri).split(", Timeout:")[0]
     userinfo = uri.split("://", 1)[-1].rpartition("@")[0]
     pieces = [p for p in re.split(r"[:@/]", userinfo) if len(p) >= 2]
     if any(piece in detail for piece in pieces):
