@@ -33,6 +33,7 @@ from replicator.errors import (
     MalformedRecordError,
     RecordError,
     TransformError,
+    UnsupportedRecordError,
 )
 from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
 from replicator.frozen import build, check_plain
@@ -337,15 +338,16 @@ class Planner:
         if self.settings.ttl_deletes == "ignore":
             return []
         if old is None:
-            # a key-only archive stores the Keys' names as fields (a composite _id's come from
-            # key_schema): refuse one MongoDB cannot store, with its path
-            for name in change.keys:
-                if type(name) is not str or storage_problem({name: None}) is not None:
-                    raise MalformedRecordError(
-                        "a key attribute name with NUL or a lone surrogate cannot be stored",
-                        field_path=f"dynamodb.Keys[{name!r}]",
-                    )
-        archived = {"_id": document_id, **(old or self.key_mapper.key_document(change.keys))}
+            # Archiving the keys alone and deleting the document would lose the item's attributes
+            # for good: keep the record (quarantine) and leave the document where it is.
+            view = change.stream_view_type
+            raise UnsupportedRecordError(
+                "ttl_deletes='archive' needs the expired item's old image, and this TTL delete "
+                f"carries none ({view.value if view else 'no'} stream view type): the document "
+                "is left in place; set the stream to NEW_AND_OLD_IMAGES or OLD_IMAGE",
+                problem="archive-without-old-image", field_path="dynamodb.OldImage",
+            )
+        archived = {"_id": document_id, **old}
         archived["_id"] = document_id
         archived["_ddb_expired_at"] = change.created_at
         if self.settings.guard:

@@ -284,13 +284,16 @@ def test_ttl_delete_mode_archive(stream_record: Any) -> None:
     assert result.operations == [DeleteOne(guarded("u1", "100"))]
 
 
-def test_archive_mode_without_old_image_archives_the_key(stream_record: Any) -> None:
+def test_archive_mode_without_old_image_keeps_the_record_and_the_document(stream_record: Any) -> None:
+    # Archiving the keys alone and deleting the document would lose the item's attributes: the
+    # record is quarantined with the fix, and neither the archive nor the delete is written.
     result = plan([stream_record("100", "REMOVE", keys(), view="KEYS_ONLY", ttl=True)],
                   Settings(ttl_deletes="archive"))
-    assert result.archive_operations == [
-        ReplaceOne(guarded("u1", "100"), {"_id": "u1", "id": "u1", "_ddb_expired_at": CREATED,
-                                          "_ddb_seq": pad("100")}, upsert=True)
-    ]
+    assert result.archive_operations == [] and result.operations == []
+    (bad,) = result.bad_records
+    assert isinstance(bad.error, UnsupportedRecordError)
+    assert bad.error.field_path == "dynamodb.OldImage"
+    assert "NEW_AND_OLD_IMAGES" in str(bad.error) and "left in place" in str(bad.error)
 
 
 # -- transforms ----------------------------------------------------------------------------------
