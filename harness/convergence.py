@@ -22,6 +22,7 @@ from bson.dbref import DBRef
 from bson.decimal128 import Decimal128
 from bson.errors import BSONError
 
+from replicator.migrate.diff import set_paths as set_field_paths
 from replicator.plan import Planner
 
 SET_TAGS = ("SS", "NS", "BS")
@@ -85,7 +86,7 @@ def expected_documents(
         document_id = planner.key_mapper.document_id(keys)
         document = planner.document(document_id, item, "0")
         document.pop(planner.settings.sequence_field, None)
-        out.append((document, _set_paths(item)))
+        out.append((document, set_field_paths(item)))
     return out
 
 
@@ -199,20 +200,6 @@ def _id_key(value: Any) -> Any:
 
 def _without_id(document: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in document.items() if name != "_id"}
-
-
-def _set_paths(item: Mapping[str, Any], prefix: str = "") -> set[str]:
-    paths: set[str] = set()
-    for name, attribute in item.items():
-        path = f"{prefix}.{name}" if prefix else name
-        if not isinstance(attribute, Mapping) or len(attribute) != 1:
-            continue
-        ((tag, value),) = attribute.items()
-        if tag in SET_TAGS:
-            paths.add(path)
-        elif tag == "M" and isinstance(value, Mapping):
-            paths |= _set_paths(value, path)
-    return paths
 
 
 def _key_names(planner: Planner, item: Mapping[str, Any]) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from pymongo.errors import PyMongoError
 from pymongo.operations import DeleteOne, UpdateOne
 
 from replicator import apply
-from replicator.convert import Converter
+from replicator.convert import Converter, _encodable
 from replicator.errors import ConfigurationError, RecordError, UnsupportedRecordError
 from replicator.events import (
     BadRecord,
@@ -529,14 +529,6 @@ def _deep_json(raw: Any) -> str:
             todo.append((True, json.dumps(fallback, default=repr)))
         stack.extend(reversed(todo))
     return "".join(parts)
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _text_safe(value: Any) -> Any:
