@@ -37,8 +37,9 @@ from pymongo.write_concern import WriteConcern
 
 from replicator.events import pad_sequence_number
 from replicator.keys import identity
-from replicator.plan import PlannedWrite, same_shard_values, shard_values
+from replicator.plan import PlannedWrite
 from replicator.settings import SEQUENCE_FIELD
+from replicator.sharding import same_shard_values, shard_values
 
 log = logging.getLogger(__name__)
 

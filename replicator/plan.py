@@ -22,13 +22,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
-import bson
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
-from replicator.accelerator import native
+from replicator.accelerator import native, slot_template
 from replicator.convert import Converter, storage_problem
 from replicator.errors import (
-    ConfigurationError,
     ConversionError,
     MalformedRecordError,
     RecordError,
@@ -39,6 +37,13 @@ from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_
 from replicator.frozen import build, check_plain
 from replicator.keys import KeyMapper, identity
 from replicator.settings import Settings
+from replicator.sharding import (
+    ShardKeyMove,
+    check_stream_view,
+    movable_shard_key,
+    same_shard_values,
+    shard_values,
+)
 
 # A runtime union (isinstance works on it); the type checker sees the parametrized form.
 if TYPE_CHECKING:
@@ -49,35 +54,6 @@ Transform = Callable[[dict[str, Any]], dict[str, Any]]
 #: Planner.plan_records' default: records of any eventSourceARN (the Replicator passes its pin).
 ANY_STREAM: Any = object()
 CollectionRole = Literal["main", "archive"]
-
-
-@dataclass(frozen=True)
-class ShardKeyMove:
-    """A write that moves its document to another shard key value.
-
-    MongoDB changes a document's shard key value only in a retryable write or a transaction, with
-    the full OLD shard key in the filter (MongoDB docs: "Change a Document's Shard Key Value").
-    The PlannedWrite's own ``operation`` is that single write (old shard key + guard, upsert);
-    apply.py sends it alone where the target has no transactions. Where it has them (replica set,
-    sharded cluster) apply.py runs the move as one transaction instead: read every stored copy of
-    ``document_id``; if one is at least as new as ``sequence`` the change is stale; otherwise
-    delete each copy that is not at the ``new`` shard key value (by its full shard key) and run
-    ``write`` (new shard key + guard, upsert). Reading first also finds a copy stored at a value
-    no image mentions, which a blind upsert would duplicate on another shard.
-
-    ``old`` is None when the stored value is unknown (the oldest change of the batch has no old
-    image); the single write then filters on ``_id`` and the guard only, which is right on an
-    unsharded target, the only kind without transactions.
-    """
-
-    document_id: Any
-    shard_key: tuple[str, ...]
-    old: dict[str, Any] | None
-    new: dict[str, Any]
-    write: Operation
-    sequence_field: str
-    #: the change's padded sequence number; None when the stale-write guard is off
-    sequence: str | None
 
 
 @dataclass(frozen=True)
@@ -502,81 +478,8 @@ def configure_accelerator(module: Any) -> None:
     )
 
 
-_UNSET = object()
-
-
-def slot_template(cls: type, operation_filter: Any, *rest: Any, **options: Any) -> Any:
-    """How ``cls(operation_filter, *rest, **options)`` fills the slots of a pymongo operation, so
-    the C planner can fill them the same way without running ``__init__`` (whose checks, a
-    mapping filter and a bool upsert, hold by construction there): ``(descriptors, values,
-    filter_index, document_index, unset)``; the planner puts its filter (and document) at those
-    indexes and the example's values everywhere else. None when the class is not made of plain
-    ``__slots__`` (instances with a ``__dict__``, its own ``__new__``); the C module then calls
-    the class. It also compares what it builds with the class's own result before using it."""
-    if cls.__new__ is not object.__new__ or cls.__dictoffset__:  # type: ignore[comparison-overlap]
-        return None  # its own __new__, or instances with a __dict__
-    descriptors: list[Any] = []
-    for klass in cls.__mro__[:-1]:
-        names = vars(klass).get("__slots__")
-        if names is None:
-            if klass.__basicsize__ != object.__basicsize__:
-                return None  # a base with state of its own (typing.Generic, a C type in 3.12+, has none)
-            continue
-        for name in (names,) if isinstance(names, str) else names:
-            if name == "__dict__":
-                return None
-            if name.startswith("__") and not name.endswith("__"):
-                name = f"_{klass.__name__.lstrip('_')}{name}"  # name mangling
-            if name != "__weakref__":
-                descriptors.append(vars(klass)[name])
-    example = cls(operation_filter, *rest, **options)
-    values = tuple(getattr(example, d.__name__, _UNSET) for d in descriptors)
-    where = [next((i for i, v in enumerate(values) if v is probe), None)
-             for probe in (operation_filter, *rest)]
-    if None in where:
-        return None
-    return tuple(descriptors), values, where[0], where[1] if rest else -1, _UNSET
-
-
 if native is not None:
     configure_accelerator(native)
-
-
-def shard_values(document: Mapping[str, Any], shard_key: Sequence[str]) -> dict[str, Any]:
-    """``{field: value}`` of the shard key in ``document`` (dotted paths; missing -> None)."""
-    return {name: _get_path(document, name) for name in shard_key}
-
-
-def same_shard_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Strict: same fields, BSON types and values (1 and 1.0 differ). A doubtful case becomes a
-    move, which is correct in every case, only slower."""
-    return list(a) == list(b) and bson.encode({"v": list(a.values())}) == bson.encode(
-        {"v": list(b.values())}
-    )
-
-
-def movable_shard_key(shard_key: Sequence[str], key_names: Sequence[str]) -> list[str]:
-    """The shard key fields that are not table key attributes (their value can change)."""
-    keys = set(key_names) | {"_id"}
-    return [name for name in shard_key if name.split(".")[0] not in keys]
-
-
-def check_stream_view(
-    settings: Settings, view: StreamViewType | None, key_names: Sequence[str]
-) -> None:
-    """ConfigurationError when a shard key field can change but the stream has no old images."""
-    if not settings.shard_key or view not in (StreamViewType.NEW_IMAGE, StreamViewType.KEYS_ONLY):
-        return
-    names = tuple(settings.key_schema or key_names)
-    movable = movable_shard_key(settings.shard_key, names)
-    if movable:
-        raise ConfigurationError(
-            f"shard key field(s) {movable} are not attributes of the table key {list(names)}, so "
-            f"a change can move a document to another shard key value, and the stream's view type "
-            f"{view.value} carries no old image to say where the document is stored now: set the "
-            "stream view type to NEW_AND_OLD_IMAGES (or OLD_IMAGE with an item reader), or shard "
-            "the collection on table key attributes"
-        )
 
 
 def _has_dollar_name(document: dict[str, Any], accelerator: Any = None) -> bool:
@@ -590,15 +493,6 @@ def _has_dollar_name(document: dict[str, Any], accelerator: Any = None) -> bool:
         if name.startswith("$"):
             return True
     return False
-
-
-def _get_path(document: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = document
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None  # MongoDB treats a missing shard key field as null
-        value = value[part]
-    return value
 
 
 def _bad(change: Change, error: RecordError) -> BadRecord:

@@ -17,8 +17,9 @@ from replicator import apply
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.events import StreamViewType, parse_records
-from replicator.plan import PlannedWrite, Planner, ShardKeyMove, WritePlan, same_shard_values
+from replicator.plan import PlannedWrite, Planner, WritePlan
 from replicator.settings import Settings
+from replicator.sharding import ShardKeyMove, same_shard_values
 
 ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/users/stream/2026-01-01T00:00:00.000"
 TENANT = Settings(key_schema=("id",), shard_key=("tenant",))

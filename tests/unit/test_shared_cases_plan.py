@@ -22,9 +22,9 @@ import pytest
 from bson.decimal128 import Decimal128
 from pymongo.operations import DeleteOne, ReplaceOne
 
-from replicator import core
+from replicator import quarantine
 from replicator.convert import Converter
-from replicator.core import Replicator, quarantine_document
+from replicator.core import Replicator
 from replicator.errors import (
     ConversionError,
     MalformedRecordError,
@@ -34,6 +34,7 @@ from replicator.errors import (
 from replicator.events import BadRecord, parse_records
 from replicator.keys import KeyMapper
 from replicator.plan import Planner, WritePlan
+from replicator.quarantine import quarantine_document
 from replicator.readback import DynamoDBItemReader
 from replicator.settings import Settings
 
@@ -201,7 +202,7 @@ def test_lone_surrogate_elsewhere(accelerated: bool, where: str) -> None:
 
 
 def test_quarantine_id_and_raw_text_never_raise() -> None:
-    # core._quarantine_id hashed json.dumps(...).encode(): UnicodeEncodeError on a surrogate
+    # quarantine._quarantine_id hashed json.dumps(...).encode(): UnicodeEncodeError on a surrogate
     for raw in ({"s": "\ud800"}, {"\udfff": 1}, "abc\ud800", nested_list(5000, 1), [b"\x00", 1.5]):
         bad = BadRecord(index=0, raw=raw, error=MalformedRecordError("x"))
         document = quarantine_document(bad)
@@ -214,7 +215,7 @@ def test_quarantine_id_and_raw_text_never_raise() -> None:
                 "b'\\x00'", "x")) or isinstance(raw, list)
     # stable: a redelivery gets the same id; distinct raw records get distinct ids
     a, b = ({"s": "\ud800"}, {"s": "\ud801"})
-    ids = {core._quarantine_id(BadRecord(0, raw, MalformedRecordError("x"))) for raw in (a, a, b)}
+    ids = {quarantine._quarantine_id(BadRecord(0, raw, MalformedRecordError("x"))) for raw in (a, a, b)}
     assert len(ids) == 2
 
 
@@ -421,7 +422,7 @@ def test_records_of_another_table_are_refused_never_merged(accelerated: bool) ->
     # the common batch of the pinned stream stays on the C planner's path
     if accelerated and replicate.planner._native_plan is not None:
         assert replicate.planner.plan_records([record("t3", "6", item, item, arn=ARN_T2)],
-                                              replicate._stream_arn) is not None
+                                              replicate.source.stream_arn) is not None
 
 
 @pytest.mark.parametrize("source", ["U", "arn:aws:dynamodb:us-east-1:1:table/U", ARN_U])

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
+from replicator.accelerator import slot_template
 from replicator.convert import Converter
 from replicator.core import Replicator
 from replicator.errors import ConversionError, MalformedRecordError
@@ -38,7 +39,7 @@ from replicator.events import (
     table_arn_of,
 )
 from replicator.keys import KeyMapper
-from replicator.plan import PlannedWrite, Planner, WritePlan, slot_template
+from replicator.plan import PlannedWrite, Planner, WritePlan
 from replicator.plan import configure_accelerator as configure_planner
 from replicator.settings import Settings
 
@@ -784,7 +785,7 @@ def reference_plan(settings: Settings, batch: list[Any]) -> WritePlan | Exceptio
     replicator.planner = Planner(
         settings, converter=converter, key_mapper=KeyMapper(converter, settings.key_schema)
     )
-    replicator._table_arn, replicator._stream_arn = table_arn_of(PINNED), PINNED
+    replicator.source.table_arn, replicator.source.stream_arn = table_arn_of(PINNED), PINNED
     try:
         return replicator.plan(batch)
     except Exception as error:  # none expected: every record's problem is a bad record
