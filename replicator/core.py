@@ -15,20 +15,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.errors import PyMongoError
-from pymongo.operations import DeleteOne
 
 from replicator import apply
 from replicator.convert import Converter
 from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.events import BadRecord, pad_sequence_number, parse_records, records_of
 from replicator.keys import KeyMapper
-from replicator.plan import PlannedWrite, Planner, WritePlan
+from replicator.plan import Planner
 from replicator.quarantine import WriteRejectedError, quarantine_write, record_path
 from replicator.readback import ItemReader, fill_new_images
 from replicator.settings import Settings
 from replicator.sharding import screen_stream_views
 from replicator.source_table import SourceTable
 from replicator.tombstones import TombstoneStore
+from replicator.writes import PlannedWrite, WritePlan
 
 log = logging.getLogger("replicator")
 
@@ -169,7 +169,7 @@ class Replicator:
             )
             return
         writes = [
-            PlannedWrite(quarantine_write(bad), (bad.sequence_number or "",))
+            quarantine_write(bad)
             for bad in bad_records
         ]
         outcome = apply.write(self.quarantine, writes)
@@ -214,8 +214,8 @@ class Replicator:
             # behind (by an earlier delivery whose re-check failed, see _undo_resurrections), in
             # the same bulk. A newer version is never removed ($lt the tombstone).
             cleanup = [
-                PlannedWrite(DeleteOne({"_id": w.operation._filter["_id"],
-                                        sequence_field: {"$lt": tombstone}}), w.sequence_numbers)
+                PlannedWrite.delete({"_id": w.document_id, sequence_field: {"$lt": tombstone}},
+                                    w.sequence_numbers)
                 for w, tombstone in zip(guarded.blocked, guarded.blocked_by, strict=True)
             ]
             main = guarded.clear + cleanup
@@ -260,9 +260,9 @@ class Replicator:
         if not newer:
             return
         undo = [
-            PlannedWrite(
-                DeleteOne({"_id": planned.operation._filter["_id"],
-                           sequence_field: pad_sequence_number(planned.sequence_numbers[-1])}),
+            PlannedWrite.delete(
+                {"_id": planned.document_id,
+                 sequence_field: pad_sequence_number(planned.sequence_numbers[-1])},
                 planned.sequence_numbers,
             )
             for planned, _ in newer

@@ -1,4 +1,5 @@
-"""Changes -> a write plan: pymongo operations plus a map back to sequence numbers (pure).
+"""Changes -> a write plan: planned writes (replicator.writes) with the sequence numbers each
+stands for (pure).
 
 Within a batch the changes of one ``_id`` are coalesced: only the newest by sequence number is
 written, as a whole-document replacement (so attributes DynamoDB removed are removed) or a delete.
@@ -19,12 +20,9 @@ collection, or moto's key-only INSERT before the full one), the write is a shard
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any
 
-from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
-
-from replicator.accelerator import native, slot_template
+from replicator.accelerator import native
 from replicator.convert import Converter, storage_problem
 from replicator.errors import (
     ConversionError,
@@ -34,7 +32,6 @@ from replicator.errors import (
     UnsupportedRecordError,
 )
 from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
-from replicator.frozen import build, check_plain
 from replicator.keys import KeyMapper, identity
 from replicator.settings import Settings
 from replicator.sharding import (
@@ -44,58 +41,11 @@ from replicator.sharding import (
     same_shard_values,
     shard_values,
 )
+from replicator.writes import PlannedWrite, WriteDocument, WriteKind, WritePlan, main_write
 
-# A runtime union (isinstance works on it); the type checker sees the parametrized form.
-if TYPE_CHECKING:
-    Operation: TypeAlias = "ReplaceOne[dict[str, Any]] | DeleteOne | UpdateOne"
-else:
-    Operation = ReplaceOne | DeleteOne | UpdateOne
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 #: Planner.plan_records' default: records of any eventSourceARN (the Replicator passes its pin).
 ANY_STREAM: Any = object()
-CollectionRole = Literal["main", "archive"]
-
-
-@dataclass(frozen=True)
-class PlannedWrite:
-    """One operation and the sequence numbers of every record it stands for (ascending)."""
-
-    operation: Operation
-    sequence_numbers: tuple[str, ...]
-    collection: CollectionRole = "main"
-    #: set when the write changes the document's shard key value (see ShardKeyMove)
-    shard_key_move: ShardKeyMove | None = None
-
-
-check_plain(PlannedWrite)
-
-
-def _main_write(operation: Operation, sequence_numbers: tuple[str, ...]) -> PlannedWrite:
-    """``PlannedWrite(operation, sequence_numbers)``, built as frozen.py explains (hot: once per
-    planned write); the same object."""
-    return build(PlannedWrite, {
-        "operation": operation,
-        "sequence_numbers": sequence_numbers,
-        "collection": "main",
-        "shard_key_move": None,
-    })
-
-
-@dataclass
-class WritePlan:
-    writes: list[PlannedWrite] = field(default_factory=list)
-    #: records that can never be applied (malformed, unconvertible, failed transform)
-    bad_records: list[BadRecord] = field(default_factory=list)
-    #: changes held back behind a failing record (bad_records="fail"); Lambda redelivers them
-    deferred: list[Change] = field(default_factory=list)
-
-    @property
-    def operations(self) -> list[Operation]:
-        return [w.operation for w in self.writes if w.collection == "main"]
-
-    @property
-    def archive_operations(self) -> list[Operation]:
-        return [w.operation for w in self.writes if w.collection == "archive"]
 
 
 class Planner:
@@ -276,18 +226,20 @@ class Planner:
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
         if stored is None or (stored and same_shard_values(stored, new)):
-            return [_main_write(self._replacement(self._filter(document_id, sequence, new), document), seqs)]
+            kind, written = self._replacement(document)
+            return [main_write(kind, self._filter(document_id, sequence, new), written, seqs)]
+        kind, written = self._replacement(document)
         move = ShardKeyMove(
             document_id=document_id,
             shard_key=tuple(self.settings.shard_key),
             old=dict(stored) or None,
             new=new,
-            write=self._replacement(self._filter(document_id, sequence, new), document),
+            write=main_write(kind, self._filter(document_id, sequence, new), written, seqs),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
         )
-        operation = self._replacement(self._filter(document_id, sequence, stored), document)
-        return [PlannedWrite(operation, seqs, shard_key_move=move)]
+        return [PlannedWrite(kind, self._filter(document_id, sequence, stored), written, True, seqs,
+                             shard_key_move=move)]
 
     def _delete_for(
         self,
@@ -308,7 +260,7 @@ class Planner:
             stored = self._shard_values(shard_source)
         # stored == {}: where the document is is unknown; a single-document delete by _id alone
         # is valid on a sharded collection too (MongoDB sends it to every shard).
-        delete = _main_write(DeleteOne(self._filter(document_id, sequence, stored)), seqs)
+        delete = main_write("delete", self._filter(document_id, sequence, stored), None, seqs)
         if not change.is_ttl_delete or self.settings.ttl_deletes == "delete":
             return [delete]
         if self.settings.ttl_deletes == "ignore":
@@ -330,10 +282,9 @@ class Planner:
             archived[self.settings.sequence_field] = sequence
         # Guarded like the main write (a late redelivery must not overwrite a newer archived
         # expiry) and $-safe (an old image may hold $-prefixed names): see _replacement.
-        archive = PlannedWrite(
-            self._replacement(self._filter(document_id, sequence, {}), archived), seqs,
-            collection="archive",
-        )
+        kind, written = self._replacement(archived)
+        archive = PlannedWrite(kind, self._filter(document_id, sequence, {}), written, True, seqs,
+                               collection="archive")
         return [archive, delete]
 
     def _check_new_image(self, change: Change, image: Mapping[str, Any]) -> None:
@@ -409,12 +360,13 @@ class Planner:
                                      field_path=f"transformed{path}")
         return converted
 
-    def _replacement(self, guard: dict[str, Any], document: dict[str, Any]) -> Operation:
+    def _replacement(self, document: dict[str, Any]) -> tuple[WriteKind, WriteDocument]:
+        """How to write ``document`` whole: a replacement, or a pipeline update."""
         if _has_dollar_name(document, self.converter.native):
             # MongoDB refuses top-level $-names in a replacement of an existing document, but a
             # pipeline update writes them literally (MongoDB docs: "Field Names", 5.0+).
-            return UpdateOne(guard, [{"$replaceWith": {"$literal": document}}], upsert=True)
-        return ReplaceOne(guard, document, upsert=True)
+            return "update", [{"$replaceWith": {"$literal": document}}]
+        return "replace", document
 
     def _filter(
         self, document_id: Any, sequence: str, shard_values: Mapping[str, Any]
@@ -472,10 +424,7 @@ class Planner:
 def configure_accelerator(module: Any) -> None:
     """Hand the C accelerator what its ``plan_records`` builds with (done at import when it is
     on; the tests call it to test the C module directly even in a pure-Python run)."""
-    module.configure_planner(
-        PlannedWrite, ReplaceOne, DeleteOne, UpdateOne,
-        slot_template(ReplaceOne, {}, {}, upsert=True), slot_template(DeleteOne, {}),
-    )
+    module.configure_planner(PlannedWrite)
 
 
 if native is not None:

@@ -10,12 +10,11 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from pymongo.operations import UpdateOne
-
 from replicator import apply
 from replicator.convert import _encodable
 from replicator.errors import RecordError
 from replicator.events import BadRecord
+from replicator.writes import PlannedWrite
 
 
 class WriteRejectedError(RecordError):
@@ -59,15 +58,15 @@ def quarantine_document(bad: BadRecord) -> dict[str, Any]:
     }
 
 
-def quarantine_write(bad: BadRecord) -> UpdateOne:
+def quarantine_write(bad: BadRecord) -> PlannedWrite:
     """Upsert by a content-addressed id; a redelivery keeps the time it was first quarantined."""
     document = quarantine_document(bad)
     first_seen = document.pop("quarantined_at")
     document_id = document.pop("_id")
-    return UpdateOne(
+    return PlannedWrite.update(
         {"_id": document_id},
         {"$set": document, "$setOnInsert": {"quarantined_at": first_seen}},
-        upsert=True,
+        (bad.sequence_number or "",),
     )
 
 

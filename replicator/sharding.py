@@ -15,7 +15,7 @@ from replicator.events import BadRecord, Change, StreamViewType
 from replicator.settings import Settings
 
 if TYPE_CHECKING:
-    from replicator.plan import Operation
+    from replicator.writes import PlannedWrite
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class ShardKeyMove:
 
     MongoDB changes a document's shard key value only in a retryable write or a transaction, with
     the full OLD shard key in the filter (MongoDB docs: "Change a Document's Shard Key Value").
-    The PlannedWrite's own ``operation`` is that single write (old shard key + guard, upsert);
+    The PlannedWrite itself is that single write (old shard key + guard, upsert);
     apply.py sends it alone where the target has no transactions. Where it has them (replica set,
     sharded cluster) apply.py runs the move as one transaction instead: read every stored copy of
     ``document_id``; if one is at least as new as ``sequence`` the change is stale; otherwise
@@ -41,7 +41,7 @@ class ShardKeyMove:
     shard_key: tuple[str, ...]
     old: dict[str, Any] | None
     new: dict[str, Any]
-    write: Operation
+    write: PlannedWrite
     sequence_field: str
     #: the change's padded sequence number; None when the stale-write guard is off
     sequence: str | None

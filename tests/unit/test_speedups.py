@@ -25,7 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
+from replicator import apply
 from replicator.accelerator import slot_template
+from replicator.apply import configure_accelerator as configure_operations
 from replicator.convert import Converter
 from replicator.core import Replicator
 from replicator.errors import ConversionError, MalformedRecordError
@@ -39,9 +41,10 @@ from replicator.events import (
     table_arn_of,
 )
 from replicator.keys import KeyMapper
-from replicator.plan import PlannedWrite, Planner, WritePlan
+from replicator.plan import Planner
 from replicator.plan import configure_accelerator as configure_planner
 from replicator.settings import Settings
+from replicator.writes import PlannedWrite, WritePlan
 
 REQUIRED = os.environ.get("REPLICATOR_REQUIRE_SPEEDUPS", "") == "1"
 IMPORT_ERROR: ImportError | None = None
@@ -769,6 +772,7 @@ TTL_IDENTITIES = [
 ]
 if speedups_module is not None:
     configure_planner(speedups_module)
+    configure_operations(speedups_module)
 
 
 class _Nowhere:
@@ -803,15 +807,6 @@ def c_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite] | None:
     return answer
 
 
-def operation_shape(operation: Any) -> Any:
-    """Every slot of a pymongo operation, type for type and in order (== ignores dict order, and
-    ReplaceOne's == may not look at every slot)."""
-    slots = [name for klass in type(operation).__mro__ for name in vars(klass).get("__slots__", ())]
-    return type(operation).__name__, [
-        (name, shape(getattr(operation, name, "<unset>"))) for name in slots
-    ]
-
-
 def assert_same_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite] | None:
     """The differential check; returns the C answer (None: Python plans the batch)."""
     fast = c_plan(settings, batch)
@@ -822,8 +817,8 @@ def assert_same_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite]
     assert expected.bad_records == [] and expected.deferred == [], "C planned a batch with bad records"
     assert WritePlan(writes=fast) == expected
     assert [type(w) for w in fast] == [PlannedWrite] * len(fast)
-    assert [operation_shape(w.operation) for w in fast] == [
-        operation_shape(w.operation) for w in expected.writes
+    assert [(shape(w.filter), shape(w.document)) for w in fast] == [
+        (shape(w.filter), shape(w.document)) for w in expected.writes
     ]
     assert [list(w.__dict__.items()) for w in fast] == [
         [(k, v) for k, v in w.__dict__.items()] for w in expected.writes
@@ -1002,7 +997,7 @@ def test_plan_records_lets_the_first_of_equal_sequence_numbers_win(speedups: Any
         fast = assert_same_plan(Settings(), batch)
         assert fast is not None
         first = batch[0]["dynamodb"]["NewImage"]["n"]["N"]
-        assert getattr(fast[0].operation, "_doc", {}).get("n") == int(first)
+        assert isinstance(fast[0].document, dict) and fast[0].document["n"] == int(first)
 
 
 def test_plan_records_writes_dollar_names_through_a_pipeline(speedups: Any) -> None:
@@ -1010,7 +1005,7 @@ def test_plan_records_writes_dollar_names_through_a_pipeline(speedups: Any) -> N
         "Keys": {"pk": {"S": "a"}}, "SequenceNumber": "5",
         "NewImage": {"pk": {"S": "a"}, "$price": {"N": "1"}}}}]
     fast = assert_same_plan(Settings(), batch)
-    assert fast is not None and type(fast[0].operation).__name__ == "UpdateOne"
+    assert fast is not None and fast[0].kind == "update"
 
 
 def test_plan_records_leaves_the_garbage_collector_as_it_found_it(speedups: Any) -> None:
@@ -1031,6 +1026,53 @@ def test_plan_records_leaves_the_garbage_collector_as_it_found_it(speedups: Any)
         (gc.enable if was else gc.disable)()
 
 
+def test_configure_planner_refuses_a_class_it_cannot_build(speedups: Any) -> None:
+    """plan_records fills __dict__ in one call (frozen.build): only a plain class will do."""
+
+    class OwnNew:
+        def __new__(cls) -> OwnNew:
+            return super().__new__(cls)
+
+    try:
+        with pytest.raises(TypeError):
+            speedups.configure_planner(OwnNew)
+    finally:
+        configure_planner(speedups)
+
+
+# -- operations: planned writes -> pymongo operations, against apply.operation --------------------
+def operation_shape(operation: Any) -> Any:
+    """Every slot of a pymongo operation, type for type and in order (== ignores dict order, and
+    ReplaceOne's == may not look at every slot)."""
+    slots = [name for klass in type(operation).__mro__ for name in vars(klass).get("__slots__", ())]
+    return type(operation).__name__, [
+        (name, shape(getattr(operation, name, "<unset>"))) for name in slots
+    ]
+
+
+EDGE_WRITES = [
+    PlannedWrite.replace({"_id": "a", "$or": []}, {"_id": "a", "n": 1}, ("1",)),
+    PlannedWrite.delete({"_id": "b"}, ("2",)),
+    PlannedWrite.update({"_id": "c"}, [{"$replaceWith": {"$literal": {"$p": 1}}}], ("3",)),
+    PlannedWrite.update({"_id": "d"}, {"$set": {"x": 1}}, ("4",), upsert=False),
+]
+
+
+def assert_same_operations(speedups: Any, writes: list[PlannedWrite]) -> None:
+    built = speedups.operations(writes)
+    expected = [apply.operation(w) for w in writes]
+    assert built is not None
+    assert [operation_shape(o) for o in built] == [operation_shape(o) for o in expected]
+
+
+def test_operations_agree_with_apply_operation(speedups: Any) -> None:
+    assert_same_operations(speedups, EDGE_WRITES)
+    # a shape it does not build (a replacement without upsert): Python builds the whole list
+    odd = PlannedWrite("replace", {"_id": 1}, {"_id": 1}, False, ("1",))
+    assert speedups.operations([*EDGE_WRITES, odd]) is None
+    assert apply.operations([*EDGE_WRITES, odd]) == [apply.operation(w) for w in [*EDGE_WRITES, odd]]
+
+
 def test_slot_template_describes_how_the_class_fills_its_slots() -> None:
     operation_filter, document = {"_id": 1}, {"_id": 1}
     descriptors, values, filter_at, document_at, _ = slot_template(
@@ -1049,15 +1091,7 @@ def test_slot_template_describes_how_the_class_fills_its_slots() -> None:
 
 
 @pytest.mark.parametrize("templates", ["class calls", "a lying template"])
-def test_plan_records_is_the_same_whichever_way_it_builds_operations(
-    speedups: Any, templates: str
-) -> None:
-    batch = [
-        {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1",
-                                             "NewImage": {"pk": {"S": "a"}}}},
-        {"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "b"}}, "SequenceNumber": "2"}},
-    ]
-    assert speedups._operation_path() == ("slots", "slots")
+def test_operations_are_the_same_whichever_way_they_are_built(speedups: Any, templates: str) -> None:
     replace = slot_template(ReplaceOne, {}, {}, upsert=True)
     delete = slot_template(DeleteOne, {})
     if templates == "class calls":
@@ -1065,22 +1099,24 @@ def test_plan_records_is_the_same_whichever_way_it_builds_operations(
     else:  # filter and document swapped: its ReplaceOne differs from the class's, so unused
         replace = (*replace[:2], replace[3], replace[2], replace[4])
     try:
-        speedups.configure_planner(PlannedWrite, ReplaceOne, DeleteOne, UpdateOne, replace, delete)
+        speedups.configure_operations(ReplaceOne, DeleteOne, UpdateOne, replace, delete)
         expected = ("constructor", "constructor" if templates == "class calls" else "slots")
         assert speedups._operation_path() == expected
-        assert assert_same_plan(Settings(), batch) is not None
+        # the constructor path answers None for a kind it does not fill: Python builds those
+        built = speedups.operations(EDGE_WRITES)
+        assert built is None or [operation_shape(o) for o in built] == [
+            operation_shape(apply.operation(w)) for w in EDGE_WRITES]
     finally:
-        configure_planner(speedups)
+        configure_operations(speedups)
     assert speedups._operation_path() == ("slots", "slots")
 
 
-def test_configure_planner_refuses_a_malformed_template(speedups: Any) -> None:
+def test_configure_operations_refuses_a_malformed_template(speedups: Any) -> None:
     replace = slot_template(ReplaceOne, {}, {}, upsert=True)
     try:
         for bad in [(), ("x",) * 5, (replace[0], replace[1][:-1], *replace[2:]),
                     (*replace[:2], 99, replace[3], replace[4])]:
             with pytest.raises(TypeError):
-                speedups.configure_planner(
-                    PlannedWrite, ReplaceOne, DeleteOne, UpdateOne, bad, None)
+                speedups.configure_operations(ReplaceOne, DeleteOne, UpdateOne, bad, None)
     finally:
-        configure_planner(speedups)
+        configure_operations(speedups)
