@@ -1545,10 +1545,10 @@ static PyObject *s_kind, *s_filter, *s_document, *s_upsert, *s_replace, *s_updat
 
 static PyObject *pl_replace_one, *pl_delete_one, *pl_update_one, *pl_upsert_names;
 
-/* Building a pymongo operation by filling its slots, as accelerator.slot_template describes how the
- * class fills them: its __init__ (validation of what is right here by construction, a chain of
+/* Building a pymongo operation by filling its slots, as accelerator.slot_template describes how
+ * the class fills them: its __init__ (validation of what is right here by construction, a chain of
  * Python calls) cost as much as converting the document. Used only when what it builds equals,
- * slot for slot, what calling the class builds (checked at configure_planner); otherwise, and
+ * slot for slot, what calling the class builds (checked at configure_operations); otherwise, and
  * for anything but a plain __slots__ class, the class is called. */
 typedef struct {
     PyObject *cls; /* NULL: call the class */
@@ -1611,7 +1611,7 @@ same_operation(const slot_maker *maker, PyObject *mine, PyObject *theirs)
     return 1;
 }
 
-/* Takes plan.slot_template's answer (or None) for cls; 0, or -1 with a TypeError for a
+/* Takes accelerator.slot_template's answer (or None) for cls; 0, or -1 with a TypeError for a
  * malformed template. A template whose result differs from calling cls is not used. */
 static int
 setup_maker(slot_maker *maker, PyObject *cls, PyObject *template, int with_document)
@@ -2217,11 +2217,7 @@ plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     if (own == NULL) {
         return NULL;
     }
-    /* The cyclic GC off while the plan is built: everything built here is acyclic (documents,
-     * filters, operations), so a collection could free nothing of it, yet each one would walk
-     * the whole event again (a quarter of the time, measured with perf). Back on at the end;
-     * the objects are then looked at once, by the next young-generation collection. */
-    int gc_was_enabled = PyGC_Disable();
+    /* The process-wide cyclic GC is left as it is (issue 11): the caller owns that switch. */
     Py_ssize_t count = PyList_GET_SIZE(own), filled = 0, group_count = 0;
     plan_record *items = PyMem_Calloc((size_t)(count ? count : 1), sizeof(plan_record));
     sort_entry *entries = PyMem_Calloc((size_t)(count ? count : 1), sizeof(sort_entry));
@@ -2378,9 +2374,6 @@ cleanup:
     Py_XDECREF(ids);
     Py_XDECREF(writes);
     Py_DECREF(own);
-    if (gc_was_enabled) {
-        PyGC_Enable();
-    }
     return result;
 }
 

@@ -20,6 +20,7 @@ import os
 import threading
 from typing import Any
 
+from replicator.accelerator import planning_path
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError
 from replicator.redact import install_log_redaction, secrets_of
@@ -75,10 +76,11 @@ def build_from_env(environ: Any) -> Replicator:
             boto3.client("dynamodb"), environ["REPLICATOR_READ_BACK_TABLE"]
         )
     settings = Settings.from_env(environ)
+    # Once per container (cold start), not per batch: which path plans, and why.
     log.info(
-        "replicating into %s.%s (guard=%s, ttl_deletes=%s, bad_records=%s)",
+        "replicating into %s.%s (guard=%s, ttl_deletes=%s, bad_records=%s); planning: %s",
         environ["MONGODB_DATABASE"], environ["MONGODB_COLLECTION"],
-        settings.guard, settings.ttl_deletes, settings.bad_records,
+        settings.guard, settings.ttl_deletes, settings.bad_records, planning_path(settings),
     )
     return Replicator(collection, settings, item_reader=item_reader)
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from replicator.accelerator import native
+from replicator.accelerator import declined_by, native
 from replicator.convert import Converter, storage_problem
 from replicator.errors import (
     ConversionError,
@@ -61,11 +61,11 @@ class Planner:
         self.converter = converter or Converter(settings.numbers)
         self.key_mapper = key_mapper or KeyMapper(self.converter, settings.key_schema)
         self.transforms = tuple(transforms)
-        # The C accelerator plans a whole batch of raw records in one pass for the common
-        # settings (see plan_records); anything else is planned here, in Python.
+        # The C accelerator plans a whole batch of raw records in one pass where it implements
+        # every planning setting (accelerator.declined_by: the one gate); Python plans the rest.
         common = (
-            not self.transforms
-            and not settings.shard_key
+            not declined_by(settings)
+            and not self.transforms
             and self.key_mapper.id_mapping is None
             and self.converter.native is not None
             and self.key_mapper.converter.native is not None
@@ -77,8 +77,8 @@ class Planner:
     # -- entry points --------------------------------------------------------------------------
     def plan_records(self, records: list[Any], stream_arn: Any = ANY_STREAM) -> WritePlan | None:
         """The plan for a batch of raw records (a Lambda event's ``Records``) in one pass of the C
-        accelerator, when this planner's settings are the common ones (no transforms, shard key
-        or id mapping) and every record is well formed and ready to plan, and every record with an
+        accelerator, when it implements this planner's settings (accelerator.declined_by, the
+        one gate: no transforms, shard key or id mapping) and every record is well formed and ready to plan, and every record with an
         ``eventSourceARN`` has exactly ``stream_arn`` (the Replicator's pinned stream; None: no
         record may have one; ANY_STREAM, the default: not checked). None otherwise: then
         ``plan(*parse_records(records))`` (after any read-back) decides, as the reference, and

@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
-from replicator import apply
+from replicator import accelerator, apply
 from replicator.accelerator import slot_template
 from replicator.apply import configure_accelerator as configure_operations
 from replicator.convert import Converter
@@ -1008,22 +1008,65 @@ def test_plan_records_writes_dollar_names_through_a_pipeline(speedups: Any) -> N
     assert fast is not None and fast[0].kind == "update"
 
 
-def test_plan_records_leaves_the_garbage_collector_as_it_found_it(speedups: Any) -> None:
-    """It turns the cyclic GC off while it builds (see _speedups.c), and only back on if it was."""
+def test_plan_records_leaves_the_garbage_collector_alone(speedups: Any) -> None:
+    """It never switches the process-wide cyclic GC (issue 11): with the young generation's
+    threshold at 1, building a plan allocates enough for collections to run during the call, and
+    the GC is on or off after it as it was before."""
     import gc
 
-    batch = [{"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1"}}]
-    was = gc.isenabled()
+    batch = [{"eventName": "INSERT", "dynamodb": {
+        "Keys": {"pk": {"S": str(n)}}, "SequenceNumber": str(n + 1),
+        "NewImage": {"pk": {"S": str(n)}, "tags": {"L": [{"S": "x"}]}}}} for n in range(50)]
+    phases: list[str] = []
+    was, threshold = gc.isenabled(), gc.get_threshold()
+
+    def seen(phase: str, info: dict[str, Any]) -> None:
+        phases.append(phase)
+
     try:
-        for state in (True, False):
-            (gc.enable if state else gc.disable)()
-            assert c_plan(Settings(), batch) is not None and gc.isenabled() is state
-            assert c_plan(Settings(), [*batch, "junk"]) is None and gc.isenabled() is state
-            with pytest.raises(TypeError):
-                speedups.plan_records(batch, None, True, 5, True)
-            assert gc.isenabled() is state
+        gc.enable()
+        gc.set_threshold(1)
+        gc.callbacks.append(seen)
+        assert c_plan(Settings(), batch) is not None
+        gc.callbacks.remove(seen)
+        assert "start" in phases and gc.isenabled()
+        gc.disable()
+        assert c_plan(Settings(), batch) is not None and not gc.isenabled()
+        with pytest.raises(TypeError):
+            speedups.plan_records(batch, None, True, 5, True)
+        assert not gc.isenabled()
     finally:
+        if seen in gc.callbacks:
+            gc.callbacks.remove(seen)
+        gc.set_threshold(*threshold)
         (gc.enable if was else gc.disable)()
+
+
+def test_every_setting_is_decided_for_the_c_gate() -> None:
+    """A planning setting added to Settings must be added to accelerator.C_PLANNING (with whether
+    the C planner implements its value) or to NOT_PLANNING: the C path cannot silently ignore it."""
+    fields = set(Settings.field_names())
+    assert set(accelerator.C_PLANNING) | accelerator.NOT_PLANNING == fields
+    assert not set(accelerator.C_PLANNING) & accelerator.NOT_PLANNING
+
+
+@pytest.mark.parametrize("settings, declined", [
+    (Settings(), []),
+    (Settings(numbers="float"), ["numbers"]),
+    (Settings(transforms=("replicator.transforms.example",)), ["transforms"]),
+    (Settings(id_mapping="m:f", shard_key=("t",)), ["id_mapping", "shard_key"]),
+])
+def test_the_gate_names_the_settings_the_c_planner_does_not_implement(
+    settings: Settings, declined: list[str]
+) -> None:
+    assert accelerator.declined_by(settings) == declined
+    path = accelerator.planning_path(settings)
+    if accelerator.native is None:
+        assert path.startswith("pure Python (") and accelerator.unavailable in path
+    elif declined:
+        assert path.startswith("pure Python") and all(name in path for name in declined)
+    else:
+        assert path.startswith("C accelerator")
 
 
 def test_configure_planner_refuses_a_class_it_cannot_build(speedups: Any) -> None:
