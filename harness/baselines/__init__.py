@@ -1,1 +1,1 @@
-"""Handlers kept to compare against; not for production."""
+"""Baselines the harness runs beside the replicator (``harness run --handler baseline``)."""
