@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     Operation: TypeAlias = "ReplaceOne[dict[str, Any]] | UpdateOne | DeleteOne"
 
-DUPLICATE_KEY = 11000
 #: 11000 and its legacy forms (pymongo's helpers_shared raises DuplicateKeyError for all three)
 DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
 

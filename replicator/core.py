@@ -1,8 +1,9 @@
 """The replicator: parse -> screen -> (read back) -> plan -> quarantine -> tombstones -> write,
 and the Lambda batch response.
 
-Steps in a fixed order, as Powertools' batch processor does; only the edges do I/O (read-back, the
-quarantine write, the bulk writes). Failures come back as data (a :class:`BatchResult`), and the
+Steps in a fixed order, as Powertools' batch processor does, each module visited once (see
+:meth:`Replicator.process`); the C accelerator stands in for parse + plan alone (``_plan``). Only
+the edges do I/O (read-back, the quarantine write, the tombstone probe, the bulk writes). Failures come back as data (a :class:`BatchResult`), and the
 Lambda response is built from it in one place.
 """
 
@@ -190,7 +191,7 @@ class Replicator:
     def _write(self, plan: WritePlan, result: BatchResult, records: Sequence[Any] = ()) -> None:
         sequence_field = self.settings.sequence_field
         rejected: list[tuple[PlannedWrite, apply.Rejection, str]] = []
-        archive_writes = [w for w in plan.writes if w.collection == "archive"]
+        archive_writes = plan.archive_writes
         blocked: set[tuple[str, ...]] = set()
         if archive_writes:
             outcome = apply.write(self.archive, archive_writes, sequence_field=sequence_field)
@@ -201,8 +202,7 @@ class Replicator:
             # A rejected archive write keeps the old image in the quarantine (its raw record):
             # the delete may go ahead, nothing is lost.
             rejected.extend((w, why, "dynamodb.OldImage") for w, why in outcome.rejected)
-        main = [w for w in plan.writes if w.collection == "main"
-                and w.sequence_numbers not in blocked]
+        main = [w for w in plan.main_writes if w.sequence_numbers not in blocked]
         cleanup: list[PlannedWrite] = []
         if self.tombstones is not None and main:
             guarded = self.tombstones.guard(main)

@@ -41,10 +41,6 @@ class StreamViewType(str, enum.Enum):
     OLD_IMAGE = "OLD_IMAGE"
     KEYS_ONLY = "KEYS_ONLY"
 
-    @property
-    def has_new_image(self) -> bool:
-        return self in (StreamViewType.NEW_AND_OLD_IMAGES, StreamViewType.NEW_IMAGE)
-
 
 @dataclass(frozen=True)
 class Change:
@@ -68,10 +64,6 @@ class Change:
         """Sequence numbers are decimal strings of up to 40 digits; compare them padded."""
         return pad_sequence_number(self.sequence_number)
 
-    @property
-    def table_arn(self) -> str | None:
-        """The table's ARN: ``eventSourceARN`` before ``/stream/`` (None without one)."""
-        return table_arn_of(self.event_source_arn)
 
     @property
     def table_name(self) -> str | None:
