@@ -3,8 +3,9 @@ and the Lambda batch response.
 
 Steps in a fixed order, as Powertools' batch processor does, each module visited once (see
 :meth:`Replicator.process`); the C accelerator stands in for parse + plan alone (``_plan``). Only
-the edges do I/O (read-back, the quarantine write, the tombstone probe, the bulk writes). Failures come back as data (a :class:`BatchResult`), and the
-Lambda response is built from it in one place.
+the edges do I/O (read-back, the quarantine write, the tombstone probe, the bulk writes).
+Failures come back as data (a :class:`BatchResult`), and the Lambda response is built from it in
+one place.
 """
 
 from __future__ import annotations

@@ -78,9 +78,10 @@ class Planner:
     def plan_records(self, records: list[Any], stream_arn: Any = ANY_STREAM) -> WritePlan | None:
         """The plan for a batch of raw records (a Lambda event's ``Records``) in one pass of the C
         accelerator, when it implements this planner's settings (accelerator.declined_by, the
-        one gate: no transforms, shard key or id mapping) and every record is well formed and ready to plan, and every record with an
-        ``eventSourceARN`` has exactly ``stream_arn`` (the Replicator's pinned stream; None: no
-        record may have one; ANY_STREAM, the default: not checked). None otherwise: then
+        one gate: no transforms, shard key or id mapping) and every record is well formed and
+        ready to plan, and every record with an ``eventSourceARN`` has exactly ``stream_arn`` (the
+        Replicator's pinned stream; None: no record may have one; ANY_STREAM, the default: not
+        checked). None otherwise: then
         ``plan(*parse_records(records))`` (after any read-back) decides, as the reference, and
         gives an equal plan where both apply (tests/unit/test_speedups.py)."""
         if self._native_plan is None or type(records) is not list:
