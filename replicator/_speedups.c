@@ -1716,7 +1716,7 @@ configure_planner(PyObject *Py_UNUSED(module), PyObject *planned_write)
     Py_RETURN_NONE;
 }
 
-/* ---- Planned writes -> pymongo operations, at the edge (replicator.apply.operations) ---------- */
+/* ---- Planned writes -> pymongo operations, at the edge (replicator.operations) -------------- */
 
 static PyObject *
 configure_operations(PyObject *Py_UNUSED(module), PyObject *args)
@@ -1780,7 +1780,7 @@ done:
 }
 
 /* operations(writes) -> list | None: the pymongo operation of each PlannedWrite, built as
- * apply.operation builds it; None when one is not of the planner's usual shapes (Python then
+ * operations.operation builds it; None when one is not of the planner's usual shapes (Python then
  * builds them all). */
 static PyObject *
 speedups_operations(PyObject *Py_UNUSED(module), PyObject *writes)
@@ -2403,7 +2403,7 @@ static PyMethodDef speedups_methods[] = {
      "what operations() builds with (templates: accelerator.slot_template)."},
     {"operations", speedups_operations, METH_O,
      "operations(writes) -> list | None: the pymongo operation of each PlannedWrite (None: not\n"
-     "the planner's usual shapes; apply.operation builds them)."},
+     "the planner's usual shapes; operations.operation builds them)."},
     {"_operation_path", speedups_operation_path, METH_NOARGS,
      "How operations() builds ReplaceOne and DeleteOne: 'slots' or 'constructor' for each."},
     {"configure_planner", configure_planner, METH_O,

@@ -25,28 +25,25 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import Any
 
 import bson
 from bson.errors import BSONError
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
-from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from replicator.accelerator import native, slot_template
 from replicator.events import pad_sequence_number
 from replicator.keys import identity
+from replicator.operations import operation, operations, write_parts
 from replicator.settings import SEQUENCE_FIELD
 from replicator.sharding import same_shard_values, shard_values
 from replicator.writes import PlannedWrite
 
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    Operation: TypeAlias = "ReplaceOne[dict[str, Any]] | UpdateOne | DeleteOne"
 
 #: 11000 and its legacy forms (pymongo's helpers_shared raises DuplicateKeyError for all three)
 DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
@@ -303,42 +300,6 @@ def _merge(into: WriteResult, other: WriteResult) -> None:
     into.round_trips += other.round_trips
 
 
-# -- the edge: planned writes -> pymongo operations ---------------------------------------------
-def configure_accelerator(module: Any) -> None:
-    """Hand the C accelerator what its ``operations`` builds (done at import when it is on; the
-    tests call it to test the C module directly even in a pure-Python run)."""
-    module.configure_operations(
-        ReplaceOne, DeleteOne, UpdateOne,
-        slot_template(ReplaceOne, {}, {}, upsert=True), slot_template(DeleteOne, {}),
-    )
-
-
-if native is not None:
-    configure_accelerator(native)
-
-
-def operations(writes: Sequence[PlannedWrite]) -> list[Operation]:
-    """The pymongo operations ``bulk_write`` sends for ``writes``: built by the C accelerator where
-    it runs (filling the operations' slots skips ``__init__``'s checks, which hold by
-    construction here: a tenth of the core's CPU per record), else by :func:`operation`."""
-    if native is not None and type(writes) is list:
-        built = native.operations(writes)
-        if built is not None:
-            return built  # type: ignore[no-any-return]
-    return [operation(w) for w in writes]
-
-
-def operation(planned: PlannedWrite) -> Operation:
-    """The pymongo operation ``bulk_write`` sends for a planned write."""
-    if planned.kind == "replace":
-        assert isinstance(planned.document, dict)
-        return ReplaceOne(planned.filter, planned.document, upsert=planned.upsert)
-    if planned.kind == "update":
-        assert planned.document is not None
-        return UpdateOne(planned.filter, planned.document, upsert=planned.upsert)
-    return DeleteOne(planned.filter)
-
-
 # -- encoding ----------------------------------------------------------------------------------
 def encoding_problem(parts: Iterable[Mapping[str, Any]]) -> Rejection | None:
     """Encode each document as pymongo would; a Rejection naming the offending value's path when
@@ -350,22 +311,6 @@ def encoding_problem(parts: Iterable[Mapping[str, Any]]) -> Rejection | None:
             return Rejection(f"{type(error).__name__}: {error}", field_path=_bad_path(part),
                              kind="encoding")
     return None
-
-
-def write_parts(planned: PlannedWrite) -> Iterator[Mapping[str, Any]]:
-    """The documents pymongo encodes for a planned write: the filter, then the replacement /
-    update document (a pipeline's literal document, or each stage)."""
-    yield planned.filter
-    document = planned.document
-    if isinstance(document, Mapping):
-        yield document
-    elif isinstance(document, list):
-        for stage in document:  # a pipeline: the planner's [{"$replaceWith": {"$literal": doc}}]
-            literal = stage.get("$replaceWith", {}) if isinstance(stage, Mapping) else None
-            if isinstance(literal, Mapping) and isinstance(literal.get("$literal"), Mapping):
-                yield literal["$literal"]
-            elif isinstance(stage, Mapping):
-                yield stage
 
 
 _INT64 = (-(2**63), 2**63 - 1)

@@ -2,7 +2,7 @@
 
 A :class:`PlannedWrite` says what one MongoDB write does in MongoDB's terms (a replacement, an
 update or a delete, its filter and document, whether it upserts) without being a pymongo object:
-the core reads its values, and only :func:`replicator.apply.operation` turns it into the pymongo
+the core reads its values, and only :func:`replicator.operations.operation` turns it into the pymongo
 operation ``bulk_write`` sends. The C accelerator's ``plan_records`` builds the same objects.
 """
 

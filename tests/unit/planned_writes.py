@@ -7,12 +7,12 @@ from typing import Any
 
 from pymongo.operations import DeleteOne, ReplaceOne
 
-from replicator.apply import operation
+from replicator.operations import operation
 from replicator.writes import PlannedWrite, WritePlan
 
 
 def from_operation(op: Any, sequence_numbers: tuple[str, ...], **where: Any) -> PlannedWrite:
-    """The PlannedWrite that ``apply.operation`` turns into ``op``."""
+    """The PlannedWrite that ``operations.operation`` turns into ``op``."""
     if isinstance(op, DeleteOne):
         return PlannedWrite.delete(op._filter, sequence_numbers, **where)
     kind = "replace" if isinstance(op, ReplaceOne) else "update"

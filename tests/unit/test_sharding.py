@@ -15,10 +15,10 @@ from harness.backends import mongo_topology, testcontainers_target
 from harness.backends.base import TARGETS, BackendUnavailable, target_backend
 from harness.backends.mongomock_target import mongomock_client
 from replicator import apply
-from replicator.apply import operation
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.events import StreamViewType, parse_records
+from replicator.operations import operation
 from replicator.plan import Planner
 from replicator.settings import Settings
 from replicator.sharding import ShardKeyMove, same_shard_values

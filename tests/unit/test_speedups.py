@@ -25,9 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
-from replicator import accelerator, apply
+from replicator import accelerator
+from replicator import operations as edge
 from replicator.accelerator import slot_template
-from replicator.apply import configure_accelerator as configure_operations
 from replicator.convert import Converter
 from replicator.core import Replicator
 from replicator.errors import ConversionError, MalformedRecordError
@@ -41,6 +41,7 @@ from replicator.events import (
     table_arn_of,
 )
 from replicator.keys import KeyMapper
+from replicator.operations import configure_accelerator as configure_operations
 from replicator.plan import Planner
 from replicator.plan import configure_accelerator as configure_planner
 from replicator.settings import Settings
@@ -1083,7 +1084,7 @@ def test_configure_planner_refuses_a_class_it_cannot_build(speedups: Any) -> Non
         configure_planner(speedups)
 
 
-# -- operations: planned writes -> pymongo operations, against apply.operation --------------------
+# -- operations: planned writes -> pymongo operations, against operations.operation-----------------
 def operation_shape(operation: Any) -> Any:
     """Every slot of a pymongo operation, type for type and in order (== ignores dict order, and
     ReplaceOne's == may not look at every slot)."""
@@ -1103,7 +1104,7 @@ EDGE_WRITES = [
 
 def assert_same_operations(speedups: Any, writes: list[PlannedWrite]) -> None:
     built = speedups.operations(writes)
-    expected = [apply.operation(w) for w in writes]
+    expected = [edge.operation(w) for w in writes]
     assert built is not None
     assert [operation_shape(o) for o in built] == [operation_shape(o) for o in expected]
 
@@ -1113,7 +1114,7 @@ def test_operations_agree_with_apply_operation(speedups: Any) -> None:
     # a shape it does not build (a replacement without upsert): Python builds the whole list
     odd = PlannedWrite("replace", {"_id": 1}, {"_id": 1}, False, ("1",))
     assert speedups.operations([*EDGE_WRITES, odd]) is None
-    assert apply.operations([*EDGE_WRITES, odd]) == [apply.operation(w) for w in [*EDGE_WRITES, odd]]
+    assert edge.operations([*EDGE_WRITES, odd]) == [edge.operation(w) for w in [*EDGE_WRITES, odd]]
 
 
 def test_slot_template_describes_how_the_class_fills_its_slots() -> None:
@@ -1148,7 +1149,7 @@ def test_operations_are_the_same_whichever_way_they_are_built(speedups: Any, tem
         # the constructor path answers None for a kind it does not fill: Python builds those
         built = speedups.operations(EDGE_WRITES)
         assert built is None or [operation_shape(o) for o in built] == [
-            operation_shape(apply.operation(w)) for w in EDGE_WRITES]
+            operation_shape(edge.operation(w)) for w in EDGE_WRITES]
     finally:
         configure_operations(speedups)
     assert speedups._operation_path() == ("slots", "slots")
