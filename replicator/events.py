@@ -125,9 +125,10 @@ def parse_records(
 ) -> tuple[list[Change], list[BadRecord]]:
     """Parse every record; a malformed one becomes a :class:`BadRecord`, the others go on.
 
-    ``accelerate=False`` keeps to pure Python even where the C accelerator is built.
+    ``accelerate=False`` keeps to pure Python even where the C accelerator is built. A list is
+    taken as the records themselves (the Replicator has already run :func:`records_of`).
     """
-    records = records_of(event)
+    records = event if type(event) is list else records_of(event)
     fast: list[Change | None] | None = None
     if accelerate and native is not None and type(records) is list:
         # The C accelerator parses the well-formed records; None marks one parse_record decides.
