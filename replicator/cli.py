@@ -28,7 +28,13 @@ import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from replicator.errors import ConfigurationError, ReplicationError
+from replicator.errors import (
+    ConfigurationError,
+    ReplicationError,
+    ResyncRequired,
+    RetriesExhausted,
+)
+from replicator.mongo import DEFAULT_TIMEOUT_MS
 from replicator.redact import (
     RedactingFormatter,
     install_log_redaction,
@@ -44,7 +50,6 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_RESYNC = 3
 
-DEFAULT_TIMEOUT_MS = 10_000
 log = logging.getLogger("replicator.cli")
 
 # -- logging -------------------------------------------------------------------------------------
@@ -209,20 +214,11 @@ class Target:
             table=args.table)
 
     def _connect(self, uri: str, args: argparse.Namespace, environ: Any) -> Any:
-        from pymongo import MongoClient
-        from pymongo.errors import ConfigurationError as MongoConfigurationError
-        from pymongo.errors import InvalidURI
+        from replicator.mongo import APPNAME, connect
 
-        options: dict[str, Any] = {"appname": "ddb-mongo-replicator-poller", "retryWrites": True}
         timeout = args.mongodb_timeout_ms or environ.get("MONGODB_TIMEOUT_MS")
-        if timeout:
-            options["serverSelectionTimeoutMS"] = int(timeout)
-        elif "serverselectiontimeoutms" not in uri.lower():
-            options["serverSelectionTimeoutMS"] = DEFAULT_TIMEOUT_MS
-        try:
-            return MongoClient(uri, **options)
-        except (InvalidURI, MongoConfigurationError, ValueError) as error:
-            raise ConfigurationError(f"the MongoDB URI is not usable: {error}") from None
+        return connect(uri, appname=f"{APPNAME}-poller",
+                       server_selection_timeout_ms=int(timeout) if timeout else None)
 
     def _default_database(self) -> str:
         from pymongo.errors import ConfigurationError as MongoConfigurationError
@@ -326,8 +322,6 @@ def _poller(args: argparse.Namespace, environ: Any, target: Target, stop: thread
 
 # -- commands ------------------------------------------------------------------------------------
 def cmd_run(args: argparse.Namespace, environ: Any) -> int:
-    from replicator.poller import ResyncRequired
-
     stop = threading.Event()
     install_signal_handlers(stop)
     target = Target(args, environ)
@@ -402,8 +396,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(given)  # usage errors: argparse exits with 2, redacted
     secrets = [*secrets_of(args.mongodb_uri, environ), *secrets_in_argv(given)]
     setup_logging(args.log_level, secrets)
-    from replicator.poller import ResyncRequired, RetriesExhausted
-
     try:
         return int(args.func(args, environ))
     except ResyncRequired as error:

@@ -37,7 +37,12 @@ from pymongo.errors import PyMongoError
 
 from replicator.checkpoints import Checkpoint, CheckpointStore, StreamMarker
 from replicator.core import BatchResult, Replicator
-from replicator.errors import ConfigurationError, ReplicationError
+from replicator.errors import (
+    ConfigurationError,
+    ReplicationError,
+    ResyncRequired,
+    RetriesExhausted,
+)
 from replicator.events import pad_sequence_number
 from replicator.settings import Settings
 from replicator.streams import ShardState, StartingPosition, StreamReader, error_code
@@ -52,47 +57,6 @@ FATAL_STREAM_ERRORS = frozenset({
     "UnrecognizedClientException", "InvalidSignatureException", "UnknownOperationException",
 })
 Record = dict[str, Any]
-
-
-class ResyncRequired(ReplicationError):
-    """A checkpoint is older than what the stream still holds: changes were lost; re-sync.
-
-    ``command`` is filled in by the CLI with the exact command to run.
-    """
-
-    def __init__(self, reason: str, *, table: str | None, stream_arn: str,
-                 shard_id: str | None = None, sequence_number: str | None = None) -> None:
-        self.reason = reason
-        self.table = table
-        self.stream_arn = stream_arn
-        self.shard_id = shard_id
-        self.sequence_number = sequence_number
-        self.command: str | None = None
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        command = self.command or (
-            f"replicator resync --table {self.table or '<table>'} --yes "
-            "(with the same MongoDB and AWS options as `replicator run`)"
-        )
-        return (
-            f"{self.reason}. The stream keeps records for 24 hours, so the changes after the "
-            "checkpoint are gone and the collection cannot be brought up to date from the "
-            "stream. Re-sync it from the table: stop every poller of this table, then run\n"
-            f"    {command}\n"
-            "which deletes this table's checkpoints, empties the collection and its tombstones, "
-            "applies what the stream still holds and scans the table into the collection; then "
-            "start `replicator run` again (see docs/poller.md, \"Re-sync\")."
-        )
-
-    def with_command(self, command: str) -> ResyncRequired:
-        self.command = command
-        self.args = (self._render(),)
-        return self
-
-
-class RetriesExhausted(ReplicationError):
-    """A write, checkpoint or stream read kept failing ``max_attempts`` times in a row."""
 
 
 @dataclass

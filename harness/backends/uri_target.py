@@ -7,7 +7,9 @@ import re
 from typing import Any
 
 from harness.backends.base import BackendUnavailable, register_target
-from harness.secrets import redact_uri
+from replicator.errors import ConfigurationError
+from replicator.mongo import APPNAME, connect
+from replicator.redact import redact_uri
 
 
 @register_target("uri")
@@ -24,21 +26,20 @@ class UriTarget:
     def start(self) -> None:
         if not self.uri:
             raise BackendUnavailable("target 'uri' needs --target-uri or MONGODB_URI")
-        from pymongo import MongoClient
-        from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
+        from pymongo.errors import PyMongoError
 
         try:
-            self._client = MongoClient(self.uri, serverSelectionTimeoutMS=self.timeout_ms)
-        except (InvalidURI, ConfigurationError, ValueError) as error:
-            # pymongo's message may quote the URI: only the redacted form is shown.
+            self._client = connect(self.uri, appname=f"{APPNAME}-harness",
+                                   server_selection_timeout_ms=self.timeout_ms)
+        except ConfigurationError as error:  # already redacted by connect
             raise BackendUnavailable(
-                f"not a valid MongoDB URI ({self.describe()}): "
-                f"{redact_uri(str(error), self.uri)} (escape special characters in the "
-                "user name and password, RFC 3986)"
+                f"not a valid MongoDB URI ({self.describe()}): {error} (escape special "
+                "characters in the user name and password, RFC 3986)"
             ) from None
         # The probe has its own short server selection timeout: pymongo retries a refused
         # connection until serverSelectionTimeoutMS ends (10 s here), a long wait for a typo.
-        probe = MongoClient(self.uri, serverSelectionTimeoutMS=min(self.timeout_ms, PROBE_TIMEOUT_MS))
+        probe = connect(self.uri, appname=f"{APPNAME}-harness",
+                        server_selection_timeout_ms=min(self.timeout_ms, PROBE_TIMEOUT_MS))
         try:
             probe.admin.command("ping")
         except PyMongoError as error:

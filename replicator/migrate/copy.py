@@ -21,7 +21,7 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from replicator.core import BatchResult, Replicator
-from replicator.errors import ConfigurationError, ReplicationError
+from replicator.errors import ConfigurationError, CopyInterrupted
 from replicator.migrate.records import COPY_SEQUENCE, item_record
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
@@ -31,11 +31,6 @@ Item = dict[str, Any]
 #: Chooses which items of a page are written (all by default); a gap re-copy writes only the
 #: ones that differ from their documents.
 Select = Callable[[list[Item]], list[Item]]
-
-
-class CopyInterrupted(ReplicationError):
-    """The copy stopped (signal, or retries exhausted) before every segment was done; run it
-    again to resume."""
 
 
 @dataclass

@@ -289,9 +289,9 @@ def _pool_load(target: WorkerTarget, data_file: DataFile, export_type: str,
                sequence: str) -> FileResult:
     replicator = _WORKER_REPLICATOR.get(target)
     if replicator is None:
-        from pymongo import MongoClient
+        from replicator.mongo import APPNAME, connect
 
-        client: Any = MongoClient(target.mongodb_uri, appname="ddb-mongo-replicator-export")
+        client = connect(target.mongodb_uri, appname=f"{APPNAME}-export")
         replicator = Replicator(client[target.database][target.collection], target.settings)
         _WORKER_REPLICATOR[target] = replicator
     return load_file(data_file, export_type, replicator, target.key_schema, sequence)

@@ -31,8 +31,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from replicator.core import Replicator
-from replicator.errors import ConfigurationError
-from replicator.migrate.copy import CopyInterrupted, CopyStats, ScanCopy
+from replicator.errors import ConfigurationError, CopyInterrupted
+from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.export import ExportManifest, ExportStats, WorkerTarget, load_export
 from replicator.migrate.records import COPY_SEQUENCE
 from replicator.migrate.segments import SegmentStore
