@@ -25,7 +25,6 @@ every record up to it.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,6 +43,7 @@ from replicator.errors import (
     RetriesExhausted,
 )
 from replicator.events import pad_sequence_number
+from replicator.retry import Backoff
 from replicator.settings import Settings
 from replicator.streams import ShardState, StartingPosition, StreamReader, error_code
 
@@ -158,8 +158,6 @@ class Poller:
         if starting_position not in ("TRIM_HORIZON", "LATEST"):
             raise ConfigurationError(
                 f"starting_position must be TRIM_HORIZON or LATEST, not {starting_position!r}")
-        if max_attempts is not None and max_attempts < 1:
-            raise ConfigurationError("max_attempts must be at least 1 (or None: forever)")
         concern = getattr(collection, "write_concern", None)
         if concern is not None and getattr(concern, "acknowledged", True) is False:
             raise ConfigurationError(
@@ -178,9 +176,9 @@ class Poller:
         self.stop_event = stop or threading.Event()
         self.starting_position: StartingPosition = starting_position
         self.log_interval = log_interval
-        self.max_attempts = max_attempts
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
+        #: retries of writes, checkpoints and stream reads; a stop ends its waits at once
+        self.backoff = Backoff(backoff_base_s, backoff_max_s, max_attempts,
+                               sleep=self.stop_event.wait)
         self.reader_options = dict(reader_options or {})
         self._clock = clock
         self._now = now
@@ -199,7 +197,6 @@ class Poller:
         self._finished: set[str] = set()
         self._last_log = self._started = clock()
         self._last_logged_applied = 0
-        self._rng = random.Random()
 
     # -- setup -------------------------------------------------------------------------------------
     @property
@@ -353,10 +350,10 @@ class Poller:
                 if _fatal_stream_error(error):
                     raise
                 read_failures += 1
-                self._give_up_after(read_failures, "reading the stream", error)
+                self.backoff.give_up(read_failures, "reading the stream", error)
                 log.warning("reading the stream failed (%s: %s); retrying from the checkpoints",
                             type(error).__name__, error)
-                self._backoff(read_failures)
+                self.backoff.wait(read_failures)
                 reader = self.reader = self._new_reader("TRIM_HORIZON")
                 continue
             read_failures = 0
@@ -408,12 +405,12 @@ class Poller:
             pending = pending[cut:]
             attempt += 1
             self.stats.retries += 1
-            self._give_up_after(attempt, f"writing shard {shard_id} from SequenceNumber {failed[0]}",
+            self.backoff.give_up(attempt, f"writing shard {shard_id} from SequenceNumber {failed[0]}",
                                 result.failures[0][1] if result.failures else "")
             log.warning("shard %s: %d record(s) failed from SequenceNumber %s (%s); checkpoint "
                         "kept before it, retry %d", shard_id, len(failed), failed[0],
                         result.failures[0][1] if result.failures else "?", attempt)
-            if not self._backoff(attempt):
+            if not self.backoff.wait(attempt):
                 return False
         return True
 
@@ -445,10 +442,10 @@ class Poller:
                 break
             except PyMongoError as error:
                 attempt += 1
-                self._give_up_after(attempt, f"saving the checkpoint of shard {shard_id}", error)
+                self.backoff.give_up(attempt, f"saving the checkpoint of shard {shard_id}", error)
                 log.warning("shard %s: checkpoint at %s not saved (%s: %s); retry %d",
                             shard_id, sequence, type(error).__name__, error, attempt)
-                if not self._backoff(attempt):
+                if not self.backoff.wait(attempt):
                     return False
         self.stats.checkpoints += 1
         self.stats.records_applied += applied
@@ -474,17 +471,6 @@ class Poller:
                 continue
             self._finished.add(shard_id)
             log.info("shard %s read to its end and applied", shard_id)
-
-    # -- retries -----------------------------------------------------------------------------------
-    def _give_up_after(self, attempt: int, what: str, error: Any) -> None:
-        if self.max_attempts is not None and attempt >= self.max_attempts:
-            raise RetriesExhausted(f"{what} failed {attempt} times in a row; last error: {error}")
-
-    def _backoff(self, attempt: int) -> bool:
-        """Wait (bounded exponential, jittered); False if stopped while waiting."""
-        delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt - 1, 30))
-        delay *= 0.5 + self._rng.random() / 2
-        return not self.stop_event.wait(delay)
 
     # -- progress ----------------------------------------------------------------------------------
     def _maybe_log(self) -> None:
@@ -592,10 +578,10 @@ def resync(
                 if not result.failures:
                     break
                 attempt += 1
-                poller._give_up_after(attempt, "writing scanned items", result.failures[0][1])
+                poller.backoff.give_up(attempt, "writing scanned items", result.failures[0][1])
                 log.warning("resync: writing %d scanned items failed (%s); retry %d",
                             len(records), result.failures[0][1], attempt)
-                if not poller._backoff(attempt):
+                if not poller.backoff.wait(attempt):
                     raise RetriesExhausted("resync interrupted during the scan; run it again")
             stats.items_written += result.applied
             stats.items_skipped_newer += result.stale
