@@ -13,7 +13,8 @@ from harness.workload import WorkloadSpec, run_workload
 from replicator.checkpoints import CheckpointStore
 from replicator.errors import ResyncRequired
 from replicator.events import pad_sequence_number
-from replicator.poller import Poller, resync
+from replicator.poller import Poller
+from replicator.resync import resync
 from replicator.settings import Settings
 
 MIX = {"put_new": 4, "put_overwrite": 2, "update_set": 3, "update_remove": 2, "delete": 2,
