@@ -48,7 +48,7 @@ from replicator.redact import (
     secrets_of,
 )
 
-__all__ = ["build_parser", "main", "redact", "secrets_of", "setup_logging"]
+__all__ = ["build_parser", "main", "setup_logging"]
 
 
 log = logging.getLogger("replicator.cli")

@@ -7,15 +7,14 @@ surface only (``make_replicator``, ``run``, ``backoff``, ``checkpoints``).
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from replicator.core import BatchResult
 from replicator.errors import ConfigurationError, RetriesExhausted
+from replicator.migrate.records import COPY_SEQUENCE, item_record
 from replicator.poller import Poller
 
 log = logging.getLogger("replicator.poller")  # the poller's log: one place to follow a re-sync
@@ -35,7 +34,7 @@ class ResyncStats:
 
 #: The sequence number of a scanned item: below every real one, so any stream change of the item
 #: (applied before or after the scan) wins over the scan through the stale-write guard.
-SCAN_SEQUENCE = "0"
+SCAN_SEQUENCE = COPY_SEQUENCE
 
 
 def resync(
@@ -77,13 +76,15 @@ def resync(
              stats.stream_records_applied)
     info = poller.info
     request: dict[str, Any] = {"TableName": table, "ConsistentRead": True, "Limit": page_size}
-    view = info.stream_view_type or "NEW_AND_OLD_IMAGES"
     while True:
         page = poller.dynamodb.scan(**request)
         items = page.get("Items", [])
         stats.items_scanned += len(items)
         if items:
-            records = [_scan_record(item, info.key_schema, view, stats.items_scanned + n)
+            # Full images, as the migration's copy: no read-back whatever the stream's view type.
+            records = [item_record(item, info.key_schema, SCAN_SEQUENCE,
+                                   f"resync-scan-{stats.items_scanned + n}",
+                                   source="replicator:resync")
                        for n, item in enumerate(items)]
             attempt = 0
             while True:
@@ -111,22 +112,3 @@ def resync(
              "now start `replicator run`", table, stats.items_scanned, stats.items_written,
              stats.items_skipped_newer)
     return stats
-
-
-def _scan_record(item: Mapping[str, Any], key_schema: Sequence[str], view: str,
-                 number: int) -> Record:
-    missing = [k for k in key_schema if k not in item]
-    if missing:
-        raise ConfigurationError(f"scanned item lacks key attribute(s) {missing}: wrong key schema?")
-    return {
-        "eventID": f"resync-scan-{number}",
-        "eventName": "INSERT",
-        "eventSource": "replicator:resync",
-        "dynamodb": {
-            "Keys": {k: item[k] for k in key_schema},
-            "NewImage": dict(item),
-            "SequenceNumber": SCAN_SEQUENCE,
-            "StreamViewType": view,
-            "ApproximateCreationDateTime": datetime.now(timezone.utc),
-        },
-    }

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -226,7 +226,3 @@ class ScanCopy:
                         len(records), result.failures[0][1], attempt)
             if not self.backoff.wait(attempt):
                 raise CopyInterrupted(f"segment {segment} stopped while retrying")
-
-
-def key_of(item: Mapping[str, Any], key_schema: Sequence[str]) -> dict[str, Any]:
-    return {name: item[name] for name in key_schema}
