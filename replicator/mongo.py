@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from replicator.errors import ConfigurationError
-from replicator.redact import redact_uri
+from replicator.redact import error_detail
 
 #: serverSelectionTimeoutMS when neither the caller nor the URI sets one. pymongo's default is
 #: 30 s: too long for a start-up check or a Lambda invocation.
@@ -56,5 +56,5 @@ def connect(
         return pymongo.MongoClient(uri, **settings)
     except (InvalidURI, MongoConfigurationError, ValueError) as error:
         raise ConfigurationError(
-            f"the MongoDB URI is not usable: {redact_uri(str(error), uri)}"
+            f"the MongoDB URI is not usable: {error_detail(error, uri)}"
         ) from None

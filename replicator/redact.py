@@ -152,6 +152,22 @@ def redact_uri(text: str, uri: str | None = None) -> str:
     return redact_known(redact(text, uri_password(uri)))
 
 
+def error_detail(error: BaseException, uri: str) -> str:
+    """pymongo's message about a client of ``uri``, redacted, and withheld (only the error's type)
+    if it still quotes any piece of the URI's credentials.
+
+    With an unescaped "@" in a password pymongo takes part of the password for a host name and
+    names it in its error, where no pattern can recognise it.
+    """
+    # pymongo appends the whole topology description: the first reason is the useful part
+    detail = redact_uri(str(error), uri).split(", Timeout:")[0]
+    userinfo = uri.split("://", 1)[-1].rpartition("@")[0]
+    pieces = [p for p in re.split(r"[:@/]", userinfo) if len(p) >= 2]
+    if any(piece in detail for piece in pieces):
+        return f"{type(error).__name__} (details withheld: they quote part of the credentials)"
+    return detail
+
+
 def redact_record(record: logging.LogRecord) -> None:
     """Redact a record in place: message (args merged into it when anything was masked),
     traceback text and stack."""

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from harness.backends.base import BackendUnavailable, register_target
 from replicator.errors import ConfigurationError
 from replicator.mongo import APPNAME, connect
-from replicator.redact import redact_uri
+from replicator.redact import error_detail, redact_uri
 
 
 @register_target("uri")
@@ -46,7 +45,7 @@ class UriTarget:
             self._client.close()
             self._client = None
             raise BackendUnavailable(
-                f"cannot reach MongoDB at {self.describe()}: {_safe_detail(error, self.uri)}"
+                f"cannot reach MongoDB at {self.describe()}: {error_detail(error, self.uri)}"
             ) from None
         finally:
             probe.close()
@@ -71,18 +70,3 @@ class UriTarget:
 
 # Enough for a server on the network to answer; a refused or unanswered one fails within it.
 PROBE_TIMEOUT_MS = 2_000
-
-
-def _safe_detail(error: Exception, uri: str) -> str:
-    """pymongo's message, unless it quotes any piece of the URI's credentials.
-
-    With an unescaped "@" in a password pymongo takes part of the password for a host name and
-    names it in its error; then only the error's type is shown.
-    """
-    # pymongo appends the whole topology description: the first reason is the useful part
-    detail = redact_uri(str(error), uri).split(", Timeout:")[0]
-    userinfo = uri.split("://", 1)[-1].rpartition("@")[0]
-    pieces = [p for p in re.split(r"[:@/]", userinfo) if len(p) >= 2]
-    if any(piece in detail for piece in pieces):
-        return f"{type(error).__name__} (details withheld: they quote part of the credentials)"
-    return detail
