@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from replicator.errors import ConfigurationError, RetriesExhausted
 
@@ -61,7 +61,3 @@ class Backoff:
     def wait(self, attempt: int) -> bool:
         """Wait :meth:`delay` ``(attempt)``; False if the sleep was interrupted (stopped)."""
         return not self.sleep(self.delay(attempt))
-
-    def with_sleep(self, sleep: Sleep) -> Backoff:
-        """The same policy waiting with ``sleep`` (e.g. a stop event's ``wait``)."""
-        return replace(self, sleep=sleep)

@@ -44,7 +44,7 @@ def test_give_up_raises_only_once_max_attempts_failures_in_a_row() -> None:
 def test_a_set_stop_event_interrupts_the_wait() -> None:
     stop = threading.Event()
     stop.set()
-    assert Backoff(base_s=60.0, max_s=60.0).with_sleep(stop.wait).wait(1) is False
+    assert Backoff(base_s=60.0, max_s=60.0, sleep=stop.wait).wait(1) is False
 
 
 @pytest.mark.parametrize("options", [{"max_attempts": 0}, {"jitter": 1.5}, {"base_s": -1.0}])
