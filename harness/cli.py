@@ -22,7 +22,13 @@ from harness.backends.base import (
     started,
     target_backend,
 )
-from harness.secrets import install_log_redaction, redact, redact_known, redact_uri, secrets_in_argv
+from replicator.redact import (
+    install_log_redaction,
+    redact,
+    redact_known,
+    redact_uri,
+    secrets_in_argv,
+)
 
 
 class RedactingGroup(TyperGroup):

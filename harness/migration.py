@@ -26,12 +26,13 @@ from typing import Any
 from harness.backends.base import Table, TableSpec, source_backend, started, target_backend
 from harness.convergence import check
 from harness.runner import scan_items
+from replicator.errors import ResyncRequired
 from replicator.migrate.export import INCREMENTAL, export_json, load_manifest, write_export
 from replicator.migrate.gap import recover
 from replicator.migrate.sync import sync_scan
 from replicator.migrate.verify import Verifier
 from replicator.plan import Planner
-from replicator.poller import Poller, ResyncRequired
+from replicator.poller import Poller
 from replicator.settings import Settings
 
 

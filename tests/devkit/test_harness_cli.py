@@ -232,7 +232,7 @@ def test_a_refused_target_is_probed_with_a_short_server_selection_timeout(
     timeouts: list[int] = []
 
     class RefusingClient:
-        def __init__(self, uri: str, serverSelectionTimeoutMS: int) -> None:
+        def __init__(self, uri: str, serverSelectionTimeoutMS: int, **_: object) -> None:
             timeouts.append(serverSelectionTimeoutMS)
             self.admin = self
 

@@ -486,14 +486,14 @@ def test_password_never_appears_in_logs(
 def test_password_is_not_in_the_error_of_an_invalid_uri(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # given the real pymongo and a URI it refuses
+    # given the real pymongo and a URI it refuses (replicator.mongo.connect: a ConfigurationError)
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("MONGODB_URI", f"mongodb://app:{PASSWORD}@db.example:notaport/")
     monkeypatch.setenv("MONGODB_DATABASE", "app")
     monkeypatch.setenv("MONGODB_COLLECTION", "users")
     handler.reset()
     try:
-        with pytest.raises(ValueError) as raised:
+        with pytest.raises(ConfigurationError) as raised:
             handler.lambda_handler({"Records": []})
     finally:
         handler.reset()
