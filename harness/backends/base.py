@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 
 class BackendUnavailable(RuntimeError):
@@ -72,6 +72,12 @@ class SourceBackend(Protocol):
     """A DynamoDB (emulator or real) with streams. ``start``/``stop`` bracket its life."""
 
     name: str
+    #: the region its clients and stream ARNs name (a Lambda event's ``awsRegion``)
+    region: str
+    #: whether a cancelled TransactWriteItems leaves no trace in the stream (DynamoDB, DynamoDB
+    #: Local); moto applies its writes, emits them and rolls them back, so the runner reads such a
+    #: source's stream only after the workload (runner.py)
+    atomic_transactions: bool
 
     def start(self) -> None: ...
 
@@ -163,13 +169,24 @@ def target_backend(name: str, **options: Any) -> TargetBackend:
     return TARGETS[name](**options)
 
 
-class Started:
+class Lifecycle(Protocol):
+    """What :func:`started` needs of a backend (sources and targets alike)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+L = TypeVar("L", bound=Lifecycle)
+
+
+class Started(Generic[L]):
     """``with started(backend) as b:`` starts it and stops it even on failure."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: L) -> None:
         self.backend = backend
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> L:
         try:
             self.backend.start()
         except BaseException:
@@ -181,7 +198,7 @@ class Started:
         self.backend.stop()
 
 
-def started(backend: Any) -> Started:
+def started(backend: L) -> Started[L]:
     return Started(backend)
 
 
