@@ -435,8 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- a faster embedded target ------------------------------------------------------------------------
 @contextmanager
 def mongomock_id_fast_path() -> Iterator[None]:
-    """mongomock looks up an ``_id`` equality filter by scanning every document (EMULATORS.md:
-    ~60 upserts/s at 10k documents), which makes a 20,000-item copy quadratic. Inside this
+    """mongomock looks up an ``_id`` equality filter by scanning every document (measured on
+    mongomock 4.3.0: ~60 upserts/s at 10k documents), which makes a 20,000-item copy quadratic. Inside this
     context a filter with an ``_id`` equality reads that one document from mongomock's own
     ``_id``-keyed store and applies the rest of the filter to it: the same answers, O(1) per
     operation. Only for the migration scenarios and benchmarks (not a target of the harness)."""
