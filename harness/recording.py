@@ -282,14 +282,14 @@ def record_for_cli(
     """What ``harness record`` records: a scenario's workload on a fresh table of ``source``,
     or an existing table (``source="aws"``: the user's credentials; else an emulator at
     ``endpoint_url``). Usage errors are ValueErrors with the message to show."""
-    from harness.backends.base import SOURCES, _load_sources
+    from harness.backends.base import SOURCES, load_sources
 
     if (scenario is None) == (table is None):
         raise ValueError("give --scenario (record a workload) or --table (record an existing table)")
     if scenario is not None:
         from harness.scenario import load_scenario
 
-        _load_sources()
+        load_sources()
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; known: {', '.join(sorted(SOURCES))}")
         return record_workload(source, load_scenario(scenario), seed=seed)

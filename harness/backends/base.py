@@ -141,29 +141,29 @@ def register_target(name: str) -> Callable[[type[B]], type[B]]:
     return decorate
 
 
-def _load_sources() -> None:
+def load_sources() -> None:
     # Importing the modules registers them; imports are light (heavy ones happen in start()).
     from harness.backends import sources  # noqa: F401
 
 
-def _load_targets() -> None:
+def load_targets() -> None:
     from harness.backends import targets  # noqa: F401
 
 
-def _load_all() -> None:
-    _load_sources()
-    _load_targets()
+def load_all() -> None:
+    load_sources()
+    load_targets()
 
 
 def source_backend(name: str, **options: Any) -> SourceBackend:
-    _load_sources()
+    load_sources()
     if name not in SOURCES:
         raise KeyError(f"unknown source {name!r}; known: {', '.join(sorted(SOURCES))}")
     return SOURCES[name](**options)
 
 
 def target_backend(name: str, **options: Any) -> TargetBackend:
-    _load_targets()
+    load_targets()
     if name not in TARGETS:
         raise KeyError(f"unknown target {name!r}; known: {', '.join(sorted(TARGETS))}")
     return TARGETS[name](**options)
@@ -203,7 +203,7 @@ def started(backend: L) -> Started[L]:
 
 
 def iter_registered() -> Iterator[tuple[str, str]]:
-    _load_all()
+    load_all()
     for name in sorted(SOURCES):
         yield "source", name
     for name in sorted(TARGETS):
