@@ -26,6 +26,9 @@ from harness.workload.updates import UpdateExpression, apply_actions
 
 @dataclass
 class Plan:
+    """One planned call before it becomes an :class:`~harness.workload.spec.Operation`: key
+    indexes, and ``after``: each written key's item afterwards (None: deleted)."""
+
     op: str
     method: str
     request: dict[str, Any]
@@ -33,7 +36,6 @@ class Plan:
     after: dict[int, Item | None]
     expect_failure: bool = False
     idempotent: bool = True
-
 
 
 class ItemPlanner(KeySpace):

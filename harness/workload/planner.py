@@ -24,7 +24,10 @@ from harness.workload.spec import (
 from harness.workload.updates import UpdateExpression
 
 
-class Planner(ItemPlanner):
+class WorkloadPlanner(ItemPlanner):
+    """Draws each operation's kind from the mix and plans it, falling back to the closest
+    possible kind; iterating yields the operations and updates the model of the table."""
+
     def __init__(self, spec: TableSpec, workload: WorkloadSpec) -> None:
         super().__init__(spec, workload)
         self.mix_names = [n for n in OPERATIONS if workload.mix.get(n, 0) > 0]
@@ -225,7 +228,7 @@ _FALLBACK = {
 
 def iter_operations(spec: TableSpec, workload: WorkloadSpec) -> Iterator[Operation]:
     """The planned operations one by one (what :func:`plan_operations` lists)."""
-    return iter(Planner(spec, workload))
+    return iter(WorkloadPlanner(spec, workload))
 
 
 def plan_operations(spec: TableSpec, workload: WorkloadSpec) -> list[Operation]:
@@ -235,10 +238,7 @@ def plan_operations(spec: TableSpec, workload: WorkloadSpec) -> list[Operation]:
 
 def expected_state(spec: TableSpec, workload: WorkloadSpec) -> dict[KeyTuple, Item]:
     """The table after the workload, starting from an empty table: key tuple -> item."""
-    planner = Planner(spec, workload)
+    planner = WorkloadPlanner(spec, workload)
     for _ in planner:
         pass
     return planner.final_state()
-
-
-# -- execution --------------------------------------------------------------------------------
