@@ -87,6 +87,7 @@ class FaultyHandler:
         self.log = log
         self.history: list[dict[str, Any]] = []
         self.corrupted: list[dict[str, Any]] = []
+        self.sticky: dict[str, list[Any]] = {}  # D1: original eventID -> its corrupted copies
 
     def __call__(self, event: dict[str, Any]) -> Any:
         plan, rng = self.plan, self.rng
@@ -94,10 +95,17 @@ class FaultyHandler:
             self.log.count("late_retry")
             self.replicator.process(rng.choice(self.history))
         records = list(event["Records"])
+        # D1: a corrupted record stays in the stream: a redelivery of its original (its
+        # quarantine write failed, so the batch is retried) carries it again.
+        for original in list(records):
+            for bad in self.sticky.get(_event_id(original), ()):
+                records.insert(records.index(original) + 1, bad)
         if records and rng.random() < plan.malformed_rate:
-            kind, bad = corrupt_record(rng.choice(records), rng)
+            original = rng.choice(records)
+            kind, bad = corrupt_record(original, rng)
             self.log.count(f"malformed:{kind}")
             self.corrupted.append({"kind": kind, "record": bad})
+            self.sticky.setdefault(_event_id(original), []).append(bad)
             records.insert(rng.randrange(len(records) + 1), bad)
         delivered = {"Records": records}
         response = self.replicator.handle(delivered)
@@ -109,6 +117,11 @@ class FaultyHandler:
             self.log.count("handler_timeout")
             raise TimeoutError("Task timed out (injected)")
         return response
+
+
+def _event_id(record: Any) -> str:
+    """D1: a record's eventID ("" for one that is not an object)."""
+    return str(record.get("eventID", "")) if isinstance(record, dict) else ""
 
 
 def random_workload(rng: random.Random, seed: int) -> WorkloadSpec:
