@@ -94,18 +94,17 @@ class FaultyHandler:
         if self.history and rng.random() < plan.late_retry_rate:
             self.log.count("late_retry")
             self.replicator.process(rng.choice(self.history))
-        records = list(event["Records"])
         # D1: a corrupted record stays in the stream: a redelivery of its original (its
-        # quarantine write failed, so the batch is retried) carries it again.
-        for original in list(records):
-            for bad in self.sticky.get(_event_id(original), ()):
-                records.insert(records.index(original) + 1, bad)
+        # quarantine write failed, so the batch is retried) carries it again, and its own
+        # corrupted copies with it.
+        records = [r for original in event["Records"] for r in self._with_copies(original)]
         if records and rng.random() < plan.malformed_rate:
-            original = rng.choice(records)
+            original = rng.choice([r for r in records if isinstance(r, dict)] or records)
             kind, bad = corrupt_record(original, rng)
             self.log.count(f"malformed:{kind}")
             self.corrupted.append({"kind": kind, "record": bad})
-            self.sticky.setdefault(_event_id(original), []).append(bad)
+            if isinstance(original, dict):
+                self.sticky.setdefault(_event_id(original), []).append(bad)
             records.insert(rng.randrange(len(records) + 1), bad)
         delivered = {"Records": records}
         response = self.replicator.handle(delivered)
@@ -117,6 +116,11 @@ class FaultyHandler:
             self.log.count("handler_timeout")
             raise TimeoutError("Task timed out (injected)")
         return response
+
+    def _with_copies(self, record: Any) -> list[Any]:
+        """D1: ``record`` and, after it, the corrupted copies made of it (recursively)."""
+        copies = self.sticky.get(_event_id(record), []) if isinstance(record, dict) else []
+        return [record, *(r for bad in copies for r in self._with_copies(bad))]
 
 
 def _event_id(record: Any) -> str:
