@@ -234,6 +234,7 @@ def drive_with_faults(
     replicator = Replicator(faulty, settings, **faulty_sides(database, plan, log))
     handler = FaultyHandler(replicator, plan, random.Random(seed + 2), log)
     checker = DeliveryChecker(collection, Planner(settings), log)  # D1: after every delivery
+    log.observer = checker.observe  # D1: and before a rollback takes acknowledged writes back
     driver = EventSourceMapping(checker.wrap(handler), esm or esm_config_for(plan),
                                 stream_arn=stream_arn)
     try:

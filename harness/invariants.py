@@ -85,38 +85,47 @@ class DeliveryChecker:
         """Check the collection after ``event`` was delivered; the violations found now."""
         with self._lock:
             self.deliveries += 1
-            delivery = self.deliveries
             for key, sequence in self._deletes_in(event):
                 if sequence > self._deleted.get(key, ""):
                     self._deleted[key] = sequence
-            # Read the documents first, the rollback log after: a rollback is logged before it
-            # reverts anything, so every reverted document this read shows is excused below.
-            documents = {
-                identity(doc["_id"]): doc
-                for doc in self.collection.find({}, {self.sequence_field: 1})
-            }
-            rolled_back = self._read_rollbacks()
-            found: list[Violation] = []
-            for key, document in documents.items():
-                stored = document.get(self.sequence_field)
-                if not isinstance(stored, str):
-                    continue
-                stored = pad_sequence_number(stored)
-                before = self._seen.get(key)
-                if before is not None and stored < before:
-                    found.append(Violation("regression", document["_id"], before, stored,
-                                           delivery))
-                deleted = self._gone.get(key)
-                if deleted is not None and stored < deleted:
-                    found.append(Violation("resurrection", document["_id"], deleted, stored,
-                                           delivery))
-                    del self._gone[key]  # reported once
-                self._seen[key] = stored
-            for key, sequence in self._deleted.items():
-                if key not in documents and key not in rolled_back:
-                    self._gone[key] = max(sequence, self._gone.get(key, ""))
-            self.violations.extend(found)
-            return found
+            return self._check(self.deliveries)
+
+    def observe(self) -> list[Violation]:
+        """Check now, during a delivery (counted as the delivery in progress): what a reader
+        sees in the middle of one, e.g. acknowledged writes a failover is about to roll back."""
+        with self._lock:
+            return self._check(self.deliveries + 1)
+
+    def _check(self, delivery: int) -> list[Violation]:
+        # The caller holds self._lock.
+        # Read the documents first, the rollback log after: a rollback is logged before it
+        # reverts anything, so every reverted document this read shows is excused below.
+        documents = {
+            identity(doc["_id"]): doc
+            for doc in self.collection.find({}, {self.sequence_field: 1})
+        }
+        rolled_back = self._read_rollbacks()
+        found: list[Violation] = []
+        for key, document in documents.items():
+            stored = document.get(self.sequence_field)
+            if not isinstance(stored, str):
+                continue
+            stored = pad_sequence_number(stored)
+            before = self._seen.get(key)
+            if before is not None and stored < before:
+                found.append(Violation("regression", document["_id"], before, stored,
+                                       delivery))
+            deleted = self._gone.get(key)
+            if deleted is not None and stored < deleted:
+                found.append(Violation("resurrection", document["_id"], deleted, stored,
+                                       delivery))
+                del self._gone[key]  # reported once
+            self._seen[key] = stored
+        for key, sequence in self._deleted.items():
+            if key not in documents and key not in rolled_back:
+                self._gone[key] = max(sequence, self._gone.get(key, ""))
+        self.violations.extend(found)
+        return found
 
     def report(self, limit: int = 10) -> list[dict[str, Any]]:
         return [v.as_dict() for v in self.violations[:limit]]

@@ -219,6 +219,8 @@ class FaultyCollection:
         if not changed:
             return
         chosen = [entry for entry in changed if self.rng.random() < 0.5] or [changed[0]]
+        if self.log.observer is not None:
+            self.log.observer()
         self.log.count("rollback")
         self.log.rolled_back([
             (key, None if old is None else old.get(self.sequence_field))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -103,6 +104,9 @@ class FaultLog:
     #: the table, and that is the quarantine's job, not a divergence
     newest: dict[Any, tuple[str, bool]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: called when acknowledged writes are about to be rolled back (the per-delivery check
+    #: looks then too: a reader of the primary could see those writes before they vanish)
+    observer: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
 
     def count(self, name: str) -> None:
         with self.lock:

@@ -171,8 +171,10 @@ def test_a_failing_tombstone_collection_makes_the_core_retry_the_batch(rates: di
 
 def test_a_failing_quarantine_makes_the_core_retry_not_lose_the_bad_record() -> None:
     database = fresh()
-    replicator = Replicator(BulkWriteShim(database["items"]), Settings(), **faulty_sides(
-        database, FaultPlan(side_error_rate=1.0), FaultLog()))
+    quarantine = FaultySideCollection(database["items_quarantine"], "quarantine",
+                                      FaultPlan(side_error_rate=1.0), FaultLog(),
+                                      random.Random(0))
+    replicator = Replicator(BulkWriteShim(database["items"]), Settings(), quarantine=quarantine)
     bad = lambda_record(5, "a")
     bad["dynamodb"]["Keys"] = {"id": {"N": "12e"}}
     response = replicator.handle({"Records": [lambda_record(4, "b"), bad]})
@@ -209,7 +211,7 @@ def test_chaos_with_write_side_faults_only_neither_diverges_nor_loses(focused: A
     focused(side_error_rate=0.2, side_timeout_rate=0.1, index_error_rate=0.5,
             permanent_error_rate=0.1, partial_bulk_rate=0.2, rollback_rate=0.2, late_retry_rate=0.2,
             max_batch=5)
-    report = run_chaos(12, seed=500)
+    report = run_chaos(8, seed=500)
     assert report["divergences"] == [], report["divergences"][:1]
     assert report["lost_records"] == report["regressions"] == report["resurrections"] == 0
     injected = report["faults_injected"]
@@ -237,8 +239,10 @@ def test_chaos_catches_a_core_that_writes_on_when_the_tombstones_fail(
         focused: Any, monkeypatch: pytest.MonkeyPatch, rates: dict[str, float]) -> None:
     _let_failed_tombstone_writes_through(monkeypatch)
     focused(late_retry_rate=0.5, max_batch=2, **rates)
-    report = run_chaos(30, seed=0)
-    assert report["resurrections"] > 0 or report["diverged"] > 0, report["faults_injected"]
+    report = run_chaos(6, seed=0)
+    # Found by the per-delivery check: a late retry brings a deleted document back (a later
+    # delivery may delete it again, so the final state alone can miss it)
+    assert report["resurrections"] > 0, report["faults_injected"]
 
 
 def test_chaos_catches_a_core_that_drops_a_record_it_could_not_quarantine(
@@ -253,7 +257,7 @@ def test_chaos_catches_a_core_that_drops_a_record_it_could_not_quarantine(
 
     monkeypatch.setattr("replicator.core.apply.write", write)
     focused(side_error_rate=0.5, malformed_rate=0.5, max_batch=5)
-    report = run_chaos(20, seed=0)
+    report = run_chaos(5, seed=0)
     assert report["lost_records"] > 0, report["faults_injected"]
 
 
@@ -261,7 +265,7 @@ def test_chaos_catches_a_core_that_drops_permanently_rejected_writes(
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Replicator, "_quarantine_rejected", lambda self, *args: None)
     focused(permanent_error_rate=0.2, max_batch=5)
-    report = run_chaos(10, seed=0)
+    report = run_chaos(5, seed=0)
     assert report["lost_records"] > 0
     assert any("permanently rejected write not quarantined" in lost
                for d in report["divergences"] for lost in d["lost_records"])
@@ -286,7 +290,7 @@ def test_chaos_catches_a_core_that_trusts_a_partially_applied_bulk(
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _treat_a_lost_connection_as_success(monkeypatch)
     focused(partial_bulk_rate=0.5, max_batch=10)
-    report = run_chaos(10, seed=0)
+    report = run_chaos(5, seed=0)
     assert report["diverged"] > 0, report["faults_injected"]
     assert report["faults_injected"].get("partial_bulk:dropped", 0) > 0
 
@@ -295,6 +299,29 @@ def test_chaos_catches_a_core_that_ignores_a_failed_acknowledgement_after_a_roll
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _treat_a_lost_connection_as_success(monkeypatch)
     focused(rollback_rate=0.5, max_batch=10)
-    report = run_chaos(10, seed=0)
+    report = run_chaos(5, seed=0)
     assert report["diverged"] > 0, report["faults_injected"]
     assert report["faults_injected"].get("rollback", 0) > 0
+
+
+def test_a_failing_archive_keeps_the_document_until_its_ttl_delete_is_archived() -> None:
+    # Given ttl_deletes="archive" and an archive collection that fails every write
+    database = fresh()
+    archive = FaultySideCollection(database["items_ttl_archive"], "archive",
+                                   FaultPlan(side_error_rate=1.0), FaultLog(), random.Random(0))
+    replicator = Replicator(BulkWriteShim(database["items"]), Settings(ttl_deletes="archive"),
+                            archive=archive)
+    assert replicator.handle({"Records": [lambda_record(1, "a")]}) == {"batchItemFailures": []}
+    expiry = lambda_record(2, "a", name="REMOVE")
+    expiry["dynamodb"]["OldImage"] = {"id": {"S": "a"}, "n": {"N": "1"}}
+    expiry["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+    # When the item's TTL expiry is delivered
+    response = replicator.handle({"Records": [expiry]})
+    # Then it is retried and the document stays (deleting it now would lose the item)
+    assert response == {"batchItemFailures": [{"itemIdentifier": f"{2:021d}"}]}
+    assert database["items"].find_one({"_id": "a"}) is not None
+    # And once the archive answers, the redelivery archives it and deletes the document
+    archive.plan = FaultPlan()
+    assert replicator.handle({"Records": [expiry]}) == {"batchItemFailures": []}
+    assert database["items"].find_one({"_id": "a"}) is None
+    assert database["items_ttl_archive"].count_documents({}) == 1
