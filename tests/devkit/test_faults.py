@@ -3,8 +3,10 @@ quarantines rather than loses under it, and, with a bug planted, that chaos catc
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -325,3 +327,22 @@ def test_a_failing_archive_keeps_the_document_until_its_ttl_delete_is_archived()
     assert replicator.handle({"Records": [expiry]}) == {"batchItemFailures": []}
     assert database["items"].find_one({"_id": "a"}) is None
     assert database["items_ttl_archive"].count_documents({}) == 1
+
+
+def test_a_recording_replays_the_write_side_faults_and_the_same_loss(
+        focused: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    from harness.chaos import replay_recording
+
+    # Given a failing schedule (rejected writes dropped) with every write-side fault on
+    monkeypatch.setattr(Replicator, "_quarantine_rejected", lambda self, *args: None)
+    focused(permanent_error_rate=0.2, side_error_rate=0.2, side_timeout_rate=0.1,
+            index_error_rate=0.5, partial_bulk_rate=0.2, rollback_rate=0.2, max_batch=5)
+    report = run_chaos(3, seed=0, recordings=tmp_path)
+    failing = report["divergences"][0]
+    # When its recording is replayed
+    replayed = replay_recording(failing["recording"])
+    # Then the same faults happen and the same records are lost
+    assert replayed.faults == failing["faults"]
+    assert replayed.lost_records == failing["lost_records"]
+    assert replayed.injected == json.loads(
+        (Path(failing["recording"]) / "schedule.json").read_text())["injected"]
