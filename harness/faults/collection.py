@@ -161,8 +161,8 @@ class FaultyCollection:
         """The permanent error code of an operation, or None: decided by the operation's content
         and the seed, so a redelivered record meets the same error (a validator or a size
         limit does not pass with time)."""
-        if not self.plan.permanent_error_rate:
-            return None
+        if not self.plan.permanent_error_rate or isinstance(operation, DeleteOne):
+            return None  # a delete meets no validator and writes no key
         digest = hashlib.sha256(str(self.plan.seed).encode())
         for part in operation_parts(operation):
             with contextlib.suppress(Exception):
