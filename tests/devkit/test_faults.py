@@ -346,3 +346,13 @@ def test_a_recording_replays_the_write_side_faults_and_the_same_loss(
     assert replayed.lost_records == failing["lost_records"]
     assert replayed.injected == json.loads(
         (Path(failing["recording"]) / "schedule.json").read_text())["injected"]
+
+
+def test_chaos_catches_tombstones_switched_off(focused: Any,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    # Planted bug: no delete is remembered and no upsert is probed
+    monkeypatch.setattr(TombstoneStore, "guard",
+                        lambda self, writes: TombstoneOutcome(clear=list(writes)))
+    focused(late_retry_rate=0.5, max_batch=2)
+    report = run_chaos(6, seed=0)
+    assert report["resurrections"] > 0, report["faults_injected"]
