@@ -18,7 +18,7 @@ from pymongo.errors import (
     OperationFailure,
     PyMongoError,
 )
-from pymongo.operations import ReplaceOne
+from pymongo.operations import DeleteOne, ReplaceOne
 
 import harness.chaos
 from harness.backends.mongomock_target import mongomock_client
@@ -353,6 +353,27 @@ def test_chaos_catches_tombstones_switched_off(focused: Any,
     # Planted bug: no delete is remembered and no upsert is probed
     monkeypatch.setattr(TombstoneStore, "guard",
                         lambda self, writes: TombstoneOutcome(clear=list(writes)))
+    focused(late_retry_rate=0.5, max_batch=2)
+    report = run_chaos(6, seed=0)
+    assert report["resurrections"] > 0, report["faults_injected"]
+
+
+def test_chaos_catches_the_probe_skipped_once_the_insert_recheck_is_skipped_too(
+        focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Planted bug: deletes are remembered, but no upsert is probed. Alone it is harmless with
+    # one delivery at a time: the re-check after an insert (Replicator._undo_resurrections)
+    # removes the resurrected document in the same delivery (30 schedules: nothing seen). With
+    # the re-check skipped too, the per-delivery check sees the resurrection.
+    original = TombstoneStore.guard
+
+    def guard(self: TombstoneStore, writes: Any) -> TombstoneOutcome:
+        deletes = [w for w in writes if isinstance(w.operation, DeleteOne)]
+        outcome = original(self, deletes)
+        outcome.clear.extend(w for w in writes if not isinstance(w.operation, DeleteOne))
+        return outcome
+
+    monkeypatch.setattr(TombstoneStore, "guard", guard)
+    monkeypatch.setattr(Replicator, "_undo_resurrections", lambda self, *args: None)
     focused(late_retry_rate=0.5, max_batch=2)
     report = run_chaos(6, seed=0)
     assert report["resurrections"] > 0, report["faults_injected"]
