@@ -20,7 +20,6 @@ from pymongo.errors import (
 )
 from pymongo.operations import DeleteOne, ReplaceOne
 
-import harness.chaos
 from harness.backends.mongomock_target import mongomock_client
 from harness.chaos import run_chaos
 from harness.faults import (
@@ -160,7 +159,7 @@ def test_a_failing_tombstone_collection_makes_the_core_retry_the_batch(rates: di
                                                                       ) -> None:
     # Given a Replicator whose tombstone collection always fails
     database = fresh()
-    plan = FaultPlan(**rates)
+    plan = FaultPlan.from_dict(rates)
     replicator = Replicator(BulkWriteShim(database["items"]), Settings(),
                             **faulty_sides(database, plan, FaultLog()))
     # When a batch is delivered
@@ -203,7 +202,7 @@ def focused(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     (with the schedule's seed)."""
 
     def use(**rates: Any) -> None:
-        monkeypatch.setattr(harness.chaos.FaultPlan, "random", classmethod(
+        monkeypatch.setattr(FaultPlan, "random", classmethod(
             lambda cls, rng, seed: cls(seed=seed, **rates)))
 
     yield use

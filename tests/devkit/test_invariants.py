@@ -12,7 +12,7 @@ import harness.chaos
 from harness.backends.mongomock_target import mongomock_client
 from harness.chaos import run_chaos
 from harness.convergence import Diff
-from harness.faults import FaultLog
+from harness.faults import FaultLog, FaultPlan
 from harness.invariants import DeliveryChecker, excuse
 from replicator import apply
 from replicator.keys import identity
@@ -101,7 +101,7 @@ def test_excuse_drops_only_the_given_documents_from_a_diff() -> None:
 @pytest.fixture
 def focused(monkeypatch: pytest.MonkeyPatch) -> Any:
     def use(**rates: Any) -> None:
-        monkeypatch.setattr(harness.chaos.FaultPlan, "random", classmethod(
+        monkeypatch.setattr(FaultPlan, "random", classmethod(
             lambda cls, rng, seed: cls(seed=seed, **rates)))
 
     return use
