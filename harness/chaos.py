@@ -23,7 +23,15 @@ from typing import Any
 
 from harness.backends.base import SourceBackend, TableSpec, source_backend
 from harness.convergence import check
-from harness.faults import BulkWriteShim, FaultLog, FaultPlan, FaultyCollection, corrupt_record
+from harness.faults import (
+    BulkWriteShim,
+    FaultLog,
+    FaultPlan,
+    FaultyCollection,
+    corrupt_record,
+    faulty_sides,  # D1: side-collection faults
+)
+from harness.invariants import DeliveryChecker, excuse, unkept_rejections  # D1
 from harness.lambda_events import _plain as wire_json  # bytes -> base64, as in the fixtures
 from harness.runner import scan_items
 from harness.workload import WorkloadSpec, run_workload
@@ -52,10 +60,15 @@ class ScheduleResult:
     recording: str | None = None
     seconds: float = 0.0
     guard: bool = True
+    # D1: the per-delivery check (harness.invariants)
+    regressions: int = 0
+    resurrections: int = 0
+    violations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return self.diverged or bool(self.lost_records)
+        return (self.diverged or bool(self.lost_records)
+                or bool(self.regressions) or bool(self.resurrections))
 
 
 class FaultyHandler:
@@ -74,17 +87,24 @@ class FaultyHandler:
         self.log = log
         self.history: list[dict[str, Any]] = []
         self.corrupted: list[dict[str, Any]] = []
+        self.sticky: dict[str, list[Any]] = {}  # D1: original eventID -> its corrupted copies
 
     def __call__(self, event: dict[str, Any]) -> Any:
         plan, rng = self.plan, self.rng
         if self.history and rng.random() < plan.late_retry_rate:
             self.log.count("late_retry")
             self.replicator.process(rng.choice(self.history))
-        records = list(event["Records"])
+        # D1: a corrupted record stays in the stream: a redelivery of its original (its
+        # quarantine write failed, so the batch is retried) carries it again, and its own
+        # corrupted copies with it.
+        records = [r for original in event["Records"] for r in self._with_copies(original)]
         if records and rng.random() < plan.malformed_rate:
-            kind, bad = corrupt_record(rng.choice(records), rng)
+            original = rng.choice([r for r in records if isinstance(r, dict)] or records)
+            kind, bad = corrupt_record(original, rng)
             self.log.count(f"malformed:{kind}")
             self.corrupted.append({"kind": kind, "record": bad})
+            if isinstance(original, dict):
+                self.sticky.setdefault(_event_id(original), []).append(bad)
             records.insert(rng.randrange(len(records) + 1), bad)
         delivered = {"Records": records}
         response = self.replicator.handle(delivered)
@@ -96,6 +116,16 @@ class FaultyHandler:
             self.log.count("handler_timeout")
             raise TimeoutError("Task timed out (injected)")
         return response
+
+    def _with_copies(self, record: Any) -> list[Any]:
+        """D1: ``record`` and, after it, the corrupted copies made of it (recursively)."""
+        copies = self.sticky.get(_event_id(record), []) if isinstance(record, dict) else []
+        return [record, *(r for bad in copies for r in self._with_copies(bad))]
+
+
+def _event_id(record: Any) -> str:
+    """D1: a record's eventID ("" for one that is not an object)."""
+    return str(record.get("eventID", "")) if isinstance(record, dict) else ""
 
 
 def random_workload(rng: random.Random, seed: int) -> WorkloadSpec:
@@ -140,6 +170,8 @@ def run_schedule(
         result.injected = dict(log.injected)
         items = scan_items(source.dynamodb(), spec.name)
         diff = check(items, collection, Planner(Settings(key_schema=spec.key_schema, guard=guard)))
+        diff = excuse(diff, log.excused())  # D1: newest write rejected for good (quarantined)
+        _note_violations(result, drive.checker)  # D1
         result.diverged = not diff.converged
         if result.diverged:
             result.diff = diff.as_dict()
@@ -165,6 +197,7 @@ class FaultyDrive:
     report: Any
     handler: FaultyHandler
     log: FaultLog
+    checker: DeliveryChecker | None = None  # D1: the per-delivery check
 
 
 def esm_config_for(plan: FaultPlan) -> Any:
@@ -197,18 +230,20 @@ def drive_with_faults(
     log = FaultLog()
     faulty = FaultyCollection(BulkWriteShim(collection), plan, log, random.Random(seed + 1))
     settings = Settings(key_schema=spec.key_schema, guard=guard)
-    replicator = Replicator(faulty, settings, quarantine=database["items_quarantine"],
-                            tombstones=database["items_tombstones"],
-                            archive=database["items_ttl_archive"])
+    # D1: the side collections fail too (tombstones, quarantine, archive)
+    replicator = Replicator(faulty, settings, **faulty_sides(database, plan, log))
     handler = FaultyHandler(replicator, plan, random.Random(seed + 2), log)
-    driver = EventSourceMapping(handler, esm or esm_config_for(plan), stream_arn=stream_arn)
+    checker = DeliveryChecker(collection, Planner(settings), log)  # D1: after every delivery
+    log.observer = checker.observe  # D1: and before a rollback takes acknowledged writes back
+    driver = EventSourceMapping(checker.wrap(handler), esm or esm_config_for(plan),
+                                stream_arn=stream_arn)
     try:
         for shard_id, parent, records in shards:
             driver.feed(shard_id, records, parent_shard_id=parent)
         report = driver.drain()
     finally:
         driver.close()
-    return FaultyDrive(collection, database, report, handler, log)
+    return FaultyDrive(collection, database, report, handler, log, checker)
 
 
 def replay_recording(directory: Path) -> ScheduleResult:
@@ -241,11 +276,21 @@ def replay_recording(directory: Path) -> ScheduleResult:
     if capture.final_items is not None:
         diff = check(capture.final_items, drive.collection, Planner(Settings(
             key_schema=capture.table.key_schema, guard=guard)))
+        diff = excuse(diff, drive.log.excused())  # D1
         result.diverged = not diff.converged
         if result.diverged:
             result.diff = diff.as_dict()
     result.lost_records = _lost(drive.report, drive.handler, drive.database["items_quarantine"])
+    _note_violations(result, drive.checker)  # D1
     return result
+
+
+def _note_violations(result: ScheduleResult, checker: DeliveryChecker | None) -> None:
+    """D1: the per-delivery check's counts (and the first violations) into the result."""
+    if checker is not None:
+        result.regressions = checker.regressions
+        result.resurrections = checker.resurrections
+        result.violations = checker.report()
 
 
 def _lost(report: Any, handler: FaultyHandler, quarantine: Any) -> list[str]:
@@ -258,6 +303,7 @@ def _lost(report: Any, handler: FaultyHandler, quarantine: Any) -> list[str]:
         raw = json.dumps(corrupted["record"], sort_keys=True, ensure_ascii=False)
         if raw not in kept:
             lost.append(f"corrupted record not quarantined ({corrupted['kind']})")
+    lost.extend(unkept_rejections(handler.log, quarantine))  # D1: permanent write errors
     return lost
 
 
@@ -282,6 +328,7 @@ def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
         "esm": dataclasses.asdict(esm_config_for(FaultPlan.from_dict(result.faults))),
         "shards": shards, "stream_arn": stream_arn, "workload": result.workload,
         "injected": result.injected, "lost_records": result.lost_records, "diff": result.diff,
+        "violations": result.violations,  # D1
     }, indent=1, default=str))
     return target
 
@@ -320,11 +367,14 @@ def run_chaos(
         "records": sum(r.records for r in results),
         "divergences": [
             {"seed": r.seed, "faults": r.faults, "workload": r.workload, "diff": r.diff,
-             "lost_records": r.lost_records, "recording": r.recording}
+             "lost_records": r.lost_records, "recording": r.recording,
+             "violations": r.violations}
             for r in failing
         ],
         "diverged": sum(1 for r in results if r.diverged),
         "lost_records": sum(len(r.lost_records) for r in results),
+        "regressions": sum(r.regressions for r in results),  # D1
+        "resurrections": sum(r.resurrections for r in results),  # D1
         "faults_injected": injected,
         "seconds": round(time.perf_counter() - started, 2),
     }

@@ -190,14 +190,16 @@ def chaos(
     table = Table(title=f"chaos: {report['schedules']} schedules from seed {seed}")
     table.add_column("measure")
     table.add_column("value", justify="right")
-    for name in ("schedules", "records", "diverged", "lost_records", "seconds"):
-        table.add_row(name, str(report[name]))
+    for name in ("schedules", "records", "diverged", "lost_records", "regressions",
+                 "resurrections", "seconds"):
+        table.add_row(name, str(report.get(name, 0)))
     for fault, count in sorted(report["faults_injected"].items()):
         table.add_row(f"injected: {fault}", str(count))
     console.print(table)
     for divergence in report["divergences"][:10]:
         console.print(
             f"[red]seed {divergence['seed']}[/red]: lost={len(divergence['lost_records'])} "
+            f"violations={len(divergence.get('violations') or [])} "
             f"recording={divergence['recording']}", highlight=False,
         )
     if report_json:
