@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from harness.histogram import Histogram
 from harness.lambda_events import epoch_seconds, to_lambda_record
 
 __all__ = [
@@ -76,6 +77,10 @@ MALFORMED_RESPONSE = "malformed_response"
 #: ``requestContext.condition`` of on-failure records.
 RETRY_ATTEMPTS_EXHAUSTED = "RetryAttemptsExhausted"
 RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
+
+#: invocations kept in ``DriverReport.log`` without ``keep_records`` (the first ones; counts and
+#: handler times of all of them are aggregated)
+LOG_SAMPLE = 200
 
 
 # -- configuration -------------------------------------------------------------------------------
@@ -197,7 +202,14 @@ class Discard:
 
 @dataclass
 class DriverReport:
-    """Everything the mapping did so far (``drain()`` returns the same, growing, object)."""
+    """Everything the mapping did so far (``drain()`` returns the same, growing, object).
+
+    Its size does not grow with the records fed unless ``keep_records`` is set: counts, the
+    per-outcome invocation counts, handler time per invocation and each record's wait (fed ->
+    completed) in streaming histograms, the first :data:`LOG_SAMPLE` invocations, and the discards
+    (failures only). ``keep_records=True`` (tests, chaos) also keeps every invocation in ``log``,
+    ``completed_at`` and ``deliveries``.
+    """
 
     invocations: int = 0
     records_fed: int = 0
@@ -211,24 +223,24 @@ class DriverReport:
     #: on-failure invocation records, shaped like the SQS/SNS destination's messages
     on_failure: list[dict[str, Any]] = field(default_factory=list)
     discarded: list[Discard] = field(default_factory=list)
+    #: every invocation with ``keep_records``, else the first LOG_SAMPLE
     log: list[Invocation] = field(default_factory=list)
-    #: SequenceNumber -> clock time the invocation that completed it ended
+    #: with ``keep_records``: SequenceNumber -> clock time the invocation that completed it ended
     completed_at: dict[str, float] = field(default_factory=dict)
-    #: (completion time, the record as fed) in completion order, for lag measurement
+    #: with ``keep_records``: (completion time, the record as fed) in completion order
     deliveries: list[tuple[float, Mapping[str, Any]]] = field(default_factory=list)
-
-    @property
-    def records_completed(self) -> int:
-        return len(self.completed_at)
+    keep_records: bool = False
+    records_completed: int = 0
+    outcome_counts: dict[str, int] = field(default_factory=dict)
+    #: seconds per handler invocation (the function's own time, emulator overhead excluded)
+    handler_s: Histogram = field(default_factory=Histogram)
+    #: seconds from feed to completion, per completed record (queueing + batching + handler)
+    wait_s: Histogram = field(default_factory=Histogram)
 
     def outcomes(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for invocation in self.log:
-            counts[invocation.outcome] = counts.get(invocation.outcome, 0) + 1
-        return counts
+        return dict(self.outcome_counts)
 
     def summary(self) -> dict[str, Any]:
-        durations = sorted(i.duration_s for i in self.log)
         return {
             "invocations": self.invocations,
             "records_fed": self.records_fed,
@@ -243,7 +255,12 @@ class DriverReport:
             "mean_batch_size": (
                 round(self.records_delivered / self.invocations, 2) if self.invocations else None
             ),
-            "max_invocation_s": round(durations[-1], 6) if durations else None,
+            "max_invocation_s": (
+                round(self.handler_s.max, 6) if self.handler_s.max is not None else None
+            ),
+            "handler_s": self.handler_s.as_dict(),
+            "handler_total_s": round(self.handler_s.total, 3),
+            "wait_s": self.wait_s.as_dict(),
         }
 
 
@@ -368,7 +385,12 @@ class EventSourceMapping:
     that is ``clock`` when one is injected (a test's fake clock, the runner's ``time.time``), and
     ``time.time`` with the default monotonic clock. ``partition_key`` names the table's partition
     attribute for ParallelizationFactor routing (see :func:`lane_for`). ``on_failure`` receives
-    each on-failure record as it is produced.
+    each on-failure record as it is produced, ``on_complete(at, records)`` the records (as fed)
+    of each completed batch or batch prefix. ``keep_records`` keeps per-record history in the
+    report (see :class:`DriverReport`). ``accept_unsequenced`` (replay of a recording that holds a
+    malformed record) delivers a record without ``dynamodb.SequenceNumber`` as it is, under an
+    internal placeholder that no ``batchItemFailures`` entry can name; the real ESM never reads
+    such a record.
 
     Not re-entrant from the handler; ``feed``/``pump``/``drain`` may be called from any one
     thread at a time (a lock serialises them).
@@ -387,6 +409,9 @@ class EventSourceMapping:
         epoch_clock: Callable[[], float] | None = None,
         partition_key: str | None = None,
         function_arn: str | None = None,
+        keep_records: bool = False,
+        on_complete: Callable[[float, Sequence[Mapping[str, Any]]], None] | None = None,
+        accept_unsequenced: bool = False,
     ) -> None:
         self.handler = handler
         self.config = config or EsmConfig()
@@ -400,7 +425,10 @@ class EventSourceMapping:
         self.epoch_clock = epoch_clock
         self.partition_key = partition_key
         self.function_arn = function_arn or _function_arn(stream_arn, region)
-        self.report = DriverReport()
+        self.report = DriverReport(keep_records=keep_records)
+        self.on_complete = on_complete
+        self.accept_unsequenced = accept_unsequenced
+        self._unsequenced = 0
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
@@ -503,7 +531,10 @@ class EventSourceMapping:
         if not isinstance(body, Mapping):
             body = {}
         sequence = body.get("SequenceNumber")
-        if not isinstance(sequence, str) or not sequence:
+        if (not isinstance(sequence, str) or not sequence) and self.accept_unsequenced:
+            self._unsequenced += 1
+            sequence = f"\x00unsequenced-{self._unsequenced}"
+        elif not isinstance(sequence, str) or not sequence:
             raise ValueError(
                 f"cannot feed a record without dynamodb.SequenceNumber: {record!r:.200}"
             )
@@ -669,7 +700,12 @@ class EventSourceMapping:
         report.invocations += 1
         report.records_delivered += len(entries)
 
+        report.handler_s.add(result.ended - result.started)
+
         def record(outcome: str, error: str | None = None, retry_from: str | None = None) -> None:
+            report.outcome_counts[outcome] = report.outcome_counts.get(outcome, 0) + 1
+            if not report.keep_records and len(report.log) >= LOG_SAMPLE:
+                return
             report.log.append(Invocation(
                 shard_id=lane.shard_id, lane=lane.index, first_sequence=entries[0].sequence,
                 last_sequence=entries[-1].sequence, size=len(entries), attempt=batch.retries + 1,
@@ -722,9 +758,16 @@ class EventSourceMapping:
         self._retry_or_discard(lane, batch)
 
     def _complete(self, entries: list[_Entry], at: float) -> None:
+        report = self.report
+        report.records_completed += len(entries)
         for entry in entries:
-            self.report.completed_at[entry.sequence] = at
-            self.report.deliveries.append((at, entry.record))
+            report.wait_s.add(at - entry.fed_at)
+        if report.keep_records:
+            for entry in entries:
+                report.completed_at[entry.sequence] = at
+                report.deliveries.append((at, entry.record))
+        if self.on_complete is not None and entries:
+            self.on_complete(at, [entry.record for entry in entries])
 
     def _retry_or_discard(self, lane: _Lane, batch: _Batch) -> None:
         if batch.retries >= self.config.retry_limit:
