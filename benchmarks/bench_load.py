@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
 
 from harness.timing import PARTS  # noqa: E402
 
-DEFAULT_OUT = ROOT / ".load"
+DEFAULT_OUT = ROOT / "reports" / "load"
 
 
 def _child(part: str, operations: int | None, out: Path) -> dict[str, Any]:

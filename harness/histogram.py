@@ -51,8 +51,13 @@ class Histogram:
         """The p-th percentile (0..100), None when empty; clamped to the exact min and max."""
         if self.count == 0:
             return None
+        assert self.min is not None and self.max is not None
+        if p >= 100:
+            return self.max
+        if p <= 0:
+            return self.min
         value = self._sketch.get_quantile_value(p / 100)
-        assert value is not None and self.min is not None and self.max is not None
+        assert value is not None
         return float(min(max(value, self.min), self.max))
 
     @property
