@@ -30,7 +30,7 @@ from harness.model import ModelTable
 from harness.recording import Recording, write_recording
 from harness.workload import Operation, WorkloadSpec, iter_operations
 
-__all__ = ["SUPPORTED_OPERATIONS", "generate", "model_records", "main"]
+__all__ = ["SUPPORTED_OPERATIONS", "generate", "main", "model_records"]
 
 #: the workload operations whose stream records are generated
 SUPPORTED_OPERATIONS = frozenset({"put_new", "put_overwrite", "delete", "batch_write"})
