@@ -12,15 +12,16 @@ figures are one run's, on whatever machine runs it.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import DEFAULT_TARGET, started, target_backend
-from harness.fixtures import load_capture_dir
+from harness.backends.base import DEFAULT_TARGET, TableSpec, started, target_backend
+from harness.fixtures import Capture
 from harness.handlers import make_handler
-from harness.replay import recorded_shards, replay, settings_for
+from harness.replay import iter_recorded_records, recorded_shards, replay, settings_for
 from harness.runner import driver_config, rss_peak_mb, run_scenario
 from harness.scenario import Scenario
 from harness.timing import Stopwatch, shares, timed_collection
@@ -39,7 +40,16 @@ def replay_load(
     recording: Path, scenario: Scenario, *, target: str = DEFAULT_TARGET, database: str = "load"
 ) -> dict[str, Any]:
     """Replay ``recording`` with the scenario's event source mapping settings into ``target``."""
-    capture = load_capture_dir(Path(recording))
+    directory = Path(recording)
+    # The events are read as they are fed (iter_recorded_records), never all parsed at once.
+    capture = Capture(
+        TableSpec.from_create_table_request(json.loads((directory / "table.json").read_text())),
+        {"Records": []},
+        json.loads((directory / "final_items.json").read_text()),
+    )
+    shards = recorded_shards(directory)
+    events = sum(count for _, _, count in shards) if shards else \
+        sum(1 for _ in iter_recorded_records(directory / "events.json"))
     stopwatch = Stopwatch()
     backend = target_backend(target)
     with started(backend):
@@ -49,12 +59,12 @@ def replay_load(
         handler = make_handler("replicator", timed_collection(collection, stopwatch), settings)
         began = time.perf_counter()
         result = replay(capture, collection, settings=settings, handler=handler,
-                        esm=driver_config(scenario), shards=recorded_shards(Path(recording)))
+                        esm=driver_config(scenario), shards=shards,
+                        records=iter_recorded_records(directory / "events.json"), total=events)
         wall = time.perf_counter() - began
         documents = collection.count_documents({})
     report = result.driver
     assert report is not None
-    events = len(capture.records)
     return {
         "run": "replay",
         "target": target,

@@ -20,7 +20,7 @@ from harness.histogram import RELATIVE_ACCURACY, Histogram
 from harness.lag import DeliveryTimes, LagStats, key_fingerprint, measure
 from harness.loadgen import generate
 from harness.recording import write_recording
-from harness.replay import recorded_shards, replay
+from harness.replay import FEED_CHUNK, iter_recorded_records, recorded_shards, replay
 from harness.scenario import load_scenario
 from harness.timing import PARTS, Stopwatch, Timed, shares, timed_collection
 from harness.workload import WorkloadSpec
@@ -272,3 +272,36 @@ def test_a_small_live_load_run_reports_each_part(tmp_path: Path) -> None:
         assert figures["parts"][part]["seconds"] > 0, part
     assert figures["lag_s"]["samples"] > 0 and figures["lag_s"]["p99_s"] >= figures["lag_s"]["p50_s"]
     assert (tmp_path / "lag.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("read_size", [7, 4096])
+def test_recorded_records_are_read_one_by_one_as_the_whole_file_parses(read_size: int) -> None:
+    import json
+
+    for events in sorted(Path("tests/fixtures/dynamodb-local").glob("*/events.json")):
+        streamed = list(iter_recorded_records(events, read_size=read_size))
+        assert streamed == json.loads(events.read_text())["Records"], events
+
+
+def test_replay_from_a_record_stream_feeds_it_in_chunks(tmp_path: Path) -> None:
+    spec, workload = small_load(2500)
+    recording = generate(spec, workload)
+    write_recording(recording, tmp_path)
+    capture = load_capture_dir(tmp_path)
+    pulled: list[int] = []
+
+    def records() -> Any:
+        for n, record in enumerate(iter_recorded_records(tmp_path / "events.json")):
+            pulled.append(n)
+            yield record
+
+    progress: list[tuple[int, int, int]] = []
+    result = replay(capture, mongomock_client()["load"]["items"], batch_size=100,
+                    records=records(), total=len(recording.records),
+                    progress=lambda done, total: progress.append((done, total, len(pulled))))
+
+    assert result.error is None and result.diff is not None and result.diff.converged
+    assert len(pulled) == len(recording.records) > 2 * FEED_CHUNK
+    assert progress[-1][:2] == (len(recording.records), len(recording.records))
+    # The first batch completed when only the first chunk had been read.
+    assert progress[0][2] == FEED_CHUNK
