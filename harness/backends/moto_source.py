@@ -1,4 +1,5 @@
-"""moto as a DynamoDB source: in-process (``moto``) or as a threaded HTTP server (``moto-server``).
+"""moto as a DynamoDB source: in-process (``moto``), as a threaded HTTP server in this process
+(``moto-server``) or in a child process (``moto-process``, for load runs whose timing is reported).
 
 Both hand out boto3 clients that carry dummy credentials themselves: nothing is written to
 ``os.environ`` (moto's own credential mocking is switched off), and the clients ignore the user's
