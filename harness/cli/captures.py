@@ -50,7 +50,7 @@ def replay(
     if (events.parent / "schedule.json").exists() and not no_faults:
         _replay_chaos(events.parent, report_json)
     from harness.fixtures import load_capture
-    from harness.replay import dump_collection
+    from harness.replay import dump_collection, recorded_shards
     from harness.replay import replay as run_replay
     from harness.report import print_diff, summary_table
     from replicator.errors import ReplicationError
@@ -70,6 +70,7 @@ def replay(
                 result = run_replay(
                     capture, target_collection, handler_name=handler, batch_size=batch_size,
                     progress=lambda done, total: bar.update(task, completed=done),
+                    shards=recorded_shards(events.parent),
                 )
             if dump_target:
                 count = dump_collection(target_collection, dump_target)

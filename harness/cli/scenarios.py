@@ -67,6 +67,11 @@ def run(
         if all_scenarios:
             scenarios = []
             for _, shipped in list_scenarios():
+                if shipped.name == "load":
+                    # 50,000 events: minutes, and measured by nox -s load (bench_load.py).
+                    err.print("skipped load: run it by name or with nox -s load",
+                              highlight=False, markup=False)
+                    continue
                 needs = shipped.target.get("name")
                 if needs and target is None and target_uri is None:
                     # sharded/standalone need a real topology (Docker): never run them silently
