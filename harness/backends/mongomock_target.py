@@ -214,7 +214,7 @@ class MongomockCollection:
     def bulk_write(self, requests: Sequence[Any], ordered: bool = True, **_: Any) -> Any:
         requests = list(requests)
         for operation in requests:  # pymongo encodes the command before sending any of it
-            for part in _operation_parts(operation):
+            for part in operation_parts(operation):
                 bson.encode(part)
         counts = {"nInserted": 0, "nUpserted": 0, "nMatched": 0, "nModified": 0, "nRemoved": 0}
         upserted: list[dict[str, Any]] = []
@@ -490,7 +490,7 @@ class MongomockTarget:
         return "mongomock (in-process, through the harness's pymongo-contract adapter)"
 
 
-def _operation_parts(operation: Any) -> Iterator[Mapping[str, Any]]:
+def operation_parts(operation: Any) -> Iterator[Mapping[str, Any]]:
     """The documents pymongo encodes for one operation: its filter, then its document(s)."""
     selector = getattr(operation, "_filter", None)
     if isinstance(selector, Mapping):

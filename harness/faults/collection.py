@@ -23,9 +23,8 @@ import bson
 from pymongo.errors import AutoReconnect, BulkWriteError, NotPrimaryError, PyMongoError
 from pymongo.operations import DeleteOne
 
-from harness.backends.mongomock_target import MongomockCollection
+from harness.backends.mongomock_target import MongomockCollection, operation_parts
 from harness.faults.plan import FaultLog, FaultPlan
-from replicator.apply import operation_parts
 from replicator.keys import identity
 from replicator.settings import SEQUENCE_FIELD
 
