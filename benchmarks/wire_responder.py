@@ -4,7 +4,7 @@
 
 It listens on 127.0.0.1, prints ``READY <port>`` on stdout and answers every command at once with
 a fixed, successful reply. It stores nothing and checks nothing: it is NOT a MongoDB, nor a mock of
-one, and no test may use it as one (tests/devkit/test_wire_responder.py tests the responder
+one, and no test may use it as one (tests/harness/test_wire_responder.py tests the responder
 itself). Its one purpose: let ``benchmarks/bench_wire.py`` time everything pymongo does for a
 handler (command building, BSON encoding, sessions, socket syscalls, reply decoding) with
 ``time.process_time()`` in the measuring process, while the "server" burns its CPU in this other

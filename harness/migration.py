@@ -5,7 +5,7 @@
 
 Both are deterministic: the live writer is a seeded sequence of inserts, modifications and
 deletes made between scan pages (``after_page``), and the kill is an exception at a chosen page,
-never a timer. The test suite runs them small (tests/migrate); the nox session ``migration``
+never a timer. The test suite runs them small (tests/replicator/migrate); the nox session ``migration``
 runs the 20,000-item version.
 """
 

@@ -1534,7 +1534,7 @@ parse_changes(PyObject *Py_UNUSED(module), PyObject *records)
  * parse_changes would not take, a bad image, an attribute named _id, a key that is not S or an
  * int64 N, a record that needs a read-back, a TTL delete when TTL deletes are not plain deletes.
  * Python then parses and plans the whole batch, so bad records, quarantine and every setting
- * stay in one place (plan.py), which is the reference; tests/unit/test_speedups.py checks that
+ * stay in one place (plan.py), which is the reference; tests/replicator/test_speedups.py checks that
  * both give equal plans.
  */
 

@@ -43,7 +43,7 @@ def _any_value(settings: Settings) -> bool:
 
 #: Every setting that changes what the planner plans, and whether the C planner (plan_records)
 #: implements the value it has. Planner.plan_records uses the C path only when all say yes. A new
-#: planning setting must be added here (tests/unit/test_speedups.py fails until every Settings
+#: planning setting must be added here (tests/replicator/test_speedups.py fails until every Settings
 #: field is in C_PLANNING or NOT_PLANNING), so the C path can never silently ignore one.
 C_PLANNING: dict[str, Callable[[Settings], bool]] = {
     # handed to plan_records as arguments

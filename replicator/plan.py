@@ -83,7 +83,7 @@ class Planner:
         Replicator's pinned stream; None: no record may have one; ANY_STREAM, the default: not
         checked). None otherwise: then
         ``plan(*parse_records(records))`` (after any read-back) decides, as the reference, and
-        gives an equal plan where both apply (tests/unit/test_speedups.py)."""
+        gives an equal plan where both apply (tests/replicator/test_speedups.py)."""
         if self._native_plan is None or type(records) is not list:
             return None
         arguments = (

@@ -1,8 +1,8 @@
-"""Hypothesis strategies for DynamoDB values, items and table operations (shared by tests/model and
-tests/fuzz; their conftest.py puts this directory on sys.path).
+"""Hypothesis strategies for DynamoDB values, items and table operations (shared by tests/replicator/model and
+tests/replicator/fuzz; their conftest.py puts this directory on sys.path).
 
 Every value drawn here is one DynamoDB accepts (numbers within range and precision, non-empty sets
-without duplicates, nesting kept shallow); the malformed side lives in tests/fuzz.
+without duplicates, nesting kept shallow); the malformed side lives in tests/replicator/fuzz.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from harness.backends.mongomock_target import mongomock_client
 from replicator import cli, commands, endpoints
 from replicator.checkpoints import CheckpointStore
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def child_env(**extra: str) -> dict[str, str]:

@@ -1,6 +1,6 @@
-"""harness.streams.StreamReader against a fake DynamoDB Streams client (tests/devkit/conftest.py).
+"""harness.streams.StreamReader against a fake DynamoDB Streams client (tests/harness/conftest.py).
 
-The streams come from tests/devkit/data/streams/*.json: constructed ones for what no emulator
+The streams come from tests/harness/data/streams/*.json: constructed ones for what no emulator
 can produce (splits, rollover chains, paginated DescribeStream, expiring iterators) and one
 recorded from DynamoDB Local. Each file says, independently of the reader, which records must come
 back in which order.

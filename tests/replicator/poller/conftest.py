@@ -20,8 +20,8 @@ from harness.backends.mongomock_target import mongomock_client
 
 
 def _harness_conftest() -> ModuleType:
-    """tests/devkit/conftest.py (FakeStreams, wire_record), loaded as a plain module."""
-    path = Path(__file__).resolve().parent.parent / "devkit" / "conftest.py"
+    """tests/harness/conftest.py (FakeStreams, wire_record), loaded as a plain module."""
+    path = Path(__file__).resolve().parents[2] / "harness" / "conftest.py"
     spec = importlib.util.spec_from_file_location("_poller_fake_streams", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

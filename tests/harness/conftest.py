@@ -1,7 +1,7 @@
 """Shared fixtures for the harness tests: a fake DynamoDB Streams client and a DynamoDB Local.
 
 ``FakeStreams`` answers DescribeStream, GetShardIterator and GetRecords from data held in the wire
-format (``tests/devkit/data/streams/*.json``: what DynamoDB sends over HTTP, ``B`` in base64,
+format (``tests/harness/data/streams/*.json``: what DynamoDB sends over HTTP, ``B`` in base64,
 ``ApproximateCreationDateTime`` in epoch seconds). Every answer goes through botocore's own JSON
 parser with the service model's output shape, so the records come back exactly as a boto3 client
 returns them (bytes, timezone-aware datetimes).

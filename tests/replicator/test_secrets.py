@@ -21,7 +21,7 @@ from typing import Any, NoReturn
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "dynamodb-local"
 PASSWORD = "S3cr3tP4ss"
 ENCODED_PASSWORD = "S3cr3t%25P4ss%40x"  # "S3cr3t%P4ss@x" once decoded
