@@ -1,4 +1,4 @@
-"""Randomized fault schedules on the embedded stack (moto + mongomock).
+"""Randomized fault schedules on the embedded stack (moto + mongomock or mongoeco).
 
 Each schedule is a seed: it picks a small workload and a fault plan, writes the workload to a fresh
 moto table, reads the stream, and drives the replicator through the Lambda event-source-mapping
@@ -16,28 +16,42 @@ import json
 import random
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.backends.base import SourceBackend, TableSpec, source_backend
+from harness.chaos.drive import FaultyDrive, FaultyHandler, drive_with_faults, esm_config_for
+from harness.chaos.shape import (
+    Shape,
+    ShardLayout,
+    expected_items,
+    mark_ttl_expiries,
+    split_shards,
+    table_for,
+    workload_for,
+)
 from harness.convergence import check
-from harness.faults import BulkWriteShim, FaultLog, FaultPlan, FaultyCollection, corrupt_record
+from harness.faults import FaultPlan
 from harness.lambda_events import _plain as wire_json  # bytes -> base64, as in the fixtures
 from harness.runner import scan_items
-from harness.workload import WorkloadSpec, run_workload
-from replicator.core import Replicator
+from harness.workload import run_workload
 from replicator.plan import Planner
 from replicator.settings import Settings
 
-MIXES = [
-    {"put_new": 3, "put_overwrite": 2, "update_set": 2, "update_remove": 2, "delete": 2},
-    {"put_new": 1, "update_set": 3, "update_add_number": 2, "delete": 3},
-    {"put_overwrite": 3, "delete": 3, "put_new": 2, "batch_write": 1},
-    {"put_new": 2, "update_remove": 2, "update_add_set": 1, "update_delete_set": 1, "delete": 2},
+__all__ = [
+    "FaultyDrive",
+    "FaultyHandler",
+    "ScheduleResult",
+    "Shape",
+    "Target",
+    "drive_with_faults",
+    "esm_config_for",
+    "replay_recording",
+    "run_chaos",
+    "run_schedule",
 ]
-
 
 @dataclass
 class ScheduleResult:
@@ -52,60 +66,47 @@ class ScheduleResult:
     recording: str | None = None
     seconds: float = 0.0
     guard: bool = True
+    shape: dict[str, Any] = field(default_factory=dict)
+    target: str = "mongomock"
 
     @property
     def failed(self) -> bool:
         return self.diverged or bool(self.lost_records)
 
 
-class FaultyHandler:
-    """Wraps ``Replicator.handle`` with the handler-side faults of a plan.
+class Target:
+    """Where schedules write: a fresh database per schedule on one started embedded target."""
 
-    Duplicate delivery (the same event twice), a late retry (an old event delivered again after
-    later ones were applied), corrupted copies of records injected into the event, and a handler
-    timeout (the writes happen, then the invocation dies, so Lambda retries the batch).
-    """
+    def __init__(self, name: str) -> None:
+        if name not in TARGET_NAMES:
+            raise ValueError(f"chaos target {name!r}; expected one of {', '.join(TARGET_NAMES)}")
+        self.name = name
+        self.backend: Any = None
 
-    def __init__(self, replicator: Replicator, plan: FaultPlan, rng: random.Random,
-                 log: FaultLog) -> None:
-        self.replicator = replicator
-        self.plan = plan
-        self.rng = rng
-        self.log = log
-        self.history: list[dict[str, Any]] = []
-        self.corrupted: list[dict[str, Any]] = []
+    def start(self) -> None:
+        if self.name == "mongoeco":
+            from harness.backends.mongoeco_target import MongoecoTarget
 
-    def __call__(self, event: dict[str, Any]) -> Any:
-        plan, rng = self.plan, self.rng
-        if self.history and rng.random() < plan.late_retry_rate:
-            self.log.count("late_retry")
-            self.replicator.process(rng.choice(self.history))
-        records = list(event["Records"])
-        if records and rng.random() < plan.malformed_rate:
-            kind, bad = corrupt_record(rng.choice(records), rng)
-            self.log.count(f"malformed:{kind}")
-            self.corrupted.append({"kind": kind, "record": bad})
-            records.insert(rng.randrange(len(records) + 1), bad)
-        delivered = {"Records": records}
-        response = self.replicator.handle(delivered)
-        self.history.append({"Records": list(event["Records"])})
-        if rng.random() < plan.duplicate_delivery_rate:
-            self.log.count("duplicate_delivery")
-            response = self.replicator.handle(delivered)
-        if rng.random() < plan.handler_timeout_rate:
-            self.log.count("handler_timeout")
-            raise TimeoutError("Task timed out (injected)")
-        return response
+            self.backend = MongoecoTarget()
+            self.backend.start()
+
+    def stop(self) -> None:
+        if self.backend is not None:
+            self.backend.stop()
+            self.backend = None
+
+    def database(self, seed: int) -> Any:
+        """None for mongomock: drive_with_faults builds a fresh one (and its bulk_write shim)."""
+        if self.backend is None:
+            return None
+        return self.backend.client()[f"chaos_{seed}_{uuid.uuid4().hex[:6]}"]
+
+    def drop(self, database: Any) -> None:
+        if database is not None:
+            database.client.drop_database(database.name)
 
 
-def random_workload(rng: random.Random, seed: int) -> WorkloadSpec:
-    return WorkloadSpec.from_dict({
-        "operations": rng.randint(8, 30),
-        "keys": rng.randint(2, 8),
-        "mix": rng.choice(MIXES),
-        "value_profile": rng.choice(["simple", "simple", "type_zoo"]),
-        "seed": seed,
-    })
+TARGET_NAMES = ("mongomock", "mongoeco")
 
 
 def run_schedule(
@@ -114,137 +115,109 @@ def run_schedule(
     *,
     guard: bool = True,
     recordings: Path | None = None,
+    target: Target | None = None,
+    shape: Shape | None = None,
 ) -> ScheduleResult:
-    """One seeded schedule on a started source; mongomock is the target."""
+    """One seeded schedule on a started source and target (default: mongomock)."""
     from harness.lambda_events import to_lambda_record
     from harness.streams import StreamReader
 
     started = time.perf_counter()
     rng = random.Random(seed)
     plan = FaultPlan.random(rng, seed)
-    workload = random_workload(rng, seed)
-    spec = TableSpec(name=f"chaos-{seed}-{uuid.uuid4().hex[:6]}", partition_key=("id", "S"))
-    result = ScheduleResult(seed, plan.as_dict(), workload.to_dict(), guard=guard)
+    shape = shape or Shape.random(rng)
+    workload = workload_for(shape, rng, seed)
+    spec = table_for(shape, f"chaos-{seed}-{uuid.uuid4().hex[:6]}")
+    target = target or Target("mongomock")
+    result = ScheduleResult(seed, plan.as_dict(), workload.to_dict(), guard=guard,
+                            shape=shape.as_dict(), target=target.name)
     table = source.create_table(spec)
+    database = None
     try:
         run_workload(source.dynamodb(), spec, workload)
         per_shard = StreamReader(source.streams(), table.stream_arn).drain(idle_polls=1)
-        records = [r for shard_records in per_shard.values() for r in shard_records]
-        drive = drive_with_faults(
-            [(shard_id, None, shard_records) for shard_id, shard_records in per_shard.items()],
-            spec, table.stream_arn, plan, guard=guard,
-        )
-        collection, database, report, handler, log = (
-            drive.collection, drive.database, drive.report, drive.handler, drive.log)
-        result.records = len(records)
-        result.injected = dict(log.injected)
+        layout: ShardLayout = []
+        for shard_id, shard_records in per_shard.items():
+            if shape.workload == "ttl":
+                shard_records = mark_ttl_expiries(shard_records, random.Random(seed + 3))
+            layout += split_shards(shard_id, shard_records, shape, spec.partition_key[0])
+        records = [r for _, _, shard_records in layout for r in shard_records]
         items = scan_items(source.dynamodb(), spec.name)
-        diff = check(items, collection, Planner(Settings(key_schema=spec.key_schema, guard=guard)))
-        result.diverged = not diff.converged
-        if result.diverged:
-            result.diff = diff.as_dict()
-        result.lost_records = _lost(report, handler, database["items_quarantine"])
+        database = target.database(seed)
+        drive = drive_with_faults(layout, spec, table.stream_arn, plan, guard=guard, shape=shape,
+                                  database=database, items=items)
+        result.records = len(records)
+        result.injected = dict(drive.log.injected)
+        _judge(result, drive, expected_items(items, records, shape, spec.key_schema), spec, guard)
         if result.failed and recordings is not None:
             lambda_records = [to_lambda_record(r, stream_arn=table.stream_arn, region="us-east-1")
                               for r in records]
-            shards = [[shard_id, len(shard_records)] for shard_id, shard_records in per_shard.items()]
+            shards = [[shard_id, len(part), parent] for shard_id, parent, part in layout]
             result.recording = str(_record(recordings, result, spec, lambda_records, items,
                                            shards=shards, stream_arn=table.stream_arn))
     finally:
         source.delete_table(table)
+        target.drop(database)
         result.seconds = round(time.perf_counter() - started, 3)
     return result
 
 
-@dataclass
-class FaultyDrive:
-    """What one drive of a schedule's records through the faults left behind."""
+def _judge(result: ScheduleResult, drive: FaultyDrive, expected: list[dict[str, Any]],
+           spec: TableSpec, guard: bool) -> None:
+    diff = check(expected, drive.collection,
+                 Planner(Settings(key_schema=spec.key_schema, guard=guard)))
+    result.diverged = not diff.converged
+    if result.diverged:
+        result.diff = diff.as_dict()
+    result.lost_records = _lost(drive.report, drive.handler, drive.database["items_quarantine"])
 
-    collection: Any
-    database: Any
-    report: Any
-    handler: FaultyHandler
-    log: FaultLog
 
-
-def esm_config_for(plan: FaultPlan) -> Any:
-    """The event source mapping a schedule runs with (kept in its recording)."""
+def replay_recording(directory: Path, *, target: str = "mongomock") -> ScheduleResult:
+    """Replay a chaos recording with its fault plan and settings (``schedule.json``: faults,
+    mapping, shard layout, shape): the same records through the same faults, so the recorded
+    divergence comes back."""
     from harness.driver import EsmConfig
-
-    return EsmConfig(batch_size=plan.max_batch, report_batch_item_failures=True,
-                     maximum_retry_attempts=500, bisect_batch_on_function_error=False)
-
-
-def drive_with_faults(
-    shards: list[tuple[str, str | None, list[dict[str, Any]]]],
-    spec: TableSpec,
-    stream_arn: str,
-    plan: FaultPlan,
-    *,
-    guard: bool = True,
-    esm: Any = None,
-) -> FaultyDrive:
-    """Deliver ``(shard_id, parent, records)`` through the ESM emulation into a fresh mongomock
-    database, with the plan's faults. Deterministic for a given plan and records: every random
-    choice comes from generators seeded by ``plan.seed``, and one lane per shard invokes in stream
-    order -- which is why a recording replays into the same divergence."""
-    from harness.backends.mongomock_target import mongomock_client
-    from harness.driver import EventSourceMapping
-
-    seed = plan.seed
-    database = mongomock_client()["chaos"]
-    collection = database["items"]
-    log = FaultLog()
-    faulty = FaultyCollection(BulkWriteShim(collection), plan, log, random.Random(seed + 1))
-    settings = Settings(key_schema=spec.key_schema, guard=guard)
-    replicator = Replicator(faulty, settings, quarantine=database["items_quarantine"],
-                            tombstones=database["items_tombstones"],
-                            archive=database["items_ttl_archive"])
-    handler = FaultyHandler(replicator, plan, random.Random(seed + 2), log)
-    driver = EventSourceMapping(handler, esm or esm_config_for(plan), stream_arn=stream_arn)
-    try:
-        for shard_id, parent, records in shards:
-            driver.feed(shard_id, records, parent_shard_id=parent)
-        report = driver.drain()
-    finally:
-        driver.close()
-    return FaultyDrive(collection, database, report, handler, log)
-
-
-def replay_recording(directory: Path) -> ScheduleResult:
-    """Replay a chaos recording with its fault plan and settings (``schedule.json``): the same
-    records through the same faults, so the recorded divergence comes back."""
     from harness.fixtures import load_capture_dir
 
     directory = Path(directory)
     schedule = json.loads((directory / "schedule.json").read_text())
     capture = load_capture_dir(directory)
     plan = FaultPlan.from_dict(schedule["faults"])
+    shape = Shape.from_dict(schedule.get("shape") or {})
     guard = bool(schedule.get("guard", True))
     records = capture.records
     shard_counts = schedule.get("shards") or [["shardId-00000000000000000000-00000000", len(records)]]
-    shards: list[tuple[str, str | None, list[dict[str, Any]]]] = []
+    shards: ShardLayout = []
     position = 0
-    for shard_id, count in shard_counts:
-        shards.append((shard_id, None, records[position:position + count]))
+    for entry in shard_counts:
+        shard_id, count = entry[0], entry[1]
+        parent = entry[2] if len(entry) > 2 else None
+        shards.append((shard_id, parent, records[position:position + count]))
         position += count
     stream_arn = schedule.get("stream_arn") or (
         records[0].get("eventSourceARN") if records else None) or "arn:aws:dynamodb:::table/x/stream/x"
+    chosen = Target(schedule.get("target") or target)
     result = ScheduleResult(int(schedule["seed"]), plan.as_dict(), schedule.get("workload", {}),
-                            guard=guard, records=len(records))
-    from harness.driver import EsmConfig
-
+                            guard=guard, records=len(records), shape=shape.as_dict(),
+                            target=chosen.name)
     # The recorded mapping settings, not today's defaults: a recording outlives code changes.
     esm = EsmConfig(**schedule["esm"]) if schedule.get("esm") else None
-    drive = drive_with_faults(shards, capture.table, stream_arn, plan, guard=guard, esm=esm)
-    result.injected = dict(drive.log.injected)
-    if capture.final_items is not None:
-        diff = check(capture.final_items, drive.collection, Planner(Settings(
-            key_schema=capture.table.key_schema, guard=guard)))
-        result.diverged = not diff.converged
-        if result.diverged:
-            result.diff = diff.as_dict()
-    result.lost_records = _lost(drive.report, drive.handler, drive.database["items_quarantine"])
+    items = list(capture.final_items or [])
+    chosen.start()
+    database = chosen.database(result.seed)
+    try:
+        drive = drive_with_faults(shards, capture.table, stream_arn, plan, guard=guard, esm=esm,
+                                  shape=shape, database=database, items=items)
+        result.injected = dict(drive.log.injected)
+        if capture.final_items is not None:
+            _judge(result, drive, expected_items(items, records, shape, capture.table.key_schema),
+                   capture.table, guard)
+        else:
+            result.lost_records = _lost(drive.report, drive.handler,
+                                        drive.database["items_quarantine"])
+    finally:
+        chosen.drop(database)
+        chosen.stop()
     return result
 
 
@@ -269,17 +242,21 @@ def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
     (target / "table.json").write_text(json.dumps(spec.create_table_request(), indent=1))
     (target / "events.json").write_text(json.dumps({"Records": lambda_records}, indent=1))
     (target / "final_items.json").write_text(json.dumps(wire_json(items), indent=1))
+    shape = Shape.from_dict(result.shape)
     (target / "schedule.json").write_text(json.dumps({
-        "reproduce": f"harness chaos --seed {result.seed} --schedules 1"
-                      + ("" if result.guard else " --no-guard"),
+        "reproduce": f"harness chaos --seed {result.seed} --schedules 1 --target {result.target}"
+                      + ("" if result.guard else " --no-guard")
+                      + "".join(f" --plant {p}" for p in shape.plants),
         # schedule.json beside events.json makes `harness replay` apply the same faults.
         "replay": f"harness replay --table {target}/table.json --events "
                   f"{target}/events.json --expect-items {target}/final_items.json",
         "replay_without_faults": f"harness replay --no-faults --table {target}/table.json "
                                  f"--events {target}/events.json --expect-items "
                                  f"{target}/final_items.json",
-        "seed": result.seed, "guard": result.guard, "faults": result.faults,
-        "esm": dataclasses.asdict(esm_config_for(FaultPlan.from_dict(result.faults))),
+        "seed": result.seed, "guard": result.guard, "target": result.target,
+        "faults": result.faults, "shape": result.shape,
+        "esm": dataclasses.asdict(esm_config_for(FaultPlan.from_dict(result.faults), shape)),
+        # [shard id, record count, parent shard id]: events.json holds the shards in this order
         "shards": shards, "stream_arn": stream_arn, "workload": result.workload,
         "injected": result.injected, "lost_records": result.lost_records, "diff": result.diff,
     }, indent=1, default=str))
@@ -293,39 +270,62 @@ def run_chaos(
     guard: bool = True,
     recordings: Path | None = None,
     source_name: str = "moto",
+    target: str = "mongomock",
+    plants: Sequence[str] = (),
+    shape_overrides: Mapping[str, Any] | None = None,
     progress: Callable[[int, int, ScheduleResult], None] | None = None,
 ) -> dict[str, Any]:
-    """Run ``schedules`` seeded schedules; the report lists each divergence with its recording."""
+    """Run ``schedules`` seeded schedules; the report lists each divergence with its recording.
+
+    ``plants`` switches planted bugs on (see shape.PLANTS); ``shape_overrides`` pins parts of every
+    schedule's shape (a focused plan: e.g. ``{"overlap_rate": 0.5}``)."""
     source = source_backend(source_name)
+    chosen = Target(target)
     source.start()
+    chosen.start()
     results: list[ScheduleResult] = []
     started = time.perf_counter()
     try:
         for number in range(schedules):
-            result = run_schedule(source, seed + number, guard=guard, recordings=recordings)
+            rng = random.Random(seed + number)
+            FaultPlan.random(rng, seed + number)  # the shape comes after the plan in the seed
+            drawn = Shape.random(rng).as_dict()
+            drawn.update(shape_overrides or {})
+            drawn["plants"] = list(plants)
+            result = run_schedule(source, seed + number, guard=guard, recordings=recordings,
+                                  target=chosen, shape=Shape.from_dict(drawn))
             results.append(result)
             if progress:
                 progress(number + 1, schedules, result)
     finally:
+        chosen.stop()
         source.stop()
     failing = [r for r in results if r.failed]
     injected: dict[str, int] = {}
     for r in results:
         for name, count in r.injected.items():
             injected[name] = injected.get(name, 0) + count
+    shapes: dict[str, int] = {}
+    for r in results:
+        for name in (f"workload:{r.shape.get('workload')}",
+                     f"parallelization_factor:{r.shape.get('parallelization_factor')}",
+                     "shard_split" if r.shape.get("split_at") is not None else "one_shard"):
+            shapes[name] = shapes.get(name, 0) + 1
     return {
         "schedules": len(results),
         "first_seed": seed,
         "guard": guard,
+        "target": target,
+        "plants": list(plants),
         "records": sum(r.records for r in results),
         "divergences": [
-            {"seed": r.seed, "faults": r.faults, "workload": r.workload, "diff": r.diff,
-             "lost_records": r.lost_records, "recording": r.recording}
+            {"seed": r.seed, "faults": r.faults, "shape": r.shape, "workload": r.workload,
+             "diff": r.diff, "lost_records": r.lost_records, "recording": r.recording}
             for r in failing
         ],
         "diverged": sum(1 for r in results if r.diverged),
         "lost_records": sum(len(r.lost_records) for r in results),
         "faults_injected": injected,
+        "shapes": shapes,
         "seconds": round(time.perf_counter() - started, 2),
     }
-

@@ -1,0 +1,343 @@
+"""Drive a schedule's records through the Lambda event-source-mapping emulation with faults.
+
+Concurrency is real: with ParallelizationFactor N the driver runs up to N batches of a shard at
+once, in threads. It stays reproducible because no random choice depends on thread timing: every
+invocation draws from its own generator, seeded by the plan's seed, the batch's first sequence
+number and how often that batch was delivered; the fault wrapper of the collection draws from the
+generator of the invocation whose thread calls it (:class:`PerInvocationRandom`). Lanes hold
+disjoint partition keys, so the end state does not depend on how their threads interleave.
+
+Overlapping deliveries, made deterministic with gates (:class:`threading.Event`):
+
+- *overlap* (a Lambda timeout whose writes are still in flight): the invocation starts
+  ``Replicator.process`` in a background thread and raises ``TimeoutError`` at once; that thread's
+  main-collection bulk waits at a gate, and the process "dies" right after it (no re-check, as a
+  killed sandbox runs nothing more). The gate opens at the plan's point (``Shape.overlap_release``).
+- *concurrent retry*: an earlier batch of the lane is processed beside the current one, held
+  between its tombstone probe and its upsert until the current batch finished -- the
+  ``tombstone-probe-race`` case -- and then completes normally (its re-check runs).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.backends.base import TableSpec
+from harness.chaos.shape import Shape, ShardLayout
+from harness.driver import EsmConfig, EventSourceMapping, lane_for
+from harness.faults import BulkWriteShim, FaultLog, FaultPlan, FaultyCollection, corrupt_record
+from replicator.core import Replicator
+from replicator.settings import Settings
+
+_current = threading.local()
+#: a held write waits at most this long for its gate (a bug in the gates, not a timing assumption)
+GATE_TIMEOUT_S = 120.0
+
+
+class PerInvocationRandom(random.Random):
+    """Draws from the generator of the invocation running in this thread (else a fallback)."""
+
+    def __init__(self, fallback_seed: int) -> None:
+        self._fallback = random.Random(fallback_seed)
+        super().__init__(fallback_seed)
+
+    def _rng(self) -> random.Random:
+        rng = getattr(_current, "rng", None)
+        return rng if isinstance(rng, random.Random) else self._fallback
+
+    def random(self) -> float:
+        return self._rng().random()
+
+    def getrandbits(self, k: int) -> int:
+        return self._rng().getrandbits(k)
+
+
+class LockedLog(FaultLog):
+    """A FaultLog that lanes in several threads can count into."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+
+    def count(self, name: str) -> None:
+        with self._lock:
+            super().count(name)
+
+
+class Killed(BaseException):
+    """The sandbox of a timed-out invocation is gone: nothing after its in-flight write runs.
+    A BaseException so that no ``except Exception`` in the core turns it into a retry."""
+
+
+@dataclass
+class _Held:
+    gate: threading.Event
+    thread: threading.Thread
+    release: str
+    #: lane invocations to wait for before "after_later_batches" opens the gate
+    remaining: int = 1
+
+
+class GatedCollection:
+    """The main collection, whose bulk writes wait at the gate of the thread they run in."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def bulk_write(self, requests: Any, *args: Any, **kwargs: Any) -> Any:
+        before = getattr(_current, "before_write", None)
+        if before is not None:
+            _current.before_write = None
+            before()
+        gate = getattr(_current, "gate", None)
+        if gate is None:
+            return self.inner.bulk_write(requests, *args, **kwargs)
+        _current.gate = None
+        gate.wait(GATE_TIMEOUT_S)
+        try:
+            return self.inner.bulk_write(requests, *args, **kwargs)
+        finally:
+            if getattr(_current, "killed_after_write", False):
+                raise Killed()
+
+
+class FaultyHandler:
+    """Wraps ``Replicator.handle`` with the handler-side faults of a plan and a shape.
+
+    Duplicate delivery (the same event twice), a late retry (an old event of the lane delivered
+    again after later ones were applied), corrupted copies of records injected into the event, a
+    handler timeout (the writes happen, then the invocation dies, so Lambda retries the batch),
+    and the overlapping deliveries described in the module docstring.
+    """
+
+    def __init__(self, replicator: Replicator, plan: FaultPlan, rng: random.Random,
+                 log: FaultLog, *, shape: Shape | None = None,
+                 partition_key: str | None = None,
+                 shard_of: Mapping[str, str] | None = None) -> None:
+        self.replicator = replicator
+        self.plan = plan
+        self.rng = rng  # unused with lanes: kept for callers that pass one
+        self.log = log
+        self.shape = shape or Shape()
+        self.partition_key = partition_key
+        self.shard_of = dict(shard_of or {})
+        self.history: dict[Any, list[dict[str, Any]]] = {}
+        self.corrupted: list[dict[str, Any]] = []
+        self._deliveries: dict[str, int] = {}
+        self._held: dict[Any, list[_Held]] = {}
+        self._lock = threading.Lock()
+
+    def _lane(self, records: list[Any]) -> Any:
+        if not records:
+            return None
+        first = records[0].get("dynamodb", {})
+        return (self.shard_of.get(str(first.get("SequenceNumber"))),
+                lane_for(first.get("Keys") or {}, self.shape.parallelization_factor,
+                         self.partition_key))
+
+    def __call__(self, event: dict[str, Any]) -> Any:
+        plan, shape = self.plan, self.shape
+        records = list(event["Records"])
+        first = str(records[0].get("dynamodb", {}).get("SequenceNumber")) if records else ""
+        lane = self._lane(records)
+        with self._lock:
+            delivery = self._deliveries[first] = self._deliveries.get(first, 0) + 1
+            history = self.history.setdefault(lane, [])
+            held = self._held.setdefault(lane, [])
+        rng = random.Random(f"{plan.seed}:{first}:{delivery}")
+        _current.rng = rng
+        try:
+            return self._invoke(event, records, rng, history, held)
+        finally:
+            _current.rng = None
+            _current.before_write = None
+
+    def _invoke(self, event: dict[str, Any], records: list[Any], rng: random.Random,
+                history: list[dict[str, Any]], held: list[_Held]) -> Any:
+        plan, shape = self.plan, self.shape
+        if history and rng.random() < plan.late_retry_rate:
+            self.log.count("late_retry")
+            self.replicator.process(rng.choice(history))
+        if records and rng.random() < plan.malformed_rate:
+            kind, bad = corrupt_record(rng.choice(records), rng)
+            self.log.count(f"malformed:{kind}")
+            with self._lock:
+                self.corrupted.append({"kind": kind, "record": bad})
+            records.insert(rng.randrange(len(records) + 1), bad)
+        delivered = {"Records": records}
+        if records and rng.random() < shape.overlap_rate:
+            self.log.count(f"overlap:{shape.overlap_release}")
+            held.append(self._start_held(delivered, rng, kill=True, release=shape.overlap_release))
+            raise TimeoutError("Task timed out (injected; its writes are still in flight)")
+        concurrent = None
+        if history and rng.random() < shape.concurrent_retry_rate:
+            self.log.count("concurrent_retry")
+            concurrent = self._start_held(rng.choice(history), rng, kill=False, release="now")
+        during = [h for h in held if h.release == "during_retry"]
+        if during:
+            # The doomed bulk reaches the server between this retry's probe and its write.
+            _current.before_write = lambda: _open(during)
+        response = self.replicator.handle(delivered)
+        _open(during)
+        if concurrent is not None:
+            _open([concurrent])
+        history.append({"Records": list(event["Records"])})
+        if rng.random() < plan.duplicate_delivery_rate:
+            self.log.count("duplicate_delivery")
+            response = self.replicator.handle(delivered)
+        ready = [h for h in held if h.release == "after_retry"]
+        for late in (h for h in held if h.release == "after_later_batches"):
+            late.remaining -= 1
+            if late.remaining < 0:
+                ready.append(late)
+        _open(ready)
+        held[:] = [h for h in held if h.thread.is_alive() or not h.gate.is_set()]
+        if rng.random() < plan.handler_timeout_rate:
+            self.log.count("handler_timeout")
+            raise TimeoutError("Task timed out (injected)")
+        return response
+
+    def _start_held(self, event: dict[str, Any], rng: random.Random, *, kill: bool,
+                    release: str) -> _Held:
+        gate = threading.Event()
+        seed = rng.getrandbits(32)
+
+        def run() -> None:
+            _current.rng = random.Random(seed)
+            _current.gate = gate
+            _current.killed_after_write = kill
+            try:
+                self.replicator.process(event)
+            except Killed:
+                pass
+
+        thread = threading.Thread(target=run, name="held-delivery", daemon=True)
+        thread.start()
+        # "after_later_batches": the next delivery is the retry, then one later batch
+        return _Held(gate, thread, release, remaining=1)
+
+    def release_all(self) -> None:
+        """Open every gate still closed (the end of the run: everything in flight lands)."""
+        with self._lock:
+            pending = [h for held in self._held.values() for h in held]
+        _open(pending)
+
+
+def _open(held: list[_Held]) -> None:
+    for h in held:
+        h.gate.set()
+        h.thread.join(GATE_TIMEOUT_S)
+
+
+@dataclass
+class FaultyDrive:
+    """What one drive of a schedule's records through the faults left behind."""
+
+    collection: Any
+    database: Any
+    report: Any
+    handler: FaultyHandler
+    log: FaultLog
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def esm_config_for(plan: FaultPlan, shape: Shape | None = None) -> EsmConfig:
+    """The event source mapping a schedule runs with (kept in its recording)."""
+    return EsmConfig(batch_size=plan.max_batch, report_batch_item_failures=True,
+                     maximum_retry_attempts=500, bisect_batch_on_function_error=False,
+                     parallelization_factor=(shape or Shape()).parallelization_factor)
+
+
+class ChildrenFirst(EventSourceMapping):
+    """A broken ESM (planted bug ``children_first``): a parent shard waits for its children."""
+
+    def _blocked(self, shard: Any) -> bool:
+        children = [s for s in self._shards.values() if s.parent == shard.shard_id]
+        return any(lane.busy for child in children for lane in child.lanes)
+
+
+class ItemsReader:
+    """The source table's items, for read-back streams: the drive runs after the workload
+    ended, so the table's final items are what a consistent read returns at that time."""
+
+    def __init__(self, items: list[dict[str, Any]], key_schema: tuple[str, ...]) -> None:
+        from harness.chaos.shape import key_id
+
+        self._by_key = {key_id(_as_bytes({k: item[k] for k in key_schema})): item for item in items}
+        self._key_id = key_id
+
+    def read(self, keys: Any) -> list[Any]:
+        return [self._by_key.get(self._key_id(_as_bytes(key))) for key in keys]
+
+
+def _as_bytes(key: Mapping[str, Any]) -> dict[str, Any]:
+    import base64
+
+    out = {}
+    for name, value in key.items():
+        if isinstance(value, Mapping) and "B" in value and isinstance(value["B"], str):
+            out[name] = {"B": base64.b64decode(value["B"])}
+        else:
+            out[name] = value
+    return out
+
+
+def drive_with_faults(
+    shards: ShardLayout,
+    spec: TableSpec,
+    stream_arn: str,
+    plan: FaultPlan,
+    *,
+    guard: bool = True,
+    esm: Any = None,
+    shape: Shape | None = None,
+    database: Any = None,
+    items: list[dict[str, Any]] | None = None,
+) -> FaultyDrive:
+    """Deliver ``(shard_id, parent, records)`` through the ESM emulation into ``database`` (a
+    fresh mongomock one by default), with the plan's faults and the shape's concurrency. Every
+    random choice comes from generators seeded by ``plan.seed`` -- which is why a recording
+    replays into the same divergence. ``items`` (the source's items) serve read-back streams."""
+    shape = shape or Shape()
+    if database is None:
+        from harness.backends.mongomock_target import mongomock_client
+
+        database = mongomock_client()["chaos"]
+        main: Any = BulkWriteShim(database["items"])
+    else:
+        main = database["items"]
+    collection = database["items"]
+    log = LockedLog()
+    faulty = FaultyCollection(main, plan, log, PerInvocationRandom(plan.seed + 1))
+    settings = Settings(key_schema=spec.key_schema, guard=guard,
+                        ttl_deletes=shape.ttl_deletes,  # type: ignore[arg-type]
+                        tombstones="no_tombstones" not in shape.plants)
+    reader = ItemsReader(items or [], spec.key_schema) if items is not None else None
+    replicator = Replicator(GatedCollection(faulty), settings, item_reader=reader,
+                            quarantine=database["items_quarantine"],
+                            tombstones=database["items_tombstones"],
+                            archive=database["items_ttl_archive"])
+    if "no_recheck" in shape.plants:
+        replicator._undo_resurrections = lambda *args: None  # type: ignore[method-assign]
+    shard_of = {str(r["dynamodb"]["SequenceNumber"]): shard_id
+                for shard_id, _, records in shards for r in records}
+    handler = FaultyHandler(replicator, plan, random.Random(plan.seed + 2), log, shape=shape,
+                            partition_key=spec.partition_key[0], shard_of=shard_of)
+    mapping = ChildrenFirst if "children_first" in shape.plants else EventSourceMapping
+    driver = mapping(handler, esm or esm_config_for(plan, shape), stream_arn=stream_arn,
+                     partition_key=spec.partition_key[0])
+    try:
+        for shard_id, parent, records in shards:
+            driver.feed(shard_id, records, parent_shard_id=parent)
+        report = driver.drain()
+    finally:
+        handler.release_all()
+        driver.close()
+    return FaultyDrive(collection, database, report, handler, log)
