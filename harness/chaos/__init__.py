@@ -99,7 +99,7 @@ class Target:
         """None for mongomock: drive_with_faults builds a fresh one (and its bulk_write shim)."""
         if self.backend is None:
             return None
-        return self.backend.client()[f"chaos_{seed}_{uuid.uuid4().hex[:6]}"]
+        return self.backend.client[f"chaos_{seed}_{uuid.uuid4().hex[:6]}"]
 
     def drop(self, database: Any) -> None:
         if database is not None:
@@ -117,15 +117,20 @@ def run_schedule(
     recordings: Path | None = None,
     target: Target | None = None,
     shape: Shape | None = None,
+    plan_overrides: Mapping[str, Any] | None = None,
 ) -> ScheduleResult:
-    """One seeded schedule on a started source and target (default: mongomock)."""
+    """One seeded schedule on a started source and target (default: mongomock). ``shape`` and
+    ``plan_overrides`` replace what the seed draws (a focused plan)."""
     from harness.lambda_events import to_lambda_record
     from harness.streams import StreamReader
 
     started = time.perf_counter()
     rng = random.Random(seed)
     plan = FaultPlan.random(rng, seed)
-    shape = shape or Shape.random(rng)
+    if plan_overrides:
+        plan = FaultPlan.from_dict({**plan.as_dict(), **plan_overrides})
+    drawn = Shape.random(rng)  # drawn even when given: the workload below comes after it
+    shape = shape or drawn
     workload = workload_for(shape, rng, seed)
     spec = table_for(shape, f"chaos-{seed}-{uuid.uuid4().hex[:6]}")
     target = target or Target("mongomock")
@@ -273,12 +278,14 @@ def run_chaos(
     target: str = "mongomock",
     plants: Sequence[str] = (),
     shape_overrides: Mapping[str, Any] | None = None,
+    plan_overrides: Mapping[str, Any] | None = None,
     progress: Callable[[int, int, ScheduleResult], None] | None = None,
 ) -> dict[str, Any]:
     """Run ``schedules`` seeded schedules; the report lists each divergence with its recording.
 
-    ``plants`` switches planted bugs on (see shape.PLANTS); ``shape_overrides`` pins parts of every
-    schedule's shape (a focused plan: e.g. ``{"overlap_rate": 0.5}``)."""
+    ``plants`` switches planted bugs on (see shape.PLANTS); ``shape_overrides`` and
+    ``plan_overrides`` pin parts of every schedule's shape and fault plan (a focused plan: e.g.
+    ``{"overlap_rate": 0.5}``)."""
     source = source_backend(source_name)
     chosen = Target(target)
     source.start()
@@ -293,7 +300,8 @@ def run_chaos(
             drawn.update(shape_overrides or {})
             drawn["plants"] = list(plants)
             result = run_schedule(source, seed + number, guard=guard, recordings=recordings,
-                                  target=chosen, shape=Shape.from_dict(drawn))
+                                  target=chosen, shape=Shape.from_dict(drawn),
+                                  plan_overrides=plan_overrides)
             results.append(result)
             if progress:
                 progress(number + 1, schedules, result)

@@ -100,6 +100,9 @@ class GatedCollection:
         if gate is None:
             return self.inner.bulk_write(requests, *args, **kwargs)
         _current.gate = None
+        arrived = getattr(_current, "arrived", None)
+        if arrived is not None:
+            arrived.set()
         gate.wait(GATE_TIMEOUT_S)
         try:
             return self.inner.bulk_write(requests, *args, **kwargs)
@@ -179,7 +182,8 @@ class FaultyHandler:
         concurrent = None
         if history and rng.random() < shape.concurrent_retry_rate:
             self.log.count("concurrent_retry")
-            concurrent = self._start_held(rng.choice(history), rng, kill=False, release="now")
+            concurrent = self._start_held(rng.choice(_sharing_keys(history, records)), rng,
+                                          kill=False, release="now")
         during = [h for h in held if h.release == "during_retry"]
         if during:
             # The doomed bulk reaches the server between this retry's probe and its write.
@@ -207,19 +211,26 @@ class FaultyHandler:
     def _start_held(self, event: dict[str, Any], rng: random.Random, *, kill: bool,
                     release: str) -> _Held:
         gate = threading.Event()
+        arrived = threading.Event()
         seed = rng.getrandbits(32)
 
         def run() -> None:
             _current.rng = random.Random(seed)
             _current.gate = gate
+            _current.arrived = arrived
             _current.killed_after_write = kill
             try:
                 self.replicator.process(event)
             except Killed:
                 pass
+            finally:
+                arrived.set()  # also when it never reached its main write
 
         thread = threading.Thread(target=run, name="held-delivery", daemon=True)
         thread.start()
+        # Its tombstone probe has run (or it has ended) before this invocation goes on: the
+        # interleaving is fixed, not left to the thread scheduler.
+        arrived.wait(GATE_TIMEOUT_S)
         # "after_later_batches": the next delivery is the retry, then one later batch
         return _Held(gate, thread, release, remaining=1)
 
@@ -228,6 +239,19 @@ class FaultyHandler:
         with self._lock:
             pending = [h for held in self._held.values() for h in held]
         _open(pending)
+
+
+def _sharing_keys(history: list[dict[str, Any]], records: list[Any]) -> list[dict[str, Any]]:
+    """The earlier batches that touch a key of this one (the ones whose overlap can matter),
+    else all of them."""
+    keys = {_key_text(r) for r in records}
+    sharing = [e for e in history if any(_key_text(r) in keys for r in e["Records"])]
+    return sharing or history
+
+
+def _key_text(record: Any) -> str:
+    body = record.get("dynamodb") if isinstance(record, Mapping) else None
+    return repr(sorted((body or {}).get("Keys", {}).items())) if isinstance(body, Mapping) else ""
 
 
 def _open(held: list[_Held]) -> None:
