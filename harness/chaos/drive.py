@@ -146,7 +146,7 @@ class FaultyHandler:
                          self.partition_key))
 
     def __call__(self, event: dict[str, Any]) -> Any:
-        plan, shape = self.plan, self.shape
+        plan = self.plan
         records = list(event["Records"])
         first = str(records[0].get("dynamodb", {}).get("SequenceNumber")) if records else ""
         lane = self._lane(records)
