@@ -1,12 +1,16 @@
 """Randomized fault schedules on the embedded stack (moto + mongomock or mongoeco).
 
-Each schedule is a seed: it picks a small workload and a fault plan, writes the workload to a fresh
-moto table, reads the stream, and drives the replicator through the Lambda event-source-mapping
-emulation with every fault of :mod:`harness.faults` switched on at random rates. A schedule
-*diverges* when MongoDB does not equal the table at the end, and *loses a record* when a record is
-neither applied (or superseded) nor kept in quarantine. Each failing schedule is written out as a
-replayable recording: the capture layout ``harness replay`` reads (table.json, events.json,
-final_items.json) plus ``schedule.json`` (seed, workload, fault plan).
+Each schedule is a seed: it picks a fault plan (:class:`harness.faults.FaultPlan`: per-write fault
+rates), a shape (:class:`harness.chaos.shape.Shape`: the workload kind -- composite, N or B keys,
+TTL expiries in every ``ttl_deletes`` mode, KEYS_ONLY / OLD_IMAGE read-back streams, transactions
+--, ParallelizationFactor 1..10, overlapping deliveries, a shard split into parent and children)
+and a small workload; writes the workload to a fresh moto table, reads the stream, and drives the
+replicator through the Lambda event-source-mapping emulation (:mod:`harness.chaos.drive`). A
+schedule *diverges* when MongoDB does not hold what the table holds at the end, and *loses a
+record* when a record is neither applied (or superseded) nor kept in quarantine. Each failing
+schedule is written out as a replayable recording: the capture layout ``harness replay`` reads
+(table.json, events.json, final_items.json) plus ``schedule.json`` (seed, fault plan, shape,
+mapping settings, shard layout, target).
 """
 
 from __future__ import annotations
@@ -248,10 +252,13 @@ def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
     (target / "events.json").write_text(json.dumps({"Records": lambda_records}, indent=1))
     (target / "final_items.json").write_text(json.dumps(wire_json(items), indent=1))
     shape = Shape.from_dict(result.shape)
+    reproduce = (f"harness chaos --seed {result.seed} --schedules 1 --target {result.target}"
+                 + ("" if result.guard else " --no-guard")
+                 + "".join(f" --plant {p}" for p in shape.plants))
+    if not _drawn_by_seed(result):
+        reproduce = "a focused plan (the seed alone does not rebuild it): use the replay command"
     (target / "schedule.json").write_text(json.dumps({
-        "reproduce": f"harness chaos --seed {result.seed} --schedules 1 --target {result.target}"
-                      + ("" if result.guard else " --no-guard")
-                      + "".join(f" --plant {p}" for p in shape.plants),
+        "reproduce": reproduce,
         # schedule.json beside events.json makes `harness replay` apply the same faults.
         "replay": f"harness replay --table {target}/table.json --events "
                   f"{target}/events.json --expect-items {target}/final_items.json",
@@ -266,6 +273,15 @@ def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
         "injected": result.injected, "lost_records": result.lost_records, "diff": result.diff,
     }, indent=1, default=str))
     return target
+
+
+def _drawn_by_seed(result: ScheduleResult) -> bool:
+    """Whether the seed alone rebuilds this schedule's plan and shape (no overrides were given)."""
+    rng = random.Random(result.seed)
+    plan = FaultPlan.random(rng, result.seed)
+    drawn = Shape.random(rng).as_dict()
+    drawn["plants"] = result.shape.get("plants", [])
+    return plan.as_dict() == result.faults and drawn == result.shape
 
 
 def run_chaos(
