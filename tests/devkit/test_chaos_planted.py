@@ -85,3 +85,14 @@ def test_a_killed_invocations_bulk_landing_after_later_batches_does_not_resurrec
         "concurrent_retry_rate": 0.0})
     # Then nothing diverges (today: a deleted document comes back)
     assert report["divergences"] == [], [d["diff"] for d in report["divergences"][:1]]
+
+
+def test_ten_lanes_per_shard_keep_each_keys_order() -> None:
+    # Given ParallelizationFactor 10 (ten batches of a shard at once, in threads), split shards,
+    # no fault, and the guard off: only the order of each key's records keeps the target right
+    report = run_chaos(8, seed=0, guard=False, shape_overrides={
+        "parallelization_factor": 10, "split_at": 0.5, "overlap_rate": 0.0,
+        "concurrent_retry_rate": 0.0}, plan_overrides={**QUIET, "max_batch": 2})
+    # Then every schedule converges
+    assert report["divergences"] == [], report["divergences"][:1]
+    assert report["shapes"]["parallelization_factor:10"] == 8
