@@ -36,6 +36,8 @@ from replicator.settings import Settings
 _current = threading.local()
 #: a held write waits at most this long for its gate (a bug in the gates, not a timing assumption)
 GATE_TIMEOUT_S = 120.0
+#: retries of an extra delivery (late or concurrent) before the harness counts it as given up
+MAX_EXTRA_ATTEMPTS = 100
 
 
 class PerInvocationRandom(random.Random):
@@ -167,7 +169,7 @@ class FaultyHandler:
         plan, shape = self.plan, self.shape
         if history and rng.random() < plan.late_retry_rate:
             self.log.count("late_retry")
-            self.replicator.process(rng.choice(history))
+            self._until_settled(rng.choice(history))
         if records and rng.random() < plan.malformed_rate:
             kind, bad = corrupt_record(rng.choice(records), rng)
             self.log.count(f"malformed:{kind}")
@@ -220,7 +222,10 @@ class FaultyHandler:
             _current.arrived = arrived
             _current.killed_after_write = kill
             try:
-                self.replicator.process(event)
+                if kill:
+                    self.replicator.process(event)
+                else:
+                    self._until_settled(event)
             except Killed:
                 pass
             finally:
@@ -234,11 +239,32 @@ class FaultyHandler:
         # "after_later_batches": the next delivery is the retry, then one later batch
         return _Held(gate, thread, release, remaining=1)
 
+    def _until_settled(self, event: dict[str, Any]) -> None:
+        """Process an extra delivery the way Lambda would retry it: from its lowest failed record,
+        until none fails (an extra delivery is an invocation too; ignoring its failures would
+        leave what its own retry cleans up, e.g. an insert its lost acknowledgement hid from the
+        post-insert re-check)."""
+        records = list(event["Records"])
+        for _ in range(MAX_EXTRA_ATTEMPTS):
+            failed = self.replicator.process({"Records": records}).failed_sequence_numbers
+            if not failed:
+                return
+            lowest = int(failed[0])
+            records = [r for r in records if _sequence(r) is None or _sequence(r) >= lowest]
+        self.log.count("extra_delivery_gave_up")
+
     def release_all(self) -> None:
         """Open every gate still closed (the end of the run: everything in flight lands)."""
         with self._lock:
             pending = [h for held in self._held.values() for h in held]
         _open(pending)
+
+
+def _sequence(record: Any) -> int | None:
+    try:
+        return int(record["dynamodb"]["SequenceNumber"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def _sharing_keys(history: list[dict[str, Any]], records: list[Any]) -> list[dict[str, Any]]:
