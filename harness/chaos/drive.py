@@ -250,7 +250,7 @@ class FaultyHandler:
             if not failed:
                 return
             lowest = int(failed[0])
-            records = [r for r in records if _sequence(r) is None or _sequence(r) >= lowest]
+            records = [r for r in records if (_sequence(r) or lowest) >= lowest]
         self.log.count("extra_delivery_gave_up")
 
     def release_all(self) -> None:
