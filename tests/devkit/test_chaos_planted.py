@@ -59,16 +59,23 @@ def test_without_tombstones_a_concurrent_or_late_redelivery_resurrects_a_documen
     assert any(d["diff"] and d["diff"]["extra_ids"] for d in report["divergences"])
 
 
-def test_children_before_parent_is_found_when_the_guard_does_not_hide_it() -> None:
+def test_children_before_parent_is_found_when_the_guard_does_not_hide_it(tmp_path: Path) -> None:
     # Given split shards and no other fault, with the guard off (so order alone decides)
     split = {"split_at": 0.5, "overlap_rate": 0.0, "concurrent_retry_rate": 0.0}
     in_order = run_chaos(8, seed=0, guard=False, shape_overrides=split, plan_overrides=QUIET)
     # When the event source mapping processes children before their parent (a broken driver)
     broken = run_chaos(8, seed=0, guard=False, plants=["children_first"], shape_overrides=split,
-                       plan_overrides=QUIET)
+                       plan_overrides=QUIET, recordings=tmp_path)
     # Then the correct mapping converges and the broken one diverges
     assert in_order["divergences"] == [], in_order["divergences"][:1]
     assert broken["divergences"], "chaos did not notice children ran before their parent"
+    # And the recording keeps the shard layout (parent, children) and replays into the same diff
+    failing = broken["divergences"][0]
+    recording = Path(failing["recording"])
+    shards = json.loads((recording / "schedule.json").read_text())["shards"]
+    assert shards[0][2] is None and all(child[2] == shards[0][0] for child in shards[1:])
+    replayed = replay_recording(recording)
+    assert replayed.diverged and replayed.diff == failing["diff"]
     # And with the guard on the core converges even under the broken mapping
     guarded = run_chaos(8, seed=0, plants=["children_first"], shape_overrides=split)
     assert guarded["divergences"] == [], guarded["divergences"][:1]
