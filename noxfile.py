@@ -146,3 +146,14 @@ def bench_copy(session: nox.Session) -> None:
     """Copy items/s by segments, export, baseline and resync; RSS 10k -> 50k (one run)."""
     _install(session)
     session.run("python", "benchmarks/bench_copy.py", *session.posargs)
+
+
+@nox.session(python=DEV_KIT_PYTHON)
+def load(session: nox.Session) -> None:
+    """Issue 14's load figures, one run each: the 50,000-event `load` scenario's stream replayed
+    through the event source mapping emulation into mongoeco (no source emulator), then live with
+    moto's server in its own process; the table, reports/load/load.json and reports/load/lag.png
+    (``-- --operations 5000`` for a short run)."""
+    _install(session)
+    session.run("python", "benchmarks/bench_load.py", "--json", "reports/load/load.json",
+                *session.posargs)

@@ -3,7 +3,7 @@
     python benchmarks/bench_copy.py [--items 10000] [--quick] [--json out.json]
 
 (1) items/s of the copy into the embedded target (moto in-process -> mongomock with the ``_id``
-    fast path of harness.migration; plain mongomock is quadratic, EMULATORS.md) for:
+    fast path of harness.migration; plain mongomock is quadratic: ~60 upserts/s at 10k documents) for:
     a single-threaded scan baseline (Scan pages -> boto3 TypeDeserializer -> insert_many, no
     guard, no resume), today's ``resync`` (one thread, ConsistentRead, 100-item pages), ``sync``
     by Parallel Scan with 1, 2 and 4 segments, and ``sync`` from an export in AWS's layout
@@ -57,7 +57,7 @@ def throughput(items: int, export_files: int = 8) -> list[dict[str, Any]]:
     from harness.runner import scan_items
     from replicator.migrate.export import export_json, load_manifest, write_export
     from replicator.migrate.sync import sync_export, sync_scan
-    from replicator.poller import resync
+    from replicator.resync import resync
 
     logging.disable(logging.WARNING)
     rows: list[dict[str, Any]] = []

@@ -44,8 +44,8 @@ from bson.decimal128 import Decimal128  # noqa: E402
 from pymongo.operations import DeleteOne, UpdateOne  # noqa: E402
 
 import replicator.accelerator  # noqa: E402
+from harness.baselines.original import OriginalHandler, lossy_image  # noqa: E402
 from replicator import Replicator, Settings  # noqa: E402
-from replicator.baselines.original import OriginalHandler, lossy_image  # noqa: E402
 from replicator.convert import Converter  # noqa: E402
 from replicator.events import parse_records  # noqa: E402
 from replicator.plan import Planner  # noqa: E402

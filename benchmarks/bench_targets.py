@@ -9,7 +9,7 @@ is spread over both):
   Lambda-sized batches of 100 through the replicator with its defaults -- stream records / wall
   seconds of ``harness.replay.replay`` (convergence is checked, and a divergence fails the script);
 * ``harness run`` scenarios (source: in-process moto) -- the runner's own figure, stream records /
-  (write + drain) seconds; the source sets much of that pace (EMULATORS.md), so it is context.
+  (write + drain) seconds; the source sets much of that pace (docs/sources.md), so it is context.
 
 Wall clock, not CPU: the wire target spends its time in another thread of this process and on the
 loopback. The figures are for comparing targets with each other on one machine in one run.

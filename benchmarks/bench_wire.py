@@ -44,8 +44,8 @@ if str(ROOT) not in sys.path:
 
 import pymongo  # noqa: E402  (after the sys.path fix, so the script runs from a plain checkout)
 
+from harness.baselines.original import OriginalHandler  # noqa: E402
 from replicator import Replicator, Settings  # noqa: E402
-from replicator.baselines.original import OriginalHandler  # noqa: E402
 
 RESPONDER = HERE / "wire_responder.py"
 READY_TIMEOUT_S = 15.0

@@ -34,7 +34,6 @@ JSON cannot carry is a ``Runtime.MarshalError`` function error).
 from __future__ import annotations
 
 import decimal
-import hashlib
 import json
 import logging
 import threading
@@ -47,9 +46,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from harness.esm_config import MAX_PAYLOAD_BYTES, EsmConfig
+from harness.esm_report import (
+    FUNCTION_ERROR,
+    LOG_SAMPLE,
+    MALFORMED_RESPONSE,
+    PARTIAL_FAILURE,
+    RECORD_AGE_EXCEEDED,
+    RETRY_ATTEMPTS_EXHAUSTED,
+    SUCCESS,
+    Discard,
+    DriverReport,
+    Invocation,
+)
+from harness.esm_response import MalformedResponse, lane_for, retry_from_index
 from harness.lambda_events import epoch_seconds, to_lambda_record
 
 __all__ = [
+    "LOG_SAMPLE",
     "MAX_PAYLOAD_BYTES",
     "Discard",
     "DriverReport",
@@ -63,254 +77,8 @@ __all__ = [
 
 log = logging.getLogger("harness.driver")
 
-#: Lambda's synchronous invocation payload limit, which also caps a stream batch.
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+
 _EVENT_OVERHEAD = len('{"Records":[]}')
-
-#: Invocation outcomes, as logged.
-SUCCESS = "success"
-PARTIAL_FAILURE = "partial_failure"
-FUNCTION_ERROR = "function_error"
-MALFORMED_RESPONSE = "malformed_response"
-
-#: ``requestContext.condition`` of on-failure records.
-RETRY_ATTEMPTS_EXHAUSTED = "RetryAttemptsExhausted"
-RECORD_AGE_EXCEEDED = "RecordAgeExceeded"
-
-
-# -- configuration -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class EsmConfig:
-    """The ESM settings that apply to DynamoDB Streams, with AWS's defaults and ranges.
-
-    AWS names: BatchSize, MaximumBatchingWindowInSeconds, ParallelizationFactor,
-    StartingPosition, MaximumRetryAttempts, MaximumRecordAgeInSeconds, BisectBatchOnFunctionError,
-    FunctionResponseTypes=["ReportBatchItemFailures"] (see :meth:`from_aws`).
-
-    ``maximum_retry_attempts=-1`` (AWS: retry until the records expire, 24 h on DynamoDB Streams)
-    is capped here at ``retry_safety_limit`` retries so that a run always ends; a batch dropped by
-    that cap is counted in :attr:`DriverReport.safety_cap_hits` and logged as a warning.
-    ``starting_position`` is validated and kept for the stream reader: the driver only sees the
-    records it is fed. ``maximum_batching_window_s`` accepts fractions (AWS takes whole seconds)
-    so that dev runs stay short.
-    """
-
-    batch_size: int = 100
-    maximum_batching_window_s: float = 0
-    parallelization_factor: int = 1
-    starting_position: str = "TRIM_HORIZON"
-    maximum_retry_attempts: int = -1
-    maximum_record_age_s: int = -1
-    bisect_batch_on_function_error: bool = False
-    report_batch_item_failures: bool = False
-    #: emulator only: the retry cap standing in for "infinite" (-1)
-    retry_safety_limit: int = 1000
-    #: emulator only: the event payload cap (Lambda's 6 MB)
-    max_payload_bytes: int = MAX_PAYLOAD_BYTES
-
-    def __post_init__(self) -> None:
-        _int_in("batch_size", self.batch_size, 1, 10_000)
-        window = self.maximum_batching_window_s
-        if isinstance(window, bool) or not isinstance(window, (int, float)) or not 0 <= window <= 300:
-            raise ValueError(f"maximum_batching_window_s must be a number 0..300, got {window!r}")
-        _int_in("parallelization_factor", self.parallelization_factor, 1, 10)
-        if self.starting_position not in ("TRIM_HORIZON", "LATEST"):
-            raise ValueError(
-                f"starting_position must be TRIM_HORIZON or LATEST, got {self.starting_position!r}"
-            )
-        _int_in("maximum_retry_attempts", self.maximum_retry_attempts, -1, 10_000)
-        age = self.maximum_record_age_s
-        if age != -1:
-            _int_in("maximum_record_age_s", age, 60, 604_800, note=" (or -1 for no limit)")
-        for name in ("bisect_batch_on_function_error", "report_batch_item_failures"):
-            if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        _int_in("retry_safety_limit", self.retry_safety_limit, 0, 10**9)
-        _int_in("max_payload_bytes", self.max_payload_bytes, 1, 10**12)
-
-    @property
-    def retry_limit(self) -> int:
-        """The retries a batch gets: MaximumRetryAttempts, or the safety limit for -1."""
-        if self.maximum_retry_attempts == -1:
-            return self.retry_safety_limit
-        return self.maximum_retry_attempts
-
-    @classmethod
-    def from_aws(cls, mapping: Mapping[str, Any], **emulator: Any) -> EsmConfig:
-        """From CreateEventSourceMapping parameter names (unknown names are ignored)."""
-        names = {
-            "BatchSize": "batch_size",
-            "MaximumBatchingWindowInSeconds": "maximum_batching_window_s",
-            "ParallelizationFactor": "parallelization_factor",
-            "StartingPosition": "starting_position",
-            "MaximumRetryAttempts": "maximum_retry_attempts",
-            "MaximumRecordAgeInSeconds": "maximum_record_age_s",
-            "BisectBatchOnFunctionError": "bisect_batch_on_function_error",
-        }
-        values = {ours: mapping[theirs] for theirs, ours in names.items() if theirs in mapping}
-        if "FunctionResponseTypes" in mapping:
-            values["report_batch_item_failures"] = (
-                "ReportBatchItemFailures" in (mapping["FunctionResponseTypes"] or [])
-            )
-        return cls(**values, **emulator)
-
-
-def _int_in(name: str, value: Any, low: int, high: int, note: str = "") -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer {low}..{high}{note}, got {value!r}")
-
-
-# -- the report ----------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Invocation:
-    """One call of the handler."""
-
-    shard_id: str
-    lane: int
-    first_sequence: str
-    last_sequence: str
-    size: int
-    #: 1 for a batch's first invocation, n for its (n-1)th retry (bisected halves inherit it)
-    attempt: int
-    outcome: str
-    started_at: float
-    duration_s: float
-    error: str | None = None
-    #: with a partial failure: the sequence number redelivery starts from
-    retry_from: str | None = None
-
-
-@dataclass(frozen=True)
-class Discard:
-    """Records the ESM gave up on (their on-failure record is in ``DriverReport.on_failure``)."""
-
-    shard_id: str
-    lane: int
-    sequence_numbers: tuple[str, ...]
-    condition: str
-    invocations: int
-    #: dropped by ``retry_safety_limit`` standing in for infinite retries (AWS would go on)
-    safety_cap: bool = False
-    last_outcome: str | None = None
-    last_error: str | None = None
-
-
-@dataclass
-class DriverReport:
-    """Everything the mapping did so far (``drain()`` returns the same, growing, object)."""
-
-    invocations: int = 0
-    records_fed: int = 0
-    #: records handed to the handler, redeliveries included
-    records_delivered: int = 0
-    #: invocations that were retries (after a function error, a partial or malformed response)
-    retries: int = 0
-    bisections: int = 0
-    discarded_records: int = 0
-    safety_cap_hits: int = 0
-    #: on-failure invocation records, shaped like the SQS/SNS destination's messages
-    on_failure: list[dict[str, Any]] = field(default_factory=list)
-    discarded: list[Discard] = field(default_factory=list)
-    log: list[Invocation] = field(default_factory=list)
-    #: SequenceNumber -> clock time the invocation that completed it ended
-    completed_at: dict[str, float] = field(default_factory=dict)
-    #: (completion time, the record as fed) in completion order, for lag measurement
-    deliveries: list[tuple[float, Mapping[str, Any]]] = field(default_factory=list)
-
-    @property
-    def records_completed(self) -> int:
-        return len(self.completed_at)
-
-    def outcomes(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for invocation in self.log:
-            counts[invocation.outcome] = counts.get(invocation.outcome, 0) + 1
-        return counts
-
-    def summary(self) -> dict[str, Any]:
-        durations = sorted(i.duration_s for i in self.log)
-        return {
-            "invocations": self.invocations,
-            "records_fed": self.records_fed,
-            "records_delivered": self.records_delivered,
-            "records_completed": self.records_completed,
-            "retries": self.retries,
-            "bisections": self.bisections,
-            "discarded_records": self.discarded_records,
-            "on_failure_records": len(self.on_failure),
-            "safety_cap_hits": self.safety_cap_hits,
-            "outcomes": self.outcomes(),
-            "mean_batch_size": (
-                round(self.records_delivered / self.invocations, 2) if self.invocations else None
-            ),
-            "max_invocation_s": round(durations[-1], 6) if durations else None,
-        }
-
-
-# -- the response contract -----------------------------------------------------------------------
-class MalformedResponse(ValueError):
-    """A ``ReportBatchItemFailures`` response Lambda treats as a complete batch failure."""
-
-
-def retry_from_index(response: Any, sequence_numbers: Sequence[str]) -> int | None:
-    """Where a ``ReportBatchItemFailures`` response makes the batch restart.
-
-    None: the whole batch succeeded (a null response, a response without ``batchItemFailures``,
-    a null or empty list). An index: the position of the lowest reported sequence number; the
-    records before it are done. Raises :class:`MalformedResponse` for what the ESM counts as a
-    complete failure: a response that is not a JSON object, ``batchItemFailures`` that is not a
-    list, an entry that is not an object or whose ``itemIdentifier`` is missing (a wrong key
-    name), null, not a string, empty, or not a sequence number of this batch.
-    """
-    if response is None:
-        return None
-    if not isinstance(response, Mapping):
-        raise MalformedResponse(f"the response is a {type(response).__name__}, not an object")
-    failures = response.get("batchItemFailures")
-    if failures is None:
-        return None
-    if not isinstance(failures, list):
-        raise MalformedResponse(f"batchItemFailures is a {type(failures).__name__}, not a list")
-    if not failures:
-        return None
-    positions = {sequence: index for index, sequence in enumerate(sequence_numbers)}
-    lowest: int | None = None
-    for entry in failures:
-        if not isinstance(entry, Mapping):
-            raise MalformedResponse(f"a batchItemFailures entry is not an object: {entry!r:.100}")
-        identifier = entry.get("itemIdentifier")
-        if not isinstance(identifier, str) or not identifier:
-            raise MalformedResponse(f"itemIdentifier missing, null, empty or not text: {entry!r:.100}")
-        if identifier not in positions:
-            raise MalformedResponse(f"itemIdentifier {identifier!r:.60} is not in the batch")
-        index = positions[identifier]
-        lowest = index if lowest is None else min(lowest, index)
-    return lowest
-
-
-def lane_for(keys: Mapping[str, Any], factor: int, partition_key: str | None = None) -> int:
-    """The concurrent batch (0..factor-1) a record goes to: MD5 of its partition key, mod factor.
-
-    ``partition_key`` names the table's partition attribute; without it the canonical JSON of all
-    of ``Keys`` is hashed (one item's records still stay in order, which is what replication needs;
-    items sharing a partition key may then run in different lanes).
-    """
-    if factor <= 1:
-        return 0
-    if partition_key is not None and partition_key in keys:
-        material: Any = keys[partition_key]
-    else:
-        material = keys
-    text = json.dumps(material, sort_keys=True, separators=(",", ":"), default=_key_default)
-    return int.from_bytes(hashlib.md5(text.encode()).digest()[:8], "big") % factor
-
-
-def _key_default(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        import base64
-
-        return base64.b64encode(bytes(value)).decode("ascii")
-    raise TypeError(f"a key value of type {type(value).__name__} is not DynamoDB JSON")
 
 
 # -- internals -----------------------------------------------------------------------------------
@@ -368,7 +136,12 @@ class EventSourceMapping:
     that is ``clock`` when one is injected (a test's fake clock, the runner's ``time.time``), and
     ``time.time`` with the default monotonic clock. ``partition_key`` names the table's partition
     attribute for ParallelizationFactor routing (see :func:`lane_for`). ``on_failure`` receives
-    each on-failure record as it is produced.
+    each on-failure record as it is produced, ``on_complete(at, records)`` the records (as fed)
+    of each completed batch or batch prefix. ``keep_records`` keeps per-record history in the
+    report (see :class:`DriverReport`). ``accept_unsequenced`` (replay of a recording that holds a
+    malformed record) delivers a record without ``dynamodb.SequenceNumber`` as it is, under an
+    internal placeholder that no ``batchItemFailures`` entry can name; the real ESM never reads
+    such a record.
 
     Not re-entrant from the handler; ``feed``/``pump``/``drain`` may be called from any one
     thread at a time (a lock serialises them).
@@ -387,6 +160,9 @@ class EventSourceMapping:
         epoch_clock: Callable[[], float] | None = None,
         partition_key: str | None = None,
         function_arn: str | None = None,
+        keep_records: bool = False,
+        on_complete: Callable[[float, Sequence[Mapping[str, Any]]], None] | None = None,
+        accept_unsequenced: bool = False,
     ) -> None:
         self.handler = handler
         self.config = config or EsmConfig()
@@ -400,7 +176,10 @@ class EventSourceMapping:
         self.epoch_clock = epoch_clock
         self.partition_key = partition_key
         self.function_arn = function_arn or _function_arn(stream_arn, region)
-        self.report = DriverReport()
+        self.report = DriverReport(keep_records=keep_records)
+        self.on_complete = on_complete
+        self.accept_unsequenced = accept_unsequenced
+        self._unsequenced = 0
         self._shards: dict[str, _Shard] = {}
         self._lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
@@ -503,7 +282,10 @@ class EventSourceMapping:
         if not isinstance(body, Mapping):
             body = {}
         sequence = body.get("SequenceNumber")
-        if not isinstance(sequence, str) or not sequence:
+        if (not isinstance(sequence, str) or not sequence) and self.accept_unsequenced:
+            self._unsequenced += 1
+            sequence = f"\x00unsequenced-{self._unsequenced}"
+        elif not isinstance(sequence, str) or not sequence:
             raise ValueError(
                 f"cannot feed a record without dynamodb.SequenceNumber: {record!r:.200}"
             )
@@ -669,7 +451,12 @@ class EventSourceMapping:
         report.invocations += 1
         report.records_delivered += len(entries)
 
+        report.handler_s.add(result.ended - result.started)
+
         def record(outcome: str, error: str | None = None, retry_from: str | None = None) -> None:
+            report.outcome_counts[outcome] = report.outcome_counts.get(outcome, 0) + 1
+            if not report.keep_records and len(report.log) >= LOG_SAMPLE:
+                return
             report.log.append(Invocation(
                 shard_id=lane.shard_id, lane=lane.index, first_sequence=entries[0].sequence,
                 last_sequence=entries[-1].sequence, size=len(entries), attempt=batch.retries + 1,
@@ -722,9 +509,16 @@ class EventSourceMapping:
         self._retry_or_discard(lane, batch)
 
     def _complete(self, entries: list[_Entry], at: float) -> None:
+        report = self.report
+        report.records_completed += len(entries)
         for entry in entries:
-            self.report.completed_at[entry.sequence] = at
-            self.report.deliveries.append((at, entry.record))
+            report.wait_s.add(at - entry.fed_at)
+        if report.keep_records:
+            for entry in entries:
+                report.completed_at[entry.sequence] = at
+                report.deliveries.append((at, entry.record))
+        if self.on_complete is not None and entries:
+            self.on_complete(at, [entry.record for entry in entries])
 
     def _retry_or_discard(self, lane: _Lane, batch: _Batch) -> None:
         if batch.retries >= self.config.retry_limit:

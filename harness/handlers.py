@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from replicator.baselines.original import OriginalHandler
+from harness.baselines.original import OriginalHandler
 from replicator.core import Replicator, load_callable
 from replicator.readback import ItemReader
 from replicator.settings import Settings

@@ -37,7 +37,7 @@ def to_lambda_record(record: Mapping[str, Any], *, stream_arn: str, region: str)
         if name == "dynamodb" and isinstance(value, Mapping):
             out[name] = _body(value)
         else:
-            out[name] = _plain(value)
+            out[name] = wire_json(value)
     if not out.get("awsRegion"):
         out["awsRegion"] = region
     out.setdefault("eventSource", EVENT_SOURCE)
@@ -65,18 +65,22 @@ def _body(body: Mapping[str, Any]) -> dict[str, Any]:
     for name, value in body.items():
         if name == "ApproximateCreationDateTime":
             epoch = epoch_seconds(value)
-            out[name] = epoch if epoch is not None else _plain(value)
+            out[name] = epoch if epoch is not None else wire_json(value)
         else:
-            out[name] = _plain(value)
+            out[name] = wire_json(value)
     return out
 
 
-def _plain(value: Any) -> Any:
-    """A JSON-shaped copy: bytes -> base64 text, containers copied, scalars kept."""
+def wire_json(value: Any) -> Any:
+    """A JSON-shaped copy: bytes -> base64 text (as the fixtures hold B values), containers copied,
+    scalars kept."""
     if isinstance(value, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(value)).decode("ascii")
     if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: wire_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(item) for item in value]
+        return [wire_json(item) for item in value]
     return value
+
+
+_plain = wire_json  # the old name, still imported by harness/chaos.py

@@ -26,12 +26,13 @@ from typing import Any
 from harness.backends.base import Table, TableSpec, source_backend, started, target_backend
 from harness.convergence import check
 from harness.runner import scan_items
+from replicator.errors import ResyncRequired
 from replicator.migrate.export import INCREMENTAL, export_json, load_manifest, write_export
 from replicator.migrate.gap import recover
 from replicator.migrate.sync import sync_scan
 from replicator.migrate.verify import Verifier
 from replicator.plan import Planner
-from replicator.poller import Poller, ResyncRequired
+from replicator.poller import Poller
 from replicator.settings import Settings
 
 
@@ -74,7 +75,7 @@ class LiveWriter:
     def __call__(self, *_: Any) -> None:
         if not self.enabled:
             return
-        for _ in range(self.per_call):
+        for _step in range(self.per_call):
             self.step()
 
     def step(self) -> None:
@@ -228,7 +229,7 @@ def initial_sync(source: Any, target: Any, *, items: int = 300, segments: int = 
     verifier = Verifier(client, spec.name, collection, Settings(key_schema=spec.key_schema),
                         segments=2, page_size=page_size,
                         after_page=lambda *_: writer(),
-                        wait_for_replication=lambda: poller.run(once=True))
+                        wait_for_replication=lambda: _drain(poller))
     checked = verifier.run()
     result.verify_ok = checked.ok
     result.details["verify"] = {k: v for k, v in checked.as_dict().items() if k != "divergent"}
@@ -280,12 +281,17 @@ class TrimmedStreams:
             request = {**request, "ShardIterator": page["NextShardIterator"]}
 
 
+def _drain(poller: Poller) -> None:
+    """The Verifier's wait: one pass of the poller over what the stream holds."""
+    poller.run(once=True)
+
+
 def _last_sequence(source: Any, table: Table) -> str:
     from replicator.streams import StreamReader
 
     records = StreamReader(source.streams(), table.stream_arn, sleep=lambda _: None).drain(
         idle_polls=1)
-    return max((r["dynamodb"]["SequenceNumber"] for rs in records.values() for r in rs), key=int)
+    return str(max((r["dynamodb"]["SequenceNumber"] for rs in records.values() for r in rs), key=int))
 
 
 def gap_recovery(source: Any, target: Any, *, items: int = 200, method: str = "re-copy",
@@ -365,7 +371,7 @@ def gap_recovery(source: Any, target: Any, *, items: int = 200, method: str = "r
     result.details["min_documents_during_recovery"] = min(counts) if counts else None
     checked = Verifier(client, spec.name, collection, Settings(key_schema=spec.key_schema),
                        segments=2, page_size=page_size,
-                       wait_for_replication=lambda: poller.run(once=True)).run()
+                       wait_for_replication=lambda: _drain(poller)).run()
     result.verify_ok = checked.ok
     result.writer = dict(writer.counts)
     result.elapsed_s = time.monotonic() - started_at
@@ -430,8 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 # -- a faster embedded target ------------------------------------------------------------------------
 @contextmanager
 def mongomock_id_fast_path() -> Iterator[None]:
-    """mongomock looks up an ``_id`` equality filter by scanning every document (EMULATORS.md:
-    ~60 upserts/s at 10k documents), which makes a 20,000-item copy quadratic. Inside this
+    """mongomock looks up an ``_id`` equality filter by scanning every document (measured on
+    mongomock 4.3.0: ~60 upserts/s at 10k documents), which makes a 20,000-item copy quadratic. Inside this
     context a filter with an ``_id`` equality reads that one document from mongomock's own
     ``_id``-keyed store and applies the rest of the filter to it: the same answers, O(1) per
     operation. Only for the migration scenarios and benchmarks (not a target of the harness)."""
@@ -439,27 +445,31 @@ def mongomock_id_fast_path() -> Iterator[None]:
     from mongomock import helpers
     from mongomock.filtering import filter_applies
 
-    original = module.Collection._iter_documents
+    # mongomock is untyped: its names are Any here
+    hashdict: Callable[[Any], Any] = helpers.hashdict
+    applies: Callable[[Any, Any], bool] = filter_applies
+    collection_class: Any = module.Collection
+    original: Callable[[Any, Any], Any] = collection_class._iter_documents
 
     def _iter_documents(self: Any, filter: Any) -> Any:
         if isinstance(filter, dict) and "_id" in filter:
             wanted = filter["_id"]
             operators = isinstance(wanted, dict) and any(str(k).startswith("$") for k in wanted)
             if not operators:
-                key = helpers.hashdict(wanted) if isinstance(wanted, dict) else wanted
+                key = hashdict(wanted) if isinstance(wanted, dict) else wanted
                 try:
                     found = self._store[key] if key in self._store else None  # noqa: SIM401 - a store, no .get
                 except TypeError:  # unhashable _id: mongomock's own way
                     return original(self, filter)
-                return iter([found] if found is not None and filter_applies(filter, found)
+                return iter([found] if found is not None and applies(filter, found)
                             else [])
         return original(self, filter)
 
-    module.Collection._iter_documents = _iter_documents
+    collection_class._iter_documents = _iter_documents
     try:
         yield
     finally:
-        module.Collection._iter_documents = original
+        collection_class._iter_documents = original
 
 
 if __name__ == "__main__":

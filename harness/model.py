@@ -27,21 +27,27 @@ Pure Python, no AWS, no randomness: the same calls give the same records.
 from __future__ import annotations
 
 import base64
-import binascii
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
-from harness.workload import _clone  # one JSON-data deep copy for the dev kit
+from harness.dynamodb_values import (
+    KEY_TAGS,
+    TAGS,
+    canonical_number,
+    check_set,
+    check_value,
+    clone,
+    item_size,
+    raw_bytes,
+)
 
 Item = dict[str, Any]
 AttributeValue = dict[str, Any]
 
 VIEW_TYPES = ("NEW_AND_OLD_IMAGES", "NEW_IMAGE", "OLD_IMAGE", "KEYS_ONLY")
-KEY_TAGS = ("S", "N", "B")
-TAGS = ("S", "N", "B", "BOOL", "NULL", "M", "L", "SS", "NS", "BS")
 TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
 SEQUENCE_DIGITS = 21
 
@@ -129,7 +135,7 @@ class ModelTable:
             raise ValueError("an attribute is both SET and REMOVEd (DynamoDB rejects that)")
         key_id = self.key_id(keys)
         old = self._items.get(key_id)
-        new = _clone(old) if old is not None else _clone(keys)
+        new = clone(old) if old is not None else clone(keys)
         new.update(_normalized_item(set_attributes, self.validate))
         for name in remove:
             new.pop(name, None)
@@ -156,32 +162,32 @@ class ModelTable:
     # -- reads -----------------------------------------------------------------------------------
     def get(self, key: Mapping[str, Any]) -> Item | None:
         item = self._items.get(self.key_id(self.keys_of(key)))
-        return _clone(item) if item is not None else None
+        return clone(item) if item is not None else None
 
     def items(self) -> list[Item]:
         """The current items (DynamoDB JSON, B as base64 text), in first-write order."""
-        return [_clone(item) for item in self._items.values()]
+        return [clone(item) for item in self._items.values()]
 
     def key_ids(self) -> list[str]:
         """Every key ever written, in first-write order."""
         return list(self._history)
 
     def keys_for(self, key_id: str) -> dict[str, Any]:
-        return _clone(self._keys[key_id])
+        return clone(self._keys[key_id])
 
     def history(self, key_id: str) -> list[tuple[str | None, Item | None]]:
         """``[(sequence number, state after)]``; entry 0 is ``(None, None)``: absent, unwritten."""
-        return [(seq, _clone(state) if state is not None else None)
+        return [(seq, clone(state) if state is not None else None)
                 for seq, state in self._history.get(key_id, [(None, None)])]
 
     def state_at(self, key_id: str, position: int) -> Item | None:
         state = self._history[key_id][position][1]
-        return _clone(state) if state is not None else None
+        return clone(state) if state is not None else None
 
     def lambda_event(self, records: Iterable[Mapping[str, Any]] | None = None) -> dict[str, Any]:
         """``{"Records": [...]}`` (every record so far by default), copied."""
         chosen = self.records if records is None else records
-        return {"Records": [_clone(dict(r)) for r in chosen]}
+        return {"Records": [clone(dict(r)) for r in chosen]}
 
     # -- keys ------------------------------------------------------------------------------------
     def keys_of(self, item_or_key: Mapping[str, Any]) -> dict[str, Any]:
@@ -205,7 +211,7 @@ class ModelTable:
         parts = []
         for name, value in keys.items():
             ((tag, payload),) = value.items()
-            text = _number_text(payload) if tag == "N" else payload
+            text = canonical_number(payload) if tag == "N" else payload
             parts.append(f"{name}\x1f{tag}\x1f{text}")
         return "\x1e".join(parts)
 
@@ -227,15 +233,15 @@ class ModelTable:
             raise OverflowError("sequence numbers ran past 21 digits")
         body: dict[str, Any] = {
             "ApproximateCreationDateTime": self._clock,
-            "Keys": _clone(keys),
+            "Keys": clone(keys),
         }
-        size = _size(keys)
+        size = item_size(keys)
         if new is not None and self.view_type in ("NEW_AND_OLD_IMAGES", "NEW_IMAGE"):
-            body["NewImage"] = _clone(new)
-            size += _size(new)
+            body["NewImage"] = clone(new)
+            size += item_size(new)
         if old is not None and self.view_type in ("NEW_AND_OLD_IMAGES", "OLD_IMAGE"):
-            body["OldImage"] = _clone(old)
-            size += _size(old)
+            body["OldImage"] = clone(old)
+            size += item_size(old)
         body["SequenceNumber"] = sequence
         body["SizeBytes"] = size
         body["StreamViewType"] = self.view_type
@@ -254,13 +260,13 @@ class ModelTable:
         if new is None:
             self._items.pop(key_id, None)
         else:
-            self._items[key_id] = _clone(new)
-        self._keys.setdefault(key_id, _clone(keys))
+            self._items[key_id] = clone(new)
+        self._keys.setdefault(key_id, clone(keys))
         history = self._history.setdefault(key_id, [(None, None)])
-        history.append((sequence, _clone(new) if new is not None else None))
+        history.append((sequence, clone(new) if new is not None else None))
         self.positions.append(Position(key_id, len(history) - 1))
         self.records.append(record)
-        return _clone(record)
+        return clone(record)
 
 
 # -- values ----------------------------------------------------------------------------------------
@@ -279,13 +285,13 @@ def _canonical(value: Mapping[str, Any]) -> Any:
     if tag == "N":
         return ("N", Decimal(payload))
     if tag == "B":
-        return ("B", _bytes(payload))
+        return ("B", raw_bytes(payload))
     if tag == "SS":
         return ("SS", frozenset(payload))
     if tag == "NS":
         return ("NS", frozenset(Decimal(v) for v in payload))
     if tag == "BS":
-        return ("BS", frozenset(_bytes(v) for v in payload))
+        return ("BS", frozenset(raw_bytes(v) for v in payload))
     if tag == "M":
         return ("M", {name: _canonical(v) for name, v in payload.items()})
     if tag == "L":
@@ -314,7 +320,7 @@ def _normalized_value(value: Any, validate: bool, path: str = "") -> AttributeVa
     if tag == "BS":
         members = [_base64(v) for v in payload]
         if validate:
-            _check_set(path, "BS", [_bytes(v) for v in members])
+            check_set(path, "BS", members)
         return {"BS": members}
     if tag == "M":
         if validate and not isinstance(payload, Mapping):
@@ -326,104 +332,16 @@ def _normalized_value(value: Any, validate: bool, path: str = "") -> AttributeVa
             raise ValueError(f"{path}: L holds {type(payload).__name__}")
         return {"L": [_normalized_value(v, validate, f"{path}[{i}]") for i, v in enumerate(payload)]}
     if validate:
-        _check_scalar(path, tag, payload)
+        check_value(path, {tag: payload})
     if tag in ("SS", "NS"):
         return {tag: list(payload)}
     return {tag: payload}
-
-
-def _check_scalar(path: str, tag: str, payload: Any) -> None:
-    if tag == "S" and not isinstance(payload, str):
-        raise ValueError(f"{path}: S holds {type(payload).__name__}")
-    if tag == "N":
-        _check_number(path, payload)
-    if tag == "BOOL" and not isinstance(payload, bool):
-        raise ValueError(f"{path}: BOOL holds {payload!r}")
-    if tag == "NULL" and payload is not True:
-        raise ValueError(f"{path}: NULL holds {payload!r}")
-    if tag == "SS":
-        if not all(isinstance(v, str) for v in payload):
-            raise ValueError(f"{path}: SS holds a non-string")
-        _check_set(path, tag, list(payload))
-    if tag == "NS":
-        for v in payload:
-            _check_number(path, v)
-        _check_set(path, tag, [Decimal(v) for v in payload])
-
-
-def _check_number(path: str, text: Any) -> None:
-    """DynamoDB's number rules: up to 38 significant digits, 1E-130 <= |n| < 1E+126, or 0."""
-    try:
-        number = Decimal(text) if isinstance(text, str) else None
-    except InvalidOperation:
-        number = None
-    if number is None or not number.is_finite():
-        raise ValueError(f"{path}: not a number: {text!r}")
-    if number.is_zero():
-        return
-    digits = _number_text(text).split(":")[1]
-    if len(digits) > 38 or not Decimal("1E-130") <= number.copy_abs() < Decimal("1E+126"):
-        raise ValueError(f"{path}: outside DynamoDB's number range or precision: {text!r}")
-
-
-def _number_text(text: str) -> str:
-    """Exact canonical text of a number (``Decimal.normalize`` would round to 28 digits)."""
-    sign, digits, exponent = Decimal(text).as_tuple()
-    assert isinstance(exponent, int)
-    end = len(digits)
-    while end > 1 and digits[end - 1] == 0:
-        end -= 1
-    if digits[:end] == (0,):
-        return "0:0:0"
-    return f"{sign}:{''.join(map(str, digits[:end]))}:{exponent + len(digits) - end}"
-
-
-def _check_set(path: str, tag: str, members: list[Any]) -> None:
-    if not members:
-        raise ValueError(f"{path}: an empty {tag} (DynamoDB has no empty sets)")
-    if len(set(members)) != len(members):
-        raise ValueError(f"{path}: duplicate members in {tag}")
 
 
 def _base64(payload: Any) -> str:
     if isinstance(payload, (bytes, bytearray, memoryview)):
         return base64.b64encode(bytes(payload)).decode("ascii")
     if isinstance(payload, str):
-        _bytes(payload)
+        raw_bytes(payload)
         return payload
     raise ValueError(f"B holds {type(payload).__name__}")
-
-
-def _bytes(payload: Any) -> bytes:
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return bytes(payload)
-    try:
-        return base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError, TypeError):
-        raise ValueError(f"not base64: {payload!r:.40}") from None
-
-
-def _size(image: Mapping[str, Any]) -> int:
-    """About DynamoDB's item size: names plus values (numbers ~1 byte per 2 digits + 1)."""
-    return sum(len(name.encode()) + _value_size(value) for name, value in image.items())
-
-
-def _value_size(value: Mapping[str, Any]) -> int:
-    ((tag, payload),) = value.items()
-    if tag == "S":
-        return len(payload.encode("utf-8", "surrogatepass"))
-    if tag == "N":
-        return len(payload) // 2 + 1
-    if tag == "B":
-        return len(payload) * 3 // 4
-    if tag in ("BOOL", "NULL"):
-        return 1
-    if tag == "SS":
-        return sum(len(v.encode("utf-8", "surrogatepass")) for v in payload)
-    if tag == "NS":
-        return sum(len(v) // 2 + 1 for v in payload)
-    if tag == "BS":
-        return sum(len(v) * 3 // 4 for v in payload)
-    if tag == "M":
-        return 3 + sum(len(n.encode()) + 1 + _value_size(v) for n, v in payload.items())
-    return 3 + sum(1 + _value_size(v) for v in payload)  # L

@@ -34,8 +34,8 @@ from harness.backends.base import (
     Table,
     TableSpec,
     TargetBackend,
-    _load_sources,
-    _load_targets,
+    load_sources,
+    load_targets,
     source_backend,
     target_backend,
 )
@@ -49,7 +49,7 @@ DATABASE = "replication_tests"
 def default_target() -> str:
     """mongoeco (a MongoDB-compatible engine, Python 3.13+) where it is registered, else mongomock."""
     try:
-        _load_targets()
+        load_targets()
     except ImportError:  # the plugin loads in every pytest run of an install without the extras
         return "mongomock"
     if sys.version_info >= (3, 13) and "mongoeco" in TARGETS:
@@ -89,7 +89,7 @@ def parse_target(text: str) -> tuple[str, dict[str, Any]]:
         if not re.match(r"mongodb(\+srv)?://", uri):
             raise pytest.UsageError("--replication-target uri:<uri> needs a mongodb:// URI")
         return "uri", {"uri": uri}
-    _load_targets()
+    load_targets()
     if text not in TARGETS or text == "uri":
         known = ", ".join(sorted(n for n in TARGETS if n != "uri"))
         raise pytest.UsageError(
@@ -99,7 +99,7 @@ def parse_target(text: str) -> tuple[str, dict[str, Any]]:
 
 
 def parse_source(text: str) -> str:
-    _load_sources()
+    load_sources()
     if text not in SOURCES:
         raise pytest.UsageError(
             f"--replication-source: unknown source {text!r}; known: {', '.join(sorted(SOURCES))}"
@@ -125,7 +125,7 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"replication: source={source} target={target}"
 
 
-def _start(backend: Any, kind: str) -> Any:
+def _start(backend: SourceBackend | TargetBackend, kind: str) -> None:
     try:
         backend.start()
     except BackendUnavailable as error:
@@ -134,7 +134,6 @@ def _start(backend: Any, kind: str) -> Any:
     except BaseException:
         backend.stop()
         raise
-    return backend
 
 
 @pytest.fixture(scope="session")

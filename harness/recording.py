@@ -28,11 +28,13 @@ import string
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import TableSpec
-from harness.lambda_events import _plain as wire_json
-from harness.lambda_events import to_lambda_record
+from harness.lambda_events import to_lambda_record, wire_json
+
+if TYPE_CHECKING:
+    from harness.scenario import Scenario
 
 #: replacement characters: printable ASCII without quote, backslash and space (1 byte each in UTF-8)
 _ALPHABET = string.ascii_letters + string.digits + "-_.:/+=@#%&*!?~"
@@ -72,7 +74,7 @@ def record_table(
 ) -> Recording:
     """Every record the table's stream holds now (TRIM_HORIZON to the end) and a final scan."""
     from harness.runner import scan_items
-    from harness.streams import StreamReader
+    from harness.streams import StreamReader, parent_of
 
     spec, stream_arn = describe_table_spec(dynamodb, table_name)
     reader = StreamReader(streams, stream_arn)
@@ -80,7 +82,7 @@ def record_table(
     records: list[dict[str, Any]] = []
     shards = []
     for shard_id, shard_records in per_shard.items():
-        parent = getattr(reader.state.get(shard_id), "parent_id", None)
+        parent = parent_of(reader, shard_id)
         shards.append({"shard_id": shard_id, "parent_shard_id": parent,
                        "records": len(shard_records)})
         records.extend(to_lambda_record(r, stream_arn=stream_arn, region=region)
@@ -93,7 +95,7 @@ def record_table(
 
 
 def record_workload(
-    source_name: str, scenario: Any, *, seed: int | None = None,
+    source_name: str, scenario: Scenario, *, seed: int | None = None,
     source_options: dict[str, Any] | None = None,
 ) -> Recording:
     """Run ``scenario``'s workload on a fresh table of the source, then record it."""
@@ -111,7 +113,7 @@ def record_workload(
             run_workload(source.dynamodb(), table.spec, workload)
             recording = record_table(
                 source.dynamodb(), source.streams(), table.spec.name,
-                region=getattr(source, "region", "us-east-1"), source=source_name,
+                region=source.region, source=source_name,
             )
         finally:
             source.delete_table(table)
@@ -280,14 +282,14 @@ def record_for_cli(
     """What ``harness record`` records: a scenario's workload on a fresh table of ``source``,
     or an existing table (``source="aws"``: the user's credentials; else an emulator at
     ``endpoint_url``). Usage errors are ValueErrors with the message to show."""
-    from harness.backends.base import SOURCES, _load_sources
+    from harness.backends.base import SOURCES, load_sources
 
     if (scenario is None) == (table is None):
         raise ValueError("give --scenario (record a workload) or --table (record an existing table)")
     if scenario is not None:
         from harness.scenario import load_scenario
 
-        _load_sources()
+        load_sources()
         if source not in SOURCES:
             raise ValueError(f"unknown source {source!r}; known: {', '.join(sorted(SOURCES))}")
         return record_workload(source, load_scenario(scenario), seed=seed)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -13,11 +15,21 @@ from bson import json_util
 from bson.decimal128 import Decimal128
 
 from harness.convergence import Diff, check
-from harness.driver import MalformedResponse, retry_from_index
+from harness.driver import DriverReport, EsmConfig, EventSourceMapping
 from harness.fixtures import Capture
 from harness.handlers import make_handler
 from replicator.plan import Planner
 from replicator.settings import Settings
+
+#: the stream ARN replayed records are delivered under when the recording names none
+DEFAULT_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/replay/stream/replay"
+#: records fed to the mapping at a time (each chunk runs before the next is read)
+FEED_CHUNK = 1000
+#: the one shard of a recording that does not list its shards
+DEFAULT_SHARD = "shardId-00000000000000000000-00000000"
+
+#: ``(shard_id, parent_shard_id, record count)`` in lineage order, as recording.json lists them
+Shards = list[tuple[str, str | None, int]]
 
 
 @dataclass
@@ -28,6 +40,8 @@ class ReplayResult:
     responses: list[Any] = field(default_factory=list)
     diff: Diff | None = None
     error: str | None = None
+    #: the event source mapping's report (counts, handler time, wait histograms)
+    driver: DriverReport | None = None
 
     @property
     def ok(self) -> bool:
@@ -41,6 +55,21 @@ def settings_for(capture: Capture, base: Settings | None = None) -> Settings:
     return replace(base or Settings(), key_schema=capture.table.key_schema)
 
 
+def recorded_shards(directory: Path) -> Shards | None:
+    """The shards a recording lists beside its events.json: recording.json (``harness record``)
+    or schedule.json (a chaos recording); None when it lists none (one shard is assumed)."""
+    directory = Path(directory)
+    recording = directory / "recording.json"
+    if recording.exists():
+        listed = json.loads(recording.read_text()).get("shards") or []
+        return [(s["shard_id"], s.get("parent_shard_id"), int(s["records"])) for s in listed] or None
+    schedule = directory / "schedule.json"
+    if schedule.exists():
+        pairs = json.loads(schedule.read_text()).get("shards") or []
+        return [(str(shard_id), None, int(count)) for shard_id, count in pairs] or None
+    return None
+
+
 def replay(
     capture: Capture,
     collection: Any,
@@ -50,69 +79,135 @@ def replay(
     batch_size: int = 100,
     max_attempts: int = 3,
     progress: Callable[[int, int], None] | None = None,
+    shards: Shards | None = None,
+    esm: EsmConfig | None = None,
+    handler: Callable[[dict[str, Any]], Any] | None = None,
+    records: Iterable[dict[str, Any]] | None = None,
+    total: int | None = None,
 ) -> ReplayResult:
-    """Feed the events in batches of ``batch_size``; honour partial batch failures like Lambda.
+    """Deliver the capture's records through the event source mapping emulation (harness/driver.py)
+    -- its batching, partial batch responses and retries -- and check the final items.
 
-    A response naming failed items makes the batch restart at the lowest of them, up to
-    ``max_attempts`` times; a raised exception retries the whole batch likewise. A response Lambda
-    does not understand (such as the baseline's ``{"statusCode": 500}``) counts as success, exactly
-    as it would in AWS -- which is how the baseline loses records.
+    ``shards`` (from :func:`recorded_shards`) splits the records into the recorded shards, a child
+    after its parent; without it they are one shard. The mapping: ``batch_size`` records a batch,
+    ReportBatchItemFailures on, ``max_attempts`` invocations a batch at most (MaximumRetryAttempts
+    ``max_attempts - 1``), or ``esm`` as given. A response Lambda does not read as a failure (such
+    as the baseline's ``{"statusCode": 500}``) counts as success, exactly as it would in AWS --
+    which is how the baseline loses records. A batch still failing after its attempts is
+    discarded by the mapping and makes ``error``. ``handler`` replaces the named handler (it gets
+    the collection's writes itself). ``records`` (with their ``total``) replaces the capture's
+    records, e.g. :func:`iter_recorded_records` for a stream too large to hold parsed: they are
+    fed in chunks, each processed before the next is read.
     """
     settings = settings_for(capture, settings)
-    handler = make_handler(handler_name, collection, settings)
-    records = capture.records
+    function = handler or make_handler(handler_name, collection, settings)
+    if records is None:
+        listed = capture.records
+        records, total = listed, len(listed)
+    elif total is None:
+        raise ValueError("replay: records given without their total")
     result = ReplayResult()
-    position = 0
-    attempts = 0
-    while position < len(records):
-        batch = records[position : position + batch_size]
-        result.invocations += 1
-        if attempts == 0:
-            result.batches += 1
-        try:
-            response = handler({"Records": batch})
-        except Exception as error:  # a function error: Lambda retries the same batch
-            response = error
+    config = esm or EsmConfig(
+        batch_size=batch_size, report_batch_item_failures=True,
+        maximum_retry_attempts=max(0, max_attempts - 1),
+    )
+
+    def recorded(event: dict[str, Any]) -> Any:
+        response = function(event)
         result.responses.append(response)
-        restart = _restart_index(batch, response)
-        if restart is None:
-            position += len(batch)
-            attempts = 0
-        else:
-            attempts += 1
-            if attempts >= max_attempts:
-                result.error = (
-                    f"batch starting at record {position} still failed after {attempts} attempts: "
-                    f"{response!r:.300}"
-                )
-                return result
-            result.redelivered += len(batch) - restart
-            position += restart
+        return response
+
+    done = 0
+
+    def completed(_at: float, batch: Sequence[Mapping[str, Any]]) -> None:
+        nonlocal done
+        done += len(batch)
         if progress:
-            progress(position, len(records))
+            progress(done, total)
+
+    stream = iter(records)
+    head = next(stream, None)
+    stream_arn = head.get("eventSourceARN") if isinstance(head, dict) else None
+    if not isinstance(stream_arn, str):
+        stream_arn = DEFAULT_STREAM_ARN
+    if head is not None:
+        stream = itertools.chain([head], stream)
+    chunk = max(FEED_CHUNK, config.batch_size * config.parallelization_factor * 2)
+    mapping = EventSourceMapping(
+        recorded, config, stream_arn=stream_arn, partition_key=capture.table.partition_key[0],
+        on_complete=completed, accept_unsequenced=True,
+    )
+    try:
+        for shard_id, parent, count in _split(shards, total):
+            left = count
+            while left > 0:
+                part = list(itertools.islice(stream, min(chunk, left)))
+                if not part:
+                    raise ValueError(f"the recording lists {total} records; the events hold fewer")
+                mapping.feed(shard_id, part, parent_shard_id=parent)
+                left -= len(part)
+                del part
+                mapping.pump()  # this chunk's batches run before the next chunk is read
+        report = mapping.drain()
+    finally:
+        mapping.close()
+    result.driver = report
+    result.invocations = report.invocations
+    result.batches = report.invocations - report.retries - report.bisections
+    result.redelivered = max(0, report.records_delivered - report.records_fed)
+    if report.discarded:
+        first = report.discarded[0]
+        result.error = (
+            f"batch starting at {first.sequence_numbers[0]!r} (shard {first.shard_id}) still "
+            f"failed after {first.invocations} attempts: "
+            f"{first.last_error or first.last_outcome}"[:500]
+        )
+        return result
     if capture.final_items is not None:
         result.diff = check(capture.final_items, collection, Planner(settings))
     return result
 
 
-def _restart_index(batch: list[dict[str, Any]], response: Any) -> int | None:
-    """Where the batch restarts, by the event source mapping's own rules (driver.py)."""
-    if isinstance(response, Exception):
-        return 0
-    if not isinstance(response, dict):
-        return None  # see replay(): a response Lambda does not read counts as success here
-    try:
-        return retry_from_index(response, [_sequence_number(r) for r in batch])
-    except MalformedResponse:
-        return 0  # the whole batch fails
+def iter_recorded_records(events: Path, *, read_size: int = 1 << 20) -> Iterator[dict[str, Any]]:
+    """The records of an ``events.json`` (``{"Records": [...]}``) one by one, parsed as the file
+    is read: a 50,000-record stream parsed whole takes ~300 MB of Python objects."""
+    decoder = json.JSONDecoder()
+    with Path(events).open() as source:
+        buffer = source.read(read_size)
+        while len(buffer) < 4096:  # the header, whatever the read size
+            more = source.read(read_size)
+            if not more:
+                break
+            buffer += more
+        match = re.match(r'\s*\{\s*"Records"\s*:\s*\[', buffer)
+        if match is None:
+            raise ValueError(f'{events}: expected a Lambda event starting {{"Records": [')
+        position = match.end()
+        ended = False
+        while True:
+            while position < len(buffer) and buffer[position] in " \t\r\n,":
+                position += 1
+            if position < len(buffer) and buffer[position] == "]":
+                return
+            try:
+                record, position = decoder.raw_decode(buffer, position)
+            except json.JSONDecodeError:
+                if ended:
+                    raise ValueError(f"{events}: not JSON at character {position}") from None
+                more = source.read(read_size)
+                ended = not more
+                buffer, position = buffer[position:] + more, 0
+                continue
+            yield record
 
 
-def _sequence_number(record: Any) -> str:
-    # A malformed record (no SequenceNumber) was quarantined by the handler: it cannot be named in
-    # batchItemFailures, so "" (never a valid itemIdentifier) keeps its place in the batch.
-    dynamodb = record.get("dynamodb") if isinstance(record, dict) else None
-    sequence = dynamodb.get("SequenceNumber") if isinstance(dynamodb, dict) else None
-    return sequence if isinstance(sequence, str) else ""
+def _split(shards: Shards | None, total: int) -> Shards:
+    if not shards:
+        return [(DEFAULT_SHARD, None, total)]
+    listed = sum(count for _, _, count in shards)
+    if listed != total:
+        raise ValueError(f"the recording lists {listed} records in its shards, events.json {total}")
+    return shards
 
 
 def dump_collection(collection: Any, path: Path) -> int:

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Table
+from harness.backends.base import SourceBackend, Table
 from harness.convergence import Diff, check, read_target
 from harness.driver import DriverReport, EsmConfig, EventSourceMapping
 from harness.handlers import make_handler
@@ -89,7 +89,7 @@ class Replication:
 
     def __init__(
         self,
-        source: Any,
+        source: SourceBackend,
         table: Table,
         collection: Any,
         *,
@@ -110,7 +110,7 @@ class Replication:
             function = make_handler(handler, collection, self.settings)
         self.driver = EventSourceMapping(
             function, self.esm, stream_arn=table.stream_arn,
-            region=getattr(source, "region", "us-east-1"),
+            region=source.region,
             partition_key=table.spec.partition_key[0],
         )
         self._positions: dict[str, str] = {}
@@ -141,7 +141,7 @@ class Replication:
         pinned to a table object moto replaces on a failed conditional write (see
         StreamReader._read_shard), and a new iterator from the last sequence number loses nothing.
         """
-        from harness.streams import StreamReader
+        from harness.streams import StreamReader, parent_of
 
         reader = StreamReader(
             self.source.streams(), self.table.stream_arn,
@@ -150,7 +150,7 @@ class Replication:
         fresh = reader.drain(idle_polls=2)
         count = 0
         for shard_id, records in fresh.items():
-            parent = getattr(reader.state.get(shard_id), "parent_id", None)
+            parent = parent_of(reader, shard_id)
             count += self.driver.feed(shard_id, records, parent_shard_id=parent)
         self._positions.update({k: v for k, v in reader.positions().items() if v is not None})
         self._finished = reader.exhausted()

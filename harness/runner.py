@@ -25,9 +25,10 @@ from harness.backends.base import (
 )
 from harness.convergence import Diff, check
 from harness.handlers import make_handler
-from harness.lag import LagStats, key_fingerprint, measure
+from harness.lag import DeliveryTimes, LagStats, key_fingerprint, measure
 from harness.replication import planner_for
 from harness.scenario import Scenario
+from harness.timing import Stopwatch, Timed, shares, timed_collection
 from replicator.readback import DynamoDBItemReader
 from replicator.settings import Settings
 
@@ -62,6 +63,8 @@ class RunResult:
     error: str | None = None
     missing_paths: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: busy seconds per part (harness.timing.PARTS)
+    stopwatch: Stopwatch = field(default_factory=Stopwatch)
 
     @property
     def met(self) -> bool:
@@ -72,6 +75,13 @@ class RunResult:
     def events_per_s(self) -> float | None:
         drive = self.timings.get("write_and_drive_s", 0) + self.timings.get("drain_s", 0)
         return self.stream_records / drive if drive > 0 else None
+
+    def parts(self) -> dict[str, dict[str, float]]:
+        """Each part's busy seconds and share (the first handler's; see harness/timing.py)."""
+        primary = next((o for o in self.outcomes if o.handler == "replicator"),
+                       self.outcomes[0] if self.outcomes else None)
+        handler_total = float(primary.driver.get("handler_total_s", 0.0)) if primary else 0.0
+        return shares(self.stopwatch.seconds, handler_total_s=handler_total)
 
     def as_dict(self) -> dict[str, Any]:
         primary = next((o for o in self.outcomes if o.handler == "replicator"),
@@ -95,6 +105,8 @@ class RunResult:
             "throughput": {"events_per_s": self.events_per_s},
             "lag": primary.lag.as_dict() if primary else None,
             "timings_s": self.timings,
+            "parts": self.parts(),
+            "rss_peak_mb": rss_peak_mb(),
             "diff": primary.diff.as_dict() if primary else None,
             "handlers": [
                 {
@@ -115,12 +127,24 @@ class RunResult:
 
 @dataclass
 class _Lane:
-    """One handler under test: its collection, its driver."""
+    """One handler under test: its collection, its driver, its records' completion times."""
 
     handler: str
     collection: Any
     driver: Any
     settings: Settings
+    deliveries: DeliveryTimes = field(default_factory=DeliveryTimes)
+
+
+def rss_peak_mb() -> float | None:
+    """This process's peak resident set size (getrusage: KiB on Linux, bytes on macOS)."""
+    try:
+        import resource
+        import sys
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
 
 
 def run_scenario(
@@ -143,7 +167,7 @@ def run_scenario(
     tgt = target_backend("uri", uri=target_uri) if target_uri else target_backend(
         target_name, **_target_options(scenario, target_name))
     table: Table | None = None
-    started = []
+    started: list[SourceBackend | TargetBackend] = []
     try:
         _timed(result, "start_source_s", src.start)
         started.append(src)
@@ -151,7 +175,8 @@ def run_scenario(
         started.append(tgt)
         table = _timed(result, "provision_s", lambda: provision(src, scenario))
         result.table = table.spec.name
-        lanes = make_lanes(scenario, handlers or scenario.handlers, src, tgt, table)
+        lanes = make_lanes(scenario, handlers or scenario.handlers, src, tgt, table,
+                           stopwatch=result.stopwatch)
         writes = write_and_drive(scenario, src, table, lanes, result, workload_seed, progress)
         converge(scenario, src, table, lanes, result, writes, progress)
     finally:
@@ -187,7 +212,13 @@ def provision(src: SourceBackend, scenario: Scenario) -> Table:
 
 
 def make_lanes(
-    scenario: Scenario, handlers: list[str], src: SourceBackend, tgt: TargetBackend, table: Table
+    scenario: Scenario,
+    handlers: list[str],
+    src: SourceBackend,
+    tgt: TargetBackend,
+    table: Table,
+    *,
+    stopwatch: Stopwatch | None = None,
 ) -> list[_Lane]:
     from harness.driver import EventSourceMapping
 
@@ -196,18 +227,23 @@ def make_lanes(
     if not table.spec.stream_view_type.startswith("NEW"):
         item_reader = DynamoDBItemReader(src.dynamodb(), table.spec.name)
     database = scenario.target.get("database", "harness")
-    lanes = []
+    lanes: list[_Lane] = []
     for handler in handlers:
         name = f"{table.spec.name}.{handler.replace(':', '_').replace('.', '_')}"
         collection = tgt.collection(database, name)
         collection.delete_many({})
-        function = make_handler(handler, collection, settings, item_reader=item_reader)
+        # Only the first handler's target writes are timed: the parts table is about one handler.
+        handled = timed_collection(collection, stopwatch) if stopwatch and not lanes \
+            else collection
+        function = make_handler(handler, handled, settings, item_reader=item_reader)
+        deliveries = DeliveryTimes()
+        # Per record only its key's completion time is kept (lag); the driver keeps counts.
         driver = EventSourceMapping(
             function, driver_config(scenario), stream_arn=table.stream_arn,
             region=getattr(src, "region", "us-east-1"), clock=time.time,
-            partition_key=table.spec.partition_key[0],
+            partition_key=table.spec.partition_key[0], on_complete=deliveries.on_complete,
         )
-        lanes.append(_Lane(handler, collection, driver, settings))
+        lanes.append(_Lane(handler, collection, driver, settings, deliveries))
     return lanes
 
 
@@ -254,8 +290,9 @@ def write_and_drive(
     if seed is not None:
         spec_fields["seed"] = seed
     workload = WorkloadSpec.from_dict(spec_fields)
+    stopwatch = result.stopwatch
     reader = StreamReader(
-        src.streams(), table.stream_arn,
+        Timed(src.streams(), stopwatch, "stream_read_s"), table.stream_arn,
         starting_position=scenario.driver.get("starting_position", "TRIM_HORIZON"),
     )
     outcome: dict[str, Any] = {}
@@ -263,7 +300,7 @@ def write_and_drive(
     def writer() -> None:
         try:
             outcome["result"] = run_workload(
-                src.dynamodb(), table.spec, workload,
+                Timed(src.dynamodb(), stopwatch, "source_write_s"), table.spec, workload,
                 progress=(lambda done, total: progress("writing", done, total)) if progress else None,
             )
         except BaseException as error:  # surfaced below, after the drive loop stops
@@ -349,10 +386,9 @@ def converge(
             lane.driver.drain()
             diff = check(items, lane.collection, planner)
         report = lane.driver.drain()
-        deliveries = _deliveries(report)
         result.outcomes.append(HandlerOutcome(
             handler=lane.handler, expectation=expectation, diff=diff,
-            lag=measure(writes, deliveries), driver=_driver_summary(report),
+            lag=measure(writes, lane.deliveries), driver=_driver_summary(report),
             collection=lane.collection.name,
         ))
         wanted = scenario.expect.get("diverging_paths", [])
@@ -379,13 +415,6 @@ def scan_items(client: Any, table_name: str) -> list[dict[str, Any]]:
 
 
 # -- adapters to the driver's and workload's reports --------------------------------------------
-def _deliveries(report: Any) -> list[tuple[float, str]]:
-    out = []
-    for completed, record in getattr(report, "deliveries", []):
-        out.append((completed, key_fingerprint(record["dynamodb"]["Keys"])))
-    return out
-
-
 def _driver_summary(report: Any) -> dict[str, Any]:
     summary = getattr(report, "summary", None)
     return summary() if callable(summary) else {}

@@ -15,7 +15,7 @@ from typing import Any
 from harness.backends.base import TableSpec
 
 # In a checkout, scenarios/ at the root; in an installed wheel, the copy shipped as package data
-# (harness/data/scenarios is a symlink to ../../scenarios that setuptools follows when building).
+# (setup.py maps scenarios/ to the package harness.data.scenarios).
 _CHECKOUT_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
 SCENARIO_DIR = (_CHECKOUT_SCENARIOS if _CHECKOUT_SCENARIOS.is_dir()
                 else Path(__file__).resolve().parent / "data" / "scenarios")

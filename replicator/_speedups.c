@@ -23,7 +23,7 @@
  *   has_dollar_name(document) -> bool | None   a top-level name starting with "$"
  *   configure_events(...), parse_changes(records)   replicator.events.parse_record's well-formed
  *                                              case, for a whole batch (None: ask the reference)
- *   configure_planner(...), plan_records(records, key_schema, guard, sequence_field,
+ *   configure_planner(PlannedWrite), plan_records(records, key_schema, guard, sequence_field,
  *       ttl_as_delete) -> list of PlannedWrite | None   replicator.plan.Planner's plan of a
  *                                              whole batch of raw records, common case only
  *                                              (None: Python parses and plans the batch)
@@ -1539,14 +1539,16 @@ parse_changes(PyObject *Py_UNUSED(module), PyObject *records)
  */
 
 static PyObject *pl_planned_write = NULL; /* replicator.plan.PlannedWrite */
-static PyObject *pl_replace_one, *pl_delete_one, *pl_update_one, *pl_upsert_names;
-static PyObject *s_operation, *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main,
-    *s_or, *s_lt, *s_exists, *s_replace_with, *s_literal;
+static PyObject *s_kind, *s_filter, *s_document, *s_upsert, *s_replace, *s_update, *s_delete,
+    *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main, *s_or, *s_lt, *s_exists,
+    *s_replace_with, *s_literal;
 
-/* Building a pymongo operation by filling its slots, as plan.slot_template describes how the
- * class fills them: its __init__ (validation of what is right here by construction, a chain of
+static PyObject *pl_replace_one, *pl_delete_one, *pl_update_one, *pl_upsert_names;
+
+/* Building a pymongo operation by filling its slots, as accelerator.slot_template describes how
+ * the class fills them: its __init__ (validation of what is right here by construction, a chain of
  * Python calls) cost as much as converting the document. Used only when what it builds equals,
- * slot for slot, what calling the class builds (checked at configure_planner); otherwise, and
+ * slot for slot, what calling the class builds (checked at configure_operations); otherwise, and
  * for anything but a plain __slots__ class, the class is called. */
 typedef struct {
     PyObject *cls; /* NULL: call the class */
@@ -1609,7 +1611,7 @@ same_operation(const slot_maker *maker, PyObject *mine, PyObject *theirs)
     return 1;
 }
 
-/* Takes plan.slot_template's answer (or None) for cls; 0, or -1 with a TypeError for a
+/* Takes accelerator.slot_template's answer (or None) for cls; 0, or -1 with a TypeError for a
  * malformed template. A template whose result differs from calling cls is not used. */
 static int
 setup_maker(slot_maker *maker, PyObject *cls, PyObject *template, int with_document)
@@ -1679,11 +1681,18 @@ setup_maker(slot_maker *maker, PyObject *cls, PyObject *template, int with_docum
     return 0;
 }
 
+
 static int
 intern_planner_names(void)
 {
     INTERN(s_id, "_id");
-    INTERN(s_operation, "operation");
+    INTERN(s_kind, "kind");
+    INTERN(s_filter, "filter");
+    INTERN(s_document, "document");
+    INTERN(s_upsert, "upsert");
+    INTERN(s_replace, "replace");
+    INTERN(s_update, "update");
+    INTERN(s_delete, "delete");
     INTERN(s_sequence_numbers, "sequence_numbers");
     INTERN(s_collection, "collection");
     INTERN(s_shard_key_move, "shard_key_move");
@@ -1697,22 +1706,32 @@ intern_planner_names(void)
 }
 
 static PyObject *
-configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
+configure_planner(PyObject *Py_UNUSED(module), PyObject *planned_write)
 {
-    PyObject *planned_write, *replace_one, *delete_one, *update_one, *replace_template,
-        *delete_template;
-    if (!PyArg_ParseTuple(args, "OOOOOO:configure_planner", &planned_write, &replace_one,
-                          &delete_one, &update_one, &replace_template, &delete_template)) {
-        return NULL;
-    }
     if (intern_event_names() < 0 || intern_planner_names() < 0
         || check_plain_class(planned_write) < 0) {
+        return NULL;
+    }
+    Py_XSETREF(pl_planned_write, Py_NewRef(planned_write));
+    Py_RETURN_NONE;
+}
+
+/* ---- Planned writes -> pymongo operations, at the edge (replicator.operations) -------------- */
+
+static PyObject *
+configure_operations(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *replace_one, *delete_one, *update_one, *replace_template, *delete_template;
+    if (!PyArg_ParseTuple(args, "OOOOO:configure_operations", &replace_one, &delete_one,
+                          &update_one, &replace_template, &delete_template)) {
+        return NULL;
+    }
+    if (intern_planner_names() < 0) {
         return NULL;
     }
     if (pl_upsert_names == NULL && (pl_upsert_names = Py_BuildValue("(s)", "upsert")) == NULL) {
         return NULL;
     }
-    Py_XSETREF(pl_planned_write, Py_NewRef(planned_write));
     Py_XSETREF(pl_replace_one, Py_NewRef(replace_one));
     Py_XSETREF(pl_delete_one, Py_NewRef(delete_one));
     Py_XSETREF(pl_update_one, Py_NewRef(update_one));
@@ -1721,6 +1740,84 @@ configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     Py_RETURN_NONE;
+}
+
+/* One planned write's pymongo operation; Py_None (new) when Python builds it. */
+static PyObject *
+operation_of(PyObject *write)
+{
+    PyObject *kind = NULL, *filter = NULL, *document = NULL, *upsert = NULL, *out = NULL;
+    if ((kind = PyObject_GetAttr(write, s_kind)) == NULL
+        || (filter = PyObject_GetAttr(write, s_filter)) == NULL
+        || (document = PyObject_GetAttr(write, s_document)) == NULL
+        || (upsert = PyObject_GetAttr(write, s_upsert)) == NULL) {
+        goto done;
+    }
+    if (!PyDict_CheckExact(filter)) {
+        out = Py_NewRef(Py_None);
+    }
+    else if (kind == s_replace && upsert == Py_True && PyDict_CheckExact(document)) {
+        out = replace_maker.cls != NULL ? fill_slots(&replace_maker, filter, document)
+                                        : Py_NewRef(Py_None);
+    }
+    else if (kind == s_delete) {
+        out = delete_maker.cls != NULL ? fill_slots(&delete_maker, filter, NULL)
+                                       : Py_NewRef(Py_None);
+    }
+    else if (kind == s_update && PyBool_Check(upsert) && pl_update_one != NULL) {
+        PyObject *call[3] = {filter, document, upsert};
+        out = PyObject_Vectorcall(pl_update_one, call, 2, pl_upsert_names);
+    }
+    else {
+        out = Py_NewRef(Py_None);
+    }
+done:
+    Py_XDECREF(kind);
+    Py_XDECREF(filter);
+    Py_XDECREF(document);
+    Py_XDECREF(upsert);
+    return out;
+}
+
+/* operations(writes) -> list | None: the pymongo operation of each PlannedWrite, built as
+ * operations.operation builds it; None when one is not of the planner's usual shapes (Python then
+ * builds them all). */
+static PyObject *
+speedups_operations(PyObject *Py_UNUSED(module), PyObject *writes)
+{
+    if (!PyList_CheckExact(writes)) {
+        PyErr_SetString(PyExc_TypeError, "operations: writes must be a list");
+        return NULL;
+    }
+    if (pl_replace_one == NULL || s_kind == NULL) {
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(writes);
+    PyObject *out = PyList_New(count);
+    if (out == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *operation = operation_of(PyList_GET_ITEM(writes, i));
+        if (operation == NULL) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (operation == Py_None) {
+            Py_DECREF(out);
+            return operation;
+        }
+        PyList_SET_ITEM(out, i, operation);
+    }
+    return out;
+}
+
+/* How operations() builds ReplaceOne and DeleteOne: "slots" or "constructor" for each. */
+static PyObject *
+speedups_operation_path(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    return Py_BuildValue("(ss)", replace_maker.cls != NULL ? "slots" : "constructor",
+                         delete_maker.cls != NULL ? "slots" : "constructor");
 }
 
 /* One record of the batch, as the planner keeps it (owned references). */
@@ -1913,10 +2010,28 @@ padded_sequence(PyObject *sequence)
     return out;
 }
 
-/* The winner's operation: DeleteOne(filter) for a REMOVE (its OldImage must convert, as
- * Planner._delete_for converts it), else ReplaceOne(filter, document, upsert=True), or the
- * pipeline UpdateOne of Planner._replacement when a top-level name starts with "$". New
- * reference; Py_None (new) when Python decides. */
+/* The fields of a PlannedWrite that say what to write (kind, filter, document, upsert); the
+ * caller adds the rest (see planned_write). New reference. */
+static PyObject *
+write_fields(PyObject *kind, PyObject *filter, PyObject *document, PyObject *upsert)
+{
+    PyObject *fields = PyDict_New();
+    if (fields == NULL) {
+        return NULL;
+    }
+    if (PyDict_SetItem(fields, s_kind, kind) < 0 || PyDict_SetItem(fields, s_filter, filter) < 0
+        || PyDict_SetItem(fields, s_document, document) < 0
+        || PyDict_SetItem(fields, s_upsert, upsert) < 0) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    return fields;
+}
+
+/* What the winner writes, as write_fields: a delete by the guarded filter for a REMOVE (its
+ * OldImage must convert, as Planner._delete_for converts it), else a replacement upsert, or the
+ * pipeline update of Planner._replacement when a top-level name starts with "$". New reference;
+ * Py_None (new) when Python decides. */
 static PyObject *
 winner_operation(const plan_record *record, PyObject *document_id, int guard, PyObject *field)
 {
@@ -1932,8 +2047,7 @@ winner_operation(const plan_record *record, PyObject *document_id, int guard, Py
         }
         filter = guard_filter(document_id, sequence, guard, field);
         if (filter != NULL) {
-            operation = delete_maker.cls != NULL ? fill_slots(&delete_maker, filter, NULL)
-                                                 : PyObject_CallOneArg(pl_delete_one, filter);
+            operation = write_fields(s_delete, filter, Py_None, Py_False);
         }
         goto done;
     }
@@ -1970,17 +2084,12 @@ winner_operation(const plan_record *record, PyObject *document_id, int guard, Py
         /* MongoDB refuses top-level $-names in a replacement; a pipeline writes them literally */
         PyObject *pipeline = Py_BuildValue("[{O{OO}}]", s_replace_with, s_literal, document);
         if (pipeline != NULL) {
-            PyObject *call[3] = {filter, pipeline, Py_True};
-            operation = PyObject_Vectorcall(pl_update_one, call, 2, pl_upsert_names);
+            operation = write_fields(s_update, filter, pipeline, Py_True);
             Py_DECREF(pipeline);
         }
     }
-    else if (replace_maker.cls != NULL) {
-        operation = fill_slots(&replace_maker, filter, document);
-    }
     else {
-        PyObject *call[3] = {filter, document, Py_True};
-        operation = PyObject_Vectorcall(pl_replace_one, call, 2, pl_upsert_names);
+        operation = write_fields(s_replace, filter, document, Py_True);
     }
 done:
     Py_DECREF(sequence);
@@ -2048,24 +2157,17 @@ keys_agree(PyObject *keys, PyObject *image)
     return 1;
 }
 
-/* PlannedWrite(operation, sequence_numbers), built as frozen.build builds it. */
+/* PlannedWrite(**fields, sequence_numbers=..., collection="main", shard_key_move=None), built
+ * as frozen.build builds it; fields: write_fields' dict, which becomes the instance's __dict__. */
 static PyObject *
-planned_write(PyObject *operation, PyObject *sequence_numbers)
+planned_write(PyObject *fields, PyObject *sequence_numbers)
 {
-    PyObject *fields = PyDict_New();
-    if (fields == NULL) {
-        return NULL;
-    }
-    if (PyDict_SetItem(fields, s_operation, operation) < 0
-        || PyDict_SetItem(fields, s_sequence_numbers, sequence_numbers) < 0
+    if (PyDict_SetItem(fields, s_sequence_numbers, sequence_numbers) < 0
         || PyDict_SetItem(fields, s_collection, s_main) < 0
         || PyDict_SetItem(fields, s_shard_key_move, Py_None) < 0) {
-        Py_DECREF(fields);
         return NULL;
     }
-    PyObject *write = build_frozen(pl_planned_write, fields);
-    Py_DECREF(fields);
-    return write;
+    return build_frozen(pl_planned_write, fields);
 }
 
 static PyObject *
@@ -2115,11 +2217,7 @@ plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
     if (own == NULL) {
         return NULL;
     }
-    /* The cyclic GC off while the plan is built: everything built here is acyclic (documents,
-     * filters, operations), so a collection could free nothing of it, yet each one would walk
-     * the whole event again (a quarter of the time, measured with perf). Back on at the end;
-     * the objects are then looked at once, by the next young-generation collection. */
-    int gc_was_enabled = PyGC_Disable();
+    /* The process-wide cyclic GC is left as it is (issue 11): the caller owns that switch. */
     Py_ssize_t count = PyList_GET_SIZE(own), filled = 0, group_count = 0;
     plan_record *items = PyMem_Calloc((size_t)(count ? count : 1), sizeof(plan_record));
     sort_entry *entries = PyMem_Calloc((size_t)(count ? count : 1), sizeof(sort_entry));
@@ -2276,18 +2374,9 @@ cleanup:
     Py_XDECREF(ids);
     Py_XDECREF(writes);
     Py_DECREF(own);
-    if (gc_was_enabled) {
-        PyGC_Enable();
-    }
     return result;
 }
 
-static PyObject *
-speedups_operation_path(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
-{
-    return Py_BuildValue("(ss)", replace_maker.cls != NULL ? "slots" : "constructor",
-                         delete_maker.cls != NULL ? "slots" : "constructor");
-}
 
 static PyMethodDef speedups_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))speedups_configure, METH_FASTCALL,
@@ -2309,16 +2398,21 @@ static PyMethodDef speedups_methods[] = {
     {"parse_changes", parse_changes, METH_O,
      "parse_changes(records) -> (list of Change or None, count of None): None marks a record\n"
      "replicator.events.parse_record must parse (or refuse with its error)."},
-    {"configure_planner", configure_planner, METH_VARARGS,
-     "configure_planner(PlannedWrite, ReplaceOne, DeleteOne, UpdateOne, replace_template,\n"
-     "delete_template): what plan_records builds with (templates: plan.slot_template)."},
+    {"configure_operations", configure_operations, METH_VARARGS,
+     "configure_operations(ReplaceOne, DeleteOne, UpdateOne, replace_template, delete_template):\n"
+     "what operations() builds with (templates: accelerator.slot_template)."},
+    {"operations", speedups_operations, METH_O,
+     "operations(writes) -> list | None: the pymongo operation of each PlannedWrite (None: not\n"
+     "the planner's usual shapes; operations.operation builds them)."},
+    {"_operation_path", speedups_operation_path, METH_NOARGS,
+     "How operations() builds ReplaceOne and DeleteOne: 'slots' or 'constructor' for each."},
+    {"configure_planner", configure_planner, METH_O,
+     "configure_planner(PlannedWrite): the plain frozen dataclass plan_records builds."},
     {"plan_records", (PyCFunction)(void (*)(void))plan_records, METH_FASTCALL,
      "plan_records(records, key_schema, guard, sequence_field, ttl_as_delete[, stream_arn])\n"
      "-> list of"
      "PlannedWrite | None: Planner.plan(*parse_records(records)).writes for the common case\n"
      "(None: Python plans the batch)."},
-    {"_operation_path", speedups_operation_path, METH_NOARGS,
-     "How plan_records builds ReplaceOne and DeleteOne: 'slots' or 'constructor' for each."},
     {"_decimal128_path", speedups_decimal128_path, METH_NOARGS,
      "How Decimal128 values are built: 'slots', 'constructor', or None before configure()."},
     {NULL, NULL, 0, NULL},

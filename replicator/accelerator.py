@@ -11,18 +11,110 @@ it everything works the same, slower: another platform's wheel, no compiler, or
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from replicator.settings import Settings
 
 
-def _load() -> Any:
+def _load() -> tuple[Any, str]:
+    """The C module, or None and why."""
     if os.environ.get("REPLICATOR_PURE_PYTHON", "") not in ("", "0"):
-        return None
+        return None, "REPLICATOR_PURE_PYTHON is set"
     try:
         from replicator import _speedups  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _speedups
+    except ImportError as error:
+        return None, f"replicator._speedups is not built for this platform ({error})"
+    return _speedups, ""
 
 
 #: the C module (typed Any: it has no stubs), or None where it is not built or turned off
-native: Any = _load()
+native: Any
+#: why ``native`` is None ("" when it is loaded)
+unavailable: str
+native, unavailable = _load()
+
+
+# -- the gate: which settings the C planner implements --------------------------------------------
+def _any_value(settings: Settings) -> bool:
+    return True
+
+
+#: Every setting that changes what the planner plans, and whether the C planner (plan_records)
+#: implements the value it has. Planner.plan_records uses the C path only when all say yes. A new
+#: planning setting must be added here (tests/unit/test_speedups.py fails until every Settings
+#: field is in C_PLANNING or NOT_PLANNING), so the C path can never silently ignore one.
+C_PLANNING: dict[str, Callable[[Settings], bool]] = {
+    # handed to plan_records as arguments
+    "key_schema": _any_value,
+    "guard": _any_value,
+    "sequence_field": _any_value,
+    # plan_records takes a TTL delete only when TTL deletes are plain deletes (ttl_as_delete), and
+    # declines a batch with any bad record, so the bad_records mode never applies there
+    "ttl_deletes": _any_value,
+    "bad_records": _any_value,
+    # not implemented in C: Python plans
+    "numbers": lambda settings: settings.numbers == "lossless",
+    "transforms": lambda settings: not settings.transforms,
+    "id_mapping": lambda settings: settings.id_mapping is None,
+    "shard_key": lambda settings: not settings.shard_key,
+}
+#: Settings that do not change the plan: where writes go, the tombstone store, and the table pin
+#: (the Replicator hands plan_records its pinned stream ARN; C declines any other).
+NOT_PLANNING = frozenset({
+    "archive_collection", "quarantine_collection", "tombstones", "tombstone_collection",
+    "tombstone_retention_s", "source_table",
+})
+
+
+def declined_by(settings: Settings) -> list[str]:
+    """The planning settings whose values the C planner does not implement ([]: it may run)."""
+    return [name for name, implemented in C_PLANNING.items() if not implemented(settings)]
+
+
+def planning_path(settings: Settings) -> str:
+    """Which path plans batches with these settings, and why (logged once at cold start)."""
+    if native is None:
+        return f"pure Python ({unavailable})"
+    declined = declined_by(settings)
+    if declined:
+        return f"pure Python (the C accelerator does not implement: {', '.join(declined)})"
+    return ("C accelerator (replicator._speedups) for well-formed batches, pure Python for the "
+            "rest")
+
+
+_UNSET = object()
+
+
+def slot_template(cls: type, operation_filter: Any, *rest: Any, **options: Any) -> Any:
+    """How ``cls(operation_filter, *rest, **options)`` fills the slots of a pymongo operation, so
+    the C planner can fill them the same way without running ``__init__`` (whose checks, a
+    mapping filter and a bool upsert, hold by construction there): ``(descriptors, values,
+    filter_index, document_index, unset)``; the planner puts its filter (and document) at those
+    indexes and the example's values everywhere else. None when the class is not made of plain
+    ``__slots__`` (instances with a ``__dict__``, its own ``__new__``); the C module then calls
+    the class. It also compares what it builds with the class's own result before using it."""
+    if cls.__new__ is not object.__new__ or cls.__dictoffset__:  # type: ignore[comparison-overlap]
+        return None  # its own __new__, or instances with a __dict__
+    descriptors: list[Any] = []
+    for klass in cls.__mro__[:-1]:
+        names = vars(klass).get("__slots__")
+        if names is None:
+            if klass.__basicsize__ != object.__basicsize__:
+                return None  # a base with state of its own (typing.Generic, a C type in 3.12+, has none)
+            continue
+        for name in (names,) if isinstance(names, str) else names:
+            if name == "__dict__":
+                return None
+            if name.startswith("__") and not name.endswith("__"):
+                name = f"_{klass.__name__.lstrip('_')}{name}"  # name mangling
+            if name != "__weakref__":
+                descriptors.append(vars(klass)[name])
+    example = cls(operation_filter, *rest, **options)
+    values = tuple(getattr(example, d.__name__, _UNSET) for d in descriptors)
+    where = [next((i for i, v in enumerate(values) if v is probe), None)
+             for probe in (operation_filter, *rest)]
+    if None in where:
+        return None
+    return tuple(descriptors), values, where[0], where[1] if rest else -1, _UNSET

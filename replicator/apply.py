@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,12 +37,14 @@ from pymongo.write_concern import WriteConcern
 
 from replicator.events import pad_sequence_number
 from replicator.keys import identity
-from replicator.plan import PlannedWrite, same_shard_values, shard_values
+from replicator.operations import operation, operations, write_parts
 from replicator.settings import SEQUENCE_FIELD
+from replicator.sharding import same_shard_values, shard_values
+from replicator.writes import PlannedWrite
 
 log = logging.getLogger(__name__)
 
-DUPLICATE_KEY = 11000
+
 #: 11000 and its legacy forms (pymongo's helpers_shared raises DuplicateKeyError for all three)
 DUPLICATE_KEY_CODES = frozenset({11000, 11001, 12582})
 
@@ -145,7 +147,7 @@ def _bulk_write(
     try:
         # Unordered: the plan holds one write per _id, so no write depends on another, and one
         # failure must not hold back the others.
-        answer = collection.bulk_write([w.operation for w in writes], ordered=False)
+        answer = collection.bulk_write(operations(writes), ordered=False)
     except BulkWriteError as error:
         result.round_trips = 1
         _classify_bulk_error(collection, writes, error, sequence_field, result)
@@ -180,7 +182,7 @@ def _isolate_unencodable(
     result = WriteResult()
     bad = {}
     for index, planned in enumerate(writes):
-        rejection = encoding_problem(planned.operation)
+        rejection = encoding_problem(write_parts(planned))
         if rejection is not None:
             bad[index] = rejection
     if bad:
@@ -270,7 +272,7 @@ def _settle_duplicates(
     of the same ``_id`` (SERVER-14322) or an orphan left by a chunk migration give it too. Read
     the stored sequence numbers of those ``_id``s (one find): at least ours -> stale; absent or
     older -> a race -> retry, where the guard decides again."""
-    ids = [_document_id(planned) for planned, _ in duplicates]
+    ids = [planned.document_id for planned, _ in duplicates]
     try:
         stored = {
             identity(document["_id"]): document.get(sequence_field)
@@ -281,7 +283,7 @@ def _settle_duplicates(
         result.failed.extend((planned, why) for planned, _ in duplicates)
         return
     for planned, item in duplicates:
-        held = stored.get(identity(_document_id(planned)))
+        held = stored.get(identity(planned.document_id))
         if isinstance(held, str) and held >= _sequence(planned):
             result.stale.append(planned)
         else:
@@ -299,35 +301,16 @@ def _merge(into: WriteResult, other: WriteResult) -> None:
 
 
 # -- encoding ----------------------------------------------------------------------------------
-def encoding_problem(operation: Any) -> Rejection | None:
-    """Encode the operation's parts as pymongo would; a Rejection naming the offending value's
-    path when one cannot be encoded, else None. Reads pymongo's operation attributes (they have
-    no public accessor); the planner makes only ReplaceOne, UpdateOne and DeleteOne."""
-    for part in operation_parts(operation):
+def encoding_problem(parts: Iterable[Mapping[str, Any]]) -> Rejection | None:
+    """Encode each document as pymongo would; a Rejection naming the offending value's path when
+    one cannot be encoded, else None."""
+    for part in parts:
         try:
             bson.encode(part)
         except ENCODING_ERRORS as error:
             return Rejection(f"{type(error).__name__}: {error}", field_path=_bad_path(part),
                              kind="encoding")
     return None
-
-
-def operation_parts(operation: Any) -> Iterator[Mapping[str, Any]]:
-    """The documents pymongo encodes for one of the planner's operations: the filter, then the
-    replacement / update document (a pipeline's literal document, or each stage)."""
-    selector = getattr(operation, "_filter", None)
-    if isinstance(selector, Mapping):
-        yield selector
-    document = getattr(operation, "_doc", None)
-    if isinstance(document, Mapping):
-        yield document
-    elif isinstance(document, list):
-        for stage in document:  # a pipeline: the planner's [{"$replaceWith": {"$literal": doc}}]
-            literal = stage.get("$replaceWith", {}) if isinstance(stage, Mapping) else None
-            if isinstance(literal, Mapping) and isinstance(literal.get("$literal"), Mapping):
-                yield literal["$literal"]
-            elif isinstance(stage, Mapping):
-                yield stage
 
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -421,7 +404,7 @@ def _move_in_transaction(collection: Any, planned: PlannedWrite, result: WriteRe
                 round_trips[0] += 1
                 collection.delete_one({"_id": move.document_id, **values}, session=session)
         round_trips[0] += 2  # the write, then the commit
-        collection.bulk_write([move.write], ordered=True, session=session)
+        collection.bulk_write([operation(move.write)], ordered=True, session=session)
         return True
 
     try:
@@ -444,7 +427,7 @@ def _move_in_transaction(collection: Any, planned: PlannedWrite, result: WriteRe
     except PyMongoError as error:
         result.failed.append((planned, f"shard key move: {type(error).__name__}: {error}"))
     except ENCODING_ERRORS as error:
-        rejection = encoding_problem(move.write) or Rejection(
+        rejection = encoding_problem(write_parts(move.write)) or Rejection(
             f"{type(error).__name__}: {error}", kind="encoding")
         result.rejected.append((planned, rejection))
     else:
@@ -458,10 +441,6 @@ def _holds_newer(copy: Mapping[str, Any], field_name: str, sequence: str) -> boo
         return False
     stored = copy[field_name]
     return not (isinstance(stored, str) and stored < sequence)
-
-
-def _document_id(planned: PlannedWrite) -> Any:
-    return planned.operation._filter.get("_id")
 
 
 def _sequence(planned: PlannedWrite) -> str:

@@ -21,14 +21,25 @@ import argparse
 import functools
 import logging
 import os
-import shlex
-import signal
 import sys
-import threading
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from replicator.errors import ConfigurationError, ReplicationError
+from replicator.commands import (
+    EXIT_FAILED,
+    EXIT_RESYNC,
+    EXIT_USAGE,
+    cmd_checkpoints,
+    cmd_resync,
+    cmd_run,
+)
+from replicator.errors import (
+    ConfigurationError,
+    ReplicationError,
+    ResyncRequired,
+    RetriesExhausted,
+)
+from replicator.mongo import DEFAULT_TIMEOUT_MS
 from replicator.redact import (
     RedactingFormatter,
     install_log_redaction,
@@ -37,14 +48,9 @@ from replicator.redact import (
     secrets_of,
 )
 
-__all__ = ["build_parser", "main", "redact", "secrets_of", "setup_logging"]
+__all__ = ["build_parser", "main", "setup_logging"]
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_USAGE = 2
-EXIT_RESYNC = 3
 
-DEFAULT_TIMEOUT_MS = 10_000
 log = logging.getLogger("replicator.cli")
 
 # -- logging -------------------------------------------------------------------------------------
@@ -190,211 +196,6 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
-# -- building blocks -----------------------------------------------------------------------------
-class Target:
-    """The MongoDB client, collection and checkpoint store named by the arguments."""
-
-    def __init__(self, args: argparse.Namespace, environ: Any) -> None:
-        uri = args.mongodb_uri or environ.get("MONGODB_URI")
-        if not uri:
-            raise ConfigurationError("give --mongodb-uri or set MONGODB_URI")
-        self.client = self._connect(uri, args, environ)
-        database = args.database or environ.get("MONGODB_DATABASE") or self._default_database()
-        name = args.collection or environ.get("MONGODB_COLLECTION") or args.table
-        self.collection = self.client[database][name]
-        from replicator.checkpoints import CheckpointStore
-
-        self.checkpoints = CheckpointStore(
-            self.client[database][args.checkpoint_collection or f"{name}_checkpoints"],
-            table=args.table)
-
-    def _connect(self, uri: str, args: argparse.Namespace, environ: Any) -> Any:
-        from pymongo import MongoClient
-        from pymongo.errors import ConfigurationError as MongoConfigurationError
-        from pymongo.errors import InvalidURI
-
-        options: dict[str, Any] = {"appname": "ddb-mongo-replicator-poller", "retryWrites": True}
-        timeout = args.mongodb_timeout_ms or environ.get("MONGODB_TIMEOUT_MS")
-        if timeout:
-            options["serverSelectionTimeoutMS"] = int(timeout)
-        elif "serverselectiontimeoutms" not in uri.lower():
-            options["serverSelectionTimeoutMS"] = DEFAULT_TIMEOUT_MS
-        try:
-            return MongoClient(uri, **options)
-        except (InvalidURI, MongoConfigurationError, ValueError) as error:
-            raise ConfigurationError(f"the MongoDB URI is not usable: {error}") from None
-
-    def _default_database(self) -> str:
-        from pymongo.errors import ConfigurationError as MongoConfigurationError
-
-        try:
-            return str(self.client.get_default_database().name)
-        except MongoConfigurationError:
-            raise ConfigurationError(
-                "name the database: --database, MONGODB_DATABASE or a path in the URI") from None
-
-    def close(self) -> None:
-        close = getattr(self.client, "close", None)
-        if callable(close):
-            close()
-
-
-def aws_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
-    """boto3 ``dynamodbstreams`` and ``dynamodb`` clients for the arguments."""
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError as error:
-        raise ConfigurationError("the poller needs boto3: pip install boto3") from error
-    session = boto3.session.Session()
-    region = (args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-              or session.region_name or ("us-east-1" if args.endpoint_url else None))
-    if not region:
-        raise ConfigurationError("give --region (or set AWS_REGION)")
-    options: dict[str, Any] = {
-        "retries": {"mode": "standard", "max_attempts": 5},
-        "connect_timeout": 5,
-        "read_timeout": 30,
-    }
-    credentials: dict[str, Any] = {}
-    if args.endpoint_url:
-        options["account_id_endpoint_mode"] = "disabled"
-        if session.get_credentials() is None:
-            credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-    config = Config(**options)
-    streams, dynamodb = (
-        session.client(service, region_name=region, endpoint_url=args.endpoint_url, config=config,
-                       **credentials)
-        for service in ("dynamodbstreams", "dynamodb")
-    )
-    return streams, dynamodb
-
-
-def settings_of(args: argparse.Namespace, environ: Any) -> Any:
-    from dataclasses import replace
-
-    from replicator.settings import Settings
-
-    settings = Settings.from_env(environ)
-    if args.key_schema:
-        settings = replace(settings, key_schema=tuple(args.key_schema))
-    return settings
-
-
-def resync_command(args: argparse.Namespace) -> str:
-    """The `replicator resync` command for the same table and target (the URI left out)."""
-    parts = ["replicator", "resync", "--table", args.table]
-    for option in ("database", "collection", "checkpoint_collection", "endpoint_url", "region"):
-        value = getattr(args, option, None)
-        if value:
-            parts += [f"--{option.replace('_', '-')}", value]
-    if args.key_schema:
-        parts += ["--key-schema", ",".join(args.key_schema)]
-    text = " ".join(shlex.quote(part) for part in parts)
-    uri = " --mongodb-uri <the same URI>" if args.mongodb_uri else ""
-    return f"{text}{uri} --yes"
-
-
-def install_signal_handlers(stop: threading.Event) -> None:
-    """SIGTERM/SIGINT: finish the current batch, checkpoint, exit 0. A second one: exit now."""
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        name = signal.Signals(signum).name
-        if stop.is_set():
-            log.warning("%s again: stopping now (the last batch is applied again after a restart)",
-                        name)
-            raise KeyboardInterrupt
-        log.info("%s: finishing the current batch, then stopping", name)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-
-
-def _poller(args: argparse.Namespace, environ: Any, target: Target, stop: threading.Event,
-            **options: Any) -> Any:
-    from replicator.poller import Poller
-
-    streams, dynamodb = aws_clients(args, environ)
-    max_attempts = getattr(args, "max_attempts", 0) or None
-    return Poller(
-        streams, dynamodb, args.table, target.collection, settings_of(args, environ),
-        target.checkpoints, batch_size=args.batch_size, stop=stop,
-        key_schema=args.key_schema, max_attempts=max_attempts, **options,
-    )
-
-
-# -- commands ------------------------------------------------------------------------------------
-def cmd_run(args: argparse.Namespace, environ: Any) -> int:
-    from replicator.poller import ResyncRequired
-
-    stop = threading.Event()
-    install_signal_handlers(stop)
-    target = Target(args, environ)
-    try:
-        poller = _poller(args, environ, target, stop, starting_position=args.starting_position,
-                         poll_interval=args.poll_interval, log_interval=args.log_interval)
-        try:
-            stats = poller.run(once=args.once)
-        except ResyncRequired as error:
-            raise error.with_command(resync_command(args)) from None
-    finally:
-        target.close()
-    why = "stopped by signal" if stats.stopped_by_signal else "stream drained (--once)"
-    log.info("%s: %d records applied, %d checkpoints saved; exiting", why,
-             stats.records_applied, stats.checkpoints)
-    return EXIT_OK
-
-
-def cmd_resync(args: argparse.Namespace, environ: Any) -> int:
-    from replicator.poller import resync
-
-    if not args.yes:
-        raise ConfigurationError(
-            "resync deletes the collection's documents, its tombstones and the table's "
-            "checkpoints, then rebuilds them from the stream and a table scan: stop every "
-            "poller of this table and run again with --yes")
-    stop = threading.Event()
-    install_signal_handlers(stop)
-    target = Target(args, environ)
-    try:
-        poller = _poller(args, environ, target, stop, poll_interval=0.2, log_interval=30.0)
-        stats = resync(poller, page_size=args.batch_size)
-    finally:
-        target.close()
-    log.info("resync done: %d stream records applied, %d items scanned (%d written, %d already "
-             "newer); start `replicator run` now", stats.stream_records_applied,
-             stats.items_scanned, stats.items_written, stats.items_skipped_newer)
-    return EXIT_OK
-
-
-def cmd_checkpoints(args: argparse.Namespace, environ: Any) -> int:
-    target = Target(args, environ)
-    try:
-        store = target.checkpoints
-        if args.delete:
-            if not args.yes:
-                raise ConfigurationError("--delete needs --yes")
-            count = store.delete(table=args.table)
-            print(f"deleted {count} checkpoint documents of table {args.table}")
-            return EXIT_OK
-        documents = store.all(table=args.table)
-        if not documents:
-            print(f"no checkpoints for table {args.table}")
-        for document in documents:
-            if document.get("kind") == "stream":
-                print(f"stream {document.get('stream_arn')}: started at "
-                      f"{document.get('starting_position')} {document.get('started_at')}, "
-                      f"alive {document.get('alive_at')}")
-            else:
-                state = "finished" if document.get("finished") else "open"
-                print(f"  shard {document.get('shard_id')}: {document.get('sequence_number')} "
-                      f"({state}, {document.get('updated_at')})")
-        return EXIT_OK
-    finally:
-        target.close()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     environ = os.environ
     given = list(sys.argv[1:] if argv is None else argv)
@@ -402,8 +203,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(given)  # usage errors: argparse exits with 2, redacted
     secrets = [*secrets_of(args.mongodb_uri, environ), *secrets_in_argv(given)]
     setup_logging(args.log_level, secrets)
-    from replicator.poller import ResyncRequired, RetriesExhausted
-
     try:
         return int(args.func(args, environ))
     except ResyncRequired as error:

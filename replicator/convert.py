@@ -486,8 +486,3 @@ def storage_problem(document: Any) -> tuple[str, str] | None:
             return path, "an integer beyond int64 cannot be encoded as BSON"
     return None
 
-
-def image_to_document(image: Mapping[str, Any], numbers: NumberMode = "lossless") -> dict[str, Any]:
-    """Convenience: convert one image with the default (or float) number mode (a converter of
-    its own per call, so any thread may call it)."""
-    return Converter(numbers).image(image)

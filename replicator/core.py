@@ -1,41 +1,36 @@
-"""The replicator: parse -> (read back) -> plan -> write, and the Lambda batch response.
+"""The replicator: parse -> screen -> (read back) -> plan -> quarantine -> tombstones -> write,
+and the Lambda batch response.
 
-Steps in a fixed order, as Powertools' batch processor does; only the edges do I/O (read-back, the
-quarantine write, the bulk writes). Failures come back as data (a :class:`BatchResult`), and the
-Lambda response is built from it in one place.
+Steps in a fixed order, as Powertools' batch processor does, each module visited once (see
+:meth:`Replicator.process`); the C accelerator stands in for parse + plan alone (``_plan``). Only
+the edges do I/O (read-back, the quarantine write, the tombstone probe, the bulk writes).
+Failures come back as data (a :class:`BatchResult`), and the Lambda response is built from it in
+one place.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib
-import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.errors import PyMongoError
-from pymongo.operations import DeleteOne, UpdateOne
 
 from replicator import apply
-from replicator.convert import Converter, _encodable
-from replicator.errors import ConfigurationError, RecordError, UnsupportedRecordError
-from replicator.events import (
-    BadRecord,
-    Change,
-    EventName,
-    pad_sequence_number,
-    parse_records,
-    records_of,
-    table_arn_of,
-)
+from replicator.convert import Converter
+from replicator.errors import ConfigurationError, UnsupportedRecordError
+from replicator.events import BadRecord, pad_sequence_number, parse_records, records_of
 from replicator.keys import KeyMapper
-from replicator.plan import PlannedWrite, Planner, WritePlan
-from replicator.readback import ItemReader
+from replicator.plan import Planner
+from replicator.quarantine import WriteRejectedError, quarantine_write, record_path
+from replicator.readback import ItemReader, fill_new_images
 from replicator.settings import Settings
+from replicator.sharding import screen_stream_views
+from replicator.source_table import SourceTable
 from replicator.tombstones import TombstoneStore
+from replicator.writes import PlannedWrite, WritePlan
 
 log = logging.getLogger("replicator")
 
@@ -108,12 +103,7 @@ class Replicator:
             key_mapper=KeyMapper(converter, self.settings.key_schema, id_mapping),
             transforms=[load_callable(path) for path in self.settings.transforms],
         )
-        # The table this Replicator replicates (its ARN, before "/stream/"), pinned from the first
-        # record that names one (and matches Settings.source_table when set); records of another
-        # table are quarantined, never merged into this collection. _stream_arn: the full
-        # eventSourceARN the C planner accepts as is (anything else goes the Python way).
-        self._table_arn: str | None = None
-        self._stream_arn: str | None = None
+        self.source = SourceTable(self.settings.source_table)
         self._logged_problems: set[str] = set()
 
     # -- entry points ----------------------------------------------------------------------------
@@ -122,9 +112,11 @@ class Replicator:
         return self.process(event).lambda_response()
 
     def process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> BatchResult:
+        """A record's whole path, forward: plan (parse -> screen -> read back -> plan), quarantine
+        the bad records, then write (tombstones -> bulk write -> quarantine the rejected)."""
         records = records_of(event)
         result = BatchResult(records=len(records))
-        plan = self.plan(records)
+        plan = self._plan(records)
         self._settle_bad_records(plan, result)
         self._write(plan, result, records)
         for failed_sequence, why in result.failures:
@@ -133,64 +125,25 @@ class Replicator:
 
     def plan(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> WritePlan:
         """The write plan for an event, without writing (pure unless a read-back is needed)."""
-        records = records_of(event)
-        if self._stream_arn is None and records:
-            self._pin_table(records[0])
-        # the C accelerator's one pass, common case
-        plan = self.planner.plan_records(records, self._stream_arn)
+        return self._plan(records_of(event))
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _plan(self, records: list[Any]) -> WritePlan:
+        """Raw records -> a write plan. The C accelerator, where it runs (see
+        replicator.accelerator.declined_by), is a drop-in for parse + plan of a batch that needs
+        nothing in between (every record well formed, of the pinned stream, with its new image);
+        for anything else it answers None and the Python steps decide, as the reference."""
+        self.source.pin(records)
+        plan = self.planner.plan_records(records, self.source.stream_arn)
         if plan is not None:
             return plan
         changes, bad = parse_records(records)
-        changes = self._of_this_table(changes, bad)
-        changes = self._check_stream_view(changes, bad)
-        changes = self._read_back(changes, bad)
+        changes = self.source.screen(changes, bad)
+        changes = screen_stream_views(self.settings, changes, bad)
+        changes = fill_new_images(changes, bad, self.item_reader)
         plan = self.planner.plan(changes, bad)
         self._log_configuration_problems(plan.bad_records)
         return plan
-
-    # -- steps -----------------------------------------------------------------------------------
-    def _pin_table(self, raw: Any) -> None:
-        """Pin the table of the batch's first record, before the C planner sees the batch (it
-        takes only records of the pinned stream, so the common batch stays on its path)."""
-        arn = raw.get("eventSourceARN") if type(raw) is dict else None
-        table = table_arn_of(arn)
-        if table is not None and self._is_source(table):
-            self._table_arn, self._stream_arn = table, arn
-
-    def _is_source(self, table_arn: str) -> bool:
-        wanted = self.settings.source_table
-        if wanted is None:
-            return self._table_arn is None or table_arn == self._table_arn
-        if wanted.startswith("arn:"):
-            return table_arn == table_arn_of(wanted)
-        return table_arn.rpartition(":table/")[2] == wanted
-
-    def _of_this_table(self, changes: list[Change], bad: list[BadRecord]) -> list[Change]:
-        """The changes of the pinned table (and those without eventSourceARN, as GetRecords
-        gives them); a record of another table is quarantined: two tables merged into one
-        collection would overwrite each other's documents by key."""
-        kept = []
-        for change in changes:
-            table = table_arn_of(change.event_source_arn)
-            if table is not None and self._table_arn is None and self._is_source(table):
-                self._table_arn = table
-            if table is None or table == self._table_arn:
-                if table is not None:
-                    self._stream_arn = change.event_source_arn  # a new stream of the same table
-                kept.append(change)
-                continue
-            wanted = self.settings.source_table
-            error = UnsupportedRecordError(
-                f"record of table {table}, but this Replicator replicates "
-                + (f"{self._table_arn}" if self._table_arn else f"table {wanted!r}")
-                + " (Settings.source_table, or the first table seen): give each table its own "
-                "Replicator and collection",
-                problem="record of another table",
-                field_path="eventSourceARN",
-            ).located(index=change.index, event_id=change.event_id,
-                      sequence_number=change.sequence_number)
-            bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
-        return kept
 
     def _log_configuration_problems(self, bad_records: list[BadRecord]) -> None:
         """Each kind of configuration problem once per Replicator (per Lambda container), not
@@ -200,61 +153,6 @@ class Replicator:
             if isinstance(error, UnsupportedRecordError) and error.problem not in self._logged_problems:
                 self._logged_problems.add(error.problem)
                 log.warning("configuration: %s (such records are quarantined)", error.reason)
-
-    def _check_stream_view(self, changes: list[Change], bad: list[BadRecord]) -> list[Change]:
-        """With a shard key that can change, a record from a stream without old images cannot
-        say where its document is stored: quarantined with the fix, before any write. Judged per
-        record (a single KEYS_ONLY record must not stop a batch); logged once."""
-        if not self.settings.shard_key:
-            return changes
-        kept = []
-        for change in changes:
-            try:
-                if change.stream_view_type is not None:
-                    self.planner.check_stream_view(change.stream_view_type, tuple(change.keys))
-            except ConfigurationError as problem:
-                error = UnsupportedRecordError(
-                    str(problem), problem="stream view without old images for a movable shard key",
-                    field_path="dynamodb.StreamViewType",
-                ).located(index=change.index, event_id=change.event_id,
-                          sequence_number=change.sequence_number)
-                bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
-                continue
-            kept.append(change)
-        return kept
-
-    def _read_back(self, changes: list[Change], bad: list[BadRecord]) -> list[Change]:
-        needed = [c for c in changes if c.event_name is not EventName.REMOVE and c.new_image is None]
-        if not needed:
-            return changes
-        if self.item_reader is None:
-            # Judged per record: one record without a new image must not stop the batch.
-            for change in needed:
-                view = change.stream_view_type
-                error = UnsupportedRecordError(
-                    f"a {change.event_name.value} from a "
-                    f"{view.value if view else 'image-less'} stream does not carry the new item: "
-                    "give Replicator an item reader (replicator.readback.DynamoDBItemReader) so "
-                    "it can read the item back, or set the stream to NEW_AND_OLD_IMAGES or "
-                    "NEW_IMAGE",
-                    problem="no new image and no item reader",
-                    field_path="dynamodb.NewImage",
-                ).located(index=change.index, event_id=change.event_id,
-                          sequence_number=change.sequence_number)
-                bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
-            skipped = {c.index for c in needed}
-            return [c for c in changes if c.index not in skipped]
-        images = self.item_reader.read([c.keys for c in needed])
-        filled = {
-            c.index: (
-                replace(c, new_image=image)
-                if image is not None
-                # Gone by now: the delete's own record follows; deleting here is the same state.
-                else replace(c, event_name=EventName.REMOVE)
-            )
-            for c, image in zip(needed, images, strict=True)
-        }
-        return [filled.get(c.index, c) for c in changes]
 
     def _settle_bad_records(self, plan: WritePlan, result: BatchResult) -> None:
         if not plan.bad_records:
@@ -273,7 +171,7 @@ class Replicator:
             )
             return
         writes = [
-            PlannedWrite(_quarantine_write(bad), (bad.sequence_number or "",))
+            quarantine_write(bad)
             for bad in bad_records
         ]
         outcome = apply.write(self.quarantine, writes)
@@ -294,7 +192,7 @@ class Replicator:
     def _write(self, plan: WritePlan, result: BatchResult, records: Sequence[Any] = ()) -> None:
         sequence_field = self.settings.sequence_field
         rejected: list[tuple[PlannedWrite, apply.Rejection, str]] = []
-        archive_writes = [w for w in plan.writes if w.collection == "archive"]
+        archive_writes = plan.archive_writes
         blocked: set[tuple[str, ...]] = set()
         if archive_writes:
             outcome = apply.write(self.archive, archive_writes, sequence_field=sequence_field)
@@ -305,8 +203,7 @@ class Replicator:
             # A rejected archive write keeps the old image in the quarantine (its raw record):
             # the delete may go ahead, nothing is lost.
             rejected.extend((w, why, "dynamodb.OldImage") for w, why in outcome.rejected)
-        main = [w for w in plan.writes if w.collection == "main"
-                and w.sequence_numbers not in blocked]
+        main = [w for w in plan.main_writes if w.sequence_numbers not in blocked]
         cleanup: list[PlannedWrite] = []
         if self.tombstones is not None and main:
             guarded = self.tombstones.guard(main)
@@ -318,8 +215,8 @@ class Replicator:
             # behind (by an earlier delivery whose re-check failed, see _undo_resurrections), in
             # the same bulk. A newer version is never removed ($lt the tombstone).
             cleanup = [
-                PlannedWrite(DeleteOne({"_id": w.operation._filter["_id"],
-                                        sequence_field: {"$lt": tombstone}}), w.sequence_numbers)
+                PlannedWrite.delete({"_id": w.document_id, sequence_field: {"$lt": tombstone}},
+                                    w.sequence_numbers)
                 for w, tombstone in zip(guarded.blocked, guarded.blocked_by, strict=True)
             ]
             main = guarded.clear + cleanup
@@ -364,9 +261,9 @@ class Replicator:
         if not newer:
             return
         undo = [
-            PlannedWrite(
-                DeleteOne({"_id": planned.operation._filter["_id"],
-                           sequence_field: pad_sequence_number(planned.sequence_numbers[-1])}),
+            PlannedWrite.delete(
+                {"_id": planned.document_id,
+                 sequence_field: pad_sequence_number(planned.sequence_numbers[-1])},
                 planned.sequence_numbers,
             )
             for planned, _ in newer
@@ -397,7 +294,7 @@ class Replicator:
             sequence = planned.sequence_numbers[-1]
             index, raw = by_sequence.get(sequence, (-1, None))
             error = WriteRejectedError(
-                rejection, field_path=_record_path(root, rejection.field_path), index=index,
+                rejection, field_path=record_path(root, rejection.field_path), index=index,
                 event_id=raw.get("eventID") if isinstance(raw, Mapping) else None,
                 sequence_number=sequence, covered=planned.sequence_numbers,
             )
@@ -406,144 +303,10 @@ class Replicator:
         self._keep(bad_records, result)
 
 
-class WriteRejectedError(RecordError):
-    """MongoDB or the client refused a planned write for good (see apply.Rejection)."""
-
-    def __init__(self, rejection: apply.Rejection, *, covered: Sequence[str] = (),
-                 **where: Any) -> None:
-        self.code = rejection.code
-        self.kind = rejection.kind
-        self.covered = tuple(covered)
-        super().__init__(f"write rejected ({rejection.kind}): {rejection.reason}", **where)
-
-    def as_dict(self) -> dict[str, object]:
-        details = super().as_dict()
-        details.update(code=self.code, kind=self.kind, covered_sequence_numbers=list(self.covered))
-        return details
-
-
 def _sequence_of_raw(record: Any) -> str | None:
     body = record.get("dynamodb") if isinstance(record, Mapping) else None
     sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
     return sequence if isinstance(sequence, str) else None
-
-
-def _record_path(root: str, document_path: str) -> str:
-    """A document path -> the record's field path: ``_id`` comes from Keys, the rest from the
-    image the write carries."""
-    if not document_path:
-        return ""
-    if document_path == "_id" or document_path.startswith("_id."):
-        return "dynamodb.Keys"
-    return f"{root}.{document_path}"
-
-
-def quarantine_document(bad: BadRecord) -> dict[str, Any]:
-    """What the quarantine keeps: the raw record (exact JSON text), the error and the time."""
-    error = bad.error
-    details = error.as_dict() if hasattr(error, "as_dict") else {
-        "type": type(error).__name__, "message": str(error)}
-    return {
-        "_id": _quarantine_id(bad),
-        "sequence_number": _text_safe(bad.sequence_number),
-        "index": bad.index,
-        "error": _text_safe(details),
-        "raw_record": _raw_json(bad.raw),
-        "quarantined_at": datetime.now(timezone.utc),
-    }
-
-
-def _quarantine_write(bad: BadRecord) -> UpdateOne:
-    """Upsert by a content-addressed id; a redelivery keeps the time it was first quarantined."""
-    document = quarantine_document(bad)
-    first_seen = document.pop("quarantined_at")
-    document_id = document.pop("_id")
-    return UpdateOne(
-        {"_id": document_id},
-        {"$set": document, "$setOnInsert": {"quarantined_at": first_seen}},
-        upsert=True,
-    )
-
-
-def _quarantine_id(bad: BadRecord) -> str:
-    """Stable across redeliveries (a replayed batch does not quarantine a record twice), and
-    distinct for distinct records even when they claim the same sequence number."""
-    # surrogatepass: a lone surrogate (crafted input, json.loads accepts it) must not raise here
-    digest = hashlib.sha256(_raw_json(bad.raw).encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{_text_safe(bad.sequence_number) or 'no-sequence'}:{digest}"
-
-
-def _raw_json(raw: Any) -> str:
-    """The raw record as JSON text that BSON can store: readable (non-ASCII kept) when UTF-8 can
-    encode it, else with every non-ASCII character escaped (a lone surrogate); any depth."""
-    try:
-        text = json.dumps(raw, default=_json_fallback, sort_keys=True, ensure_ascii=False)
-    except RecursionError:  # nesting beyond the interpreter's limit (a crafted record)
-        return _deep_json(raw)
-    except (TypeError, ValueError):  # non-str keys of mixed types, a cycle
-        return str(_text_safe(repr(raw)))
-    if _encodable(text):
-        return text
-    # A lone surrogate (crafted input) cannot be stored as UTF-8: keep the exact record as JSON
-    # with \u escapes, which json.loads turns back into the same string.
-    return json.dumps(raw, default=_json_fallback, sort_keys=True, ensure_ascii=True)
-
-
-def _json_fallback(value: Any) -> Any:
-    if isinstance(value, (bytes, bytearray)):
-        import base64
-
-        return {"$binary_base64": base64.b64encode(bytes(value)).decode()}
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return repr(value)
-
-
-def _deep_json(raw: Any) -> str:
-    """``json.dumps(raw, sort_keys=True, ensure_ascii=True)`` without recursion."""
-    parts: list[str] = []
-    stack: list[tuple[bool, Any]] = [(False, raw)]
-    while stack:
-        literal, item = stack.pop()
-        if literal:
-            parts.append(item)
-            continue
-        todo: list[tuple[bool, Any]] = []
-        if isinstance(item, Mapping):
-            entries = sorted(((str(k), v) for k, v in item.items()), key=lambda kv: kv[0])
-            todo.append((True, "{"))
-            for n, (name, value) in enumerate(entries):
-                todo.append((True, ("" if n == 0 else ", ") + json.dumps(name) + ": "))
-                todo.append((False, value))
-            todo.append((True, "}"))
-        elif isinstance(item, (list, tuple)):
-            todo.append((True, "["))
-            for n, value in enumerate(item):
-                if n:
-                    todo.append((True, ", "))
-                todo.append((False, value))
-            todo.append((True, "]"))
-        else:
-            fallback = _json_fallback(item) if not isinstance(
-                item, (str, int, float, bool, type(None))) else item
-            todo.append((True, json.dumps(fallback, default=repr)))
-        stack.extend(reversed(todo))
-    return "".join(parts)
-
-
-def _text_safe(value: Any) -> Any:
-    """Strings that UTF-8 (hence BSON) cannot hold, made storable (an error message may quote a
-    lone surrogate or a NUL of the record it is about)."""
-    if isinstance(value, str):
-        if _encodable(value):
-            return value
-        return value.encode("utf-8", "backslashreplace").decode("utf-8")
-    if isinstance(value, Mapping):
-        return {str(_text_safe(k)).replace("\x00", "\\x00"): _text_safe(v)
-                for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_text_safe(v) for v in value]
-    return value
 
 
 def _sequence_for_retry(bad: BadRecord, plan: WritePlan | None) -> str:

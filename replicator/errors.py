@@ -7,6 +7,8 @@ to find the offending value.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class ReplicationError(Exception):
     """Base class of every error the replicator raises on purpose."""
@@ -92,3 +94,58 @@ class UnsupportedRecordError(RecordError):
     def __init__(self, message: str, *, problem: str, **where: object) -> None:
         self.problem = problem
         super().__init__(message, **where)  # type: ignore[arg-type]
+
+
+# -- the poller, the re-sync and the migration --------------------------------------------------
+class ResyncRequired(ReplicationError):
+    """A checkpoint is older than what the stream still holds: changes were lost; re-sync.
+
+    ``command`` is filled in by the CLI with the exact command to run.
+    """
+
+    def __init__(self, reason: str, *, table: str | None, stream_arn: str,
+                 shard_id: str | None = None, sequence_number: str | None = None) -> None:
+        self.reason = reason
+        self.table = table
+        self.stream_arn = stream_arn
+        self.shard_id = shard_id
+        self.sequence_number = sequence_number
+        self.command: str | None = None
+        super().__init__(self._render())
+
+    def _render(self) -> str:
+        command = self.command or (
+            f"replicator resync --table {self.table or '<table>'} --yes "
+            "(with the same MongoDB and AWS options as `replicator run`)"
+        )
+        return (
+            f"{self.reason}. The stream keeps records for 24 hours, so the changes after the "
+            "checkpoint are gone and the collection cannot be brought up to date from the "
+            "stream. Re-sync it from the table: stop every poller of this table, then run\n"
+            f"    {command}\n"
+            "which deletes this table's checkpoints, empties the collection and its tombstones, "
+            "applies what the stream still holds and scans the table into the collection; then "
+            "start `replicator run` again (see docs/poller.md, \"Re-sync\")."
+        )
+
+    def with_command(self, command: str) -> ResyncRequired:
+        self.command = command
+        self.args = (self._render(),)
+        return self
+
+
+class RetriesExhausted(ReplicationError):
+    """A write, checkpoint or stream read kept failing ``max_attempts`` times in a row."""
+
+
+class CopyInterrupted(ReplicationError):
+    """The copy stopped (signal, or retries exhausted) before every segment was done; run it
+    again to resume."""
+
+
+class StreamReadTimeout(TimeoutError):
+    """``drain`` ran out of time while records were still arriving; ``records`` holds what was read."""
+
+    def __init__(self, message: str, records: dict[str, list[dict[str, Any]]]) -> None:
+        super().__init__(message)
+        self.records = records

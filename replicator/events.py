@@ -41,10 +41,6 @@ class StreamViewType(str, enum.Enum):
     OLD_IMAGE = "OLD_IMAGE"
     KEYS_ONLY = "KEYS_ONLY"
 
-    @property
-    def has_new_image(self) -> bool:
-        return self in (StreamViewType.NEW_AND_OLD_IMAGES, StreamViewType.NEW_IMAGE)
-
 
 @dataclass(frozen=True)
 class Change:
@@ -68,10 +64,6 @@ class Change:
         """Sequence numbers are decimal strings of up to 40 digits; compare them padded."""
         return pad_sequence_number(self.sequence_number)
 
-    @property
-    def table_arn(self) -> str | None:
-        """The table's ARN: ``eventSourceARN`` before ``/stream/`` (None without one)."""
-        return table_arn_of(self.event_source_arn)
 
     @property
     def table_name(self) -> str | None:
@@ -133,9 +125,10 @@ def parse_records(
 ) -> tuple[list[Change], list[BadRecord]]:
     """Parse every record; a malformed one becomes a :class:`BadRecord`, the others go on.
 
-    ``accelerate=False`` keeps to pure Python even where the C accelerator is built.
+    ``accelerate=False`` keeps to pure Python even where the C accelerator is built. A list is
+    taken as the records themselves (the Replicator has already run :func:`records_of`).
     """
-    records = records_of(event)
+    records = event if type(event) is list else records_of(event)
     fast: list[Change | None] | None = None
     if accelerate and native is not None and type(records) is list:
         # The C accelerator parses the well-formed records; None marks one parse_record decides.

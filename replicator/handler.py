@@ -20,6 +20,7 @@ import os
 import threading
 from typing import Any
 
+from replicator.accelerator import planning_path
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError
 from replicator.redact import install_log_redaction, secrets_of
@@ -47,23 +48,17 @@ def build_from_env(environ: Any) -> Replicator:
     # Before the first client exists: nothing it logs is unredacted.
     install_log_redaction(secrets_of(None, environ))
     from replicator import uri_source
+    from replicator.mongo import connect
 
     missing = [v for v in ("MONGODB_DATABASE", "MONGODB_COLLECTION") if not environ.get(v)]
     if not uri_source.configured(environ):
         missing.insert(0, " or ".join(uri_source.VARIABLES))
     if missing:
         raise ConfigurationError(f"set the environment variable(s) {', '.join(missing)}")
-    from pymongo import MongoClient
-
     uri = uri_source.mongodb_uri(environ)  # Secrets Manager / SSM / plain: see uri_source.py
     # A URI read from Secrets Manager or SSM has a password the environment does not show.
     install_log_redaction(secrets_of(uri, environ))
-    client: Any = MongoClient(
-        uri,
-        appname="ddb-mongo-replicator",
-        serverSelectionTimeoutMS=int(environ.get("MONGODB_TIMEOUT_MS", "10000")),
-        retryWrites=True,
-    )
+    client = connect(uri, server_selection_timeout_ms=int(environ.get("MONGODB_TIMEOUT_MS", "10000")))
     collection = client[environ["MONGODB_DATABASE"]][environ["MONGODB_COLLECTION"]]
     item_reader = None
     if environ.get("REPLICATOR_READ_BACK_TABLE"):
@@ -75,10 +70,11 @@ def build_from_env(environ: Any) -> Replicator:
             boto3.client("dynamodb"), environ["REPLICATOR_READ_BACK_TABLE"]
         )
     settings = Settings.from_env(environ)
+    # Once per container (cold start), not per batch: which path plans, and why.
     log.info(
-        "replicating into %s.%s (guard=%s, ttl_deletes=%s, bad_records=%s)",
+        "replicating into %s.%s (guard=%s, ttl_deletes=%s, bad_records=%s); planning: %s",
         environ["MONGODB_DATABASE"], environ["MONGODB_COLLECTION"],
-        settings.guard, settings.ttl_deletes, settings.bad_records,
+        settings.guard, settings.ttl_deletes, settings.bad_records, planning_path(settings),
     )
     return Replicator(collection, settings, item_reader=item_reader)
 

@@ -1,4 +1,5 @@
-"""Changes -> a write plan: pymongo operations plus a map back to sequence numbers (pure).
+"""Changes -> a write plan: planned writes (replicator.writes) with the sequence numbers each
+stands for (pure).
 
 Within a batch the changes of one ``_id`` are coalesced: only the newest by sequence number is
 written, as a whole-document replacement (so attributes DynamoDB removed are removed) or a delete.
@@ -19,16 +20,11 @@ collection, or moto's key-only INSERT before the full one), the write is a shard
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+from typing import Any
 
-import bson
-from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
-
-from replicator.accelerator import native
+from replicator.accelerator import declined_by, native
 from replicator.convert import Converter, storage_problem
 from replicator.errors import (
-    ConfigurationError,
     ConversionError,
     MalformedRecordError,
     RecordError,
@@ -36,90 +32,20 @@ from replicator.errors import (
     UnsupportedRecordError,
 )
 from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
-from replicator.frozen import build, check_plain
 from replicator.keys import KeyMapper, identity
 from replicator.settings import Settings
+from replicator.sharding import (
+    ShardKeyMove,
+    check_stream_view,
+    movable_shard_key,
+    same_shard_values,
+    shard_values,
+)
+from replicator.writes import PlannedWrite, WriteDocument, WriteKind, WritePlan, main_write
 
-# A runtime union (isinstance works on it); the type checker sees the parametrized form.
-if TYPE_CHECKING:
-    Operation: TypeAlias = "ReplaceOne[dict[str, Any]] | DeleteOne | UpdateOne"
-else:
-    Operation = ReplaceOne | DeleteOne | UpdateOne
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 #: Planner.plan_records' default: records of any eventSourceARN (the Replicator passes its pin).
 ANY_STREAM: Any = object()
-CollectionRole = Literal["main", "archive"]
-
-
-@dataclass(frozen=True)
-class ShardKeyMove:
-    """A write that moves its document to another shard key value.
-
-    MongoDB changes a document's shard key value only in a retryable write or a transaction, with
-    the full OLD shard key in the filter (MongoDB docs: "Change a Document's Shard Key Value").
-    The PlannedWrite's own ``operation`` is that single write (old shard key + guard, upsert);
-    apply.py sends it alone where the target has no transactions. Where it has them (replica set,
-    sharded cluster) apply.py runs the move as one transaction instead: read every stored copy of
-    ``document_id``; if one is at least as new as ``sequence`` the change is stale; otherwise
-    delete each copy that is not at the ``new`` shard key value (by its full shard key) and run
-    ``write`` (new shard key + guard, upsert). Reading first also finds a copy stored at a value
-    no image mentions, which a blind upsert would duplicate on another shard.
-
-    ``old`` is None when the stored value is unknown (the oldest change of the batch has no old
-    image); the single write then filters on ``_id`` and the guard only, which is right on an
-    unsharded target, the only kind without transactions.
-    """
-
-    document_id: Any
-    shard_key: tuple[str, ...]
-    old: dict[str, Any] | None
-    new: dict[str, Any]
-    write: Operation
-    sequence_field: str
-    #: the change's padded sequence number; None when the stale-write guard is off
-    sequence: str | None
-
-
-@dataclass(frozen=True)
-class PlannedWrite:
-    """One operation and the sequence numbers of every record it stands for (ascending)."""
-
-    operation: Operation
-    sequence_numbers: tuple[str, ...]
-    collection: CollectionRole = "main"
-    #: set when the write changes the document's shard key value (see ShardKeyMove)
-    shard_key_move: ShardKeyMove | None = None
-
-
-check_plain(PlannedWrite)
-
-
-def _main_write(operation: Operation, sequence_numbers: tuple[str, ...]) -> PlannedWrite:
-    """``PlannedWrite(operation, sequence_numbers)``, built as frozen.py explains (hot: once per
-    planned write); the same object."""
-    return build(PlannedWrite, {
-        "operation": operation,
-        "sequence_numbers": sequence_numbers,
-        "collection": "main",
-        "shard_key_move": None,
-    })
-
-
-@dataclass
-class WritePlan:
-    writes: list[PlannedWrite] = field(default_factory=list)
-    #: records that can never be applied (malformed, unconvertible, failed transform)
-    bad_records: list[BadRecord] = field(default_factory=list)
-    #: changes held back behind a failing record (bad_records="fail"); Lambda redelivers them
-    deferred: list[Change] = field(default_factory=list)
-
-    @property
-    def operations(self) -> list[Operation]:
-        return [w.operation for w in self.writes if w.collection == "main"]
-
-    @property
-    def archive_operations(self) -> list[Operation]:
-        return [w.operation for w in self.writes if w.collection == "archive"]
 
 
 class Planner:
@@ -135,11 +61,11 @@ class Planner:
         self.converter = converter or Converter(settings.numbers)
         self.key_mapper = key_mapper or KeyMapper(self.converter, settings.key_schema)
         self.transforms = tuple(transforms)
-        # The C accelerator plans a whole batch of raw records in one pass for the common
-        # settings (see plan_records); anything else is planned here, in Python.
+        # The C accelerator plans a whole batch of raw records in one pass where it implements
+        # every planning setting (accelerator.declined_by: the one gate); Python plans the rest.
         common = (
-            not self.transforms
-            and not settings.shard_key
+            not declined_by(settings)
+            and not self.transforms
             and self.key_mapper.id_mapping is None
             and self.converter.native is not None
             and self.key_mapper.converter.native is not None
@@ -151,10 +77,11 @@ class Planner:
     # -- entry points --------------------------------------------------------------------------
     def plan_records(self, records: list[Any], stream_arn: Any = ANY_STREAM) -> WritePlan | None:
         """The plan for a batch of raw records (a Lambda event's ``Records``) in one pass of the C
-        accelerator, when this planner's settings are the common ones (no transforms, shard key
-        or id mapping) and every record is well formed and ready to plan, and every record with an
-        ``eventSourceARN`` has exactly ``stream_arn`` (the Replicator's pinned stream; None: no
-        record may have one; ANY_STREAM, the default: not checked). None otherwise: then
+        accelerator, when it implements this planner's settings (accelerator.declined_by, the
+        one gate: no transforms, shard key or id mapping) and every record is well formed and
+        ready to plan, and every record with an ``eventSourceARN`` has exactly ``stream_arn`` (the
+        Replicator's pinned stream; None: no record may have one; ANY_STREAM, the default: not
+        checked). None otherwise: then
         ``plan(*parse_records(records))`` (after any read-back) decides, as the reference, and
         gives an equal plan where both apply (tests/unit/test_speedups.py)."""
         if self._native_plan is None or type(records) is not list:
@@ -300,18 +227,20 @@ class Planner:
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
         if stored is None or (stored and same_shard_values(stored, new)):
-            return [_main_write(self._replacement(self._filter(document_id, sequence, new), document), seqs)]
+            kind, written = self._replacement(document)
+            return [main_write(kind, self._filter(document_id, sequence, new), written, seqs)]
+        kind, written = self._replacement(document)
         move = ShardKeyMove(
             document_id=document_id,
             shard_key=tuple(self.settings.shard_key),
             old=dict(stored) or None,
             new=new,
-            write=self._replacement(self._filter(document_id, sequence, new), document),
+            write=main_write(kind, self._filter(document_id, sequence, new), written, seqs),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
         )
-        operation = self._replacement(self._filter(document_id, sequence, stored), document)
-        return [PlannedWrite(operation, seqs, shard_key_move=move)]
+        return [PlannedWrite(kind, self._filter(document_id, sequence, stored), written, True, seqs,
+                             shard_key_move=move)]
 
     def _delete_for(
         self,
@@ -332,7 +261,7 @@ class Planner:
             stored = self._shard_values(shard_source)
         # stored == {}: where the document is is unknown; a single-document delete by _id alone
         # is valid on a sharded collection too (MongoDB sends it to every shard).
-        delete = _main_write(DeleteOne(self._filter(document_id, sequence, stored)), seqs)
+        delete = main_write("delete", self._filter(document_id, sequence, stored), None, seqs)
         if not change.is_ttl_delete or self.settings.ttl_deletes == "delete":
             return [delete]
         if self.settings.ttl_deletes == "ignore":
@@ -354,10 +283,9 @@ class Planner:
             archived[self.settings.sequence_field] = sequence
         # Guarded like the main write (a late redelivery must not overwrite a newer archived
         # expiry) and $-safe (an old image may hold $-prefixed names): see _replacement.
-        archive = PlannedWrite(
-            self._replacement(self._filter(document_id, sequence, {}), archived), seqs,
-            collection="archive",
-        )
+        kind, written = self._replacement(archived)
+        archive = PlannedWrite(kind, self._filter(document_id, sequence, {}), written, True, seqs,
+                               collection="archive")
         return [archive, delete]
 
     def _check_new_image(self, change: Change, image: Mapping[str, Any]) -> None:
@@ -433,12 +361,13 @@ class Planner:
                                      field_path=f"transformed{path}")
         return converted
 
-    def _replacement(self, guard: dict[str, Any], document: dict[str, Any]) -> Operation:
+    def _replacement(self, document: dict[str, Any]) -> tuple[WriteKind, WriteDocument]:
+        """How to write ``document`` whole: a replacement, or a pipeline update."""
         if _has_dollar_name(document, self.converter.native):
             # MongoDB refuses top-level $-names in a replacement of an existing document, but a
             # pipeline update writes them literally (MongoDB docs: "Field Names", 5.0+).
-            return UpdateOne(guard, [{"$replaceWith": {"$literal": document}}], upsert=True)
-        return ReplaceOne(guard, document, upsert=True)
+            return "update", [{"$replaceWith": {"$literal": document}}]
+        return "replace", document
 
     def _filter(
         self, document_id: Any, sequence: str, shard_values: Mapping[str, Any]
@@ -496,87 +425,11 @@ class Planner:
 def configure_accelerator(module: Any) -> None:
     """Hand the C accelerator what its ``plan_records`` builds with (done at import when it is
     on; the tests call it to test the C module directly even in a pure-Python run)."""
-    module.configure_planner(
-        PlannedWrite, ReplaceOne, DeleteOne, UpdateOne,
-        slot_template(ReplaceOne, {}, {}, upsert=True), slot_template(DeleteOne, {}),
-    )
-
-
-_UNSET = object()
-
-
-def slot_template(cls: type, operation_filter: Any, *rest: Any, **options: Any) -> Any:
-    """How ``cls(operation_filter, *rest, **options)`` fills the slots of a pymongo operation, so
-    the C planner can fill them the same way without running ``__init__`` (whose checks, a
-    mapping filter and a bool upsert, hold by construction there): ``(descriptors, values,
-    filter_index, document_index, unset)``; the planner puts its filter (and document) at those
-    indexes and the example's values everywhere else. None when the class is not made of plain
-    ``__slots__`` (instances with a ``__dict__``, its own ``__new__``); the C module then calls
-    the class. It also compares what it builds with the class's own result before using it."""
-    if cls.__new__ is not object.__new__ or cls.__dictoffset__:  # type: ignore[comparison-overlap]
-        return None  # its own __new__, or instances with a __dict__
-    descriptors: list[Any] = []
-    for klass in cls.__mro__[:-1]:
-        names = vars(klass).get("__slots__")
-        if names is None:
-            if klass.__basicsize__ != object.__basicsize__:
-                return None  # a base with state of its own (typing.Generic, a C type in 3.12+, has none)
-            continue
-        for name in (names,) if isinstance(names, str) else names:
-            if name == "__dict__":
-                return None
-            if name.startswith("__") and not name.endswith("__"):
-                name = f"_{klass.__name__.lstrip('_')}{name}"  # name mangling
-            if name != "__weakref__":
-                descriptors.append(vars(klass)[name])
-    example = cls(operation_filter, *rest, **options)
-    values = tuple(getattr(example, d.__name__, _UNSET) for d in descriptors)
-    where = [next((i for i, v in enumerate(values) if v is probe), None)
-             for probe in (operation_filter, *rest)]
-    if None in where:
-        return None
-    return tuple(descriptors), values, where[0], where[1] if rest else -1, _UNSET
+    module.configure_planner(PlannedWrite)
 
 
 if native is not None:
     configure_accelerator(native)
-
-
-def shard_values(document: Mapping[str, Any], shard_key: Sequence[str]) -> dict[str, Any]:
-    """``{field: value}`` of the shard key in ``document`` (dotted paths; missing -> None)."""
-    return {name: _get_path(document, name) for name in shard_key}
-
-
-def same_shard_values(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
-    """Strict: same fields, BSON types and values (1 and 1.0 differ). A doubtful case becomes a
-    move, which is correct in every case, only slower."""
-    return list(a) == list(b) and bson.encode({"v": list(a.values())}) == bson.encode(
-        {"v": list(b.values())}
-    )
-
-
-def movable_shard_key(shard_key: Sequence[str], key_names: Sequence[str]) -> list[str]:
-    """The shard key fields that are not table key attributes (their value can change)."""
-    keys = set(key_names) | {"_id"}
-    return [name for name in shard_key if name.split(".")[0] not in keys]
-
-
-def check_stream_view(
-    settings: Settings, view: StreamViewType | None, key_names: Sequence[str]
-) -> None:
-    """ConfigurationError when a shard key field can change but the stream has no old images."""
-    if not settings.shard_key or view not in (StreamViewType.NEW_IMAGE, StreamViewType.KEYS_ONLY):
-        return
-    names = tuple(settings.key_schema or key_names)
-    movable = movable_shard_key(settings.shard_key, names)
-    if movable:
-        raise ConfigurationError(
-            f"shard key field(s) {movable} are not attributes of the table key {list(names)}, so "
-            f"a change can move a document to another shard key value, and the stream's view type "
-            f"{view.value} carries no old image to say where the document is stored now: set the "
-            "stream view type to NEW_AND_OLD_IMAGES (or OLD_IMAGE with an item reader), or shard "
-            "the collection on table key attributes"
-        )
 
 
 def _has_dollar_name(document: dict[str, Any], accelerator: Any = None) -> bool:
@@ -590,15 +443,6 @@ def _has_dollar_name(document: dict[str, Any], accelerator: Any = None) -> bool:
         if name.startswith("$"):
             return True
     return False
-
-
-def _get_path(document: Mapping[str, Any], dotted: str) -> Any:
-    value: Any = document
-    for part in dotted.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None  # MongoDB treats a missing shard key field as null
-        value = value[part]
-    return value
 
 
 def _bad(change: Change, error: RecordError) -> BadRecord:

@@ -25,74 +25,37 @@ every record up to it.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
 from replicator.checkpoints import Checkpoint, CheckpointStore, StreamMarker
 from replicator.core import BatchResult, Replicator
-from replicator.errors import ConfigurationError, ReplicationError
+from replicator.errors import (
+    ConfigurationError,
+    ReplicationError,
+    ResyncRequired,
+)
 from replicator.events import pad_sequence_number
+from replicator.resume import check_resume
+from replicator.retry import Backoff
 from replicator.settings import Settings
 from replicator.streams import ShardState, StartingPosition, StreamReader, error_code
+from replicator.tables import TableInfo, describe_table
 
 log = logging.getLogger("replicator.poller")
 
-#: How long DynamoDB Streams keeps a record.
-RETENTION = timedelta(hours=24)
 #: Stream errors that no retry will cure.
 FATAL_STREAM_ERRORS = frozenset({
     "ResourceNotFoundException", "ValidationException", "AccessDeniedException",
     "UnrecognizedClientException", "InvalidSignatureException", "UnknownOperationException",
 })
 Record = dict[str, Any]
-
-
-class ResyncRequired(ReplicationError):
-    """A checkpoint is older than what the stream still holds: changes were lost; re-sync.
-
-    ``command`` is filled in by the CLI with the exact command to run.
-    """
-
-    def __init__(self, reason: str, *, table: str | None, stream_arn: str,
-                 shard_id: str | None = None, sequence_number: str | None = None) -> None:
-        self.reason = reason
-        self.table = table
-        self.stream_arn = stream_arn
-        self.shard_id = shard_id
-        self.sequence_number = sequence_number
-        self.command: str | None = None
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        command = self.command or (
-            f"replicator resync --table {self.table or '<table>'} --yes "
-            "(with the same MongoDB and AWS options as `replicator run`)"
-        )
-        return (
-            f"{self.reason}. The stream keeps records for 24 hours, so the changes after the "
-            "checkpoint are gone and the collection cannot be brought up to date from the "
-            "stream. Re-sync it from the table: stop every poller of this table, then run\n"
-            f"    {command}\n"
-            "which deletes this table's checkpoints, empties the collection and its tombstones, "
-            "applies what the stream still holds and scans the table into the collection; then "
-            "start `replicator run` again (see docs/poller.md, \"Re-sync\")."
-        )
-
-    def with_command(self, command: str) -> ResyncRequired:
-        self.command = command
-        self.args = (self._render(),)
-        return self
-
-
-class RetriesExhausted(ReplicationError):
-    """A write, checkpoint or stream read kept failing ``max_attempts`` times in a row."""
 
 
 @dataclass
@@ -121,36 +84,6 @@ class PollerStats:
     lag_s: float | None = None
     #: the last poll brought nothing new
     caught_up: bool = False
-
-
-@dataclass(frozen=True)
-class TableInfo:
-    name: str
-    stream_arn: str
-    key_schema: tuple[str, ...]
-    stream_view_type: str | None
-
-
-def describe_table(dynamodb: Any, table: str) -> TableInfo:
-    """Stream ARN, key schema (partition first) and stream view type from DescribeTable."""
-    try:
-        description = dynamodb.describe_table(TableName=table)["Table"]
-    except Exception as error:
-        if error_code(error) == "ResourceNotFoundException":
-            raise ConfigurationError(
-                f"table {table!r} not found (check --table, --region and --endpoint-url)"
-            ) from None
-        raise
-    stream_arn = description.get("LatestStreamArn")
-    spec = description.get("StreamSpecification") or {}
-    if not stream_arn or spec.get("StreamEnabled") is False:
-        raise ConfigurationError(
-            f"table {table!r} has no stream enabled: turn on DynamoDB Streams "
-            "(NEW_AND_OLD_IMAGES recommended) before replicating"
-        )
-    kinds = {k["KeyType"]: k["AttributeName"] for k in description["KeySchema"]}
-    key_schema = (kinds["HASH"],) + ((kinds["RANGE"],) if "RANGE" in kinds else ())
-    return TableInfo(table, stream_arn, key_schema, spec.get("StreamViewType"))
 
 
 class Poller:
@@ -194,8 +127,6 @@ class Poller:
         if starting_position not in ("TRIM_HORIZON", "LATEST"):
             raise ConfigurationError(
                 f"starting_position must be TRIM_HORIZON or LATEST, not {starting_position!r}")
-        if max_attempts is not None and max_attempts < 1:
-            raise ConfigurationError("max_attempts must be at least 1 (or None: forever)")
         concern = getattr(collection, "write_concern", None)
         if concern is not None and getattr(concern, "acknowledged", True) is False:
             raise ConfigurationError(
@@ -214,9 +145,9 @@ class Poller:
         self.stop_event = stop or threading.Event()
         self.starting_position: StartingPosition = starting_position
         self.log_interval = log_interval
-        self.max_attempts = max_attempts
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
+        #: retries of writes, checkpoints and stream reads; a stop ends its waits at once
+        self.backoff = Backoff(backoff_base_s, backoff_max_s, max_attempts,
+                               sleep=self.stop_event.wait)
         self.reader_options = dict(reader_options or {})
         self._clock = clock
         self._now = now
@@ -235,7 +166,6 @@ class Poller:
         self._finished: set[str] = set()
         self._last_log = self._started = clock()
         self._last_logged_applied = 0
-        self._rng = random.Random()
 
     # -- setup -------------------------------------------------------------------------------------
     @property
@@ -251,7 +181,9 @@ class Poller:
     def stream_arn(self) -> str:
         return self.info.stream_arn
 
-    def _make_replicator(self) -> Replicator:
+    def make_replicator(self) -> Replicator:
+        """The Replicator the poller writes through (made once; the key schema filled in from
+        DescribeTable), also for :func:`replicator.resync.resync` and the migration."""
         if self.replicator is not None:
             return self.replicator
         settings = self.settings
@@ -297,7 +229,7 @@ class Poller:
     def prepare(self) -> StreamReader:
         """Load checkpoints, check they are still in the stream, make the reader. Raises
         ResyncRequired when they are not (nothing is written then)."""
-        self._make_replicator()
+        self.make_replicator()
         arn = self.stream_arn
         checkpoints = self.checkpoints.load(arn)
         marker = self.checkpoints.marker(arn)
@@ -334,40 +266,8 @@ class Poller:
     def check_resume(self, checkpoints: Mapping[str, Checkpoint], marker: StreamMarker | None,
                      listing: Sequence[Mapping[str, Any]]) -> None:
         """Raise ResyncRequired if a checkpoint points at records the stream no longer holds."""
-        arn = self.stream_arn
-        listed = {s["ShardId"]: s for s in listing}
-        if not checkpoints and marker is None:
-            others = [a for a in self.checkpoints.streams(self.table_name) if a != arn]
-            if others:
-                raise ResyncRequired(
-                    f"table {self.table_name}'s stream changed: there are checkpoints for "
-                    f"{', '.join(others)} but none for the current stream {arn} (the stream was "
-                    "turned off and on again, or the table re-created), so the changes between "
-                    "the two streams are unknown", table=self.table_name, stream_arn=arn)
-            return
-        for checkpoint in sorted(checkpoints.values(), key=lambda c: c.shard_id):
-            if checkpoint.finished or checkpoint.shard_id in listed:
-                continue
-            descendants = [s for s in listed if _descends(s, checkpoint.shard_id, listed)]
-            raise ResyncRequired(
-                f"the checkpoint of shard {checkpoint.shard_id} (SequenceNumber "
-                f"{checkpoint.sequence_number}, saved {_when(checkpoint.updated_at)}) is older than "
-                "the oldest record the stream still holds: DescribeStream no longer lists the "
-                f"shard{' while it lists its descendants ' + ', '.join(descendants) if descendants else ''}",
-                table=self.table_name, stream_arn=arn, shard_id=checkpoint.shard_id,
-                sequence_number=checkpoint.sequence_number)
-        alive = marker.alive_at if marker is not None else None
-        if alive is not None and self._now() - alive > RETENTION:
-            known = set(checkpoints)
-            for shard_id, shard in listed.items():
-                parent = shard.get("ParentShardId")
-                if shard_id in known or not parent or parent in listed or parent in known:
-                    continue
-                raise ResyncRequired(
-                    f"the poller last ran {_when(alive)}, more than 24 hours ago, and shard "
-                    f"{shard_id}'s parent {parent} is no longer listed and was never read: "
-                    "its records expired unseen", table=self.table_name, stream_arn=arn,
-                    shard_id=parent)
+        check_resume(self.checkpoints, self.table_name, self.stream_arn, checkpoints, marker,
+                     listing, self._now())
 
     # -- the loop ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -389,10 +289,10 @@ class Poller:
                 if _fatal_stream_error(error):
                     raise
                 read_failures += 1
-                self._give_up_after(read_failures, "reading the stream", error)
+                self.backoff.give_up(read_failures, "reading the stream", error)
                 log.warning("reading the stream failed (%s: %s); retrying from the checkpoints",
                             type(error).__name__, error)
-                self._backoff(read_failures)
+                self.backoff.wait(read_failures)
                 reader = self.reader = self._new_reader("TRIM_HORIZON")
                 continue
             read_failures = 0
@@ -444,17 +344,17 @@ class Poller:
             pending = pending[cut:]
             attempt += 1
             self.stats.retries += 1
-            self._give_up_after(attempt, f"writing shard {shard_id} from SequenceNumber {failed[0]}",
+            self.backoff.give_up(attempt, f"writing shard {shard_id} from SequenceNumber {failed[0]}",
                                 result.failures[0][1] if result.failures else "")
             log.warning("shard %s: %d record(s) failed from SequenceNumber %s (%s); checkpoint "
                         "kept before it, retry %d", shard_id, len(failed), failed[0],
                         result.failures[0][1] if result.failures else "?", attempt)
-            if not self._backoff(attempt):
+            if not self.backoff.wait(attempt):
                 return False
         return True
 
     def _process(self, chunk: list[Record]) -> BatchResult:
-        replicator = self.replicator or self._make_replicator()
+        replicator = self.replicator or self.make_replicator()
         try:
             return replicator.process(chunk)
         except ReplicationError:
@@ -481,10 +381,10 @@ class Poller:
                 break
             except PyMongoError as error:
                 attempt += 1
-                self._give_up_after(attempt, f"saving the checkpoint of shard {shard_id}", error)
+                self.backoff.give_up(attempt, f"saving the checkpoint of shard {shard_id}", error)
                 log.warning("shard %s: checkpoint at %s not saved (%s: %s); retry %d",
                             shard_id, sequence, type(error).__name__, error, attempt)
-                if not self._backoff(attempt):
+                if not self.backoff.wait(attempt):
                     return False
         self.stats.checkpoints += 1
         self.stats.records_applied += applied
@@ -510,17 +410,6 @@ class Poller:
                 continue
             self._finished.add(shard_id)
             log.info("shard %s read to its end and applied", shard_id)
-
-    # -- retries -----------------------------------------------------------------------------------
-    def _give_up_after(self, attempt: int, what: str, error: Any) -> None:
-        if self.max_attempts is not None and attempt >= self.max_attempts:
-            raise RetriesExhausted(f"{what} failed {attempt} times in a row; last error: {error}")
-
-    def _backoff(self, attempt: int) -> bool:
-        """Wait (bounded exponential, jittered); False if stopped while waiting."""
-        delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt - 1, 30))
-        delay *= 0.5 + self._rng.random() / 2
-        return not self.stop_event.wait(delay)
 
     # -- progress ----------------------------------------------------------------------------------
     def _maybe_log(self) -> None:
@@ -555,117 +444,6 @@ class Poller:
         self._last_logged_applied = self.stats.records_applied
 
 
-# -- re-sync -----------------------------------------------------------------------------------------
-@dataclass
-class ResyncStats:
-    checkpoints_deleted: int = 0
-    documents_deleted: int = 0
-    tombstones_deleted: int = 0
-    stream_records_applied: int = 0
-    items_scanned: int = 0
-    items_written: int = 0
-    items_skipped_newer: int = 0
-
-
-#: The sequence number of a scanned item: below every real one, so any stream change of the item
-#: (applied before or after the scan) wins over the scan through the stale-write guard.
-SCAN_SEQUENCE = "0"
-
-
-def resync(
-    poller: Poller,
-    *,
-    page_size: int = 100,
-    progress_every: int = 10_000,
-) -> ResyncStats:
-    """Re-sync ``poller``'s collection from its table (see docs/poller.md, "Re-sync").
-
-    1. delete the table's checkpoints (every stream), the collection's documents and tombstones;
-    2. write a stream marker at TRIM_HORIZON and apply everything the stream still holds
-       (``poller.run(once=True)``), checkpointing as usual;
-    3. scan the table (strongly consistent) and write each item as an INSERT with sequence number
-       0 through the same Replicator: the guard lets it in only where no stream change of the item
-       was applied (document or tombstone), so the scan never overwrites a newer state;
-    4. ``replicator run`` then continues from the checkpoints of step 2: every change made during
-       the scan is in the stream after them and wins over the scanned copy.
-    """
-    settings = poller.settings
-    if not settings.guard:
-        raise ConfigurationError("resync needs the stale-write guard (REPLICATOR_GUARD=true)")
-    replicator = poller._make_replicator()
-    stats = ResyncStats()
-    table = poller.table_name
-    stats.checkpoints_deleted = poller.checkpoints.delete(table=table)
-    stats.documents_deleted = int(poller.collection.delete_many({}).deleted_count)
-    if replicator.tombstones is not None:
-        stats.tombstones_deleted = int(
-            replicator.tombstones.collection.delete_many({}).deleted_count)
-    log.info("resync of %s: deleted %d checkpoint documents, %d documents, %d tombstones",
-             table, stats.checkpoints_deleted, stats.documents_deleted, stats.tombstones_deleted)
-    poller.starting_position = "TRIM_HORIZON"
-    run = poller.run(once=True)
-    if poller.stop_event.is_set():
-        raise RetriesExhausted("resync interrupted while applying the stream; run it again")
-    stats.stream_records_applied = run.records_applied
-    log.info("resync of %s: applied %d stream records; scanning the table", table,
-             stats.stream_records_applied)
-    info = poller.info
-    request: dict[str, Any] = {"TableName": table, "ConsistentRead": True, "Limit": page_size}
-    view = info.stream_view_type or "NEW_AND_OLD_IMAGES"
-    while True:
-        page = poller.dynamodb.scan(**request)
-        items = page.get("Items", [])
-        stats.items_scanned += len(items)
-        if items:
-            records = [_scan_record(item, info.key_schema, view, stats.items_scanned + n)
-                       for n, item in enumerate(items)]
-            attempt = 0
-            while True:
-                try:
-                    result = replicator.process(records)
-                except PyMongoError as error:
-                    result = BatchResult(records=len(records), failures=[(SCAN_SEQUENCE, str(error))])
-                if not result.failures:
-                    break
-                attempt += 1
-                poller._give_up_after(attempt, "writing scanned items", result.failures[0][1])
-                log.warning("resync: writing %d scanned items failed (%s); retry %d",
-                            len(records), result.failures[0][1], attempt)
-                if not poller._backoff(attempt):
-                    raise RetriesExhausted("resync interrupted during the scan; run it again")
-            stats.items_written += result.applied
-            stats.items_skipped_newer += result.stale
-            if stats.items_scanned // progress_every != (stats.items_scanned - len(items)) // progress_every:
-                log.info("resync of %s: %d items scanned", table, stats.items_scanned)
-        last = page.get("LastEvaluatedKey")
-        if not last:
-            break
-        request["ExclusiveStartKey"] = last
-    log.info("resync of %s done: %d items scanned, %d written, %d already newer from the stream; "
-             "now start `replicator run`", table, stats.items_scanned, stats.items_written,
-             stats.items_skipped_newer)
-    return stats
-
-
-def _scan_record(item: Mapping[str, Any], key_schema: Sequence[str], view: str,
-                 number: int) -> Record:
-    missing = [k for k in key_schema if k not in item]
-    if missing:
-        raise ConfigurationError(f"scanned item lacks key attribute(s) {missing}: wrong key schema?")
-    return {
-        "eventID": f"resync-scan-{number}",
-        "eventName": "INSERT",
-        "eventSource": "replicator:resync",
-        "dynamodb": {
-            "Keys": {k: item[k] for k in key_schema},
-            "NewImage": dict(item),
-            "SequenceNumber": SCAN_SEQUENCE,
-            "StreamViewType": view,
-            "ApproximateCreationDateTime": datetime.now(timezone.utc),
-        },
-    }
-
-
 # -- helpers -----------------------------------------------------------------------------------------
 def _sequence(record: Mapping[str, Any]) -> str:
     return str(record["dynamodb"]["SequenceNumber"])
@@ -681,22 +459,6 @@ def _created(record: Mapping[str, Any]) -> datetime | None:
         except (OverflowError, ValueError, OSError):
             return None
     return None
-
-
-def _descends(shard_id: str, ancestor: str, listed: Mapping[str, Mapping[str, Any]]) -> bool:
-    seen: set[str] = set()
-    current: str | None = shard_id
-    while current is not None and current not in seen:
-        seen.add(current)
-        parent = listed.get(current, {}).get("ParentShardId")
-        if parent == ancestor:
-            return True
-        current = parent
-    return False
-
-
-def _when(moment: datetime | None) -> str:
-    return moment.isoformat(timespec="seconds") if moment is not None else "at an unknown time"
 
 
 def _transient(error: BaseException) -> bool:

@@ -2,7 +2,8 @@
 
 KEYS_ONLY and OLD_IMAGE streams say *that* an item changed, not what it is now. With a reader the
 replicator fetches the item with a strongly consistent read (``BatchGetItem``) and writes that;
-without one it refuses (ConfigurationError), because guessing would lose data.
+without one each such record is quarantined (UnsupportedRecordError), because guessing would
+lose data.
 """
 
 from __future__ import annotations
@@ -11,7 +12,11 @@ import base64
 import json
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
+
+from replicator.errors import UnsupportedRecordError
+from replicator.events import BadRecord, Change, EventName
 
 AttributeMap = Mapping[str, Any]
 
@@ -80,3 +85,41 @@ def _fingerprint(key: AttributeMap) -> str:
         return value
 
     return json.dumps(plain(key), sort_keys=True)
+
+
+def fill_new_images(
+    changes: list[Change], bad: list[BadRecord], reader: ItemReader | None
+) -> list[Change]:
+    """The changes with every INSERT/MODIFY's missing new image read back (one ``read`` for the
+    batch); without a reader each such record is quarantined, judged per record (one record
+    without a new image must not stop the batch)."""
+    needed = [c for c in changes if c.event_name is not EventName.REMOVE and c.new_image is None]
+    if not needed:
+        return changes
+    if reader is None:
+        for change in needed:
+            view = change.stream_view_type
+            error = UnsupportedRecordError(
+                f"a {change.event_name.value} from a "
+                f"{view.value if view else 'image-less'} stream does not carry the new item: "
+                "give Replicator an item reader (replicator.readback.DynamoDBItemReader) so "
+                "it can read the item back, or set the stream to NEW_AND_OLD_IMAGES or "
+                "NEW_IMAGE",
+                problem="no new image and no item reader",
+                field_path="dynamodb.NewImage",
+            ).located(index=change.index, event_id=change.event_id,
+                      sequence_number=change.sequence_number)
+            bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
+        skipped = {c.index for c in needed}
+        return [c for c in changes if c.index not in skipped]
+    images = reader.read([c.keys for c in needed])
+    filled = {
+        c.index: (
+            replace(c, new_image=image)
+            if image is not None
+            # Gone by now: the delete's own record follows; deleting here is the same state.
+            else replace(c, event_name=EventName.REMOVE)
+        )
+        for c, image in zip(needed, images, strict=True)
+    }
+    return [filled.get(c.index, c) for c in changes]

@@ -1,6 +1,6 @@
 """The one secret redaction of the project: MongoDB URI passwords and AWS credentials.
 
-Used by the Lambda handler, the ``replicator`` CLI and the harness (``harness.secrets``):
+Used by the Lambda handler, the ``replicator`` CLI, :mod:`replicator.mongo` and the harness:
 
 * :func:`redact` -- ``user:password@`` of a MongoDB URI -> ``***@``; the parts of a SigV4-signed
   request botocore logs at DEBUG (``x-amz-security-token`` header or query parameter, the access
@@ -29,6 +29,8 @@ MASK = "***"
 
 # Greedy to the last "@" of the token: a password with an unescaped "@", "/" or ":" is covered.
 _URI_USERINFO = re.compile(r"((?:mongodb(?:\+srv)?)://)[^\s'\"<>]*@", re.IGNORECASE)
+# Any other scheme: up to the first "/" (a path or query may hold an "@" that is no userinfo).
+_OTHER_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://)(?!\*\*\*@)[^@/\s'\"<>]+@", re.IGNORECASE)
 # SigV4 (https://docs.aws.amazon.com/IAM/latest/UserGuide/create-signed-request.html): the
 # session token travels as the X-Amz-Security-Token header or query parameter; the access key id
 # is the first part of the credential scope ("Credential=AKIA.../date/region/service/...").
@@ -97,9 +99,11 @@ def secrets_in_argv(argv: Iterable[str]) -> list[str]:
 
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` without MongoDB URI userinfo, SigV4 token/credential/signature, or ``secrets``."""
+    """``text`` without URI userinfo (MongoDB's, or any scheme's: ``DOCKER_HOST`` may be
+    ``tcp://user:password@host``), SigV4 token/credential/signature, or ``secrets``."""
     if "://" in text:
         text = _URI_USERINFO.sub(rf"\1{MASK}@", text)
+        text = _OTHER_USERINFO.sub(rf"\1{MASK}@", text)
     lowered = text.lower()
     if "security-token" in lowered:
         text = _SECURITY_TOKEN.sub(rf"\1{MASK}", text)
@@ -140,6 +144,28 @@ def known_secrets() -> list[str]:
 def redact_known(text: str) -> str:
     """:func:`redact` with :func:`known_secrets`."""
     return redact(text, known_secrets())
+
+
+def redact_uri(text: str, uri: str | None = None) -> str:
+    """``text`` without URI userinfo, the password of ``uri`` (as written and decoded) or the
+    environment's secrets: for messages that may quote the URI a client was built from."""
+    return redact_known(redact(text, uri_password(uri)))
+
+
+def error_detail(error: BaseException, uri: str) -> str:
+    """pymongo's message about a client of ``uri``, redacted, and withheld (only the error's type)
+    if it still quotes any piece of the URI's credentials.
+
+    With an unescaped "@" in a password pymongo takes part of the password for a host name and
+    names it in its error, where no pattern can recognise it.
+    """
+    # pymongo appends the whole topology description: the first reason is the useful part
+    detail = redact_uri(str(error), uri).split(", Timeout:")[0]
+    userinfo = uri.split("://", 1)[-1].rpartition("@")[0]
+    pieces = [p for p in re.split(r"[:@/]", userinfo) if len(p) >= 2]
+    if any(piece in detail for piece in pieces):
+        return f"{type(error).__name__} (details withheld: they quote part of the credentials)"
+    return detail
 
 
 def redact_record(record: logging.LogRecord) -> None:

@@ -39,19 +39,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from replicator.errors import StreamReadTimeout
+
 Record = dict[str, Any]
 StartingPosition = Literal["TRIM_HORIZON", "LATEST"]
 
 #: GetRecords / GetShardIterator errors that mean "get a new iterator at the same place".
 REACQUIRE_ERRORS = frozenset({"ExpiredIteratorException", "TrimmedDataAccessException"})
-
-
-class StreamReadTimeout(TimeoutError):
-    """``drain`` ran out of time while records were still arriving; ``records`` holds what was read."""
-
-    def __init__(self, message: str, records: dict[str, list[Record]]) -> None:
-        super().__init__(message)
-        self.records = records
 
 
 @dataclass

@@ -30,11 +30,11 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
-from pymongo.operations import DeleteOne, UpdateMany, UpdateOne
+from pymongo.operations import UpdateMany, UpdateOne
 
 from replicator.apply import ENCODING_ERRORS, Rejection, classify, encoding_problem
 from replicator.events import pad_sequence_number
-from replicator.plan import PlannedWrite
+from replicator.writes import PlannedWrite
 
 SEQUENCE = "seq"
 DELETED_AT = "deleted_at"
@@ -83,12 +83,12 @@ class TombstoneStore:
             outcome.failed.extend((w, why) for w in writes)
             return outcome
         now = datetime.now(timezone.utc)
-        deletes = [w for w in writes if isinstance(w.operation, DeleteOne)]
-        upserts = [w for w in writes if not isinstance(w.operation, DeleteOne)]
+        deletes = [w for w in writes if w.kind == "delete"]
+        upserts = [w for w in writes if w.kind != "delete"]
         ordered = deletes + upserts
         operations: list[Any] = [
             UpdateOne(
-                {"_id": _document_id(w)},
+                {"_id": w.document_id},
                 {"$max": {SEQUENCE: _sequence(w)}, "$set": {DELETED_AT: now}},
                 upsert=True,
             )
@@ -107,9 +107,8 @@ class TombstoneStore:
             # pymongo refused to encode the bulk, before sending it: set apart the writes whose
             # _id bson cannot encode (rejected), send the others.
             keep = []
-            for planned, operation in zip(ordered, operations[:len(deletes)] + [
-                    _probe([w]) for w in upserts], strict=True):
-                rejection = encoding_problem(operation)
+            for planned in ordered:
+                rejection = encoding_problem([{"_id": planned.document_id}])
                 if rejection is None:
                     keep.append(planned)
                 else:
@@ -192,7 +191,7 @@ class TombstoneStore:
         tombstone's sequence number: one find. Raises PyMongoError (the caller decides)."""
         if not upserts:
             return []
-        ids = [_document_id(w) for w in upserts]
+        ids = [w.document_id for w in upserts]
         found = {}
         for tombstone in self.collection.find({"_id": {"$in": ids}}, {SEQUENCE: 1}):
             found[_key(tombstone["_id"])] = tombstone.get(SEQUENCE, "")
@@ -200,7 +199,7 @@ class TombstoneStore:
             return []
         newer = []
         for planned in upserts:
-            held = found.get(_key(_document_id(planned)), "")
+            held = found.get(_key(planned.document_id), "")
             if isinstance(held, str) and held > _sequence(planned):
                 newer.append((planned, held))
         return newer
@@ -255,13 +254,9 @@ def _probe(upserts: Sequence[PlannedWrite]) -> UpdateMany:
     upsert: the same round trip, a fraction of the client's work (issue #10: the per-upsert probe
     was about half of the core's instructions on top of the plan)."""
     return UpdateMany(
-        {"$or": [{"_id": _document_id(w), SEQUENCE: {"$gt": _sequence(w)}} for w in upserts]},
+        {"$or": [{"_id": w.document_id, SEQUENCE: {"$gt": _sequence(w)}} for w in upserts]},
         {"$max": {SEQUENCE: ""}},
     )
-
-
-def _document_id(planned: PlannedWrite) -> Any:
-    return planned.operation._filter["_id"]
 
 
 def _sequence(planned: PlannedWrite) -> str:

@@ -415,3 +415,25 @@ def test_harness_cli_with_a_password_in_the_target_uri_shows_no_secret(tmp_path:
         assert_clean(text, f"harness {name}")
     for written in tmp_path.iterdir():
         assert_clean(written.read_text(errors="replace"), f"report file {written.name}")
+
+
+# -- the one redaction, unit level ------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "expected"), [
+    ("DOCKER_HOST=tcp://docker:hunter22@build.example:2376", "tcp://***@build.example:2376"),
+    ("mongodb+srv://app:p%40ss/w@c.example/db", "mongodb+srv://***@c.example/db"),
+    # an "@" after the host (a path or query) is no userinfo: left as it is
+    ("see https://docs.example/a?from=me@example.com", "https://docs.example/a?from=me@example.com"),
+])
+def test_uri_userinfo_of_any_scheme_is_masked(text: str, expected: str) -> None:
+    from replicator.redact import redact
+
+    assert expected in redact(text)
+
+
+def test_an_error_quoting_a_piece_of_the_password_is_withheld() -> None:
+    from replicator.redact import error_detail
+
+    uri = "mongodb://app:first@second@db.example/"  # unescaped "@": pymongo may name "second@db..."
+    detail = error_detail(ValueError("cannot resolve host second@db.example"), uri)
+    assert "second" not in detail and detail.startswith("ValueError (details withheld")
+    assert error_detail(ValueError("Port must be an integer"), uri) == "Port must be an integer"

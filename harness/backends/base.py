@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 
 class BackendUnavailable(RuntimeError):
@@ -72,6 +72,12 @@ class SourceBackend(Protocol):
     """A DynamoDB (emulator or real) with streams. ``start``/``stop`` bracket its life."""
 
     name: str
+    #: the region its clients and stream ARNs name (a Lambda event's ``awsRegion``)
+    region: str
+    #: whether a cancelled TransactWriteItems leaves no trace in the stream (DynamoDB, DynamoDB
+    #: Local); moto applies its writes, emits them and rolls them back, so the runner reads such a
+    #: source's stream only after the workload (runner.py)
+    atomic_transactions: bool
 
     def start(self) -> None: ...
 
@@ -135,41 +141,52 @@ def register_target(name: str) -> Callable[[type[B]], type[B]]:
     return decorate
 
 
-def _load_sources() -> None:
+def load_sources() -> None:
     # Importing the modules registers them; imports are light (heavy ones happen in start()).
     from harness.backends import sources  # noqa: F401
 
 
-def _load_targets() -> None:
+def load_targets() -> None:
     from harness.backends import targets  # noqa: F401
 
 
-def _load_all() -> None:
-    _load_sources()
-    _load_targets()
+def load_all() -> None:
+    load_sources()
+    load_targets()
 
 
 def source_backend(name: str, **options: Any) -> SourceBackend:
-    _load_sources()
+    load_sources()
     if name not in SOURCES:
         raise KeyError(f"unknown source {name!r}; known: {', '.join(sorted(SOURCES))}")
     return SOURCES[name](**options)
 
 
 def target_backend(name: str, **options: Any) -> TargetBackend:
-    _load_targets()
+    load_targets()
     if name not in TARGETS:
         raise KeyError(f"unknown target {name!r}; known: {', '.join(sorted(TARGETS))}")
     return TARGETS[name](**options)
 
 
-class Started:
+class Lifecycle(Protocol):
+    """What :func:`started` needs of a backend (sources and targets alike)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+L = TypeVar("L", bound=Lifecycle)
+
+
+class Started(Generic[L]):
     """``with started(backend) as b:`` starts it and stops it even on failure."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: L) -> None:
         self.backend = backend
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> L:
         try:
             self.backend.start()
         except BaseException:
@@ -181,12 +198,12 @@ class Started:
         self.backend.stop()
 
 
-def started(backend: Any) -> Started:
+def started(backend: L) -> Started[L]:
     return Started(backend)
 
 
 def iter_registered() -> Iterator[tuple[str, str]]:
-    _load_all()
+    load_all()
     for name in sorted(SOURCES):
         yield "source", name
     for name in sorted(TARGETS):

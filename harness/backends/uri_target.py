@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import Any
 
 from harness.backends.base import BackendUnavailable, register_target
-from harness.secrets import redact_uri
+from replicator.errors import ConfigurationError
+from replicator.mongo import APPNAME, connect
+from replicator.redact import error_detail, redact_uri
 
 
 @register_target("uri")
@@ -24,28 +25,27 @@ class UriTarget:
     def start(self) -> None:
         if not self.uri:
             raise BackendUnavailable("target 'uri' needs --target-uri or MONGODB_URI")
-        from pymongo import MongoClient
-        from pymongo.errors import ConfigurationError, InvalidURI, PyMongoError
+        from pymongo.errors import PyMongoError
 
         try:
-            self._client = MongoClient(self.uri, serverSelectionTimeoutMS=self.timeout_ms)
-        except (InvalidURI, ConfigurationError, ValueError) as error:
-            # pymongo's message may quote the URI: only the redacted form is shown.
+            self._client = connect(self.uri, appname=f"{APPNAME}-harness",
+                                   server_selection_timeout_ms=self.timeout_ms)
+        except ConfigurationError as error:  # already redacted by connect
             raise BackendUnavailable(
-                f"not a valid MongoDB URI ({self.describe()}): "
-                f"{redact_uri(str(error), self.uri)} (escape special characters in the "
-                "user name and password, RFC 3986)"
+                f"not a valid MongoDB URI ({self.describe()}): {error} (escape special "
+                "characters in the user name and password, RFC 3986)"
             ) from None
         # The probe has its own short server selection timeout: pymongo retries a refused
         # connection until serverSelectionTimeoutMS ends (10 s here), a long wait for a typo.
-        probe = MongoClient(self.uri, serverSelectionTimeoutMS=min(self.timeout_ms, PROBE_TIMEOUT_MS))
+        probe = connect(self.uri, appname=f"{APPNAME}-harness",
+                        server_selection_timeout_ms=min(self.timeout_ms, PROBE_TIMEOUT_MS))
         try:
             probe.admin.command("ping")
         except PyMongoError as error:
             self._client.close()
             self._client = None
             raise BackendUnavailable(
-                f"cannot reach MongoDB at {self.describe()}: {_safe_detail(error, self.uri)}"
+                f"cannot reach MongoDB at {self.describe()}: {error_detail(error, self.uri)}"
             ) from None
         finally:
             probe.close()
@@ -70,18 +70,3 @@ class UriTarget:
 
 # Enough for a server on the network to answer; a refused or unanswered one fails within it.
 PROBE_TIMEOUT_MS = 2_000
-
-
-def _safe_detail(error: Exception, uri: str) -> str:
-    """pymongo's message, unless it quotes any piece of the URI's credentials.
-
-    With an unescaped "@" in a password pymongo takes part of the password for a host name and
-    names it in its error; then only the error's type is shown.
-    """
-    # pymongo appends the whole topology description: the first reason is the useful part
-    detail = redact_uri(str(error), uri).split(", Timeout:")[0]
-    userinfo = uri.split("://", 1)[-1].rpartition("@")[0]
-    pieces = [p for p in re.split(r"[:@/]", userinfo) if len(p) >= 2]
-    if any(piece in detail for piece in pieces):
-        return f"{type(error).__name__} (details withheld: they quote part of the credentials)"
-    return detail

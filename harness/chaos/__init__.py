@@ -6,8 +6,11 @@ TTL expiries in every ``ttl_deletes`` mode, KEYS_ONLY / OLD_IMAGE read-back stre
 --, ParallelizationFactor 1..10, overlapping deliveries, a shard split into parent and children)
 and a small workload; writes the workload to a fresh moto table, reads the stream, and drives the
 replicator through the Lambda event-source-mapping emulation (:mod:`harness.chaos.drive`). A
-schedule *diverges* when MongoDB does not hold what the table holds at the end, and *loses a
-record* when a record is neither applied (or superseded) nor kept in quarantine. Each failing
+schedule *diverges* when MongoDB does not hold what the table holds at the end, *loses a
+record* when a record is neither applied (or superseded) nor kept in quarantine, and *violates*
+the per-delivery check (:mod:`harness.invariants`) when after some delivery a document went back
+to an older sequence number (a regression) or a deleted one came back (a resurrection), other than
+by an injected failover rollback. Each failing
 schedule is written out as a replayable recording: the capture layout ``harness replay`` reads
 (table.json, events.json, final_items.json) plus ``schedule.json`` (seed, fault plan, shape,
 mapping settings, shard layout, target).
@@ -38,6 +41,7 @@ from harness.chaos.shape import (
 )
 from harness.convergence import check
 from harness.faults import FaultPlan
+from harness.invariants import DeliveryChecker, excuse, unkept_rejections
 from harness.lambda_events import _plain as wire_json  # bytes -> base64, as in the fixtures
 from harness.runner import scan_items
 from harness.workload import run_workload
@@ -72,10 +76,15 @@ class ScheduleResult:
     guard: bool = True
     shape: dict[str, Any] = field(default_factory=dict)
     target: str = "mongomock"
+    #: the per-delivery check (harness.invariants): counts and the first violations
+    regressions: int = 0
+    resurrections: int = 0
+    violations: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
-        return self.diverged or bool(self.lost_records)
+        return (self.diverged or bool(self.lost_records) or bool(self.regressions)
+                or bool(self.resurrections))
 
 
 class Target:
@@ -175,10 +184,22 @@ def _judge(result: ScheduleResult, drive: FaultyDrive, expected: list[dict[str, 
            spec: TableSpec, guard: bool) -> None:
     diff = check(expected, drive.collection,
                  Planner(Settings(key_schema=spec.key_schema, guard=guard)))
+    # A document whose newest write was rejected for good cannot equal the table: the
+    # quarantine holds that record (checked by _lost), which is not a divergence.
+    diff = excuse(diff, drive.log.excused())
     result.diverged = not diff.converged
     if result.diverged:
         result.diff = diff.as_dict()
     result.lost_records = _lost(drive.report, drive.handler, drive.database["items_quarantine"])
+    _note_violations(result, drive.checker)
+
+
+def _note_violations(result: ScheduleResult, checker: DeliveryChecker | None) -> None:
+    """The per-delivery check's counts (and its first violations) into the result."""
+    if checker is not None:
+        result.regressions = checker.regressions
+        result.resurrections = checker.resurrections
+        result.violations = checker.report()
 
 
 def replay_recording(directory: Path, *, target: str = "mongomock") -> ScheduleResult:
@@ -224,6 +245,7 @@ def replay_recording(directory: Path, *, target: str = "mongomock") -> ScheduleR
         else:
             result.lost_records = _lost(drive.report, drive.handler,
                                         drive.database["items_quarantine"])
+            _note_violations(result, drive.checker)
     finally:
         chosen.drop(database)
         chosen.stop()
@@ -240,6 +262,7 @@ def _lost(report: Any, handler: FaultyHandler, quarantine: Any) -> list[str]:
         raw = json.dumps(corrupted["record"], sort_keys=True, ensure_ascii=False)
         if raw not in kept:
             lost.append(f"corrupted record not quarantined ({corrupted['kind']})")
+    lost.extend(unkept_rejections(handler.log, quarantine))  # permanent write errors
     return lost
 
 
@@ -271,6 +294,7 @@ def _record(directory: Path, result: ScheduleResult, spec: TableSpec,
         # [shard id, record count, parent shard id]: events.json holds the shards in this order
         "shards": shards, "stream_arn": stream_arn, "workload": result.workload,
         "injected": result.injected, "lost_records": result.lost_records, "diff": result.diff,
+        "violations": result.violations,
     }, indent=1, default=str))
     return target
 
@@ -344,11 +368,14 @@ def run_chaos(
         "records": sum(r.records for r in results),
         "divergences": [
             {"seed": r.seed, "faults": r.faults, "shape": r.shape, "workload": r.workload,
-             "diff": r.diff, "lost_records": r.lost_records, "recording": r.recording}
+             "diff": r.diff, "lost_records": r.lost_records, "recording": r.recording,
+             "violations": r.violations}
             for r in failing
         ],
         "diverged": sum(1 for r in results if r.diverged),
         "lost_records": sum(len(r.lost_records) for r in results),
+        "regressions": sum(r.regressions for r in results),
+        "resurrections": sum(r.resurrections for r in results),
         "faults_injected": injected,
         "shapes": shapes,
         "seconds": round(time.perf_counter() - started, 2),

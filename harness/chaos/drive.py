@@ -4,8 +4,12 @@ Concurrency is real: with ParallelizationFactor N the driver runs up to N batche
 once, in threads. It stays reproducible because no random choice depends on thread timing: every
 invocation draws from its own generator, seeded by the plan's seed, the batch's first sequence
 number and how often that batch was delivered; the fault wrapper of the collection draws from the
-generator of the invocation whose thread calls it (:class:`PerInvocationRandom`). Lanes hold
-disjoint partition keys, so the end state does not depend on how their threads interleave.
+generator of the invocation whose thread calls it (:class:`PerInvocationRandom`); the side
+collections' wrappers (tombstones, quarantine, archive) draw from generators of their own derived
+from the same invocation, so they shift none of the main draws. Lanes hold disjoint partition keys,
+so the end state does not depend on how their threads interleave. The per-delivery check
+(:class:`harness.invariants.DeliveryChecker`) reads the collection after every delivery of every
+lane.
 
 Overlapping deliveries, made deterministic with gates (:class:`threading.Event`):
 
@@ -29,8 +33,17 @@ from typing import Any
 from harness.backends.base import TableSpec
 from harness.chaos.shape import Shape, ShardLayout
 from harness.driver import EsmConfig, EventSourceMapping, lane_for
-from harness.faults import BulkWriteShim, FaultLog, FaultPlan, FaultyCollection, corrupt_record
+from harness.faults import (
+    BulkWriteShim,
+    FaultLog,
+    FaultPlan,
+    FaultyCollection,
+    corrupt_record,
+    faulty_sides,
+)
+from harness.invariants import DeliveryChecker
 from replicator.core import Replicator
+from replicator.plan import Planner
 from replicator.settings import Settings
 
 _current = threading.local()
@@ -40,34 +53,48 @@ GATE_TIMEOUT_S = 120.0
 MAX_EXTRA_ATTEMPTS = 100
 
 
-class PerInvocationRandom(random.Random):
-    """Draws from the generator of the invocation running in this thread (else a fallback)."""
+def _begin_invocation(rng: random.Random, label: str) -> None:
+    """Make ``rng`` the generator of the invocation running in this thread; ``label`` seeds the
+    generators of its named streams (see PerInvocationRandom)."""
+    _current.rng = rng
+    _current.label = label
+    _current.streams = {}
 
-    def __init__(self, fallback_seed: int) -> None:
+
+def _end_invocation() -> None:
+    _current.rng = None
+    _current.streams = {}
+
+
+class PerInvocationRandom(random.Random):
+    """Draws from the generator of the invocation running in this thread (else a fallback).
+
+    With a ``stream`` name it draws from that invocation's generator of that name instead (made
+    on first use, seeded by the invocation and the name): a wrapper that draws on every call
+    whatever its rates (the side collections') must not shift the invocation's main draws."""
+
+    def __init__(self, fallback_seed: int | str, stream: str | None = None) -> None:
         self._fallback = random.Random(fallback_seed)
+        self._stream = stream
         super().__init__(fallback_seed)
 
     def _rng(self) -> random.Random:
         rng = getattr(_current, "rng", None)
-        return rng if isinstance(rng, random.Random) else self._fallback
+        if not isinstance(rng, random.Random):
+            return self._fallback
+        if self._stream is None:
+            return rng
+        streams: dict[str, random.Random] = _current.streams
+        found = streams.get(self._stream)
+        if found is None:
+            found = streams[self._stream] = random.Random(f"{_current.label}:{self._stream}")
+        return found
 
     def random(self) -> float:
         return self._rng().random()
 
     def getrandbits(self, k: int) -> int:
         return self._rng().getrandbits(k)
-
-
-class LockedLog(FaultLog):
-    """A FaultLog that lanes in several threads can count into."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-
-    def count(self, name: str) -> None:
-        with self._lock:
-            super().count(name)
 
 
 class Killed(BaseException):
@@ -120,6 +147,9 @@ class FaultyHandler:
     again after later ones were applied), corrupted copies of records injected into the event, a
     handler timeout (the writes happen, then the invocation dies, so Lambda retries the batch),
     and the overlapping deliveries described in the module docstring.
+
+    A corrupted copy stays in the stream: a redelivery of its original (say its quarantine write
+    failed, so the batch is retried) carries it again, and the copies made of it with it.
     """
 
     def __init__(self, replicator: Replicator, plan: FaultPlan, rng: random.Random,
@@ -135,6 +165,8 @@ class FaultyHandler:
         self.shard_of = dict(shard_of or {})
         self.history: dict[Any, list[dict[str, Any]]] = {}
         self.corrupted: list[dict[str, Any]] = []
+        #: original eventID -> the corrupted copies made of it
+        self.sticky: dict[str, list[Any]] = {}
         self._deliveries: dict[str, int] = {}
         self._held: dict[Any, list[_Held]] = {}
         self._lock = threading.Lock()
@@ -156,12 +188,13 @@ class FaultyHandler:
             delivery = self._deliveries[first] = self._deliveries.get(first, 0) + 1
             history = self.history.setdefault(lane, [])
             held = self._held.setdefault(lane, [])
-        rng = random.Random(f"{plan.seed}:{first}:{delivery}")
-        _current.rng = rng
+        label = f"{plan.seed}:{first}:{delivery}"
+        rng = random.Random(label)
+        _begin_invocation(rng, label)
         try:
             return self._invoke(event, records, rng, history, held)
         finally:
-            _current.rng = None
+            _end_invocation()
             _current.before_write = None
 
     def _invoke(self, event: dict[str, Any], records: list[Any], rng: random.Random,
@@ -170,11 +203,16 @@ class FaultyHandler:
         if history and rng.random() < plan.late_retry_rate:
             self.log.count("late_retry")
             self._until_settled(rng.choice(history))
+        with self._lock:
+            records = [r for original in records for r in self._with_copies(original)]
         if records and rng.random() < plan.malformed_rate:
-            kind, bad = corrupt_record(rng.choice(records), rng)
+            original = rng.choice([r for r in records if isinstance(r, dict)] or records)
+            kind, bad = corrupt_record(original, rng)
             self.log.count(f"malformed:{kind}")
             with self._lock:
                 self.corrupted.append({"kind": kind, "record": bad})
+                if isinstance(original, dict):
+                    self.sticky.setdefault(_event_id(original), []).append(bad)
             records.insert(rng.randrange(len(records) + 1), bad)
         delivered = {"Records": records}
         if records and rng.random() < shape.overlap_rate:
@@ -210,6 +248,12 @@ class FaultyHandler:
             raise TimeoutError("Task timed out (injected)")
         return response
 
+    def _with_copies(self, record: Any) -> list[Any]:
+        """``record`` and, after it, the corrupted copies made of it (recursively). The caller
+        holds self._lock."""
+        copies = self.sticky.get(_event_id(record), []) if isinstance(record, dict) else []
+        return [record, *(r for bad in copies for r in self._with_copies(bad))]
+
     def _start_held(self, event: dict[str, Any], rng: random.Random, *, kill: bool,
                     release: str) -> _Held:
         gate = threading.Event()
@@ -217,7 +261,7 @@ class FaultyHandler:
         seed = rng.getrandbits(32)
 
         def run() -> None:
-            _current.rng = random.Random(seed)
+            _begin_invocation(random.Random(seed), f"held:{seed}")
             _current.gate = gate
             _current.arrived = arrived
             _current.killed_after_write = kill
@@ -260,6 +304,11 @@ class FaultyHandler:
         _open(pending)
 
 
+def _event_id(record: Any) -> str:
+    """A record's eventID ("" for one that is not an object)."""
+    return str(record.get("eventID", "")) if isinstance(record, dict) else ""
+
+
 def _sequence(record: Any) -> int | None:
     try:
         return int(record["dynamodb"]["SequenceNumber"])
@@ -295,6 +344,8 @@ class FaultyDrive:
     report: Any
     handler: FaultyHandler
     log: FaultLog
+    #: the per-delivery check (regressions, resurrections)
+    checker: DeliveryChecker | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -364,24 +415,27 @@ def drive_with_faults(
     else:
         main = database["items"]
     collection = database["items"]
-    log = LockedLog()
+    log = FaultLog()
     faulty = FaultyCollection(main, plan, log, PerInvocationRandom(plan.seed + 1))
     settings = Settings(key_schema=spec.key_schema, guard=guard,
                         ttl_deletes=shape.ttl_deletes,  # type: ignore[arg-type]
                         tombstones="no_tombstones" not in shape.plants)
     reader = ItemsReader(items or [], spec.key_schema) if items is not None else None
-    replicator = Replicator(GatedCollection(faulty), settings, item_reader=reader,
-                            quarantine=database["items_quarantine"],
-                            tombstones=database["items_tombstones"],
-                            archive=database["items_ttl_archive"])
+    # The side collections fail too; each draws from its own stream of the invocation.
+    sides = faulty_sides(database, plan, log, rng_for=lambda role: PerInvocationRandom(
+        f"{role}:{plan.seed}", stream=role))
+    replicator = Replicator(GatedCollection(faulty), settings, item_reader=reader, **sides)
     if "no_recheck" in shape.plants:
         replicator._undo_resurrections = lambda *args: None  # type: ignore[method-assign]
     shard_of = {str(r["dynamodb"]["SequenceNumber"]): shard_id
                 for shard_id, _, records in shards for r in records}
     handler = FaultyHandler(replicator, plan, random.Random(plan.seed + 2), log, shape=shape,
                             partition_key=spec.partition_key[0], shard_of=shard_of)
+    # After every delivery of every lane, and before a rollback takes acknowledged writes back.
+    checker = DeliveryChecker(collection, Planner(settings), log)
+    log.observer = checker.observe
     mapping = ChildrenFirst if "children_first" in shape.plants else EventSourceMapping
-    driver = mapping(handler, esm or esm_config_for(plan, shape), stream_arn=stream_arn,
+    driver = mapping(checker.wrap(handler), esm or esm_config_for(plan, shape), stream_arn=stream_arn,
                      partition_key=spec.partition_key[0])
     try:
         for shard_id, parent, records in shards:
@@ -390,4 +444,4 @@ def drive_with_faults(
     finally:
         handler.release_all()
         driver.close()
-    return FaultyDrive(collection, database, report, handler, log)
+    return FaultyDrive(collection, database, report, handler, log, checker)

@@ -172,11 +172,12 @@ def _write_report(path: str | None, data: dict[str, Any]) -> None:
 
 # -- commands -----------------------------------------------------------------------------------
 def _poller(args: argparse.Namespace, environ: Any, stop: threading.Event) -> tuple[Any, Any]:
-    from replicator import cli
+    from replicator import commands, endpoints
 
-    cli.install_signal_handlers(stop)
-    target = cli.Target(args, environ)
-    poller = cli._poller(args, environ, target, stop, poll_interval=0.2, log_interval=30.0)
+    commands.install_signal_handlers(stop)
+    target = endpoints.Target(args, environ)
+    poller = endpoints.make_poller(args, environ, target, stop, poll_interval=0.2,
+                                  log_interval=30.0)
     return target, poller
 
 
@@ -191,7 +192,7 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
             manifest = load_manifest(args.export)
             worker_target = None
             if args.processes > 0:
-                worker_target = WorkerTarget(args.mongodb_uri or environ["MONGODB_URI"],
+                worker_target = WorkerTarget(target.uri,
                                              target.collection.database.name,
                                              target.collection.name, None, ())
             with ProgressBar(manifest.item_count, not args.no_progress) as bar:
@@ -270,15 +271,15 @@ def replication_waiter(checkpoints: Any, stream_arn: str | None, delay_s: float,
 def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
     from dataclasses import replace
 
-    from replicator import cli
+    from replicator import endpoints
     from replicator.migrate.verify import Verifier
-    from replicator.poller import describe_table
+    from replicator.tables import describe_table
 
-    target = cli.Target(args, environ)
+    target = endpoints.Target(args, environ)
     try:
-        _, dynamodb = cli.aws_clients(args, environ)
+        _, dynamodb = endpoints.aws_clients(args, environ)
         info = describe_table(dynamodb, args.table)
-        settings = cli.settings_of(args, environ)
+        settings = endpoints.settings_of(args, environ)
         if settings.key_schema is None:
             settings = replace(settings, key_schema=info.key_schema)
         waiter = replication_waiter(target.checkpoints, info.stream_arn, args.recheck_delay)

@@ -10,10 +10,9 @@ unfinished segment after its last saved page and skips the finished ones.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,21 +20,17 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from replicator.core import BatchResult, Replicator
-from replicator.errors import ConfigurationError, ReplicationError
+from replicator.errors import ConfigurationError, CopyInterrupted
 from replicator.migrate.records import COPY_SEQUENCE, item_record
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
+from replicator.retry import Backoff
 
 log = logging.getLogger("replicator.migrate")
 Item = dict[str, Any]
 #: Chooses which items of a page are written (all by default); a gap re-copy writes only the
 #: ones that differ from their documents.
 Select = Callable[[list[Item]], list[Item]]
-
-
-class CopyInterrupted(ReplicationError):
-    """The copy stopped (signal, or retries exhausted) before every segment was done; run it
-    again to resume."""
 
 
 @dataclass
@@ -108,13 +103,12 @@ class ScanCopy:
         self.on_progress = on_progress
         self.after_page = after_page
         self.stop = stop or threading.Event()
-        self.max_attempts = max_attempts
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
+        #: retries of a page's writes; a stop ends its waits at once
+        self.backoff = Backoff(backoff_base_s, backoff_max_s, max_attempts,
+                               sleep=self.stop.wait)
         self._clock = clock
         self._abort = threading.Event()
         self._lock = threading.Lock()
-        self._rng = random.Random()
         self.stats = CopyStats(segments=segments)
 
     def run(self) -> CopyStats:
@@ -224,16 +218,11 @@ class ScanCopy:
             attempt += 1
             with self._lock:
                 self.stats.retries += 1
-            if attempt >= self.max_attempts:
+            if self.backoff.exhausted(attempt):
                 raise CopyInterrupted(
                     f"segment {segment}: writing {len(records)} items failed {attempt} times; "
                     f"last error: {result.failures[0][1]}")
             log.warning("segment %d: writing %d items failed (%s); retry %d", segment,
                         len(records), result.failures[0][1], attempt)
-            delay = min(self.backoff_max_s, self.backoff_base_s * 2 ** min(attempt - 1, 30))
-            if self.stop.wait(delay * (0.5 + self._rng.random() / 2)):
+            if not self.backoff.wait(attempt):
                 raise CopyInterrupted(f"segment {segment} stopped while retrying")
-
-
-def key_of(item: Mapping[str, Any], key_schema: Sequence[str]) -> dict[str, Any]:
-    return {name: item[name] for name in key_schema}

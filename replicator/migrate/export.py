@@ -37,6 +37,7 @@ from typing import Any
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, ReplicationError
 from replicator.migrate.records import COPY_SEQUENCE, Record, item_record, removal_record
+from replicator.retry import Backoff
 
 log = logging.getLogger("replicator.migrate")
 FULL = "FULL_EXPORT"
@@ -218,8 +219,10 @@ class ExportStats:
 
 def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
               key_schema: Sequence[str], sequence: str = COPY_SEQUENCE, s3: Any = None,
-              max_attempts: int = 10) -> FileResult:
-    """Read one data file and write its lines through ``replicator`` in batches."""
+              backoff: Backoff | None = None) -> FileResult:
+    """Read one data file and write its lines through ``replicator`` in batches; a batch with
+    failed records is written again after ``backoff`` (default: 10 attempts)."""
+    retry = backoff or Backoff(max_attempts=10)
     result = FileResult(data_file.key)
     batch: list[Record] = []
 
@@ -234,10 +237,8 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
                 batch.clear()
                 return
             attempt += 1
-            if attempt >= max_attempts:
-                raise ReplicationError(f"{data_file.key}: writes failed {attempt} times: "
-                                       f"{outcome.failures[0][1]}")
-            time.sleep(min(30.0, 0.2 * 2 ** attempt))
+            retry.give_up(attempt, f"{data_file.key}: writing a batch", outcome.failures[0][1])
+            retry.wait(attempt)
 
     for number, line in enumerate(lines_of(read_bytes(data_file.location, s3))):
         record = record_of(line, export_type, key_schema, sequence,
@@ -289,9 +290,9 @@ def _pool_load(target: WorkerTarget, data_file: DataFile, export_type: str,
                sequence: str) -> FileResult:
     replicator = _WORKER_REPLICATOR.get(target)
     if replicator is None:
-        from pymongo import MongoClient
+        from replicator.mongo import APPNAME, connect
 
-        client: Any = MongoClient(target.mongodb_uri, appname="ddb-mongo-replicator-export")
+        client = connect(target.mongodb_uri, appname=f"{APPNAME}-export")
         replicator = Replicator(client[target.database][target.collection], target.settings)
         _WORKER_REPLICATOR[target] = replicator
     return load_file(data_file, export_type, replicator, target.key_schema, sequence)

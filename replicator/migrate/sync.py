@@ -31,13 +31,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from replicator.core import Replicator
-from replicator.errors import ConfigurationError
-from replicator.migrate.copy import CopyInterrupted, CopyStats, ScanCopy
+from replicator.errors import ConfigurationError, CopyInterrupted
+from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.export import ExportManifest, ExportStats, WorkerTarget, load_export
 from replicator.migrate.records import COPY_SEQUENCE
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
-from replicator.poller import RETENTION, Poller, PollerStats
+from replicator.poller import Poller, PollerStats
+from replicator.resume import RETENTION
 
 log = logging.getLogger("replicator.migrate")
 SYNC_KIND = "sync"
@@ -81,7 +82,7 @@ class SyncReport:
 def copy_replicator_factory(poller: Poller) -> Callable[[], Replicator]:
     """Replicators for the copy: the poller's settings (key schema from DescribeTable), no
     read-back (copied records carry full images)."""
-    poller._make_replicator()  # fills the key schema in the poller's settings
+    poller.make_replicator()  # fills the key schema in the poller's settings
     settings = poller.settings
     if not settings.guard:
         raise ConfigurationError("sync needs the stale-write guard (REPLICATOR_GUARD=true): "

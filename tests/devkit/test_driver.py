@@ -101,7 +101,7 @@ def mapping(handler: Any, clock: FakeClock | None = None, *, partition_key: str 
             **config: Any) -> EventSourceMapping:
     clock = clock or FakeClock()
     return EventSourceMapping(handler, EsmConfig(**config), stream_arn=ARN, clock=clock,
-                              sleep=clock.sleep, partition_key=partition_key)
+                              sleep=clock.sleep, partition_key=partition_key, keep_records=True)
 
 
 def failures(*sequences: str) -> dict:
@@ -380,7 +380,7 @@ def test_function_error_retries_then_discards_with_an_on_failure_record() -> Non
     clock = FakeClock()
     esm = EventSourceMapping(
         handler, EsmConfig(batch_size=3, maximum_retry_attempts=2), stream_arn=ARN,
-        clock=clock, sleep=clock.sleep, on_failure=received.append,
+        clock=clock, sleep=clock.sleep, on_failure=received.append, keep_records=True,
     )
     esm.feed(SHARD, records(1, 5))
     report = esm.drain()

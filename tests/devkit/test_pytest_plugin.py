@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.backends.base import TARGETS, _load_targets
+from harness.backends.base import TARGETS, load_targets
 from harness.pytest_plugin import default_target, parse_target
 
 pytest_plugins = ["pytester"]
@@ -74,7 +74,7 @@ def test_target_names() -> None:
     assert parse_target("uri:mongodb://h:1/?directConnection=true") == (
         "uri", {"uri": "mongodb://h:1/?directConnection=true"})
     assert parse_target("mongomock") == ("mongomock", {})
-    _load_targets()
+    load_targets()
     expected = "mongoeco" if sys.version_info >= (3, 13) and "mongoeco" in TARGETS else "mongomock"
     assert default_target() == expected
 

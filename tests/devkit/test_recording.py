@@ -240,7 +240,7 @@ def test_record_a_table_with_the_users_aws_credentials(
 
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_DEFAULT_REGION": "eu-west-1",
-                        # moto serves no account-based Streams endpoint (EMULATORS.md)
+                        # moto serves no account-based Streams endpoint (docs/sources.md)
                         "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)

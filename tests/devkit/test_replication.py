@@ -18,7 +18,7 @@ keys = 5
 seed = 1
 mix = { put_new = 4, update_set = 2 }
 [replicator]
-transforms = ["replicator.baselines.original:example_transform"]
+transforms = ["replicator.transforms:example"]
 [expect]
 result = "converge"
 """
@@ -26,7 +26,7 @@ result = "converge"
 
 def test_expected_documents_go_through_the_settings_transforms() -> None:
     settings = Settings(key_schema=("id",),
-                        transforms=("replicator.baselines.original:example_transform",))
+                        transforms=("replicator.transforms:example",))
     document = planner_for(settings).document("a", {"id": {"S": "a"}}, "1")
     assert document["age"] == 0  # the transform's default; Planner(settings) alone leaves it out
 

@@ -657,7 +657,7 @@ class FakeClient:
 
 @pytest.fixture
 def no_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.workload as workload
+    import harness.workload.writer as workload
 
     monkeypatch.setattr(workload, "BACKOFF_BASE_S", 0.0)
 
@@ -708,7 +708,7 @@ def test_transactions_carry_a_fresh_token_and_conditions_count() -> None:
 
 
 def test_rate_limit_and_progress(monkeypatch: pytest.MonkeyPatch) -> None:
-    import harness.workload as workload_module
+    import harness.workload.writer as workload_module
 
     class FrozenTime:
         """The clock never moves and sleeping returns at once: the limiter's schedule is what

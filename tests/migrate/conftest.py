@@ -11,7 +11,7 @@ import pytest
 @pytest.fixture(autouse=True)
 def _streams_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     # botocore sends DynamoDB Streams calls to an account-based endpoint moto does not serve
-    # (EMULATORS.md, "moto").
+    # (404 "Not yet implemented", measured on moto 5.2).
     monkeypatch.setenv("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
 
 
@@ -45,7 +45,7 @@ class MongoecoWire:
     """mongoeco's wire-protocol server (memory engine) in a thread, reached by the real pymongo
     client: the "wire" target of the issue, where the replicator's real write path (bulk_write,
     E11000 from the guard) runs. mongoeco's upsert of a new _id grows with the collection
-    (EMULATORS.md), so the scenarios stay small on it. (The approach of tests/poller's fixture
+    (measured on mongoeco 4.11), so the scenarios stay small on it. (The approach of tests/poller's fixture
     and mongoeco's own pytest runtime, minus its PyMongo profile check.)"""
 
     name = "mongoeco-wire"

@@ -366,7 +366,7 @@ def test_gap_recovery_recopy_on_dynamodb_local(dynamodb_local: Any, target: Any,
 
 # -- the CLI ---------------------------------------------------------------------------------------------
 class _Target:
-    """Stands in for replicator.cli.Target: the test's collection and checkpoint store."""
+    """Stands in for replicator.endpoints.Target: the test's collection and checkpoint store."""
 
     def __init__(self, collection: Any) -> None:
         from replicator.checkpoints import CheckpointStore
@@ -382,15 +382,15 @@ class _Target:
 def test_cli_sync_then_verify_exit_codes_and_reports(
     moto: Any, target: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from replicator import cli
+    from replicator import cli, commands, endpoints
     from replicator.migrate import cli as migrate_cli
 
     moto.create_table(TableSpec("clitable", ("pk", "S")))
     prefill(moto.dynamodb(), "clitable", 40)
     collection = target.collection("m", "clitable")
-    monkeypatch.setattr(cli, "Target", lambda args, environ: _Target(collection))
-    monkeypatch.setattr(cli, "aws_clients", lambda args, environ: (moto.streams(), moto.dynamodb()))
-    monkeypatch.setattr(cli, "install_signal_handlers", lambda stop: None)
+    monkeypatch.setattr(endpoints, "Target", lambda args, environ: _Target(collection))
+    monkeypatch.setattr(endpoints, "aws_clients", lambda args, environ: (moto.streams(), moto.dynamodb()))
+    monkeypatch.setattr(commands, "install_signal_handlers", lambda stop: None)
     monkeypatch.setattr(migrate_cli, "replication_waiter", lambda *a, **k: (lambda: None))
     base = ["--table", "clitable", "--mongodb-uri", "mongodb://unused"]
     assert cli.main(["sync", *base, "--segments", "2", "--page-size", "15", "--no-progress",

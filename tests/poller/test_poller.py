@@ -11,8 +11,10 @@ from poller_helpers import CountingStreams, diff, make_table, scan
 from harness.faults import BulkWriteShim, FaultLog, FaultPlan, FaultyCollection
 from harness.workload import WorkloadSpec, run_workload
 from replicator.checkpoints import CheckpointStore
+from replicator.errors import ResyncRequired
 from replicator.events import pad_sequence_number
-from replicator.poller import Poller, ResyncRequired, resync
+from replicator.poller import Poller
+from replicator.resync import resync
 from replicator.settings import Settings
 
 MIX = {"put_new": 4, "put_overwrite": 2, "update_set": 3, "update_remove": 2, "delete": 2,
@@ -139,7 +141,7 @@ def test_a_failing_record_is_retried_with_backoff_and_the_checkpoint_stays_befor
     before it, and after max_attempts the poller gives up rather than skip it."""
     from pymongo.errors import OperationFailure
 
-    from replicator.poller import RetriesExhausted
+    from replicator.errors import RetriesExhausted
 
     table = make_table(moto, "stuck")
     client = moto.dynamodb()

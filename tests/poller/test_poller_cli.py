@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from harness.backends.mongomock_target import mongomock_client
-from replicator import cli
+from replicator import cli, commands, endpoints
 from replicator.checkpoints import CheckpointStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -79,7 +79,7 @@ def fill(source: Any, table: str, count: int) -> Any:
 def test_no_uri_is_a_usage_error(monkeypatch: pytest.MonkeyPatch, restore_logging: None,
                                  capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.delenv("MONGODB_URI", raising=False)
-    monkeypatch.setattr(cli, "install_signal_handlers", lambda stop: None)
+    monkeypatch.setattr(commands, "install_signal_handlers", lambda stop: None)
     assert cli.main(["run", "--table", "t"]) == cli.EXIT_USAGE
     assert "give --mongodb-uri or set MONGODB_URI" in capsys.readouterr().err
 
@@ -153,9 +153,9 @@ def test_a_trimmed_checkpoint_exits_3_with_the_resync_command(
     store = CheckpointStore(client["app"]["fake_checkpoints"], table="fake")
     store.start_stream(fake.stream_arn, "TRIM_HORIZON")
     store.save(fake.stream_arn, shard, "002")
-    monkeypatch.setattr(cli, "install_signal_handlers", lambda stop: None)
-    monkeypatch.setattr(cli, "aws_clients", lambda args, env: (fake, FakeDynamoDB(fake.stream_arn)))
-    monkeypatch.setattr(cli.Target, "_connect", lambda self, uri, args, env: client)
+    monkeypatch.setattr(commands, "install_signal_handlers", lambda stop: None)
+    monkeypatch.setattr(endpoints, "aws_clients", lambda args, env: (fake, FakeDynamoDB(fake.stream_arn)))
+    monkeypatch.setattr(endpoints.Target, "_connect", lambda self, uri, args, env: client)
     code = cli.main(["run", "--table", "fake", "--mongodb-uri", "mongodb://u:pw@db.example/app",
                      "--database", "app", "--endpoint-url", "http://127.0.0.1:8000", "--once"])
     err = capsys.readouterr().err
@@ -172,7 +172,7 @@ def test_checkpoints_command_shows_and_deletes(monkeypatch: pytest.MonkeyPatch, 
     store = CheckpointStore(client["app"]["orders_checkpoints"], table="orders")
     store.start_stream("arn:s1", "TRIM_HORIZON")
     store.save("arn:s1", "shardId-1", "42")
-    monkeypatch.setattr(cli.Target, "_connect", lambda self, uri, args, env: client)
+    monkeypatch.setattr(endpoints.Target, "_connect", lambda self, uri, args, env: client)
     base = ["checkpoints", "--table", "orders", "--mongodb-uri", "mongodb://h/app", "--database", "app"]
     assert cli.main(base) == 0
     out = capsys.readouterr().out

@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from planned_writes import operations
 
 from replicator.errors import MalformedRecordError
 from replicator.events import (
@@ -83,12 +84,12 @@ def test_both_shapes_plan_the_same_write() -> None:
     planner = Planner(Settings())
 
     # when each is planned
-    plans = [planner.plan([parse_record(shape())]).operations
+    plans = [operations(planner.plan([parse_record(shape())]))
              for shape in (lambda_shape, boto3_shape)]
 
     # then the operations are equal, binary as bytes, sets sorted
     assert plans[0] == plans[1]
-    document = plans[0][0]._doc
+    document = planner.plan([parse_record(lambda_shape())]).writes[0].document
     assert document["_id"] == BLOB
     assert document["blobs"] == [b"\x00\x01", b"\xff"]
 

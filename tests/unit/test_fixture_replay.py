@@ -5,7 +5,7 @@ Each case holds ``table.json`` (the CreateTable request), ``events.json`` (the L
 equal to the final items, converted the same way. The replicator writes to the embedded default
 target, mongoeco, through the real pymongo client (so Int64, DBRef, error shapes and ``$`` names are
 a server's); those tests skip where mongoeco cannot run (Python < 3.13). The original design
-(baselines/original.py) is replayed on the in-process mongomock target, to show where and why it
+(harness/baselines/original.py) is replayed on the in-process mongomock target, to show where and why it
 diverges.
 """
 
@@ -24,10 +24,10 @@ import pytest
 from bson.decimal128 import Decimal128
 
 from harness.backends.base import TableSpec, started, target_backend
+from harness.baselines.original import OriginalHandler, lossy_image
 from harness.convergence import Diff, compare, expected_documents, read_target
 from harness.fixtures import Capture, load_capture_dir
 from harness.replay import replay
-from replicator.baselines.original import OriginalHandler, lossy_image
 from replicator.core import Replicator
 from replicator.errors import UnsupportedRecordError
 from replicator.plan import Planner

@@ -6,6 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from planned_writes import from_operation, operations
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator.convert import Converter
@@ -19,8 +20,9 @@ from replicator.errors import (
 )
 from replicator.events import parse_records
 from replicator.keys import KeyMapper
-from replicator.plan import PlannedWrite, Planner, WritePlan
+from replicator.plan import Planner
 from replicator.settings import Settings
+from replicator.writes import WritePlan
 
 CREATED = datetime.fromtimestamp(1795712760, tz=timezone.utc)
 
@@ -55,13 +57,13 @@ def test_insert_is_a_guarded_upsert_replacement(stream_record: Any) -> None:
 
     # then one replacement: _id from the key, the image, the padded sequence number
     assert result.writes == [
-        PlannedWrite(
+        from_operation(
             ReplaceOne(guarded("u1", "100"),
                        {"_id": "u1", "id": "u1", "v": 1, "_ddb_seq": pad("100")}, upsert=True),
             ("100",),
         )
     ]
-    document = result.writes[0].operation._doc
+    document = result.writes[0].document
     names = list(document)
     assert (names[0], names[-1]) == ("_id", "_ddb_seq")
     assert result.bad_records == [] and result.deferred == []
@@ -70,7 +72,7 @@ def test_insert_is_a_guarded_upsert_replacement(stream_record: Any) -> None:
 def test_guard_filter_shape_uses_a_40_digit_zero_padded_sequence(stream_record: Any) -> None:
     result = plan([stream_record("000000000000000000311", "MODIFY", keys(), new=item(v=2),
                                  old=item(v=1))])
-    condition = result.operations[0]._filter
+    condition = result.writes[0].filter
     assert condition == {
         "_id": "u1",
         "$or": [
@@ -83,13 +85,13 @@ def test_guard_filter_shape_uses_a_40_digit_zero_padded_sequence(stream_record: 
 
 def test_remove_is_a_guarded_delete(stream_record: Any) -> None:
     result = plan([stream_record("100", "REMOVE", keys(), old=item())])
-    assert result.writes == [PlannedWrite(DeleteOne(guarded("u1", "100")), ("100",))]
+    assert result.writes == [from_operation(DeleteOne(guarded("u1", "100")), ("100",))]
 
 
 def test_custom_sequence_field(stream_record: Any) -> None:
     result = plan([stream_record("7", "INSERT", keys(), new=item())],
                   Settings(sequence_field="_version"))
-    assert result.operations == [
+    assert operations(result) == [
         ReplaceOne(guarded("u1", "7", "_version"),
                    {"_id": "u1", "id": "u1", "v": 1, "_version": pad("7")}, upsert=True)
     ]
@@ -101,7 +103,7 @@ def test_guard_off_writes_plain_filters_and_no_sequence_field(stream_record: Any
          stream_record("101", "REMOVE", keys("b"), old=item("b"))],
         Settings(guard=False),
     )
-    assert result.operations == [
+    assert operations(result) == [
         ReplaceOne({"_id": "a"}, {"_id": "a", "id": "a", "v": 1}, upsert=True),
         DeleteOne({"_id": "b"}),
     ]
@@ -117,15 +119,16 @@ def test_composite_key_id_follows_the_key_schema_order(stream_record: Any) -> No
                   Settings(key_schema=("pk", "sk")))
 
     # then _id is {pk, sk} in that order, in the filter and in the document
-    (operation,) = result.operations
+    (operation,) = operations(result)
     assert operation == ReplaceOne(
         guarded({"pk": "user#1", "sk": 2}, "100"),
         {"_id": {"pk": "user#1", "sk": 2}, "sk": 2, "pk": "user#1", "v": 5, "_ddb_seq": pad("100")},
         upsert=True,
     )
     # == on dicts ignores order, and so does mongomock: check the order itself
-    assert list(operation._filter["_id"]) == ["pk", "sk"]
-    assert list(operation._doc["_id"]) == ["pk", "sk"]
+    (write,) = result.writes
+    assert list(write.filter["_id"]) == ["pk", "sk"]
+    assert isinstance(write.document, dict) and list(write.document["_id"]) == ["pk", "sk"]
 
 
 def test_composite_key_without_key_schema_is_quarantined_with_the_fix(stream_record: Any) -> None:
@@ -163,7 +166,7 @@ def test_id_mapping_replaces_the_default_id(stream_record: Any) -> None:
     mapper = KeyMapper(converter, ("pk", "sk"), lambda key: f"{key['pk']}|{key['sk']}")
     composite = {"pk": {"S": "a"}, "sk": {"N": "1"}}
     result = plan([stream_record("100", "REMOVE", composite)], key_mapper=mapper)
-    assert result.operations == [DeleteOne(guarded("a|1", "100"))]
+    assert operations(result) == [DeleteOne(guarded("a|1", "100"))]
 
 
 def test_image_id_attribute_must_agree_with_the_key(stream_record: Any) -> None:
@@ -184,12 +187,12 @@ def test_only_the_newest_change_per_id_is_written_and_covers_all(stream_record: 
 
     # then one write per _id: u1's newest state, standing for every u1 record
     assert result.writes == [
-        PlannedWrite(
+        from_operation(
             ReplaceOne(guarded("u1", "103"),
                        {"_id": "u1", "id": "u1", "v": 3, "_ddb_seq": pad("103")}, upsert=True),
             ("100", "102", "103"),
         ),
-        PlannedWrite(
+        from_operation(
             ReplaceOne(guarded("u2", "101"),
                        {"_id": "u2", "id": "u2", "v": 1, "_ddb_seq": pad("101")}, upsert=True),
             ("101",),
@@ -203,7 +206,7 @@ def test_newest_is_chosen_by_sequence_number_not_position(stream_record: Any) ->
         stream_record("99", "MODIFY", keys(), new=item(v=1)),
     ])
     (write,) = result.writes
-    assert write.operation._doc["v"] == 2
+    assert write.document["v"] == 2
     assert write.sequence_numbers == ("99", "100")
 
 
@@ -212,14 +215,14 @@ def test_insert_then_remove_coalesces_to_one_delete(stream_record: Any) -> None:
         stream_record("100", "INSERT", keys(), new=item()),
         stream_record("101", "REMOVE", keys(), old=item()),
     ])
-    assert result.writes == [PlannedWrite(DeleteOne(guarded("u1", "101")), ("100", "101"))]
+    assert result.writes == [from_operation(DeleteOne(guarded("u1", "101")), ("100", "101"))]
 
 
 # -- $-prefixed names ----------------------------------------------------------------------------
 def test_top_level_dollar_name_is_a_literal_pipeline_replacement(stream_record: Any) -> None:
     result = plan([stream_record("100", "INSERT", keys(), new=item(**{"$price": {"N": "1"}}))])
     document = {"_id": "u1", "id": "u1", "v": 1, "$price": 1, "_ddb_seq": pad("100")}
-    assert result.operations == [
+    assert operations(result) == [
         UpdateOne(guarded("u1", "100"), [{"$replaceWith": {"$literal": document}}], upsert=True)
     ]
 
@@ -227,7 +230,7 @@ def test_top_level_dollar_name_is_a_literal_pipeline_replacement(stream_record: 
 def test_nested_dollar_and_dotted_names_stay_a_replacement(stream_record: Any) -> None:
     image = item(**{"a.b": {"S": "dot"}, "m": {"M": {"$x": {"S": "nested"}}}})
     result = plan([stream_record("100", "INSERT", keys(), new=image)])
-    assert result.operations == [
+    assert operations(result) == [
         ReplaceOne(guarded("u1", "100"),
                    {"_id": "u1", "id": "u1", "v": 1, "a.b": "dot", "m": {"$x": "nested"},
                     "_ddb_seq": pad("100")}, upsert=True)
@@ -238,7 +241,7 @@ def test_nested_dollar_and_dotted_names_stay_a_replacement(stream_record: Any) -
 def test_ttl_delete_mode_delete(stream_record: Any) -> None:
     result = plan([stream_record("100", "REMOVE", keys(), old=item(), ttl=True)],
                   Settings(ttl_deletes="delete"))
-    assert result.writes == [PlannedWrite(DeleteOne(guarded("u1", "100")), ("100",))]
+    assert result.writes == [from_operation(DeleteOne(guarded("u1", "100")), ("100",))]
 
 
 def test_ttl_delete_mode_ignore_writes_nothing(stream_record: Any) -> None:
@@ -255,7 +258,7 @@ def test_ttl_ignore_keeps_the_change_before_it_in_the_same_batch(stream_record: 
     ], Settings(ttl_deletes="ignore"))
 
     # then the MODIFY still lands (the ignored expiry must not swallow it)
-    assert result.operations == [
+    assert operations(result) == [
         ReplaceOne(guarded("u1", "100"),
                    {"_id": "u1", "id": "u1", "v": 2, "_ddb_seq": pad("100")}, upsert=True)
     ]
@@ -264,7 +267,7 @@ def test_ttl_ignore_keeps_the_change_before_it_in_the_same_batch(stream_record: 
 def test_ttl_ignore_does_not_ignore_user_deletes(stream_record: Any) -> None:
     result = plan([stream_record("100", "REMOVE", keys(), old=item())],
                   Settings(ttl_deletes="ignore"))
-    assert result.operations == [DeleteOne(guarded("u1", "100"))]
+    assert operations(result) == [DeleteOne(guarded("u1", "100"))]
 
 
 def test_ttl_delete_mode_archive(stream_record: Any) -> None:
@@ -276,12 +279,12 @@ def test_ttl_delete_mode_archive(stream_record: Any) -> None:
     archived = {"_id": "u1", "id": "u1", "v": 7, "_ddb_expired_at": CREATED,
                 "_ddb_seq": pad("100")}
     assert result.writes == [
-        PlannedWrite(ReplaceOne(guarded("u1", "100"), archived, upsert=True), ("100",),
+        from_operation(ReplaceOne(guarded("u1", "100"), archived, upsert=True), ("100",),
                      collection="archive"),
-        PlannedWrite(DeleteOne(guarded("u1", "100")), ("100",)),
+        from_operation(DeleteOne(guarded("u1", "100")), ("100",)),
     ]
-    assert result.archive_operations == [ReplaceOne(guarded("u1", "100"), archived, upsert=True)]
-    assert result.operations == [DeleteOne(guarded("u1", "100"))]
+    assert operations(result, "archive") == [ReplaceOne(guarded("u1", "100"), archived, upsert=True)]
+    assert operations(result) == [DeleteOne(guarded("u1", "100"))]
 
 
 def test_archive_mode_without_old_image_keeps_the_record_and_the_document(stream_record: Any) -> None:
@@ -289,7 +292,7 @@ def test_archive_mode_without_old_image_keeps_the_record_and_the_document(stream
     # record is quarantined with the fix, and neither the archive nor the delete is written.
     result = plan([stream_record("100", "REMOVE", keys(), view="KEYS_ONLY", ttl=True)],
                   Settings(ttl_deletes="archive"))
-    assert result.archive_operations == [] and result.operations == []
+    assert operations(result, "archive") == [] and operations(result) == []
     (bad,) = result.bad_records
     assert isinstance(bad.error, UnsupportedRecordError)
     assert bad.error.field_path == "dynamodb.OldImage"
@@ -304,7 +307,7 @@ def test_transforms_are_applied_before_id_and_sequence(stream_record: Any) -> No
 
     result = plan([stream_record("100", "INSERT", keys(), new=image)], transforms=[example])
 
-    assert result.operations == [
+    assert operations(result) == [
         ReplaceOne(guarded("u1", "100"), {
             "_id": "u1", "id": "u1", "v": 1,
             "created_at": datetime(2020, 5, 20, 18, 40, 1, tzinfo=timezone.utc),
@@ -331,7 +334,7 @@ def test_transform_that_raises_makes_a_bad_record(stream_record: Any) -> None:
         stream_record("100", "INSERT", keys("boom"), new=item("boom")),
         stream_record("101", "INSERT", keys("fine"), new=item("fine")),
     ], transforms=[_raising])
-    assert [w.operation._doc["_id"] for w in result.writes] == ["fine"]
+    assert [w.document["_id"] for w in result.writes] == ["fine"]
     (bad,) = result.bad_records
     assert isinstance(bad.error, TransformError)
     assert bad.index == 0 and bad.sequence_number == "100"
@@ -355,7 +358,7 @@ def test_unconvertible_newest_change_falls_back_to_the_older_one(stream_record: 
 
     # then the older state is written, and the newer record is set aside with its path
     assert result.writes == [
-        PlannedWrite(ReplaceOne(guarded("u1", "100"),
+        from_operation(ReplaceOne(guarded("u1", "100"),
                                 {"_id": "u1", "id": "u1", "v": 1, "_ddb_seq": pad("100")},
                                 upsert=True), ("100",))
     ]
@@ -382,10 +385,10 @@ def test_fail_mode_cuts_at_the_first_bad_record(stream_record: Any) -> None:
 
     # then only what came before it is written; the rest is deferred, not applied
     assert result.writes == [
-        PlannedWrite(ReplaceOne(guarded("a", "100"),
+        from_operation(ReplaceOne(guarded("a", "100"),
                                 {"_id": "a", "id": "a", "v": 1, "_ddb_seq": pad("100")},
                                 upsert=True), ("100",)),
-        PlannedWrite(ReplaceOne(guarded("b", "101"),
+        from_operation(ReplaceOne(guarded("b", "101"),
                                 {"_id": "b", "id": "b", "v": 1, "_ddb_seq": pad("101")},
                                 upsert=True), ("101",)),
     ]
@@ -394,7 +397,7 @@ def test_fail_mode_cuts_at_the_first_bad_record(stream_record: Any) -> None:
 
     # while quarantine mode writes a's newest state and c
     quarantine = plan(records)
-    assert [w.operation._doc["v"] for w in quarantine.writes] == [3, 1, 1]
+    assert [w.document["v"] for w in quarantine.writes] == [3, 1, 1]
     assert quarantine.deferred == []
 
 
@@ -409,7 +412,7 @@ def test_fail_mode_cut_moves_earlier_for_a_conversion_error(stream_record: Any) 
 
     result = plan(records, Settings(bad_records="fail"))
 
-    assert [(w.operation._doc["_id"], w.sequence_numbers) for w in result.writes] == [
+    assert [(w.document["_id"], w.sequence_numbers) for w in result.writes] == [
         ("a", ("100",)), ("b", ("101",))]
     assert [b.sequence_number for b in result.bad_records] == ["102"]
     assert [c.sequence_number for c in result.deferred] == ["103"]

@@ -14,7 +14,7 @@ import pytest
 from pymongo.errors import AutoReconnect, BulkWriteError
 
 from harness.backends.mongomock_target import mongomock_client
-from replicator import handler
+from replicator import accelerator, handler
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.settings import SEQUENCE_FIELD, Settings
@@ -429,6 +429,19 @@ def test_handler_reads_replicator_settings_from_the_environment(
     assert document == {"_id": {"pk": "p", "sk": 1}, "sk": 1, "pk": "p"}  # no _ddb_seq
 
 
+def test_the_planning_path_is_logged_once_at_cold_start_not_per_batch(
+    lambda_env: list[Any], stream_record: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="replicator")
+    for n in range(3):
+        handler.lambda_handler({"Records": [stream_record(str(100 + n), "INSERT", keys("a"),
+                                                          new=item("a"))]})
+    said = [r.getMessage() for r in caplog.records if "planning:" in r.getMessage()]
+    assert len(said) == 1
+    expected = ("pure Python" if accelerator.native is None else "C accelerator")
+    assert expected in said[0]
+
+
 @pytest.mark.parametrize("missing", [("MONGODB_URI",), ("MONGODB_DATABASE", "MONGODB_COLLECTION")])
 def test_missing_environment_variables_are_named(
     lambda_env: list[Any], monkeypatch: pytest.MonkeyPatch, missing: tuple[str, ...]
@@ -473,14 +486,14 @@ def test_password_never_appears_in_logs(
 def test_password_is_not_in_the_error_of_an_invalid_uri(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # given the real pymongo and a URI it refuses
+    # given the real pymongo and a URI it refuses (replicator.mongo.connect: a ConfigurationError)
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("MONGODB_URI", f"mongodb://app:{PASSWORD}@db.example:notaport/")
     monkeypatch.setenv("MONGODB_DATABASE", "app")
     monkeypatch.setenv("MONGODB_COLLECTION", "users")
     handler.reset()
     try:
-        with pytest.raises(ValueError) as raised:
+        with pytest.raises(ConfigurationError) as raised:
             handler.lambda_handler({"Records": []})
     finally:
         handler.reset()

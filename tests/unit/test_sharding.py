@@ -7,6 +7,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from planned_writes import from_operation
 from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
@@ -17,8 +18,11 @@ from replicator import apply
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.events import StreamViewType, parse_records
-from replicator.plan import PlannedWrite, Planner, ShardKeyMove, WritePlan, same_shard_values
+from replicator.operations import operation
+from replicator.plan import Planner
 from replicator.settings import Settings
+from replicator.sharding import ShardKeyMove, same_shard_values
+from replicator.writes import PlannedWrite, WritePlan
 
 ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/users/stream/2026-01-01T00:00:00.000"
 TENANT = Settings(key_schema=("id",), shard_key=("tenant",))
@@ -81,7 +85,7 @@ def test_insert_is_a_move_from_an_unknown_value() -> None:
     result = plan([record("100", "INSERT", new=item("u1", "t1", 1))])
     document = doc("u1", "t1", 1, "100")
     assert result.writes == [
-        PlannedWrite(
+        from_operation(
             ReplaceOne({"_id": "u1", "$or": guard("100")}, document, upsert=True),
             ("100",),
             shard_key_move=ShardKeyMove(
@@ -89,8 +93,8 @@ def test_insert_is_a_move_from_an_unknown_value() -> None:
                 shard_key=("tenant",),
                 old=None,
                 new={"tenant": "t1"},
-                write=ReplaceOne({"_id": "u1", "tenant": "t1", "$or": guard("100")}, document,
-                                 upsert=True),
+                write=from_operation(ReplaceOne({"_id": "u1", "tenant": "t1", "$or": guard("100")},
+                                                document, upsert=True), ("100",)),
                 sequence_field="_ddb_seq",
                 sequence=pad("100"),
             ),
@@ -101,7 +105,7 @@ def test_insert_is_a_move_from_an_unknown_value() -> None:
 def test_write_filter_has_the_shard_key_of_the_new_image() -> None:
     result = plan([record("200", "MODIFY", new=item("u1", "t1", 2), old=item("u1", "t1", 1))])
     assert result.writes == [
-        PlannedWrite(
+        from_operation(
             ReplaceOne({"_id": "u1", "tenant": "t1", "$or": guard("200")},
                        doc("u1", "t1", 2, "200"), upsert=True),
             ("200",),
@@ -113,7 +117,7 @@ def test_write_filter_has_the_shard_key_of_the_new_image() -> None:
 def test_delete_filter_has_the_shard_key_of_the_old_image() -> None:
     result = plan([record("300", "REMOVE", old=item("u1", "t9", 4))])
     assert result.writes == [
-        PlannedWrite(DeleteOne({"_id": "u1", "tenant": "t9", "$or": guard("300")}), ("300",))
+        from_operation(DeleteOne({"_id": "u1", "tenant": "t9", "$or": guard("300")}), ("300",))
     ]
 
 
@@ -121,7 +125,7 @@ def test_delete_without_old_image_takes_the_shard_key_from_the_keys() -> None:
     settings = Settings(key_schema=("id",), shard_key=("id",))
     result = plan([record("300", "REMOVE", view="KEYS_ONLY")], settings)
     assert result.writes == [
-        PlannedWrite(DeleteOne({"_id": "u1", "id": "u1", "$or": guard("300")}), ("300",))
+        from_operation(DeleteOne({"_id": "u1", "id": "u1", "$or": guard("300")}), ("300",))
     ]
 
 
@@ -129,7 +133,7 @@ def test_shard_key_value_change_is_a_move() -> None:
     result = plan([record("200", "MODIFY", new=item("u1", "t2", 2), old=item("u1", "t1", 1))])
     document = doc("u1", "t2", 2, "200")
     assert result.writes == [
-        PlannedWrite(
+        from_operation(
             # the single write: OLD shard key in the filter (retryable write / no transactions)
             ReplaceOne({"_id": "u1", "tenant": "t1", "$or": guard("200")}, document, upsert=True),
             ("200",),
@@ -138,8 +142,8 @@ def test_shard_key_value_change_is_a_move() -> None:
                 shard_key=("tenant",),
                 old={"tenant": "t1"},
                 new={"tenant": "t2"},
-                write=ReplaceOne({"_id": "u1", "tenant": "t2", "$or": guard("200")}, document,
-                                 upsert=True),
+                write=from_operation(ReplaceOne({"_id": "u1", "tenant": "t2", "$or": guard("200")},
+                                                document, upsert=True), ("200",)),
                 sequence_field="_ddb_seq",
                 sequence=pad("200"),
             ),
@@ -154,7 +158,7 @@ def test_coalesced_moves_start_from_the_oldest_old_image() -> None:
     ])
     (write,) = result.writes
     assert write.sequence_numbers == ("200", "201")
-    assert write.operation == ReplaceOne(
+    assert operation(write) == ReplaceOne(
         {"_id": "u1", "tenant": "t1", "$or": guard("201")}, doc("u1", "t3", 3, "201"), upsert=True
     )
     assert write.shard_key_move is not None
@@ -168,7 +172,7 @@ def test_move_then_back_in_one_batch_is_a_plain_write() -> None:
         record("201", "MODIFY", new=item("u1", "t1", 3), old=item("u1", "t2", 2)),
     ])
     assert result.writes == [
-        PlannedWrite(
+        from_operation(
             ReplaceOne({"_id": "u1", "tenant": "t1", "$or": guard("201")},
                        doc("u1", "t1", 3, "201"), upsert=True),
             ("200", "201"),
@@ -182,7 +186,7 @@ def test_delete_after_a_coalesced_move_targets_where_the_document_is_stored() ->
         record("201", "REMOVE", old=item("u1", "t2", 2)),
     ])
     assert result.writes == [
-        PlannedWrite(DeleteOne({"_id": "u1", "tenant": "t1", "$or": guard("201")}),
+        from_operation(DeleteOne({"_id": "u1", "tenant": "t1", "$or": guard("201")}),
                      ("200", "201"))
     ]
 
@@ -194,7 +198,7 @@ def test_insert_first_in_batch_moves_from_an_unknown_value() -> None:
     ])
     (write,) = result.writes
     assert write.sequence_numbers == ("100", "101")
-    assert write.operation == ReplaceOne(
+    assert operation(write) == ReplaceOne(
         {"_id": "u1", "$or": guard("101")}, doc("u1", "t2", 2, "101"), upsert=True)
     assert write.shard_key_move is not None
     assert (write.shard_key_move.old, write.shard_key_move.new) == (None, {"tenant": "t2"})
@@ -206,7 +210,7 @@ def test_delete_after_insert_in_one_batch_targets_the_id() -> None:
         record("101", "REMOVE", old=item("u1", "t1", 1)),
     ])
     assert result.writes == [
-        PlannedWrite(DeleteOne({"_id": "u1", "$or": guard("101")}), ("100", "101"))]
+        from_operation(DeleteOne({"_id": "u1", "$or": guard("101")}), ("100", "101"))]
 
 
 def test_compound_shard_key_change_in_one_field() -> None:
@@ -214,10 +218,10 @@ def test_compound_shard_key_change_in_one_field() -> None:
     old = item("u1", "t1", 1, region={"S": "eu"})
     new = item("u1", "t1", 2, region={"S": "us"})
     (write,) = plan([record("200", "MODIFY", new=new, old=old)], settings).writes
-    assert write.operation._filter == {
+    assert write.filter == {
         "_id": "u1", "tenant": "t1", "region": "eu", "$or": guard("200")}
     assert write.shard_key_move is not None
-    assert write.shard_key_move.write._filter == {
+    assert write.shard_key_move.write.filter == {
         "_id": "u1", "tenant": "t1", "region": "us", "$or": guard("200")}
 
 
@@ -227,11 +231,11 @@ def test_nested_shard_key_field_and_missing_value() -> None:
     new = item("u1", None, 2, meta={"M": {"tenant": {"S": "t1"}, "x": {"S": "y"}}})
     (write,) = plan([record("200", "MODIFY", new=new, old=old)], settings).writes
     assert write.shard_key_move is None
-    assert write.operation._filter == {"_id": "u1", "meta.tenant": "t1", "$or": guard("200")}
+    assert write.filter == {"_id": "u1", "meta.tenant": "t1", "$or": guard("200")}
     # a missing shard key field is null to MongoDB: the filter says so explicitly
     (write,) = plan([record("200", "MODIFY", new=item("u1", None, 2), old=item("u1", None, 1))],
                     settings).writes
-    assert write.operation._filter == {"_id": "u1", "meta.tenant": None, "$or": guard("200")}
+    assert write.filter == {"_id": "u1", "meta.tenant": None, "$or": guard("200")}
 
 
 def test_move_of_a_document_with_dollar_names_uses_pipeline_updates() -> None:
@@ -239,10 +243,10 @@ def test_move_of_a_document_with_dollar_names_uses_pipeline_updates() -> None:
     (write,) = plan([record("200", "MODIFY", new=new, old=item("u1", "t1", 1))]).writes
     document = doc("u1", "t2", 2, "200", **{"$price": 3})
     pipeline = [{"$replaceWith": {"$literal": document}}]
-    assert write.operation == UpdateOne(
+    assert operation(write) == UpdateOne(
         {"_id": "u1", "tenant": "t1", "$or": guard("200")}, pipeline, upsert=True)
     assert write.shard_key_move is not None
-    assert write.shard_key_move.write == UpdateOne(
+    assert operation(write.shard_key_move.write) == UpdateOne(
         {"_id": "u1", "tenant": "t2", "$or": guard("200")}, pipeline, upsert=True)
 
 
@@ -251,10 +255,10 @@ def test_move_without_guard() -> None:
     (write,) = plan(
         [record("200", "MODIFY", new=item("u1", "t2", 2), old=item("u1", "t1", 1))], settings
     ).writes
-    assert write.operation._filter == {"_id": "u1", "tenant": "t1"}
+    assert write.filter == {"_id": "u1", "tenant": "t1"}
     assert write.shard_key_move is not None
     assert write.shard_key_move.sequence is None
-    assert write.shard_key_move.write._filter == {"_id": "u1", "tenant": "t2"}
+    assert write.shard_key_move.write.filter == {"_id": "u1", "tenant": "t2"}
 
 
 def test_shard_key_of_table_key_attributes_never_moves() -> None:
@@ -263,7 +267,7 @@ def test_shard_key_of_table_key_attributes_never_moves() -> None:
         [record("200", "MODIFY", new=item("u1", "t2", 2), old=item("u1", "t1", 1))], settings
     ).writes
     assert write.shard_key_move is None
-    assert write.operation._filter == {"_id": "u1", "id": "u1", "$or": guard("200")}
+    assert write.filter == {"_id": "u1", "id": "u1", "$or": guard("200")}
 
 
 def test_shard_values_compare_strictly() -> None:
@@ -392,9 +396,9 @@ class RecordingCollection:
         if self.fail_on == "bulk_write":
             raise AutoReconnect("connection reset")
         errors = []
-        for index, operation in enumerate(operations):
+        for index, request in enumerate(operations):
             try:
-                self.store.apply_one(operation)
+                self.store.apply_one(request)
             except DuplicateKeyError as error:
                 errors.append({"index": index, "code": 11000, "keyPattern": {"_id": 1},
                                "errmsg": str(error)})
@@ -433,7 +437,7 @@ def test_move_runs_in_a_transaction_where_supported(hello: dict[str, Any]) -> No
         ("with_transaction", "snapshot", {"w": "majority"}),
         ("find", {"_id": "u1"}, {"tenant": 1, "_ddb_seq": 1}, True),
         ("delete_one", {"_id": "u1", "tenant": "t1"}, True),
-        ("bulk_write", [planned.shard_key_move.write], True, True),
+        ("bulk_write", [operation(planned.shard_key_move.write)], True, True),
         ("commit",),
         ("end_session",),
     ]
@@ -478,9 +482,9 @@ def test_move_without_transactions_is_a_single_write_with_the_old_shard_key() ->
     assert result.applied == [planned]
     assert collection.calls == [
         ("command", "hello"),
-        ("bulk_write", [planned.operation], False, False),
+        ("bulk_write", [operation(planned)], False, False),
     ]
-    assert planned.operation._filter["tenant"] == "t1"
+    assert planned.filter["tenant"] == "t1"
     assert collection.store.find_one({"_id": "u1"})["tenant"] == "t2"
 
 
@@ -495,8 +499,8 @@ def test_moves_go_apart_from_the_bulk() -> None:
     assert sorted(result.applied, key=lambda w: w.sequence_numbers) == [move, plain]
     bulks = [c for c in collection.calls if c[0] == "bulk_write"]
     assert bulks == [
-        ("bulk_write", [plain.operation], False, False),
-        ("bulk_write", [move.shard_key_move.write], True, True),
+        ("bulk_write", [operation(plain)], False, False),
+        ("bulk_write", [operation(move.shard_key_move.write)], True, True),
     ]
 
 
@@ -537,7 +541,7 @@ def test_fallback_sends_known_moves_alone_and_unknown_ones_in_the_bulk() -> None
     result = apply.write(collection, writes)
     assert len(result.applied) == 3
     bulks = [c[1] for c in collection.calls if c[0] == "bulk_write"]
-    assert bulks == [[unknown.operation, plain.operation], [known.operation]]
+    assert bulks == [[operation(unknown), operation(plain)], [operation(known)]]
 
 
 @pytest.mark.parametrize("hello", [REPLICA_SET, STANDALONE], ids=["transaction", "single-write"])

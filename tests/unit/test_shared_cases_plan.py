@@ -20,11 +20,10 @@ from typing import Any
 import bson
 import pytest
 from bson.decimal128 import Decimal128
-from pymongo.operations import DeleteOne, ReplaceOne
 
-from replicator import core
+from replicator import quarantine
 from replicator.convert import Converter
-from replicator.core import Replicator, quarantine_document
+from replicator.core import Replicator
 from replicator.errors import (
     ConversionError,
     MalformedRecordError,
@@ -33,9 +32,11 @@ from replicator.errors import (
 )
 from replicator.events import BadRecord, parse_records
 from replicator.keys import KeyMapper
-from replicator.plan import Planner, WritePlan
+from replicator.plan import Planner
+from replicator.quarantine import quarantine_document
 from replicator.readback import DynamoDBItemReader
 from replicator.settings import Settings
+from replicator.writes import WritePlan
 
 CASES = Path(__file__).resolve().parents[1] / "data" / "cases"
 
@@ -78,9 +79,7 @@ def written(plan: WritePlan, collection: str = "main") -> dict[Any, Any]:
     for write in plan.writes:
         if write.collection != collection:
             continue
-        operation = write.operation
-        key = operation._filter["_id"]
-        out[repr(key)] = operation._doc if isinstance(operation, ReplaceOne) else None
+        out[repr(write.document_id)] = write.document if write.kind == "replace" else None
     return out
 
 
@@ -201,7 +200,7 @@ def test_lone_surrogate_elsewhere(accelerated: bool, where: str) -> None:
 
 
 def test_quarantine_id_and_raw_text_never_raise() -> None:
-    # core._quarantine_id hashed json.dumps(...).encode(): UnicodeEncodeError on a surrogate
+    # quarantine._quarantine_id hashed json.dumps(...).encode(): UnicodeEncodeError on a surrogate
     for raw in ({"s": "\ud800"}, {"\udfff": 1}, "abc\ud800", nested_list(5000, 1), [b"\x00", 1.5]):
         bad = BadRecord(index=0, raw=raw, error=MalformedRecordError("x"))
         document = quarantine_document(bad)
@@ -214,7 +213,7 @@ def test_quarantine_id_and_raw_text_never_raise() -> None:
                 "b'\\x00'", "x")) or isinstance(raw, list)
     # stable: a redelivery gets the same id; distinct raw records get distinct ids
     a, b = ({"s": "\ud800"}, {"s": "\ud801"})
-    ids = {core._quarantine_id(BadRecord(0, raw, MalformedRecordError("x"))) for raw in (a, a, b)}
+    ids = {quarantine._quarantine_id(BadRecord(0, raw, MalformedRecordError("x"))) for raw in (a, a, b)}
     assert len(ids) == 2
 
 
@@ -276,7 +275,7 @@ def test_float_mode_key_collision(accelerated: bool) -> None:
                    accelerated=accelerated)
     documents = written(plan)
     assert len(documents) == 4 and plan.bad_records == []  # four items, four _ids
-    ids = [w.operation._filter["_id"] for w in plan.writes]
+    ids = [w.filter["_id"] for w in plan.writes]
     assert Decimal128("0.3") in ids and Decimal128("0.29999999999999999") in ids
     assert 1234567890123456780 in ids and 1234567890123456781 in ids
     # values stay floats as documented (the key attribute in the document too: it is a value)
@@ -421,7 +420,7 @@ def test_records_of_another_table_are_refused_never_merged(accelerated: bool) ->
     # the common batch of the pinned stream stays on the C planner's path
     if accelerated and replicate.planner._native_plan is not None:
         assert replicate.planner.plan_records([record("t3", "6", item, item, arn=ARN_T2)],
-                                              replicate._stream_arn) is not None
+                                              replicate.source.stream_arn) is not None
 
 
 @pytest.mark.parametrize("source", ["U", "arn:aws:dynamodb:us-east-1:1:table/U", ARN_U])
@@ -445,16 +444,16 @@ class GuardedStore:
 
     def apply(self, plan: WritePlan, field: str = "_ddb_seq") -> None:
         for write in plan.writes:
-            operation = write.operation
-            key = repr(operation._filter["_id"])
+            key = repr(write.document_id)
             stored = self.documents.get(key)
-            sequence = operation._filter["$or"][0][field]["$lt"]
+            sequence = write.filter["$or"][0][field]["$lt"]
             if stored is not None and field in stored and not stored[field] < sequence:
                 continue  # stale
-            if isinstance(operation, DeleteOne):
+            if write.kind == "delete":
                 self.documents.pop(key, None)
             else:
-                self.documents[key] = operation._doc
+                assert isinstance(write.document, dict)
+                self.documents[key] = write.document
 
 
 @pytest.mark.parametrize("sequences", [("7", "7"), ("10", "010"), ("0002", "2")])

@@ -25,6 +25,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
+from replicator import accelerator
+from replicator import operations as edge
+from replicator.accelerator import slot_template
 from replicator.convert import Converter
 from replicator.core import Replicator
 from replicator.errors import ConversionError, MalformedRecordError
@@ -38,9 +41,11 @@ from replicator.events import (
     table_arn_of,
 )
 from replicator.keys import KeyMapper
-from replicator.plan import PlannedWrite, Planner, WritePlan, slot_template
+from replicator.operations import configure_accelerator as configure_operations
+from replicator.plan import Planner
 from replicator.plan import configure_accelerator as configure_planner
 from replicator.settings import Settings
+from replicator.writes import PlannedWrite, WritePlan
 
 REQUIRED = os.environ.get("REPLICATOR_REQUIRE_SPEEDUPS", "") == "1"
 IMPORT_ERROR: ImportError | None = None
@@ -768,6 +773,7 @@ TTL_IDENTITIES = [
 ]
 if speedups_module is not None:
     configure_planner(speedups_module)
+    configure_operations(speedups_module)
 
 
 class _Nowhere:
@@ -784,7 +790,7 @@ def reference_plan(settings: Settings, batch: list[Any]) -> WritePlan | Exceptio
     replicator.planner = Planner(
         settings, converter=converter, key_mapper=KeyMapper(converter, settings.key_schema)
     )
-    replicator._table_arn, replicator._stream_arn = table_arn_of(PINNED), PINNED
+    replicator.source.table_arn, replicator.source.stream_arn = table_arn_of(PINNED), PINNED
     try:
         return replicator.plan(batch)
     except Exception as error:  # none expected: every record's problem is a bad record
@@ -802,15 +808,6 @@ def c_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite] | None:
     return answer
 
 
-def operation_shape(operation: Any) -> Any:
-    """Every slot of a pymongo operation, type for type and in order (== ignores dict order, and
-    ReplaceOne's == may not look at every slot)."""
-    slots = [name for klass in type(operation).__mro__ for name in vars(klass).get("__slots__", ())]
-    return type(operation).__name__, [
-        (name, shape(getattr(operation, name, "<unset>"))) for name in slots
-    ]
-
-
 def assert_same_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite] | None:
     """The differential check; returns the C answer (None: Python plans the batch)."""
     fast = c_plan(settings, batch)
@@ -821,8 +818,8 @@ def assert_same_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite]
     assert expected.bad_records == [] and expected.deferred == [], "C planned a batch with bad records"
     assert WritePlan(writes=fast) == expected
     assert [type(w) for w in fast] == [PlannedWrite] * len(fast)
-    assert [operation_shape(w.operation) for w in fast] == [
-        operation_shape(w.operation) for w in expected.writes
+    assert [(shape(w.filter), shape(w.document)) for w in fast] == [
+        (shape(w.filter), shape(w.document)) for w in expected.writes
     ]
     assert [list(w.__dict__.items()) for w in fast] == [
         [(k, v) for k, v in w.__dict__.items()] for w in expected.writes
@@ -1001,7 +998,7 @@ def test_plan_records_lets_the_first_of_equal_sequence_numbers_win(speedups: Any
         fast = assert_same_plan(Settings(), batch)
         assert fast is not None
         first = batch[0]["dynamodb"]["NewImage"]["n"]["N"]
-        assert getattr(fast[0].operation, "_doc", {}).get("n") == int(first)
+        assert isinstance(fast[0].document, dict) and fast[0].document["n"] == int(first)
 
 
 def test_plan_records_writes_dollar_names_through_a_pipeline(speedups: Any) -> None:
@@ -1009,25 +1006,115 @@ def test_plan_records_writes_dollar_names_through_a_pipeline(speedups: Any) -> N
         "Keys": {"pk": {"S": "a"}}, "SequenceNumber": "5",
         "NewImage": {"pk": {"S": "a"}, "$price": {"N": "1"}}}}]
     fast = assert_same_plan(Settings(), batch)
-    assert fast is not None and type(fast[0].operation).__name__ == "UpdateOne"
+    assert fast is not None and fast[0].kind == "update"
 
 
-def test_plan_records_leaves_the_garbage_collector_as_it_found_it(speedups: Any) -> None:
-    """It turns the cyclic GC off while it builds (see _speedups.c), and only back on if it was."""
+def test_plan_records_leaves_the_garbage_collector_alone(speedups: Any) -> None:
+    """It never switches the process-wide cyclic GC (issue 11): with the young generation's
+    threshold at 1, building a plan allocates enough for collections to run during the call, and
+    the GC is on or off after it as it was before."""
     import gc
 
-    batch = [{"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1"}}]
-    was = gc.isenabled()
+    batch = [{"eventName": "INSERT", "dynamodb": {
+        "Keys": {"pk": {"S": str(n)}}, "SequenceNumber": str(n + 1),
+        "NewImage": {"pk": {"S": str(n)}, "tags": {"L": [{"S": "x"}]}}}} for n in range(50)]
+    phases: list[str] = []
+    was, threshold = gc.isenabled(), gc.get_threshold()
+
+    def seen(phase: str, info: dict[str, Any]) -> None:
+        phases.append(phase)
+
     try:
-        for state in (True, False):
-            (gc.enable if state else gc.disable)()
-            assert c_plan(Settings(), batch) is not None and gc.isenabled() is state
-            assert c_plan(Settings(), [*batch, "junk"]) is None and gc.isenabled() is state
-            with pytest.raises(TypeError):
-                speedups.plan_records(batch, None, True, 5, True)
-            assert gc.isenabled() is state
+        gc.enable()
+        gc.set_threshold(1)
+        gc.callbacks.append(seen)
+        assert c_plan(Settings(), batch) is not None
+        gc.callbacks.remove(seen)
+        assert "start" in phases and gc.isenabled()
+        gc.disable()
+        assert c_plan(Settings(), batch) is not None and not gc.isenabled()
+        with pytest.raises(TypeError):
+            speedups.plan_records(batch, None, True, 5, True)
+        assert not gc.isenabled()
     finally:
+        if seen in gc.callbacks:
+            gc.callbacks.remove(seen)
+        gc.set_threshold(*threshold)
         (gc.enable if was else gc.disable)()
+
+
+def test_every_setting_is_decided_for_the_c_gate() -> None:
+    """A planning setting added to Settings must be added to accelerator.C_PLANNING (with whether
+    the C planner implements its value) or to NOT_PLANNING: the C path cannot silently ignore it."""
+    fields = set(Settings.field_names())
+    assert set(accelerator.C_PLANNING) | accelerator.NOT_PLANNING == fields
+    assert not set(accelerator.C_PLANNING) & accelerator.NOT_PLANNING
+
+
+@pytest.mark.parametrize("settings, declined", [
+    (Settings(), []),
+    (Settings(numbers="float"), ["numbers"]),
+    (Settings(transforms=("replicator.transforms.example",)), ["transforms"]),
+    (Settings(id_mapping="m:f", shard_key=("t",)), ["id_mapping", "shard_key"]),
+])
+def test_the_gate_names_the_settings_the_c_planner_does_not_implement(
+    settings: Settings, declined: list[str]
+) -> None:
+    assert accelerator.declined_by(settings) == declined
+    path = accelerator.planning_path(settings)
+    if accelerator.native is None:
+        assert path.startswith("pure Python (") and accelerator.unavailable in path
+    elif declined:
+        assert path.startswith("pure Python") and all(name in path for name in declined)
+    else:
+        assert path.startswith("C accelerator")
+
+
+def test_configure_planner_refuses_a_class_it_cannot_build(speedups: Any) -> None:
+    """plan_records fills __dict__ in one call (frozen.build): only a plain class will do."""
+
+    class OwnNew:
+        def __new__(cls) -> OwnNew:
+            return super().__new__(cls)
+
+    try:
+        with pytest.raises(TypeError):
+            speedups.configure_planner(OwnNew)
+    finally:
+        configure_planner(speedups)
+
+
+# -- operations: planned writes -> pymongo operations, against operations.operation-----------------
+def operation_shape(operation: Any) -> Any:
+    """Every slot of a pymongo operation, type for type and in order (== ignores dict order, and
+    ReplaceOne's == may not look at every slot)."""
+    slots = [name for klass in type(operation).__mro__ for name in vars(klass).get("__slots__", ())]
+    return type(operation).__name__, [
+        (name, shape(getattr(operation, name, "<unset>"))) for name in slots
+    ]
+
+
+EDGE_WRITES = [
+    PlannedWrite.replace({"_id": "a", "$or": []}, {"_id": "a", "n": 1}, ("1",)),
+    PlannedWrite.delete({"_id": "b"}, ("2",)),
+    PlannedWrite.update({"_id": "c"}, [{"$replaceWith": {"$literal": {"$p": 1}}}], ("3",)),
+    PlannedWrite.update({"_id": "d"}, {"$set": {"x": 1}}, ("4",), upsert=False),
+]
+
+
+def assert_same_operations(speedups: Any, writes: list[PlannedWrite]) -> None:
+    built = speedups.operations(writes)
+    expected = [edge.operation(w) for w in writes]
+    assert built is not None
+    assert [operation_shape(o) for o in built] == [operation_shape(o) for o in expected]
+
+
+def test_operations_agree_with_apply_operation(speedups: Any) -> None:
+    assert_same_operations(speedups, EDGE_WRITES)
+    # a shape it does not build (a replacement without upsert): Python builds the whole list
+    odd = PlannedWrite("replace", {"_id": 1}, {"_id": 1}, False, ("1",))
+    assert speedups.operations([*EDGE_WRITES, odd]) is None
+    assert edge.operations([*EDGE_WRITES, odd]) == [edge.operation(w) for w in [*EDGE_WRITES, odd]]
 
 
 def test_slot_template_describes_how_the_class_fills_its_slots() -> None:
@@ -1048,15 +1135,7 @@ def test_slot_template_describes_how_the_class_fills_its_slots() -> None:
 
 
 @pytest.mark.parametrize("templates", ["class calls", "a lying template"])
-def test_plan_records_is_the_same_whichever_way_it_builds_operations(
-    speedups: Any, templates: str
-) -> None:
-    batch = [
-        {"eventName": "INSERT", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1",
-                                             "NewImage": {"pk": {"S": "a"}}}},
-        {"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "b"}}, "SequenceNumber": "2"}},
-    ]
-    assert speedups._operation_path() == ("slots", "slots")
+def test_operations_are_the_same_whichever_way_they_are_built(speedups: Any, templates: str) -> None:
     replace = slot_template(ReplaceOne, {}, {}, upsert=True)
     delete = slot_template(DeleteOne, {})
     if templates == "class calls":
@@ -1064,22 +1143,24 @@ def test_plan_records_is_the_same_whichever_way_it_builds_operations(
     else:  # filter and document swapped: its ReplaceOne differs from the class's, so unused
         replace = (*replace[:2], replace[3], replace[2], replace[4])
     try:
-        speedups.configure_planner(PlannedWrite, ReplaceOne, DeleteOne, UpdateOne, replace, delete)
+        speedups.configure_operations(ReplaceOne, DeleteOne, UpdateOne, replace, delete)
         expected = ("constructor", "constructor" if templates == "class calls" else "slots")
         assert speedups._operation_path() == expected
-        assert assert_same_plan(Settings(), batch) is not None
+        # the constructor path answers None for a kind it does not fill: Python builds those
+        built = speedups.operations(EDGE_WRITES)
+        assert built is None or [operation_shape(o) for o in built] == [
+            operation_shape(edge.operation(w)) for w in EDGE_WRITES]
     finally:
-        configure_planner(speedups)
+        configure_operations(speedups)
     assert speedups._operation_path() == ("slots", "slots")
 
 
-def test_configure_planner_refuses_a_malformed_template(speedups: Any) -> None:
+def test_configure_operations_refuses_a_malformed_template(speedups: Any) -> None:
     replace = slot_template(ReplaceOne, {}, {}, upsert=True)
     try:
         for bad in [(), ("x",) * 5, (replace[0], replace[1][:-1], *replace[2:]),
                     (*replace[:2], 99, replace[3], replace[4])]:
             with pytest.raises(TypeError):
-                speedups.configure_planner(
-                    PlannedWrite, ReplaceOne, DeleteOne, UpdateOne, bad, None)
+                speedups.configure_operations(ReplaceOne, DeleteOne, UpdateOne, bad, None)
     finally:
-        configure_planner(speedups)
+        configure_operations(speedups)

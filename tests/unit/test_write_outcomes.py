@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from bson.errors import InvalidDocument
+from planned_writes import from_operation
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
@@ -26,9 +27,9 @@ from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator import apply
 from replicator.core import Replicator
-from replicator.plan import PlannedWrite
 from replicator.settings import SEQUENCE_FIELD, Settings
 from replicator.tombstones import DELETED_AT, TombstoneStore
+from replicator.writes import PlannedWrite
 
 TARGETS = ["mongomock", "mongoeco"]
 
@@ -54,7 +55,7 @@ def pad(sequence: str) -> str:
 
 
 def planned(operation: Any, sequence: str) -> PlannedWrite:
-    return PlannedWrite(operation, (sequence,))
+    return from_operation(operation, (sequence,))
 
 
 def quarantined(database: Any, name: str = "items") -> dict[str, dict[str, Any]]:
@@ -278,9 +279,9 @@ def test_an_encoding_error_no_single_operation_shows_is_bisected_down_to_its_wri
     writes = [planned(ReplaceOne({"_id": k}, {"_id": k}, upsert=True), str(100 + n))
               for n, k in enumerate("abcd")]
     result = apply.write(collection, writes)
-    assert [w.operation._filter["_id"] for w in result.applied] == ["a", "b", "d"]
+    assert [w.filter["_id"] for w in result.applied] == ["a", "b", "d"]
     ((rejected, why),) = result.rejected
-    assert rejected.operation._filter["_id"] == "c"
+    assert rejected.filter["_id"] == "c"
     assert why.reason.startswith(type(error).__name__) and why.kind == "encoding"
     assert collection.calls == [4, 2, 2, 1, 1]
 

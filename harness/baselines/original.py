@@ -14,8 +14,9 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from typing import Any
+
+from replicator.transforms import example as example_transform
 
 log = logging.getLogger("replicator.baseline")
 
@@ -44,15 +45,6 @@ def lossy_value(attribute: Mapping[str, Any]) -> Any:
 
 def lossy_image(image: Mapping[str, Any]) -> dict[str, Any]:
     return {k: lossy_value(v) for k, v in image.items()}
-
-
-def example_transform(document: dict[str, Any]) -> dict[str, Any]:
-    """The original's custom transformation: default ``age``, ``created_at`` epoch -> date."""
-    if "age" not in document:
-        document["age"] = 0
-    if isinstance(document.get("created_at"), (int, float)):
-        document["created_at"] = datetime.fromtimestamp(document["created_at"], tz=timezone.utc)
-    return document
 
 
 class OriginalHandler:

@@ -1,0 +1,1 @@
+"""Baselines the harness runs beside the replicator (``harness run --handler baseline``)."""

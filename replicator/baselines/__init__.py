@@ -1,1 +1,0 @@
-"""Handlers kept to compare against; not for production."""

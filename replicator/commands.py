@@ -1,0 +1,121 @@
+"""The ``run``, ``resync`` and ``checkpoints`` commands of ``replicator`` (parsed in
+replicator/cli.py; the migration's ``sync``, ``verify``, ``recover`` are in replicator/migrate/cli.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import signal
+import threading
+from typing import Any
+
+from replicator import endpoints
+from replicator.errors import ConfigurationError, ResyncRequired
+
+#: Exit codes: 0 done, 1 failed, 2 usage or configuration error, 3 re-sync required.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_RESYNC = 3
+log = logging.getLogger("replicator.cli")
+
+
+def resync_command(args: argparse.Namespace) -> str:
+    """The `replicator resync` command for the same table and target (the URI left out)."""
+    parts = ["replicator", "resync", "--table", args.table]
+    for option in ("database", "collection", "checkpoint_collection", "endpoint_url", "region"):
+        value = getattr(args, option, None)
+        if value:
+            parts += [f"--{option.replace('_', '-')}", value]
+    if args.key_schema:
+        parts += ["--key-schema", ",".join(args.key_schema)]
+    text = " ".join(shlex.quote(part) for part in parts)
+    uri = " --mongodb-uri <the same URI>" if args.mongodb_uri else ""
+    return f"{text}{uri} --yes"
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGTERM/SIGINT: finish the current batch, checkpoint, exit 0. A second one: exit now."""
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s again: stopping now (the last batch is applied again after a restart)",
+                        name)
+            raise KeyboardInterrupt
+        log.info("%s: finishing the current batch, then stopping", name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+
+def cmd_run(args: argparse.Namespace, environ: Any) -> int:
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    target = endpoints.Target(args, environ)
+    try:
+        poller = endpoints.make_poller(args, environ, target, stop, starting_position=args.starting_position,
+                         poll_interval=args.poll_interval, log_interval=args.log_interval)
+        try:
+            stats = poller.run(once=args.once)
+        except ResyncRequired as error:
+            raise error.with_command(resync_command(args)) from None
+    finally:
+        target.close()
+    why = "stopped by signal" if stats.stopped_by_signal else "stream drained (--once)"
+    log.info("%s: %d records applied, %d checkpoints saved; exiting", why,
+             stats.records_applied, stats.checkpoints)
+    return EXIT_OK
+
+
+def cmd_resync(args: argparse.Namespace, environ: Any) -> int:
+    from replicator.resync import resync
+
+    if not args.yes:
+        raise ConfigurationError(
+            "resync deletes the collection's documents, its tombstones and the table's "
+            "checkpoints, then rebuilds them from the stream and a table scan: stop every "
+            "poller of this table and run again with --yes")
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    target = endpoints.Target(args, environ)
+    try:
+        poller = endpoints.make_poller(args, environ, target, stop, poll_interval=0.2, log_interval=30.0)
+        stats = resync(poller, page_size=args.batch_size)
+    finally:
+        target.close()
+    log.info("resync done: %d stream records applied, %d items scanned (%d written, %d already "
+             "newer); start `replicator run` now", stats.stream_records_applied,
+             stats.items_scanned, stats.items_written, stats.items_skipped_newer)
+    return EXIT_OK
+
+
+def cmd_checkpoints(args: argparse.Namespace, environ: Any) -> int:
+    target = endpoints.Target(args, environ)
+    try:
+        store = target.checkpoints
+        if args.delete:
+            if not args.yes:
+                raise ConfigurationError("--delete needs --yes")
+            count = store.delete(table=args.table)
+            print(f"deleted {count} checkpoint documents of table {args.table}")
+            return EXIT_OK
+        documents = store.all(table=args.table)
+        if not documents:
+            print(f"no checkpoints for table {args.table}")
+        for document in documents:
+            if document.get("kind") == "stream":
+                print(f"stream {document.get('stream_arn')}: started at "
+                      f"{document.get('starting_position')} {document.get('started_at')}, "
+                      f"alive {document.get('alive_at')}")
+            else:
+                state = "finished" if document.get("finished") else "open"
+                print(f"  shard {document.get('shard_id')}: {document.get('sequence_number')} "
+                      f"({state}, {document.get('updated_at')})")
+        return EXIT_OK
+    finally:
+        target.close()

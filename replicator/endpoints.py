@@ -1,0 +1,114 @@
+"""The source and the target a ``replicator`` command works on, built from its arguments and
+the environment: one way for ``run``/``resync``/``checkpoints`` and ``sync``/``verify``/``recover``.
+
+* :class:`Target` -- the MongoDB client (:func:`replicator.mongo.connect`), the collection and
+  the checkpoint store;
+* :func:`aws_clients` -- the boto3 ``dynamodbstreams`` and ``dynamodb`` clients;
+* :func:`settings_of` -- the Replicator settings (``REPLICATOR_*`` plus ``--key-schema``);
+* :func:`make_poller` -- a :class:`replicator.poller.Poller` over all three.
+"""
+
+from __future__ import annotations
+
+import argparse
+import threading
+from typing import Any
+
+from replicator.errors import ConfigurationError
+
+
+class Target:
+    """The MongoDB client, collection and checkpoint store named by the arguments."""
+
+    def __init__(self, args: argparse.Namespace, environ: Any) -> None:
+        uri = args.mongodb_uri or environ.get("MONGODB_URI")
+        if not uri:
+            raise ConfigurationError("give --mongodb-uri or set MONGODB_URI")
+        #: the resolved URI (export pool processes open their own clients); never printed
+        self.uri: str = uri
+        self.client = self._connect(uri, args, environ)
+        database = args.database or environ.get("MONGODB_DATABASE") or self._default_database()
+        name = args.collection or environ.get("MONGODB_COLLECTION") or args.table
+        self.collection = self.client[database][name]
+        from replicator.checkpoints import CheckpointStore
+
+        self.checkpoints = CheckpointStore(
+            self.client[database][args.checkpoint_collection or f"{name}_checkpoints"],
+            table=args.table)
+
+    def _connect(self, uri: str, args: argparse.Namespace, environ: Any) -> Any:
+        from replicator.mongo import APPNAME, connect
+
+        timeout = args.mongodb_timeout_ms or environ.get("MONGODB_TIMEOUT_MS")
+        return connect(uri, appname=f"{APPNAME}-poller",
+                       server_selection_timeout_ms=int(timeout) if timeout else None)
+
+    def _default_database(self) -> str:
+        from pymongo.errors import ConfigurationError as MongoConfigurationError
+
+        try:
+            return str(self.client.get_default_database().name)
+        except MongoConfigurationError:
+            raise ConfigurationError(
+                "name the database: --database, MONGODB_DATABASE or a path in the URI") from None
+
+    def close(self) -> None:
+        close = getattr(self.client, "close", None)
+        if callable(close):
+            close()
+
+
+def aws_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
+    """boto3 ``dynamodbstreams`` and ``dynamodb`` clients for the arguments."""
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as error:
+        raise ConfigurationError("the poller needs boto3: pip install boto3") from error
+    session = boto3.session.Session()
+    region = (args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+              or session.region_name or ("us-east-1" if args.endpoint_url else None))
+    if not region:
+        raise ConfigurationError("give --region (or set AWS_REGION)")
+    options: dict[str, Any] = {
+        "retries": {"mode": "standard", "max_attempts": 5},
+        "connect_timeout": 5,
+        "read_timeout": 30,
+    }
+    credentials: dict[str, Any] = {}
+    if args.endpoint_url:
+        options["account_id_endpoint_mode"] = "disabled"
+        if session.get_credentials() is None:
+            credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
+    config = Config(**options)
+    streams, dynamodb = (
+        session.client(service, region_name=region, endpoint_url=args.endpoint_url, config=config,
+                       **credentials)
+        for service in ("dynamodbstreams", "dynamodb")
+    )
+    return streams, dynamodb
+
+
+def settings_of(args: argparse.Namespace, environ: Any) -> Any:
+    from dataclasses import replace
+
+    from replicator.settings import Settings
+
+    settings = Settings.from_env(environ)
+    if args.key_schema:
+        settings = replace(settings, key_schema=tuple(args.key_schema))
+    return settings
+
+
+def make_poller(args: argparse.Namespace, environ: Any, target: Target, stop: threading.Event,
+                **options: Any) -> Any:
+    """The Poller of the arguments' table, writing into ``target``; ``stop`` ends it."""
+    from replicator.poller import Poller
+
+    streams, dynamodb = aws_clients(args, environ)
+    max_attempts = getattr(args, "max_attempts", 0) or None
+    return Poller(
+        streams, dynamodb, args.table, target.collection, settings_of(args, environ),
+        target.checkpoints, batch_size=args.batch_size, stop=stop,
+        key_schema=args.key_schema, max_attempts=max_attempts, **options,
+    )

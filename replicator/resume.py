@@ -1,0 +1,76 @@
+"""May a poller resume from its checkpoints, or did the stream lose changes since (re-sync)?
+
+DynamoDB Streams keeps a record 24 hours
+(https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Streams.html): a checkpoint in a
+shard no longer listed, a stream that changed under the checkpoints, or a poller that last ran
+more than 24 hours ago with an unread parent shard gone all mean records expired unread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from replicator.checkpoints import Checkpoint, CheckpointStore, StreamMarker
+from replicator.errors import ResyncRequired
+
+#: How long DynamoDB Streams keeps a record.
+RETENTION = timedelta(hours=24)
+
+
+def check_resume(store: CheckpointStore, table: str, stream_arn: str,
+                 checkpoints: Mapping[str, Checkpoint], marker: StreamMarker | None,
+                 listing: Sequence[Mapping[str, Any]], now: datetime) -> None:
+    """Raise ResyncRequired if a checkpoint points at records the stream no longer holds
+    (``listing``: DescribeStream's shards; ``now``: the current time)."""
+    arn = stream_arn
+    listed = {s["ShardId"]: s for s in listing}
+    if not checkpoints and marker is None:
+        others = [a for a in store.streams(table) if a != arn]
+        if others:
+            raise ResyncRequired(
+                f"table {table}'s stream changed: there are checkpoints for "
+                f"{', '.join(others)} but none for the current stream {arn} (the stream was "
+                "turned off and on again, or the table re-created), so the changes between "
+                "the two streams are unknown", table=table, stream_arn=arn)
+        return
+    for checkpoint in sorted(checkpoints.values(), key=lambda c: c.shard_id):
+        if checkpoint.finished or checkpoint.shard_id in listed:
+            continue
+        descendants = [s for s in listed if _descends(s, checkpoint.shard_id, listed)]
+        raise ResyncRequired(
+            f"the checkpoint of shard {checkpoint.shard_id} (SequenceNumber "
+            f"{checkpoint.sequence_number}, saved {_when(checkpoint.updated_at)}) is older than "
+            "the oldest record the stream still holds: DescribeStream no longer lists the "
+            f"shard{' while it lists its descendants ' + ', '.join(descendants) if descendants else ''}",
+            table=table, stream_arn=arn, shard_id=checkpoint.shard_id,
+            sequence_number=checkpoint.sequence_number)
+    alive = marker.alive_at if marker is not None else None
+    if alive is not None and now - alive > RETENTION:
+        known = set(checkpoints)
+        for shard_id, shard in listed.items():
+            parent = shard.get("ParentShardId")
+            if shard_id in known or not parent or parent in listed or parent in known:
+                continue
+            raise ResyncRequired(
+                f"the poller last ran {_when(alive)}, more than 24 hours ago, and shard "
+                f"{shard_id}'s parent {parent} is no longer listed and was never read: "
+                "its records expired unseen", table=table, stream_arn=arn,
+                shard_id=parent)
+
+
+def _descends(shard_id: str, ancestor: str, listed: Mapping[str, Mapping[str, Any]]) -> bool:
+    seen: set[str] = set()
+    current: str | None = shard_id
+    while current is not None and current not in seen:
+        seen.add(current)
+        parent = listed.get(current, {}).get("ParentShardId")
+        if parent == ancestor:
+            return True
+        current = parent
+    return False
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment is not None else "at an unknown time"

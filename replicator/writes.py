@@ -1,0 +1,99 @@
+"""The planner's own values: what to write, and which records each write stands for (pure).
+
+A :class:`PlannedWrite` says what one MongoDB write does in MongoDB's terms (a replacement, an
+update or a delete, its filter and document, whether it upserts) without being a pymongo object:
+the core reads its values, and only :func:`replicator.operations.operation` turns it into the pymongo
+operation ``bulk_write`` sends. The C accelerator's ``plan_records`` builds the same objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+from replicator.events import BadRecord, Change
+from replicator.frozen import build, check_plain
+
+if TYPE_CHECKING:
+    from replicator.sharding import ShardKeyMove
+
+#: MongoDB's write kinds the planner uses: replaceOne, updateOne (an update document or a
+#: pipeline), deleteOne
+WriteKind = Literal["replace", "update", "delete"]
+CollectionRole = Literal["main", "archive"]
+#: a replacement document, an update document, or an aggregation pipeline (a list of stages)
+WriteDocument = dict[str, Any] | list[dict[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class PlannedWrite:
+    """One write and the sequence numbers of every record it stands for (ascending)."""
+
+    kind: WriteKind
+    filter: dict[str, Any]
+    #: the replacement (replace), the update document or pipeline (update); None for a delete
+    document: WriteDocument
+    upsert: bool
+    sequence_numbers: tuple[str, ...]
+    collection: CollectionRole = "main"
+    #: set when the write changes the document's shard key value (see ShardKeyMove)
+    shard_key_move: ShardKeyMove | None = None
+
+    @property
+    def document_id(self) -> Any:
+        """The ``_id`` the write is for (every filter the planner builds names it)."""
+        return self.filter["_id"]
+
+    @classmethod
+    def replace(cls, filter: dict[str, Any], document: dict[str, Any],
+                sequence_numbers: tuple[str, ...], **where: Any) -> PlannedWrite:
+        """An upserting replaceOne."""
+        return cls("replace", filter, document, True, sequence_numbers, **where)
+
+    @classmethod
+    def update(cls, filter: dict[str, Any], update: dict[str, Any] | list[dict[str, Any]],
+               sequence_numbers: tuple[str, ...], *, upsert: bool = True,
+               **where: Any) -> PlannedWrite:
+        """An updateOne: operators, or a pipeline."""
+        return cls("update", filter, update, upsert, sequence_numbers, **where)
+
+    @classmethod
+    def delete(cls, filter: dict[str, Any], sequence_numbers: tuple[str, ...],
+               **where: Any) -> PlannedWrite:
+        """A deleteOne."""
+        return cls("delete", filter, None, False, sequence_numbers, **where)
+
+
+check_plain(PlannedWrite)
+
+
+def main_write(kind: WriteKind, filter: dict[str, Any], document: WriteDocument,
+               sequence_numbers: tuple[str, ...]) -> PlannedWrite:
+    """A write of the main collection without a shard key move, built as frozen.py explains
+    (hot: once per planned write); the same object as the constructor's."""
+    return build(PlannedWrite, {
+        "kind": kind,
+        "filter": filter,
+        "document": document,
+        "upsert": kind != "delete",
+        "sequence_numbers": sequence_numbers,
+        "collection": "main",
+        "shard_key_move": None,
+    })
+
+
+@dataclass
+class WritePlan:
+    writes: list[PlannedWrite] = field(default_factory=list)
+    #: records that can never be applied (malformed, unconvertible, failed transform)
+    bad_records: list[BadRecord] = field(default_factory=list)
+    #: changes held back behind a failing record (bad_records="fail"); Lambda redelivers them
+    deferred: list[Change] = field(default_factory=list)
+
+    @property
+    def main_writes(self) -> list[PlannedWrite]:
+        return [w for w in self.writes if w.collection == "main"]
+
+    @property
+    def archive_writes(self) -> list[PlannedWrite]:
+        return [w for w in self.writes if w.collection == "archive"]

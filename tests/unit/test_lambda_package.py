@@ -1,0 +1,78 @@
+"""The pure-Python Lambda package (docs/lambda-packaging.md): the replicator's sources without the
+C accelerator, beside pymongo, bson and dnspython, and nothing else on ``sys.path``, handles an
+event through ``replicator.handler.lambda_handler``."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import bson
+import dns
+import pymongo
+
+ROOT = Path(__file__).resolve().parents[2]
+
+HANDLE_ONE_EVENT = """
+import json, sys
+sys.path[:0] = [sys.argv[1]]
+import replicator.handler as handler
+from replicator import accelerator
+event = json.loads(sys.argv[2])
+response = handler.lambda_handler(event)
+collection = handler._get_replicator().collection
+print(json.dumps({
+    "response": response,
+    "native": accelerator.native is not None,
+    "unavailable": accelerator.unavailable,
+    "documents": [{k: v for k, v in d.items() if k != "_ddb_seq"} for d in collection.find()],
+    "outside": sorted({m.__name__.split(".")[0] for m in list(sys.modules.values())
+                       if (getattr(m, "__file__", None) or "").startswith(sys.argv[3])}),
+}))
+"""
+
+
+def package(into: Path) -> Path:
+    """The function's package as docs/lambda-packaging.md's pure way builds it."""
+    site = into / "package"
+    shutil.copytree(ROOT / "replicator", site / "replicator",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "*.c", "__pycache__"))
+    for module in (pymongo, bson, dns):
+        source = Path(module.__file__ or "").parent
+        shutil.copytree(source, site / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+    gridfs = Path(pymongo.__file__ or "").parent.parent / "gridfs"
+    if gridfs.is_dir():  # pymongo's own package imports it
+        shutil.copytree(gridfs, site / "gridfs", ignore=shutil.ignore_patterns("__pycache__"))
+    return site
+
+
+def test_the_pure_package_handles_an_event_with_only_pymongo_beside_it(
+    tmp_path: Path, mongoeco_db: Any, stream_record: Any
+) -> None:
+    site = package(tmp_path)
+    assert not list(site.glob("replicator/_speedups*.so"))
+    host, port = mongoeco_db.client.address
+    event = {"Records": [stream_record("100", "INSERT", {"id": {"S": "a"}},
+                                       new={"id": {"S": "a"}, "n": {"N": "1"}})]}
+    environment = {
+        "MONGODB_URI": f"mongodb://{host}:{port}/",
+        "MONGODB_DATABASE": mongoeco_db.name,
+        "MONGODB_COLLECTION": "users",
+        "PATH": "/usr/bin:/bin",
+    }
+    # -I: no PYTHONPATH, no user site; -S: no site-packages at all: the package and the stdlib
+    done = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", HANDLE_ONE_EVENT, str(site), json.dumps(event),
+         str(ROOT)],
+        capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.splitlines()[-1])
+    assert answer["response"] == {"batchItemFailures": []}
+    assert answer["native"] is False and "not built" in answer["unavailable"]
+    assert answer["documents"] == [{"_id": "a", "id": "a", "n": 1}]
+    assert answer["outside"] == []  # nothing was imported from the checkout
