@@ -11,10 +11,10 @@ from typer.testing import CliRunner
 
 from harness.chaos import replay_recording, run_chaos
 from harness.cli import app
+from harness.faults import FaultPlan
 
-QUIET = {rate: 0.0 for rate in (
-    "transient_error_rate", "crash_mid_batch_rate", "write_concern_error_rate",
-    "handler_timeout_rate", "duplicate_delivery_rate", "late_retry_rate", "malformed_rate")}
+#: every fault rate of a plan at zero (the write-side kinds too): "no other fault"
+QUIET = {name: 0.0 for name in FaultPlan.__dataclass_fields__ if name.endswith("_rate")}
 CONCURRENT_RETRIES = {"concurrent_retry_rate": 0.5, "overlap_rate": 0.0}
 
 

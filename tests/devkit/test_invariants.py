@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-import harness.chaos
+import harness.chaos.drive
 from harness.backends.mongomock_target import mongomock_client
 from harness.chaos import run_chaos
 from harness.convergence import Diff
@@ -116,7 +116,7 @@ def test_chaos_excuses_rollbacks_and_catches_a_checker_that_ignores_them(
     assert clean["faults_injected"].get("rollback", 0) > 0
     assert clean["divergences"] == [], clean["divergences"][:1]
     # And a checker told nothing of the rollbacks (the planted bug) reports regressions
-    monkeypatch.setattr(harness.chaos, "DeliveryChecker",
+    monkeypatch.setattr(harness.chaos.drive, "DeliveryChecker",
                         functools.partial(DeliveryChecker, ignore_rollbacks=True))
     planted = run_chaos(4, seed=0)
     assert planted["regressions"] > 0
@@ -128,14 +128,15 @@ def test_the_per_delivery_check_catches_a_guard_filter_that_lets_older_versions_
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a planted bug: the stale-write guard's filter is dropped on the way to the server,
     # while documents still carry their sequence number
-    original = apply._bulk_write
+    original = apply.operations
 
-    def unguarded(collection: Any, writes: Any, sequence_field: str) -> apply.WriteResult:
-        for planned in writes:
-            planned.operation._filter.pop("$or", None)
-        return original(collection, writes, sequence_field)
+    def unguarded(writes: Any) -> list[Any]:
+        built = original(writes)
+        for operation in built:
+            operation._filter = {k: v for k, v in operation._filter.items() if k != "$or"}
+        return built
 
-    monkeypatch.setattr(apply, "_bulk_write", unguarded)
+    monkeypatch.setattr(apply, "operations", unguarded)
     # When old batches are delivered again after newer ones
     focused(late_retry_rate=0.5, max_batch=2)
     report = run_chaos(5, seed=0)
