@@ -148,6 +148,15 @@ class DeliveryChecker:
                     self._seen[key] = pad_sequence_number(sequence)
         return keys
 
+    def _deletes(self, change: Any) -> bool:
+        """Whether the core deletes the document for this REMOVE: not for a TTL expiry under
+        ``ttl_deletes="ignore"`` (the document is kept, and an older write still landing is
+        right), nor under "archive" without an old image (quarantined, the document left)."""
+        if not change.is_ttl_delete:
+            return True
+        mode = self.planner.settings.ttl_deletes
+        return bool(mode == "delete" or (mode == "archive" and change.old_image is not None))
+
     def _deletes_in(self, event: Mapping[str, Any]) -> Iterable[tuple[Any, str]]:
         records = event.get("Records") if isinstance(event, Mapping) else None
         if not isinstance(records, list):
@@ -155,7 +164,7 @@ class DeliveryChecker:
         changes, _ = parse_records([r for r in records if isinstance(r, Mapping)])
         deletes = []
         for change in changes:
-            if change.event_name is not EventName.REMOVE:
+            if change.event_name is not EventName.REMOVE or not self._deletes(change):
                 continue
             try:
                 document_id = self.planner.key_mapper.document_id(change.keys)

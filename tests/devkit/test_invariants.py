@@ -14,6 +14,7 @@ from harness.chaos import run_chaos
 from harness.convergence import Diff
 from harness.faults import FaultLog, FaultPlan
 from harness.invariants import DeliveryChecker, excuse
+from harness.model import TTL_IDENTITY
 from replicator import apply
 from replicator.keys import identity
 from replicator.plan import Planner
@@ -70,6 +71,20 @@ def test_a_deleted_document_coming_back_older_than_its_delete_is_a_resurrection(
     check.after_delivery({"Records": [remove(10, "a")]})
     collection.insert_one({"_id": "a", "_ddb_seq": seq(11)})
     assert check.after_delivery({"Records": []}) == []
+
+
+@pytest.mark.parametrize(("mode", "violations"), [("ignore", 0), ("delete", 1)])
+def test_a_ttl_expiry_the_core_keeps_is_no_delete(mode: str, violations: int) -> None:
+    # Given the core's ttl_deletes mode
+    collection = mongomock_client()["invariants"]["items"]
+    check = DeliveryChecker(collection, Planner(Settings(ttl_deletes=mode)), FaultLog())
+    # When a TTL expiry (seq 8) is delivered before the key's older write (seq 6) landed
+    expiry = {**remove(8, "a"), "userIdentity": dict(TTL_IDENTITY)}
+    check.after_delivery({"Records": [expiry]})
+    collection.insert_one({"_id": "a", "_ddb_seq": seq(6)})
+    # Then under "ignore" the write landing is right (the document is kept), under "delete" it
+    # is a resurrection
+    assert len(check.after_delivery({"Records": []})) == violations
 
 
 def test_an_injected_rollback_is_excused_unless_the_checker_ignores_it() -> None:
