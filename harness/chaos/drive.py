@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pymongo.errors import PyMongoError
+
 from harness.backends.base import TableSpec
 from harness.chaos.shape import Shape, ShardLayout
 from harness.driver import EsmConfig, EventSourceMapping, lane_for
@@ -43,6 +45,7 @@ from harness.faults import (
 )
 from harness.invariants import DeliveryChecker
 from replicator.core import Replicator
+from replicator.errors import ReplicationError
 from replicator.plan import Planner
 from replicator.settings import Settings
 
@@ -272,6 +275,11 @@ class FaultyHandler:
                     self._until_settled(event)
             except Killed:
                 pass
+            except (ReplicationError, PyMongoError):
+                # Only a killed invocation gets here (_until_settled retries errors): its
+                # sandbox is gone and Lambda already counted it timed out, so its error (say a
+                # corrupted record it could not quarantine fails the batch) reaches no one.
+                pass
             finally:
                 arrived.set()  # also when it never reached its main write
 
@@ -290,7 +298,10 @@ class FaultyHandler:
         post-insert re-check)."""
         records = list(event["Records"])
         for _ in range(MAX_EXTRA_ATTEMPTS):
-            failed = self.replicator.process({"Records": records}).failed_sequence_numbers
+            try:
+                failed = self.replicator.process({"Records": records}).failed_sequence_numbers
+            except (ReplicationError, PyMongoError):
+                continue  # a function error (the batch failed whole): Lambda retries all of it
             if not failed:
                 return
             lowest = int(failed[0])
