@@ -443,7 +443,8 @@ def drive_with_faults(
     handler = FaultyHandler(replicator, plan, random.Random(plan.seed + 2), log, shape=shape,
                             partition_key=spec.partition_key[0], shard_of=shard_of)
     # After every delivery of every lane, and before a rollback takes acknowledged writes back.
-    checker = DeliveryChecker(collection, Planner(settings), log)
+    checker = DeliveryChecker(collection, Planner(settings), log,
+                              lane_of=lambda event: handler._lane(list(event["Records"])))
     log.observer = checker.observe
     mapping = ChildrenFirst if "children_first" in shape.plants else EventSourceMapping
     driver = mapping(checker.wrap(handler), esm or esm_config_for(plan, shape), stream_arn=stream_arn,

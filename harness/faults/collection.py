@@ -222,7 +222,7 @@ class FaultyCollection:
             return
         chosen = [entry for entry in changed if self.rng.random() < 0.5] or [changed[0]]
         if self.log.observer is not None:
-            self.log.observer()
+            self.log.observer([document_id for _, document_id, _ in changed])
         self.log.count("rollback")
         self.log.rolled_back([
             (key, None if old is None else old.get(self.sequence_field))

@@ -111,7 +111,9 @@ class FaultLog:
                                            compare=False)
     #: called when acknowledged writes are about to be rolled back (the per-delivery check
     #: looks then too: a reader of the primary could see those writes before they vanish)
-    observer: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    #: (it is given the _ids of the documents the rollback is about to take back)
+    observer: Callable[[list[Any]], Any] | None = field(default=None, repr=False,
+                                                        compare=False)
 
     def count(self, name: str) -> None:
         with self.lock:
