@@ -80,6 +80,9 @@ class ScheduleResult:
     regressions: int = 0
     resurrections: int = 0
     violations: list[dict[str, Any]] = field(default_factory=list)
+    #: seen only in the middle of a delivery, undone before it ended: the tombstone window
+    #: (harness.invariants); reported, not a failure
+    mid_delivery_sightings: int = 0
 
     @property
     def failed(self) -> bool:
@@ -200,6 +203,7 @@ def _note_violations(result: ScheduleResult, checker: DeliveryChecker | None) ->
         result.regressions = checker.regressions
         result.resurrections = checker.resurrections
         result.violations = checker.report()
+        result.mid_delivery_sightings = len(checker.sightings)
 
 
 def replay_recording(directory: Path, *, target: str = "mongomock") -> ScheduleResult:
@@ -376,6 +380,7 @@ def run_chaos(
         "lost_records": sum(len(r.lost_records) for r in results),
         "regressions": sum(r.regressions for r in results),
         "resurrections": sum(r.resurrections for r in results),
+        "mid_delivery_sightings": sum(r.mid_delivery_sightings for r in results),
         "faults_injected": injected,
         "shapes": shapes,
         "seconds": round(time.perf_counter() - started, 2),

@@ -212,7 +212,7 @@ def chaos(
     table.add_column("measure")
     table.add_column("value", justify="right")
     for name in ("schedules", "records", "diverged", "lost_records", "regressions",
-                 "resurrections", "seconds"):
+                 "resurrections", "mid_delivery_sightings", "seconds"):
         table.add_row(name, str(report.get(name, 0)))
     for fault, count in sorted(report["faults_injected"].items()):
         table.add_row(f"injected: {fault}", str(count))
