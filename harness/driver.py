@@ -38,15 +38,13 @@ import json
 import logging
 import threading
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from typing import Any
 
 from harness.esm_config import MAX_PAYLOAD_BYTES, EsmConfig
+from harness.esm_destination import emulated_function_arn, on_failure_record
+from harness.esm_lanes import Batch, Entry, Lane, Result, Shard
 from harness.esm_report import (
     FUNCTION_ERROR,
     LOG_SAMPLE,
@@ -79,52 +77,6 @@ log = logging.getLogger("harness.driver")
 
 
 _EVENT_OVERHEAD = len('{"Records":[]}')
-
-
-# -- internals -----------------------------------------------------------------------------------
-@dataclass
-class _Entry:
-    sequence: str
-    record: Mapping[str, Any]
-    text: str  # the Lambda record as JSON
-    created: float | None  # ApproximateCreationDateTime, epoch seconds
-    fed_at: float  # clock time
-
-
-@dataclass
-class _Batch:
-    entries: list[_Entry]
-    retries: int = 0
-    invocations: int = 0
-    last_outcome: str | None = None
-    last_error: str | None = None
-
-
-@dataclass
-class _Lane:
-    shard_id: str
-    index: int
-    queue: deque[_Entry] = field(default_factory=deque)  # fed, not yet in a batch
-    pending: deque[_Batch] = field(default_factory=deque)  # batches (bisected halves) to invoke
-
-    @property
-    def busy(self) -> bool:
-        return bool(self.queue or self.pending)
-
-
-@dataclass
-class _Shard:
-    shard_id: str
-    lanes: list[_Lane]
-    parent: str | None = None
-
-
-@dataclass
-class _Result:
-    started: float
-    ended: float
-    response: Any = None
-    error: str | None = None
 
 
 class EventSourceMapping:
@@ -175,12 +127,12 @@ class EventSourceMapping:
             epoch_clock = time.time if clock is time.monotonic else clock
         self.epoch_clock = epoch_clock
         self.partition_key = partition_key
-        self.function_arn = function_arn or _function_arn(stream_arn, region)
+        self.function_arn = function_arn or emulated_function_arn(stream_arn, region)
         self.report = DriverReport(keep_records=keep_records)
         self.on_complete = on_complete
         self.accept_unsequenced = accept_unsequenced
         self._unsequenced = 0
-        self._shards: dict[str, _Shard] = {}
+        self._shards: dict[str, Shard] = {}
         self._lock = threading.RLock()
         self._executor: ThreadPoolExecutor | None = None
         self._workers = 0
@@ -268,16 +220,16 @@ class EventSourceMapping:
         self.close()
 
     # -- feeding ---------------------------------------------------------------------------------
-    def _shard(self, shard_id: str, parent: str | None) -> _Shard:
+    def _shard(self, shard_id: str, parent: str | None) -> Shard:
         shard = self._shards.get(shard_id)
         if shard is None:
-            lanes = [_Lane(shard_id, i) for i in range(self.config.parallelization_factor)]
-            shard = self._shards[shard_id] = _Shard(shard_id, lanes, parent)
+            lanes = [Lane(shard_id, i) for i in range(self.config.parallelization_factor)]
+            shard = self._shards[shard_id] = Shard(shard_id, lanes, parent)
         elif parent is not None:
             shard.parent = parent
         return shard
 
-    def _entry(self, record: Mapping[str, Any], now: float) -> _Entry:
+    def _entry(self, record: Mapping[str, Any], now: float) -> Entry:
         body = record.get("dynamodb") if isinstance(record, Mapping) else None
         if not isinstance(body, Mapping):
             body = {}
@@ -290,7 +242,7 @@ class EventSourceMapping:
                 f"cannot feed a record without dynamodb.SequenceNumber: {record!r:.200}"
             )
         lambda_record = to_lambda_record(record, stream_arn=self.stream_arn, region=self.region)
-        return _Entry(
+        return Entry(
             sequence=sequence,
             record=record,
             text=json.dumps(lambda_record, separators=(",", ":")),
@@ -302,7 +254,7 @@ class EventSourceMapping:
     def _busy(self) -> bool:
         return any(lane.busy for shard in self._shards.values() for lane in shard.lanes)
 
-    def _blocked(self, shard: _Shard) -> bool:
+    def _blocked(self, shard: Shard) -> bool:
         parent = self._shards.get(shard.parent) if shard.parent else None
         return parent is not None and any(lane.busy for lane in parent.lanes)
 
@@ -327,7 +279,7 @@ class EventSourceMapping:
             return 0
         executor = self._pool(len(lanes))
         order = {id(lane): n for n, (_, lane) in enumerate(lanes)}
-        in_flight: dict[Future[_Result], tuple[_Lane, _Batch]] = {}
+        in_flight: dict[Future[Result], tuple[Lane, Batch]] = {}
         busy: set[int] = set()
         made = 0
         while True:
@@ -348,19 +300,19 @@ class EventSourceMapping:
                 self._settle(lane, batch, future.result())
                 made += 1
 
-    def _next_batch(self, lane: _Lane, force: bool) -> _Batch | None:
+    def _next_batch(self, lane: Lane, force: bool) -> Batch | None:
         while True:
             if not lane.pending:
                 if not self._window_closed(lane, force):
                     return None
-                lane.pending.append(_Batch(self._take(lane)))
+                lane.pending.append(Batch(self._take(lane)))
             batch = lane.pending[0]
             self._expire(lane, batch)
             if batch.entries:
                 return batch
             lane.pending.popleft()
 
-    def _window_closed(self, lane: _Lane, force: bool) -> bool:
+    def _window_closed(self, lane: Lane, force: bool) -> bool:
         if not lane.queue:
             return False
         window = self.config.maximum_batching_window_s
@@ -371,7 +323,7 @@ class EventSourceMapping:
             return True
         return self.clock() - lane.queue[0].fed_at >= window
 
-    def _payload(self, entries: Iterable[_Entry]) -> int:
+    def _payload(self, entries: Iterable[Entry]) -> int:
         size = _EVENT_OVERHEAD
         for entry in entries:
             size += len(entry.text) + 1
@@ -379,10 +331,10 @@ class EventSourceMapping:
                 break
         return size
 
-    def _take(self, lane: _Lane) -> list[_Entry]:
+    def _take(self, lane: Lane) -> list[Entry]:
         """The next batch from the lane's queue: BatchSize records, at most the payload limit
         (always at least one record)."""
-        taken: list[_Entry] = []
+        taken: list[Entry] = []
         size = _EVENT_OVERHEAD
         while lane.queue and len(taken) < self.config.batch_size:
             grown = size + len(lane.queue[0].text) + (1 if taken else 0)
@@ -392,15 +344,15 @@ class EventSourceMapping:
             size = grown
         return taken
 
-    def _expire(self, lane: _Lane, batch: _Batch) -> None:
+    def _expire(self, lane: Lane, batch: Batch) -> None:
         """Discard the batch's records older than MaximumRecordAgeInSeconds (checked before every
         invocation, retries included), one on-failure record per run of consecutive records."""
         limit = self.config.maximum_record_age_s
         if limit == -1:
             return
         now = self.epoch_clock()
-        runs: list[list[_Entry]] = []
-        kept: list[_Entry] = []
+        runs: list[list[Entry]] = []
+        kept: list[Entry] = []
         previous_expired = False
         for entry in batch.entries:
             expired = entry.created is not None and now - entry.created > limit
@@ -427,24 +379,24 @@ class EventSourceMapping:
             self._executor = ThreadPoolExecutor(workers, thread_name_prefix="esm-batch")
         return self._executor
 
-    def _invoke(self, batch: _Batch) -> _Result:
+    def _invoke(self, batch: Batch) -> Result:
         """Runs in a worker thread: a fresh event from JSON, the call, the response via JSON."""
         event = json.loads('{"Records":[' + ",".join(e.text for e in batch.entries) + "]}")
         started = self.clock()
         try:
             response = self.handler(event)
         except Exception as error:  # a function error
-            return _Result(started, self.clock(), error=f"{type(error).__name__}: {error}"[:500])
+            return Result(started, self.clock(), error=f"{type(error).__name__}: {error}"[:500])
         ended = self.clock()
         try:
             # The Python runtime serialises the return value (Decimal as a number).
             response = json.loads(json.dumps(response, default=_runtime_default))
         except (TypeError, ValueError) as error:
-            return _Result(started, ended, error=f"Runtime.MarshalError: {error}"[:500])
-        return _Result(started, ended, response=response)
+            return Result(started, ended, error=f"Runtime.MarshalError: {error}"[:500])
+        return Result(started, ended, response=response)
 
     # -- settling --------------------------------------------------------------------------------
-    def _settle(self, lane: _Lane, batch: _Batch, result: _Result) -> None:
+    def _settle(self, lane: Lane, batch: Batch, result: Result) -> None:
         entries = batch.entries
         batch.invocations += 1
         report = self.report
@@ -473,7 +425,7 @@ class EventSourceMapping:
                 middle = len(entries) // 2
                 lane.pending.popleft()
                 for half in (entries[middle:], entries[:middle]):
-                    lane.pending.appendleft(_Batch(
+                    lane.pending.appendleft(Batch(
                         half, batch.retries, batch.invocations, batch.last_outcome,
                         batch.last_error,
                     ))
@@ -508,7 +460,7 @@ class EventSourceMapping:
         batch.last_outcome, batch.last_error = PARTIAL_FAILURE, None
         self._retry_or_discard(lane, batch)
 
-    def _complete(self, entries: list[_Entry], at: float) -> None:
+    def _complete(self, entries: list[Entry], at: float) -> None:
         report = self.report
         report.records_completed += len(entries)
         for entry in entries:
@@ -520,7 +472,7 @@ class EventSourceMapping:
         if self.on_complete is not None and entries:
             self.on_complete(at, [entry.record for entry in entries])
 
-    def _retry_or_discard(self, lane: _Lane, batch: _Batch) -> None:
+    def _retry_or_discard(self, lane: Lane, batch: Batch) -> None:
         if batch.retries >= self.config.retry_limit:
             lane.pending.popleft()
             self._discard(lane, batch, batch.entries, RETRY_ATTEMPTS_EXHAUSTED,
@@ -531,9 +483,9 @@ class EventSourceMapping:
 
     def _discard(
         self,
-        lane: _Lane,
-        batch: _Batch,
-        entries: list[_Entry],
+        lane: Lane,
+        batch: Batch,
+        entries: list[Entry],
         condition: str,
         *,
         safety_cap: bool = False,
@@ -554,58 +506,15 @@ class EventSourceMapping:
                 "shard %s starting at %s were dropped after %d retries (retry_safety_limit)",
                 len(entries), lane.shard_id, entries[0].sequence, batch.retries,
             )
-        failure = self._on_failure_record(lane, batch, entries, condition)
+        failure = on_failure_record(
+            function_arn=self.function_arn, stream_arn=self.stream_arn, shard_id=lane.shard_id,
+            batch=batch, entries=entries, condition=condition, now=self.epoch_clock())
         report.on_failure.append(failure)
         if self.on_failure is not None:
             self.on_failure(failure)
-
-    def _on_failure_record(
-        self, lane: _Lane, batch: _Batch, entries: list[_Entry], condition: str
-    ) -> dict[str, Any]:
-        """The message an SQS/SNS on-failure destination receives (AWS docs: "Retain discarded
-        records for a DynamoDB event source in Lambda", example invocation record)."""
-        response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
-        if batch.last_outcome == FUNCTION_ERROR:
-            response_context["functionError"] = "Unhandled"
-        return {
-            "requestContext": {
-                "requestId": str(uuid.uuid4()),
-                "functionArn": self.function_arn,
-                "condition": condition,
-                "approximateInvokeCount": batch.invocations,
-            },
-            "responseContext": response_context,
-            "version": "1.0",
-            "timestamp": _iso(self.epoch_clock(), milliseconds=True),
-            "DDBStreamBatchInfo": {
-                "shardId": lane.shard_id,
-                "startSequenceNumber": entries[0].sequence,
-                "endSequenceNumber": entries[-1].sequence,
-                "approximateArrivalOfFirstRecord": _iso(entries[0].created),
-                "approximateArrivalOfLastRecord": _iso(entries[-1].created),
-                "batchSize": len(entries),
-                "streamArn": self.stream_arn,
-            },
-        }
 
 
 def _runtime_default(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return int(value) if value == value.to_integral_value() else float(value)
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
-
-
-def _iso(epoch: float | None, *, milliseconds: bool = False) -> str | None:
-    if epoch is None:
-        return None
-    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
-    if milliseconds:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _function_arn(stream_arn: str, region: str) -> str:
-    parts = stream_arn.split(":")
-    account = parts[4] if len(parts) > 5 and parts[4] else "000000000000"
-    return f"arn:aws:lambda:{region}:{account}:function:emulated-esm"
-

@@ -1,6 +1,7 @@
 """An in-memory reference DynamoDB table that emits stream records the way DynamoDB does.
 
-:class:`ModelTable` is the oracle of the model-based tests (``tests/replicator/model``, ``tests/replicator/fuzz``): every
+:class:`ModelTable` is the oracle of the model-based tests (``tests/replicator/model``,
+``tests/replicator/fuzz``): every
 write returns the stream record DynamoDB would emit for it, in the shape AWS Lambda delivers
 (``eventID``, ``eventName``, ``eventSource`` "aws:dynamodb", ``eventSourceARN``, ``awsRegion``,
 ``dynamodb.{Keys, NewImage, OldImage, SequenceNumber, SizeBytes, StreamViewType,

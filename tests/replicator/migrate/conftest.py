@@ -45,8 +45,8 @@ class MongoecoWire:
     """mongoeco's wire-protocol server (memory engine) in a thread, reached by the real pymongo
     client: the "wire" target of the issue, where the replicator's real write path (bulk_write,
     E11000 from the guard) runs. mongoeco's upsert of a new _id grows with the collection
-    (measured on mongoeco 4.11), so the scenarios stay small on it. (The approach of tests/replicator/poller's fixture
-    and mongoeco's own pytest runtime, minus its PyMongo profile check.)"""
+    (measured on mongoeco 4.11), so the scenarios stay small on it. (The approach of
+    tests/replicator/poller's fixture and mongoeco's own pytest runtime, minus its PyMongo profile check.)"""
 
     name = "mongoeco-wire"
 
