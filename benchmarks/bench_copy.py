@@ -57,7 +57,7 @@ def throughput(items: int, export_files: int = 8) -> list[dict[str, Any]]:
     from harness.runner import scan_items
     from replicator.migrate.export import export_json, load_manifest, write_export
     from replicator.migrate.sync import sync_export, sync_scan
-    from replicator.resync import resync
+    from replicator.poller.resync import resync
 
     logging.disable(logging.WARNING)
     rows: list[dict[str, Any]] = []

@@ -287,7 +287,7 @@ def _drain(poller: Poller) -> None:
 
 
 def _last_sequence(source: Any, table: Table) -> str:
-    from replicator.streams import StreamReader
+    from replicator.poller.streams import StreamReader
 
     records = StreamReader(source.streams(), table.stream_arn, sleep=lambda _: None).drain(
         idle_polls=1)

@@ -1,7 +1,7 @@
 """A replication under test: a table's stream driven through a handler into a target collection.
 
 What the pytest plugin's ``replication`` fixture hands out, usable without pytest too. The stream
-is read with the core's :class:`~replicator.streams.StreamReader` and delivered by the event source
+is read with the core's :class:`~replicator.poller.streams.StreamReader` and delivered by the event source
 mapping emulation (:mod:`harness.driver`); convergence is judged by :mod:`harness.convergence`
 (expected documents built by the replicator's own conversion and the given settings).
 

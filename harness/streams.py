@@ -2,7 +2,7 @@
 the one question the dev kit asks of it when feeding the event source mapping emulation."""
 
 from replicator.errors import StreamReadTimeout
-from replicator.streams import ShardState, StreamReader, error_code, lineage_order
+from replicator.poller.streams import ShardState, StreamReader, error_code, lineage_order
 
 __all__ = [
     "ShardState",

@@ -1,4 +1,4 @@
-"""The ``sync``, ``verify`` and ``recover`` subcommands of ``replicator`` (see replicator/cli.py).
+"""The ``sync``, ``verify`` and ``recover`` subcommands of ``replicator`` (see replicator/cli/__init__.py).
 
     replicator sync --table T --mongodb-uri URI [--segments 4] [--read-units-per-s 500]
     replicator sync --table T --mongodb-uri URI --export s3://bucket/prefix/AWSDynamoDB/ID
@@ -172,7 +172,7 @@ def _write_report(path: str | None, data: dict[str, Any]) -> None:
 
 # -- commands -----------------------------------------------------------------------------------
 def _poller(args: argparse.Namespace, environ: Any, stop: threading.Event) -> tuple[Any, Any]:
-    from replicator import commands, endpoints
+    from replicator.cli import commands, endpoints
 
     commands.install_signal_handlers(stop)
     target = endpoints.Target(args, environ)
@@ -271,9 +271,9 @@ def replication_waiter(checkpoints: Any, stream_arn: str | None, delay_s: float,
 def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
     from dataclasses import replace
 
-    from replicator import endpoints
+    from replicator.cli import endpoints
     from replicator.migrate.verify import Verifier
-    from replicator.tables import describe_table
+    from replicator.poller.tables import describe_table
 
     target = endpoints.Target(args, environ)
     try:

@@ -38,7 +38,7 @@ from replicator.migrate.records import COPY_SEQUENCE
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
 from replicator.poller import Poller, PollerStats
-from replicator.resume import RETENTION
+from replicator.poller.resume import RETENTION
 
 log = logging.getLogger("replicator.migrate")
 SYNC_KIND = "sync"

@@ -366,10 +366,10 @@ def test_gap_recovery_recopy_on_dynamodb_local(dynamodb_local: Any, target: Any,
 
 # -- the CLI ---------------------------------------------------------------------------------------------
 class _Target:
-    """Stands in for replicator.endpoints.Target: the test's collection and checkpoint store."""
+    """Stands in for replicator.cli.endpoints.Target: the test's collection and checkpoint store."""
 
     def __init__(self, collection: Any) -> None:
-        from replicator.checkpoints import CheckpointStore
+        from replicator.poller.checkpoints import CheckpointStore
 
         self.collection = collection
         self.checkpoints = CheckpointStore.beside(collection, table="clitable")
@@ -382,7 +382,8 @@ class _Target:
 def test_cli_sync_then_verify_exit_codes_and_reports(
     moto: Any, target: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from replicator import cli, commands, endpoints
+    from replicator import cli
+    from replicator.cli import commands, endpoints
     from replicator.migrate import cli as migrate_cli
 
     moto.create_table(TableSpec("clitable", ("pk", "S")))
@@ -410,8 +411,8 @@ def test_cli_sync_then_verify_exit_codes_and_reports(
 
 
 def test_replication_waiter_waits_for_a_running_poller_only() -> None:
-    from replicator.checkpoints import StreamMarker
     from replicator.migrate.cli import replication_waiter
+    from replicator.poller.checkpoints import StreamMarker
 
     moments = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
     slept: list[float] = []

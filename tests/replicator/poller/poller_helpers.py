@@ -14,9 +14,9 @@ from harness.backends.base import Table, TableSpec
 from harness.convergence import check
 from harness.faults import BulkWriteShim
 from harness.runner import scan_items
-from replicator.checkpoints import CheckpointStore
 from replicator.keys import identity
 from replicator.plan import Planner
+from replicator.poller.checkpoints import CheckpointStore
 from replicator.settings import Settings
 
 

@@ -10,11 +10,11 @@ from poller_helpers import CountingStreams, diff, make_table, scan
 
 from harness.faults import BulkWriteShim, FaultLog, FaultPlan, FaultyCollection
 from harness.workload import WorkloadSpec, run_workload
-from replicator.checkpoints import CheckpointStore
 from replicator.errors import ResyncRequired
 from replicator.events import pad_sequence_number
 from replicator.poller import Poller
-from replicator.resync import resync
+from replicator.poller.checkpoints import CheckpointStore
+from replicator.poller.resync import resync
 from replicator.settings import Settings
 
 MIX = {"put_new": 4, "put_overwrite": 2, "update_set": 3, "update_remove": 2, "delete": 2,
@@ -354,7 +354,7 @@ def test_resync_rebuilds_the_collection_and_the_scan_never_overwrites_stream_cha
 
 
 def _all_records(source: Any, table: Any) -> dict[str, list[dict[str, Any]]]:
-    from replicator.streams import StreamReader
+    from replicator.poller.streams import StreamReader
 
     return StreamReader(source.streams(), table.stream_arn, sleep=lambda _: None).drain(idle_polls=1)
 

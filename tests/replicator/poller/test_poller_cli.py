@@ -1,4 +1,4 @@
-"""``replicator`` (replicator/cli.py) as a user meets it: exit codes, messages, signals.
+"""``replicator`` (replicator/cli/__init__.py) as a user meets it: exit codes, messages, signals.
 
 The real processes write to mongoeco's wire server through the real pymongo client (the CLI has
 no in-memory target: mongomock is a test double, not a production target); they are skipped
@@ -21,8 +21,9 @@ from typing import Any
 import pytest
 
 from harness.backends.mongomock_target import mongomock_client
-from replicator import cli, commands, endpoints
-from replicator.checkpoints import CheckpointStore
+from replicator import cli
+from replicator.cli import commands, endpoints
+from replicator.poller.checkpoints import CheckpointStore
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -119,7 +120,8 @@ def test_the_mongomock_scheme_is_not_a_production_target(
 
 
 def test_the_core_package_imports_neither_harness_nor_typer_nor_rich() -> None:
-    code = ("import sys, replicator.cli, replicator.poller, replicator.checkpoints, replicator.handler;"
+    code = ("import sys, replicator.cli, replicator.poller, replicator.poller.checkpoints,"
+            " replicator.handler;"
             "bad = sorted(m for m in sys.modules"
             "             if m.split('.')[0] in ('harness', 'typer', 'rich', 'mongomock'));"
             "print(bad); sys.exit(1 if bad else 0)")

@@ -1,5 +1,6 @@
 """The ``run``, ``resync`` and ``checkpoints`` commands of ``replicator`` (parsed in
-replicator/cli.py; the migration's ``sync``, ``verify``, ``recover`` are in replicator/migrate/cli.py).
+replicator/cli/__init__.py; the migration's ``sync``, ``verify``, ``recover`` are in
+replicator/migrate/cli.py).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import signal
 import threading
 from typing import Any
 
-from replicator import endpoints
+from replicator.cli import endpoints
 from replicator.errors import ConfigurationError, ResyncRequired
 
 #: Exit codes: 0 done, 1 failed, 2 usage or configuration error, 3 re-sync required.
@@ -73,7 +74,7 @@ def cmd_run(args: argparse.Namespace, environ: Any) -> int:
 
 
 def cmd_resync(args: argparse.Namespace, environ: Any) -> int:
-    from replicator.resync import resync
+    from replicator.poller.resync import resync
 
     if not args.yes:
         raise ConfigurationError(

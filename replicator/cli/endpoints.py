@@ -30,7 +30,7 @@ class Target:
         database = args.database or environ.get("MONGODB_DATABASE") or self._default_database()
         name = args.collection or environ.get("MONGODB_COLLECTION") or args.table
         self.collection = self.client[database][name]
-        from replicator.checkpoints import CheckpointStore
+        from replicator.poller.checkpoints import CheckpointStore
 
         self.checkpoints = CheckpointStore(
             self.client[database][args.checkpoint_collection or f"{name}_checkpoints"],

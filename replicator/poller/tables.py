@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from replicator.errors import ConfigurationError
-from replicator.streams import error_code
+from replicator.poller.streams import error_code
 
 
 @dataclass(frozen=True)

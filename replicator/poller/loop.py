@@ -1,10 +1,10 @@
 """The standalone poller: read a table's stream, write through the Replicator, checkpoint.
 
 For running outside Lambda (a container, a VM, a laptop against DynamoDB Local). It reads the
-stream itself with :class:`replicator.streams.StreamReader` (shard lineage, iterator renewal),
+stream itself with :class:`replicator.poller.streams.StreamReader` (shard lineage, iterator renewal),
 hands each shard's records in order to the same :class:`replicator.core.Replicator` the Lambda
 handler uses, and saves each shard's position in a MongoDB collection
-(:class:`replicator.checkpoints.CheckpointStore`) only after MongoDB acknowledged the writes of
+(:class:`replicator.poller.checkpoints.CheckpointStore`) only after MongoDB acknowledged the writes of
 every record up to it.
 
 * Killed at any moment and restarted, it resumes ``AFTER_SEQUENCE_NUMBER`` each checkpoint. Records
@@ -34,7 +34,6 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from replicator.checkpoints import Checkpoint, CheckpointStore, StreamMarker
 from replicator.core import BatchResult, Replicator
 from replicator.errors import (
     ConfigurationError,
@@ -42,11 +41,12 @@ from replicator.errors import (
     ResyncRequired,
 )
 from replicator.events import pad_sequence_number
-from replicator.resume import check_resume
+from replicator.poller.checkpoints import Checkpoint, CheckpointStore, StreamMarker
+from replicator.poller.resume import check_resume
+from replicator.poller.streams import ShardState, StartingPosition, StreamReader, error_code
+from replicator.poller.tables import TableInfo, describe_table
 from replicator.retry import Backoff
 from replicator.settings import Settings
-from replicator.streams import ShardState, StartingPosition, StreamReader, error_code
-from replicator.tables import TableInfo, describe_table
 
 log = logging.getLogger("replicator.poller")
 
@@ -183,7 +183,7 @@ class Poller:
 
     def make_replicator(self) -> Replicator:
         """The Replicator the poller writes through (made once; the key schema filled in from
-        DescribeTable), also for :func:`replicator.resync.resync` and the migration."""
+        DescribeTable), also for :func:`replicator.poller.resync.resync` and the migration."""
         if self.replicator is not None:
             return self.replicator
         settings = self.settings

@@ -1,5 +1,9 @@
 """``replicator``: the standalone poller, re-sync from the table, checkpoints.
 
+This module parses the command line and maps outcomes to exit codes; :mod:`.commands` runs
+``run`` / ``resync`` / ``checkpoints``; :mod:`.endpoints` builds the target collection, the boto3
+clients and the Poller from the arguments (shared with ``replicator.migrate.cli``).
+
     replicator run --table NAME --mongodb-uri URI [options]    replicate until SIGTERM/SIGINT
     replicator resync --table NAME --mongodb-uri URI --yes     rebuild the collection from the table
     replicator checkpoints --table NAME --mongodb-uri URI      show (or --delete) the checkpoints
@@ -25,7 +29,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from replicator.commands import (
+from replicator.cli.commands import (
     EXIT_FAILED,
     EXIT_RESYNC,
     EXIT_USAGE,
@@ -221,6 +225,3 @@ def main(argv: Sequence[str] | None = None) -> int:
                   exc_info=logging.getLogger("replicator").isEnabledFor(logging.DEBUG))
         return EXIT_FAILED
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from replicator.checkpoints import Checkpoint, CheckpointStore, StreamMarker
 from replicator.errors import ResyncRequired
+from replicator.poller.checkpoints import Checkpoint, CheckpointStore, StreamMarker
 
 #: How long DynamoDB Streams keeps a record.
 RETENTION = timedelta(hours=24)
