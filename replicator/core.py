@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -111,8 +112,10 @@ class Replicator:
         """Process a Lambda event; return ``{"batchItemFailures": [...]}``. The MongoDB I/O ends
         before the invocation's timeout (``context.get_remaining_time_in_millis()``, see
         :mod:`replicator.deadline`)."""
+        # Read the clock before the remaining time: the deadline can only come out earlier.
+        since = time.monotonic()
         remaining = deadline.remaining_in_context(context)
-        return self.process(event, deadline_s=remaining).lambda_response()
+        return self._process(event, remaining, since).lambda_response()
 
     def process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]],
                 deadline_s: float | None = None) -> BatchResult:
@@ -123,14 +126,18 @@ class Replicator:
         MongoDB command is then sent with the time left minus ``Settings.deadline_margin_s`` as
         ``maxTimeMS``, and one that runs out is retried (batchItemFailures), never lost. With
         less than the margin left nothing is written and the whole batch is reported failed."""
+        return self._process(event, deadline_s, time.monotonic())
+
+    def _process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+                 remaining_s: float | None, since: float) -> BatchResult:
         records = records_of(event)
         result = BatchResult(records=len(records))
-        seconds = deadline.budget(deadline_s, self.settings.deadline_margin_s)
+        seconds = deadline.budget(remaining_s, self.settings.deadline_margin_s)
         if seconds is not None and seconds <= 0:
-            self._fail_all(records, result, f"{deadline_s:.3f} s left: not more than the deadline "
-                                           "margin (Settings.deadline_margin_s)")
+            self._fail_all(records, result, f"{remaining_s:.3f} s left: not more than the "
+                                           "deadline margin (Settings.deadline_margin_s)")
             return result
-        with deadline.bounded(seconds):
+        with deadline.bounded(seconds, since=since):
             plan = self._plan(records)
             self._settle_bad_records(plan, result)
             self._write(plan, result, records)

@@ -72,20 +72,23 @@ def budget(remaining_s: float | None, configured_margin_s: float | None = None) 
 
 
 @contextlib.contextmanager
-def bounded(seconds: float | None) -> Iterator[None]:
-    """Run the block's MongoDB I/O under a deadline ``seconds`` from now (None: no deadline).
+def bounded(seconds: float | None, *, since: float | None = None) -> Iterator[None]:
+    """Run the block's MongoDB I/O under a deadline ``seconds`` after ``since`` (a
+    ``time.monotonic()`` reading; default: now). None: no deadline.
 
-    ``seconds`` must be > 0 (the caller writes nothing otherwise): ``pymongo.timeout(0)`` would
-    mean "no timeout".
+    ``seconds`` must be > 0 (the caller writes nothing otherwise). A deadline already past when
+    the block starts still holds: pymongo then sends nothing (``ExecutionTimeout``).
     """
     if seconds is None:
         yield
         return
     if seconds <= 0:
         raise ValueError(f"a deadline must be in the future, got {seconds} s")
-    token = _DEADLINE.set(time.monotonic() + seconds)
+    end = (time.monotonic() if since is None else since) + seconds
+    token = _DEADLINE.set(end)
     try:
-        with pymongo.timeout(seconds):
+        # pymongo.timeout(0) would mean "no timeout": a past deadline becomes the smallest one.
+        with pymongo.timeout(max(end - time.monotonic(), 1e-6)):
             yield
     finally:
         _DEADLINE.reset(token)

@@ -244,3 +244,23 @@ def test_a_timeout_of_a_side_collection_is_retried_never_quarantined(
     ], deadline_s=30)
     assert sorted(s for s, _ in result.failures) == ["100", "101"]
     assert result.quarantined == []
+
+
+def test_a_deadline_already_past_sends_nothing_and_is_retried(
+    listened: tuple[Any, Commands], stream_record: Any
+) -> None:
+    """The deadline counts from a clock reading taken before the remaining time was read (as
+    ``handle`` does): when it has passed by the time the block starts, pymongo sends nothing."""
+    database, commands = listened
+    replicator = Replicator(database["items"])
+    with deadline.bounded(1.0, since=-1e9):
+        left = deadline.remaining()
+        assert left is not None and left < 0
+    result = replicator.process([stream_record("100", "INSERT", keys("a"), new=item("a"))])
+    assert result.applied == 1  # the collection works: only the deadline stops the writes
+    commands.sent.clear()
+    with deadline.bounded(1.0, since=-1e9):
+        result = replicator.process([stream_record("101", "INSERT", keys("b"), new=item("b"))])
+    assert result.lambda_response() == {"batchItemFailures": [{"itemIdentifier": "101"}]}
+    assert result.quarantined == []
+    assert not [name for name, _ in commands.sent if name in ("update", "delete", "insert")]
