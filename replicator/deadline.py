@@ -13,13 +13,13 @@ sends ``maxTimeMS`` = the time left (minus its measured round trip) with every c
 block, bulk writes included, and refuses to send one whose time is already up
 (``ExecutionTimeout``, code 50). The server interrupts a command still running ``maxTimeMS``
 after it started it (MaxTimeMSExpired, code 50; an interrupted write command fails as a whole --
-SERVER-45943 -- and what it applied before is older than the deadline). The deadline is the
+SERVER-45943 -- and what it applied before that was applied before the deadline). The deadline is the
 invocation's remaining time (``context.get_remaining_time_in_millis()``, AWS Lambda "Python
 context object") minus a margin, so nothing an invocation sent is applied after its own timeout.
 
-Residual: ``maxTimeMS`` counts from when the server reads the command. A command held in the
-network before the server reads it is not covered; a killed sandbox's connections are closed,
-so bytes the server has not read are normally dropped with them. On a sharded cluster, mongos
+Residual: ``maxTimeMS`` counts from when the server starts the command. A command sent at ``t``
+with ``maxTimeMS = deadline - t`` and started ``d`` later runs until ``deadline + d`` at most:
+the margin is the delay (network, an overloaded server) tolerated. On a sharded cluster, mongos
 forwards ``maxTimeMS`` of write commands to the shards only from MongoDB 4.7 (SERVER-46187).
 
 :func:`remaining` tells anyone inside the block (callers, test doubles, the harness's emulated
@@ -56,8 +56,8 @@ def remaining_in_context(context: Any) -> float | None:
 
 def margin(remaining_s: float, configured_s: float | None = None) -> float:
     """The time kept back from ``remaining_s``: ``configured_s``, or by default 10 % of it, at
-    most 1 s (room for the response, the log lines and the clock skew between sandbox and
-    server)."""
+    most 1 s: room for the response, and the delay tolerated between sending a command and the
+    server starting it (see the module docstring)."""
     if configured_s is not None:
         return configured_s
     return min(DEFAULT_MARGIN_CAP_S, DEFAULT_MARGIN_SHARE * remaining_s)
