@@ -61,6 +61,10 @@ class DeliveryChecker:
     _seen: dict[Any, str] = field(default_factory=dict)
     _deleted: dict[Any, str] = field(default_factory=dict)  # delivered deletes, newest per key
     _gone: dict[Any, str] = field(default_factory=dict)  # deletes seen to have taken effect
+    #: the lane an event belongs to (chaos: shard and ParallelizationFactor lane); with it, a
+    #: delivery is checked on its lane's documents only, see :meth:`after_delivery`
+    lane_of: Callable[[Mapping[str, Any]], Any] | None = None
+    _lane_keys: dict[Any, set[Any]] = field(default_factory=dict)
     _rollbacks_read: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -82,28 +86,43 @@ class DeliveryChecker:
         return checked
 
     def after_delivery(self, event: Mapping[str, Any]) -> list[Violation]:
-        """Check the collection after ``event`` was delivered; the violations found now."""
-        with self._lock:
+        """Check the collection after ``event`` was delivered; the violations found now.
+
+        With ``lane_of``, only the documents of the keys delivered in the event's lane so far:
+        when one lane's delivery ends, the other lanes are in the middle of theirs, and what a
+        check of their documents sees would depend on thread timing (e.g. an insert between its
+        tombstone probe and its re-check)."""
+        # The rollback lock first, always: a rollback holds it when it calls observe().
+        with self.log.rollback_lock, self._lock:
             self.deliveries += 1
-            for key, sequence in self._deletes_in(event):
-                if sequence > self._deleted.get(key, ""):
-                    self._deleted[key] = sequence
-            return self._check(self.deliveries)
+            scope = None
+            changes = self._changes_in(event)
+            if self.lane_of is not None:
+                scope = self._lane_keys.setdefault(self.lane_of(event), set())
+                scope.update(key for key, _ in changes)
+            for key, change in changes:
+                if (change.event_name is EventName.REMOVE and self._deletes(change)
+                        and change.sort_key > self._deleted.get(key, "")):
+                    self._deleted[key] = change.sort_key
+            return self._check(self.deliveries, scope)
 
-    def observe(self) -> list[Violation]:
+    def observe(self, document_ids: Iterable[Any] | None = None) -> list[Violation]:
         """Check now, during a delivery (counted as the delivery in progress): what a reader
-        sees in the middle of one, e.g. acknowledged writes a failover is about to roll back."""
-        with self._lock:
-            return self._check(self.deliveries + 1)
+        sees in the middle of one, e.g. acknowledged writes a failover is about to roll back
+        (``document_ids``: those documents only; None: all)."""
+        scope = None if document_ids is None else {identity(i) for i in document_ids}
+        with self.log.rollback_lock, self._lock:
+            return self._check(self.deliveries + 1, scope)
 
-    def _check(self, delivery: int) -> list[Violation]:
-        # The caller holds self._lock.
+    def _check(self, delivery: int, scope: set[Any] | None = None) -> list[Violation]:
+        # The caller holds self._lock. ``scope``: the identities to check (None: all).
         # Read the documents first, the rollback log after: a rollback is logged before it
         # reverts anything, so every reverted document this read shows is excused below.
-        documents = {
-            identity(doc["_id"]): doc
-            for doc in self.collection.find({}, {self.sequence_field: 1})
-        }
+        documents = {}
+        for doc in self.collection.find({}, {self.sequence_field: 1}):
+            key = identity(doc["_id"])
+            if scope is None or key in scope:
+                documents[key] = doc
         rolled_back = self._read_rollbacks()
         found: list[Violation] = []
         for key, document in documents.items():
@@ -122,7 +141,8 @@ class DeliveryChecker:
                 del self._gone[key]  # reported once
             self._seen[key] = stored
         for key, sequence in self._deleted.items():
-            if key not in documents and key not in rolled_back:
+            if (scope is None or key in scope) and key not in documents \
+                    and key not in rolled_back:
                 self._gone[key] = max(sequence, self._gone.get(key, ""))
         self.violations.extend(found)
         return found
@@ -147,21 +167,29 @@ class DeliveryChecker:
                     self._seen[key] = pad_sequence_number(sequence)
         return keys
 
-    def _deletes_in(self, event: Mapping[str, Any]) -> Iterable[tuple[Any, str]]:
+    def _deletes(self, change: Any) -> bool:
+        """Whether the core deletes the document for this REMOVE: not for a TTL expiry under
+        ``ttl_deletes="ignore"`` (the document is kept, and an older write still landing is
+        right), nor under "archive" without an old image (quarantined, the document left)."""
+        if not change.is_ttl_delete:
+            return True
+        mode = self.planner.settings.ttl_deletes
+        return bool(mode == "delete" or (mode == "archive" and change.old_image is not None))
+
+    def _changes_in(self, event: Mapping[str, Any]) -> list[tuple[Any, Any]]:
+        """(document identity, change) for each record of ``event`` the core can key."""
         records = event.get("Records") if isinstance(event, Mapping) else None
         if not isinstance(records, list):
             return []
         changes, _ = parse_records([r for r in records if isinstance(r, Mapping)])
-        deletes = []
+        keyed = []
         for change in changes:
-            if change.event_name is not EventName.REMOVE:
-                continue
             try:
                 document_id = self.planner.key_mapper.document_id(change.keys)
-            except Exception:  # a key the core quarantines deletes nothing
+            except Exception:  # a key the core quarantines writes nothing
                 continue
-            deletes.append((identity(document_id), change.sort_key))
-        return deletes
+            keyed.append((identity(document_id), change))
+        return keyed
 
 
 def excuse(diff: Diff, keys: set[Any]) -> Diff:

@@ -83,4 +83,4 @@ def wire_json(value: Any) -> Any:
     return value
 
 
-_plain = wire_json  # the old name, still imported by harness/chaos.py
+_plain = wire_json  # the old name, still imported by harness/chaos/

@@ -65,8 +65,10 @@ def recorded_shards(directory: Path) -> Shards | None:
         return [(s["shard_id"], s.get("parent_shard_id"), int(s["records"])) for s in listed] or None
     schedule = directory / "schedule.json"
     if schedule.exists():
-        pairs = json.loads(schedule.read_text()).get("shards") or []
-        return [(str(shard_id), None, int(count)) for shard_id, count in pairs] or None
+        # [shard id, record count] or, since shard splits, [shard id, record count, parent]
+        entries = json.loads(schedule.read_text()).get("shards") or []
+        return [(str(entry[0]), entry[2] if len(entry) > 2 else None, int(entry[1]))
+                for entry in entries] or None
     return None
 
 

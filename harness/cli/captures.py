@@ -119,7 +119,8 @@ def _replay_chaos(directory: Path, report_json: Path | None) -> None:
                   f"{'on' if result.guard else 'off'}, {result.records} records, faults "
                   f"{dict(sorted(result.injected.items()))}", highlight=False)
     console.print(("[red]diverged[/red]" if result.diverged else "converged")
-                  + f", lost records: {len(result.lost_records)}")
+                  + f", lost records: {len(result.lost_records)}, regressions: "
+                  f"{result.regressions}, resurrections: {result.resurrections}")
     if result.diff:
         console.print_json(json.dumps(result.diff, default=str))
     if report_json:
@@ -127,6 +128,8 @@ def _replay_chaos(directory: Path, report_json: Path | None) -> None:
             "chaos_recording": str(directory), "seed": result.seed, "guard": result.guard,
             "diverged": result.diverged, "lost_records": result.lost_records,
             "injected": result.injected, "diff": result.diff,
+            "regressions": result.regressions, "resurrections": result.resurrections,
+            "violations": result.violations,
         }, indent=2, default=str))
         wrote("the JSON report", report_json)
     raise typer.Exit(1 if result.failed else 0)

@@ -172,8 +172,23 @@ def chaos(
     no_guard: Annotated[
         bool, typer.Option("--no-guard", help="switch the stale-write guard off (to see it fail)")
     ] = False,
+    target: Annotated[
+        str, typer.Option(help="embedded target: mongomock or mongoeco (the wire server)")
+    ] = "mongomock",
+    plant: Annotated[
+        list[str] | None, typer.Option(help="plant a bug to see chaos find it: no_tombstones, "
+                                            "no_recheck, children_first (repeatable)")
+    ] = None,
 ) -> None:
-    """Random fault schedules on moto + mongomock; exit 0 only with no divergence and no loss."""
+    """Random fault schedules on moto + an embedded target; exit 0 only with no divergence, no
+    loss, no regression and no resurrection."""
+    from harness.chaos.shape import PLANTS
+
+    if target not in ("mongomock", "mongoeco"):
+        fail(f"unknown chaos target {target!r}; valid: mongoeco, mongomock")
+    for name in plant or []:
+        if name not in PLANTS:
+            fail(f"unknown planted bug {name!r}; valid: {', '.join(PLANTS)}")
     parent_ready(report_json)
     from rich.table import Table
 
@@ -187,12 +202,13 @@ def chaos(
         with progress_bar() as bar:
             task = bar.add_task("chaos schedules", total=schedules)
             report = run_chaos(
-                schedules, seed, guard=not no_guard, recordings=recordings,
+                schedules, seed, guard=not no_guard, recordings=recordings, target=target,
+                plants=plant or (),
                 progress=lambda done, total, result: bar.update(task, completed=done),
             )
     finally:
         replicator_log.setLevel(level)
-    table = Table(title=f"chaos: {report['schedules']} schedules from seed {seed}")
+    table = Table(title=f"chaos: {report['schedules']} schedules from seed {seed} on {target}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for name in ("schedules", "records", "diverged", "lost_records", "regressions",
@@ -205,6 +221,7 @@ def chaos(
         console.print(
             f"[red]seed {divergence['seed']}[/red]: lost={len(divergence['lost_records'])} "
             f"violations={len(divergence.get('violations') or [])} "
+            f"faults={json.dumps(divergence['faults'])} shape={json.dumps(divergence['shape'])} "
             f"recording={divergence['recording']}", highlight=False,
         )
     if report_json:

@@ -149,8 +149,7 @@ class FaultyCollection:
             details["writeConcernErrors"] = list(inner.get("writeConcernErrors", []))
         for index, code in poisoned.items():
             self.log.count(f"permanent_error:{code}")
-            self.log.rejected.append({"_id": _key_of(requests[index]),
-                                      "sequence": self._sequence_of(requests[index])})
+            self.log.reject(_key_of(requests[index]), self._sequence_of(requests[index]))
             details["writeErrors"].append({"index": index, "code": code, "op": requests[index],
                                            "errmsg": f"code {code} (injected, permanent)"})
         details["writeErrors"].sort(key=lambda item: item["index"])
@@ -210,6 +209,10 @@ class FaultyCollection:
         emulation redelivers it, which converges. The rollback is logged before it happens, so
         the per-delivery check (harness.invariants) excuses exactly these documents.
         """
+        with self.log.rollback_lock:
+            self._revert(before)
+
+    def _revert(self, before: dict[Any, tuple[Any, dict[str, Any] | None]]) -> None:
         changed = []
         for key, (document_id, old) in before.items():
             now = self.inner.find_one({"_id": document_id})
@@ -219,7 +222,7 @@ class FaultyCollection:
             return
         chosen = [entry for entry in changed if self.rng.random() < 0.5] or [changed[0]]
         if self.log.observer is not None:
-            self.log.observer()
+            self.log.observer([document_id for _, document_id, _ in changed])
         self.log.count("rollback")
         self.log.rolled_back([
             (key, None if old is None else old.get(self.sequence_field))

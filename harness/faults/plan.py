@@ -104,9 +104,16 @@ class FaultLog:
     #: the table, and that is the quarantine's job, not a divergence
     newest: dict[Any, tuple[str, bool]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+    #: held while a rollback is observed, logged and reverted, and while the per-delivery check
+    #: reads: a check in another lane's thread never sees a rollback logged but half-reverted
+    #: (it would take the not-yet-reverted documents' sequence numbers as the newest seen)
+    rollback_lock: threading.RLock = field(default_factory=threading.RLock, repr=False,
+                                           compare=False)
     #: called when acknowledged writes are about to be rolled back (the per-delivery check
     #: looks then too: a reader of the primary could see those writes before they vanish)
-    observer: Callable[[], Any] | None = field(default=None, repr=False, compare=False)
+    #: (it is given the _ids of the documents the rollback is about to take back)
+    observer: Callable[[list[Any]], Any] | None = field(default=None, repr=False,
+                                                        compare=False)
 
     def count(self, name: str) -> None:
         with self.lock:
@@ -115,6 +122,10 @@ class FaultLog:
     def rolled_back(self, restored: list[tuple[Any, str | None]]) -> None:
         with self.lock:
             self.rollbacks.append(Rollback(restored))
+
+    def reject(self, document_id: Any, sequence: str | None) -> None:
+        with self.lock:
+            self.rejected.append({"_id": document_id, "sequence": sequence})
 
     def sent(self, key: Any, sequence: str | None, rejected: bool) -> None:
         if sequence is None:

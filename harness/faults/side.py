@@ -11,7 +11,8 @@ and the core must then retry (batchItemFailures, or an error that makes Lambda r
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pymongo.errors import AutoReconnect, ExecutionTimeout, NetworkTimeout, OperationFailure
@@ -27,12 +28,18 @@ class FaultySideCollection:
     """Wraps a tombstone, quarantine or archive collection; ``role`` names it in the fault log."""
 
     def __init__(self, collection: Any, role: str, plan: FaultPlan, log: FaultLog,
-                 rng: random.Random) -> None:
+                 rng: random.Random, index_rng: random.Random | None = None) -> None:
         self.inner = collection
         self.role = role
         self.plan = plan
         self.log = log
         self.rng = rng
+        #: createIndex runs once per store, in whichever invocation needs the store first (with
+        #: parallel lanes, a matter of thread timing): its draws come from a generator of their
+        #: own, so the n-th createIndex fails or not whoever calls it, and no invocation's other
+        #: draws shift with it
+        self.index_rng = index_rng or random.Random(f"{role}:index:{plan.seed}")
+        self._index_lock = threading.Lock()
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -55,9 +62,12 @@ class FaultySideCollection:
         return self.inner.find(*args, **kwargs)
 
     def create_index(self, keys: Any, **kwargs: Any) -> Any:
-        if self.rng.random() < self.plan.index_error_rate:
+        with self._index_lock:
+            fails = self.index_rng.random() < self.plan.index_error_rate
+            reset = self.index_rng.random() < 0.5
+        if fails:
             self.log.count(f"index_error:{self.role}")
-            if self.rng.random() < 0.5:
+            if reset:
                 raise AutoReconnect(f"{self.role}: createIndex: connection reset (injected)")
             raise OperationFailure(f"{self.role}: createIndex: shutdown in progress (injected)",
                                    code=SHUTDOWN_IN_PROGRESS)
@@ -71,14 +81,17 @@ class FaultySideCollection:
                                "(injected)", code=50)
 
 
-def faulty_sides(database: Any, plan: FaultPlan, log: FaultLog, *, main: str = "items"
-                 ) -> dict[str, Any]:
+def faulty_sides(database: Any, plan: FaultPlan, log: FaultLog, *, main: str = "items",
+                 rng_for: Callable[[str], random.Random] | None = None) -> dict[str, Any]:
     """The ``Replicator`` keyword arguments for the three side collections of ``main``, each
-    wrapped with its own seeded generator (so adding one does not shift the others' draws)."""
+    wrapped with its own seeded generator (so adding one does not shift the others' draws).
+    ``rng_for(role)`` makes those generators instead (chaos: per-invocation ones, so parallel
+    lanes draw the same whatever their threads' timing)."""
     sides = {"tombstones": f"{main}_tombstones", "quarantine": f"{main}_quarantine",
              "archive": f"{main}_ttl_archive"}
     return {
-        argument: FaultySideCollection(database[name], argument, plan, log,
-                                       random.Random(f"{argument}:{plan.seed}"))
+        argument: FaultySideCollection(
+            database[name], argument, plan, log,
+            rng_for(argument) if rng_for else random.Random(f"{argument}:{plan.seed}"))
         for argument, name in sides.items()
     }

@@ -1,28 +1,46 @@
-"""Randomized fault schedules: none diverges with the core; switching the guard off is caught."""
+"""Randomized fault schedules: none diverges with the core, on both embedded targets; switching the
+guard off is caught."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
+
+from harness.backends import mongoeco_target
 from harness.chaos import run_chaos
+from harness.chaos.shape import WORKLOADS
 from harness.fixtures import load_capture_dir
 from harness.replay import replay
 
+TARGETS = [
+    "mongomock",
+    pytest.param("mongoeco", marks=pytest.mark.skipif(
+        not mongoeco_target.available(), reason="mongoeco is not installed (Python 3.13 only)")),
+]
 
-def test_fault_schedules_neither_diverge_nor_lose_records() -> None:
-    # Given 40 seeded schedules with every fault kind at random rates
-    report = run_chaos(40, seed=1000)
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_fault_schedules_neither_diverge_nor_lose_records(target: str) -> None:
+    # Given 24 seeded schedules with every fault kind at random rates, on the target
+    report = run_chaos(24, seed=1000, target=target)
     # Then none diverged or lost a record
-    assert report["schedules"] == 40
+    assert report["schedules"] == 24
     assert report["divergences"] == [], report["divergences"][:1]
     assert report["lost_records"] == 0
     # And the faults really happened (the schedules are not trivially clean)
     injected = report["faults_injected"]
     for kind in ("transient_error", "crash_mid_batch", "write_concern_error", "duplicate_delivery",
-                 "late_retry", "handler_timeout"):
+                 "late_retry", "handler_timeout", "concurrent_retry", "overlap:after_retry",
+                 "overlap:during_retry"):
         assert injected.get(kind, 0) > 0, (kind, injected)
     assert sum(v for k, v in injected.items() if k.startswith("malformed:")) > 0
+    # And the schedules ran with several lanes per shard, split shards and every workload kind
+    shapes = report["shapes"]
+    assert shapes.get("shard_split", 0) > 0, shapes
+    assert any(shapes.get(f"parallelization_factor:{n}", 0) for n in (5, 10)), shapes
+    assert {f"workload:{kind}" for kind in WORKLOADS} <= set(shapes), shapes
 
 
 def test_without_the_stale_write_guard_chaos_finds_a_divergence(tmp_path: Path) -> None:

@@ -8,12 +8,13 @@ from typing import Any
 
 import pytest
 
-import harness.chaos
+import harness.chaos.drive
 from harness.backends.mongomock_target import mongomock_client
 from harness.chaos import run_chaos
 from harness.convergence import Diff
 from harness.faults import FaultLog, FaultPlan
 from harness.invariants import DeliveryChecker, excuse
+from harness.model import TTL_IDENTITY
 from replicator import apply
 from replicator.keys import identity
 from replicator.plan import Planner
@@ -72,6 +73,44 @@ def test_a_deleted_document_coming_back_older_than_its_delete_is_a_resurrection(
     assert check.after_delivery({"Records": []}) == []
 
 
+def modify(n: int, key: str) -> dict[str, Any]:
+    return {"eventID": f"e{n}", "eventName": "MODIFY", "eventSourceARN": ARN,
+            "dynamodb": {"Keys": {"id": {"S": key}}, "NewImage": {"id": {"S": key}},
+                         "SequenceNumber": str(n), "StreamViewType": "NEW_AND_OLD_IMAGES"}}
+
+
+def test_with_lanes_a_delivery_checks_its_own_lanes_documents_only() -> None:
+    # Given two lanes, each with one key seen at sequence number 7
+    collection = mongomock_client()["invariants"]["items"]
+    check = DeliveryChecker(collection, Planner(Settings()), FaultLog(),
+                            lane_of=lambda event: event["lane"])
+    for key in ("a", "b"):
+        collection.insert_one({"_id": key, "_ddb_seq": seq(7)})
+        check.after_delivery({"lane": key, "Records": [modify(7, key)]})
+    # When lane b is in the middle of a delivery that shows an older version for a while
+    collection.replace_one({"_id": "b"}, {"_id": "b", "_ddb_seq": seq(5)})
+    # Then a delivery of lane a ending meanwhile does not judge lane b's document (what it would
+    # see depends on thread timing)
+    assert check.after_delivery({"lane": "a", "Records": [modify(8, "a")]}) == []
+    # And lane b's own delivery ending does
+    (violation,) = check.after_delivery({"lane": "b", "Records": [modify(9, "b")]})
+    assert (violation.kind, violation.document_id) == ("regression", "b")
+
+
+@pytest.mark.parametrize(("mode", "violations"), [("ignore", 0), ("delete", 1)])
+def test_a_ttl_expiry_the_core_keeps_is_no_delete(mode: str, violations: int) -> None:
+    # Given the core's ttl_deletes mode
+    collection = mongomock_client()["invariants"]["items"]
+    check = DeliveryChecker(collection, Planner(Settings(ttl_deletes=mode)), FaultLog())
+    # When a TTL expiry (seq 8) is delivered before the key's older write (seq 6) landed
+    expiry = {**remove(8, "a"), "userIdentity": dict(TTL_IDENTITY)}
+    check.after_delivery({"Records": [expiry]})
+    collection.insert_one({"_id": "a", "_ddb_seq": seq(6)})
+    # Then under "ignore" the write landing is right (the document is kept), under "delete" it
+    # is a resurrection
+    assert len(check.after_delivery({"Records": []})) == violations
+
+
 def test_an_injected_rollback_is_excused_unless_the_checker_ignores_it() -> None:
     for ignore, expected in ((False, []), (True, ["regression", "resurrection"])):
         log = FaultLog()
@@ -116,7 +155,7 @@ def test_chaos_excuses_rollbacks_and_catches_a_checker_that_ignores_them(
     assert clean["faults_injected"].get("rollback", 0) > 0
     assert clean["divergences"] == [], clean["divergences"][:1]
     # And a checker told nothing of the rollbacks (the planted bug) reports regressions
-    monkeypatch.setattr(harness.chaos, "DeliveryChecker",
+    monkeypatch.setattr(harness.chaos.drive, "DeliveryChecker",
                         functools.partial(DeliveryChecker, ignore_rollbacks=True))
     planted = run_chaos(4, seed=0)
     assert planted["regressions"] > 0
@@ -128,14 +167,15 @@ def test_the_per_delivery_check_catches_a_guard_filter_that_lets_older_versions_
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a planted bug: the stale-write guard's filter is dropped on the way to the server,
     # while documents still carry their sequence number
-    original = apply._bulk_write
+    original = apply.operations
 
-    def unguarded(collection: Any, writes: Any, sequence_field: str) -> apply.WriteResult:
-        for planned in writes:
-            planned.operation._filter.pop("$or", None)
-        return original(collection, writes, sequence_field)
+    def unguarded(writes: Any) -> list[Any]:
+        built = original(writes)
+        for operation in built:
+            operation._filter = {k: v for k, v in operation._filter.items() if k != "$or"}
+        return built
 
-    monkeypatch.setattr(apply, "_bulk_write", unguarded)
+    monkeypatch.setattr(apply, "operations", unguarded)
     # When old batches are delivered again after newer ones
     focused(late_retry_rate=0.5, max_batch=2)
     report = run_chaos(5, seed=0)

@@ -200,7 +200,7 @@ def test_shrink_refuses_a_recording_that_does_not_fail(tmp_path: Path) -> None:
 
 
 # -- chaos recordings ------------------------------------------------------------------------------
-NO_GUARD_DIVERGING_SEED = 11  # found with `harness chaos --no-guard --schedules 12`
+NO_GUARD_DIVERGING_SEED = 7  # found with `harness chaos --no-guard --schedules 16` (S key, 1 lane)
 
 
 def test_a_no_guard_chaos_recording_reproduces_its_divergence(tmp_path: Path) -> None:
