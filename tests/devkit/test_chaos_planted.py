@@ -103,8 +103,18 @@ def test_without_the_deadline_a_killed_invocations_late_bulk_resurrects_a_docume
                        recordings=tmp_path)
     # Then chaos finds a deleted document brought back
     assert report["divergences"], report["faults_injected"]
-    assert any(d["diff"] and d["diff"]["extra_ids"] for d in report["divergences"]), \
-        [d["diff"] for d in report["divergences"][:1]]
+    failing = next((d for d in report["divergences"] if d["diff"] and d["diff"]["extra_ids"]),
+                   None)
+    assert failing is not None, [d["diff"] for d in report["divergences"][:1]]
+    # And its recording replays into the same divergence, and converges with the deadline
+    recording = Path(failing["recording"])
+    replayed = replay_recording(recording)
+    assert replayed.diverged and replayed.diff is not None
+    assert replayed.diff["extra_ids"] == failing["diff"]["extra_ids"]
+    schedule = json.loads((recording / "schedule.json").read_text())
+    schedule["shape"]["plants"] = []
+    (recording / "schedule.json").write_text(json.dumps(schedule))
+    assert not replay_recording(recording).failed
 
 
 def test_ten_lanes_per_shard_keep_each_keys_order() -> None:
