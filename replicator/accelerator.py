@@ -60,11 +60,12 @@ C_PLANNING: dict[str, Callable[[Settings], bool]] = {
     "id_mapping": lambda settings: settings.id_mapping is None,
     "shard_key": lambda settings: not settings.shard_key,
 }
-#: Settings that do not change the plan: where writes go, the tombstone store, and the table pin
-#: (the Replicator hands plan_records its pinned stream ARN; C declines any other).
+#: Settings that do not change the plan: where writes go, the tombstone store, the table pin
+#: (the Replicator hands plan_records its pinned stream ARN; C declines any other), and the
+#: deadline of the writes (I/O only).
 NOT_PLANNING = frozenset({
     "archive_collection", "quarantine_collection", "tombstones", "tombstone_collection",
-    "tombstone_retention_s", "source_table",
+    "tombstone_retention_s", "source_table", "deadline_margin_s",
 })
 
 

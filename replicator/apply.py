@@ -154,7 +154,8 @@ def _bulk_write(
         return result
     except PyMongoError as error:
         # The whole command failed (network, server selection, not primary, a command-level
-        # OperationFailure): nothing is known to have landed, and every write is guarded.
+        # OperationFailure, the batch's deadline -- ExecutionTimeout/NetworkTimeout, see
+        # replicator/deadline.py): nothing is known to have landed, and every write is guarded.
         result.round_trips = 1
         message = f"{type(error).__name__}: {error}"
         result.failed.extend((planned, message) for planned in writes)

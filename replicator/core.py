@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import importlib
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from replicator import apply
+from replicator import apply, deadline
 from replicator.convert import Converter
 from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.events import BadRecord, pad_sequence_number, parse_records, records_of
@@ -108,17 +109,38 @@ class Replicator:
 
     # -- entry points ----------------------------------------------------------------------------
     def handle(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
-        """Process a Lambda event; return ``{"batchItemFailures": [...]}``."""
-        return self.process(event).lambda_response()
+        """Process a Lambda event; return ``{"batchItemFailures": [...]}``. The MongoDB I/O ends
+        before the invocation's timeout (``context.get_remaining_time_in_millis()``, see
+        :mod:`replicator.deadline`)."""
+        # Read the clock before the remaining time: the deadline can only come out earlier.
+        since = time.monotonic()
+        remaining = deadline.remaining_in_context(context)
+        return self._process(event, remaining, since).lambda_response()
 
-    def process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> BatchResult:
+    def process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+                deadline_s: float | None = None) -> BatchResult:
         """A record's whole path, forward: plan (parse -> screen -> read back -> plan), quarantine
-        the bad records, then write (tombstones -> bulk write -> quarantine the rejected)."""
+        the bad records, then write (tombstones -> bulk write -> quarantine the rejected).
+
+        ``deadline_s``: seconds this call may take (a Lambda invocation's remaining time); every
+        MongoDB command is then sent with the time left minus ``Settings.deadline_margin_s`` as
+        ``maxTimeMS``, and one that runs out is retried (batchItemFailures), never lost. With
+        less than the margin left nothing is written and the whole batch is reported failed."""
+        return self._process(event, deadline_s, time.monotonic())
+
+    def _process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]],
+                 remaining_s: float | None, since: float) -> BatchResult:
         records = records_of(event)
         result = BatchResult(records=len(records))
-        plan = self._plan(records)
-        self._settle_bad_records(plan, result)
-        self._write(plan, result, records)
+        seconds = deadline.budget(remaining_s, self.settings.deadline_margin_s)
+        if seconds is not None and seconds <= 0:
+            self._fail_all(records, result, f"{remaining_s:.3f} s left: not more than the "
+                                           "deadline margin (Settings.deadline_margin_s)")
+            return result
+        with deadline.bounded(seconds, since=since):
+            plan = self._plan(records)
+            self._settle_bad_records(plan, result)
+            self._write(plan, result, records)
         for failed_sequence, why in result.failures:
             log.warning("will be redelivered: SequenceNumber %s: %s", failed_sequence, why)
         return result
@@ -128,6 +150,17 @@ class Replicator:
         return self._plan(records_of(event))
 
     # -- steps -----------------------------------------------------------------------------------
+    @staticmethod
+    def _fail_all(records: Sequence[Any], result: BatchResult, why: str) -> None:
+        """Report the whole batch for redelivery (Lambda retries it with a fresh timeout)."""
+        sequences = [s for s in map(_sequence_of_raw, records) if s is not None]
+        if records and not sequences:
+            # No item to name: an error fails the whole batch (Lambda retries it all).
+            raise TimeoutError(f"{why}; no record has a readable SequenceNumber")
+        if sequences:
+            result.failures.append((min(sequences, key=lambda s: s.zfill(40)), why))
+        log.warning("nothing written: %s; the batch will be redelivered", why)
+
     def _plan(self, records: list[Any]) -> WritePlan:
         """Raw records -> a write plan. The C accelerator, where it runs (see
         replicator.accelerator.declined_by), is a drop-in for parse + plan of a batch that needs

@@ -7,6 +7,8 @@ the MongoDB URI (required; never logged) from Secrets Manager (``MONGODB_URI_SEC
 :meth:`Settings.from_env`. The MongoClient (and so the secret read) and the Replicator are created
 once per container and reused by every invocation, as AWS recommends.
 Turn on "ReportBatchItemFailures" on the event source mapping so Lambda reads the response.
+The invocation's ``context`` gives each batch its deadline (:mod:`replicator.deadline`): no
+MongoDB command of an invocation can be applied after its timeout, i.e. after Lambda's retry.
 
 At cold start the handler installs the project's log redaction (:mod:`replicator.redact`): with
 ``AWS_LAMBDA_LOG_LEVEL=DEBUG`` botocore logs the signed requests of the read-back client, session

@@ -41,6 +41,10 @@ class Settings:
     source_table: the table to replicate, by name or table ARN. Records whose ``eventSourceARN``
         names another table are quarantined. Unset: the first table seen is pinned (records
         without ``eventSourceARN``, as GetRecords returns them, always pass).
+    deadline_margin_s: how long before the invocation's timeout (Lambda's remaining time, or
+        ``process(deadline_s=...)``) the batch's MongoDB commands must be over; None (default):
+        10 % of the remaining time, at most 1 s. Every command carries the rest as ``maxTimeMS``,
+        so the server never applies an invocation's write after its timeout (replicator/deadline.py).
     """
 
     key_schema: tuple[str, ...] | None = None
@@ -58,6 +62,7 @@ class Settings:
     tombstone_collection: str | None = None
     tombstone_retention_s: int = 48 * 3600
     source_table: str | None = None
+    deadline_margin_s: float | None = None
 
     def __post_init__(self) -> None:
         _check_choice("numbers", self.numbers, ("lossless", "float"))
@@ -71,6 +76,11 @@ class Settings:
             )
         if not self.sequence_field or "." in self.sequence_field or "$" in self.sequence_field:
             raise ConfigurationError("sequence_field must be a plain top-level field name")
+        margin = self.deadline_margin_s
+        if margin is not None and (isinstance(margin, bool) or not 0 <= margin < float("inf")):
+            raise ConfigurationError(
+                f"deadline_margin_s must be a number of seconds >= 0 (or None), got {margin!r}"
+            )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -91,6 +101,17 @@ class Settings:
                 return False
             raise ConfigurationError(f"{variable} must be true or false, got {raw!r}")
 
+        def seconds(variable: str) -> float | None:
+            raw = env.get(variable, "").strip()
+            if not raw:
+                return None
+            try:
+                return float(raw)
+            except ValueError:
+                raise ConfigurationError(
+                    f"{variable} must be a number of seconds, got {raw!r}"
+                ) from None
+
         return cls(
             key_schema=names("REPLICATOR_KEY_SCHEMA"),
             id_mapping=env.get("REPLICATOR_ID_MAPPING") or None,
@@ -105,6 +126,7 @@ class Settings:
             tombstones=flag("REPLICATOR_TOMBSTONES", True),
             tombstone_collection=env.get("REPLICATOR_TOMBSTONE_COLLECTION") or None,
             source_table=env.get("REPLICATOR_SOURCE_TABLE") or None,
+            deadline_margin_s=seconds("REPLICATOR_DEADLINE_MARGIN_S"),
         )
 
     @classmethod

@@ -240,6 +240,8 @@ class TombstoneStore:
                 index={"keyPattern": {DELETED_AT: 1}, "expireAfterSeconds": self.retention_s},
             )
         except OperationFailure as error:
+            if error.timeout:  # out of time (the batch's deadline), not refused: retried
+                raise
             # Refused for good (no collMod on this target, not authorized): the index keeps its
             # retention, which was checked to cover the stream's 24 hours when it was set, so
             # tombstones still work. Say so rather than stop replicating.

@@ -16,7 +16,10 @@ Overlapping deliveries, made deterministic with gates (:class:`threading.Event`)
 - *overlap* (a Lambda timeout whose writes are still in flight): the invocation starts
   ``Replicator.process`` in a background thread and raises ``TimeoutError`` at once; that thread's
   main-collection bulk waits at a gate, and the process "dies" right after it (no re-check, as a
-  killed sandbox runs nothing more). The gate opens at the plan's point (``Shape.overlap_release``).
+  killed sandbox runs nothing more). The gate opens at the plan's point (``Shape.overlap_release``),
+  always after the invocation's timeout; the emulated server then aborts the bulk (MaxTimeMSExpired)
+  when it carries the invocation's deadline (replicator.deadline), and applies it when it has none
+  (the planted bug ``no_deadline``, which is also what a command the server reads only late does).
 - *concurrent retry*: an earlier batch of the lane is processed beside the current one, held
   between its tombstone probe and its upsert until the current batch finished -- the
   ``tombstone-probe-race`` case -- and then completes normally (its re-check runs).
@@ -26,11 +29,12 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from pymongo.errors import PyMongoError
+from pymongo.errors import ExecutionTimeout, PyMongoError
 
 from harness.backends.base import TableSpec
 from harness.chaos.shape import Shape, ShardLayout
@@ -44,6 +48,8 @@ from harness.faults import (
     faulty_sides,
 )
 from harness.invariants import DeliveryChecker
+from harness.lambda_context import MAX_TIMEOUT_S, LambdaContext
+from replicator import deadline
 from replicator.core import Replicator
 from replicator.errors import ReplicationError
 from replicator.plan import Planner
@@ -132,14 +138,29 @@ class GatedCollection:
         if gate is None:
             return self.inner.bulk_write(requests, *args, **kwargs)
         _current.gate = None
+        # What the command carries as maxTimeMS, read when the bulk is called, in the
+        # invocation's thread (replicator.deadline); as a moment on the monotonic clock.
+        left = deadline.remaining()
+        sent_deadline = None if left is None else time.monotonic() + left
         arrived = getattr(_current, "arrived", None)
         if arrived is not None:
             arrived.set()
         gate.wait(GATE_TIMEOUT_S)
+        killed = getattr(_current, "killed_after_write", False)
         try:
+            context = getattr(_current, "context", None)
+            if killed and sent_deadline is not None and isinstance(context, LambdaContext) \
+                    and sent_deadline <= context.ends_at:
+                # The emulated server: a killed invocation's bulk released now runs after the
+                # invocation's timeout (that is what "killed" means), so after a maxTimeMS that
+                # ended by then: the server interrupts it, nothing of it is applied
+                # (MaxTimeMSExpired; docs/write-errors.md, "A killed invocation's late bulk").
+                raise ExecutionTimeout("operation exceeded time limit (emulated: the invocation "
+                                       "timed out before the server ran its bulk)", 50,
+                                       {"ok": 0, "code": 50, "codeName": "MaxTimeMSExpired"})
             return self.inner.bulk_write(requests, *args, **kwargs)
         finally:
-            if getattr(_current, "killed_after_write", False):
+            if killed:
                 raise Killed()
 
 
@@ -263,14 +284,21 @@ class FaultyHandler:
         arrived = threading.Event()
         seed = rng.getrandbits(32)
 
+        # A timed-out invocation had Lambda's context: its MongoDB commands carry its deadline,
+        # unless the planted bug "no_deadline" drops the context. A fixed 900 s (AWS's maximum)
+        # timeout: the real time a gate holds never comes near it, so only the emulated server
+        # decides what becomes of the held bulk.
+        context = LambdaContext(MAX_TIMEOUT_S) if "no_deadline" not in self.shape.plants else None
+
         def run() -> None:
             _begin_invocation(random.Random(seed), f"held:{seed}")
             _current.gate = gate
             _current.arrived = arrived
             _current.killed_after_write = kill
+            _current.context = context if kill else None
             try:
                 if kill:
-                    self.replicator.process(event)
+                    self.replicator.handle(event, context)
                 else:
                     self._until_settled(event)
             except Killed:

@@ -33,11 +33,12 @@ WORKLOADS: tuple[str, ...] = (
 #: When the bulk of a timed-out invocation reaches the server (see drive.OverlapGate):
 #: "during_retry": between the retry's tombstone probe and its main write;
 #: "after_retry": once the retry finished, before the lane's next batch;
-#: "after_later_batches": after later batches of the lane -- the open race of
-#: docs/write-errors.md ("The tombstone window"); only focused tests use it.
+#: "after_later_batches": after later batches of the lane -- the race that only the deadline
+#: closes (docs/write-errors.md, "A killed invocation's late bulk"); only focused tests use it.
+#: Every release comes after the invocation's timeout: a bulk sent with its deadline is aborted.
 RELEASES: tuple[str, ...] = ("during_retry", "after_retry", "after_later_batches")
 #: Bugs planted on purpose, to show that chaos notices them (the guard has its own flag).
-PLANTS: tuple[str, ...] = ("no_tombstones", "no_recheck", "children_first")
+PLANTS: tuple[str, ...] = ("no_tombstones", "no_recheck", "children_first", "no_deadline")
 
 MIXES = [
     {"put_new": 3, "put_overwrite": 2, "update_set": 2, "update_remove": 2, "delete": 2},

@@ -177,7 +177,7 @@ def chaos(
     ] = "mongomock",
     plant: Annotated[
         list[str] | None, typer.Option(help="plant a bug to see chaos find it: no_tombstones, "
-                                            "no_recheck, children_first (repeatable)")
+                                            "no_recheck, children_first, no_deadline (repeatable)")
     ] = None,
 ) -> None:
     """Random fault schedules on moto + an embedded target; exit 0 only with no divergence, no
