@@ -9,7 +9,7 @@ The server runs on its own asyncio loop in a daemon thread (as mongoeco's pytest
 ``mongoeco._pytest_runtime.ProxyThread``, but daemonic so a forgotten ``stop()`` cannot keep the
 interpreter alive). It needs Python >= 3.13 (mongoeco's floor).
 
-Limits (measured, see the README's "Targets"): an upsert of a *new* ``_id`` costs time linear in the
+Limits (measured, see docs/targets.md): an upsert of a *new* ``_id`` costs time linear in the
 collection's size, and a request that keeps the server busy for ~10 s makes pymongo's monitor
 drop the pool (``_OperationCancelled``). The harness keeps bulks at Lambda-like sizes (<= 1,000
 records per batch, the event source mapping's maximum for DynamoDB Streams) and raises

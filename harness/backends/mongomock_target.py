@@ -469,6 +469,9 @@ def _has_decimal(value: Any) -> bool:
 # -- the target backend ------------------------------------------------------------------------
 @register_target("mongomock")
 class MongomockTarget:
+    """mongomock in-process, behind the harness's pymongo-contract adapter (fast; deviations in
+    tests/fidelity/behaviours.json)."""
+
     name = "mongomock"
 
     def __init__(self) -> None:

@@ -305,8 +305,9 @@ class MotoServerSource(Boto3Source):
 
 @register_source("moto-process")
 class MotoProcessSource(MotoServerSource):
-    """moto's server in a child process on 127.0.0.1 and a free port (load runs: the emulator does
-    not share the writer's interpreter and GIL); stopped by its PID.
+    """moto's server in a child process on 127.0.0.1, stopped by its PID (load runs).
+
+    On a free port; the emulator does not share the writer's interpreter and GIL.
 
     The child (``python -m harness.backends.moto_source``) starts ``ThreadedMotoServer`` on port 0,
     prints the port, and exits when its standard input closes, so it never outlives this process.

@@ -18,7 +18,7 @@ from typing import Any
 
 from replicator.transforms import example as example_transform
 
-log = logging.getLogger("replicator.baseline")
+log = logging.getLogger("harness.baseline")
 
 
 def lossy_value(attribute: Mapping[str, Any]) -> Any:

@@ -31,6 +31,7 @@ from typing import Any
 from harness.backends.base import SourceBackend, TableSpec, source_backend
 from harness.chaos.drive import FaultyDrive, FaultyHandler, drive_with_faults, esm_config_for
 from harness.chaos.shape import (
+    PLANT_FOCUS,
     Shape,
     ShardLayout,
     expected_items,
@@ -341,6 +342,8 @@ def run_chaos(
             rng = random.Random(seed + number)
             FaultPlan.random(rng, seed + number)  # the shape comes after the plan in the seed
             drawn = Shape.random(rng).as_dict()
+            for plant in plants:  # what the planted bug needs to show; explicit overrides win
+                drawn.update(PLANT_FOCUS.get(plant, {}))
             drawn.update(shape_overrides or {})
             drawn["plants"] = list(plants)
             result = run_schedule(source, seed + number, guard=guard, recordings=recordings,

@@ -39,6 +39,16 @@ WORKLOADS: tuple[str, ...] = (
 RELEASES: tuple[str, ...] = ("during_retry", "after_retry", "after_later_batches")
 #: Bugs planted on purpose, to show that chaos notices them (the guard has its own flag).
 PLANTS: tuple[str, ...] = ("no_tombstones", "no_recheck", "children_first", "no_deadline")
+#: What each planted bug needs in a schedule to show (``harness chaos --plant``): the shape
+#: settings applied over the drawn ones. ``children_first`` needs the guard off too
+#: (``--no-guard``): the guard alone keeps a child's older record from overwriting its parent's.
+PLANT_FOCUS: dict[str, dict[str, Any]] = {
+    "no_tombstones": {"concurrent_retry_rate": 0.3},
+    "no_recheck": {"concurrent_retry_rate": 0.5, "overlap_rate": 0.0},
+    "children_first": {"split_at": 0.5, "children": 2},
+    "no_deadline": {"overlap_rate": 0.3, "overlap_release": "after_later_batches",
+                    "concurrent_retry_rate": 0.0},
+}
 
 MIXES = [
     {"put_new": 3, "put_overwrite": 2, "update_set": 2, "update_remove": 2, "delete": 2},

@@ -142,7 +142,7 @@ def record(
         help="run this scenario's workload on a fresh table of --source, then record it")] = None,
     table: Annotated[str | None, typer.Option(help="record this existing table's stream")] = None,
     source: Annotated[str, typer.Option(
-        help="moto | moto-server | dynamodb-local (with --scenario), or with --table: "
+        help="moto | moto-server | moto-process | dynamodb-local (with --scenario), or with --table: "
              "aws (your credentials) or an emulator at --endpoint-url")] = "moto",
     endpoint_url: Annotated[str | None, typer.Option(help="emulator endpoint (with --table)")] = None,
     region: Annotated[str | None, typer.Option(help="AWS region (with --source aws)")] = None,

@@ -31,7 +31,9 @@ def run(
         list[str] | None, typer.Argument(help="scenario name or .toml path (default: smoke)")
     ] = None,
     all_scenarios: Annotated[bool, typer.Option("--all", help="every shipped scenario")] = False,
-    source: Annotated[str | None, typer.Option(help="moto | moto-server | dynamodb-local")] = None,
+    source: Annotated[
+        str | None, typer.Option(help="moto | moto-server | moto-process | dynamodb-local")
+    ] = None,
     target: Annotated[
         str | None, typer.Option(help="mongoeco (default) | mongomock | uri | testcontainers-*")
     ] = None,
@@ -173,11 +175,14 @@ def chaos(
         bool, typer.Option("--no-guard", help="switch the stale-write guard off (to see it fail)")
     ] = False,
     target: Annotated[
-        str, typer.Option(help="embedded target: mongomock or mongoeco (the wire server)")
-    ] = "mongomock",
+        str, typer.Option(help="embedded target: mongoeco (the wire server, the default "
+                                 "everywhere) or mongomock (in-process, faster)")
+    ] = "mongoeco",
     plant: Annotated[
-        list[str] | None, typer.Option(help="plant a bug to see chaos find it: no_tombstones, "
-                                            "no_recheck, children_first, no_deadline (repeatable)")
+        list[str] | None, typer.Option(
+            help="plant a bug to see chaos find it: no_tombstones, no_recheck, children_first "
+                 "(with --no-guard), no_deadline (repeatable); each also sets the schedule "
+                 "shape it needs to show")
     ] = None,
 ) -> None:
     """Random fault schedules on moto + an embedded target; exit 0 only with no divergence, no
@@ -208,7 +213,10 @@ def chaos(
             )
     finally:
         replicator_log.setLevel(level)
-    table = Table(title=f"chaos: {report['schedules']} schedules from seed {seed} on {target}")
+    planted = "".join(f" --plant {name}" for name in plant or [])
+    guard_note = " --no-guard" if no_guard else ""
+    table = Table(title=f"chaos: {report['schedules']} schedules from seed {seed} on {target}"
+                        f"{guard_note}{planted}")
     table.add_column("measure")
     table.add_column("value", justify="right")
     for name in ("schedules", "records", "diverged", "lost_records", "regressions",

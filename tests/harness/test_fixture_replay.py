@@ -290,7 +290,7 @@ def test_original_fails_the_type_zoo_and_still_answers_a_status_code(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # given the captured type zoo: every item has a top-level "$dollar" and ints above int64
-    caplog.set_level(logging.ERROR, logger="replicator.baseline")
+    caplog.set_level(logging.ERROR, logger="harness.baseline")
 
     response, collection = baseline_replay("type_zoo")
 
@@ -314,7 +314,7 @@ def _without(events: Any, *names: str) -> Any:
 
 def test_original_overflows_on_integers_above_int64(caplog: pytest.LogCaptureFixture) -> None:
     # given the type zoo without "$dollar": big, huge_exp and over_int64 become Python ints
-    caplog.set_level(logging.ERROR, logger="replicator.baseline")
+    caplog.set_level(logging.ERROR, logger="harness.baseline")
     events = _without(load("type_zoo", "events"), "$dollar")
 
     response, collection = baseline_replay("type_zoo", events)
