@@ -22,6 +22,7 @@ from typing import Any
 import bson
 from pymongo.errors import AutoReconnect, BulkWriteError, NotPrimaryError, PyMongoError
 from pymongo.operations import DeleteOne
+from pymongo.results import BulkWriteResult
 
 from harness.backends.mongomock_target import MongomockCollection, operation_parts
 from harness.faults.plan import FaultLog, FaultPlan
@@ -105,55 +106,86 @@ class FaultyCollection:
         """An unordered bulk's operations may be applied in any order (MongoDB docs:
         "Bulk Write Operations", unordered), so a connection lost mid-bulk leaves any subset
         applied, not a prefix. Then either pymongo's retryable write sends the bulk again
-        (its AutoReconnect is retried once) or the error reaches the replicator."""
-        chosen = [op for op in requests if self.rng.random() < 0.5]
-        for operation in chosen:
-            with contextlib.suppress(PyMongoError):
-                _apply_single(self.inner, operation)
+        (its AutoReconnect is retried once) or the error reaches the replicator.
+
+        The retry runs only what the first attempt did not: the server knows each statement of
+        a retryable write by its session, transaction number and statement id, does not run an
+        executed one again and answers with its first result (MongoDB docs: "Retryable
+        Writes"). Running it again would answer an upsert that inserted with E11000 on its own
+        document, which the core reads as a stale write, and skip the re-check it owes an
+        insert (chaos seeds 419 and 815: a document deleted behind a held retry came back)."""
+        chosen = [index for index in range(len(requests)) if self.rng.random() < 0.5]
+        executed = {index: answer for index in chosen
+                    if (answer := self._execute(requests[index])) is not None}
         if self.rng.random() < 0.5:
             self.log.count("partial_bulk:retried")
-            return self._apply(requests, ordered, **kwargs)
+            return self._apply(requests, ordered, executed=executed, **kwargs)
         self.log.count("partial_bulk:dropped")
         raise AutoReconnect(
             f"connection lost after {len(chosen)} of {len(requests)}, a subset (injected)")
 
+    def _execute(self, operation: Any) -> dict[str, Any] | None:
+        """Run one statement of a bulk the way the server did before the connection was lost:
+        its result (``bulk_api_result`` counts), or None when it failed (a stale write's
+        E11000, or the permanent error the plan gives it -- a failed statement is not recorded
+        as executed, so a retry runs it again)."""
+        if self._poison(operation) is not None:
+            return None
+        try:
+            answer = self.inner.bulk_write([operation], ordered=True)
+        except PyMongoError:
+            return None
+        return dict(answer.bulk_api_result)
+
     # -- permanent per-document errors ---------------------------------------------------------
-    def _apply(self, requests: list[Any], ordered: bool, **kwargs: Any) -> Any:
+    def _apply(self, requests: list[Any], ordered: bool, *,
+               executed: dict[int, dict[str, Any]] | None = None, **kwargs: Any) -> Any:
         """The bulk, with the operations the plan poisons failing alone (unordered semantics:
-        the others apply), as a BulkWriteError with their index and a permanent code."""
+        the others apply), as a BulkWriteError with their index and a permanent code.
+        ``executed``: the statements an interrupted first attempt ran, by index, with their
+        results -- not run again, answered with those results (see _partial)."""
+        executed = executed or {}
         poisoned = {index: code for index, op in enumerate(requests)
-                    if (code := self._poison(op)) is not None}
+                    if (code := self._poison(op)) is not None and index not in executed}
         for index, operation in enumerate(requests):
             key = _key_of(operation)
             if key is not None:
                 self.log.sent(key, self._sequence_of(operation), index in poisoned)
-        if not poisoned or ordered:
+        if ordered:
+            poisoned = {}  # only unordered bulks go on past a failed operation
+        if not poisoned and not executed:
             return self.inner.bulk_write(requests, ordered=ordered, **kwargs)
-        others = [index for index in range(len(requests)) if index not in poisoned]
+        others = [index for index in range(len(requests))
+                  if index not in poisoned and index not in executed]
         details: dict[str, Any] = {"nInserted": 0, "nUpserted": 0, "nMatched": 0,
                                    "nModified": 0, "nRemoved": 0, "upserted": [],
                                    "writeErrors": [], "writeConcernErrors": []}
+        answers = [([index], answer) for index, answer in sorted(executed.items())]
         if others:
             try:
-                answer = self.inner.bulk_write([requests[i] for i in others], ordered=False,
+                answer = self.inner.bulk_write([requests[i] for i in others], ordered=ordered,
                                                **kwargs)
-                inner = dict(answer.bulk_api_result)
+                answers.append((others, dict(answer.bulk_api_result)))
             except BulkWriteError as error:
-                inner = dict(error.details)
+                answers.append((others, dict(error.details)))
+        for indexes, inner in answers:
             for name in ("nInserted", "nUpserted", "nMatched", "nModified", "nRemoved"):
-                details[name] = inner.get(name, 0)
-            details["upserted"] = [{**item, "index": others[item["index"]]}
-                                   for item in inner.get("upserted", [])]
-            details["writeErrors"] = [{**item, "index": others[item["index"]]}
-                                      for item in inner.get("writeErrors", [])]
-            details["writeConcernErrors"] = list(inner.get("writeConcernErrors", []))
+                details[name] += inner.get(name, 0)
+            details["upserted"] += [{**item, "index": indexes[item["index"]]}
+                                    for item in inner.get("upserted", [])]
+            details["writeErrors"] += [{**item, "index": indexes[item["index"]]}
+                                       for item in inner.get("writeErrors", [])]
+            details["writeConcernErrors"] += list(inner.get("writeConcernErrors", []))
         for index, code in poisoned.items():
             self.log.count(f"permanent_error:{code}")
             self.log.reject(_key_of(requests[index]), self._sequence_of(requests[index]))
             details["writeErrors"].append({"index": index, "code": code, "op": requests[index],
                                            "errmsg": f"code {code} (injected, permanent)"})
         details["writeErrors"].sort(key=lambda item: item["index"])
-        raise BulkWriteError(details)
+        details["upserted"].sort(key=lambda item: item["index"])
+        if details["writeErrors"] or details["writeConcernErrors"]:
+            raise BulkWriteError(details)
+        return BulkWriteResult(details, True)
 
     def _poison(self, operation: Any) -> int | None:
         """The permanent error code of an operation, or None: decided by the operation's content

@@ -104,6 +104,78 @@ def test_a_partial_bulk_applies_an_arbitrary_subset_not_only_a_prefix() -> None:
     assert any(s != list(range(len(s))) for s in subsets), subsets
 
 
+class ScriptedRandom(random.Random):
+    """Draws the given numbers, then ``then`` for ever: a fault chosen, not drawn."""
+
+    def __init__(self, draws: list[float], then: float = 0.99) -> None:
+        super().__init__(0)
+        self.draws = list(draws)
+        self.then = then
+
+    def random(self) -> float:
+        return self.draws.pop(0) if self.draws else self.then
+
+
+#: a partial bulk of one statement (roll 0.0 < partial_bulk_rate) that ran (0.0 < 0.5) and that
+#: pymongo's retryable write then sent again (0.0 < 0.5); every later bulk meets no fault
+RETRIED_AFTER_THE_FIRST_STATEMENT = [0.0, 0.0, 0.0]
+
+
+def test_pymongos_retry_of_a_partial_bulk_answers_the_executed_statements_with_their_results(
+        ) -> None:
+    # Given a bulk cut off after its first statement, an upsert that inserted, then retried
+    database = fresh()
+    faulty = FaultyCollection(BulkWriteShim(database["items"]),
+                              FaultPlan(seed=0, partial_bulk_rate=0.5),
+                              # the fault, its first statement run alone, pymongo's retry
+                              rng=ScriptedRandom([0.0, 0.0, 0.99, 0.99, 0.0]))
+    guarded = [ReplaceOne({"_id": f"k{i}", "_ddb_seq": {"$lt": f"{i:040d}"}},
+                          {"_id": f"k{i}", "_ddb_seq": f"{i:040d}"}, upsert=True)
+               for i in range(3)]
+    # When the retry is answered
+    answer = faulty.bulk_write(guarded, ordered=False)
+    # Then every upsert is reported as inserting its document -- the executed one too, not as
+    # an E11000 on its own document (the server does not run an executed statement again)
+    assert faulty.log.injected == {"partial_bulk:retried": 1}
+    assert answer.upserted_ids == {i: f"k{i}" for i in range(3)}
+    assert answer.upserted_count == 3
+    assert database["items"].count_documents({}) == 3
+
+
+def test_a_delete_landing_between_probe_and_a_partially_retried_insert_does_not_resurrect(
+        ) -> None:
+    # Given an insert whose bulk is cut off after it ran, then retried by pymongo, and the
+    # delete of the same item (newer) landing between its tombstone probe and its bulk
+    # (chaos seeds 419 and 815: a held concurrent retry)
+    database = fresh()
+    faulty = FaultyCollection(BulkWriteShim(database["items"]),
+                              FaultPlan(seed=0, partial_bulk_rate=0.5),
+                              rng=ScriptedRandom(RETRIED_AFTER_THE_FIRST_STATEMENT))
+    deleter = Replicator(BulkWriteShim(database["items"]), Settings())
+    delete = lambda_record(2, "a", name="REMOVE")
+
+    class DeleteFirst:
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.pending = inner, True
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def bulk_write(self, requests: Any, *args: Any, **kwargs: Any) -> Any:
+            if self.pending:
+                self.pending = False
+                assert deleter.handle({"Records": [delete]}) == {"batchItemFailures": []}
+            return self.inner.bulk_write(requests, *args, **kwargs)
+
+    inserter = Replicator(DeleteFirst(faulty), Settings())
+    # When the insert is delivered
+    response = inserter.handle({"Records": [lambda_record(1, "a", name="INSERT")]})
+    # Then its post-insert re-check saw the delete's tombstone and took the document back out
+    assert faulty.log.injected == {"partial_bulk:retried": 1}
+    assert response == {"batchItemFailures": []}
+    assert database["items"].find_one({"_id": "a"}) is None
+
+
 def test_a_rollback_restores_before_images_logs_them_first_and_fails_the_acknowledgement() -> None:
     # Given one stored document and a plan that rolls back every bulk
     database = fresh()
