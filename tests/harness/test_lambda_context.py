@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from pymongo import MongoClient, monitoring
+from mongo_commands import Commands
+from pymongo import MongoClient
 
 from harness.driver import EsmConfig, EventSourceMapping
 from harness.lambda_context import DEFAULT_TIMEOUT_S, LambdaContext, with_context
@@ -40,20 +41,6 @@ def test_the_context_counts_down_from_the_function_timeout() -> None:
 def test_a_function_timeout_is_within_awss_range(timeout: float) -> None:
     with pytest.raises(ValueError):
         LambdaContext(timeout)
-
-
-class Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.sent.append((event.command_name, dict(event.command)))
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 def test_the_emulated_invocations_send_their_deadline_with_every_command(

@@ -16,24 +16,6 @@ def _streams_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def moto() -> Iterator[Any]:
-    from harness.backends.base import started
-    from harness.backends.moto_source import MotoSource
-
-    with started(MotoSource()) as source:
-        yield source
-
-
-@pytest.fixture(scope="module")
-def dynamodb_local() -> Iterator[Any]:
-    from harness.backends.base import started
-    from harness.backends.dynamodb_local import DynamoDBLocalSource
-
-    with started(DynamoDBLocalSource()) as source:
-        yield source
-
-
-@pytest.fixture
 def target() -> Iterator[Any]:
     from harness.backends.base import started, target_backend
 

@@ -43,26 +43,6 @@ def wire_record() -> Any:
 
 
 @pytest.fixture
-def moto() -> Iterator[Any]:
-    """moto in-process, started and stopped around one test."""
-    from harness.backends.base import started
-    from harness.backends.moto_source import MotoSource
-
-    with started(MotoSource()) as source:
-        yield source
-
-
-@pytest.fixture(scope="module")
-def dynamodb_local() -> Iterator[Any]:
-    """One DynamoDB Local per test module (it takes ~2-3 s to start); stopped even on failure."""
-    from harness.backends.base import started
-    from harness.backends.dynamodb_local import DynamoDBLocalSource
-
-    with started(DynamoDBLocalSource()) as source:
-        yield source
-
-
-@pytest.fixture
 def mongo() -> Any:
     return mongomock_client()["replica"]
 
