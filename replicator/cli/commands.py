@@ -25,7 +25,13 @@ log = logging.getLogger("replicator.cli")
 
 def resync_command(args: argparse.Namespace) -> str:
     """The `replicator resync` command for the same table and target (the URI left out)."""
-    parts = ["replicator", "resync", "--table", args.table]
+    return repair_command(args, "resync")
+
+
+def repair_command(args: argparse.Namespace, command: str) -> str:
+    """``replicator <command> ... --yes`` (resync or recover) for the same table, target and AWS
+    endpoint as ``args``; the URI is left out (``<the same URI>`` when it was given)."""
+    parts = ["replicator", command, "--table", args.table]
     for option in ("database", "collection", "checkpoint_collection", "endpoint_url", "region"):
         value = getattr(args, option, None)
         if value:
