@@ -22,9 +22,13 @@ class Target:
     """The MongoDB client, collection and checkpoint store named by the arguments."""
 
     def __init__(self, args: argparse.Namespace, environ: Any) -> None:
+        from replicator.uri_source import checked_uri
+
         uri = args.mongodb_uri or environ.get("MONGODB_URI")
         if not uri:
             raise ConfigurationError("give --mongodb-uri or set MONGODB_URI")
+        # surrounding whitespace removed, the parser's refusal named by its source, never shown
+        uri = checked_uri(uri, "--mongodb-uri" if args.mongodb_uri else "MONGODB_URI")
         #: the resolved URI (export pool processes open their own clients); never printed
         self.uri: str = uri
         self.client = self._connect(uri, args, environ)
