@@ -16,10 +16,14 @@ from __future__ import annotations
 import argparse
 import logging
 import threading
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from replicator.cli import endpoints
 from replicator.cli.commands import EXIT_FAILED, EXIT_OK, EXIT_RESYNC, repair_command
+
+if TYPE_CHECKING:
+    from replicator.redrive import BatchInfo
 
 log = logging.getLogger("replicator.cli")
 
@@ -84,7 +88,7 @@ def cmd_redrive(args: argparse.Namespace, environ: Any) -> int:
 
     stop = threading.Event()
     target = endpoints.Target(args, environ)
-    recover = repair_command(args, "recover")
+    unavailable: list[BatchInfo] = []
     try:
         poller = endpoints.make_poller(args, environ, target, stop, poll_interval=0.2,
                                        log_interval=3600.0)
@@ -97,7 +101,11 @@ def cmd_redrive(args: argparse.Namespace, environ: Any) -> int:
             dry_run=args.dry_run)
 
         def report(message_id: str, outcome: RangeOutcome, disposition: str) -> None:
-            print(line(message_id, outcome, disposition, recover), flush=True)
+            if outcome.status == "not-in-stream" and outcome.info is not None:
+                unavailable.append(outcome.info)
+            print(line(message_id, outcome, disposition, recover_command(args, [outcome.info]
+                                                                         if outcome.info else [])),
+                  flush=True)
 
         summary = redrive_queue(
             sqs, args.queue_url, redriver, max_messages=args.max_messages,
@@ -117,12 +125,28 @@ def cmd_redrive(args: argparse.Namespace, environ: Any) -> int:
         f"{summary.kept} kept" + ("; stopped at the failed message (the rest stay in the "
                                   "queue)" if summary.stopped_early else ""), flush=True)
     if counts["not-in-stream"]:
-        print(f"repair what the stream no longer holds: stop the event source mapping (or every "
-              f"poller of the table), then run\n    {recover}", flush=True)
+        print(f"repair what the stream no longer holds (every range above): run\n"
+              f"    {recover_command(args, unavailable)}", flush=True)
         return EXIT_RECOVER
     if counts["failed"] or counts["unreadable"] or counts["other-table"]:
         return EXIT_FAILED
     return EXIT_OK
+
+
+def recover_command(args: argparse.Namespace, ranges: Sequence[BatchInfo]) -> str:
+    """The ``replicator recover`` command that repairs ``ranges`` (docs/redrive.md): every
+    document last written below the highest ``endSequenceNumber`` is checked against the table
+    (``--last-applied-sequence`` one below it: a change of a range may already be applied, and
+    what the table holds now is at least as new); with point-in-time recovery, incremental
+    exports start at the earliest ``approximateArrivalOfFirstRecord``."""
+    extra: list[str] = []
+    if ranges:
+        end = max(int(info.end) for info in ranges)
+        extra += ["--last-applied-sequence", str(end - 1)]
+        arrivals = sorted(info.first_arrival for info in ranges if info.first_arrival)
+        if arrivals and len(arrivals) == len(ranges):
+            extra += ["--last-applied-at", arrivals[0]]
+    return repair_command(args, "recover", extra)
 
 
 def line(message_id: str, outcome: Any, disposition: str, recover: str) -> str:

@@ -264,13 +264,29 @@ def test_a_trimmed_range_is_reported_with_the_recover_command_and_kept(
     lines = out.strip().splitlines()
     assert lines[0].startswith("not-in-stream message ")
     assert "the records before it were trimmed" in lines[0] and "message moved" in lines[0]
-    assert ("repair: replicator recover --table orders --database redrive_trimmed "
-            "--mongodb-uri <the same URI> --yes") in lines[0]
+    first, second = (batch_info(m["Body"]) for m in
+                     sorted(discarded.messages(discarded.parking), key=lambda m: batch_info(
+                         m["Body"]).start.zfill(40)))
+    assert (first.start, first.end, second.start, second.end) == (
+        stream[0], stream[3], stream[4], stream[7])
+    named = [line.split("repair: ", 1)[1] for line in lines[:2]]
+    assert sorted(named) == sorted(
+        "replicator recover --table orders --database redrive_trimmed --last-applied-sequence "
+        f"{int(info.end) - 1} --last-applied-at {info.first_arrival} "
+        "--mongodb-uri <the same URI> --yes" for info in (first, second))
     assert "2 not in the stream" in lines[2] and "0 written" in lines[2]
-    assert "1 moved" not in lines[2] and "2 moved, 0 kept" in lines[2]
+    assert "2 moved, 0 kept" in lines[2]
     assert discarded.messages() == [] and len(discarded.messages(discarded.parking)) == 2
     with MongoClient(uri) as client:
         assert client["redrive_trimmed"]["orders"].count_documents({}) == 0
+    # the summary's command (the highest range) repairs every range: run it as printed
+    assert lines[3].startswith("repair what the stream no longer holds")
+    command = lines[4].strip().replace("<the same URI>", uri).split()
+    assert command[:2] == ["replicator", "recover"] and command[-1] == "--yes"
+    assert f"--last-applied-sequence {int(second.end) - 1}" in lines[4]
+    assert cli.main(command[1:]) == 0
+    with MongoClient(uri) as client:
+        assert diff(discarded.source, discarded.table, client["redrive_trimmed"]["orders"]).converged
 
 
 def test_a_password_in_the_uri_never_reaches_the_output(
