@@ -143,10 +143,10 @@ def test_read_range_past_a_closed_shards_end_is_unavailable(fake_streams: Any,
 class Discarded:
     """A moto table whose stream's records a failing function discarded to a moto SQS queue."""
 
-    def __init__(self, source: Any, name: str = "orders") -> None:
+    def __init__(self, source: Any, name: str = "orders", endpoint_url: str | None = None) -> None:
         self.source = source
         self.table = make_table(source, name)
-        self.sqs = make_client("sqs")
+        self.sqs = make_client("sqs", endpoint_url=endpoint_url)
         self.queue = self.sqs.create_queue(QueueName=f"{name}-on-failure")["QueueUrl"]
         self.parking = self.sqs.create_queue(QueueName=f"{name}-needs-recover")["QueueUrl"]
         self.client = source.dynamodb()
@@ -303,3 +303,39 @@ def test_a_password_in_the_uri_never_reaches_the_output(
     assert "1 failed" in out and "0 deleted, 0 moved, 1 kept" in out
     assert "s3cr3t-pw" not in out + err
     assert len(discarded.messages()) == 1
+
+
+# -- the command as a process: moto's server, mongoeco's wire server ---------------------------------
+@pytest.mark.slow
+def test_redrive_as_a_process_applies_the_ranges_and_empties_the_queue(
+    mongoeco_server_uri: str,
+) -> None:
+    import subprocess
+    import sys
+
+    from pymongo import MongoClient
+
+    from harness.backends.base import started
+    from harness.backends.moto_source import MotoServerSource
+    from test_poller_cli import ROOT, child_env, replicator_command
+
+    with started(MotoServerSource()) as server:
+        endpoint = server.endpoint_url()
+        setup = Discarded(server, endpoint_url=endpoint)
+        setup.write(range(6))
+        setup.discard_everything()
+        assert len(setup.messages()) == 2
+        uri = f"{mongoeco_server_uri}?directConnection=true"
+        done = subprocess.run(
+            replicator_command("redrive", "--table", "orders", "--database", "redrive_process",
+                               "--queue-url", setup.queue, "--endpoint-url", endpoint,
+                               "--wait-seconds", "0"),
+            capture_output=True, text=True, env=child_env(MONGODB_URI=uri), cwd=ROOT,
+            timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        lines = done.stdout.strip().splitlines()
+        assert [line.split()[0] for line in lines[:2]] == ["applied", "applied"]
+        assert "2 messages: 2 applied" in lines[2] and "6 records read (6 written" in lines[2]
+        assert setup.messages() == []
+        with MongoClient(uri) as client:
+            assert diff(server, setup.table, client["redrive_process"]["orders"]).converged
