@@ -311,13 +311,12 @@ def test_redrive_as_a_process_applies_the_ranges_and_empties_the_queue(
     mongoeco_server_uri: str,
 ) -> None:
     import subprocess
-    import sys
 
     from pymongo import MongoClient
+    from test_poller_cli import ROOT, child_env, replicator_command
 
     from harness.backends.base import started
     from harness.backends.moto_source import MotoServerSource
-    from test_poller_cli import ROOT, child_env, replicator_command
 
     with started(MotoServerSource()) as server:
         endpoint = server.endpoint_url()
