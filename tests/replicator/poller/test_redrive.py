@@ -292,17 +292,41 @@ def test_a_trimmed_range_is_reported_with_the_recover_command_and_kept(
 def test_a_password_in_the_uri_never_reaches_the_output(
     discarded: Discarded, restore_logging: None, capsys: pytest.CaptureFixture[str],
 ) -> None:
-    discarded.write(range(2))
-    discarded.discard_everything()
-    # Nothing listens on port 9: every write fails; the range is kept, the run exits 1.
+    discarded.write(range(6))
+    discarded.discard_everything()  # two messages
+    # Nothing listens on port 9: every write fails; the range is kept, the run stops (the next
+    # range would fail the same way) and exits 1.
     uri = "mongodb://redriver:s3cr3t-pw@127.0.0.1:9/app?serverSelectionTimeoutMS=50"
     code = redrive(uri, "app", discarded.queue, "--max-attempts", "1")
     out, err = capsys.readouterr()
     assert code == cli.EXIT_FAILED, out + err
-    assert out.startswith("failed message ") and "message kept" in out
-    assert "1 failed" in out and "0 deleted, 0 moved, 1 kept" in out
+    lines = out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("failed message ")
+    assert "message kept; run redrive again" in lines[0]
+    assert "1 messages: 0 applied" in lines[1] and "1 failed" in lines[1]
+    assert "0 deleted, 0 moved, 1 kept; stopped at the failed message" in lines[1]
     assert "s3cr3t-pw" not in out + err
-    assert len(discarded.messages()) == 1
+    assert len(discarded.messages()) == 2  # both visible again at once
+
+
+def test_a_message_of_another_table_or_not_a_batch_record_is_kept(
+    discarded: Discarded, mongoeco_server_uri: str, restore_logging: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    other = {"DDBStreamBatchInfo": {
+        "streamArn": "arn:aws:dynamodb:us-east-1:123456789012:table/invoices/stream/2026-01-01",
+        "shardId": SHARD, "startSequenceNumber": "100", "endSequenceNumber": "200"}}
+    discarded.sqs.send_message(QueueUrl=discarded.queue, MessageBody=json.dumps(other))
+    discarded.sqs.send_message(QueueUrl=discarded.queue, MessageBody="hello")
+    code = redrive(f"{mongoeco_server_uri}?directConnection=true", "redrive_other",
+                   discarded.queue)
+    out = capsys.readouterr().out
+    assert code == cli.EXIT_FAILED, out
+    lines = sorted(out.strip().splitlines()[:2])
+    assert lines[0].startswith("other-table message ") and "of table invoices" in lines[0]
+    assert lines[1].startswith("unreadable message ") and "not JSON" in lines[1]
+    assert "1 unreadable, 1 of another table" in out and "0 deleted, 0 moved, 2 kept" in out
+    assert len(discarded.messages()) == 2
 
 
 # -- the command as a process: moto's server, mongoeco's wire server ---------------------------------
