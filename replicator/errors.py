@@ -143,6 +143,27 @@ class CopyInterrupted(ReplicationError):
     again to resume."""
 
 
+class RangeUnavailable(ReplicationError):
+    """A sequence range of one shard that the stream no longer holds in full: its first record is
+    older than the stream's 24-hour retention (``TrimmedDataAccessException``, or the first record
+    read comes after the range's start), or the shard or the stream is gone
+    (``ResourceNotFoundException``). Only ``replicator recover`` can repair what it held."""
+
+    def __init__(self, reason: str, *, stream_arn: str, shard_id: str, start: str,
+                 end: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.stream_arn = stream_arn
+        self.shard_id = shard_id
+        self.start = start
+        self.end = end
+
+
+class OnFailureMessageError(ReplicationError):
+    """An on-failure destination message that is not a DynamoDB stream batch record (no
+    ``DDBStreamBatchInfo``, or a field of it missing or of the wrong type); names the field."""
+
+
 class StreamReadTimeout(TimeoutError):
     """``drain`` ran out of time while records were still arriving; ``records`` holds what was read."""
 

@@ -24,9 +24,7 @@ from typing import Any
 
 from replicator.accelerator import planning_path
 from replicator.core import Replicator
-from replicator.errors import ConfigurationError
 from replicator.redact import install_log_redaction, secrets_of
-from replicator.settings import Settings
 
 log = logging.getLogger("replicator")
 _lock = threading.Lock()
@@ -46,36 +44,31 @@ def _get_replicator() -> Replicator:
 
 
 def build_from_env(environ: Any) -> Replicator:
-    """A Replicator from environment variables; the URI is read, never printed."""
+    """A Replicator from environment variables; the URI is read, never printed. Every value is
+    checked before the client is made (:mod:`replicator.environment`): one ConfigurationError
+    naming the variable, secret or parameter that is wrong, never its value."""
     # Before the first client exists: nothing it logs is unredacted.
     install_log_redaction(secrets_of(None, environ))
-    from replicator import uri_source
+    from replicator.environment import LambdaEnvironment
     from replicator.mongo import connect
 
-    missing = [v for v in ("MONGODB_DATABASE", "MONGODB_COLLECTION") if not environ.get(v)]
-    if not uri_source.configured(environ):
-        missing.insert(0, " or ".join(uri_source.VARIABLES))
-    if missing:
-        raise ConfigurationError(f"set the environment variable(s) {', '.join(missing)}")
-    uri = uri_source.mongodb_uri(environ)  # Secrets Manager / SSM / plain: see uri_source.py
+    config = LambdaEnvironment.from_env(environ)  # the URI: Secrets Manager / SSM / plain
     # A URI read from Secrets Manager or SSM has a password the environment does not show.
-    install_log_redaction(secrets_of(uri, environ))
-    client = connect(uri, server_selection_timeout_ms=int(environ.get("MONGODB_TIMEOUT_MS", "10000")))
-    collection = client[environ["MONGODB_DATABASE"]][environ["MONGODB_COLLECTION"]]
+    install_log_redaction(secrets_of(config.uri, environ))
+    client = connect(config.uri, server_selection_timeout_ms=config.timeout_ms)
+    collection = client[config.database][config.collection]
     item_reader = None
-    if environ.get("REPLICATOR_READ_BACK_TABLE"):
+    if config.read_back_table:
         import boto3
 
         from replicator.readback import DynamoDBItemReader
 
-        item_reader = DynamoDBItemReader(
-            boto3.client("dynamodb"), environ["REPLICATOR_READ_BACK_TABLE"]
-        )
-    settings = Settings.from_env(environ)
+        item_reader = DynamoDBItemReader(boto3.client("dynamodb"), config.read_back_table)
+    settings = config.settings
     # Once per container (cold start), not per batch: which path plans, and why.
     log.info(
         "replicating into %s.%s (guard=%s, ttl_deletes=%s, bad_records=%s); planning: %s",
-        environ["MONGODB_DATABASE"], environ["MONGODB_COLLECTION"],
+        config.database, config.collection,
         settings.guard, settings.ttl_deletes, settings.bad_records, planning_path(settings),
     )
     return Replicator(collection, settings, item_reader=item_reader)

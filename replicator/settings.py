@@ -84,50 +84,23 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Read the optional ``REPLICATOR_*`` variables (see README, "Lambda configuration")."""
+        """Read the optional ``REPLICATOR_*`` variables (:data:`ENVIRONMENT`; README, "Lambda
+        configuration"). Surrounding whitespace is removed; an empty variable is unset. A value
+        that does not fit raises :class:`ConfigurationError` naming the variable and what it
+        takes, never the value (each variable is checked on its own, through ``__post_init__``)."""
         env = os.environ if environ is None else environ
-
-        def names(variable: str) -> tuple[str, ...] | None:
-            raw = env.get(variable, "").strip()
-            return tuple(part.strip() for part in raw.split(",") if part.strip()) or None
-
-        def flag(variable: str, default: bool) -> bool:
+        values: dict[str, object] = {}
+        for name, variable in ENVIRONMENT.items():
             raw = env.get(variable)
-            if raw is None or raw == "":
-                return default
-            if raw.lower() in ("1", "true", "yes", "on"):
-                return True
-            if raw.lower() in ("0", "false", "no", "off"):
-                return False
-            raise ConfigurationError(f"{variable} must be true or false, got {raw!r}")
-
-        def seconds(variable: str) -> float | None:
-            raw = env.get(variable, "").strip()
-            if not raw:
-                return None
+            if raw is None or not raw.strip():
+                continue
+            value = _READERS[_KINDS[name]](raw.strip(), variable)
             try:
-                return float(raw)
-            except ValueError:
-                raise ConfigurationError(
-                    f"{variable} must be a number of seconds, got {raw!r}"
-                ) from None
-
-        return cls(
-            key_schema=names("REPLICATOR_KEY_SCHEMA"),
-            id_mapping=env.get("REPLICATOR_ID_MAPPING") or None,
-            guard=flag("REPLICATOR_GUARD", True),
-            transforms=names("REPLICATOR_TRANSFORMS") or (),
-            numbers=env.get("REPLICATOR_NUMBERS", "lossless"),  # type: ignore[arg-type]
-            ttl_deletes=env.get("REPLICATOR_TTL_DELETES", "delete"),  # type: ignore[arg-type]
-            archive_collection=env.get("REPLICATOR_ARCHIVE_COLLECTION") or None,
-            bad_records=env.get("REPLICATOR_BAD_RECORDS", "quarantine"),  # type: ignore[arg-type]
-            quarantine_collection=env.get("REPLICATOR_QUARANTINE_COLLECTION") or None,
-            shard_key=names("REPLICATOR_SHARD_KEY") or (),
-            tombstones=flag("REPLICATOR_TOMBSTONES", True),
-            tombstone_collection=env.get("REPLICATOR_TOMBSTONE_COLLECTION") or None,
-            source_table=env.get("REPLICATOR_SOURCE_TABLE") or None,
-            deadline_margin_s=seconds("REPLICATOR_DEADLINE_MARGIN_S"),
-        )
+                cls(**{name: value})  # type: ignore[arg-type]
+            except ConfigurationError as error:
+                raise ConfigurationError(f"{variable}: {error}") from None
+            values[name] = value
+        return cls(**values)  # type: ignore[arg-type]
 
     @classmethod
     def field_names(cls) -> list[str]:
@@ -136,4 +109,69 @@ class Settings:
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
+        # The value is not repeated: the same check guards values read from the environment.
+        raise ConfigurationError(f"{name} must be one of {', '.join(choices)}")
+
+
+#: The environment variable of every Settings field (a test enforces that each field has one and
+#: that README's settings table lists them all).
+ENVIRONMENT: dict[str, str] = {
+    "key_schema": "REPLICATOR_KEY_SCHEMA",
+    "id_mapping": "REPLICATOR_ID_MAPPING",
+    "guard": "REPLICATOR_GUARD",
+    "sequence_field": "REPLICATOR_SEQUENCE_FIELD",
+    "transforms": "REPLICATOR_TRANSFORMS",
+    "numbers": "REPLICATOR_NUMBERS",
+    "ttl_deletes": "REPLICATOR_TTL_DELETES",
+    "archive_collection": "REPLICATOR_ARCHIVE_COLLECTION",
+    "bad_records": "REPLICATOR_BAD_RECORDS",
+    "quarantine_collection": "REPLICATOR_QUARANTINE_COLLECTION",
+    "shard_key": "REPLICATOR_SHARD_KEY",
+    "tombstones": "REPLICATOR_TOMBSTONES",
+    "tombstone_collection": "REPLICATOR_TOMBSTONE_COLLECTION",
+    "tombstone_retention_s": "REPLICATOR_TOMBSTONE_RETENTION_S",
+    "source_table": "REPLICATOR_SOURCE_TABLE",
+    "deadline_margin_s": "REPLICATOR_DEADLINE_MARGIN_S",
+}
+
+
+def _names(raw: str, variable: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+def _flag(raw: str, variable: str) -> bool:
+    if raw.lower() in ("1", "true", "yes", "on"):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{variable} must be true or false (or 1/0, yes/no, on/off)")
+
+
+def _whole_number(raw: str, variable: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{variable} must be a whole number") from None
+
+
+def _seconds(raw: str, variable: str) -> float:
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigurationError(f"{variable} must be a number of seconds") from None
+
+
+def _text(raw: str, variable: str) -> str:
+    return raw
+
+
+_READERS = {"names": _names, "flag": _flag, "int": _whole_number, "seconds": _seconds,
+            "text": _text}
+_KINDS = {
+    "key_schema": "names", "transforms": "names", "shard_key": "names",
+    "guard": "flag", "tombstones": "flag",
+    "tombstone_retention_s": "int", "deadline_margin_s": "seconds",
+    **{name: "text" for name in ("id_mapping", "sequence_field", "numbers", "ttl_deletes",
+                                 "archive_collection", "bad_records", "quarantine_collection",
+                                 "tombstone_collection", "source_table")},
+}

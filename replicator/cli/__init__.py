@@ -7,6 +7,7 @@ clients and the Poller from the arguments (shared with ``replicator.migrate.cli`
     replicator run --table NAME --mongodb-uri URI [options]    replicate until SIGTERM/SIGINT
     replicator resync --table NAME --mongodb-uri URI --yes     rebuild the collection from the table
     replicator checkpoints --table NAME --mongodb-uri URI      show (or --delete) the checkpoints
+    replicator redrive --table NAME --queue-url URL ...        apply what Lambda discarded (docs/redrive.md)
     replicator sync | verify | recover --table NAME ...        migrate a live table (docs/migration.md)
 
 The MongoDB URI can come from ``MONGODB_URI`` instead of ``--mongodb-uri`` (better: a command line
@@ -16,7 +17,8 @@ Local) and no credentials anywhere, dummy ones are used. Replicator settings are
 same ``REPLICATOR_*`` variables as the Lambda handler (README, "Lambda configuration").
 
 Exit codes: 0 done (drained with --once, or stopped by SIGTERM/SIGINT), 1 failed (MongoDB or AWS
-unreachable at start, retries exhausted), 2 usage or configuration error, 3 re-sync required.
+unreachable at start, retries exhausted), 2 usage or configuration error, 3 re-sync required
+(``redrive``: a range is no longer in the stream, run ``replicator recover``).
 """
 
 from __future__ import annotations
@@ -194,8 +196,10 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     show.add_argument("--yes", action="store_true")
     show.set_defaults(func=cmd_checkpoints)
 
+    from replicator.cli import redrive  # the on-failure queue's ranges (docs/redrive.md)
     from replicator.migrate.cli import add_commands  # sync, verify, recover (docs/migration.md)
 
+    redrive.add_command(commands, common)
     add_commands(commands, common)
     return parser
 

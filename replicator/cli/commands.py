@@ -10,6 +10,7 @@ import logging
 import shlex
 import signal
 import threading
+from collections.abc import Sequence
 from typing import Any
 
 from replicator.cli import endpoints
@@ -25,13 +26,20 @@ log = logging.getLogger("replicator.cli")
 
 def resync_command(args: argparse.Namespace) -> str:
     """The `replicator resync` command for the same table and target (the URI left out)."""
-    parts = ["replicator", "resync", "--table", args.table]
+    return repair_command(args, "resync")
+
+
+def repair_command(args: argparse.Namespace, command: str, extra: Sequence[str] = ()) -> str:
+    """``replicator <command> ... [extra] --yes`` (resync or recover) for the same table, target
+    and AWS endpoint as ``args``; the URI is left out (``<the same URI>`` when it was given)."""
+    parts = ["replicator", command, "--table", args.table]
     for option in ("database", "collection", "checkpoint_collection", "endpoint_url", "region"):
         value = getattr(args, option, None)
         if value:
             parts += [f"--{option.replace('_', '-')}", value]
     if args.key_schema:
         parts += ["--key-schema", ",".join(args.key_schema)]
+    parts += extra
     text = " ".join(shlex.quote(part) for part in parts)
     uri = " --mongodb-uri <the same URI>" if args.mongodb_uri else ""
     return f"{text}{uri} --yes"

@@ -3,7 +3,8 @@ the environment: one way for ``run``/``resync``/``checkpoints`` and ``sync``/``v
 
 * :class:`Target` -- the MongoDB client (:func:`replicator.mongo.connect`), the collection and
   the checkpoint store;
-* :func:`aws_clients` -- the boto3 ``dynamodbstreams`` and ``dynamodb`` clients;
+* :func:`aws_clients` -- the boto3 ``dynamodbstreams`` and ``dynamodb`` clients (:func:`aws_client`:
+  any service, e.g. ``sqs`` for ``redrive``);
 * :func:`settings_of` -- the Replicator settings (``REPLICATOR_*`` plus ``--key-schema``);
 * :func:`make_poller` -- a :class:`replicator.poller.Poller` over all three.
 """
@@ -21,9 +22,13 @@ class Target:
     """The MongoDB client, collection and checkpoint store named by the arguments."""
 
     def __init__(self, args: argparse.Namespace, environ: Any) -> None:
+        from replicator.uri_source import checked_uri
+
         uri = args.mongodb_uri or environ.get("MONGODB_URI")
         if not uri:
             raise ConfigurationError("give --mongodb-uri or set MONGODB_URI")
+        # surrounding whitespace removed, the parser's refusal named by its source, never shown
+        uri = checked_uri(uri, "--mongodb-uri" if args.mongodb_uri else "MONGODB_URI")
         #: the resolved URI (export pool processes open their own clients); never printed
         self.uri: str = uri
         self.client = self._connect(uri, args, environ)
@@ -60,14 +65,22 @@ class Target:
 
 def aws_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
     """boto3 ``dynamodbstreams`` and ``dynamodb`` clients for the arguments."""
+    return aws_client(args, environ, "dynamodbstreams"), aws_client(args, environ, "dynamodb")
+
+
+def aws_client(args: argparse.Namespace, environ: Any, service: str,
+               endpoint_url: str | None = None) -> Any:
+    """A boto3 client of ``service`` for the arguments (region, ``--endpoint-url`` or
+    ``endpoint_url``; dummy credentials for a local endpoint when none are configured)."""
     try:
         import boto3
         from botocore.config import Config
     except ImportError as error:
         raise ConfigurationError("the poller needs boto3: pip install boto3") from error
+    endpoint = endpoint_url or args.endpoint_url
     session = boto3.session.Session()
     region = (args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-              or session.region_name or ("us-east-1" if args.endpoint_url else None))
+              or session.region_name or ("us-east-1" if endpoint else None))
     if not region:
         raise ConfigurationError("give --region (or set AWS_REGION)")
     options: dict[str, Any] = {
@@ -76,17 +89,12 @@ def aws_clients(args: argparse.Namespace, environ: Any) -> tuple[Any, Any]:
         "read_timeout": 30,
     }
     credentials: dict[str, Any] = {}
-    if args.endpoint_url:
+    if endpoint:
         options["account_id_endpoint_mode"] = "disabled"
         if session.get_credentials() is None:
             credentials = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
-    config = Config(**options)
-    streams, dynamodb = (
-        session.client(service, region_name=region, endpoint_url=args.endpoint_url, config=config,
-                       **credentials)
-        for service in ("dynamodbstreams", "dynamodb")
-    )
-    return streams, dynamodb
+    return session.client(service, region_name=region, endpoint_url=endpoint,
+                          config=Config(**options), **credentials)
 
 
 def settings_of(args: argparse.Namespace, environ: Any) -> Any:

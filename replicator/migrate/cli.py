@@ -95,6 +95,13 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     recover.add_argument("--page-size", type=int, default=1000)
     recover.add_argument("--batch-size", type=int, default=100)
     recover.add_argument("--report", default=None)
+    recover.add_argument("--last-applied-sequence", default=None, metavar="S",
+                         help="instead of the checkpoints (a Lambda deployment has none): the "
+                              "gap follows sequence number S; every document at S or below is "
+                              "checked against the table (`replicator redrive` prints it)")
+    recover.add_argument("--last-applied-at", default=None, metavar="ISO8601",
+                         help="with --last-applied-sequence: when S was written (incremental "
+                              "exports start there, minus --margin-minutes)")
     recover.add_argument("--yes", action="store_true", help="confirm: no poller is running")
     recover.set_defaults(func=cmd_recover)
 
@@ -306,6 +313,24 @@ def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
     return EXIT_OK if report.ok else EXIT_DIVERGENT
 
 
+def _last_applied(args: argparse.Namespace) -> tuple[str, datetime | None] | None:
+    sequence, moment = args.last_applied_sequence, args.last_applied_at
+    if sequence is None:
+        if moment is not None:
+            raise ConfigurationError("--last-applied-at goes with --last-applied-sequence")
+        return None
+    if not sequence.isdigit():
+        raise ConfigurationError("--last-applied-sequence is a stream sequence number (digits)")
+    if moment is None:
+        return sequence, None
+    try:
+        parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError("--last-applied-at is an ISO 8601 time, e.g. "
+                                 "2026-01-31T12:00:00Z") from None
+    return sequence, parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+
+
 def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
     from datetime import timedelta
 
@@ -330,7 +355,7 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
 
         report = recover(poller, exports=exports, request_export=requester,
                          margin=timedelta(minutes=args.margin_minutes), segments=args.segments,
-                         page_size=args.page_size)
+                         page_size=args.page_size, last_applied=_last_applied(args))
         _write_report(args.report, report.as_dict())
         print_summary(f"recovery of {args.table}", [
             ("method", report.method), ("last applied before the gap",

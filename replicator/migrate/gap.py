@@ -102,7 +102,8 @@ def _state(poller: Poller) -> Any:
     return SegmentStore.beside(poller.collection, poller.table_name).collection
 
 
-def _positions(poller: Poller, report: RecoveryReport) -> None:
+def _positions(poller: Poller, report: RecoveryReport,
+               last_applied: tuple[str, datetime | None] | None = None) -> None:
     """Step 1 (see the module docstring)."""
     state = _state(poller)
     saved = state.find_one({"_id": f"{poller.table_name}#{KIND}", "done": False})
@@ -117,7 +118,11 @@ def _positions(poller: Poller, report: RecoveryReport) -> None:
         documents = [d for d in everything
                      if d.get("kind") == "shard" and d.get("sequence_number")]
         markers = [d for d in everything if d.get("kind") == "stream"]
-        if documents:
+        times: list[datetime] = []
+        if last_applied is not None:
+            report.last_applied_sequence = last_applied[0]
+            times = [last_applied[1]] if last_applied[1] is not None else []
+        elif documents:
             last = max(documents, key=lambda d: pad_sequence_number(d["sequence_number"]))
             report.last_applied_sequence = str(last["sequence_number"])
             times = [d["updated_at"] for d in documents if d.get("updated_at")]
@@ -154,14 +159,18 @@ def recover(
     after_page: Callable[[int, int], None] | None = None,
     on_progress: Callable[[int], None] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+    last_applied: tuple[str, datetime | None] | None = None,
 ) -> RecoveryReport:
     """Recover ``poller``'s collection after a gap (module docstring). ``exports`` (incremental
-    exports already taken) or ``request_export`` (take them): method a; neither: method b."""
+    exports already taken) or ``request_export`` (take them): method a; neither: method b.
+    ``last_applied``: ``(S, its time)`` instead of the checkpoints' -- where no poller
+    checkpointed (a Lambda deployment: ``replicator redrive`` names it for a range the stream no
+    longer holds); every document at sequence <= ``S`` is checked against the table."""
     incremental = bool(exports) or request_export is not None
     report = RecoveryReport(poller.table_name,
                             "incremental-export" if incremental else "re-copy")
     make_replicator = copy_replicator_factory(poller)
-    _positions(poller, report)
+    _positions(poller, report, last_applied)
     caught_up = now()
     assert report.last_applied_sequence is not None
     sequence = after(report.last_applied_sequence)

@@ -360,7 +360,7 @@ class Poller:
         except ReplicationError:
             raise
         except Exception as error:
-            if not _transient(error):
+            if not transient(error):
                 raise
             # Nothing is known to be written: every record of the chunk is retried.
             return BatchResult(records=len(chunk), failures=[
@@ -461,7 +461,7 @@ def _created(record: Mapping[str, Any]) -> datetime | None:
     return None
 
 
-def _transient(error: BaseException) -> bool:
+def transient(error: BaseException) -> bool:
     """Worth retrying: MongoDB, network and AWS service errors (not bugs, not configuration)."""
     if isinstance(error, (PyMongoError, OSError, TimeoutError)):
         return True

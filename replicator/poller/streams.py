@@ -25,6 +25,11 @@ What it guarantees:
   when a position fell off the stream (``TrimmedDataAccessException`` on ``AFTER_SEQUENCE_NUMBER``),
   before the reader goes on at ``TRIM_HORIZON``; it may raise to stop the reader instead.
 
+A sequence range of one shard (``replicator redrive``: the range an on-failure destination
+message names) is read with :meth:`StreamReader.read_range`: GetShardIterator
+``AT_SEQUENCE_NUMBER`` its start, GetRecords until its end; a range the stream no longer holds in
+full raises :class:`replicator.errors.RangeUnavailable`.
+
 Calls are bounded: ``poll`` reads each readable shard until a page comes back empty (at most
 ``max_pages`` pages), DescribeStream is called on the first poll, when a shard has closed and every
 ``refresh_interval`` seconds, and an empty poll is followed by at least ``poll_interval`` seconds
@@ -35,11 +40,11 @@ from __future__ import annotations
 
 import heapq
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from replicator.errors import StreamReadTimeout
+from replicator.errors import RangeUnavailable, StreamReadTimeout
 
 Record = dict[str, Any]
 StartingPosition = Literal["TRIM_HORIZON", "LATEST"]
@@ -363,6 +368,95 @@ class StreamReader:
     def _ordered(self, collected: dict[str, list[Record]]) -> dict[str, list[Record]]:
         rank = {shard_id: index for index, shard_id in enumerate(self._order)}
         return dict(sorted(collected.items(), key=lambda item: rank.get(item[0], len(rank))))
+
+    # -- one range --------------------------------------------------------------------------------
+    def read_range(self, shard_id: str, start: str, end: str, *,
+                   max_empty_pages: int = 20) -> Iterator[list[Record]]:
+        """The records of ``shard_id`` from sequence number ``start`` to ``end`` (both included),
+        one GetRecords page at a time (at most ``limit`` records each; pages with nothing in the
+        range are not yielded). Reading stops at the first record at or past ``end``.
+
+        Raises :class:`RangeUnavailable` when the stream does not hold the whole range:
+        GetShardIterator or GetRecords answers ``TrimmedDataAccessException`` (AWS: "read past
+        the oldest stream record in a shard"), the first record read comes after ``start`` (the
+        records before it were trimmed), ``ResourceNotFoundException`` (the shard or the stream
+        is gone: shards are deleted 24 hours after they close), or the shard ends before ``end``.
+        ``StreamReadTimeout`` after ``max_empty_pages`` empty pages in a row short of ``end``
+        (an open shard answers empty pages while it has nothing new; the range's records were
+        written before the message, so they cannot be still to come). An expired iterator is
+        re-acquired ``AFTER_SEQUENCE_NUMBER`` the last record read (``max_reacquire`` times).
+        """
+        first, last = int(start), int(end)
+        if last < first:
+            raise ValueError(f"endSequenceNumber {end} is before startSequenceNumber {start}")
+
+        def unavailable(reason: str) -> RangeUnavailable:
+            return RangeUnavailable(reason, stream_arn=self.stream_arn, shard_id=shard_id,
+                                    start=start, end=end)
+
+        def acquire(kind: str, sequence: str) -> str | None:
+            try:
+                return self._get_iterator(shard_id, kind, sequence)
+            except Exception as error:
+                code = error_code(error)
+                if code == "TrimmedDataAccessException":
+                    raise unavailable(
+                        f"SequenceNumber {sequence} of shard {shard_id} is older than the oldest "
+                        f"record the stream holds (GetShardIterator {kind}: {code})") from None
+                if code == "ResourceNotFoundException":
+                    raise unavailable(f"shard {shard_id} or its stream is gone (GetShardIterator: "
+                                      f"{code})") from None
+                raise
+
+        iterator = acquire("AT_SEQUENCE_NUMBER", start)
+        seen: str | None = None  # the last record read
+        empty = reacquired = 0
+        while True:
+            if iterator is None:
+                raise unavailable(f"GetShardIterator gave no iterator for shard {shard_id}")
+            try:
+                self.calls["GetRecords"] += 1
+                page = self.client.get_records(ShardIterator=iterator, Limit=self.limit)
+            except Exception as error:
+                code = error_code(error)
+                if code == "TrimmedDataAccessException":
+                    raise unavailable(f"shard {shard_id}: GetRecords after SequenceNumber "
+                                      f"{seen or start} reads trimmed data ({code})") from None
+                if code != "ExpiredIteratorException":
+                    raise
+                reacquired += 1
+                if reacquired > self.max_reacquire:
+                    raise RuntimeError(f"shard {shard_id}: {reacquired} iterators in a row "
+                                       f"expired") from error
+                iterator = (acquire("AFTER_SEQUENCE_NUMBER", seen) if seen is not None
+                            else acquire("AT_SEQUENCE_NUMBER", start))
+                continue
+            reacquired = 0
+            records = page.get("Records") or []
+            if records:
+                empty = 0
+                head = records[0]["dynamodb"]["SequenceNumber"]
+                if seen is None and int(head) > first:
+                    raise unavailable(
+                        f"shard {shard_id}: the first record the stream still holds from "
+                        f"SequenceNumber {start} is {head} (the records before it were trimmed)")
+                seen = str(records[-1]["dynamodb"]["SequenceNumber"])
+                kept = [record for record in records
+                        if first <= int(record["dynamodb"]["SequenceNumber"]) <= last]
+                if kept:
+                    yield kept
+                if int(seen) >= last:
+                    return
+            else:
+                empty += 1
+            iterator = page.get("NextShardIterator")
+            if not iterator:
+                raise unavailable(f"shard {shard_id} ends at SequenceNumber {seen or '-'}, "
+                                  f"before endSequenceNumber {end}")
+            if empty >= max_empty_pages:
+                raise StreamReadTimeout(
+                    f"shard {shard_id}: {empty} empty GetRecords pages in a row after "
+                    f"SequenceNumber {seen or start}, short of endSequenceNumber {end}", {})
 
     # -- introspection -----------------------------------------------------------------------------
     def positions(self) -> dict[str, str | None]:

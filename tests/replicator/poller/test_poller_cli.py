@@ -116,7 +116,7 @@ def test_the_mongomock_scheme_is_not_a_production_target(
     """`replicator run` used to offer an in-memory mongomock target; pymongo now refuses it."""
     code = cli.main(["run", "--table", "t", "--mongodb-uri", "mongomock://", "--once"])
     assert code == cli.EXIT_USAGE
-    assert "the MongoDB URI is not usable" in capsys.readouterr().err
+    assert "--mongodb-uri does not hold a mongodb:// or mongodb+srv:// URI" in capsys.readouterr().err
 
 
 def test_the_core_package_imports_neither_harness_nor_typer_nor_rich() -> None:
