@@ -80,6 +80,46 @@ def test_the_makefile_builds_the_templates_function_with_its_runtime() -> None:
     assert python == template_runtime()  # python3.13: the interpreter the build uses by default
 
 
+def run_make(tmp_path: Path, *, dry_run: bool = True,
+             **variables: str) -> subprocess.CompletedProcess[str]:
+    """``make [-n] build-ReplicatorFunction`` of deploy/Makefile (``-n``: the commands it would
+    run, none run)."""
+    if shutil.which("make") is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI: make is not installed (sam build runs deploy/Makefile)")
+        pytest.skip("make is not installed")
+    environment = {k: v for k, v in os.environ.items() if k != "REPLICATOR_PURE_PYTHON"}
+    return subprocess.run(
+        ["make", *(["-n"] if dry_run else []), "-f", str(MAKEFILE), f"build-{FUNCTION}",
+         f"ARTIFACTS_DIR={tmp_path / 'artifacts'}", *(f"{k}={v}" for k, v in variables.items())],
+        capture_output=True, text=True, cwd=tmp_path, env=environment, timeout=60, check=False)
+
+
+@pytest.mark.parametrize("architecture", ["x86_64", "arm64"])
+def test_the_makefile_compiles_only_for_the_machines_own_architecture(
+    tmp_path: Path, architecture: str
+) -> None:
+    done = run_make(tmp_path, LAMBDA_ARCHITECTURE=architecture)
+    assert done.returncode == 0, done.stderr
+    host = {"aarch64": "arm64"}.get(platform.machine(), platform.machine())
+    native = sys.platform == "linux" and host == architecture
+    assert ("REPLICATOR_PURE_PYTHON=0" in done.stdout) is native, done.stdout
+    assert ("REPLICATOR_PURE_PYTHON=1" in done.stdout) is not native, done.stdout
+    # dependencies as wheels for the function's architecture, whatever the machine
+    arch = {"x86_64": "x86_64", "arm64": "aarch64"}[architecture]
+    assert f"--platform manylinux2014_{arch}" in done.stdout
+    assert "--only-binary=:all:" in done.stdout
+    pure = run_make(tmp_path, LAMBDA_ARCHITECTURE=architecture, REPLICATOR_PURE_PYTHON="1")
+    assert "REPLICATOR_PURE_PYTHON=1" in pure.stdout
+
+
+def test_the_makefile_refuses_an_unknown_architecture(tmp_path: Path) -> None:
+    done = run_make(tmp_path, dry_run=False, LAMBDA_ARCHITECTURE="sparc")
+    assert done.returncode == 2
+    assert "LAMBDA_ARCHITECTURE must be x86_64 or arm64, not 'sparc'" in done.stderr
+    assert not (tmp_path / "artifacts").exists()
+
+
 # -- the SAM CLI --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sam() -> str:
