@@ -10,6 +10,7 @@ these tests skip, except in CI (``CI`` set), where .ci/run installs it and a mis
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -239,3 +240,14 @@ def test_the_built_handler_replicates_an_event_in_an_isolated_interpreter(
     runs_here = host_compiles_for(architecture)
     assert handled.native is runs_here, handled.unavailable
     assert handled.bson_c is (ELF_MACHINE[architecture] == elf_machine(Path(sys.executable).resolve()))
+    if (folder / "replicator" / "lambda_telemetry.py").exists():  # the handler's metrics (item 2)
+        # The EMF line is what the template's Quarantined alarm watches: its namespace (the
+        # MetricsNamespace parameter's default) and exactly its dimensions.
+        (line,) = [json.loads(x) for x in handled.stdout.splitlines() if '"_aws"' in x]
+        (directive,) = line["_aws"]["CloudWatchMetrics"]
+        template = load_template(TEMPLATE)
+        assert directive["Namespace"] == template["Parameters"]["MetricsNamespace"]["Default"]
+        alarm = template["Resources"]["QuarantinedRecordsAlarm"]["Properties"]
+        assert directive["Dimensions"] == [[d["Name"] for d in alarm["Dimensions"]]]
+        assert "Quarantined" in {m["Name"] for m in directive["Metrics"]}
+        assert (line["Table"], line["Collection"]) == ("users", "users")
