@@ -100,7 +100,7 @@ def run_make(tmp_path: Path, *, dry_run: bool = True,
 def test_the_makefile_compiles_only_for_the_machines_own_architecture(
     tmp_path: Path, architecture: str
 ) -> None:
-    done = run_make(tmp_path, LAMBDA_ARCHITECTURE=architecture)
+    done = run_make(tmp_path, LAMBDA_ARCHITECTURE=architecture, PYTHON=sys.executable)
     assert done.returncode == 0, done.stderr
     host = {"aarch64": "arm64"}.get(platform.machine(), platform.machine())
     native = sys.platform == "linux" and host == architecture
@@ -109,15 +109,20 @@ def test_the_makefile_compiles_only_for_the_machines_own_architecture(
     # dependencies as wheels for the function's architecture, whatever the machine
     arch = {"x86_64": "x86_64", "arm64": "aarch64"}[architecture]
     assert f"--platform manylinux2014_{arch}" in done.stdout
+    assert f"--python-version {sys.version_info[0]}.{sys.version_info[1]}" in done.stdout
     assert "--only-binary=:all:" in done.stdout
-    pure = run_make(tmp_path, LAMBDA_ARCHITECTURE=architecture, REPLICATOR_PURE_PYTHON="1")
+    pure = run_make(tmp_path, LAMBDA_ARCHITECTURE=architecture, PYTHON=sys.executable,
+                    REPLICATOR_PURE_PYTHON="1")
     assert "REPLICATOR_PURE_PYTHON=1" in pure.stdout
 
 
-def test_the_makefile_refuses_an_unknown_architecture(tmp_path: Path) -> None:
+def test_the_makefile_refuses_an_unknown_architecture_or_a_missing_python(tmp_path: Path) -> None:
     done = run_make(tmp_path, dry_run=False, LAMBDA_ARCHITECTURE="sparc")
     assert done.returncode == 2
     assert "LAMBDA_ARCHITECTURE must be x86_64 or arm64, not 'sparc'" in done.stderr
+    done = run_make(tmp_path, dry_run=False, PYTHON="python3.99")
+    assert done.returncode == 2
+    assert "python3.99 is not on PATH" in done.stderr and "--use-container" in done.stderr
     assert not (tmp_path / "artifacts").exists()
 
 
