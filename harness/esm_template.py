@@ -45,6 +45,8 @@ _SHORT_FORMS = (
     "Ref", "Condition", "GetAtt", "Base64", "Cidr", "FindInMap", "GetAZs", "ImportValue", "Join",
     "Select", "Split", "Sub", "Transform", "And", "Equals", "If", "Not", "Or", "ToJsonString",
     "Length",
+    # the Rules section's own functions ("Rule functions", AWS CloudFormation User Guide)
+    "Contains", "EachMemberEquals", "EachMemberIn", "RefAll", "ValueOf", "ValueOfAll",
 )
 
 

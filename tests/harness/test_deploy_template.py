@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,6 +24,13 @@ from harness.esm_template import (
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "template.yaml"
+
+if importlib.util.find_spec("replicator.metrics") is not None:
+    # the handler's metrics (one home): the alarms must name what it emits
+    from replicator.metrics import DEFAULT_NAMESPACE as METRICS_NAMESPACE
+    from replicator.metrics import DIMENSIONS as METRIC_DIMENSIONS
+else:  # before the handler emits metrics (issue 19, item 2), the names the alarms expect
+    METRICS_NAMESPACE, METRIC_DIMENSIONS = "DdbMongoReplicator", ("Table", "Collection")
 
 
 def _cfn_lint(path: Path) -> tuple[int, str]:
@@ -59,8 +69,11 @@ def test_the_mapping_has_the_settings_the_replicator_needs() -> None:
     assert mapping.properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping.properties["BisectBatchOnFunctionError"] is True
     assert mapping.on_failure_destination
-    # Records go to the on-failure queue before the stream's 24 h retention trims them.
-    assert 60 <= mapping.properties["MaximumRecordAgeInSeconds"] < 24 * 3600
+    # Only outages reach the mapping's retries (bad records are quarantined): no retry count
+    # discards a batch; the record age does, an hour before the stream's 24 h retention trims it,
+    # so the on-failure message's range can still be read back (deploy/README.md).
+    assert mapping.properties["MaximumRetryAttempts"] == -1
+    assert 20 * 3600 <= mapping.properties["MaximumRecordAgeInSeconds"] <= 23 * 3600
 
 
 def test_the_uri_is_not_in_the_functions_environment() -> None:
@@ -74,10 +87,69 @@ def test_the_uri_is_not_in_the_functions_environment() -> None:
     assert function["Handler"] == "replicator.handler.lambda_handler"
 
 
+def _alarms() -> dict[tuple[Any, str], dict[str, Any]]:
+    """The template's alarms by (namespace, metric name) of the metric they watch."""
+    found = {}
+    for resource in load_template(TEMPLATE)["Resources"].values():
+        if resource["Type"] != "AWS::CloudWatch::Alarm":
+            continue
+        alarm = resource["Properties"]
+        stats = [m["MetricStat"]["Metric"] for m in alarm.get("Metrics", []) if "MetricStat" in m]
+        for metric in stats or [alarm]:
+            found[(json.dumps(metric["Namespace"]), metric["MetricName"])] = {**alarm, **metric}
+    return found
+
+
+def test_the_alarms_watch_lag_errors_quarantines_and_discarded_batches() -> None:
+    template = load_template(TEMPLATE)
+    alarms = _alarms()
+    function = {"Name": "FunctionName", "Value": {"Ref": "ReplicatorFunction"}}
+    assert alarms[('"AWS/Lambda"', "IteratorAge")]["Dimensions"] == [function]
+    assert alarms[('"AWS/Lambda"', "Errors")]["Dimensions"] == [function]
+    queue = alarms[('"AWS/SQS"', "ApproximateNumberOfMessagesVisible")]
+    assert queue["Dimensions"] == [{"Name": "QueueName", "Value": {
+        "Fn::GetAtt": ["DiscardedBatchesQueue", "QueueName"]}}]
+    # The handler's per-batch EMF metric: the function's namespace, exactly its dimensions.
+    quarantined = alarms[('{"Ref": "MetricsNamespace"}', "Quarantined")]
+    assert [d["Name"] for d in quarantined["Dimensions"]] == list(METRIC_DIMENSIONS)
+    table = quarantined["Dimensions"][0]["Value"]
+    # the table's name out of the stream's ARN, as CloudFormation evaluates Select(Split(...))
+    index, split = table["Fn::Select"]
+    assert split["Fn::Split"][1] == {"Ref": "TableStreamArn"}
+    stream_arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/users/stream/2026-01-01T00:00:00.000"
+    assert stream_arn.split(split["Fn::Split"][0])[index] == "users"
+    assert quarantined["Dimensions"][1]["Value"] == {"Ref": "MongoDbCollection"}
+    assert template["Parameters"]["MetricsNamespace"]["Default"] == METRICS_NAMESPACE
+    variables = template["Resources"]["ReplicatorFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["POWERTOOLS_METRICS_NAMESPACE"] == {"Ref": "MetricsNamespace"}
+    assert variables["POWERTOOLS_SERVICE_NAME"]
+    # Every alarm notifies the topic only when one is given (an e-mail or an existing topic).
+    topic = {"Fn::If": ["HasAlarmTopicArn", {"Ref": "AlarmTopicArn"}, {"Ref": "AlarmTopic"}]}
+    for alarm in alarms.values():
+        assert alarm["TreatMissingData"] == "notBreaching"
+        for actions in ("AlarmActions", "OKActions"):
+            assert alarm[actions] == {"Fn::If": ["Notifies", [topic], {"Ref": "AWS::NoValue"}]}
+    assert template["Resources"]["AlarmTopic"]["Condition"] == "CreateAlarmTopic"
+
+
+def test_the_architecture_and_vpc_are_parameters() -> None:
+    template = load_template(TEMPLATE)
+    function = template["Resources"]["ReplicatorFunction"]["Properties"]
+    assert template["Parameters"]["Architecture"]["AllowedValues"] == ["x86_64", "arm64"]
+    assert function["Architectures"] == [{"Ref": "Architecture"}]
+    # both empty (the defaults): no VpcConfig at all; a rule refuses one without the other
+    assert function["VpcConfig"] == {"Fn::If": ["HasVpc", {
+        "SubnetIds": {"Ref": "SubnetIds"}, "SecurityGroupIds": {"Ref": "SecurityGroupIds"}},
+        {"Ref": "AWS::NoValue"}]}
+    assert template["Parameters"]["SubnetIds"]["Default"] == ""
+    assert template["Parameters"]["SecurityGroupIds"]["Default"] == ""
+    assert "VpcNeedsSubnetsAndSecurityGroups" in template["Rules"]
+
+
 def test_the_driver_reads_the_templates_mapping() -> None:
     assert load_esm_config(TEMPLATE) == EsmConfig(
         batch_size=100, maximum_batching_window_s=1, parallelization_factor=1,
-        starting_position="TRIM_HORIZON", maximum_retry_attempts=10, maximum_record_age_s=43200,
+        starting_position="TRIM_HORIZON", maximum_retry_attempts=-1, maximum_record_age_s=82800,
         bisect_batch_on_function_error=True, report_batch_item_failures=True,
     )
 
