@@ -419,6 +419,9 @@ def log_batch(result: BatchResult, target: str | None) -> None:
     where to; a WARNING when something was quarantined or will be redelivered. The figures are
     also the record's ``batch`` attribute (a JSON log formatter writes them as fields); error
     texts stay in the message, which the log redaction covers (replicator.redact)."""
+    level = logging.WARNING if result.quarantined or result.failures else logging.INFO
+    if not log.isEnabledFor(level):
+        return  # the text costs more than many a small batch's planning
     figures = batch_fields(result)
     text = (f"batch of {result.records} records, SequenceNumber "
             f"{result.first_sequence_number or '-'}..{result.last_sequence_number or '-'} "
@@ -436,7 +439,6 @@ def log_batch(result: BatchResult, target: str | None) -> None:
         lowest = result.failed_sequence_numbers[0]
         why = next(w for s, w in result.failures if s == lowest)
         text += f"; redelivered from SequenceNumber {lowest}: {why}"
-    level = logging.WARNING if result.quarantined or result.failures else logging.INFO
     log.log(level, "%s", text, extra={"batch": figures})
 
 
