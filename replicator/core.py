@@ -13,8 +13,9 @@ from __future__ import annotations
 import importlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -22,7 +23,13 @@ from pymongo.errors import PyMongoError
 from replicator import apply, deadline
 from replicator.convert import Converter
 from replicator.errors import ConfigurationError, UnsupportedRecordError
-from replicator.events import BadRecord, pad_sequence_number, parse_records, records_of
+from replicator.events import (
+    BadRecord,
+    creation_time_of,
+    pad_sequence_number,
+    parse_records,
+    records_of,
+)
 from replicator.keys import KeyMapper
 from replicator.plan import Planner
 from replicator.quarantine import WriteRejectedError, quarantine_write, record_path
@@ -38,7 +45,17 @@ log = logging.getLogger("replicator")
 
 @dataclass
 class BatchResult:
-    """What one batch did; ``lambda_response()`` turns it into Lambda's partial-batch answer."""
+    """What one batch did; ``lambda_response()`` turns it into Lambda's partial-batch answer.
+
+    The figures of the batch's metrics and summary log line (:mod:`replicator.metrics`):
+    ``records`` in the batch; ``applied`` writes MongoDB acknowledged (the records of one item in
+    a batch are coalesced into one write, so this can be lower than the records); ``stale``
+    writes refused because a newer version is stored ("already newer"); ``quarantined`` records;
+    ``failures`` (see :attr:`failed`); ``round_trips`` to MongoDB; ``duration_s`` of the whole
+    batch (seconds, monotonic clock); ``replication_lag_s``: when the batch ended, minus the
+    newest ``ApproximateCreationDateTime`` among the records applied (None when nothing was
+    applied; AWS rounds that time to the second, so the lag has that resolution).
+    """
 
     records: int = 0
     applied: int = 0
@@ -47,10 +64,28 @@ class BatchResult:
     #: sequence numbers Lambda must redeliver, with why
     failures: list[tuple[str, str]] = field(default_factory=list)
     round_trips: int = 0
+    #: the source table's name (from the records' eventSourceARN, or given to process())
+    table: str | None = None
+    #: the MongoDB collection's name (without the database)
+    collection: str | None = None
+    #: the stream shard, when the caller knows it (the poller; a Lambda event does not name it)
+    shard_id: str | None = None
+    #: the lowest and highest SequenceNumber of the batch
+    first_sequence_number: str | None = None
+    last_sequence_number: str | None = None
+    duration_s: float = 0.0
+    newest_applied_at: datetime | None = None
+    replication_lag_s: float | None = None
 
     @property
     def failed_sequence_numbers(self) -> list[str]:
         return sorted({s for s, _ in self.failures}, key=lambda s: s.zfill(40))
+
+    @property
+    def failed(self) -> int:
+        """Records reported for redelivery: each failed write counts once, by its lowest record
+        (Lambda redelivers the batch from the lowest of them)."""
+        return len({s for s, _ in self.failures})
 
     def lambda_response(self) -> dict[str, list[dict[str, str]]]:
         """``{"batchItemFailures": [...]}`` naming the lowest failed sequence number.
@@ -78,8 +113,11 @@ class Replicator:
         quarantine: Any = None,
         archive: Any = None,
         tombstones: Any = None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
         self.collection = collection
+        #: the wall clock of the replication lag (tests pass a fixed one)
+        self.now: Callable[[], datetime] = now or (lambda: datetime.now(timezone.utc))
         self.settings = settings or Settings()
         self.item_reader = item_reader
         database = getattr(collection, "database", None)
@@ -112,38 +150,62 @@ class Replicator:
         """Process a Lambda event; return ``{"batchItemFailures": [...]}``. The MongoDB I/O ends
         before the invocation's timeout (``context.get_remaining_time_in_millis()``, see
         :mod:`replicator.deadline`)."""
+        return self.handle_batch(event, context).lambda_response()
+
+    def handle_batch(self, event: Mapping[str, Any], context: Any = None) -> BatchResult:
+        """:meth:`handle`, returning the whole :class:`BatchResult` (for the handler's metrics)."""
         # Read the clock before the remaining time: the deadline can only come out earlier.
         since = time.monotonic()
         remaining = deadline.remaining_in_context(context)
-        return self._process(event, remaining, since).lambda_response()
+        return self._process(event, remaining, since)
 
     def process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-                deadline_s: float | None = None) -> BatchResult:
+                deadline_s: float | None = None, *, table: str | None = None,
+                shard_id: str | None = None) -> BatchResult:
         """A record's whole path, forward: plan (parse -> screen -> read back -> plan), quarantine
         the bad records, then write (tombstones -> bulk write -> quarantine the rejected).
 
         ``deadline_s``: seconds this call may take (a Lambda invocation's remaining time); every
         MongoDB command is then sent with the time left minus ``Settings.deadline_margin_s`` as
         ``maxTimeMS``, and one that runs out is retried (batchItemFailures), never lost. With
-        less than the margin left nothing is written and the whole batch is reported failed."""
-        return self._process(event, deadline_s, time.monotonic())
+        less than the margin left nothing is written and the whole batch is reported failed.
+        ``table`` / ``shard_id``: where the batch comes from, for its figures and summary line,
+        when the records do not say (GetRecords' records carry no eventSourceARN)."""
+        return self._process(event, deadline_s, time.monotonic(), table=table, shard_id=shard_id)
 
     def _process(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]],
-                 remaining_s: float | None, since: float) -> BatchResult:
+                 remaining_s: float | None, since: float, *, table: str | None = None,
+                 shard_id: str | None = None) -> BatchResult:
         records = records_of(event)
-        result = BatchResult(records=len(records))
+        result = BatchResult(records=len(records), shard_id=shard_id,
+                             collection=getattr(self.collection, "name", None))
         seconds = deadline.budget(remaining_s, self.settings.deadline_margin_s)
         if seconds is not None and seconds <= 0:
             self._fail_all(records, result, f"{remaining_s:.3f} s left: not more than the "
                                            "deadline margin (Settings.deadline_margin_s)")
-            return result
-        with deadline.bounded(seconds, since=since):
-            plan = self._plan(records)
-            self._settle_bad_records(plan, result)
-            self._write(plan, result, records)
-        for failed_sequence, why in result.failures:
-            log.warning("will be redelivered: SequenceNumber %s: %s", failed_sequence, why)
+        else:
+            with deadline.bounded(seconds, since=since):
+                plan = self._plan(records)
+                self._settle_bad_records(plan, result)
+                self._write(plan, result, records)
+        self._close(result, records, since, table)
         return result
+
+    def _close(self, result: BatchResult, records: Sequence[Any], since: float,
+               table: str | None) -> None:
+        """Fill in the batch's figures and log its one summary line (never one per record:
+        the quarantine collection holds each bad record with its error)."""
+        result.duration_s = time.monotonic() - since
+        pinned = self.source.table_arn
+        result.table = table or (pinned.rpartition(":table/")[2] if pinned else None)
+        sequences = sorted((s for s in map(_sequence_of_raw, records) if s is not None),
+                           key=pad_sequence_number)
+        if sequences:
+            result.first_sequence_number, result.last_sequence_number = sequences[0], sequences[-1]
+        if result.newest_applied_at is not None:
+            lag = (self.now() - result.newest_applied_at).total_seconds()
+            result.replication_lag_s = max(0.0, lag)
+        log_batch(result, getattr(self.collection, "full_name", result.collection))
 
     def plan(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> WritePlan:
         """The write plan for an event, without writing (pure unless a read-back is needed)."""
@@ -159,7 +221,6 @@ class Replicator:
             raise TimeoutError(f"{why}; no record has a readable SequenceNumber")
         if sequences:
             result.failures.append((min(sequences, key=lambda s: s.zfill(40)), why))
-        log.warning("nothing written: %s; the batch will be redelivered", why)
 
     def _plan(self, records: list[Any]) -> WritePlan:
         """Raw records -> a write plan. The C accelerator, where it runs (see
@@ -188,11 +249,8 @@ class Replicator:
                 log.warning("configuration: %s (such records are quarantined)", error.reason)
 
     def _settle_bad_records(self, plan: WritePlan, result: BatchResult) -> None:
-        if not plan.bad_records:
-            return
-        for bad in plan.bad_records:
-            log.error("bad record: %s", bad.error)
-        self._keep(plan.bad_records, result, plan)
+        if plan.bad_records:
+            self._keep(plan.bad_records, result, plan)
 
     def _keep(self, bad_records: Sequence[BadRecord], result: BatchResult,
               plan: WritePlan | None = None) -> None:
@@ -263,12 +321,17 @@ class Replicator:
         # Report the lowest record a failed write stands for: everything from there is redelivered.
         result.failures.extend((w.sequence_numbers[0], why) for w, why in outcome.failed)
         rejected.extend((w, why, "dynamodb.NewImage") for w, why in outcome.rejected)
+        undone: set[tuple[str, ...]] = set()
         if self.tombstones is not None and outcome.inserted:
-            self._undo_resurrections(outcome.inserted, result)
+            undone = self._undo_resurrections(outcome.inserted, result)
+        if outcome.applied:
+            result.newest_applied_at = _newest_created(
+                records, (w for w in outcome.applied if w.sequence_numbers not in undone))
         if rejected:
             self._quarantine_rejected(rejected, records, result)
 
-    def _undo_resurrections(self, inserted: list[PlannedWrite], result: BatchResult) -> None:
+    def _undo_resurrections(self, inserted: list[PlannedWrite],
+                            result: BatchResult) -> set[tuple[str, ...]]:
         """Remove the documents this batch inserted although a newer delete is remembered.
 
         The tombstone probe and the upsert are two round trips: a delete of the same _id can
@@ -279,6 +342,7 @@ class Replicator:
         never removed --; or the tombstone was not written yet, so the delete's own guarded
         deleteOne runs after our insert and removes it. One find, only for batches that
         created documents (updates of existing documents cannot resurrect anything).
+        Returns the sequence numbers of the writes removed (no longer applied).
         """
         assert self.tombstones is not None
         sequence_field = self.settings.sequence_field
@@ -290,9 +354,9 @@ class Replicator:
             # document it left is removed with it (see _write).
             why = f"tombstones: re-check after insert: {type(error).__name__}: {error}"
             result.failures.extend((w.sequence_numbers[0], why) for w in inserted)
-            return
+            return set()
         if not newer:
-            return
+            return set()
         undo = [
             PlannedWrite.delete(
                 {"_id": planned.document_id,
@@ -308,6 +372,7 @@ class Replicator:
         for planned, why in [*outcome.failed, *((w, r.reason) for w, r in outcome.rejected)]:
             result.failures.append((planned.sequence_numbers[0],
                                     f"removing a write older than a remembered delete: {why}"))
+        return {w.sequence_numbers for w in outcome.applied}
 
     def _quarantine_rejected(
         self,
@@ -331,9 +396,70 @@ class Replicator:
                 event_id=raw.get("eventID") if isinstance(raw, Mapping) else None,
                 sequence_number=sequence, covered=planned.sequence_numbers,
             )
-            log.error("write rejected: %s", error)
             bad_records.append(BadRecord(index, raw, error))
         self._keep(bad_records, result)
+
+
+def _newest_created(records: Sequence[Any], applied: Iterable[PlannedWrite]) -> datetime | None:
+    """The newest ApproximateCreationDateTime of the records the ``applied`` writes stand for."""
+    wanted = {s for w in applied for s in w.sequence_numbers}
+    newest: datetime | None = None
+    if not wanted:
+        return newest
+    for raw in records:
+        if _sequence_of_raw(raw) in wanted:
+            created = creation_time_of(raw)
+            if created is not None and (newest is None or created > newest):
+                newest = created
+    return newest
+
+
+def log_batch(result: BatchResult, target: str | None) -> None:
+    """The one log line of a batch: what it did, where from (table, shard, sequence range) and
+    where to; a WARNING when something was quarantined or will be redelivered. The figures are
+    also the record's ``batch`` attribute (a JSON log formatter writes them as fields); error
+    texts stay in the message, which the log redaction covers (replicator.redact)."""
+    level = logging.WARNING if result.quarantined or result.failures else logging.INFO
+    if not log.isEnabledFor(level):
+        return  # the text costs more than many a small batch's planning
+    figures = batch_fields(result)
+    text = (f"batch of {result.records} records, SequenceNumber "
+            f"{result.first_sequence_number or '-'}..{result.last_sequence_number or '-'} "
+            f"(table {result.table or '-'}, shard {result.shard_id or '-'}) into {target or '-'}: "
+            f"{result.applied} applied, {result.stale} already newer, "
+            f"{len(result.quarantined)} quarantined, {result.failed} failed; "
+            f"{result.round_trips} round trips in {figures['duration_ms']:.1f} ms; lag "
+            + (f"{result.replication_lag_s:.2f} s" if result.replication_lag_s is not None
+               else "-"))
+    if result.quarantined:
+        more = len(result.quarantined) - 1
+        text += f"; quarantined: {result.quarantined[0].error}" + (f" (and {more} more)" if more
+                                                                    else "")
+    if result.failures:
+        lowest = result.failed_sequence_numbers[0]
+        why = next(w for s, w in result.failures if s == lowest)
+        text += f"; redelivered from SequenceNumber {lowest}: {why}"
+    log.log(level, "%s", text, extra={"batch": figures})
+
+
+def batch_fields(result: BatchResult) -> dict[str, Any]:
+    """A batch's figures as plain JSON values (the summary line's structured fields)."""
+    lag = result.replication_lag_s
+    return {
+        "table": result.table,
+        "collection": result.collection,
+        "shard_id": result.shard_id,
+        "first_sequence_number": result.first_sequence_number,
+        "last_sequence_number": result.last_sequence_number,
+        "records": result.records,
+        "applied": result.applied,
+        "already_newer": result.stale,
+        "quarantined": len(result.quarantined),
+        "failed": result.failed,
+        "round_trips": result.round_trips,
+        "duration_ms": round(result.duration_s * 1000, 3),
+        "replication_lag_ms": None if lag is None else round(lag * 1000, 3),
+    }
 
 
 def _sequence_of_raw(record: Any) -> str | None:

@@ -311,6 +311,20 @@ def _creation_time(value: Any, where: tuple[int, str | None, str | None]) -> dat
     )
 
 
+def creation_time_of(raw: Any) -> datetime | None:
+    """A raw record's ``dynamodb.ApproximateCreationDateTime`` as an aware UTC datetime (epoch
+    seconds in a Lambda event, a datetime from boto3's GetRecords); None when absent or not a
+    time (never raises: for lag figures, not for validation, which :func:`parse_records` does)."""
+    body = raw.get("dynamodb") if isinstance(raw, Mapping) else None
+    value = body.get("ApproximateCreationDateTime") if isinstance(body, Mapping) else None
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        return _creation_time(value, (-1, None, None))
+    except MalformedRecordError:
+        return None
+
+
 def _from_epoch(value: int | float, where: tuple[int, str | None, str | None]) -> datetime:
     try:
         return datetime.fromtimestamp(value, tz=timezone.utc)

@@ -13,6 +13,10 @@ MongoDB command of an invocation can be applied after its timeout, i.e. after La
 At cold start the handler installs the project's log redaction (:mod:`replicator.redact`): with
 ``AWS_LAMBDA_LOG_LEVEL=DEBUG`` botocore logs the signed requests of the read-back client, session
 token and access key id included, and a MongoDB error may quote the URI.
+
+Each invocation (one batch) prints one CloudWatch Embedded Metric Format line and one JSON summary
+log line (:mod:`replicator.lambda_telemetry`, docs/metrics.md): the replicator's logs are JSON on
+stdout, redacted.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import os
 import threading
 from typing import Any
 
+from replicator import lambda_telemetry
 from replicator.accelerator import planning_path
 from replicator.core import Replicator
 from replicator.redact import install_log_redaction, secrets_of
@@ -29,16 +34,26 @@ from replicator.redact import install_log_redaction, secrets_of
 log = logging.getLogger("replicator")
 _lock = threading.Lock()
 _replicator: Replicator | None = None
+_metrics: Any = None  # Powertools' Metrics, made at cold start with the Replicator
 
 
 def lambda_handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
-    return _get_replicator().handle(event, context)
+    replicator = _get_replicator()
+    lambda_telemetry.set_request(context)
+    result = replicator.handle_batch(event, context)
+    # One EMF line per invocation, i.e. per batch (flushed here rather than by Powertools'
+    # log_metrics decorator: a batch without records has no table and publishes nothing, where
+    # the decorator would warn "No application metrics to publish").
+    lambda_telemetry.publish(_metrics, result)
+    return result.lambda_response()
 
 
 def _get_replicator() -> Replicator:
-    global _replicator
+    global _replicator, _metrics
     with _lock:
         if _replicator is None:
+            lambda_telemetry.install_json_logs()
+            _metrics = lambda_telemetry.new_metrics(os.environ)
             _replicator = build_from_env(os.environ)
         return _replicator
 
@@ -75,8 +90,8 @@ def build_from_env(environ: Any) -> Replicator:
 
 
 def reset() -> None:
-    """Forget the cached client (tests, or a changed environment)."""
-    global _replicator
+    """Forget the cached client and undo the JSON logs (tests, or a changed environment)."""
+    global _replicator, _metrics
     with _lock:
         if _replicator is not None:
             client = getattr(_replicator.collection.database, "client", None)
@@ -84,3 +99,5 @@ def reset() -> None:
             if callable(close):
                 close()
         _replicator = None
+        _metrics = None
+        lambda_telemetry.uninstall_json_logs()

@@ -465,7 +465,7 @@ def drive_with_faults(
         f"{role}:{plan.seed}", stream=role))
     replicator = Replicator(GatedCollection(faulty), settings, item_reader=reader, **sides)
     if "no_recheck" in shape.plants:
-        replicator._undo_resurrections = lambda *args: None  # type: ignore[method-assign]
+        replicator._undo_resurrections = lambda *args: set()  # type: ignore[method-assign]
     shard_of = {str(r["dynamodb"]["SequenceNumber"]): shard_id
                 for shard_id, _, records in shards for r in records}
     handler = FaultyHandler(replicator, plan, random.Random(plan.seed + 2), log, shape=shape,

@@ -176,6 +176,15 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
                           "(default)")
     run.add_argument("--once", action="store_true",
                      help="drain what the stream holds now, then exit 0")
+    run.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                     help="serve Prometheus figures at /metrics and health at /healthz on this "
+                          "port (9108 is the usual choice; default: off; see docs/metrics.md)")
+    run.add_argument("--metrics-host", default="127.0.0.1",
+                     help="address the metrics port binds (default 127.0.0.1; 0.0.0.0 in a "
+                          "container)")
+    run.add_argument("--stall-after", type=_positive_float, default=300.0, metavar="SECONDS",
+                     help="/healthz answers 503 when a shard has not advanced for this long "
+                          "(default 300)")
     run.set_defaults(func=cmd_run)
 
     resync = commands.add_parser(

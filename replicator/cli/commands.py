@@ -66,14 +66,30 @@ def cmd_run(args: argparse.Namespace, environ: Any) -> int:
     stop = threading.Event()
     install_signal_handlers(stop)
     target = endpoints.Target(args, environ)
+    server = None
     try:
+        metrics = None
+        if getattr(args, "metrics_port", None) is not None:
+            try:
+                from replicator.poller.metrics import PollerMetrics
+            except ImportError as error:
+                raise ConfigurationError(
+                    "--metrics-port needs prometheus_client: pip install "
+                    "'ddb-mongo-replicator[poller]'") from error
+            metrics = PollerMetrics(args.table, target.collection.name,
+                                    stall_after_s=args.stall_after)
+            server = metrics.serve(args.metrics_port, args.metrics_host)
+            log.info("metrics at %s/metrics, health at %s/healthz", server.url, server.url)
         poller = endpoints.make_poller(args, environ, target, stop, starting_position=args.starting_position,
-                         poll_interval=args.poll_interval, log_interval=args.log_interval)
+                         poll_interval=args.poll_interval, log_interval=args.log_interval,
+                         metrics=metrics)
         try:
             stats = poller.run(once=args.once)
         except ResyncRequired as error:
             raise error.with_command(resync_command(args)) from None
     finally:
+        if server is not None:
+            server.close()
         target.close()
     why = "stopped by signal" if stats.stopped_by_signal else "stream drained (--once)"
     log.info("%s: %d records applied, %d checkpoints saved; exiting", why,

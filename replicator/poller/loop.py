@@ -20,6 +20,9 @@ every record up to it.
   current batch is written and checkpointed.
 * Every ``log_interval`` seconds it logs records applied, records/s, each shard's position and the
   lag (now minus ``ApproximateCreationDateTime`` of the last applied record). Never the URI.
+* With ``metrics`` (a :class:`replicator.poller.metrics.PollerMetrics`, ``replicator run
+  --metrics-port``), every batch's figures and every shard's advance go to Prometheus, and its
+  health endpoint turns unhealthy when a shard stops advancing.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import PyMongoError
 
@@ -40,13 +43,16 @@ from replicator.errors import (
     ReplicationError,
     ResyncRequired,
 )
-from replicator.events import pad_sequence_number
+from replicator.events import creation_time_of, pad_sequence_number
 from replicator.poller.checkpoints import Checkpoint, CheckpointStore, StreamMarker
 from replicator.poller.resume import check_resume
 from replicator.poller.streams import ShardState, StartingPosition, StreamReader, error_code
 from replicator.poller.tables import TableInfo, describe_table
 from replicator.retry import Backoff
 from replicator.settings import Settings
+
+if TYPE_CHECKING:
+    from replicator.poller.metrics import PollerMetrics
 
 log = logging.getLogger("replicator.poller")
 
@@ -95,6 +101,7 @@ class Poller:
     ``checkpoints``: default ``CheckpointStore.beside(collection)``. ``starting_position`` applies
     only to a stream this store has never seen; afterwards new shards start at TRIM_HORIZON.
     ``max_attempts``: give up (RetriesExhausted) after that many failures in a row; None: never.
+    ``metrics``: where each batch's figures and each shard's advance are reported (Prometheus).
     """
 
     def __init__(
@@ -121,6 +128,7 @@ class Poller:
         replicator: Replicator | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+        metrics: PollerMetrics | None = None,
     ) -> None:
         if not 1 <= batch_size <= 10_000:
             raise ConfigurationError(f"batch_size must be 1..10000, not {batch_size}")
@@ -159,6 +167,7 @@ class Poller:
             self._info = TableInfo(table_name, stream_arn, schema, stream_view_type)
         self._key_schema_override = tuple(key_schema) if key_schema else None
         self.replicator = replicator
+        self.metrics = metrics
         self.reader: StreamReader | None = None
         self.stats = PollerStats()
         self._parents: dict[str, str | None] = {}
@@ -298,6 +307,10 @@ class Poller:
             read_failures = 0
             self.stats.polls += 1
             self.stats.caught_up = not batch
+            if self.metrics is not None:
+                # Shards read with nothing new advanced; the others do once their records are in.
+                with_records = {shard_id for shard_id, _ in batch}
+                self.metrics.polled(s for s in reader.last_polled if s not in with_records)
             for shard_id, records in batch:
                 state = reader.state.get(shard_id)
                 self._parents.setdefault(shard_id, state.parent_id if state else None)
@@ -322,7 +335,7 @@ class Poller:
         attempt = 0
         while pending:
             chunk = pending[: self.batch_size]
-            result = self._process(chunk)
+            result = self._process(chunk, shard_id)
             self.stats.batches += 1
             failed = result.failed_sequence_numbers
             if not failed:
@@ -353,18 +366,23 @@ class Poller:
                 return False
         return True
 
-    def _process(self, chunk: list[Record]) -> BatchResult:
+    def _process(self, chunk: list[Record], shard_id: str | None = None) -> BatchResult:
         replicator = self.replicator or self.make_replicator()
         try:
-            return replicator.process(chunk)
+            result = replicator.process(chunk, table=self.table_name, shard_id=shard_id)
         except ReplicationError:
             raise
         except Exception as error:
             if not transient(error):
                 raise
             # Nothing is known to be written: every record of the chunk is retried.
-            return BatchResult(records=len(chunk), failures=[
-                (_sequence(chunk[0]), f"{type(error).__name__}: {error}")])
+            result = BatchResult(
+                records=len(chunk), table=self.table_name, shard_id=shard_id,
+                collection=getattr(self.collection, "name", None),
+                failures=[(_sequence(chunk[0]), f"{type(error).__name__}: {error}")])
+        if self.metrics is not None:
+            self.metrics.observe_batch(result)
+        return result
 
     def _count(self, result: BatchResult) -> None:
         self.stats.stale += result.stale
@@ -391,11 +409,13 @@ class Poller:
         self._positions[shard_id] = sequence
         progress = self.stats.shards.setdefault(shard_id, ShardProgress())
         progress.applied = sequence
-        created = _created(record)
+        created = creation_time_of(record)
         if created is not None:
             progress.created = created
             progress.lag_s = max(0.0, (self._now() - created).total_seconds())
             self.stats.lag_s = progress.lag_s
+        if self.metrics is not None:
+            self.metrics.advanced(shard_id, progress.lag_s)
         return True
 
     def _mark_finished(self, reader: StreamReader) -> None:
@@ -409,6 +429,8 @@ class Poller:
                 log.warning("shard %s: could not mark it finished (%s)", shard_id, error)
                 continue
             self._finished.add(shard_id)
+            if self.metrics is not None:
+                self.metrics.finished(shard_id)
             log.info("shard %s read to its end and applied", shard_id)
 
     # -- progress ----------------------------------------------------------------------------------
@@ -447,18 +469,6 @@ class Poller:
 # -- helpers -----------------------------------------------------------------------------------------
 def _sequence(record: Mapping[str, Any]) -> str:
     return str(record["dynamodb"]["SequenceNumber"])
-
-
-def _created(record: Mapping[str, Any]) -> datetime | None:
-    value = record.get("dynamodb", {}).get("ApproximateCreationDateTime")
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        try:
-            return datetime.fromtimestamp(value, tz=timezone.utc)
-        except (OverflowError, ValueError, OSError):
-            return None
-    return None
 
 
 def transient(error: BaseException) -> bool:

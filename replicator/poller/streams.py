@@ -155,6 +155,8 @@ class StreamReader:
         self._discovered_at: float | None = None
         self._rediscover = True
         self._last_empty_poll: float | None = None
+        #: the shards the last :meth:`poll` read without error (with or without new records)
+        self.last_polled: tuple[str, ...] = ()
         self.calls: dict[str, int] = {"DescribeStream": 0, "GetShardIterator": 0, "GetRecords": 0}
         if starting_position == "LATEST":
             # Take the positions now: a record written between construction and the first poll
@@ -339,6 +341,7 @@ class StreamReader:
         rank = {shard_id: index for index, shard_id in enumerate(self._order)}
         result = sorted(fresh.items(), key=lambda item: rank.get(item[0], len(rank)))
         self._last_empty_poll = None if result else self._clock()
+        self.last_polled = tuple(sorted(visited, key=lambda shard_id: rank.get(shard_id, len(rank))))
         return result
 
     def drain(self, idle_polls: int = 2, timeout: float = 60.0) -> dict[str, list[Record]]:

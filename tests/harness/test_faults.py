@@ -444,7 +444,7 @@ def test_chaos_catches_the_probe_skipped_once_the_insert_recheck_is_skipped_too(
         return outcome
 
     monkeypatch.setattr(TombstoneStore, "guard", guard)
-    monkeypatch.setattr(Replicator, "_undo_resurrections", lambda self, *args: None)
+    monkeypatch.setattr(Replicator, "_undo_resurrections", lambda self, *args: set())
     focused(late_retry_rate=0.5, max_batch=2)
     report = run_chaos(6, seed=0)
     assert report["resurrections"] > 0, report["faults_injected"]

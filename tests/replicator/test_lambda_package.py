@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import aws_lambda_powertools
 import bson
 import dns
+import jmespath
 import pymongo
+import typing_extensions
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,9 +44,11 @@ def package(into: Path) -> Path:
     site = into / "package"
     shutil.copytree(ROOT / "replicator", site / "replicator",
                     ignore=shutil.ignore_patterns("*.so", "*.pyd", "*.c", "__pycache__"))
-    for module in (pymongo, bson, dns):
+    # Powertools (the `lambda` extra: the handler's metrics and JSON logs) and its requirements
+    for module in (pymongo, bson, dns, aws_lambda_powertools, jmespath):
         source = Path(module.__file__ or "").parent
         shutil.copytree(source, site / source.name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(typing_extensions.__file__ or "", site)
     gridfs = Path(pymongo.__file__ or "").parent.parent / "gridfs"
     if gridfs.is_dir():  # pymongo's own package imports it
         shutil.copytree(gridfs, site / "gridfs", ignore=shutil.ignore_patterns("__pycache__"))
@@ -72,6 +77,8 @@ def test_the_pure_package_handles_an_event_with_only_pymongo_beside_it(
     )
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.splitlines()[-1])
+    emf = [line for line in done.stdout.splitlines() if '"_aws"' in line]
+    assert len(emf) == 1 and json.loads(emf[0])["Applied"] == [1.0]  # the metrics work as packaged
     assert answer["response"] == {"batchItemFailures": []}
     assert answer["native"] is False and "not built" in answer["unavailable"]
     assert answer["documents"] == [{"_id": "a", "id": "a", "n": 1}]

@@ -107,6 +107,7 @@ def test_help_names_the_options_and_no_test_double() -> None:
     text = " ".join(done.stdout.split())
     assert "--mongodb-uri" in text and "never printed" in text
     assert "--once" in text and "--starting-position" in text
+    assert "--metrics-port" in text and "/healthz" in text
     assert "mongomock" not in text.lower()
 
 
@@ -220,9 +221,10 @@ def test_once_drains_the_stream_and_exits_0(moto_server: Any, mongoeco_server_ur
     done = subprocess.run(
         replicator_command("run", "--table", "users", "--mongodb-uri", uri,
                            "--endpoint-url", moto_server.endpoint_url(), "--once",
-                           "--poll-interval", "0.05", "--batch-size", "10"),
+                           "--poll-interval", "0.05", "--batch-size", "10", "--metrics-port", "0"),
         capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
+    assert "metrics at http://127.0.0.1:" in done.stderr  # a free port, served while it ran
     assert "first run, starting at TRIM_HORIZON" in done.stderr
     assert "stream drained (--once): 25 records applied, 3 checkpoints saved" in done.stderr
     with MongoClient(uri) as client:  # what the process wrote, read back through pymongo
