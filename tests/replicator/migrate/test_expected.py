@@ -50,6 +50,13 @@ def rename(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def refuse_poison(document: dict[str, Any]) -> dict[str, Any]:
+    """A transform that raises on one item (its records are quarantined)."""
+    if document.get("poison"):
+        raise ValueError("poisoned item")
+    return document
+
+
 def here(name: str) -> str:
     return f"{__name__}:{name}"
 
@@ -224,6 +231,21 @@ def test_a_transform_that_renames_fields_verifies_clean_and_recovers(
     assert scenario.collection.find_one({"_id": "o3"})["version"] == 30
     assert scenario.converged().converged
     assert scenario.verify(poller).ok
+
+
+def test_verify_names_an_item_the_replicator_quarantines_instead_of_crashing(
+    moto: Any, wire_target: Any
+) -> None:
+    settings = Settings(key_schema=("pk",), transforms=(here("refuse_poison"),))
+    items = [{"pk": {"S": "a"}}, {"pk": {"S": "p"}, "poison": {"BOOL": True}}]
+    scenario = Scenario(moto, wire_target, TableSpec("poison", ("pk", "S")), settings, items)
+    scenario.replicate()
+    assert scenario.ids() == {id_key("a")}  # p's record is in the quarantine
+    report = scenario.verify()
+    assert report.counts() == {"missing": 1, "extra": 0, "changed": 0}
+    [divergence] = json.loads(report.to_json())["divergent"]
+    assert divergence["_id"] == "p"
+    assert "poisoned item" in divergence["fields"][0]["table"]
 
 
 # -- kind 4: a document the replicator did not write (shared case verify-foreign-document) -----------
