@@ -27,11 +27,11 @@ from harness.backends.base import Table, TableSpec, source_backend, started, tar
 from harness.convergence import check
 from harness.runner import scan_items
 from replicator.errors import ResyncRequired
+from replicator.expected import planner_for
 from replicator.migrate.export import INCREMENTAL, export_json, load_manifest, write_export
 from replicator.migrate.gap import recover
 from replicator.migrate.sync import sync_scan
 from replicator.migrate.verify import Verifier
-from replicator.plan import Planner
 from replicator.poller import Poller
 from replicator.settings import Settings
 
@@ -176,7 +176,7 @@ def make_poller(source: Any, table: Table, collection: Any, **options: Any) -> P
 
 
 def diff(source: Any, table: Table, collection: Any) -> Any:
-    planner = Planner(Settings(key_schema=table.spec.key_schema))
+    planner = planner_for(Settings(key_schema=table.spec.key_schema))
     return check(scan_items(source.dynamodb(), table.spec.name), collection, planner)
 
 

@@ -18,7 +18,7 @@ from harness.convergence import Diff, check
 from harness.driver import DriverReport, EsmConfig, EventSourceMapping
 from harness.fixtures import Capture
 from harness.handlers import make_handler
-from replicator.plan import Planner
+from replicator.expected import planner_for
 from replicator.settings import Settings
 
 #: the stream ARN replayed records are delivered under when the recording names none
@@ -166,7 +166,7 @@ def replay(
         )
         return result
     if capture.final_items is not None:
-        result.diff = check(capture.final_items, collection, Planner(settings))
+        result.diff = check(capture.final_items, collection, planner_for(settings))
     return result
 
 

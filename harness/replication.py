@@ -22,7 +22,7 @@ from harness.backends.base import SourceBackend, Table
 from harness.convergence import Diff, check, read_target
 from harness.driver import DriverReport, EsmConfig, EventSourceMapping
 from harness.handlers import make_handler
-from replicator.plan import Planner
+from replicator.expected import planner_for as planner_for  # its home; re-exported
 from replicator.settings import Settings
 
 #: A handler as Lambda calls it: ``handler(event, context)``.
@@ -45,22 +45,6 @@ def esm_config(esm: EsmConfig | Mapping[str, Any] | str | Path | None) -> EsmCon
 
         return load_esm_config(Path(esm))
     return EsmConfig.from_aws(esm)
-
-
-def planner_for(settings: Settings) -> Planner:
-    """A planner with the settings' transforms and id mapping loaded, as the Replicator builds it
-    (``Planner(settings)`` alone leaves them out, and expected documents would lack them)."""
-    from replicator.convert import Converter
-    from replicator.core import load_callable
-    from replicator.keys import KeyMapper
-
-    converter = Converter(settings.numbers)
-    id_mapping = load_callable(settings.id_mapping) if settings.id_mapping else None
-    return Planner(
-        settings, converter=converter,
-        key_mapper=KeyMapper(converter, settings.key_schema, id_mapping),
-        transforms=[load_callable(path) for path in settings.transforms],
-    )
 
 
 def settings_for(table: Table, settings: Settings | Mapping[str, Any] | None) -> Settings:

@@ -169,10 +169,10 @@ def _same_items(
     DynamoDB Local writes an empty map inside a list as ``{}`` in stream images but ``{"M": {}}``
     in a scan (measured on DynamoDB Local 3.3.0)."""
     from harness.convergence import compare, expected_documents
-    from replicator.plan import Planner
+    from replicator.expected import planner_for
     from replicator.settings import Settings
 
-    planner = Planner(Settings(key_schema=tuple(schema)))
+    planner = planner_for(Settings(key_schema=tuple(schema)))
     actual = [document for document, _ in expected_documents(recorded, planner)]
     return compare(expected_documents(derived, planner), actual).converged
 

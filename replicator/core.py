@@ -10,7 +10,6 @@ one place.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -21,7 +20,6 @@ from typing import Any
 from pymongo.errors import PyMongoError
 
 from replicator import apply, deadline
-from replicator.convert import Converter
 from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.events import (
     BadRecord,
@@ -30,8 +28,8 @@ from replicator.events import (
     parse_records,
     records_of,
 )
-from replicator.keys import KeyMapper
-from replicator.plan import Planner
+from replicator.expected import load_callable as load_callable  # its home; re-exported
+from replicator.expected import planner_for
 from replicator.quarantine import WriteRejectedError, quarantine_write, record_path
 from replicator.readback import ItemReader, fill_new_images
 from replicator.settings import Settings
@@ -134,14 +132,8 @@ class Replicator:
             )
             if store is not None:
                 self.tombstones = TombstoneStore(store, self.settings.tombstone_retention_s)
-        converter = Converter(self.settings.numbers)
-        id_mapping = load_callable(self.settings.id_mapping) if self.settings.id_mapping else None
-        self.planner = Planner(
-            self.settings,
-            converter=converter,
-            key_mapper=KeyMapper(converter, self.settings.key_schema, id_mapping),
-            transforms=[load_callable(path) for path in self.settings.transforms],
-        )
+        # The one construction from Settings, shared with verify, recover and the harness.
+        self.planner = planner_for(self.settings)
         self.source = SourceTable(self.settings.source_table)
         self._logged_problems: set[str] = set()
 
@@ -482,19 +474,3 @@ def _side(database: Any, configured: str | None, default: str) -> Any:
     if database is None:
         return None
     return database[configured or default]
-
-
-def load_callable(path: str) -> Callable[..., Any]:
-    """Import ``pkg.module:function`` or ``pkg.module.function``."""
-    module_name, _, attribute = path.partition(":") if ":" in path else path.rpartition(".")
-    if not module_name or not attribute:
-        raise ConfigurationError(f"not a dotted path to a function: {path!r}")
-    try:
-        target: Any = importlib.import_module(module_name)
-        for part in attribute.split("."):
-            target = getattr(target, part)
-    except (ImportError, AttributeError) as error:
-        raise ConfigurationError(f"cannot load {path!r}: {error}") from error
-    if not callable(target):
-        raise ConfigurationError(f"{path!r} is not callable")
-    return target  # type: ignore[no-any-return]

@@ -83,7 +83,8 @@ class ConversionError(RecordError):
 
 
 class TransformError(RecordError):
-    """A user transform raised or returned something that is not a document."""
+    """User code failed on a record: a transform raised or returned something that is not a
+    document, or the ``id_mapping`` raised."""
 
 
 class UnsupportedRecordError(RecordError):

@@ -8,7 +8,12 @@ from typing import Any
 import bson
 
 from replicator.convert import Converter, storage_problem
-from replicator.errors import ConversionError, MalformedRecordError, UnsupportedRecordError
+from replicator.errors import (
+    ConversionError,
+    MalformedRecordError,
+    TransformError,
+    UnsupportedRecordError,
+)
 
 IdMapping = Callable[[dict[str, Any]], Any]
 #: The only types a DynamoDB key attribute can have.
@@ -72,10 +77,21 @@ class KeyMapper:
                     return text
         key_document = self.key_document(keys)
         if self.id_mapping is not None:
-            return self._checked(self.id_mapping(key_document))
+            return self._checked(self._mapped(key_document))
         if len(key_document) == 1:
             return next(iter(key_document.values()))
         return key_document
+
+    def _mapped(self, key_document: dict[str, Any]) -> Any:
+        """The user's id_mapping of one key. User code, like a transform: whatever it raises is
+        this record's error (quarantined with the raw record), never the batch's."""
+        assert self.id_mapping is not None
+        try:
+            return self.id_mapping(key_document)
+        except Exception as error:
+            name = getattr(self.id_mapping, "__qualname__", repr(self.id_mapping))
+            raise TransformError(f"id_mapping {name} raised {error!r}",
+                                 field_path="dynamodb.Keys") from error
 
     @staticmethod
     def _checked(document_id: Any) -> Any:

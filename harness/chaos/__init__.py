@@ -46,7 +46,7 @@ from harness.invariants import DeliveryChecker, excuse, unkept_rejections
 from harness.lambda_events import _plain as wire_json  # bytes -> base64, as in the fixtures
 from harness.runner import scan_items
 from harness.workload import run_workload
-from replicator.plan import Planner
+from replicator.expected import planner_for
 from replicator.settings import Settings
 
 __all__ = [
@@ -187,7 +187,7 @@ def run_schedule(
 def _judge(result: ScheduleResult, drive: FaultyDrive, expected: list[dict[str, Any]],
            spec: TableSpec, guard: bool) -> None:
     diff = check(expected, drive.collection,
-                 Planner(Settings(key_schema=spec.key_schema, guard=guard)))
+                 planner_for(Settings(key_schema=spec.key_schema, guard=guard)))
     # A document whose newest write was rejected for good cannot equal the table: the
     # quarantine holds that record (checked by _lost), which is not a divergence.
     diff = excuse(diff, drive.log.excused())

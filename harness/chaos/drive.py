@@ -52,7 +52,7 @@ from harness.lambda_context import MAX_TIMEOUT_S, LambdaContext
 from replicator import deadline
 from replicator.core import Replicator
 from replicator.errors import ReplicationError
-from replicator.plan import Planner
+from replicator.expected import planner_for
 from replicator.settings import Settings
 
 _current = threading.local()
@@ -471,7 +471,7 @@ def drive_with_faults(
     handler = FaultyHandler(replicator, plan, random.Random(plan.seed + 2), log, shape=shape,
                             partition_key=spec.partition_key[0], shard_of=shard_of)
     # After every delivery of every lane, and before a rollback takes acknowledged writes back.
-    checker = DeliveryChecker(collection, Planner(settings), log,
+    checker = DeliveryChecker(collection, planner_for(settings), log,
                               lane_of=lambda event: handler._lane(list(event["Records"])))
     log.observer = checker.observe
     mapping = ChildrenFirst if "children_first" in shape.plants else EventSourceMapping

@@ -302,6 +302,7 @@ def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
         ("cleared by re-check (lag)", report.cleared_by_recheck),
         ("missing", counts["missing"]), ("extra", counts["extra"]),
         ("changed", counts["changed"]), ("unsettled (still being written)", len(report.unsettled)),
+        ("foreign (not written by the replicator; not a divergence)", len(report.foreign)),
     ])
     for divergence in report.divergences[:20]:
         paths = ", ".join(f.path for f in divergence.fields)

@@ -1,19 +1,35 @@
-"""Field-path differences between the document an item should be and the one in MongoDB.
+"""The one comparison of an expected document with a stored one: by BSON value, with field paths.
 
-Strict on types (a float 19.99 is not the Decimal128 19.99), set-typed attributes compared
-without order, datetimes by instant at MongoDB's millisecond precision. The harness's
-convergence check (harness/convergence.py) applies the same rules to a whole collection; this
-one works a document at a time, for ``replicator verify`` and the gap re-copy.
+Used by ``replicator verify``, ``recover``'s re-copy and the harness's convergence check
+(harness/convergence.py imports it), so "equal" means one thing everywhere.
+
+Values compare by their BSON encoding -- what MongoDB stores -- after one normalisation, not by
+Python type: pymongo decodes every BSON int64 as ``bson.int64.Int64`` and a ``{"$ref", "$id"}``
+subdocument as ``DBRef`` (pymongo's "BSON types" doc), and the replicator writes plain ``int``\\ s
+(int32 where they fit) and maps. So an integer is compared by value whatever its width (``Int64(5)``
+is ``5``: the same failure class as alibaba/NimoShake#21, a checker whose type-strict comparison
+reported correctly migrated numbers), ``bytes`` is ``Binary`` subtype 0, a naive UTC and an aware
+``datetime`` of the same millisecond are one instant. Still strict where the stored value differs:
+19.99 as a double is not the Decimal128 19.99, ``Decimal128("21.50")`` is not ``Decimal128("21.5")``,
+1 is not ``True``, 5 is not 5.0. Set-typed attributes (SS, NS, BS) compare without order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from decimal import Context, Decimal
 from typing import Any
+
+import bson
+from bson.dbref import DBRef
+from bson.decimal128 import Decimal128
+from bson.errors import BSONError
 
 SET_TAGS = ("SS", "NS", "BS")
 MISSING = "<missing>"
+#: normalize() without rounding: a double's exact value has up to ~770 digits, a Decimal128 34.
+_EXACT = Context(prec=1000, Emax=10**6, Emin=-(10**6))
 
 
 @dataclass(frozen=True)
@@ -38,8 +54,62 @@ def set_paths(item: Mapping[str, Any], prefix: str = "") -> set[str]:
     return paths
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with the Python-only distinctions of one stored value removed: an integer of any
+    width as ``int``, a ``DBRef`` as the map it is stored as (recursively)."""
+    if isinstance(value, int) and type(value) is not int and not isinstance(value, bool):
+        return int(value)  # Int64
+    if isinstance(value, DBRef):
+        value = value.as_doc()
+    if isinstance(value, Mapping):
+        return {name: canonical(inner) for name, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(inner) for inner in value]
+    return value
+
+
+def bson_value(value: Any) -> bytes:
+    """The value as MongoDB stores it, normalised (:func:`canonical`): its BSON element.
+
+    A value bson cannot encode (a mock may hold one) is keyed by its type and repr, after every
+    encodable value (a BSON document starts with its length, never 0xff 0xff).
+    """
+    try:
+        return bson.encode({"": canonical(value)})
+    except (BSONError, OverflowError, TypeError, ValueError):
+        return b"\xff\xff" + f"{type(value).__name__}:{value!r}".encode("utf-8", "replace")
+
+
+def same(expected: Any, actual: Any) -> bool:
+    return bson_value(expected) == bson_value(actual)
+
+
+def id_key(value: Any) -> Any:
+    """A hashable key under which ``_id``\\ s match as MongoDB matches them: numbers by value
+    whatever their type (``21.5`` finds ``Decimal128("21.50")``, an ``Int64`` finds an ``int``),
+    embedded documents field by field in order (MongoDB's "Comparison/Sort Order" doc)."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, (int, float, Decimal128)):
+        number = value.to_decimal() if isinstance(value, Decimal128) else Decimal(value)
+        return ("number", number.normalize(_EXACT) if number.is_finite() else str(number))
+    if isinstance(value, DBRef):
+        value = value.as_doc()
+    if isinstance(value, Mapping):
+        return ("document", tuple((name, id_key(v)) for name, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return ("array", tuple(id_key(v) for v in value))
+    return ("bson", bson_value(value))
+
+
 def differences(expected: Any, actual: Any, sets: set[str] | frozenset[str] = frozenset(),
                 path: str = "") -> Iterator[FieldDifference]:
+    """Every field path where ``actual`` differs from ``expected`` (``sets``: paths of set-typed
+    attributes, compared without order)."""
+    if isinstance(expected, DBRef):
+        expected = expected.as_doc()
+    if isinstance(actual, DBRef):
+        actual = actual.as_doc()
     if isinstance(expected, Mapping) and isinstance(actual, Mapping):
         for name in list(expected) + [n for n in actual if n not in expected]:
             child = f"{path}.{name}" if path else str(name)
@@ -52,31 +122,24 @@ def differences(expected: Any, actual: Any, sets: set[str] | frozenset[str] = fr
         return
     if isinstance(expected, list) and isinstance(actual, list):
         if path in sets:
-            if sorted(map(_sortable, expected)) != sorted(map(_sortable, actual)):
+            if sorted(map(bson_value, expected)) != sorted(map(bson_value, actual)):
                 yield FieldDifference(path, expected, actual)
             return
         if len(expected) == len(actual):
             for position, (e, a) in enumerate(zip(expected, actual, strict=True)):
                 yield from differences(e, a, sets, f"{path}[{position}]")
             return
-    if not _same(expected, actual):
+    if not same(expected, actual):
         yield FieldDifference(path, expected, actual)
 
 
-def _same(expected: Any, actual: Any) -> bool:
-    if type(expected) is not type(actual):
-        return False
-    if hasattr(expected, "utcoffset") and hasattr(actual, "utcoffset"):
-        return bool(abs(_naive(expected) - _naive(actual)).total_seconds() < 0.001)
-    return bool(expected == actual)
-
-
-def _naive(value: Any) -> Any:
-    return value.replace(tzinfo=None) - (value.utcoffset() or (value - value))
-
-
-def _sortable(value: Any) -> tuple[str, str]:
-    return (type(value).__name__, repr(value))
+def document_differences(expected: Mapping[str, Any], actual: Mapping[str, Any],
+                         sets: set[str] | frozenset[str] = frozenset()) -> list[FieldDifference]:
+    """:func:`differences` of two documents already matched on ``_id`` (by :func:`id_key`): the
+    stored ``_id`` may be another form of the same key (``Decimal128("21.50")`` for an item keyed
+    21.5, the first write's form), so it is not compared again."""
+    return list(differences({k: v for k, v in expected.items() if k != "_id"},
+                            {k: v for k, v in actual.items() if k != "_id"}, sets))
 
 
 def plain(value: Any) -> Any:

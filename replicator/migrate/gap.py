@@ -35,8 +35,8 @@ from typing import Any
 
 from replicator.errors import ConfigurationError
 from replicator.events import pad_sequence_number
-from replicator.keys import identity
 from replicator.migrate.copy import CopyStats, ScanCopy
+from replicator.migrate.diff import id_key
 from replicator.migrate.export import INCREMENTAL, ExportManifest, ExportStats, load_export
 from replicator.migrate.records import COPY_SEQUENCE, after
 from replicator.migrate.segments import SegmentStore
@@ -210,10 +210,12 @@ def _recopy(poller: Poller, make_replicator: Callable[[], Any], sequence: str,
                         segments=segments)
 
     def differing(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        expected = [comparer.expected(item) for item in items]
-        documents = comparer._read_documents([e["_id"] for e in expected])
-        return [item for item, document in zip(items, expected, strict=True)
-                if comparer.compare(item, documents.get(identity(document["_id"]))) is not None]
+        # The document the replicator writes for each item (its transforms and id_mapping,
+        # replicator/expected.py), compared by BSON value: only real differences are rewritten.
+        documents = comparer._read_documents([comparer.document_id(item) for item in items])
+        return [item for item in items
+                if comparer.compare(item, documents.get(id_key(comparer.key_of_item(item))))
+                is not None]
 
     store = SegmentStore(_state(poller), f"{poller.table_name}#{KIND}")
     copier = ScanCopy(poller.dynamodb, poller.table_name, make_replicator, key_schema, store,
@@ -228,18 +230,29 @@ def _recopy(poller: Poller, make_replicator: Callable[[], Any], sequence: str,
 
 def _delete_gone(poller: Poller, comparer: Verifier, sequence: str) -> int:
     """Delete the documents not rewritten since the gap (sequence below ``sequence``) whose item
-    is gone; the filter on the sequence keeps a document the stream just wrote."""
+    is gone; the filter on the sequence keeps a document the stream just wrote.
+
+    Each document's item key is read from the document itself (``Verifier.key_of``: its key
+    attributes, or its ``_id`` under the default mapping, accepted only when it maps back to the
+    same ``_id``), never guessed from ``_id`` alone: a 35-38-digit number key, a composite or
+    binary key and a custom ``id_mapping`` all find their item. A document no key maps to is
+    left in place and counted in one log line."""
     field_name = poller.settings.sequence_field
     bound = pad_sequence_number(sequence)
     deleted = 0
-    candidates = poller.collection.find({field_name: {"$lt": bound}}, {"_id": 1, field_name: 1})
+    unkeyed = 0
+    projection = {**comparer.expected_documents.projection(), field_name: 1}
+    candidates = poller.collection.find({field_name: {"$lt": bound}}, projection)
     batch: list[dict[str, Any]] = []
 
     def flush() -> int:
-        keys = [comparer._key_of_document(d["_id"]) for d in batch]
-        items = comparer._read_items(keys)
+        nonlocal unkeyed
+        keyed = [(d, comparer.key_of(d)) for d in batch]
+        unkeyed += sum(1 for _, key in keyed if key is None)
+        found = [(d, key) for d, key in keyed if key is not None]
+        items = comparer._read_items([key for _, key in found])
         gone = 0
-        for document, key in zip(batch, keys, strict=True):
+        for document, key in found:
             if items.get(comparer._key_identity(key)) is None:
                 result = poller.collection.delete_one(
                     {"_id": document["_id"], field_name: document[field_name]})
@@ -253,4 +266,9 @@ def _delete_gone(poller: Poller, comparer: Verifier, sequence: str) -> int:
             deleted += flush()
     if batch:
         deleted += flush()
+    if unkeyed:
+        log.warning("recovery of %s: %d documents at a sequence number before the gap map to no "
+                    "item key (their key attributes are not in the document and the id_mapping "
+                    "cannot be inverted); left in place: `replicator verify` lists them",
+                    poller.table_name, unkeyed)
     return deleted

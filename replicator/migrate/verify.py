@@ -25,14 +25,22 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.errors import ConfigurationError
-from replicator.keys import identity
-from replicator.migrate.diff import FieldDifference, differences, plain, set_paths
-from replicator.plan import Planner
+from replicator.errors import RecordError
+from replicator.expected import ExpectedDocuments, Key, key_types_of
+from replicator.migrate.diff import (
+    MISSING,
+    FieldDifference,
+    document_differences,
+    id_key,
+    plain,
+    set_paths,
+)
 from replicator.settings import Settings
 
 log = logging.getLogger("replicator.migrate")
 Item = dict[str, Any]
+#: The ``_id`` of an item whose key mapping raises (its records are quarantined): no document.
+NO_ID: Any = object()
 
 @dataclass
 class Divergence:
@@ -56,6 +64,10 @@ class VerifyReport:
     rounds: int = 0
     divergences: list[Divergence] = field(default_factory=list)
     unsettled: list[Any] = field(default_factory=list)
+    #: _ids of documents the replicator did not write (no sequence field, and no item key maps
+    #: to their _id: the application's own documents in a shared collection); not re-checked,
+    #: not a divergence, never touched by recover
+    foreign: list[Any] = field(default_factory=list)
     elapsed_s: float = 0.0
 
     @property
@@ -76,6 +88,7 @@ class VerifyReport:
             "divergences": self.counts(),
             "divergent": [d.as_dict() for d in self.divergences],
             "unsettled": [plain(i) for i in self.unsettled],
+            "foreign": [plain(i) for i in self.foreign],
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -86,7 +99,7 @@ class VerifyReport:
 @dataclass
 class _Suspect:
     document_id: Any
-    key: dict[str, Any]  # DynamoDB key of the item
+    key: Key  # DynamoDB key of the item
 
 
 class Verifier:
@@ -104,14 +117,15 @@ class Verifier:
         wait_for_replication: Callable[[], None] = lambda: None,
         after_page: Callable[[int, int], None] | None = None,
     ) -> None:
-        if settings.key_schema is None:
-            raise ConfigurationError("verify needs the table's key schema")
         self.dynamodb = dynamodb
         self.table = table
         self.collection = collection
         self.settings = settings
-        self.key_schema = tuple(settings.key_schema)
-        self.planner = Planner(settings)
+        # What the replicator writes, built as the Replicator builds its planner (transforms,
+        # id_mapping, numbers); raises ConfigurationError without a key schema.
+        self.expected_documents = ExpectedDocuments(settings, key_types=self._key_types)
+        self.key_schema = self.expected_documents.key_schema
+        self.planner = self.expected_documents.planner
         self.segments = segments
         self.page_size = page_size
         self.batch_size = batch_size
@@ -122,33 +136,65 @@ class Verifier:
 
     # -- documents ---------------------------------------------------------------------------------
     def expected(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        keys = {name: item[name] for name in self.key_schema}
-        document_id = self.planner.key_mapper.document_id(keys)
-        document = self.planner.document(document_id, item, "0")
-        document.pop(self.settings.sequence_field, None)
-        return document
+        """The document the replicator writes for ``item`` (replicator/expected.py), without the
+        sequence field. Raises RecordError where the replicator quarantines the item's records."""
+        return self.expected_documents.document(item)
+
+    def document_id(self, item: Mapping[str, Any]) -> Any:
+        """The item's ``_id``, or :data:`NO_ID` when the key mapping raises (the replicator
+        quarantines the item's records: no document can stand for it)."""
+        try:
+            return self.expected_documents.document_id(item)
+        except RecordError:
+            return NO_ID
+
+    def key_of(self, document: Mapping[str, Any]) -> Key | None:
+        """The DynamoDB key of the item ``document`` stands for, or None (not the replicator's)."""
+        return self.expected_documents.key_of(document)
+
+    def _key_types(self) -> dict[str, str]:
+        # Only to tell a 35-38-digit number key from a string key (both are text in MongoDB).
+        table = self.dynamodb.describe_table(TableName=self.table)["Table"]
+        return key_types_of(table.get("AttributeDefinitions", []))
 
     def _read_documents(self, ids: Sequence[Any]) -> dict[Any, dict[str, Any]]:
+        """The documents of ``ids``, keyed by :func:`~replicator.migrate.diff.id_key` (pymongo
+        may decode an ``_id`` in another type than the planner made it: ``Int64``)."""
         found: dict[Any, dict[str, Any]] = {}
+        ids = [i for i in ids if i is not NO_ID]
         for start in range(0, len(ids), self.batch_size):
             chunk = list(ids[start:start + self.batch_size])
             for document in self.collection.find({"_id": {"$in": chunk}}):
                 document.pop(self.settings.sequence_field, None)
-                found[identity(document["_id"])] = document
+                found[id_key(document["_id"])] = document
         return found
 
     def compare(self, item: Mapping[str, Any] | None,
                 document: Mapping[str, Any] | None) -> Divergence | None:
+        """The divergence of ``document`` from what the replicator writes for ``item`` (by BSON
+        value, replicator/migrate/diff.py), or None."""
         if item is None and document is None:
             return None
         if item is None:
             assert document is not None
             return Divergence(document["_id"], "extra")
-        expected = self.expected(item)
+        try:
+            expected = self.expected(item)
+        except RecordError as error:
+            # The replicator quarantines this item's records: no document can be right for it.
+            document_id = document["_id"] if document is not None else self.key_of_item(item)
+            wrong = FieldDifference(error.field_path, f"<not replicable: {error.reason}>",
+                                    MISSING if document is None else "<stored>")
+            return Divergence(document_id, "missing" if document is None else "changed", [wrong])
         if document is None:
             return Divergence(expected["_id"], "missing")
-        found = list(differences(expected, document, set_paths(item)))
+        found = document_differences(expected, document, set_paths(item))
         return Divergence(expected["_id"], "changed", found) if found else None
+
+    def key_of_item(self, item: Mapping[str, Any]) -> Any:
+        """The item's ``_id``, or its DynamoDB key where the key mapping raises."""
+        document_id = self.document_id(item)
+        return self.expected_documents.key(item) if document_id is NO_ID else document_id
 
     # -- pass 1 --------------------------------------------------------------------------------------
     def run(self) -> VerifyReport:
@@ -161,11 +207,22 @@ class Verifier:
                        for s in range(self.segments)]
             for future in futures:
                 future.result()
-        for document in self.collection.find({}, {"_id": 1}):
+        sequence_field = self.settings.sequence_field
+        projection = {**self.expected_documents.projection(), sequence_field: 1}
+        for document in self.collection.find({}, projection):
             report.documents += 1
-            key = identity(document["_id"])
-            if key not in seen:
-                suspects[key] = _Suspect(document["_id"], self._key_of_document(document["_id"]))
+            key = id_key(document["_id"])
+            if key in seen:
+                continue
+            item_key = self.key_of(document)
+            if item_key is not None:
+                suspects[key] = _Suspect(document["_id"], item_key)
+            elif sequence_field in document:
+                # Written by the replicator, yet no key maps to its _id (an id_mapping whose
+                # transforms drop the key attributes): extra, with nothing to re-read.
+                report.divergences.append(Divergence(document["_id"], "extra"))
+            else:
+                report.foreign.append(document["_id"])
         report.first_pass_differences = len(suspects)
         log.info("verify %s: %d items, %d documents, %d differences on the first pass",
                  self.table, report.items, report.documents, len(suspects))
@@ -181,16 +238,16 @@ class Verifier:
         while True:
             page = self.dynamodb.scan(**request)
             items: list[Item] = page.get("Items", [])
-            expected = [self.expected(item) for item in items]
-            documents = self._read_documents([e["_id"] for e in expected])
+            ids = [self.document_id(item) for item in items]
+            documents = self._read_documents(ids)
             found: dict[Any, _Suspect] = {}
-            for item, document in zip(items, expected, strict=True):
-                key = identity(document["_id"])
+            for item, document_id in zip(items, ids, strict=True):
+                key = id_key(self.key_of_item(item))
                 if self.compare(item, documents.get(key)) is not None:
-                    found[key] = _Suspect(document["_id"], {k: item[k] for k in self.key_schema})
+                    found[key] = _Suspect(document_id, self.expected_documents.key(item))
             with self._lock:
                 report.items += len(items)
-                seen.update(identity(e["_id"]) for e in expected)
+                seen.update(id_key(i) for i in ids if i is not NO_ID)
                 suspects.update(found)
             page_number += 1
             if self.after_page is not None:
@@ -222,7 +279,8 @@ class Verifier:
                 still[key] = suspect  # written to meanwhile: look again
             pending = still
         report.rounds = rounds
-        report.unsettled = [s.document_id for s in pending.values()]
+        report.unsettled = [s.key if s.document_id is NO_ID else s.document_id
+                            for s in pending.values()]
 
     def _unchanged_since(self, suspect: _Suspect, item: Item | None) -> bool:
         """Read the item again: unchanged since before the wait means the document had the
@@ -249,36 +307,14 @@ class Verifier:
     def _key_identity(self, key: Mapping[str, Any]) -> Any:
         return json.dumps({k: _attribute_text(key[k]) for k in self.key_schema}, sort_keys=True)
 
-    def _key_of_document(self, document_id: Any) -> dict[str, Any]:
-        """The DynamoDB key of a document (default ``_id`` mapping: the key value, or a
-        ``{partition, sort}`` document)."""
-        if self.settings.id_mapping is not None:
-            raise ConfigurationError("verify cannot map an _id back to a key with id_mapping set")
-        if len(self.key_schema) == 1:
-            return {self.key_schema[0]: _attribute(document_id)}
-        return {name: _attribute(document_id[name]) for name in self.key_schema}
-
-
-def _attribute(value: Any) -> dict[str, Any]:
-    from bson import Binary, Decimal128
-
-    if isinstance(value, str):
-        return {"S": value}
-    if isinstance(value, (bytes, Binary)):
-        return {"B": bytes(value)}
-    if isinstance(value, Decimal128):
-        return {"N": str(value.to_decimal())}
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return {"N": str(value)}
-    raise ConfigurationError(f"cannot make a DynamoDB key of {type(value).__name__} {value!r}")
-
 
 def _attribute_text(value: Mapping[str, Any]) -> str:
     ((tag, inner),) = value.items()
     if tag == "B":
         return f"B:{bytes(inner).hex()}"
     if tag == "N":
-        from decimal import Decimal
+        from decimal import Context, Decimal
 
-        return f"N:{Decimal(str(inner)).normalize()}"
+        # Exact (DynamoDB numbers have up to 38 digits; the default context rounds to 28).
+        return f"N:{Decimal(str(inner)).normalize(Context(prec=40))}"
     return f"{tag}:{inner}"
