@@ -294,8 +294,8 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
     data = read_bytes(data_file.location, s3)
     result.mismatch = mismatch(data_file, data)
     if result.mismatch is not None:
-        log.error("export data file %s does not match the manifest: %s; not loaded",
-                  data_file.key, result.mismatch)
+        log.error("export data file does not match the manifest, not loaded: %s",
+                  result.mismatch)
         return result
     batch: list[Record] = []
     bad: list[BadRecord] = []
