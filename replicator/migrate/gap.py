@@ -50,7 +50,7 @@ from replicator.migrate.segments import SegmentStore
 from replicator.migrate.sync import copy_replicator_factory
 from replicator.migrate.verify import Verifier
 from replicator.poller import Poller
-from replicator.poller.resume import RETENTION
+from replicator.poller.resume import COVERED, RETENTION
 from replicator.tombstones import SEQUENCE as TOMBSTONE_SEQUENCE
 
 log = logging.getLogger("replicator.migrate")
@@ -274,6 +274,8 @@ def recover(
             if manifest.export_type != INCREMENTAL:
                 raise ConfigurationError(f"{manifest.location} is a {manifest.export_type}; "
                                          "recover reads incremental exports")
+        if request_export is None:
+            _check_coverage(poller, report, manifests, caught_up)
         numbered = window_sequences(manifests, report.last_applied_sequence, caught_up)
         _check_room(poller, report.last_applied_sequence, numbered)
         for manifest, window_sequence in numbered:
@@ -291,6 +293,37 @@ def recover(
     log.info("recovery of %s (%s) done: consistent at %s", poller.table_name, report.method,
              report.consistent_at.isoformat())
     return report
+
+
+def _check_coverage(poller: Poller, report: RecoveryReport, manifests: Sequence[ExportManifest],
+                    caught_up: datetime) -> None:
+    """Exports given by the operator must cover the gap: from the last applied change to the
+    oldest changes the stream still holds (taken as 23 hours before the stream was caught up: it
+    keeps records 24 hours). Else changes made in between are in neither: refuse."""
+    start = report.last_applied_at
+    end = caught_up - COVERED
+    periods = sorted((m.export_from_time, m.export_to_time) for m in manifests
+                     if m.export_from_time is not None and m.export_to_time is not None)
+    covered_to = start
+    for begin, finish in periods:
+        # a second of slack: MongoDB keeps times to the millisecond, exports to the microsecond
+        if covered_to is None or begin > covered_to + timedelta(seconds=1):
+            break
+        covered_to = max(covered_to, finish)
+    if start is not None and covered_to is not None and covered_to >= end:
+        return
+
+    def when(moment: datetime | None) -> str:
+        return moment.isoformat(timespec="seconds") if moment else "an unknown time"
+
+    raise ResyncRequired(
+        f"the incremental exports given cover "
+        f"{', '.join(f'{when(a)}..{when(b)}' for a, b in periods) or 'no period'}, not the whole "
+        f"gap from the last applied change ({when(start)}) to {when(end)} (from then on the "
+        "stream still holds the changes): the changes in between would be lost",
+        table=poller.table_name, stream_arn=poller.stream_arn).with_command(
+        f"replicator recover --table {poller.table_name} --pitr-export-bucket <bucket> --yes "
+        "(or add the missing --incremental-export windows, or without exports: a re-copy)")
 
 
 def _check_room(poller: Poller, last_applied: str,

@@ -25,7 +25,6 @@ from harness.backends.base import Table, TableSpec
 from harness.migration import TrimmedStreams, diff
 from replicator.errors import ResyncRequired
 from replicator.migrate.export import (
-    FULL,
     INCREMENTAL,
     ExportFileMismatch,
     ExportManifest,
@@ -209,6 +208,31 @@ def test_recover_starts_from_the_newest_sequence_mongodb_holds_not_the_lagging_c
     assert report.last_applied_sequence == str(newest)
     assert _values(collection) == {"a": 5, "b": 5}
     assert diff(moto, table, collection).converged
+
+
+def test_exports_that_leave_part_of_the_gap_uncovered_are_refused(
+    moto: Any, wire_target: Any, tmp_path: Path
+) -> None:
+    """The last applied change was 50 h ago; windows 50..26 h and 20..0 h leave 26..20 h out
+    (the stream holds only the last 24 h): refused before anything is written."""
+
+    def during(client: Any) -> None:
+        client.put_item(TableName="holes", Item=_item("a", 2))
+
+    table, _, collection, poller = _gap(moto, wire_target, "holes", {"a": 1}, during)
+    now = datetime.now(timezone.utc)
+    poller.checkpoints.collection.update_many(
+        {"kind": "shard"}, {"$set": {"created_at": now - timedelta(hours=50)}})
+    line = [{"Keys": {"pk": {"S": "a"}}, "NewImage": _item("a", 2)}]
+    windows = [{"from_hours_ago": 50, "to_hours_ago": 26, "lines": []},
+               {"from_hours_ago": 20, "to_hours_ago": 0.1, "lines": line}]
+    with pytest.raises(ResyncRequired, match="not the whole gap"):
+        recover(poller, exports=_windows_as_exports(tmp_path / "holes", windows, now))
+    assert _values(collection) == {"a": 1}
+    windows.append({"from_hours_ago": 26, "to_hours_ago": 20, "lines": []})
+    report = recover(_poller(poller.streams, moto.dynamodb(), table, collection),
+                     exports=_windows_as_exports(tmp_path / "whole", windows, now))
+    assert report.resumed and _values(collection) == {"a": 2}
 
 
 class ShiftedStreams:
