@@ -207,7 +207,8 @@ def _positions(poller: Poller, report: RecoveryReport) -> None:
         state.update_one({"_id": f"{poller.table_name}#{KIND}"},
                          {"$set": {"kind": KIND, "table": poller.table_name, "done": False,
                                    "last_applied_sequence": report.last_applied_sequence,
-                                   "last_applied_at": report.last_applied_at}}, upsert=True)
+                                   "last_applied_at": report.last_applied_at},
+                          "$unset": {"stream_floor": ""}}, upsert=True)
         report.checkpoints_deleted = poller.checkpoints.delete(table=poller.table_name)
     poller.starting_position = "TRIM_HORIZON"
     poller.prepare()
@@ -335,7 +336,16 @@ def _check_room(poller: Poller, last_applied: str,
     if not numbered:
         return
     highest = max(int(s) for _, s in numbered)
-    lowest = _lowest_stored_after(poller, last_applied)
+    # Measured once, before any window is written (a rerun finds the windows' own numbers there):
+    # kept in the recovery's state.
+    state = _state(poller)
+    saved = state.find_one({"_id": f"{poller.table_name}#{KIND}"}) or {}
+    if "stream_floor" in saved:
+        lowest = None if saved["stream_floor"] is None else int(saved["stream_floor"])
+    else:
+        lowest = _lowest_stored_after(poller, last_applied)
+        state.update_one({"_id": f"{poller.table_name}#{KIND}"},
+                         {"$set": {"stream_floor": None if lowest is None else str(lowest)}})
     if lowest is not None and highest >= lowest:
         raise ResyncRequired(
             f"the {len(numbered)} incremental export window(s) need sequence numbers "

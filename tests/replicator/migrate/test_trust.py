@@ -129,6 +129,66 @@ def test_two_incremental_windows_the_later_one_wins(
     assert report.consistent_at is not None
 
 
+def test_a_recovery_killed_between_windows_resumes_with_the_same_numbers(
+    moto: Any, wire_target: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.migration import SimulatedKill
+    from replicator.migrate import gap
+
+    windows = _case("recover-two-incremental-windows", "exports.json")["windows"]
+
+    def during(client: Any) -> None:
+        client.put_item(TableName="killed-windows", Item=_item("a", 3))
+        client.put_item(TableName="killed-windows", Item=_item("d", 2))
+        client.delete_item(TableName="killed-windows", Key={"pk": {"S": "d"}})
+
+    table, client, collection, poller = _gap(moto, wire_target, "killed-windows", {"a": 1},
+                                             during)
+    manifests = _windows_as_exports(tmp_path, windows, datetime.now(timezone.utc))
+    loads = []
+    original = gap.load_export
+
+    def dying(*args: Any, **kwargs: Any) -> Any:
+        if loads:
+            raise SimulatedKill("after the first window")
+        loads.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(gap, "load_export", dying)
+    with pytest.raises(SimulatedKill):
+        recover(poller, exports=manifests)
+    assert _values(collection) == {"a": 2, "d": 2}  # W1 written, W2 not yet
+    monkeypatch.setattr(gap, "load_export", original)
+    report = recover(_poller(poller.streams, client, table, collection), exports=manifests)
+    assert report.resumed and _values(collection) == {"a": 3}
+    assert diff(moto, table, collection).converged
+
+
+def test_window_numbers_that_would_reach_the_streams_records_are_refused(
+    moto: Any, wire_target: Any, tmp_path: Path
+) -> None:
+    """moto numbers records one by one: one expired change, then a retained one numbered S + 2;
+    two windows would need S + 1 and S + 2, and W2's state could replace a newer stream change."""
+    table = moto.create_table(TableSpec("no-room", ("pk", "S")))
+    client = moto.dynamodb()
+    client.put_item(TableName="no-room", Item=_item("a", 1))
+    collection = wire_target.collection("trust", "no_room")
+    _poller(moto.streams(), client, table, collection).run(once=True)
+    client.put_item(TableName="no-room", Item=_item("a", 2))
+    trimmed = TrimmedStreams(moto.streams(), _last_sequence(moto.streams(), table))
+    client.put_item(TableName="no-room", Item=_item("b", 1))  # retained
+    windows = [{"from_hours_ago": 48, "to_hours_ago": 24, "lines": [
+                   {"Keys": {"pk": {"S": "a"}}, "NewImage": _item("a", 2)}]},
+               {"from_hours_ago": 24, "to_hours_ago": 0.1, "lines": [
+                   {"Keys": {"pk": {"S": "b"}}, "NewImage": _item("b", 1)}]}]
+    manifests = _windows_as_exports(tmp_path, windows, datetime.now(timezone.utc))
+    with pytest.raises(ResyncRequired, match="need sequence numbers"):
+        recover(_poller(trimmed, client, table, collection), exports=manifests)
+    # the re-copy it names converges
+    recover(_poller(trimmed, client, table, collection))
+    assert diff(moto, table, collection).converged
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_any_number_of_windows_in_any_order_end_at_the_tables_state(
     moto: Any, wire_target: Any, tmp_path: Path, seed: int
