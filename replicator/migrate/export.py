@@ -185,21 +185,19 @@ def lines_of(data: bytes) -> Iterator[dict[str, Any]]:
 def mismatch(data_file: DataFile, data: bytes) -> str | None:
     """Why ``data`` (the file's bytes) is not the file the manifest lists, or None. The MD5 is
     checked against ``md5Checksum`` (base64, or hex) and a single-part ``etag``; ``itemCount``
-    against the number of lines."""
+    against the number of lines; the gzip stream must be whole."""
     digest = hashlib.md5(data, usedforsecurity=False).digest()
     if data_file.md5 and data_file.md5 not in (base64.b64encode(digest).decode(), digest.hex()):
         return (f"{data_file.key}: MD5 {base64.b64encode(digest).decode()} differs from the "
                 f"manifest's md5Checksum {data_file.md5}")
     if data_file.etag and "-" not in data_file.etag and data_file.etag.lower() != digest.hex():
         return f"{data_file.key}: MD5 {digest.hex()} differs from the manifest's etag {data_file.etag}"
-    if data_file.item_count is not None:
-        try:
-            lines = sum(1 for _ in raw_lines(data))
-        except (OSError, EOFError, zlib.error) as error:
-            return f"{data_file.key}: not a complete gzip file ({error})"
-        if lines != data_file.item_count:
-            return (f"{data_file.key}: {lines} lines, the manifest's itemCount is "
-                    f"{data_file.item_count}")
+    try:
+        lines = sum(1 for _ in raw_lines(data))
+    except (OSError, EOFError, zlib.error) as error:
+        return f"{data_file.key}: not a complete gzip file ({error})"
+    if data_file.item_count is not None and lines != data_file.item_count:
+        return f"{data_file.key}: {lines} lines, the manifest's itemCount is {data_file.item_count}"
     return None
 
 
@@ -326,7 +324,7 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
             record = record_of(json.loads(raw), export_type, key_schema, sequence,
                                f"export-{data_file.key}-{number}")
         except Exception as error:  # any bad line: kept with its text, never stops the file
-            bad.append(bad_line(data_file.key, number, raw, error))
+            bad.append(bad_line(data_file.key, number, raw, error, export_type))
         else:
             if record["eventName"] == "REMOVE":
                 result.deletes += 1
@@ -340,12 +338,18 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
     return result
 
 
-def bad_line(key: str, number: int, raw: bytes, error: BaseException) -> BadRecord:
+def bad_line(key: str, number: int, raw: bytes, error: BaseException,
+             export_type: str = FULL) -> BadRecord:
     """A line of data file ``key`` that is not an export line, as the core's quarantine keeps it:
-    the raw text, the file and the line number, and the error naming both."""
+    the raw text, the file and the line number, and the error naming both (and the field:
+    the missing one, or the image lacking a key attribute)."""
     text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
-    reason = (f"line {number} of export data file {key}: {type(error).__name__}: {error}")
-    where = "Item" if isinstance(error, (KeyError, ConfigurationError)) else "line"
+    reason = f"line {number} of export data file {key}: {type(error).__name__}: {error}"
+    where = ""
+    if isinstance(error, KeyError) and error.args:
+        where = str(error.args[0])
+    elif isinstance(error, ConfigurationError):
+        where = "Item" if export_type == FULL else "NewImage"
     return BadRecord(number, {"export_file": key, "line": number, "text": text},
                      MalformedRecordError(reason, field_path=where, index=number,
                                           event_id=f"export-{key}-{number}"))

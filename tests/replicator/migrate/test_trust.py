@@ -654,6 +654,7 @@ def test_a_bad_line_is_quarantined_with_file_and_line_and_the_rest_loads(
     assert f"line 2 of export data file {key}" in by_line[2]["error"]["message"]
     assert "JSONDecodeError" in by_line[2]["error"]["message"]
     assert "key attribute" in by_line[4]["error"]["message"]
+    assert by_line[4]["error"]["field_path"] == "Item"
     # a rerun of the same export: the file is done, nothing is quarantined twice
     again = sync_export(_poller(moto.streams(), client, table, collection),
                         load_manifest(str(root)))
