@@ -111,16 +111,22 @@ def _state(poller: Poller) -> Any:
     return SegmentStore.beside(poller.collection, poller.table_name).collection
 
 
+def _sequence_fields(poller: Poller) -> list[tuple[Any, str]]:
+    """Where the guard keeps sequence numbers (zero-padded strings): the documents' field and,
+    with tombstones, theirs."""
+    replicator = poller.make_replicator()
+    fields: list[tuple[Any, str]] = [(poller.collection, poller.settings.sequence_field)]
+    if replicator.tombstones is not None:
+        fields.append((replicator.tombstones.collection, TOMBSTONE_SEQUENCE))
+    return fields
+
+
 def newest_stored_sequence(poller: Poller) -> str | None:
     """The newest sequence number MongoDB holds for this table: the guard field of the documents
     and the tombstones' (the guard's own view; the checkpoints lag it by design: a checkpoint is
     saved after the writes it covers). None when nothing carries one."""
-    replicator = poller.make_replicator()
-    sources: list[tuple[Any, str]] = [(poller.collection, poller.settings.sequence_field)]
-    if replicator.tombstones is not None:
-        sources.append((replicator.tombstones.collection, TOMBSTONE_SEQUENCE))
     newest: int | None = None
-    for collection, field_name in sources:
+    for collection, field_name in _sequence_fields(poller):
         found = collection.find({field_name: {"$type": "string"}}, {field_name: 1}).sort(
             field_name, -1).limit(10)
         for document in found:
@@ -134,13 +140,9 @@ def newest_stored_sequence(poller: Poller) -> str | None:
 def _lowest_stored_after(poller: Poller, sequence: str) -> int | None:
     """The lowest sequence number above ``sequence`` MongoDB holds (documents, tombstones): what
     step 1 applied from the stream, to check the windows' numbers stay below it."""
-    replicator = poller.make_replicator()
-    sources: list[tuple[Any, str]] = [(poller.collection, poller.settings.sequence_field)]
-    if replicator.tombstones is not None:
-        sources.append((replicator.tombstones.collection, TOMBSTONE_SEQUENCE))
     bound = pad_sequence_number(sequence)
     lowest: int | None = None
-    for collection, field_name in sources:
+    for collection, field_name in _sequence_fields(poller):
         for document in collection.find({field_name: {"$gt": bound}}, {field_name: 1}).sort(
                 field_name, 1).limit(10):
             value = document.get(field_name)
