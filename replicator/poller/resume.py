@@ -32,7 +32,7 @@ def stream_created_at(streams_client: Any, stream_arn: str) -> datetime | None:
     try:
         description = streams_client.describe_stream(StreamArn=stream_arn, Limit=1)[
             "StreamDescription"]
-    except Exception:  # noqa: BLE001 - any failure (access, throttling): the ARN's label says it
+    except Exception:  # any failure (access, throttling): the label in the ARN still says it
         description = {}
     created = description.get("CreationRequestDateTime")
     if isinstance(created, datetime):
