@@ -244,6 +244,13 @@ class Replicator:
         if plan.bad_records:
             self._keep(plan.bad_records, result, plan)
 
+    def quarantine_records(self, bad_records: Sequence[BadRecord]) -> BatchResult:
+        """Keep records found bad outside the core (an export's unreadable line) the way the core
+        keeps its own: in the quarantine, raw form and error; ``failures`` when it could not."""
+        result = BatchResult(records=len(bad_records))
+        self._keep(bad_records, result)
+        return result
+
     def _keep(self, bad_records: Sequence[BadRecord], result: BatchResult,
               plan: WritePlan | None = None) -> None:
         """Quarantine ``bad_records`` (raw record + error), or, with bad_records="fail", report

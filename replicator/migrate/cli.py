@@ -211,6 +211,7 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
             if copied is not None:
                 rows += [("data files", copied.files), ("lines", copied.lines),
                          ("written", copied.written), ("newer from the stream", copied.skipped_newer),
+                         ("lines quarantined", copied.quarantined),
                          ("items/s", f"{copied.items_per_s:,.0f}")]
         else:
             total = poller.dynamodb.describe_table(TableName=args.table)["Table"].get("ItemCount")

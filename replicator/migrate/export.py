@@ -18,15 +18,27 @@ Each data file is an independent unit of work: it is read and written through th
 own, by a process pool (``workers``), and a machine can take a share of the files (``worker``
 i of N: files whose position in the sorted manifest is i modulo N). A file's completion is kept
 in the ``<collection>_sync`` collection, so a rerun skips loaded files.
+
+Trust in the files: AWS lists each data file's ``itemCount``, ``md5Checksum`` (base64 MD5 of the
+object) and ``etag`` in ``manifest-files.json`` precisely so a reader can tell it has the whole
+file. A file whose bytes do not match (MD5, or the ETag when it is a plain MD5) or whose line count
+differs from ``itemCount`` is not loaded and not marked loaded; :func:`load_export` loads the other
+files and then raises :class:`ExportFileMismatch` naming every such file (nothing is reported
+consistent). One bad line (not JSON, not an export line, an item the core cannot take) does not
+stop its file: it is kept in the core's quarantine (``<collection>_quarantine``) with its raw
+text, the file and the line number, and counted (``quarantined``).
 """
 
 from __future__ import annotations
 
+import base64
 import gzip
+import hashlib
 import io
 import json
 import logging
 import time
+import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -35,7 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from replicator.core import Replicator
-from replicator.errors import ConfigurationError, ReplicationError
+from replicator.errors import ConfigurationError, MalformedRecordError, ReplicationError
+from replicator.events import BadRecord
 from replicator.migrate.records import COPY_SEQUENCE, Record, item_record, removal_record
 from replicator.retry import Backoff
 
@@ -46,11 +59,26 @@ KIND = "export-file"
 BATCH = 500
 
 
+class ExportFileMismatch(ReplicationError):
+    """Data files of an export do not match their ``manifest-files.json`` entries (``problems``:
+    one line per file); they were not loaded nor marked loaded."""
+
+    def __init__(self, export: str, problems: Sequence[str]) -> None:
+        self.export = export
+        self.problems = list(problems)
+        super().__init__(
+            f"export {export}: {len(self.problems)} data file(s) do not match the manifest and "
+            "were not loaded: " + "; ".join(self.problems) + ". Copy the files again from S3 (or "
+            "take a new export), then run the same command: the files already loaded are skipped")
+
+
 @dataclass(frozen=True)
 class DataFile:
     key: str  # dataFileS3Key as the manifest names it
-    item_count: int
+    item_count: int | None  # None: the manifest gives no itemCount (not checked)
     location: str  # a local path or s3://bucket/key
+    md5: str | None = None  # md5Checksum: base64 of the object's MD5 (AWS's manifest)
+    etag: str | None = None  # the S3 ETag: a hex MD5 unless multipart ("...-<parts>")
 
 
 @dataclass(frozen=True)
@@ -107,7 +135,10 @@ def load_manifest(location: str, s3: Any = None) -> ExportManifest:
             continue
         entry = json.loads(line)
         key = str(entry["dataFileS3Key"])
-        files.append(DataFile(key, int(entry.get("itemCount", 0)), _sibling(base, key)))
+        count = entry.get("itemCount")
+        files.append(DataFile(key, None if count is None else int(count), _sibling(base, key),
+                              md5=str(entry.get("md5Checksum") or "") or None,
+                              etag=str(entry.get("etag") or "").strip('"') or None))
     return ExportManifest(
         location=base,
         export_type=str(summary.get("exportType", FULL)),
@@ -138,11 +169,36 @@ def _time(value: Any) -> datetime | None:
 
 
 # -- lines to records ----------------------------------------------------------------------------
-def lines_of(data: bytes) -> Iterator[dict[str, Any]]:
+def raw_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """The non-blank lines of a gzipped data file, with their line numbers (from 1)."""
     with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-        for raw in stream:
+        for number, raw in enumerate(stream, start=1):
             if raw.strip():
-                yield json.loads(raw)
+                yield number, raw
+
+
+def lines_of(data: bytes) -> Iterator[dict[str, Any]]:
+    for _number, raw in raw_lines(data):
+        yield json.loads(raw)
+
+
+def mismatch(data_file: DataFile, data: bytes) -> str | None:
+    """Why ``data`` (the file's bytes) is not the file the manifest lists, or None. The MD5 is
+    checked against ``md5Checksum`` (base64, or hex) and a single-part ``etag``; ``itemCount``
+    against the number of lines; the gzip stream must be whole."""
+    digest = hashlib.md5(data, usedforsecurity=False).digest()
+    if data_file.md5 and data_file.md5 not in (base64.b64encode(digest).decode(), digest.hex()):
+        return (f"{data_file.key}: MD5 {base64.b64encode(digest).decode()} differs from the "
+                f"manifest's md5Checksum {data_file.md5}")
+    if data_file.etag and "-" not in data_file.etag and data_file.etag.lower() != digest.hex():
+        return f"{data_file.key}: MD5 {digest.hex()} differs from the manifest's etag {data_file.etag}"
+    try:
+        lines = sum(1 for _ in raw_lines(data))
+    except (OSError, EOFError, zlib.error) as error:
+        return f"{data_file.key}: not a complete gzip file ({error})"
+    if data_file.item_count is not None and lines != data_file.item_count:
+        return f"{data_file.key}: {lines} lines, the manifest's itemCount is {data_file.item_count}"
+    return None
 
 
 def deserialize(value: Any) -> Any:
@@ -185,6 +241,8 @@ def record_of(line: Mapping[str, Any], export_type: str, key_schema: Sequence[st
 @dataclass
 class FileResult:
     key: str
+    #: why the file does not match its manifest entry (then nothing of it was loaded)
+    mismatch: str | None = None
     lines: int = 0
     written: int = 0
     skipped_newer: int = 0
@@ -201,6 +259,8 @@ class ExportStats:
     skipped_newer: int = 0
     quarantined: int = 0
     deletes: int = 0
+    #: data files that did not match their manifest entry (not loaded, not marked loaded)
+    files_mismatched: int = 0
     elapsed_s: float = 0.0
     per_file: list[FileResult] = field(default_factory=list)
 
@@ -210,6 +270,7 @@ class ExportStats:
 
     def add(self, result: FileResult) -> None:
         self.per_file.append(result)
+        self.files_mismatched += int(result.mismatch is not None)
         self.lines += result.lines
         self.written += result.written
         self.skipped_newer += result.skipped_newer
@@ -221,36 +282,77 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
               key_schema: Sequence[str], sequence: str = COPY_SEQUENCE, s3: Any = None,
               backoff: Backoff | None = None) -> FileResult:
     """Read one data file and write its lines through ``replicator`` in batches; a batch with
-    failed records is written again after ``backoff`` (default: 10 attempts)."""
+    failed records is written again after ``backoff`` (default: 10 attempts).
+
+    A file that does not match its manifest entry (:func:`mismatch`) is not read: the result
+    carries ``mismatch`` and nothing is written. A line that cannot be read as an export line is
+    quarantined (raw text, file, line number) and the rest of the file loads."""
     retry = backoff or Backoff(max_attempts=10)
     result = FileResult(data_file.key)
+    data = read_bytes(data_file.location, s3)
+    result.mismatch = mismatch(data_file, data)
+    if result.mismatch is not None:
+        log.error("export data file does not match the manifest, not loaded: %s",
+                  result.mismatch)
+        return result
     batch: list[Record] = []
+    bad: list[BadRecord] = []
 
     def flush() -> None:
         attempt = 0
-        while batch:
-            outcome = replicator.process(batch)
-            if not outcome.failures:
+        while batch or bad:
+            outcome = replicator.process(batch) if batch else None
+            kept = replicator.quarantine_records(bad) if bad else None
+            failures = [*(outcome.failures if outcome else []), *(kept.failures if kept else [])]
+            if outcome is not None and not outcome.failures:
                 result.written += outcome.applied
                 result.skipped_newer += outcome.stale
                 result.quarantined += len(outcome.quarantined)
                 batch.clear()
+            if kept is not None and not kept.failures:
+                result.quarantined += len(kept.quarantined)
+                bad.clear()
+            if not failures:
                 return
             attempt += 1
-            retry.give_up(attempt, f"{data_file.key}: writing a batch", outcome.failures[0][1])
+            retry.give_up(attempt, f"{data_file.key}: writing a batch", failures[0][1])
             retry.wait(attempt)
 
-    for number, line in enumerate(lines_of(read_bytes(data_file.location, s3))):
-        record = record_of(line, export_type, key_schema, sequence,
-                           f"export-{data_file.key}-{number}")
+    for number, raw in raw_lines(data):
         result.lines += 1
-        if record["eventName"] == "REMOVE":
-            result.deletes += 1
-        batch.append(record)
-        if len(batch) >= BATCH:
+        try:
+            record = record_of(json.loads(raw), export_type, key_schema, sequence,
+                               f"export-{data_file.key}-{number}")
+        except Exception as error:  # any bad line: kept with its text, never stops the file
+            bad.append(bad_line(data_file.key, number, raw, error, export_type))
+        else:
+            if record["eventName"] == "REMOVE":
+                result.deletes += 1
+            batch.append(record)
+        if len(batch) + len(bad) >= BATCH:
             flush()
     flush()
+    if result.quarantined:
+        log.warning("export data file %s: %d line(s) quarantined (see the quarantine collection)",
+                    data_file.key, result.quarantined)
     return result
+
+
+def bad_line(key: str, number: int, raw: bytes, error: BaseException,
+             export_type: str = FULL) -> BadRecord:
+    """A line of data file ``key`` that is not an export line, as the core's quarantine keeps it:
+    the raw text, the file and the line number, and the error naming both (and the field:
+    the missing one, or the image lacking a key attribute)."""
+    text = raw.decode("utf-8", "backslashreplace").rstrip("\r\n")
+    reason = f"line {number} of export data file {key}: {type(error).__name__}: {error}"
+    where = ""
+    if isinstance(error, KeyError) and error.args:
+        where = str(error.args[0])
+    elif isinstance(error, ConfigurationError):
+        where = "Item" if export_type == FULL else "NewImage"
+    return BadRecord(number, {"export_file": key, "line": number, "text": text},
+                     MalformedRecordError(reason, field_path=where, index=number,
+                                          event_id=f"export-{key}-{number}"))
 
 
 def _mark_done(progress: Any, manifest: ExportManifest, data_file: DataFile,
@@ -327,7 +429,8 @@ def load_export(
 
     def finished(data_file: DataFile, result: FileResult) -> None:
         stats.add(result)
-        _mark_done(progress, manifest, data_file, result)
+        if result.mismatch is None:
+            _mark_done(progress, manifest, data_file, result)
         if on_file is not None:
             on_file(result)
 
@@ -347,9 +450,13 @@ def load_export(
             finished(data_file, load_file(data_file, manifest.export_type, replicator, schema,
                                           sequence, s3))
     stats.elapsed_s = time.monotonic() - started
-    log.info("export %s: %d files (%d loaded before), %d lines, %d written, %d newer kept",
-             manifest.export_arn or manifest.location, stats.files,
-             stats.files_already_loaded, stats.lines, stats.written, stats.skipped_newer)
+    log.info("export %s: %d files (%d loaded before), %d lines, %d written, %d newer kept, "
+             "%d quarantined", manifest.export_arn or manifest.location, stats.files,
+             stats.files_already_loaded, stats.lines, stats.written, stats.skipped_newer,
+             stats.quarantined)
+    problems = [r.mismatch for r in stats.per_file if r.mismatch is not None]
+    if problems:
+        raise ExportFileMismatch(manifest.export_arn or manifest.location, problems)
     return stats
 
 
@@ -369,8 +476,11 @@ def write_export(directory: str | Path, lines_per_file: Sequence[Sequence[Mappin
     for number, lines in enumerate(lines_per_file):
         name = f"{number:05d}-{export_id[-8:]}.json.gz"
         body = "".join(json.dumps(line) + "\n" for line in lines).encode()
-        (root / "data" / name).write_bytes(gzip.compress(body))
-        entries.append({"itemCount": len(lines), "md5Checksum": "", "etag": "",
+        data = gzip.compress(body)
+        (root / "data" / name).write_bytes(data)
+        digest = hashlib.md5(data, usedforsecurity=False).digest()
+        entries.append({"itemCount": len(lines), "md5Checksum": base64.b64encode(digest).decode(),
+                        "etag": digest.hex(),
                         "dataFileS3Key": f"{prefix}/AWSDynamoDB/{export_id}/data/{name}"})
         total += len(lines)
     (root / "manifest-files.json").write_text("".join(json.dumps(e) + "\n" for e in entries))

@@ -4,21 +4,28 @@ The poller raises ResyncRequired when a checkpoint is older than the oldest reco
 still holds. ``resync`` answers with an empty collection and a full scan; this module keeps the
 collection readable and, with point-in-time recovery, reads only what changed:
 
-1. **Positions.** The last applied sequence number ``S`` (the highest checkpoint) and its time
+1. **Positions.** The last applied sequence number ``S`` -- the newest MongoDB holds for the
+   table (documents' guard field, tombstones), or a checkpoint's if higher: the checkpoints lag
+   what MongoDB holds by design -- and the time of the last applied change (the checkpoints'
+   ``created_at``, the record's ApproximateCreationDateTime, not when the checkpoint was saved)
    are saved in ``<collection>_sync``; the stale checkpoints are deleted and the stream is applied
    from ``TRIM_HORIZON`` until caught up (time ``T``). Every retained record is newer than ``S``
    (the checkpoint is behind the trim horizon), so documents only move forward in time.
-2. **The changes of the gap**, written as records with sequence number ``S + 1`` through the core:
-   the guard lets them replace only documents written before the gap (sequence <= ``S``), never
-   what the stream applied in step 1 (newer), and tombstones of step 1 keep deleted items deleted.
+2. **The changes of the gap**, written as records through the core with sequence numbers just
+   above ``S``: the guard lets them replace only documents written before the gap (sequence
+   <= ``S``), never what the stream applied in step 1 (newer), and tombstones of step 1 keep
+   deleted items deleted.
 
    a. *With point-in-time recovery*: an incremental export (``ExportType=INCREMENTAL_EXPORT``)
       from the last applied change's time minus a margin to ``T`` (split in windows of at most
       24 hours, at least 15 minutes: the DynamoDB API's limits). Its lines carry the final state
-      of each item changed in the window (no ``NewImage``: deleted). No full scan.
-   b. *Otherwise*: a consistent Parallel Scan re-copy that writes only the items whose document
-      differs, then deletes the documents still at sequence <= ``S`` whose item is gone
-      (``BatchGetItem``). The collection is never emptied.
+      of each item changed in the window (no ``NewImage``: deleted). No full scan. The windows
+      are written in order of their end, each with its own number ``S + 1``, ``S + 2``, ...
+      (:func:`window_sequences`), so a later window wins over an earlier one; refused
+      (ResyncRequired) if those numbers would reach what the stream applied in step 1.
+   b. *Otherwise*: a consistent Parallel Scan re-copy (sequence number ``S + 1``) that writes only
+      the items whose document differs, then deletes the documents still at sequence <= ``S``
+      whose item is gone (``BatchGetItem``). The collection is never emptied.
 3. **Handover**: the stream again, from the checkpoints of step 1, until caught up.
 
 Killed, it is run again: the saved ``S`` is reused (the checkpoints of step 1 are not the old
@@ -33,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from replicator.errors import ConfigurationError
+from replicator.errors import ConfigurationError, ResyncRequired
 from replicator.events import pad_sequence_number
 from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.diff import id_key
@@ -43,6 +50,8 @@ from replicator.migrate.segments import SegmentStore
 from replicator.migrate.sync import copy_replicator_factory
 from replicator.migrate.verify import Verifier
 from replicator.poller import Poller
+from replicator.poller.resume import COVERED, RETENTION
+from replicator.tombstones import SEQUENCE as TOMBSTONE_SEQUENCE
 
 log = logging.getLogger("replicator.migrate")
 KIND = "recovery"
@@ -102,6 +111,72 @@ def _state(poller: Poller) -> Any:
     return SegmentStore.beside(poller.collection, poller.table_name).collection
 
 
+def _sequence_fields(poller: Poller) -> list[tuple[Any, str]]:
+    """Where the guard keeps sequence numbers (zero-padded strings): the documents' field and,
+    with tombstones, theirs."""
+    replicator = poller.make_replicator()
+    fields: list[tuple[Any, str]] = [(poller.collection, poller.settings.sequence_field)]
+    if replicator.tombstones is not None:
+        fields.append((replicator.tombstones.collection, TOMBSTONE_SEQUENCE))
+    return fields
+
+
+def newest_stored_sequence(poller: Poller) -> str | None:
+    """The newest sequence number MongoDB holds for this table: the guard field of the documents
+    and the tombstones' (the guard's own view; the checkpoints lag it by design: a checkpoint is
+    saved after the writes it covers). None when nothing carries one."""
+    newest: int | None = None
+    for collection, field_name in _sequence_fields(poller):
+        found = collection.find({field_name: {"$type": "string"}}, {field_name: 1}).sort(
+            field_name, -1).limit(10)
+        for document in found:
+            value = document.get(field_name)
+            if isinstance(value, str) and value.isdigit():  # padded: the first is the newest
+                newest = max(newest or 0, int(value))
+                break
+    return None if newest is None else str(newest)
+
+
+def _lowest_stored_after(poller: Poller, sequence: str) -> int | None:
+    """The lowest sequence number above ``sequence`` MongoDB holds (documents, tombstones): what
+    step 1 applied from the stream, to check the windows' numbers stay below it."""
+    bound = pad_sequence_number(sequence)
+    lowest: int | None = None
+    for collection, field_name in _sequence_fields(poller):
+        for document in collection.find({field_name: {"$gt": bound}}, {field_name: 1}).sort(
+                field_name, 1).limit(10):
+            value = document.get(field_name)
+            if isinstance(value, str) and value.isdigit():
+                lowest = int(value) if lowest is None else min(lowest, int(value))
+                break
+    return lowest
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    return moment.replace(tzinfo=timezone.utc) if moment and moment.tzinfo is None else moment
+
+
+def last_applied_change(shards: Sequence[dict[str, Any]]) -> datetime | None:
+    """When the gap began, from the shard checkpoints: the ``created_at`` (the applied record's
+    ApproximateCreationDateTime) of each lineage's last checkpointed shard (a shard that is no
+    other checkpoint's parent), the earliest of them: each lineage may have lost the changes made
+    after its own last applied record. A checkpoint without ``created_at`` (saved before it was
+    kept) counts as ``updated_at`` minus 24 hours: the record it names was read from the stream,
+    so it was at most 24 hours old then."""
+    parents = {d.get("parent_shard_id") for d in shards}
+    times = []
+    for document in shards:
+        if document.get("shard_id") in parents:
+            continue
+        created = _aware(document.get("created_at"))
+        saved = _aware(document.get("updated_at"))
+        if created is None and saved is not None:
+            created = saved - RETENTION
+        if created is not None:
+            times.append(created)
+    return min(times) if times else None
+
+
 def _positions(poller: Poller, report: RecoveryReport,
                last_applied: tuple[str, datetime | None] | None = None) -> None:
     """Step 1 (see the module docstring)."""
@@ -110,42 +185,64 @@ def _positions(poller: Poller, report: RecoveryReport,
     if saved is not None:
         report.resumed = True
         report.last_applied_sequence = saved["last_applied_sequence"]
-        moment = saved.get("last_applied_at")
-        report.last_applied_at = (moment.replace(tzinfo=timezone.utc)
-                                  if moment and moment.tzinfo is None else moment)
+        report.last_applied_at = _aware(saved.get("last_applied_at"))
     else:
         everything = poller.checkpoints.all(poller.table_name)
         documents = [d for d in everything
                      if d.get("kind") == "shard" and d.get("sequence_number")]
         markers = [d for d in everything if d.get("kind") == "stream"]
-        times: list[datetime] = []
-        if last_applied is not None:
-            report.last_applied_sequence = last_applied[0]
-            times = [last_applied[1]] if last_applied[1] is not None else []
-        elif documents:
-            last = max(documents, key=lambda d: pad_sequence_number(d["sequence_number"]))
-            report.last_applied_sequence = str(last["sequence_number"])
-            times = [d["updated_at"] for d in documents if d.get("updated_at")]
-        elif markers:
-            # Followed (a sync's handover, or `replicator run`) but no record ever applied: every
-            # document is a copy (sequence "0").
-            report.last_applied_sequence = COPY_SEQUENCE
-            times = [d["alive_at"] for d in markers if d.get("alive_at")]
-        else:
+        if last_applied is None and not documents and not markers:
             raise ConfigurationError(
                 f"no checkpoints of {poller.table_name}: nothing was replicated before, so there "
                 "is no gap to recover; run `replicator sync`")
-        newest = max(times) if times else None
-        report.last_applied_at = (newest.replace(tzinfo=timezone.utc)
-                                  if newest is not None and newest.tzinfo is None else newest)
+        candidates = [int(d["sequence_number"]) for d in documents]
+        if last_applied is not None:  # given (a Lambda deployment has no checkpoints)
+            candidates.append(int(last_applied[0]))
+        stored = newest_stored_sequence(poller)
+        if stored is not None:
+            candidates.append(int(stored))
+        # Followed (a sync's handover, or `replicator run`) but no record ever applied: every
+        # document is a copy (sequence "0").
+        report.last_applied_sequence = str(max(candidates)) if candidates else COPY_SEQUENCE
+        if last_applied is not None and last_applied[1] is not None:
+            report.last_applied_at = _aware(last_applied[1])
+        elif documents:
+            report.last_applied_at = last_applied_change(documents)
+        else:
+            times = [d["alive_at"] for d in markers if d.get("alive_at")]
+            report.last_applied_at = _aware(max(times)) if times else None
         state.update_one({"_id": f"{poller.table_name}#{KIND}"},
                          {"$set": {"kind": KIND, "table": poller.table_name, "done": False,
                                    "last_applied_sequence": report.last_applied_sequence,
-                                   "last_applied_at": report.last_applied_at}}, upsert=True)
+                                   "last_applied_at": report.last_applied_at},
+                          "$unset": {"stream_floor": ""}}, upsert=True)
         report.checkpoints_deleted = poller.checkpoints.delete(table=poller.table_name)
     poller.starting_position = "TRIM_HORIZON"
     poller.prepare()
     report.stream_records_applied += poller.run(once=True).records_applied
+
+
+def window_sequences(manifests: Sequence[ExportManifest], last_applied: str,
+                     caught_up: datetime) -> list[tuple[ExportManifest, str]]:
+    """The incremental exports in the order they are written, each with its sequence number.
+
+    Each line of an incremental export is the item's final state at the end of its window, so of
+    two windows holding an item the one ending later holds its newer state (overlapping windows
+    too). The windows are written in order of their end (``exportToTime``, then
+    ``exportFromTime``), each with its own number: ``S + 1`` for the first that holds lines,
+    ``S + 2`` for the next, ... (an empty one takes none). With the stale-write guard, a later
+    window then replaces what an earlier one wrote (updates and deletes alike) and all of them
+    replace what was stored before the gap (``<= S``). Not the lines' ``WriteTimestampMicros``:
+    those are microseconds since 1970, not comparable with DynamoDB sequence numbers."""
+    ordered = sorted(manifests, key=lambda m: (m.export_to_time or caught_up,
+                                               m.export_from_time or caught_up))
+    numbered = []
+    next_sequence = int(last_applied) + 1
+    for manifest in ordered:
+        numbered.append((manifest, str(next_sequence)))
+        if manifest.item_count != 0:
+            next_sequence += 1
+    return numbered
 
 
 def recover(
@@ -165,7 +262,12 @@ def recover(
     exports already taken) or ``request_export`` (take them): method a; neither: method b.
     ``last_applied``: ``(S, its time)`` instead of the checkpoints' -- where no poller
     checkpointed (a Lambda deployment: ``replicator redrive`` names it for a range the stream no
-    longer holds); every document at sequence <= ``S`` is checked against the table."""
+    longer holds); every document at sequence <= ``S`` is checked against the table (``S`` is
+    raised to the newest sequence number MongoDB holds, if that is higher).
+
+    Raises ResyncRequired when the exports' sequence numbers would not fit below what the stream
+    still holds (:func:`window_sequences`; run without exports: a re-copy), ExportFileMismatch
+    when a data file does not match its manifest (run again once the files are whole)."""
     incremental = bool(exports) or request_export is not None
     report = RecoveryReport(poller.table_name,
                             "incremental-export" if incremental else "re-copy")
@@ -185,10 +287,14 @@ def recover(
             if manifest.export_type != INCREMENTAL:
                 raise ConfigurationError(f"{manifest.location} is a {manifest.export_type}; "
                                          "recover reads incremental exports")
-        for manifest in sorted(manifests, key=lambda m: m.export_from_time or caught_up):
+        if request_export is None:
+            _check_coverage(poller, report, manifests, caught_up)
+        numbered = window_sequences(manifests, report.last_applied_sequence, caught_up)
+        _check_room(poller, report.last_applied_sequence, numbered)
+        for manifest, window_sequence in numbered:
             report.export.append(load_export(
                 manifest, key_schema=key_schema, make_replicator=make_replicator,
-                sequence=sequence, progress=_state(poller)))
+                sequence=window_sequence, progress=_state(poller)))
     else:
         report.copy, report.documents_deleted = _recopy(
             poller, make_replicator, sequence, key_schema, segments=segments,
@@ -200,6 +306,65 @@ def recover(
     log.info("recovery of %s (%s) done: consistent at %s", poller.table_name, report.method,
              report.consistent_at.isoformat())
     return report
+
+
+def _check_coverage(poller: Poller, report: RecoveryReport, manifests: Sequence[ExportManifest],
+                    caught_up: datetime) -> None:
+    """Exports given by the operator must cover the gap: from the last applied change to the
+    oldest changes the stream still holds (taken as 23 hours before the stream was caught up: it
+    keeps records 24 hours). Else changes made in between are in neither: refuse."""
+    start = report.last_applied_at
+    end = caught_up - COVERED
+    periods = sorted((m.export_from_time, m.export_to_time) for m in manifests
+                     if m.export_from_time is not None and m.export_to_time is not None)
+    covered_to = start
+    for begin, finish in periods:
+        # a second of slack: MongoDB keeps times to the millisecond, exports to the microsecond
+        if covered_to is None or begin > covered_to + timedelta(seconds=1):
+            break
+        covered_to = max(covered_to, finish)
+    if start is not None and covered_to is not None and covered_to >= end:
+        return
+
+    def when(moment: datetime | None) -> str:
+        return moment.isoformat(timespec="seconds") if moment else "an unknown time"
+
+    raise ResyncRequired(
+        f"the incremental exports given cover "
+        f"{', '.join(f'{when(a)}..{when(b)}' for a, b in periods) or 'no period'}, not the whole "
+        f"gap from the last applied change ({when(start)}) to {when(end)} (from then on the "
+        "stream still holds the changes): the changes in between would be lost",
+        table=poller.table_name, stream_arn=poller.stream_arn).with_command(
+        f"replicator recover --table {poller.table_name} --pitr-export-bucket <bucket> --yes "
+        "(or add the missing --incremental-export windows, or without exports: a re-copy)")
+
+
+def _check_room(poller: Poller, last_applied: str,
+                numbered: Sequence[tuple[ExportManifest, str]]) -> None:
+    """The windows' numbers must sort below every record the stream applied in step 1 (and so
+    below every later one): else a window's older state would replace a newer stream change.
+    DynamoDB Streams numbers the expired records of the gap in between; an emulator numbering
+    records one by one may leave too little room for many windows over few changes."""
+    if not numbered:
+        return
+    highest = max(int(s) for _, s in numbered)
+    # Measured once, before any window is written (a rerun finds the windows' own numbers there):
+    # kept in the recovery's state.
+    state = _state(poller)
+    saved = state.find_one({"_id": f"{poller.table_name}#{KIND}"}) or {}
+    if "stream_floor" in saved:
+        lowest = None if saved["stream_floor"] is None else int(saved["stream_floor"])
+    else:
+        lowest = _lowest_stored_after(poller, last_applied)
+        state.update_one({"_id": f"{poller.table_name}#{KIND}"},
+                         {"$set": {"stream_floor": None if lowest is None else str(lowest)}})
+    if lowest is not None and highest >= lowest:
+        raise ResyncRequired(
+            f"the {len(numbered)} incremental export window(s) need sequence numbers "
+            f"{int(last_applied) + 1}..{highest}, but the stream already applied sequence "
+            f"number {lowest}: their older states could replace newer changes",
+            table=poller.table_name, stream_arn=poller.stream_arn).with_command(
+            f"replicator recover --table {poller.table_name} --yes (without exports: a re-copy)")
 
 
 def _recopy(poller: Poller, make_replicator: Callable[[], Any], sequence: str,

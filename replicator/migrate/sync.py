@@ -27,18 +27,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 from replicator.core import Replicator
-from replicator.errors import ConfigurationError, CopyInterrupted
+from replicator.errors import ConfigurationError, CopyInterrupted, ResyncRequired
 from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.export import ExportManifest, ExportStats, WorkerTarget, load_export
 from replicator.migrate.records import COPY_SEQUENCE
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
 from replicator.poller import Poller, PollerStats
-from replicator.poller.resume import RETENTION
+from replicator.poller.resume import COVERED, stream_created_at
 
 log = logging.getLogger("replicator.migrate")
 SYNC_KIND = "sync"
@@ -191,6 +191,36 @@ def _copy_while_following(poller: Poller, copier: ScanCopy, report: SyncReport) 
     return copied
 
 
+def check_export_covered(poller: Poller, manifest: ExportManifest, moment: datetime) -> None:
+    """Raise ResyncRequired unless the stream provably holds every change since the export's
+    ``exportTime``: the stream existed then (DynamoDB Streams records only changes made while it
+    is enabled: DescribeStream ``CreationRequestDateTime`` / the stream label) and ``exportTime``
+    is within the last 23 hours (records are trimmed after 24)."""
+    arn = poller.stream_arn
+    exported = manifest.export_time
+    if exported is None or moment - exported > COVERED:
+        raise ResyncRequired(
+            f"the export's exportTime ({exported.isoformat() if exported else 'missing'}) is not "
+            "within the stream's last 23 hours: the changes made since it may be gone from the "
+            "stream", table=poller.table_name, stream_arn=arn).with_command(
+            _new_source_command(poller.table_name))
+    created = stream_created_at(poller.streams, arn)
+    if created is None or exported < created:
+        when = created.isoformat() if created else "unknown (DescribeStream gives no time)"
+        raise ResyncRequired(
+            f"the export's exportTime ({exported.isoformat()}) is before the table's stream was "
+            f"enabled ({when}): a stream holds only the changes made while it is enabled, so the "
+            "changes between the export and the stream's creation are in neither",
+            table=poller.table_name, stream_arn=arn).with_command(
+            _new_source_command(poller.table_name))
+
+
+def _new_source_command(table: str) -> str:
+    return (f"replicator sync --table {table} (a Parallel Scan), or a new export taken now "
+            "that the stream is enabled: replicator sync --table "
+            f"{table} --export s3://<bucket>/<prefix>/AWSDynamoDB/<ExportId>")
+
+
 def sync_export(
     poller: Poller,
     manifest: ExportManifest,
@@ -205,17 +235,16 @@ def sync_export(
     """Positions, the export's items (full export), handover.
 
     An export is a snapshot at its ``exportTime``, taken before this command started: the stream
-    is applied from ``TRIM_HORIZON``, which holds every change since the snapshot as long as it is
-    less than 24 hours old (checked). Only worker 0 of N hands over; the others only load files.
+    is applied from ``TRIM_HORIZON``, which holds every change since the snapshot only when the
+    stream already existed at ``exportTime`` and the snapshot is less than 23 hours old
+    (:func:`check_export_covered`; raises ResyncRequired otherwise). Only worker 0 of N hands over;
+    the others only load files. Raises ExportFileMismatch (after loading the other files) when a
+    data file does not match its manifest entry: no handover then.
     """
     if manifest.export_type != "FULL_EXPORT":
         raise ConfigurationError("sync reads a full export; an incremental one is for "
                                  "`replicator recover`")
-    moment = now()
-    if manifest.export_time is None or moment - manifest.export_time > RETENTION - timedelta(hours=1):
-        raise ConfigurationError(
-            f"the export's exportTime ({manifest.export_time}) is not within the stream's last "
-            "23 hours: the changes since it may be gone from the stream; take a new export")
+    check_export_covered(poller, manifest, now())
     report = SyncReport(table=poller.table_name, source="export", positions="TRIM_HORIZON")
     make_replicator = copy_replicator_factory(poller)
     first_worker = worker[0] == 0

@@ -1,8 +1,10 @@
 """Where the standalone poller is in each shard, kept in a MongoDB collection beside the data.
 
 One document per (stream ARN, shard): the sequence number of the last record whose write MongoDB
-acknowledged (with every record before it in the shard), whether the shard was read to its end
-(``finished``) and when it changed. One more document per stream, the *stream marker*, says the
+acknowledged (with every record before it in the shard), that record's
+``ApproximateCreationDateTime`` (``created_at``), whether the shard was read to its end
+(``finished``) and when it changed (``updated_at``: when it was saved, which lags ``created_at`` by
+the poller's lag). One more document per stream, the *stream marker*, says the
 poller has started on that stream (where: ``TRIM_HORIZON`` or ``LATEST``) and when it was last
 alive; with a marker, shards without a checkpoint are new ones and start at ``TRIM_HORIZON``.
 
@@ -44,6 +46,8 @@ class Checkpoint:
     parent_shard_id: str | None = None
     updated_at: datetime | None = None
     table: str | None = None
+    #: ApproximateCreationDateTime of the record at ``sequence_number`` (when the change was made)
+    created_at: datetime | None = None
 
     @classmethod
     def from_document(cls, document: Mapping[str, Any]) -> Checkpoint:
@@ -55,6 +59,7 @@ class Checkpoint:
             parent_shard_id=document.get("parent_shard_id"),
             updated_at=_aware(document.get("updated_at")),
             table=document.get("table"),
+            created_at=_aware(document.get("created_at")),
         )
 
 
@@ -116,16 +121,21 @@ class CheckpointStore:
 
     # -- writing -----------------------------------------------------------------------------------
     def save(self, stream_arn: str, shard_id: str, sequence_number: str, *,
-             parent_shard_id: str | None = None) -> bool:
-        """Move the shard's checkpoint to ``sequence_number``; False if it already was further."""
+             parent_shard_id: str | None = None, created_at: datetime | None = None) -> bool:
+        """Move the shard's checkpoint to ``sequence_number`` (``created_at``: that record's
+        ApproximateCreationDateTime, kept so a gap recovery knows when the last applied change was
+        made); False if it already was further."""
         padded = pad_sequence_number(sequence_number)
         now = datetime.now(timezone.utc)
+        fields: dict[str, Any] = {"sequence_number": sequence_number, "sequence_key": padded,
+                                  "updated_at": now}
+        if created_at is not None:
+            fields["created_at"] = created_at
         try:
             self.collection.update_one(
                 {"_id": _shard_id(stream_arn, shard_id),
                  "$or": [{"sequence_key": {"$lt": padded}}, {"sequence_key": None}]},
-                {"$set": {"sequence_number": sequence_number, "sequence_key": padded,
-                          "updated_at": now},
+                {"$set": fields,
                  "$setOnInsert": self._identity(stream_arn, shard_id, parent_shard_id)},
                 upsert=True,
             )

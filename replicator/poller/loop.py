@@ -45,7 +45,7 @@ from replicator.errors import (
 )
 from replicator.events import creation_time_of, pad_sequence_number
 from replicator.poller.checkpoints import Checkpoint, CheckpointStore, StreamMarker
-from replicator.poller.resume import check_resume
+from replicator.poller.resume import COVERED, check_resume
 from replicator.poller.streams import ShardState, StartingPosition, StreamReader, error_code
 from replicator.poller.tables import TableInfo, describe_table
 from replicator.retry import Backoff
@@ -220,7 +220,8 @@ class Poller:
         return StreamReader(
             self.streams, self.stream_arn, starting_position=starting_position,
             positions=dict(self._positions), finished=set(self._finished),
-            on_trimmed=self._on_trimmed, **options,
+            on_trimmed=self._on_trimmed, on_position_lost=self._on_position_lost,
+            now=self._now, **options,
         )
 
     def _sleep(self, seconds: float) -> None:
@@ -233,6 +234,21 @@ class Poller:
             "TrimmedDataAccessException)",
             table=self.table_name, stream_arn=self.stream_arn, shard_id=state.shard_id,
             sequence_number=sequence,
+        )
+
+    def _on_position_lost(self, state: ShardState) -> None:
+        """A position without a sequence number (LATEST, or TRIM_HORIZON before any record)
+        expired: re-acquiring it at TRIM_HORIZON loses nothing only while the stream still holds
+        everything since the position was taken (or last seen empty); otherwise refuse."""
+        taken = state.positioned_at
+        if taken is not None and self._now() - taken <= COVERED:
+            return
+        raise ResyncRequired(
+            f"the position of shard {state.shard_id} (iterator at {state.start}, taken "
+            f"{taken.isoformat(timespec='seconds') if taken else 'at an unknown time'}) expired "
+            "before any record was read from it, and it is older than the stream keeps records: "
+            "re-reading from TRIM_HORIZON would skip the changes trimmed since",
+            table=self.table_name, stream_arn=self.stream_arn, shard_id=state.shard_id,
         )
 
     def prepare(self) -> StreamReader:
@@ -391,11 +407,13 @@ class Poller:
     def _checkpoint(self, shard_id: str, record: Record, applied: int) -> bool:
         """Save the checkpoint at ``record`` (retrying); False if stopped before it was saved."""
         sequence = _sequence(record)
+        created = creation_time_of(record)
         attempt = 0
         while True:
             try:
                 self.checkpoints.save(self.stream_arn, shard_id, sequence,
-                                      parent_shard_id=self._parents.get(shard_id))
+                                      parent_shard_id=self._parents.get(shard_id),
+                                      created_at=created)
                 break
             except PyMongoError as error:
                 attempt += 1
@@ -409,7 +427,6 @@ class Poller:
         self._positions[shard_id] = sequence
         progress = self.stats.shards.setdefault(shard_id, ShardProgress())
         progress.applied = sequence
-        created = creation_time_of(record)
         if created is not None:
             progress.created = created
             progress.lag_s = max(0.0, (self._now() - created).total_seconds())

@@ -9,7 +9,7 @@ more than 24 hours ago with an unread parent shard gone all mean records expired
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from replicator.errors import ResyncRequired
@@ -17,6 +17,32 @@ from replicator.poller.checkpoints import Checkpoint, CheckpointStore, StreamMar
 
 #: How long DynamoDB Streams keeps a record.
 RETENTION = timedelta(hours=24)
+#: The age up to which a position is taken to be still covered by the stream: the retention less
+#: an hour for clock skew between this machine and AWS ("data older than 24 hours is susceptible
+#: to trimming at any moment", DynamoDB Streams docs).
+COVERED = RETENTION - timedelta(hours=1)
+
+
+def stream_created_at(streams_client: Any, stream_arn: str) -> datetime | None:
+    """When the stream was enabled: DescribeStream's ``CreationRequestDateTime``, else the stream
+    label (DescribeStream's ``StreamLabel``, the last part of the ARN: an ISO 8601 time in UTC,
+    DynamoDB API reference "StreamSpecification"/"LatestStreamLabel"). None when neither says.
+    A stream holds only changes made from then on ("Change data capture for DynamoDB Streams")."""
+    description: Mapping[str, Any] = {}
+    try:
+        description = streams_client.describe_stream(StreamArn=stream_arn, Limit=1)[
+            "StreamDescription"]
+    except Exception:  # any failure (access, throttling): the label in the ARN still says it
+        description = {}
+    created = description.get("CreationRequestDateTime")
+    if isinstance(created, datetime):
+        return created if created.tzinfo else created.replace(tzinfo=timezone.utc)
+    label = description.get("StreamLabel") or stream_arn.rsplit("/stream/", 1)[-1]
+    try:
+        moment = datetime.fromisoformat(str(label).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 def check_resume(store: CheckpointStore, table: str, stream_arn: str,
@@ -58,6 +84,16 @@ def check_resume(store: CheckpointStore, table: str, stream_arn: str,
                 f"{shard_id}'s parent {parent} is no longer listed and was never read: "
                 "its records expired unseen", table=table, stream_arn=arn,
                 shard_id=parent)
+    if alive is not None and now - alive > COVERED:
+        # Shards without a checkpoint start at TRIM_HORIZON: after this long, whatever they held
+        # when the poller last ran may be trimmed, unread (a sync killed or stopped past 24 h).
+        unread = sorted(s for s in listed if s not in checkpoints)
+        if unread:
+            raise ResyncRequired(
+                f"the poller last ran {_when(alive)}, more than 23 hours ago, and shard(s) "
+                f"{', '.join(unread)} have no checkpoint: they would be read from TRIM_HORIZON, "
+                "which no longer holds what was written to them soon after that",
+                table=table, stream_arn=arn, shard_id=unread[0])
 
 
 def _descends(shard_id: str, ancestor: str, listed: Mapping[str, Mapping[str, Any]]) -> bool:

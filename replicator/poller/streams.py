@@ -24,6 +24,11 @@ What it guarantees:
   already read to their end (they are not read again). ``on_trimmed(state, sequence)`` is called
   when a position fell off the stream (``TrimmedDataAccessException`` on ``AFTER_SEQUENCE_NUMBER``),
   before the reader goes on at ``TRIM_HORIZON``; it may raise to stop the reader instead.
+* A position without a sequence number (an iterator at ``LATEST``, or at ``TRIM_HORIZON`` before
+  any record) that expired or hit trimmed data cannot be resumed where it was: it is re-acquired
+  at ``TRIM_HORIZON``, which starts after whatever was trimmed since. ``on_position_lost(state)``
+  is called first (``state.positioned_at``: when the first iterator was taken, by ``now``); it may
+  raise to stop the reader (the poller does when that is older than the stream's retention).
 
 A sequence range of one shard (``replicator redrive``: the range an on-failure destination
 message names) is read with :meth:`StreamReader.read_range`: GetShardIterator
@@ -42,6 +47,7 @@ import heapq
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any, Literal
 
 from replicator.errors import RangeUnavailable, StreamReadTimeout
@@ -68,6 +74,7 @@ class ShardState:
     reacquired: int = 0  # iterators re-acquired after expiry or trimming
     trimmed: list[str] = field(default_factory=list)  # positions that fell off the stream
     acquired_at: float = 0.0  # when the current iterator came from GetShardIterator
+    positioned_at: datetime | None = None  # wall time of the first iterator (``now``)
 
 
 def error_code(error: BaseException) -> str | None:
@@ -131,6 +138,8 @@ class StreamReader:
         positions: Mapping[str, str] | None = None,
         finished: Iterable[str] = (),
         on_trimmed: Callable[[ShardState, str], None] | None = None,
+        on_position_lost: Callable[[ShardState], None] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
     ) -> None:
         if starting_position not in ("TRIM_HORIZON", "LATEST"):
             raise ValueError(f"starting_position must be TRIM_HORIZON or LATEST, not {starting_position!r}")
@@ -150,6 +159,8 @@ class StreamReader:
         self._positions = dict(positions or {})
         self._finished = frozenset(finished)
         self.on_trimmed = on_trimmed
+        self.on_position_lost = on_position_lost
+        self._now = now
         self.state: dict[str, ShardState] = {}
         self._order: list[str] = []
         self._discovered_at: float | None = None
@@ -167,6 +178,7 @@ class StreamReader:
                 if not state.exhausted and state.last_sequence is None:
                     state.iterator = self._get_iterator(shard_id, "LATEST")
                     state.acquired = True
+                    state.positioned_at = self._now()
 
     # -- listing -----------------------------------------------------------------------------------
     def _describe_all(self) -> list[dict[str, Any]]:
@@ -235,6 +247,11 @@ class StreamReader:
         """An iterator just after the last record seen; else at the shard's start position (first
         time) or at TRIM_HORIZON (re-acquired: an expired LATEST cannot say where it was)."""
         if state.last_sequence is None:
+            if state.acquired:
+                if self.on_position_lost is not None:
+                    self.on_position_lost(state)
+            else:
+                state.positioned_at = self._now()
             kind = "TRIM_HORIZON" if state.acquired else state.start
             state.acquired = True
             return self._get_iterator(state.shard_id, kind)
@@ -272,6 +289,7 @@ class StreamReader:
                     break
             try:
                 self.calls["GetRecords"] += 1
+                asked = self._now()
                 page = self.client.get_records(ShardIterator=state.iterator, Limit=self.limit)
             except Exception as error:
                 if error_code(error) not in REACQUIRE_ERRORS:
@@ -288,6 +306,10 @@ class StreamReader:
             pages += 1
             retries = 0
             batch = page.get("Records") or []
+            if state.last_sequence is None:
+                # Still no record: the stream held nothing after this position when asked, so a
+                # TRIM_HORIZON re-acquired within the retention from now loses nothing.
+                state.positioned_at = asked
             records.extend(batch)
             if batch:
                 state.last_sequence = batch[-1]["dynamodb"]["SequenceNumber"]
