@@ -141,8 +141,8 @@ class Replicator:
             plan = self._plan(records)
             self._settle_bad_records(plan, result)
             self._write(plan, result, records)
-        for failed_sequence, why in result.failures:
-            log.warning("will be redelivered: SequenceNumber %s: %s", failed_sequence, why)
+        if result.failures:
+            _log_failures(result.failures, records)
         return result
 
     def plan(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> WritePlan:
@@ -190,8 +190,10 @@ class Replicator:
     def _settle_bad_records(self, plan: WritePlan, result: BatchResult) -> None:
         if not plan.bad_records:
             return
-        for bad in plan.bad_records:
-            log.error("bad record: %s", bad.error)
+        # One line per batch, never one per record (each is kept with its own error).
+        first = plan.bad_records[0].error
+        log.error("%d bad record(s) in the batch; the first: %s: %s", len(plan.bad_records),
+                  type(first).__name__, first)
         self._keep(plan.bad_records, result, plan)
 
     def _keep(self, bad_records: Sequence[BadRecord], result: BatchResult,
@@ -331,9 +333,23 @@ class Replicator:
                 event_id=raw.get("eventID") if isinstance(raw, Mapping) else None,
                 sequence_number=sequence, covered=planned.sequence_numbers,
             )
-            log.error("write rejected: %s", error)
             bad_records.append(BadRecord(index, raw, error))
+        # One line per batch, never one per record (each is kept with its own error).
+        log.error("%d write(s) rejected by MongoDB; the first: %s", len(bad_records),
+                  bad_records[0].error)
         self._keep(bad_records, result)
+
+
+def _log_failures(failures: Sequence[tuple[str, str]], records: Sequence[Any]) -> None:
+    """One WARNING for a batch's failed records, never one per record (a cancelled round of
+    1,000 records is one line): how many, the lowest one's identity and its error."""
+    sequence, why = min(failures, key=lambda failure: failure[0].zfill(40))
+    event_id = next((record.get("eventID") for record in records
+                     if _sequence_of_raw(record) == sequence), None)
+    where = f"SequenceNumber {sequence}" + (f" (eventID {event_id})" if event_id else "")
+    others = len({reason.split(":", 1)[0] for _, reason in failures}) - 1
+    log.warning("%d record(s) will be redelivered, from %s: %s%s", len(failures), where, why,
+                f" (and {others} other kind(s) of error)" if others else "")
 
 
 def _sequence_of_raw(record: Any) -> str | None:

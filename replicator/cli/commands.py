@@ -13,24 +13,40 @@ import threading
 from typing import Any
 
 from replicator.cli import endpoints
-from replicator.errors import ConfigurationError, ResyncRequired
+from replicator.errors import ConfigurationError
 
-#: Exit codes: 0 done, 1 failed, 2 usage or configuration error, 3 re-sync required.
+#: Exit codes (one table: :data:`EXIT_CODES`, docs/migration.md "Exit codes").
 EXIT_OK = 0
+#: ``verify``: divergences found; the other commands: failed after they started
 EXIT_FAILED = 1
+EXIT_DIVERGED = 1
 EXIT_USAGE = 2
 EXIT_RESYNC = 3
+#: could not run: MongoDB or AWS unreachable, credentials refused, table not found (``verify``:
+#: also documents it could not re-check because no replication was running)
+EXIT_UNAVAILABLE = 4
+EXIT_CODES = """Exit codes:
+  0  done; verify: the collection holds the table
+  1  verify: divergences found (the report names the repair of each kind);
+     run, sync, recover, resync: failed after starting (retries exhausted, copy interrupted)
+  2  usage or configuration error
+  3  re-sync required (the stream lost changes): replicator recover ... --yes
+  4  could not run: MongoDB or AWS unreachable, credentials refused, table not found;
+     verify: also when documents could not be re-checked (no replication running)"""
 log = logging.getLogger("replicator.cli")
 
 
-def resync_command(args: argparse.Namespace) -> str:
-    """The `replicator resync` command for the same table and target (the URI left out)."""
-    parts = ["replicator", "resync", "--table", args.table]
+def recover_command(args: argparse.Namespace) -> str:
+    """The `replicator recover` command for the same table and target (the URI left out): the
+    answer to "re-sync required" and to what ``verify`` finds, which never empties the
+    collection (docs/migration.md). The options naming the table and the target are repeated;
+    the URI never is (``--mongodb-uri <the same URI>`` when one was given)."""
+    parts = ["replicator", "recover", "--table", args.table]
     for option in ("database", "collection", "checkpoint_collection", "endpoint_url", "region"):
         value = getattr(args, option, None)
         if value:
             parts += [f"--{option.replace('_', '-')}", value]
-    if args.key_schema:
+    if getattr(args, "key_schema", None):
         parts += ["--key-schema", ",".join(args.key_schema)]
     text = " ".join(shlex.quote(part) for part in parts)
     uri = " --mongodb-uri <the same URI>" if args.mongodb_uri else ""
@@ -61,10 +77,7 @@ def cmd_run(args: argparse.Namespace, environ: Any) -> int:
     try:
         poller = endpoints.make_poller(args, environ, target, stop, starting_position=args.starting_position,
                          poll_interval=args.poll_interval, log_interval=args.log_interval)
-        try:
-            stats = poller.run(once=args.once)
-        except ResyncRequired as error:
-            raise error.with_command(resync_command(args)) from None
+        stats = poller.run(once=args.once)
     finally:
         target.close()
     why = "stopped by signal" if stats.stopped_by_signal else "stream drained (--once)"

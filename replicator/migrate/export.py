@@ -36,7 +36,13 @@ from typing import Any
 
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, ReplicationError
-from replicator.migrate.records import COPY_SEQUENCE, Record, item_record, removal_record
+from replicator.migrate.records import (
+    COPY_SEQUENCE,
+    Record,
+    Tally,
+    item_record,
+    removal_record,
+)
 from replicator.retry import Backoff
 
 log = logging.getLogger("replicator.migrate")
@@ -228,16 +234,19 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
 
     def flush() -> None:
         attempt = 0
+        tally = Tally()
         while batch:
             outcome = replicator.process(batch)
-            if not outcome.failures:
-                result.written += outcome.applied
-                result.skipped_newer += outcome.stale
-                result.quarantined += len(outcome.quarantined)
+            if tally.add(outcome):
+                result.written += tally.written
+                result.skipped_newer += tally.newer
+                result.quarantined += tally.quarantined
                 batch.clear()
                 return
             attempt += 1
             retry.give_up(attempt, f"{data_file.key}: writing a batch", outcome.failures[0][1])
+            log.warning("%s: %d of %d lines not written (first: %s); retry %d", data_file.key,
+                        len(outcome.failures), len(batch), outcome.failures[0][1], attempt)
             retry.wait(attempt)
 
     for number, line in enumerate(lines_of(read_bytes(data_file.location, s3))):

@@ -12,8 +12,9 @@ A record made here carries a sequence number chosen by the caller:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from replicator.errors import ConfigurationError
 
@@ -21,6 +22,45 @@ Record = dict[str, Any]
 COPY_SEQUENCE = "0"
 #: Records of a copy carry full images: no read-back is needed whatever the stream's view type.
 VIEW = "NEW_AND_OLD_IMAGES"
+
+
+class Outcome(Protocol):
+    """What :class:`Tally` reads of a :class:`replicator.core.BatchResult`."""
+
+    applied: int
+    stale: int
+    quarantined: list[Any]
+    failures: list[tuple[str, str]]
+
+
+@dataclass
+class Tally:
+    """Exact counts of one batch of copied records written through the core, over its retries.
+
+    A failed batch is written again whole: the core names failed records by sequence number,
+    and every record of a copy carries the same one. The items an earlier attempt wrote then
+    come back *stale* (their document already holds that sequence number), so the last
+    attempt's ``stale`` would count them as "newer from the stream": they are moved back to
+    ``written``. Feed every attempt to :meth:`add`; it answers True once one had no failure.
+    """
+
+    written: int = 0
+    newer: int = 0
+    quarantined: int = 0
+    #: writes of the failed attempts so far
+    earlier: int = 0
+
+    def add(self, result: Outcome) -> bool:
+        if result.failures:
+            self.earlier += result.applied
+            return False
+        done = result.applied + result.stale  # every record of the batch, but the quarantined
+        # An item written by a failed attempt and written once more (its document vanished in
+        # between) is still one item: never more written than records.
+        self.written = min(self.earlier + result.applied, done)
+        self.newer = done - self.written
+        self.quarantined = len(result.quarantined)
+        return True
 
 
 def after(sequence_number: str) -> str:

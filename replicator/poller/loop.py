@@ -275,8 +275,14 @@ class Poller:
 
     def run(self, *, once: bool = False, idle_polls: int = 2) -> PollerStats:
         """Poll, apply, checkpoint until stopped; with ``once``, until ``idle_polls`` polls in a
-        row bring nothing. Returns the stats; raises ResyncRequired, RetriesExhausted or a
-        ReplicationError the Replicator raised (configuration)."""
+        row bring nothing. Returns the stats of this run (also ``self.stats``); raises
+        ResyncRequired, RetriesExhausted or a ReplicationError the Replicator raised
+        (configuration)."""
+        # The stats of this run only: the migration runs one poller several times (positions,
+        # following, handover) and adds up what each run returns.
+        self.stats = PollerStats()
+        self._last_log = self._started = self._clock()
+        self._last_logged_applied = 0
         reader = self.reader or self.prepare()
         idle = 0
         read_failures = 0
@@ -313,6 +319,10 @@ class Poller:
                     break
         self.stats.stopped_by_signal = self.stop_event.is_set()
         self._log_progress(final=True)
+        try:
+            self.checkpoints.stopped(self.stream_arn)
+        except PyMongoError as error:  # verify then waits for a sign of life that never comes
+            log.warning("could not mark the stream marker stopped (%s)", type(error).__name__)
         return self.stats
 
     def _apply_shard(self, shard_id: str, records: list[Record]) -> bool:

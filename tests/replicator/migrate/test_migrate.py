@@ -270,17 +270,18 @@ def test_verify_finds_a_planted_changed_field_a_missing_and_an_extra_document(
     sync_scan(poller, segments=2, page_size=20)
     collection.update_one({"_id": "item-000003"}, {"$set": {"body.text": "tampered"}})
     collection.delete_one({"_id": "item-000004"})
-    collection.insert_one({"_id": "ghost", "n": 1})
+    collection.insert_one({"_id": "ghost", "n": 1, "_ddb_seq": "0"})  # as the copy writes
+    collection.insert_one({"_id": "mine", "n": 2})  # not the replicator's: no _ddb_seq
     report = Verifier(moto.dynamodb(), "planted", collection, Settings(key_schema=("pk",)),
                       segments=2, page_size=20,
                       wait_for_replication=lambda: poller.run(once=True)).run()
     assert not report.ok
-    assert report.counts() == {"missing": 1, "extra": 1, "changed": 1}
+    assert report.counts() == {"missing": 1, "extra": 1, "changed": 1, "foreign": 1}
     data = json.loads(report.to_json())
     changed = next(d for d in data["divergent"] if d["kind"] == "changed")
     assert changed["_id"] == "item-000003"
     assert changed["fields"] == [{"path": "body.text", "table": "xxx", "collection": "tampered"}]
-    assert {d["_id"] for d in data["divergent"]} == {"item-000003", "item-000004", "ghost"}
+    assert {d["_id"] for d in data["divergent"]} == {"item-000003", "item-000004", "ghost", "mine"}
 
 
 def test_verify_reports_nothing_under_a_steady_writer_and_its_recheck_did_the_work(
@@ -392,7 +393,7 @@ def test_cli_sync_then_verify_exit_codes_and_reports(
     monkeypatch.setattr(endpoints, "Target", lambda args, environ: _Target(collection))
     monkeypatch.setattr(endpoints, "aws_clients", lambda args, environ: (moto.streams(), moto.dynamodb()))
     monkeypatch.setattr(commands, "install_signal_handlers", lambda stop: None)
-    monkeypatch.setattr(migrate_cli, "replication_waiter", lambda *a, **k: (lambda: None))
+    monkeypatch.setattr(migrate_cli, "ReplicationWaiter", lambda *a, **k: (lambda: None))
     base = ["--table", "clitable", "--mongodb-uri", "mongodb://unused"]
     assert cli.main(["sync", *base, "--segments", "2", "--page-size", "15", "--no-progress",
                      "--report", str(tmp_path / "sync.json")]) == 0
@@ -411,7 +412,7 @@ def test_cli_sync_then_verify_exit_codes_and_reports(
 
 
 def test_replication_waiter_waits_for_a_running_poller_only() -> None:
-    from replicator.migrate.cli import replication_waiter
+    from replicator.migrate.cli import ReplicationWaiter
     from replicator.poller.checkpoints import StreamMarker
 
     moments = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
@@ -419,11 +420,12 @@ def test_replication_waiter_waits_for_a_running_poller_only() -> None:
 
     class Store:
         alive: datetime | None = None
+        stopped: datetime | None = None
 
         def marker(self, arn: str) -> StreamMarker | None:
             if self.alive is None:
                 return None
-            return StreamMarker(arn, "t", "LATEST", None, self.alive)
+            return StreamMarker(arn, "t", "LATEST", None, self.alive, self.stopped)
 
     store = Store()
 
@@ -433,15 +435,24 @@ def test_replication_waiter_waits_for_a_running_poller_only() -> None:
         if store.alive is not None and len(slept) == 3:
             store.alive = moments[0]  # the poller refreshes its marker
 
-    wait = replication_waiter(store, "arn", 2.0, now=lambda: moments[0], sleep=sleep)
-    wait()  # no marker: the delay alone
+    def waiter() -> ReplicationWaiter:
+        return ReplicationWaiter(store, "arn", 2.0, timeout_s=60.0, now=lambda: moments[0],
+                                 sleep=sleep)
+
+    assert waiter()() is True  # no marker: the delay alone
     assert slept == [2.0]
     store.alive = moments[0] - timedelta(seconds=10)  # a running poller
-    wait()
-    assert slept == [2.0, 2.0, 2.0]
+    assert waiter()() is True
+    assert slept[:2] == [2.0, 2.0] and len(slept) == 3
     store.alive = moments[0] - timedelta(hours=1)  # a poller long gone: the delay alone
-    wait()
-    assert slept == [2.0, 2.0, 2.0, 2.0]
+    assert waiter()() is True
+    assert len(slept) == 4 and slept[-1] == 2.0
+    # a poller that ended its run (the sync just done): nothing to wait for, said at once
+    store.alive = moments[0] - timedelta(seconds=5)
+    store.stopped = moments[0] - timedelta(seconds=1)
+    done = waiter()
+    assert done() is False and len(slept) == 4
+    assert done.not_running is not None and "ended its run" in done.not_running
 
 
 # -- the wire target (real pymongo against mongoeco's server) ---------------------------------------

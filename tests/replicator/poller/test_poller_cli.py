@@ -163,8 +163,10 @@ def test_a_trimmed_checkpoint_exits_3_with_the_resync_command(
     err = capsys.readouterr().err
     assert code == cli.EXIT_RESYNC, err
     assert "re-sync required" in err and "TrimmedDataAccessException" in err
-    assert ("replicator resync --table fake --database app --endpoint-url http://127.0.0.1:8000 "
+    # the safe command, which never empties the collection (resync does), with the exact flags
+    assert ("replicator recover --table fake --database app --endpoint-url http://127.0.0.1:8000 "
             "--mongodb-uri <the same URI> --yes") in err
+    assert "replicator resync" not in err
     assert "pw" not in err.replace("pwd", "")
 
 
@@ -293,12 +295,12 @@ def test_sigterm_finishes_the_batch_checkpoints_and_exits_0(moto_server: Any,
     assert "lag " in output and "records/s" in output
 
 
-def test_an_unknown_table_is_a_configuration_error(moto_server: Any,
-                                                   mongoeco_server_uri: str) -> None:
+def test_an_unknown_table_means_it_could_not_run(moto_server: Any,
+                                                 mongoeco_server_uri: str) -> None:
     done = subprocess.run(
         replicator_command("run", "--table", "nope",
                            "--mongodb-uri", target_uri(mongoeco_server_uri, "unknown"),
                            "--endpoint-url", moto_server.endpoint_url(), "--once"),
         capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120, check=False)
-    assert done.returncode == 2, done.stderr
-    assert "table 'nope' not found" in done.stderr
+    assert done.returncode == cli.EXIT_UNAVAILABLE, done.stderr
+    assert "could not run: table 'nope' not found" in done.stderr
