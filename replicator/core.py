@@ -43,6 +43,9 @@ class BatchResult:
     records: int = 0
     applied: int = 0
     stale: int = 0
+    #: of ``stale``: writes whose document already held their very sequence number (a
+    #: redelivery, or a retry of a bulk that had landed), not a newer version
+    already: int = 0
     quarantined: list[BadRecord] = field(default_factory=list)
     #: sequence numbers Lambda must redeliver, with why
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -262,6 +265,7 @@ class Replicator:
         result.round_trips += outcome.round_trips
         result.applied += len(outcome.applied)
         result.stale += len(outcome.stale)
+        result.already += len(outcome.already)
         # Report the lowest record a failed write stands for: everything from there is redelivered.
         result.failures.extend((w.sequence_numbers[0], why) for w, why in outcome.failed)
         rejected.extend((w, why, "dynamodb.NewImage") for w, why in outcome.rejected)

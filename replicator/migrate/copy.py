@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 
 from replicator.core import BatchResult, Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted
-from replicator.migrate.records import COPY_SEQUENCE, Tally, item_record
+from replicator.migrate.records import COPY_SEQUENCE, item_record, tally
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
 from replicator.retry import Backoff
@@ -206,7 +206,6 @@ class ScanCopy:
             return 0, 0, 0
         records = [item_record(item, self.key_schema, self.sequence,
                                f"copy-{segment}-{n}") for n, item in enumerate(chosen)]
-        tally = Tally()
         attempt = 0
         while True:
             try:
@@ -214,8 +213,9 @@ class ScanCopy:
             except PyMongoError as error:
                 result = BatchResult(records=len(records),
                                      failures=[(self.sequence, f"{type(error).__name__}: {error}")])
-            if tally.add(result):
-                return tally.written, tally.newer, tally.quarantined
+            if not result.failures:
+                counts = tally(result)
+                return counts.written, counts.newer, counts.quarantined
             attempt += 1
             with self._lock:
                 self.stats.retries += 1

@@ -39,9 +39,9 @@ from replicator.errors import ConfigurationError, ReplicationError
 from replicator.migrate.records import (
     COPY_SEQUENCE,
     Record,
-    Tally,
     item_record,
     removal_record,
+    tally,
 )
 from replicator.retry import Backoff
 
@@ -234,13 +234,13 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
 
     def flush() -> None:
         attempt = 0
-        tally = Tally()
         while batch:
             outcome = replicator.process(batch)
-            if tally.add(outcome):
-                result.written += tally.written
-                result.skipped_newer += tally.newer
-                result.quarantined += tally.quarantined
+            if not outcome.failures:
+                counts = tally(outcome)
+                result.written += counts.written
+                result.skipped_newer += counts.newer
+                result.quarantined += counts.quarantined
                 batch.clear()
                 return
             attempt += 1

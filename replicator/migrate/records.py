@@ -25,42 +25,34 @@ VIEW = "NEW_AND_OLD_IMAGES"
 
 
 class Outcome(Protocol):
-    """What :class:`Tally` reads of a :class:`replicator.core.BatchResult`."""
+    """What :func:`tally` reads of a :class:`replicator.core.BatchResult`."""
 
     applied: int
     stale: int
+    already: int
     quarantined: list[Any]
-    failures: list[tuple[str, str]]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tally:
-    """Exact counts of one batch of copied records written through the core, over its retries.
+    """What a batch of copied records did, exactly: ``written`` -- the items whose document
+    now holds the copied version; ``newer`` -- the items a stream change (document or
+    tombstone) had made newer; ``quarantined``."""
 
-    A failed batch is written again whole: the core names failed records by sequence number,
-    and every record of a copy carries the same one. The items an earlier attempt wrote then
-    come back *stale* (their document already holds that sequence number), so the last
-    attempt's ``stale`` would count them as "newer from the stream": they are moved back to
-    ``written``. Feed every attempt to :meth:`add`; it answers True once one had no failure.
-    """
+    written: int
+    newer: int
+    quarantined: int
 
-    written: int = 0
-    newer: int = 0
-    quarantined: int = 0
-    #: writes of the failed attempts so far
-    earlier: int = 0
 
-    def add(self, result: Outcome) -> bool:
-        if result.failures:
-            self.earlier += result.applied
-            return False
-        done = result.applied + result.stale  # every record of the batch, but the quarantined
-        # An item written by a failed attempt and written once more (its document vanished in
-        # between) is still one item: never more written than records.
-        self.written = min(self.earlier + result.applied, done)
-        self.newer = done - self.written
-        self.quarantined = len(result.quarantined)
-        return True
+def tally(result: Outcome) -> Tally:
+    """The counts of the attempt that succeeded. A failed batch is written again whole (the
+    core names failed records by sequence number, and every record of a copy carries the same
+    one), so the items an earlier attempt had written come back stale: they are told apart by
+    the core (``already``: the document holds this very sequence number) and counted as
+    written, not as "newer from the stream"."""
+    return Tally(written=result.applied + result.already,
+                 newer=result.stale - result.already,
+                 quarantined=len(result.quarantined))
 
 
 def after(sequence_number: str) -> str:
