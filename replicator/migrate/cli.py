@@ -201,6 +201,7 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
     stop = threading.Event()
     target, poller = _poller(args, environ, stop)
     try:
+        poller.info  # noqa: B018 - DescribeTable first: a missing table is named as such (exit 4)
         if args.export:
             manifest = load_manifest(args.export)
             worker_target = None
@@ -419,6 +420,7 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
     stop = threading.Event()
     target, poller = _poller(args, environ, stop)
     try:
+        poller.info  # noqa: B018 - DescribeTable first: a missing table is named as such (exit 4)
         exports = [load_manifest(location) for location in args.incremental_export]
         requester = None
         if args.pitr_export_bucket:
