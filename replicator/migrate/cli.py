@@ -259,10 +259,11 @@ class ReplicationWaiter:
       ``timeout_s`` more. Answers True; False if the marker did not move (the poller is gone),
       and every later call answers False at once: documents still different are then reported
       as "could not be re-checked", not as divergences.
-    * A poller that ended its run (the marker says stopped, e.g. the ``sync`` just done): no
-      replication can be waited for: False at once.
-    * No marker, or one long silent (a Lambda event source mapping follows the stream): the
-      delay alone, True.
+    * A poller that ended its run within ``running_within_s`` (the marker says stopped, e.g.
+      the ``sync`` just done): the delay (a Lambda event source mapping may follow the
+      stream), then False: no poller to wait for.
+    * No marker, or one silent for longer (a Lambda event source mapping follows the stream):
+      the delay alone, True.
 
     Each wait is announced in one log line saying what it waits for and until when, so the
     whole of verify's waiting is bounded by ``rounds * delay_s + timeout_s``.
@@ -287,20 +288,25 @@ class ReplicationWaiter:
             return False
         asked = self.now()
         marker = self.checkpoints.marker(self.stream_arn) if self.stream_arn else None
-        if marker is not None and marker.stopped:
-            self._give_up(f"the last poller of this stream ended its run at "
-                          f"{_clock(marker.stopped_at)} and none has started since")
-            return False
-        if (marker is None or marker.alive_at is None
-                or (asked - marker.alive_at).total_seconds() > self.running_within_s):
-            seen = ("no `replicator run` has a stream marker" if marker is None or
-                    marker.alive_at is None else
-                    f"the stream marker was last alive at {_clock(marker.alive_at)}")
+        heard = [m for m in (marker.alive_at, marker.stopped_at) if m] if marker else []
+        if not heard or (asked - max(heard)).total_seconds() > self.running_within_s:
+            seen = (f"the stream marker was last alive at {_clock(max(heard))}" if heard
+                    else "no `replicator run` has a stream marker")
             log.info("re-check: waiting %.0f s (--recheck-delay), until %s, for replication to "
                      "catch up (%s: assuming a Lambda event source mapping follows the stream)",
                      self.delay_s, _clock(asked + timedelta(seconds=self.delay_s)), seen)
             self.sleep(self.delay_s)
             return True
+        assert marker is not None
+        if marker.stopped:
+            ended = (f"the last poller of this stream ended its run at "
+                     f"{_clock(marker.stopped_at)} and none has started since")
+            log.info("re-check: waiting %.0f s (--recheck-delay), until %s, in case a Lambda "
+                     "event source mapping follows the stream (%s)", self.delay_s,
+                     _clock(asked + timedelta(seconds=self.delay_s)), ended)
+            self.sleep(self.delay_s)
+            self._give_up(ended)
+            return False
         deadline = asked + timedelta(seconds=self.delay_s + self.timeout_s)
         log.info("re-check: waiting %.0f s (--recheck-delay), then for `replicator run` to show "
                  "it polled past %s (its stream marker), until %s at the latest",
@@ -310,7 +316,11 @@ class ReplicationWaiter:
             marker = self.checkpoints.marker(self.stream_arn)
             if marker is None or (marker.alive_at is not None and marker.alive_at > asked):
                 return True
-            if marker.stopped or self.now() >= deadline:
+            if marker.stopped:
+                self._give_up(f"the poller ended its run at {_clock(marker.stopped_at)} "
+                              "without polling past the re-check's reads")
+                return False
+            if self.now() >= deadline:
                 break
             self.sleep(max(0.5, min(5.0, (deadline - self.now()).total_seconds())))
         self._give_up(f"the stream marker did not move from {_clock(marker.alive_at)} by "

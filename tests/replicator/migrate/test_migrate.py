@@ -447,12 +447,32 @@ def test_replication_waiter_waits_for_a_running_poller_only() -> None:
     store.alive = moments[0] - timedelta(hours=1)  # a poller long gone: the delay alone
     assert waiter()() is True
     assert len(slept) == 4 and slept[-1] == 2.0
-    # a poller that ended its run (the sync just done): nothing to wait for, said at once
+    # a poller that just ended its run (the sync): the delay (a Lambda may follow the stream),
+    # then "not running", and no more waiting for the later rounds
     store.alive = moments[0] - timedelta(seconds=5)
     store.stopped = moments[0] - timedelta(seconds=1)
     done = waiter()
-    assert done() is False and len(slept) == 4
+    assert done() is False and len(slept) == 5 and slept[-1] == 2.0
     assert done.not_running is not None and "ended its run" in done.not_running
+    assert done() is False and len(slept) == 5
+    # one that ended long ago: the Lambda case again, the delay alone
+    store.alive = moments[0] - timedelta(hours=2)
+    store.stopped = moments[0] - timedelta(hours=1)
+    assert waiter()() is True and len(slept) == 6
+    # a running poller that does not move: bounded by delay + timeout, then "not running"
+    store.alive = moments[0] - timedelta(seconds=10)
+    store.stopped = None
+    started = moments[0]
+
+    def idle(seconds: float) -> None:  # time passes, the marker stays
+        moments[0] += timedelta(seconds=seconds)
+
+    stuck = ReplicationWaiter(store, "arn", 2.0, timeout_s=60.0, now=lambda: moments[0],
+                              sleep=idle)
+    assert stuck() is False
+    assert moments[0] - started <= timedelta(seconds=2.0 + 60.0 + 5.0)
+    assert stuck.not_running is not None and "did not move" in stuck.not_running
+    assert stuck() is False and moments[0] - started <= timedelta(seconds=67.0)  # no more waits
 
 
 # -- the wire target (real pymongo against mongoeco's server) ---------------------------------------

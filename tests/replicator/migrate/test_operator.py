@@ -172,8 +172,10 @@ def test_exit_codes_and_repairs_along_sync_verify_recover(
     done = run_replicator("verify", *base, "--report", str(tmp_path / "v.json"))
     assert done.returncode == EXIT_OK, done.stderr
 
-    # A change the stream holds but nothing applies (the sync's poller has ended): verify says
-    # so at once, and does not call the document diverged.
+    # A change the stream holds but nothing applies (the poller has just ended its run): verify
+    # says so, and does not call the document diverged.
+    done = run_replicator("run", *base, "--once")
+    assert done.returncode == EXIT_OK, done.stderr
     client.update_item(TableName="orders", Key={"pk": {"S": "item-000001"}},
                        UpdateExpression="SET v = :v", ExpressionAttributeValues={":v": {"N": "5"}})
     done = run_replicator("verify", *base, "--recheck-delay", "0.1",
