@@ -200,7 +200,8 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     resync = commands.add_parser(
-        "resync", parents=[common], help="rebuild the collection from the table (after a gap)",
+        "resync", parents=[common],
+        help="empty the collection and rebuild it from the table (`recover` keeps it)",
         description="Delete the table's checkpoints, empty the collection and its tombstones, "
                     "apply what the stream still holds, then scan the table into the collection "
                     "(items as INSERTs with sequence number 0, so any stream change wins). Stop "

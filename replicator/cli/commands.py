@@ -93,7 +93,8 @@ def cmd_resync(args: argparse.Namespace, environ: Any) -> int:
         raise ConfigurationError(
             "resync deletes the collection's documents, its tombstones and the table's "
             "checkpoints, then rebuilds them from the stream and a table scan: stop every "
-            "poller of this table and run again with --yes")
+            "poller of this table and run again with --yes (to bring the collection up to "
+            f"date without emptying it: {recover_command(args)})")
     stop = threading.Event()
     install_signal_handlers(stop)
     target = endpoints.Target(args, environ)

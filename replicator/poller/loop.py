@@ -14,8 +14,8 @@ every record up to it.
   before the lowest failed one and the records from it are retried (bounded exponential backoff),
   never skipped.
 * A checkpoint older than the oldest record the stream still holds (DynamoDB Streams keeps records
-  24 hours) raises :class:`ResyncRequired`: the changes in between are gone, and only a re-sync
-  from the table (:func:`resync`, ``replicator resync``) can make the collection right again.
+  24 hours) raises :class:`ResyncRequired`: the changes in between are gone, and only the table
+  can make the collection right again (``replicator recover``, which never empties it).
 * ``stop`` (a :class:`threading.Event`, set by SIGTERM/SIGINT in the CLI) ends the loop after the
   current batch is written and checkpointed.
 * Every ``log_interval`` seconds it logs records applied, records/s, each shard's position and the
