@@ -99,6 +99,9 @@ class WriteResult:
     rejected: list[tuple[PlannedWrite, Rejection]] = field(default_factory=list)
     #: the applied upserts that inserted a new document (a subset of ``applied``)
     inserted: list[PlannedWrite] = field(default_factory=list)
+    #: the stale writes whose document holds their very sequence number (a subset of
+    #: ``stale``): a redelivery, or a retried bulk that had landed -- not a newer version
+    already: list[PlannedWrite] = field(default_factory=list)
     round_trips: int = 0
 
 
@@ -287,6 +290,8 @@ def _settle_duplicates(
         held = stored.get(identity(planned.document_id))
         if isinstance(held, str) and held >= _sequence(planned):
             result.stale.append(planned)
+            if held == _sequence(planned):
+                result.already.append(planned)
         else:
             result.failed.append((planned, f"duplicate key while no newer version is stored "
                                            f"(a concurrent insert; retried): {_describe(item)}"))
@@ -298,6 +303,7 @@ def _merge(into: WriteResult, other: WriteResult) -> None:
     into.failed.extend(other.failed)
     into.rejected.extend(other.rejected)
     into.inserted.extend(other.inserted)
+    into.already.extend(other.already)
     into.round_trips += other.round_trips
 
 

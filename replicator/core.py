@@ -58,6 +58,9 @@ class BatchResult:
     records: int = 0
     applied: int = 0
     stale: int = 0
+    #: of ``stale``: writes whose document already held their very sequence number (a
+    #: redelivery, or a retry of a bulk that had landed), not a newer version
+    already: int = 0
     quarantined: list[BadRecord] = field(default_factory=list)
     #: sequence numbers Lambda must redeliver, with why
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -197,7 +200,12 @@ class Replicator:
         if result.newest_applied_at is not None:
             lag = (self.now() - result.newest_applied_at).total_seconds()
             result.replication_lag_s = max(0.0, lag)
-        log_batch(result, getattr(self.collection, "full_name", result.collection))
+        event_id = None
+        if result.failures:
+            lowest = result.failed_sequence_numbers[0]
+            event_id = next((r.get("eventID") for r in records if isinstance(r, Mapping)
+                             and _sequence_of_raw(r) == lowest), None)
+        log_batch(result, getattr(self.collection, "full_name", result.collection), event_id)
 
     def plan(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> WritePlan:
         """The write plan for an event, without writing (pure unless a read-back is needed)."""
@@ -317,6 +325,7 @@ class Replicator:
         result.round_trips += outcome.round_trips
         result.applied += len(outcome.applied)
         result.stale += len(outcome.stale)
+        result.already += len(outcome.already)
         # Report the lowest record a failed write stands for: everything from there is redelivered.
         result.failures.extend((w.sequence_numbers[0], why) for w, why in outcome.failed)
         rejected.extend((w, why, "dynamodb.NewImage") for w, why in outcome.rejected)
@@ -396,6 +405,9 @@ class Replicator:
                 sequence_number=sequence, covered=planned.sequence_numbers,
             )
             bad_records.append(BadRecord(index, raw, error))
+        # One line per batch, never one per record (each is kept with its own error).
+        log.error("%d write(s) rejected by MongoDB; the first: %s", len(bad_records),
+                  bad_records[0].error)
         self._keep(bad_records, result)
 
 
@@ -413,7 +425,7 @@ def _newest_created(records: Sequence[Any], applied: Iterable[PlannedWrite]) -> 
     return newest
 
 
-def log_batch(result: BatchResult, target: str | None) -> None:
+def log_batch(result: BatchResult, target: str | None, failed_event_id: str | None = None) -> None:
     """The one log line of a batch: what it did, where from (table, shard, sequence range) and
     where to; a WARNING when something was quarantined or will be redelivered. The figures are
     also the record's ``batch`` attribute (a JSON log formatter writes them as fields); error
@@ -437,7 +449,10 @@ def log_batch(result: BatchResult, target: str | None) -> None:
     if result.failures:
         lowest = result.failed_sequence_numbers[0]
         why = next(w for s, w in result.failures if s == lowest)
-        text += f"; redelivered from SequenceNumber {lowest}: {why}"
+        more = len(result.failures)
+        where = f"SequenceNumber {lowest}" + (f" (eventID {failed_event_id})" if failed_event_id
+                                               else "")
+        text += f"; {more} record(s) will be redelivered, from {where}: {why}"
     log.log(level, "%s", text, extra={"batch": figures})
 
 

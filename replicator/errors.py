@@ -99,7 +99,8 @@ class UnsupportedRecordError(RecordError):
 
 # -- the poller, the re-sync and the migration --------------------------------------------------
 class ResyncRequired(ReplicationError):
-    """A checkpoint is older than what the stream still holds: changes were lost; re-sync.
+    """A checkpoint is older than what the stream still holds: changes were lost; the answer is
+    ``replicator recover`` (never emptying the collection; ``resync`` empties it first).
 
     ``command`` is filled in by the CLI with the exact command to run.
     """
@@ -116,23 +117,31 @@ class ResyncRequired(ReplicationError):
 
     def _render(self) -> str:
         command = self.command or (
-            f"replicator resync --table {self.table or '<table>'} --yes "
+            f"replicator recover --table {self.table or '<table>'} --yes "
             "(with the same MongoDB and AWS options as `replicator run`)"
         )
         return (
             f"{self.reason}. The stream keeps records for 24 hours, so the changes after the "
             "checkpoint are gone and the collection cannot be brought up to date from the "
-            "stream. Re-sync it from the table: stop every poller of this table, then run\n"
+            "stream alone. Recover it: stop every poller of this table, then run\n"
             f"    {command}\n"
-            "which deletes this table's checkpoints, empties the collection and its tombstones, "
-            "applies what the stream still holds and scans the table into the collection; then "
-            "start `replicator run` again (see docs/poller.md, \"Re-sync\")."
+            "which applies what the stream still holds and then the changes of the gap (a "
+            "re-copy that writes only what differs; add --pitr-export-bucket <bucket> to read "
+            "them from an incremental export when point-in-time recovery is on), never emptying "
+            "the collection; then start `replicator run` again (docs/migration.md, \"recover\")."
         )
 
     def with_command(self, command: str) -> ResyncRequired:
         self.command = command
         self.args = (self._render(),)
         return self
+
+
+class ResourceUnavailable(ConfigurationError):
+    """The command could not run: MongoDB or AWS cannot be reached, the credentials are refused,
+    or the table does not exist. The CLI exits 4 ("could not run"), apart from 1 (``verify``:
+    diverged; the others: failed after they started). A ConfigurationError too, so code that
+    refuses bad configuration keeps catching it."""
 
 
 class RetriesExhausted(ReplicationError):

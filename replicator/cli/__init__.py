@@ -16,9 +16,11 @@ from the usual boto3 chain (environment, profile, instance role); with ``--endpo
 Local) and no credentials anywhere, dummy ones are used. Replicator settings are read from the
 same ``REPLICATOR_*`` variables as the Lambda handler (README, "Lambda configuration").
 
-Exit codes: 0 done (drained with --once, or stopped by SIGTERM/SIGINT), 1 failed (MongoDB or AWS
-unreachable at start, retries exhausted), 2 usage or configuration error, 3 re-sync required
-(``redrive``: a range is no longer in the stream, run ``replicator recover``).
+Exit codes (:data:`replicator.cli.commands.EXIT_CODES`, docs/migration.md "Exit codes"): 0 done,
+1 verify: diverged / the others: failed after starting (retries exhausted), 2 usage or
+configuration error, 3 re-sync required (answer: ``replicator recover``), 4 could not run (MongoDB
+or AWS unreachable, credentials refused, table not found). ``redrive``: 3 when a range is no
+longer in the stream (run the ``replicator recover`` it prints).
 """
 
 from __future__ import annotations
@@ -32,16 +34,22 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from replicator.cli.commands import (
+    EXIT_CODES,
+    EXIT_DIVERGED,
     EXIT_FAILED,
+    EXIT_OK,
     EXIT_RESYNC,
+    EXIT_UNAVAILABLE,
     EXIT_USAGE,
     cmd_checkpoints,
     cmd_resync,
     cmd_run,
+    recover_command,
 )
 from replicator.errors import (
     ConfigurationError,
     ReplicationError,
+    ResourceUnavailable,
     ResyncRequired,
     RetriesExhausted,
 )
@@ -54,7 +62,10 @@ from replicator.redact import (
     secrets_of,
 )
 
-__all__ = ["build_parser", "main", "setup_logging"]
+__all__ = [
+    "EXIT_DIVERGED", "EXIT_FAILED", "EXIT_OK", "EXIT_RESYNC", "EXIT_UNAVAILABLE", "EXIT_USAGE",
+    "build_parser", "main", "setup_logging", "unavailable",
+]
 
 
 log = logging.getLogger("replicator.cli")
@@ -80,6 +91,15 @@ def setup_logging(level: str, secrets: Sequence[str]) -> logging.Handler:
 
 
 # -- arguments -----------------------------------------------------------------------------------
+class HelpFormatter(argparse.HelpFormatter):
+    """Descriptions filled to the terminal as usual; the exit-code table keeps its lines."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if text.startswith("Exit codes:"):
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
 class RedactingArgumentParser(argparse.ArgumentParser):
     """argparse echoes the offending argument of a usage error straight to stderr (``unrecognized
     arguments: mongodb://user:password@...``, ``ambiguous option: --mongodb=mongodb://...``,
@@ -92,8 +112,10 @@ class RedactingArgumentParser(argparse.ArgumentParser):
         self.secrets = list(secrets)
 
     def add_subparsers(self, **kwargs: Any) -> Any:
-        kwargs.setdefault("parser_class", functools.partial(RedactingArgumentParser,
-                                                            secrets=self.secrets))
+        # Every subcommand's --help ends with the exit-code table too.
+        kwargs.setdefault("parser_class", functools.partial(
+            RedactingArgumentParser, secrets=self.secrets, epilog=EXIT_CODES,
+            formatter_class=HelpFormatter))
         return super().add_subparsers(**kwargs)
 
     def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
@@ -129,8 +151,9 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = RedactingArgumentParser(
         secrets=secrets,
         prog="replicator",
-        description="DynamoDB Streams -> MongoDB replicator: standalone poller.",
-        epilog="Exit codes: 0 ok, 1 failed, 2 usage or configuration error, 3 re-sync required.",
+        description="DynamoDB Streams -> MongoDB replicator: standalone poller and migration.",
+        epilog=EXIT_CODES,
+        formatter_class=HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -188,7 +211,8 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     resync = commands.add_parser(
-        "resync", parents=[common], help="rebuild the collection from the table (after a gap)",
+        "resync", parents=[common],
+        help="empty the collection and rebuild it from the table (`recover` keeps it)",
         description="Delete the table's checkpoints, empty the collection and its tombstones, "
                     "apply what the stream still holds, then scan the table into the collection "
                     "(items as INSERTs with sequence number 0, so any stream change wins). Stop "
@@ -213,28 +237,80 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     return parser
 
 
+def unavailable(error: BaseException) -> str | None:
+    """Why the command could not run, when ``error`` says MongoDB or AWS cannot be reached, the
+    credentials are refused or the table does not exist (exit 4); None for any other error."""
+    if isinstance(error, ResourceUnavailable):
+        return str(error)
+    from pymongo.errors import ConnectionFailure, OperationFailure
+
+    if isinstance(error, ConnectionFailure):  # ServerSelectionTimeoutError, AutoReconnect, ...
+        # pymongo appends its whole topology description: the first sentence says it all.
+        detail = str(error).split(", Timeout:")[0]
+        return (f"MongoDB cannot be reached ({type(error).__name__}: {detail}); check the URI "
+                "(--mongodb-uri / MONGODB_URI), the network and --mongodb-timeout-ms")
+    if isinstance(error, OperationFailure) and error.code in (13, 18):  # Unauthorized, AuthFailed
+        return f"MongoDB refused the credentials or the permission ({error})"
+    try:
+        from botocore.exceptions import (
+            ClientError,
+            ConnectionError,
+            NoCredentialsError,
+            PartialCredentialsError,
+        )
+    except ImportError:  # pragma: no cover - boto3 is a dependency of every command using AWS
+        return None
+    if isinstance(error, ConnectionError):  # EndpointConnectionError, ConnectTimeoutError, ...
+        return f"AWS cannot be reached ({type(error).__name__}: {error}); check --endpoint-url, " \
+               "--region and the network"
+    if isinstance(error, (NoCredentialsError, PartialCredentialsError)):
+        return f"no usable AWS credentials ({error})"
+    if isinstance(error, ClientError):
+        code = error.response.get("Error", {}).get("Code", "")
+        if code in AWS_CANNOT_RUN:
+            return f"AWS refused the request ({code}: {error})"
+    return None
+
+
+#: DynamoDB error codes that mean "this command cannot run here" (credentials, permissions, a
+#: table or stream that does not exist), not a transient failure.
+AWS_CANNOT_RUN = frozenset({
+    "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
+    "ExpiredTokenException", "InvalidClientTokenId", "ResourceNotFoundException",
+    "MissingAuthenticationTokenException",
+})
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; the exit code is one of :data:`replicator.cli.commands.EXIT_CODES`."""
     environ = os.environ
     given = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(secrets_in_argv(given))
     args = parser.parse_args(given)  # usage errors: argparse exits with 2, redacted
     secrets = [*secrets_of(args.mongodb_uri, environ), *secrets_in_argv(given)]
     setup_logging(args.log_level, secrets)
+    # verify answers 1 only for "diverged": whatever else stops it means it could not check.
+    failed = int(getattr(args, "failure_exit", EXIT_FAILED))
     try:
         return int(args.func(args, environ))
     except ResyncRequired as error:
+        if error.command is None:
+            error.with_command(recover_command(args))
         log.error("re-sync required: %s", error)
         return EXIT_RESYNC
-    except ConfigurationError as error:
-        log.error("configuration: %s", error)
-        return EXIT_USAGE
-    except (RetriesExhausted, ReplicationError) as error:
-        log.error("%s: %s", type(error).__name__, error)
-        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
     except Exception as error:
+        why = unavailable(error)
+        if why is not None:
+            log.error("could not run: %s", why)
+            return EXIT_UNAVAILABLE
+        if isinstance(error, ConfigurationError):
+            log.error("configuration: %s", error)
+            return EXIT_USAGE
+        if isinstance(error, (RetriesExhausted, ReplicationError)):
+            log.error("%s: %s", type(error).__name__, error)
+            return failed
         log.error("failed: %s: %s", type(error).__name__, error,
                   exc_info=logging.getLogger("replicator").isEnabledFor(logging.DEBUG))
-        return EXIT_FAILED
-
+        return failed

@@ -14,30 +14,46 @@ from collections.abc import Sequence
 from typing import Any
 
 from replicator.cli import endpoints
-from replicator.errors import ConfigurationError, ResyncRequired
+from replicator.errors import ConfigurationError
 
-#: Exit codes: 0 done, 1 failed, 2 usage or configuration error, 3 re-sync required.
+#: Exit codes (one table: :data:`EXIT_CODES`, docs/migration.md "Exit codes").
 EXIT_OK = 0
+#: ``verify``: divergences found; the other commands: failed after they started
 EXIT_FAILED = 1
+EXIT_DIVERGED = 1
 EXIT_USAGE = 2
 EXIT_RESYNC = 3
+#: could not run: MongoDB or AWS unreachable, credentials refused, table not found (``verify``:
+#: also documents it could not re-check because no replication was running)
+EXIT_UNAVAILABLE = 4
+EXIT_CODES = """Exit codes:
+  0  done; verify: the collection holds the table
+  1  verify: divergences found (the report names the repair of each kind);
+     run, sync, recover, resync: failed after starting (retries exhausted, copy interrupted)
+  2  usage or configuration error
+  3  re-sync required (the stream lost changes): replicator recover ... --yes
+  4  could not run: MongoDB or AWS unreachable, credentials refused, table not found;
+     verify: also when documents could not be re-checked (no replication running)"""
 log = logging.getLogger("replicator.cli")
 
 
-def resync_command(args: argparse.Namespace) -> str:
-    """The `replicator resync` command for the same table and target (the URI left out)."""
-    return repair_command(args, "resync")
+def recover_command(args: argparse.Namespace) -> str:
+    """The `replicator recover` command for the same table and target (the URI left out): the
+    answer to "re-sync required" and to what ``verify`` finds, which never empties the
+    collection (docs/migration.md). The options naming the table and the target are repeated;
+    the URI never is (``--mongodb-uri <the same URI>`` when one was given)."""
+    return repair_command(args, "recover")
 
 
 def repair_command(args: argparse.Namespace, command: str, extra: Sequence[str] = ()) -> str:
-    """``replicator <command> ... [extra] --yes`` (resync or recover) for the same table, target
-    and AWS endpoint as ``args``; the URI is left out (``<the same URI>`` when it was given)."""
+    """``replicator <command> ... [extra] --yes`` for the same table, target and AWS endpoint as
+    ``args``; the URI is left out (``<the same URI>`` when it was given)."""
     parts = ["replicator", command, "--table", args.table]
     for option in ("database", "collection", "checkpoint_collection", "endpoint_url", "region"):
         value = getattr(args, option, None)
         if value:
             parts += [f"--{option.replace('_', '-')}", value]
-    if args.key_schema:
+    if getattr(args, "key_schema", None):
         parts += ["--key-schema", ",".join(args.key_schema)]
     parts += extra
     text = " ".join(shlex.quote(part) for part in parts)
@@ -83,10 +99,7 @@ def cmd_run(args: argparse.Namespace, environ: Any) -> int:
         poller = endpoints.make_poller(args, environ, target, stop, starting_position=args.starting_position,
                          poll_interval=args.poll_interval, log_interval=args.log_interval,
                          metrics=metrics)
-        try:
-            stats = poller.run(once=args.once)
-        except ResyncRequired as error:
-            raise error.with_command(resync_command(args)) from None
+        stats = poller.run(once=args.once)
     finally:
         if server is not None:
             server.close()
@@ -104,7 +117,8 @@ def cmd_resync(args: argparse.Namespace, environ: Any) -> int:
         raise ConfigurationError(
             "resync deletes the collection's documents, its tombstones and the table's "
             "checkpoints, then rebuilds them from the stream and a table scan: stop every "
-            "poller of this table and run again with --yes")
+            "poller of this table and run again with --yes (to bring the collection up to "
+            f"date without emptying it: {recover_command(args)})")
     stop = threading.Event()
     install_signal_handlers(stop)
     target = endpoints.Target(args, environ)

@@ -15,14 +15,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from replicator.cli.commands import EXIT_DIVERGED, EXIT_OK, EXIT_UNAVAILABLE
 from replicator.errors import ConfigurationError
 
 log = logging.getLogger("replicator.cli")
-EXIT_OK = 0
-EXIT_DIVERGENT = 1
 
 
 def _worker(text: str) -> tuple[int, int]:
@@ -76,8 +75,15 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     verify.add_argument("--recheck-delay", type=float, default=10.0,
                         help="seconds to let replication catch up before a re-check (above the "
                              "replication lag; default 10)")
+    verify.add_argument("--recheck-timeout", type=float, default=90.0,
+                        help="seconds to wait, once, for a running `replicator run` to show it "
+                             "polled past a re-check's reads (it refreshes its stream marker "
+                             "every --log-interval, default 30); if it does not, the documents "
+                             "still different are reported as \"could not be re-checked\" "
+                             "(default 90)")
     verify.add_argument("--report", default=None, help="write the JSON report here")
-    verify.set_defaults(func=cmd_verify)
+    # 1 means "diverged" only: whatever else stops verify means it could not check (4).
+    verify.set_defaults(func=cmd_verify, failure_exit=EXIT_UNAVAILABLE)
 
     recover = commands.add_parser(
         "recover", parents=[common], help="recover after a gap past the stream's 24 hours",
@@ -156,14 +162,21 @@ class ProgressBar:
 
 
 def print_summary(title: str, rows: list[tuple[str, Any]]) -> None:
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
+    """The summary on stderr: a rich table on a terminal, ``name: value`` lines otherwise (a log
+    file or a pipe; docs/migration.md says what each line means)."""
+    rich = sys.stderr.isatty()
+    if rich:
+        try:
+            from rich.console import Console
+            from rich.table import Table
+        except ImportError:
+            rich = False
+    if not rich:
+        print(title, file=sys.stderr)
         for name, value in rows:
-            print(f"{name}: {value}", file=sys.stderr)
+            print(f"  {name}: {value}", file=sys.stderr)
         return
-    table = Table(title=title)
+    table = Table(title=title, show_header=False)
     table.add_column("")
     table.add_column("", justify="right")
     for name, value in rows:
@@ -195,6 +208,7 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
     stop = threading.Event()
     target, poller = _poller(args, environ, stop)
     try:
+        poller.info  # noqa: B018 - DescribeTable first: a missing table is named as such (exit 4)
         if args.export:
             manifest = load_manifest(args.export)
             worker_target = None
@@ -244,36 +258,113 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
     return EXIT_OK
 
 
-def replication_waiter(checkpoints: Any, stream_arn: str | None, delay_s: float,
-                       timeout_s: float = 300.0, running_within_s: float = 120.0,
-                       now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
-                       sleep: Callable[[float], None] = time.sleep) -> Callable[[], None]:
-    """Wait ``delay_s``; then, if a poller is running (its stream marker was refreshed within
-    ``running_within_s``; it refreshes it every log interval), until the marker shows it alive
-    after the wait began: a poller alive past a moment has polled past the records before it.
-    With no running poller (a Lambda event source mapping) the delay alone."""
+class ReplicationWaiter:
+    """What ``verify`` waits for before each re-check; called once per re-check round.
 
-    def wait() -> None:
-        asked = now()
-        sleep(delay_s)
-        if stream_arn is None:
-            return
-        marker = checkpoints.marker(stream_arn)
-        if (marker is None or marker.alive_at is None
-                or (asked - marker.alive_at).total_seconds() > running_within_s):
-            return
-        waited = 0.0
-        while waited < timeout_s:
-            marker = checkpoints.marker(stream_arn)
+    * A running ``replicator run`` (its stream marker alive within ``running_within_s`` and not
+      marked stopped): wait ``delay_s``, then until the marker shows it alive after the wait
+      began -- a poller alive past a moment has polled past the records before it -- at most
+      ``timeout_s`` more. Answers True; False if the marker did not move (the poller is gone),
+      and every later call answers False at once: documents still different are then reported
+      as "could not be re-checked", not as divergences.
+    * A poller that ended its run within ``running_within_s`` (the marker says stopped, e.g.
+      the ``sync`` just done): the delay (a Lambda event source mapping may follow the
+      stream), then False: no poller to wait for.
+    * No marker, or one silent for longer (a Lambda event source mapping follows the stream):
+      the delay alone, True.
+
+    Each wait is announced in one log line saying what it waits for and until when, so the
+    whole of verify's waiting is bounded by ``rounds * delay_s + timeout_s``.
+    """
+
+    def __init__(self, checkpoints: Any, stream_arn: str | None, delay_s: float,
+                 timeout_s: float = 90.0, running_within_s: float = 120.0,
+                 now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.checkpoints = checkpoints
+        self.stream_arn = stream_arn
+        self.delay_s = delay_s
+        self.timeout_s = timeout_s
+        self.running_within_s = running_within_s
+        self.now = now
+        self.sleep = sleep
+        #: why replication cannot be waited for (then every call answers False at once)
+        self.not_running: str | None = None
+
+    def __call__(self) -> bool:
+        if self.not_running is not None:
+            return False
+        asked = self.now()
+        marker = self.checkpoints.marker(self.stream_arn) if self.stream_arn else None
+        heard = [m for m in (marker.alive_at, marker.stopped_at) if m] if marker else []
+        if not heard or (asked - max(heard)).total_seconds() > self.running_within_s:
+            seen = (f"the stream marker was last alive at {_clock(max(heard))}" if heard
+                    else "no `replicator run` has a stream marker")
+            log.info("re-check: waiting %.0f s (--recheck-delay), until %s, for replication to "
+                     "catch up (%s: assuming a Lambda event source mapping follows the stream)",
+                     self.delay_s, _clock(asked + timedelta(seconds=self.delay_s)), seen)
+            self.sleep(self.delay_s)
+            return True
+        assert marker is not None
+        if marker.stopped:
+            ended = (f"the last poller of this stream ended its run at "
+                     f"{_clock(marker.stopped_at)} and none has started since")
+            log.info("re-check: waiting %.0f s (--recheck-delay), until %s, in case a Lambda "
+                     "event source mapping follows the stream (%s)", self.delay_s,
+                     _clock(asked + timedelta(seconds=self.delay_s)), ended)
+            self.sleep(self.delay_s)
+            self._give_up(ended)
+            return False
+        deadline = asked + timedelta(seconds=self.delay_s + self.timeout_s)
+        log.info("re-check: waiting %.0f s (--recheck-delay), then for `replicator run` to show "
+                 "it polled past %s (its stream marker), until %s at the latest",
+                 self.delay_s, _clock(asked), _clock(deadline))
+        self.sleep(self.delay_s)
+        while True:
+            marker = self.checkpoints.marker(self.stream_arn)
             if marker is None or (marker.alive_at is not None and marker.alive_at > asked):
-                return
-            step = max(1.0, min(5.0, delay_s))
-            sleep(step)
-            waited += step
-        log.warning("the poller's marker did not move for %.0f s: is `replicator run` running?",
-                    timeout_s)
+                return True
+            if marker.stopped:
+                self._give_up(f"the poller ended its run at {_clock(marker.stopped_at)} "
+                              "without polling past the re-check's reads")
+                return False
+            if self.now() >= deadline:
+                break
+            self.sleep(max(0.5, min(5.0, (deadline - self.now()).total_seconds())))
+        self._give_up(f"the stream marker did not move from {_clock(marker.alive_at)} by "
+                      f"{_clock(self.now())}: no `replicator run` is following the stream")
+        return False
 
-    return wait
+    def _give_up(self, why: str) -> None:
+        self.not_running = why
+        log.warning("re-check: %s; the documents still different are reported as \"could not "
+                    "be re-checked\" (start `replicator run`, then run verify again)", why)
+
+
+def _clock(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment is not None else "?"
+
+
+def repairs(args: argparse.Namespace, collection: str, sequence_field: str) -> dict[str, str]:
+    """How to repair each kind of finding of ``verify`` (docs/migration.md, "Repairing what
+    verify finds"), with the exact command for this table and target."""
+    from replicator.cli.commands import recover_command
+
+    recover = recover_command(args)
+    return {
+        "changed": f"{recover} (stop every poller of the table first, start `replicator run` "
+                   "after): rewrites each document that differs from its item",
+        "missing": f"{recover}: writes each item that has no document",
+        "extra": f"{recover}: deletes each document the replicator wrote whose item is gone",
+        "foreign": f"not written by the replicator (no {sequence_field}), so recover never "
+                   f"deletes it: if it does not belong, delete it yourself "
+                   f"(db.{collection}.deleteOne({{_id: ...}})), or keep the application's own "
+                   "documents in another collection",
+        "unsettled": "written to continuously while verify ran: run verify again when the "
+                     "writes calm down",
+        "unchecked": "no replication was running to wait for: start `replicator run` (or check "
+                     "the Lambda event source mapping), then run verify again",
+    }
 
 
 def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
@@ -290,10 +381,12 @@ def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
         settings = endpoints.settings_of(args, environ)
         if settings.key_schema is None:
             settings = replace(settings, key_schema=info.key_schema)
-        waiter = replication_waiter(target.checkpoints, info.stream_arn, args.recheck_delay)
+        waiter = ReplicationWaiter(target.checkpoints, info.stream_arn, args.recheck_delay,
+                                    timeout_s=args.recheck_timeout)
         report = Verifier(dynamodb, args.table, target.collection, settings,
                           segments=args.segments, page_size=args.page_size,
                           rechecks=args.rechecks, wait_for_replication=waiter).run()
+        collection = target.collection.name
     finally:
         target.close()
     counts = report.counts()
@@ -301,18 +394,39 @@ def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
         ("items", report.items), ("documents", report.documents),
         ("first-pass differences", report.first_pass_differences),
         ("cleared by re-check (lag)", report.cleared_by_recheck),
-        ("missing", counts["missing"]), ("extra", counts["extra"]),
-        ("changed", counts["changed"]), ("unsettled (still being written)", len(report.unsettled)),
+        *((kind, count) for kind, count in counts.items()),
+        ("unsettled (still being written)", len(report.unsettled)),
+        ("could not be re-checked", len(report.unchecked)),
         ("foreign (not written by the replicator; not a divergence)", len(report.foreign)),
     ])
     for divergence in report.divergences[:20]:
         paths = ", ".join(f.path for f in divergence.fields)
         print(f"{divergence.kind}: {divergence.as_dict()['_id']}"
               + (f" ({paths})" if paths else ""), file=sys.stderr)
-    _write_report(args.report, report.as_dict())
+    if len(report.divergences) > 20:
+        print(f"... and {len(report.divergences) - 20} more (the JSON report lists them all)",
+              file=sys.stderr)
+    found = {kind for kind, count in counts.items() if count}
+    if report.unsettled:
+        found.add("unsettled")
+    if report.unchecked:
+        found.add("unchecked")
+    if report.foreign:
+        found.add("foreign")
+    repair = {kind: text for kind, text in repairs(args, collection,
+                                                   settings.sequence_field).items()
+              if kind in found}
+    for kind, text in repair.items():
+        print(f"to repair {kind}: {text}", file=sys.stderr)
+    data = {**report.as_dict(), "repair": repair}
+    _write_report(args.report, data)
     if args.report is None:
-        print(report.to_json())
-    return EXIT_OK if report.ok else EXIT_DIVERGENT
+        print(json.dumps(data, indent=2))
+    if report.divergences:
+        return EXIT_DIVERGED
+    if report.unchecked:
+        return EXIT_UNAVAILABLE  # the check could not be completed for these documents
+    return EXIT_OK
 
 
 def _last_applied(args: argparse.Namespace) -> tuple[str, datetime | None] | None:
@@ -345,6 +459,7 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
     stop = threading.Event()
     target, poller = _poller(args, environ, stop)
     try:
+        poller.info  # noqa: B018 - DescribeTable first: a missing table is named as such (exit 4)
         exports = [load_manifest(location) for location in args.incremental_export]
         requester = None
         if args.pitr_export_bucket:
@@ -359,13 +474,22 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
                          margin=timedelta(minutes=args.margin_minutes), segments=args.segments,
                          page_size=args.page_size, last_applied=_last_applied(args))
         _write_report(args.report, report.as_dict())
-        print_summary(f"recovery of {args.table}", [
-            ("method", report.method), ("last applied before the gap",
-                                        report.last_applied_sequence),
-            ("stream records applied", report.stream_records_applied),
-            ("documents deleted (items gone)", report.documents_deleted),
-            ("consistent at", report.consistent_at.isoformat() if report.consistent_at else "-"),
-        ])
+        rows: list[tuple[str, Any]] = [
+            ("method", report.method),
+            ("last applied before the gap", report.last_applied_sequence),
+            ("stream records applied", report.stream_records_applied)]
+        if report.copy is not None:
+            rows += [("items read", report.copy.items_read),
+                     ("written (differed)", report.copy.items_written),
+                     ("unchanged", report.copy.items_unchanged),
+                     ("newer from the stream", report.copy.items_skipped_newer),
+                     ("documents deleted (items gone)", report.documents_deleted)]
+        for stats in report.export:
+            rows += [("export lines", stats.lines), ("written", stats.written),
+                     ("newer from the stream", stats.skipped_newer)]
+        rows.append(("consistent at",
+                     report.consistent_at.isoformat() if report.consistent_at else "-"))
+        print_summary(f"recovery of {args.table}", rows)
     finally:
         target.close()
     return EXIT_OK

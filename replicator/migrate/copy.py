@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 
 from replicator.core import BatchResult, Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted
-from replicator.migrate.records import COPY_SEQUENCE, item_record
+from replicator.migrate.records import COPY_SEQUENCE, item_record, tally
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
 from replicator.retry import Backoff
@@ -214,7 +214,8 @@ class ScanCopy:
                 result = BatchResult(records=len(records),
                                      failures=[(self.sequence, f"{type(error).__name__}: {error}")])
             if not result.failures:
-                return result.applied, result.stale, len(result.quarantined)
+                counts = tally(result)
+                return counts.written, counts.newer, counts.quarantined
             attempt += 1
             with self._lock:
                 self.stats.retries += 1
@@ -222,7 +223,8 @@ class ScanCopy:
                 raise CopyInterrupted(
                     f"segment {segment}: writing {len(records)} items failed {attempt} times; "
                     f"last error: {result.failures[0][1]}")
-            log.warning("segment %d: writing %d items failed (%s); retry %d", segment,
-                        len(records), result.failures[0][1], attempt)
+            log.warning("segment %d: %d of %d items not written (first: %s); retry %d of %s",
+                        segment, len(result.failures), len(records), result.failures[0][1],
+                        attempt, self.backoff.max_attempts)
             if not self.backoff.wait(attempt):
                 raise CopyInterrupted(f"segment {segment} stopped while retrying")

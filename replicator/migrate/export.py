@@ -49,7 +49,13 @@ from typing import Any
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, MalformedRecordError, ReplicationError
 from replicator.events import BadRecord
-from replicator.migrate.records import COPY_SEQUENCE, Record, item_record, removal_record
+from replicator.migrate.records import (
+    COPY_SEQUENCE,
+    Record,
+    item_record,
+    removal_record,
+    tally,
+)
 from replicator.retry import Backoff
 
 log = logging.getLogger("replicator.migrate")
@@ -305,9 +311,10 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
             kept = replicator.quarantine_records(bad) if bad else None
             failures = [*(outcome.failures if outcome else []), *(kept.failures if kept else [])]
             if outcome is not None and not outcome.failures:
-                result.written += outcome.applied
-                result.skipped_newer += outcome.stale
-                result.quarantined += len(outcome.quarantined)
+                counts = tally(outcome)
+                result.written += counts.written
+                result.skipped_newer += counts.newer
+                result.quarantined += counts.quarantined
                 batch.clear()
             if kept is not None and not kept.failures:
                 result.quarantined += len(kept.quarantined)
@@ -316,6 +323,8 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
                 return
             attempt += 1
             retry.give_up(attempt, f"{data_file.key}: writing a batch", failures[0][1])
+            log.warning("%s: %d of %d lines not written (first: %s); retry %d", data_file.key,
+                        len(failures), len(batch) + len(bad), failures[0][1], attempt)
             retry.wait(attempt)
 
     for number, raw in raw_lines(data):

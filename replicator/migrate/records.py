@@ -12,8 +12,9 @@ A record made here carries a sequence number chosen by the caller:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, Protocol
 
 from replicator.errors import ConfigurationError
 
@@ -21,6 +22,37 @@ Record = dict[str, Any]
 COPY_SEQUENCE = "0"
 #: Records of a copy carry full images: no read-back is needed whatever the stream's view type.
 VIEW = "NEW_AND_OLD_IMAGES"
+
+
+class Outcome(Protocol):
+    """What :func:`tally` reads of a :class:`replicator.core.BatchResult`."""
+
+    applied: int
+    stale: int
+    already: int
+    quarantined: list[Any]
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What a batch of copied records did, exactly: ``written`` -- the items whose document
+    now holds the copied version; ``newer`` -- the items a stream change (document or
+    tombstone) had made newer; ``quarantined``."""
+
+    written: int
+    newer: int
+    quarantined: int
+
+
+def tally(result: Outcome) -> Tally:
+    """The counts of the attempt that succeeded. A failed batch is written again whole (the
+    core names failed records by sequence number, and every record of a copy carries the same
+    one), so the items an earlier attempt had written come back stale: they are told apart by
+    the core (``already``: the document holds this very sequence number) and counted as
+    written, not as "newer from the stream"."""
+    return Tally(written=result.applied + result.already,
+                 newer=result.stale - result.already,
+                 quarantined=len(result.quarantined))
 
 
 def after(sequence_number: str) -> str:

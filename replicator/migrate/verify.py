@@ -11,7 +11,17 @@
    changed meanwhile: check again (up to ``rechecks`` rounds), else it is reported as
    *unsettled* (written to continuously), not as a divergence.
 
-Exit code of the CLI: 0 only when there is no divergence.
+3. **Names.** A document without the sequence field was not written by the replicator (the
+   application's own in a shared collection, or planted by hand): it is listed as *foreign*, not
+   a divergence, and never re-checked; ``recover`` never deletes such a document
+   (docs/migration.md, "Repairing what verify finds").
+
+When replication cannot be waited for (``wait_for_replication`` answers False: no poller is
+running), the documents still different are reported as *could not be re-checked*
+(``unchecked``), not as divergences.
+
+Exit code of the CLI: 0 when there is no divergence and every suspect was re-checked, 1 with a
+divergence, 4 when documents could not be re-checked.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ log = logging.getLogger("replicator.migrate")
 Item = dict[str, Any]
 #: The ``_id`` of an item whose key mapping raises (its records are quarantined): no document.
 NO_ID: Any = object()
+#: the kinds of divergence, in the order reports list them
+KINDS = ("changed", "missing", "extra")
 
 @dataclass
 class Divergence:
@@ -68,16 +80,19 @@ class VerifyReport:
     #: to their _id: the application's own documents in a shared collection); not re-checked,
     #: not a divergence, never touched by recover
     foreign: list[Any] = field(default_factory=list)
+    #: still different when no replication could be waited for: neither cleared nor confirmed
+    unchecked: list[Any] = field(default_factory=list)
     elapsed_s: float = 0.0
 
     @property
     def ok(self) -> bool:
-        return not self.divergences
+        return not self.divergences and not self.unchecked
 
     def counts(self) -> dict[str, int]:
-        kinds = {"missing": 0, "extra": 0, "changed": 0}
+        """Divergences by kind (every kind named, zeros included)."""
+        kinds = dict.fromkeys(KINDS, 0)
         for divergence in self.divergences:
-            kinds[divergence.kind] += 1
+            kinds[divergence.kind] = kinds.get(divergence.kind, 0) + 1
         return kinds
 
     def as_dict(self) -> dict[str, Any]:
@@ -89,6 +104,7 @@ class VerifyReport:
             "divergent": [d.as_dict() for d in self.divergences],
             "unsettled": [plain(i) for i in self.unsettled],
             "foreign": [plain(i) for i in self.foreign],
+            "unchecked": [plain(i) for i in self.unchecked],
             "elapsed_s": round(self.elapsed_s, 3),
         }
 
@@ -114,7 +130,7 @@ class Verifier:
         page_size: int = 1000,
         batch_size: int = 100,
         rechecks: int = 3,
-        wait_for_replication: Callable[[], None] = lambda: None,
+        wait_for_replication: Callable[[], object] = lambda: None,
         after_page: Callable[[int, int], None] | None = None,
     ) -> None:
         self.dynamodb = dynamodb
@@ -227,6 +243,7 @@ class Verifier:
         log.info("verify %s: %d items, %d documents, %d differences on the first pass",
                  self.table, report.items, report.documents, len(suspects))
         self._recheck(suspects, report)
+        self._name_foreign(report)
         report.elapsed_s = time.monotonic() - started
         return report
 
@@ -264,7 +281,8 @@ class Verifier:
         while pending and rounds < self.rechecks:
             rounds += 1
             items = self._read_items([s.key for s in pending.values()])
-            self.wait_for_replication()  # caught up past the item reads above
+            # caught up past the item reads above; False: nothing replicates to wait for
+            caught_up = self.wait_for_replication() is not False
             documents = self._read_documents([s.document_id for s in pending.values()])
             still: dict[Any, _Suspect] = {}
             for key, suspect in pending.items():
@@ -272,6 +290,9 @@ class Verifier:
                 divergence = self.compare(item, documents.get(key))
                 if divergence is None:
                     report.cleared_by_recheck += 1
+                    continue
+                if not caught_up:
+                    report.unchecked.append(suspect.document_id)
                     continue
                 if self._unchanged_since(suspect, item):
                     report.divergences.append(divergence)
@@ -281,6 +302,23 @@ class Verifier:
         report.rounds = rounds
         report.unsettled = [s.key if s.document_id is NO_ID else s.document_id
                             for s in pending.values()]
+
+    def _name_foreign(self, report: VerifyReport) -> None:
+        """A confirmed extra document without the sequence field (its ``_id`` maps to a key the
+        table does not hold) was not written by the replicator either: ``foreign``, not a
+        divergence (``recover`` keeps it; its repair is by hand)."""
+        extras = [d for d in report.divergences if d.kind == "extra"]
+        ours: set[Any] = set()
+        field_name = self.settings.sequence_field
+        for start in range(0, len(extras), self.batch_size):
+            chunk = [d.document_id for d in extras[start:start + self.batch_size]]
+            ours.update(id_key(document["_id"]) for document in self.collection.find(
+                {"_id": {"$in": chunk}, field_name: {"$exists": True}}, {"_id": 1}))
+        foreign = [d for d in extras if id_key(d.document_id) not in ours]
+        if foreign:
+            report.foreign.extend(d.document_id for d in foreign)
+            gone = {id(d) for d in foreign}
+            report.divergences = [d for d in report.divergences if id(d) not in gone]
 
     def _unchanged_since(self, suspect: _Suspect, item: Item | None) -> bool:
         """Read the item again: unchanged since before the wait means the document had the

@@ -65,13 +65,21 @@ class Checkpoint:
 
 @dataclass(frozen=True)
 class StreamMarker:
-    """The poller started on this stream (at ``starting_position``) and was last alive then."""
+    """The poller started on this stream (at ``starting_position``) and was last alive then;
+    ``stopped_at``: when a poller last ended its run (a killed one never says so)."""
 
     stream_arn: str
     table: str | None
     starting_position: str
     started_at: datetime | None
     alive_at: datetime | None
+    stopped_at: datetime | None = None
+
+    @property
+    def stopped(self) -> bool:
+        """The last poller ended its run after its last sign of life: none is running now."""
+        return (self.stopped_at is not None
+                and (self.alive_at is None or self.alive_at <= self.stopped_at))
 
 
 class CheckpointStore:
@@ -104,6 +112,7 @@ class CheckpointStore:
             starting_position=document.get("starting_position", "TRIM_HORIZON"),
             started_at=_aware(document.get("started_at")),
             alive_at=_aware(document.get("alive_at")),
+            stopped_at=_aware(document.get("stopped_at")),
         )
 
     def streams(self, table: str | None = None) -> list[str]:
@@ -169,6 +178,11 @@ class CheckpointStore:
         """The poller is alive (the marker's ``alive_at``)."""
         self.collection.update_one({"_id": _stream_id(stream_arn)},
                                    {"$set": {"alive_at": datetime.now(timezone.utc)}})
+
+    def stopped(self, stream_arn: str) -> None:
+        """A poller ended its run (``verify`` then knows not to wait for it)."""
+        self.collection.update_one({"_id": _stream_id(stream_arn)},
+                                   {"$set": {"stopped_at": datetime.now(timezone.utc)}})
 
     def delete(self, *, table: str | None = None, stream_arn: str | None = None) -> int:
         """Delete checkpoints and markers (of a table, of a stream, or all); how many."""

@@ -14,8 +14,8 @@ every record up to it.
   before the lowest failed one and the records from it are retried (bounded exponential backoff),
   never skipped.
 * A checkpoint older than the oldest record the stream still holds (DynamoDB Streams keeps records
-  24 hours) raises :class:`ResyncRequired`: the changes in between are gone, and only a re-sync
-  from the table (:func:`resync`, ``replicator resync``) can make the collection right again.
+  24 hours) raises :class:`ResyncRequired`: the changes in between are gone, and only the table
+  can make the collection right again (``replicator recover``, which never empties it).
 * ``stop`` (a :class:`threading.Event`, set by SIGTERM/SIGINT in the CLI) ends the loop after the
   current batch is written and checkpointed.
 * Every ``log_interval`` seconds it logs records applied, records/s, each shard's position and the
@@ -300,8 +300,14 @@ class Poller:
 
     def run(self, *, once: bool = False, idle_polls: int = 2) -> PollerStats:
         """Poll, apply, checkpoint until stopped; with ``once``, until ``idle_polls`` polls in a
-        row bring nothing. Returns the stats; raises ResyncRequired, RetriesExhausted or a
-        ReplicationError the Replicator raised (configuration)."""
+        row bring nothing. Returns the stats of this run (also ``self.stats``); raises
+        ResyncRequired, RetriesExhausted or a ReplicationError the Replicator raised
+        (configuration)."""
+        # The stats of this run only: the migration runs one poller several times (positions,
+        # following, handover) and adds up what each run returns.
+        self.stats = PollerStats()
+        self._last_log = self._started = self._clock()
+        self._last_logged_applied = 0
         reader = self.reader or self.prepare()
         idle = 0
         read_failures = 0
@@ -342,6 +348,10 @@ class Poller:
                     break
         self.stats.stopped_by_signal = self.stop_event.is_set()
         self._log_progress(final=True)
+        try:
+            self.checkpoints.stopped(self.stream_arn)
+        except PyMongoError as error:  # verify then waits for a sign of life that never comes
+            log.warning("could not mark the stream marker stopped (%s)", type(error).__name__)
         return self.stats
 
     def _apply_shard(self, shard_id: str, records: list[Record]) -> bool:

@@ -14,7 +14,7 @@ from pymongo.errors import PyMongoError
 
 from replicator.core import BatchResult
 from replicator.errors import ConfigurationError, RetriesExhausted
-from replicator.migrate.records import COPY_SEQUENCE, item_record
+from replicator.migrate.records import COPY_SEQUENCE, item_record, tally
 from replicator.poller.loop import Poller
 
 log = logging.getLogger("replicator.poller")  # the poller's log: one place to follow a re-sync
@@ -91,17 +91,19 @@ def resync(
                 try:
                     result = replicator.process(records)
                 except PyMongoError as error:
-                    result = BatchResult(records=len(records), failures=[(SCAN_SEQUENCE, str(error))])
+                    result = BatchResult(records=len(records), failures=[
+                        (SCAN_SEQUENCE, f"{type(error).__name__}: {error}")])
                 if not result.failures:
                     break
                 attempt += 1
                 poller.backoff.give_up(attempt, "writing scanned items", result.failures[0][1])
-                log.warning("resync: writing %d scanned items failed (%s); retry %d",
-                            len(records), result.failures[0][1], attempt)
+                log.warning("resync: %d of %d scanned items not written (first: %s); retry %d",
+                            len(result.failures), len(records), result.failures[0][1], attempt)
                 if not poller.backoff.wait(attempt):
                     raise RetriesExhausted("resync interrupted during the scan; run it again")
-            stats.items_written += result.applied
-            stats.items_skipped_newer += result.stale
+            counts = tally(result)
+            stats.items_written += counts.written
+            stats.items_skipped_newer += counts.newer
             if stats.items_scanned // progress_every != (stats.items_scanned - len(items)) // progress_every:
                 log.info("resync of %s: %d items scanned", table, stats.items_scanned)
         last = page.get("LastEvaluatedKey")

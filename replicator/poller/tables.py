@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from replicator.errors import ConfigurationError
+from replicator.errors import ConfigurationError, ResourceUnavailable
 from replicator.poller.streams import error_code
 
 
@@ -23,7 +23,7 @@ def describe_table(dynamodb: Any, table: str) -> TableInfo:
         description = dynamodb.describe_table(TableName=table)["Table"]
     except Exception as error:
         if error_code(error) == "ResourceNotFoundException":
-            raise ConfigurationError(
+            raise ResourceUnavailable(
                 f"table {table!r} not found (check --table, --region and --endpoint-url)"
             ) from None
         raise

@@ -270,12 +270,14 @@ def test_verify_finds_a_planted_changed_field_a_missing_and_an_extra_document(
     sync_scan(poller, segments=2, page_size=20)
     collection.update_one({"_id": "item-000003"}, {"$set": {"body.text": "tampered"}})
     collection.delete_one({"_id": "item-000004"})
-    collection.insert_one({"_id": "ghost", "n": 1})
+    collection.insert_one({"_id": "ghost", "n": 1, "_ddb_seq": "0"})  # as the copy writes
+    collection.insert_one({"_id": "mine", "n": 2})  # not the replicator's: no _ddb_seq
     report = Verifier(moto.dynamodb(), "planted", collection, Settings(key_schema=("pk",)),
                       segments=2, page_size=20,
                       wait_for_replication=lambda: poller.run(once=True)).run()
     assert not report.ok
     assert report.counts() == {"missing": 1, "extra": 1, "changed": 1}
+    assert report.foreign == ["mine"]  # not the replicator's: listed, not a divergence
     data = json.loads(report.to_json())
     changed = next(d for d in data["divergent"] if d["kind"] == "changed")
     assert changed["_id"] == "item-000003"
@@ -392,7 +394,7 @@ def test_cli_sync_then_verify_exit_codes_and_reports(
     monkeypatch.setattr(endpoints, "Target", lambda args, environ: _Target(collection))
     monkeypatch.setattr(endpoints, "aws_clients", lambda args, environ: (moto.streams(), moto.dynamodb()))
     monkeypatch.setattr(commands, "install_signal_handlers", lambda stop: None)
-    monkeypatch.setattr(migrate_cli, "replication_waiter", lambda *a, **k: (lambda: None))
+    monkeypatch.setattr(migrate_cli, "ReplicationWaiter", lambda *a, **k: (lambda: None))
     base = ["--table", "clitable", "--mongodb-uri", "mongodb://unused"]
     assert cli.main(["sync", *base, "--segments", "2", "--page-size", "15", "--no-progress",
                      "--report", str(tmp_path / "sync.json")]) == 0
@@ -411,7 +413,7 @@ def test_cli_sync_then_verify_exit_codes_and_reports(
 
 
 def test_replication_waiter_waits_for_a_running_poller_only() -> None:
-    from replicator.migrate.cli import replication_waiter
+    from replicator.migrate.cli import ReplicationWaiter
     from replicator.poller.checkpoints import StreamMarker
 
     moments = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
@@ -419,11 +421,12 @@ def test_replication_waiter_waits_for_a_running_poller_only() -> None:
 
     class Store:
         alive: datetime | None = None
+        stopped: datetime | None = None
 
         def marker(self, arn: str) -> StreamMarker | None:
             if self.alive is None:
                 return None
-            return StreamMarker(arn, "t", "LATEST", None, self.alive)
+            return StreamMarker(arn, "t", "LATEST", None, self.alive, self.stopped)
 
     store = Store()
 
@@ -433,15 +436,44 @@ def test_replication_waiter_waits_for_a_running_poller_only() -> None:
         if store.alive is not None and len(slept) == 3:
             store.alive = moments[0]  # the poller refreshes its marker
 
-    wait = replication_waiter(store, "arn", 2.0, now=lambda: moments[0], sleep=sleep)
-    wait()  # no marker: the delay alone
+    def waiter() -> ReplicationWaiter:
+        return ReplicationWaiter(store, "arn", 2.0, timeout_s=60.0, now=lambda: moments[0],
+                                 sleep=sleep)
+
+    assert waiter()() is True  # no marker: the delay alone
     assert slept == [2.0]
     store.alive = moments[0] - timedelta(seconds=10)  # a running poller
-    wait()
-    assert slept == [2.0, 2.0, 2.0]
+    assert waiter()() is True
+    assert slept[:2] == [2.0, 2.0] and len(slept) == 3
     store.alive = moments[0] - timedelta(hours=1)  # a poller long gone: the delay alone
-    wait()
-    assert slept == [2.0, 2.0, 2.0, 2.0]
+    assert waiter()() is True
+    assert len(slept) == 4 and slept[-1] == 2.0
+    # a poller that just ended its run (the sync): the delay (a Lambda may follow the stream),
+    # then "not running", and no more waiting for the later rounds
+    store.alive = moments[0] - timedelta(seconds=5)
+    store.stopped = moments[0] - timedelta(seconds=1)
+    done = waiter()
+    assert done() is False and len(slept) == 5 and slept[-1] == 2.0
+    assert done.not_running is not None and "ended its run" in done.not_running
+    assert done() is False and len(slept) == 5
+    # one that ended long ago: the Lambda case again, the delay alone
+    store.alive = moments[0] - timedelta(hours=2)
+    store.stopped = moments[0] - timedelta(hours=1)
+    assert waiter()() is True and len(slept) == 6
+    # a running poller that does not move: bounded by delay + timeout, then "not running"
+    store.alive = moments[0] - timedelta(seconds=10)
+    store.stopped = None
+    started = moments[0]
+
+    def idle(seconds: float) -> None:  # time passes, the marker stays
+        moments[0] += timedelta(seconds=seconds)
+
+    stuck = ReplicationWaiter(store, "arn", 2.0, timeout_s=60.0, now=lambda: moments[0],
+                              sleep=idle)
+    assert stuck() is False
+    assert moments[0] - started <= timedelta(seconds=2.0 + 60.0 + 5.0)
+    assert stuck.not_running is not None and "did not move" in stuck.not_running
+    assert stuck() is False and moments[0] - started <= timedelta(seconds=67.0)  # no more waits
 
 
 # -- the wire target (real pymongo against mongoeco's server) ---------------------------------------

@@ -1,11 +1,10 @@
-"""Fixtures of the poller tests: in-process moto, DynamoDB Local, mongomock, mongoeco's wire
-server, FakeStreams."""
+"""Fixtures of the poller tests: mongomock, FakeStreams (moto, moto's server, DynamoDB Local and
+mongoeco's wire server: tests/replicator/conftest.py)."""
 
 from __future__ import annotations
 
 import importlib.util
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -41,20 +40,6 @@ def wire_record() -> Any:
 @pytest.fixture
 def mongo() -> Any:
     return mongomock_client()["replica"]
-
-
-@pytest.fixture(scope="module")
-def mongoeco_server_uri() -> Iterator[str]:
-    """``mongodb://127.0.0.1:<port>/`` of a mongoeco server shared by the module's tests (each
-    test uses its own database). mongoeco needs Python >= 3.13: skipped on older ones."""
-    pytest.importorskip("mongoeco", reason="mongoeco (the embedded MongoDB target) needs Python >= 3.13")
-    from harness.backends.mongoeco_target import MongoecoServer
-
-    server = MongoecoServer()
-    try:
-        yield server.start()
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

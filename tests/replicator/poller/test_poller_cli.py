@@ -9,45 +9,19 @@ signalled once it has logged what the test waits for, and timeouts are only safe
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from replicator_command import ROOT, LineWatcher, child_env, replicator_command
 
 from harness.backends.mongomock_target import mongomock_client
 from replicator import cli
 from replicator.cli import commands, endpoints
 from replicator.poller.checkpoints import CheckpointStore
-
-ROOT = Path(__file__).resolve().parents[3]
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("AWS_", "MONGODB_", "REPLICATOR_"))}
-    env.update(PYTHONPATH=str(ROOT), AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
-               AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    env.update(extra)
-    return env
-
-
-def replicator_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "replicator.cli", *args]
-
-
-@pytest.fixture
-def moto_server() -> Iterator[Any]:
-    from harness.backends.base import started
-    from harness.backends.moto_source import MotoServerSource
-
-    with started(MotoServerSource()) as source:
-        yield source
 
 
 @pytest.fixture
@@ -164,8 +138,10 @@ def test_a_trimmed_checkpoint_exits_3_with_the_resync_command(
     err = capsys.readouterr().err
     assert code == cli.EXIT_RESYNC, err
     assert "re-sync required" in err and "TrimmedDataAccessException" in err
-    assert ("replicator resync --table fake --database app --endpoint-url http://127.0.0.1:8000 "
+    # the safe command, which never empties the collection (resync does), with the exact flags
+    assert ("replicator recover --table fake --database app --endpoint-url http://127.0.0.1:8000 "
             "--mongodb-uri <the same URI> --yes") in err
+    assert "replicator resync" not in err
     assert "pw" not in err.replace("pwd", "")
 
 
@@ -235,37 +211,6 @@ def test_once_drains_the_stream_and_exits_0(moto_server: Any, mongoeco_server_ur
         assert client["once"]["users_checkpoints"].count_documents({"kind": "shard"}) == 1
 
 
-class LineWatcher:
-    """Reads a process's stderr in a thread; ``wait_for(text)`` returns once a line holds it (or
-    the process ended, or the safety-net timeout passed: the caller then fails with the lines)."""
-
-    def __init__(self, stream: Any) -> None:
-        self.lines: list[str] = []
-        self._changed = threading.Condition()
-        self._ended = False
-        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
-        self._thread.start()
-
-    def _read(self, stream: Any) -> None:
-        for line in stream:
-            with self._changed:
-                self.lines.append(line)
-                self._changed.notify_all()
-        with self._changed:
-            self._ended = True
-            self._changed.notify_all()
-
-    def wait_for(self, text: str, safety_net_s: float = 300.0) -> bool:
-        with self._changed:
-            self._changed.wait_for(
-                lambda: self._ended or any(text in line for line in self.lines), safety_net_s)
-            return any(text in line for line in self.lines)
-
-    def rest(self) -> str:
-        self._thread.join(timeout=300)  # the process has exited: its stderr ends
-        return "".join(self.lines)
-
-
 def test_sigterm_finishes_the_batch_checkpoints_and_exits_0(moto_server: Any,
                                                              mongoeco_server_uri: str) -> None:
     """SIGTERM is sent only once the process has logged that all 30 records are applied (a
@@ -295,12 +240,12 @@ def test_sigterm_finishes_the_batch_checkpoints_and_exits_0(moto_server: Any,
     assert "lag " in output and "records/s" in output
 
 
-def test_an_unknown_table_is_a_configuration_error(moto_server: Any,
-                                                   mongoeco_server_uri: str) -> None:
+def test_an_unknown_table_means_it_could_not_run(moto_server: Any,
+                                                 mongoeco_server_uri: str) -> None:
     done = subprocess.run(
         replicator_command("run", "--table", "nope",
                            "--mongodb-uri", target_uri(mongoeco_server_uri, "unknown"),
                            "--endpoint-url", moto_server.endpoint_url(), "--once"),
         capture_output=True, text=True, env=child_env(), cwd=ROOT, timeout=120, check=False)
-    assert done.returncode == 2, done.stderr
-    assert "table 'nope' not found" in done.stderr
+    assert done.returncode == cli.EXIT_UNAVAILABLE, done.stderr
+    assert "could not run: table 'nope' not found" in done.stderr
