@@ -89,6 +89,9 @@ class MigrationMachine(RuleBasedStateMachine):
         self.tampered = False
         self.exported = 0
         self.failed = False  # an invariant failed: teardown only cleans up
+        self.copy_outlived = False  # the gap: a killed copy left for more than 24 hours
+        #: a killed copy's positions still saved after a recovery: the next sync starts over
+        self.leftover_copy = False
 
     # -- the table -------------------------------------------------------------------------------
     def _write(self, op: tuple[str, int, int]) -> None:
@@ -155,11 +158,14 @@ class MigrationMachine(RuleBasedStateMachine):
         segments = self.interrupted_segments or segments  # a resume keeps its layout
         try:
             report = sync_scan(self._poller(), segments=segments, page_size=PAGE, follow=follow,
-                               after_page=self._killer(kill_at, page_writes))
+                               after_page=self._killer(kill_at, page_writes),
+                               restart=self.leftover_copy)
         except SimulatedKill:
             self.interrupted_segments = segments
+            self.leftover_copy = False
             return
         assert report.consistent_at is not None
+        self.leftover_copy = False
         self.interrupted_segments = None
         self.synced = True
         if not self.tampered:
@@ -202,9 +208,35 @@ class MigrationMachine(RuleBasedStateMachine):
             self._write(op)
         self.gap_after = checkpoint
 
+    @precondition(lambda self: self.gap_after is None and self.interrupted_segments is not None
+                  and not self.synced and self._checkpoint() is None)
+    @rule(lost=st.lists(writes, min_size=1, max_size=4))
+    def the_killed_copy_is_left_past_the_retention(self, lost: list[tuple[str, int, int]]
+                                                   ) -> None:
+        """A copy killed before the stream brought anything (no checkpoint: the positions are
+        iterators at LATEST), resumed more than 24 hours later: its stored times are a day old and
+        the records of the changes since have expired (issue 18, kind 2: refuse, never re-read
+        from TRIM_HORIZON)."""
+        newest = self.retention.last_sequence_number(self.name)
+        for op in lost:
+            self._write(op)
+        if self.retention.last_sequence_number(self.name) == newest:
+            return  # nothing reached the stream
+        database = self.collection.database
+        for name in (f"{self.collection.name}_checkpoints", f"{self.collection.name}_sync"):
+            for document in database[name].find({}):
+                aged = {k: v - timedelta(hours=25) for k, v in document.items()
+                        if isinstance(v, datetime)}
+                if aged:
+                    database[name].update_one({"_id": document["_id"]}, {"$set": aged})
+        self.retention.trim(self.name)
+        self.gap_after = 0
+        self.copy_outlived = True
+
     @precondition(lambda self: self.gap_after is not None and not self.recopy_interrupted)
     @rule(by_sync=st.booleans())
     def the_gap_is_refused(self, by_sync: bool) -> None:
+        by_sync = by_sync or self.copy_outlived  # a copy is resumed by `replicator sync`
         with pytest.raises(ResyncRequired):
             if by_sync:
                 sync_scan(self._poller(), segments=self.interrupted_segments or 1,
@@ -225,7 +257,7 @@ class MigrationMachine(RuleBasedStateMachine):
         self._recovered("the re-copy")
 
     @precondition(lambda self: self.gap_after is not None and self.interrupted_segments is None
-                  and not self.recopy_interrupted)
+                  and not self.recopy_interrupted and not self.copy_outlived)
     @rule(windows=st.integers(1, 3))
     def recover_by_incremental_exports(self, windows: int) -> None:
         assert self.gap_after is not None
@@ -237,8 +269,10 @@ class MigrationMachine(RuleBasedStateMachine):
 
     def _recovered(self, how: str) -> None:
         self.gap_after = None
+        self.copy_outlived = False
         self.recopy_interrupted = False
         self.synced = True
+        self.leftover_copy = self.leftover_copy or self.interrupted_segments is not None
         self.interrupted_segments = None
         if how == "the re-copy":
             self.tampered = False
@@ -321,7 +355,7 @@ class MigrationMachine(RuleBasedStateMachine):
                 recover(self._poller(), segments=2, page_size=PAGE)
             elif self.interrupted_segments is not None or not self.synced:
                 sync_scan(self._poller(), segments=self.interrupted_segments or 2,
-                          page_size=PAGE)
+                          page_size=PAGE, restart=self.leftover_copy)
             self._poller().run(once=True)
             self._assert_converged("bringing everything home")
         finally:
@@ -367,6 +401,23 @@ def test_the_migration_model_long_run(model_backends: None, request: pytest.Fixt
 
 
 # -- directed runs of the machine: the cases a random search of CI's size may miss -------------------
+@pytest.mark.slow
+def test_directed_a_killed_copy_resumed_past_the_retention_is_refused(model_backends: None
+                                                                      ) -> None:
+    """Issue 18, kind 2: `replicator sync` run again more than 24 hours after its copy was killed
+    (positions at LATEST, nothing read since) must refuse (re-sync required), then recover."""
+    machine = MigrationMachine()
+    machine.create([("put", n, 0) for n in range(KEYS)])
+    try:
+        machine.sync(segments=1, follow=False, kill_at=1, page_writes=[("put", 0, 1)])
+        assert machine.interrupted_segments == 1
+        machine.the_killed_copy_is_left_past_the_retention([("put", 5, 2), ("delete", 4, 0)])
+        machine.the_gap_is_refused(by_sync=True)
+        machine.recover_by_recopy(kill_at=None, page_writes=[])
+        machine.verify()
+    finally:
+        machine.teardown()
+
 def _machine(prefill: list[tuple[str, int, int]]) -> MigrationMachine:
     machine = MigrationMachine()
     machine.create(prefill)
