@@ -146,6 +146,10 @@ def migration(session: nox.Session) -> None:
     if source == "moto":  # DynamoDB Local has no export to S3
         session.run(*run, "gap-recovery", "--source", source, "--items", "20000",
                     "--method", "export")
+        # the stateful model of the migration at length (200 examples of 25 steps, mongoeco)
+        session.run("pytest", "-m", "slow", "-q",
+                    "tests/replicator/migrate/test_migration_model.py::"
+                    "test_the_migration_model_long_run")
 
 
 @nox.session(python=DEV_KIT_PYTHON)

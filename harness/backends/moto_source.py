@@ -393,3 +393,101 @@ def _serve_child() -> None:
 
 if __name__ == "__main__":
     _serve_child()
+
+
+# -- the stream's 24-hour retention, on moto -------------------------------------------------------
+class StreamRetention:
+    """DynamoDB Streams' retention on moto, whose streams never drop a record.
+
+    DynamoDB Streams removes a record 24 hours after it was written; an ``AFTER_SEQUENCE_NUMBER``
+    (or ``AT_SEQUENCE_NUMBER``) iterator before the oldest record still held, and an iterator that
+    points there, answer ``TrimmedDataAccessException`` (GetShardIterator / GetRecords API
+    reference). Inside this context, :meth:`trim` drops a table's oldest records from moto's own
+    shard (moto keeps one ``StreamShard`` per table whose ``items`` list starts at
+    ``starting_sequence_number``; measured on moto 5.2), and GetShardIterator / GetRecords answer
+    that error as DynamoDB does. It reaches moto's backend, so it works where moto's state lives
+    in this process: the in-process ``moto`` source and the ``moto-server`` source (a
+    ``ThreadedMotoServer`` thread), whoever the client is -- a ``replicator`` subprocess too.
+    Trim between requests: moto's models take no lock.
+    """
+
+    def __init__(self, *, account_id: str | None = None, region: str = REGION) -> None:
+        self.account_id = account_id
+        self.region = region
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def __enter__(self) -> StreamRetention:
+        from moto.core.exceptions import JsonRESTError
+        from moto.dynamodbstreams import models
+
+        def trimmed(message: str) -> Exception:
+            return JsonRESTError("TrimmedDataAccessException", message)
+
+        original_iterator = models.DynamoDBStreamsBackend.get_shard_iterator
+        original_get = models.ShardIterator.get
+
+        def get_shard_iterator(backend: Any, arn: str, shard_id: str, shard_iterator_type: str,
+                               sequence_number: Any = None) -> Any:
+            shard = backend._get_table_from_arn(arn).stream_shard
+            oldest = shard.starting_sequence_number if shard is not None else 0
+            if sequence_number is not None and (
+                    (shard_iterator_type == "AFTER_SEQUENCE_NUMBER"
+                     and int(sequence_number) + 1 < oldest)
+                    or (shard_iterator_type == "AT_SEQUENCE_NUMBER"
+                        and int(sequence_number) < oldest)):
+                raise trimmed(f"SequenceNumber {sequence_number} is before the oldest record "
+                              f"the stream holds ({oldest})")
+            return original_iterator(backend, arn, shard_id, shard_iterator_type, sequence_number)
+
+        def get(iterator: Any, limit: int = 1000) -> Any:
+            oldest = iterator.stream_shard.starting_sequence_number
+            if iterator.sequence_number < oldest:
+                raise trimmed(f"the iterator points at {iterator.sequence_number}, before the "
+                              f"oldest record the stream holds ({oldest})")
+            return original_get(iterator, limit)
+
+        for owner, name, replacement in (
+                (models.DynamoDBStreamsBackend, "get_shard_iterator", get_shard_iterator),
+                (models.ShardIterator, "get", get)):
+            self._saved.append((owner, name, owner.__dict__[name]))
+            setattr(owner, name, replacement)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        while self._saved:
+            owner, name, original = self._saved.pop()
+            setattr(owner, name, original)
+
+    def _shard(self, table_name: str) -> Any:
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.dynamodb.models import dynamodb_backends
+
+        backend = dynamodb_backends[self.account_id or DEFAULT_ACCOUNT_ID][self.region]
+        shard = backend.get_table(table_name).stream_shard
+        if shard is None:
+            raise ValueError(f"table {table_name} has no stream")
+        return shard
+
+    def oldest_sequence_number(self, table_name: str) -> int:
+        """The sequence number of the oldest record the table's stream holds (or will hold)."""
+        return int(self._shard(table_name).starting_sequence_number)
+
+    def last_sequence_number(self, table_name: str) -> str | None:
+        """The newest record's sequence number in the table's stream (None: no record)."""
+        shard = self._shard(table_name)
+        if not shard.items:
+            return None
+        return str(shard.starting_sequence_number + len(shard.items) - 1)
+
+    def trim(self, table_name: str, through: str | int | None = None) -> int:
+        """Drop the table's stream records up to ``through`` (a sequence number; default: every
+        record so far), as 24 hours would; returns how many were dropped."""
+        if not self._saved:
+            raise RuntimeError("StreamRetention.trim() outside its `with` block")
+        shard = self._shard(table_name)
+        last = shard.starting_sequence_number + len(shard.items) - 1
+        bound = last if through is None else min(int(through), last)
+        count = max(0, bound - shard.starting_sequence_number + 1)
+        shard.items = shard.items[count:]
+        shard.starting_sequence_number += count
+        return int(count)
