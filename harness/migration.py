@@ -18,12 +18,12 @@ never a timer. The test suite runs them small (tests/replicator/migrate); the no
 
 from __future__ import annotations
 
+import contextlib
 import random
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-import contextlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone

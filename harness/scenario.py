@@ -170,6 +170,8 @@ def validate(data: dict[str, Any], path: Path) -> None:
         if "handlers" in data.get("run", {}):
             raise ScenarioError(f"{path}: key run.handlers: a migration scenario runs the "
                                 "replicator's copy and poller; it has no handlers")
+        if "kill_at" in data["migration"] and "kill_random" in data["migration"]:
+            raise ScenarioError(f"{path}: key migration: give kill_at or kill_random, not both")
         if expect.get("result") != "converge" or set(expect) - {"result"}:
             raise ScenarioError(f"{path}: key expect: a migration scenario expects "
                                 'result = "converge" (and nothing else)')
