@@ -143,7 +143,8 @@ def test_harness_run_initial_sync_exits_0_with_the_common_json_report(tmp_path: 
     assert data["details"]["resumed_segments"] > 0
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "1" and suite.get("failures") == "0"
-    assert suite.find("testcase").get("name") == "initial-sync[replicator]"  # type: ignore[union-attr]
+    case = suite.find("testcase")
+    assert case is not None and case.get("name") == "initial-sync[replicator]"
 
 
 # -- the commands that replaced python -m entry points ----------------------------------------------
