@@ -430,6 +430,7 @@ def run_migration(
     target_name = "uri" if target_uri else (target or scenario.run.get("target") or DEFAULT_TARGET)
     chosen_seed = seed if seed is not None else int(options.get("seed", DEFAULT_SEED))
     result = RunResult(scenario.name, source_name, target_name, chosen_seed)
+    kill_point(options)  # a kill the copy cannot reach fails before anything starts
     src = source_backend(source_name)
     tgt = target_backend("uri", uri=target_uri) if target_uri else target_backend(target_name)
     fast = mongomock_id_fast_path() if target_name == "mongomock" else contextlib.nullcontext()
@@ -464,14 +465,17 @@ def run_migration(
     return result
 
 
-def _run_kind(scenario: Scenario, src: Any, tgt: Any, seed: int,
-              export_dir: Path) -> ScenarioResult:
-    options = scenario.migration
-    # A fresh table and collection per run: a URI target keeps what an earlier run left.
-    name = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
-    items = int(options.get("items", 300))
-    segments = int(options.get("segments", 4))
-    page_size = int(options.get("page_size", 50))
+def _sizes(options: dict[str, Any]) -> tuple[int, int, int]:
+    """items, segments, page size of a ``[migration]`` table (the steps' defaults)."""
+    return (int(options.get("items", 300)), int(options.get("segments", 4)),
+            int(options.get("page_size", 50)))
+
+
+def kill_point(options: dict[str, Any]) -> tuple[int, int] | None:
+    """The ``(segment, page)`` after which the copy is killed: ``kill_at``, or one drawn from
+    ``kill_random`` (a seed) among the pages a segment has; None without either. Raises
+    ValueError for a segment the copy does not have."""
+    items, segments, page_size = _sizes(options)
     kill: tuple[int, int] | None = None
     if "kill_at" in options:
         kill = (int(options["kill_at"][0]), int(options["kill_at"][1]))
@@ -480,8 +484,18 @@ def _run_kind(scenario: Scenario, src: Any, tgt: Any, seed: int,
         pages = max(1, items // segments // page_size)
         kill = (rng.randrange(segments), rng.randint(1, pages))
     if kill is not None and kill[0] >= segments:
-        raise ValueError(f"{scenario.name}: migration.kill_at segment {kill[0]} is not one of "
-                         f"the {segments} segments (0-{segments - 1})")
+        raise ValueError(f"migration.kill_at segment {kill[0]} is not one of the {segments} "
+                         f"segments (0-{segments - 1})")
+    return kill
+
+
+def _run_kind(scenario: Scenario, src: Any, tgt: Any, seed: int,
+              export_dir: Path) -> ScenarioResult:
+    options = scenario.migration
+    # A fresh table and collection per run: a URI target keeps what an earlier run left.
+    name = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
+    items, segments, page_size = _sizes(options)
+    kill = kill_point(options)
     if scenario.kind == "initial-sync":
         return initial_sync(src, tgt, items=items, segments=segments, page_size=page_size,
                             kill_at=kill, seed=seed, name=name,

@@ -1,4 +1,5 @@
-"""Commands that run scenarios: ``run`` (workload, replication, convergence check, reports),
+"""Commands that run scenarios: ``run`` (workload, replication, convergence check, reports; or a
+migration scenario's copy under a live writer),
 ``chaos`` (seeded fault schedules) and ``list`` (scenarios, backends, handlers)."""
 
 from __future__ import annotations
@@ -148,7 +149,10 @@ def run(
             ("timings (s)", ", ".join(f"{k}={v}" for k, v in result.timings.items())),
             *[("note", note) for note in result.notes],
         ], title=f"Scenario {chosen.name}: {'PASS' if result.met else 'FAIL'}"))
-        if plot and lag is not None:
+        if plot and chosen.migration:
+            err.print(f"no lag plot for {chosen.name}: a migration scenario measures no stream lag",
+                      highlight=False, markup=False)
+        elif plot and lag is not None:
             from harness.lag import plot as plot_lag
 
             target_png = plot if len(scenarios) == 1 else plot.with_name(

@@ -93,6 +93,19 @@ def test_a_bad_override_on_the_command_line_exits_2_naming_the_key() -> None:
     assert "migration.segments" in result.output
 
 
+def test_the_kill_point_is_given_or_drawn_among_the_pages_and_checked_before_the_run() -> None:
+    from harness.migration import kill_point
+
+    sizes = {"items": 20000, "segments": 4, "page_size": 500}
+    assert kill_point({**sizes, "kill_at": [3, 9]}) == (3, 9)
+    drawn = {kill_point({**sizes, "kill_random": seed}) for seed in range(30)}
+    assert len(drawn) > 5 and all(0 <= s < 4 and 1 <= p <= 10 for s, p in drawn)
+    assert kill_point(sizes) is None
+    result = runner.invoke(app, ["run", "initial-sync", "--set", "migration.kill_at=[5, 1]"])
+    assert result.exit_code == 2
+    assert "segment 5 is not one of the 2 segments" in " ".join(result.output.split())
+
+
 def test_handler_does_not_apply_to_a_migration_scenario() -> None:
     result = runner.invoke(app, ["run", "initial-sync", "--handler", "baseline"])
     assert result.exit_code == 2
