@@ -1,6 +1,6 @@
 """Commands that run scenarios: ``run`` (workload, replication, convergence check, reports; or a
-migration scenario's copy under a live writer),
-``chaos`` (seeded fault schedules) and ``list`` (scenarios, backends, handlers)."""
+migration scenario's copy under a live writer), ``chaos`` (seeded fault schedules) and ``list``
+(scenarios, backends, handlers)."""
 
 from __future__ import annotations
 
