@@ -427,7 +427,8 @@ def run_migration(
     """
     options = scenario.migration
     source_name = source or scenario.run.get("source", "moto")
-    target_name = "uri" if target_uri else (target or scenario.run.get("target") or DEFAULT_TARGET)
+    target_name = "uri" if target_uri else (
+        target or scenario.run.get("target") or scenario.target.get("name") or DEFAULT_TARGET)
     chosen_seed = seed if seed is not None else int(options.get("seed", DEFAULT_SEED))
     result = RunResult(scenario.name, source_name, target_name, chosen_seed)
     kill_point(options)  # a kill the copy cannot reach fails before anything starts
