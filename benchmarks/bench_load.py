@@ -4,7 +4,7 @@
                                     [--json out.json]
 
 * **replay**: the scenario's stream, generated once into ``DIR/recording`` by
-  ``python -m harness.loadgen`` (reused while its operation count matches), replayed through the
+  ``harness generate`` (reused while its operation count matches), replayed through the
   event source mapping emulation into the default target (mongoeco) -- no source emulator in the
   loop;
 * **live**: ``harness run load`` with the source (moto's server) in a child process; the lag plot
@@ -54,9 +54,9 @@ def _recording(out: Path, operations: int | None) -> None:
         wanted = operations or load_scenario("load").workload["operations"]
         if workload.get("operations") == wanted:
             return
-    command = [sys.executable, "-m", "harness.loadgen", "load", str(out / "recording")]
+    command = [sys.executable, "-m", "harness.cli", "generate", "load", str(out / "recording")]
     if operations is not None:
-        command += ["--operations", str(operations)]
+        command += ["--set", f"workload.operations={operations}"]
     subprocess.run(command, check=True, cwd=ROOT)
 
 

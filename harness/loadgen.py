@@ -12,25 +12,21 @@ Only whole-item writes are modelled -- PutItem, DeleteItem, BatchWriteItem (a lo
 mix must keep to ``put_new``, ``put_overwrite``, ``delete``, ``batch_write``): an update
 expression would need an expression evaluator here.
 
-Run as ``python -m harness.loadgen SCENARIO DIRECTORY [--operations N]`` (a child process, so
-that the generator's memory does not count in the replay's RSS).
+Run as ``harness generate SCENARIO DIRECTORY [--set workload.operations=N]`` (``nox -s load``
+runs it in a child process, so that the generator's memory does not count in the replay's RSS).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from harness.backends.base import TableSpec
 from harness.model import ModelTable
-from harness.recording import Recording, write_recording
+from harness.recording import Recording
 from harness.workload import Operation, WorkloadSpec, iter_operations
 
-__all__ = ["SUPPORTED_OPERATIONS", "generate", "main", "model_records"]
+__all__ = ["SUPPORTED_OPERATIONS", "generate", "model_records"]
 
 #: the workload operations whose stream records are generated
 SUPPORTED_OPERATIONS = frozenset({"put_new", "put_overwrite", "delete", "batch_write"})
@@ -81,26 +77,3 @@ def generate(spec: TableSpec, workload: WorkloadSpec) -> Recording:
         "shards": [{"shard_id": shard, "parent_shard_id": None, "records": len(records)}],
         "workload": workload.to_dict(),
     })
-
-
-def main(argv: list[str] | None = None) -> int:
-    from harness.scenario import load_scenario
-
-    parser = argparse.ArgumentParser(prog="python -m harness.loadgen", description=__doc__)
-    parser.add_argument("scenario", help="a scenario name or TOML path (e.g. load)")
-    parser.add_argument("directory", type=Path, help="where the recording is written")
-    parser.add_argument("--operations", type=int, help="override workload.operations")
-    args = parser.parse_args(argv)
-    scenario = load_scenario(args.scenario)
-    fields = dict(scenario.workload)
-    if args.operations is not None:
-        fields["operations"] = args.operations
-    spec = replace(scenario.table, name=scenario.table.name)
-    recording = generate(spec, WorkloadSpec.from_dict(fields))
-    write_recording(recording, args.directory)
-    print(json.dumps({"records": len(recording.records), "directory": str(args.directory)}))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,31 +1,47 @@
-"""Scenarios of issue #12: ``initial-sync`` and ``gap-recovery``, on any source and target.
+"""The migration scenarios of issue #12, ``initial-sync`` and ``gap-recovery``, on any source and
+target: ``replicator sync`` / ``recover`` under a live writer, then convergence, ``verify``, and
+(initial-sync) no document going back after the handover.
 
-    python -m harness.migration initial-sync --source moto --items 20000 [--kill-at-page 7]
-    python -m harness.migration gap-recovery --source dynamodb-local --items 2000 [--method export]
+They are scenarios like the others (scenarios/initial-sync.toml, gap-recovery.toml,
+gap-recovery-export.toml; a ``[migration]`` table instead of a workload):
+
+    harness run initial-sync [--source dynamodb-local] [--set migration.items=20000]
+
+:func:`run_migration` runs one and reports in the common shape (harness.runner.RunResult);
+:func:`initial_sync` and :func:`gap_recovery` are the steps, called directly by the tests.
 
 Both are deterministic: the live writer is a seeded sequence of inserts, modifications and
 deletes made between scan pages (``after_page``), and the kill is an exception at a chosen page,
-never a timer. The test suite runs them small (tests/replicator/migrate); the nox session ``migration``
-runs the 20,000-item version.
+never a timer. The test suite runs them small (tests/replicator/migrate); the nox session
+``migration`` runs them at 20,000 items.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
+import contextlib
 import random
-import sys
+import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from harness.backends.base import Table, TableSpec, source_backend, started, target_backend
-from harness.convergence import check
-from harness.runner import scan_items
+from harness.backends.base import (
+    DEFAULT_TARGET,
+    Table,
+    TableSpec,
+    source_backend,
+    started,
+    target_backend,
+)
+from harness.convergence import Diff, check
+from harness.lag import LagStats
+from harness.runner import HandlerOutcome, RunResult, scan_items
+from harness.scenario import Scenario
 from replicator.errors import ResyncRequired
 from replicator.expected import planner_for
 from replicator.migrate.export import INCREMENTAL, export_json, load_manifest, write_export
@@ -162,6 +178,8 @@ class ScenarioResult:
     writer: dict[str, int] = field(default_factory=dict)
     details: dict[str, Any] = field(default_factory=dict)
     elapsed_s: float = 0.0
+    #: the comparison that decided ``converged`` (the first that diverged, else the last)
+    diff: Diff = field(default_factory=Diff)
 
     @property
     def ok(self) -> bool:
@@ -198,6 +216,7 @@ def initial_sync(source: Any, target: Any, *, items: int = 300, segments: int = 
     client = source.dynamodb()
     prefill(client, spec.name, items)
     collection = target.collection("migration", spec.name.replace("-", "_"))
+    result.details.update(table=spec.name, collection=f"migration.{collection.name}")
     writer = LiveWriter(client, spec.name, items, seed=seed, per_call=writes_per_page)
 
     def after_page(segment: int, page: int) -> None:
@@ -216,7 +235,8 @@ def initial_sync(source: Any, target: Any, *, items: int = 300, segments: int = 
                            page_size=page_size, after_page=after_page, follow=follow)
     else:
         if kill_at is not None:
-            raise AssertionError(f"the copy never reached page {kill_at}")
+            raise ValueError(f"the copy never reached page {list(kill_at)} (segment, page): "
+                             f"{items} items in {segments} segments of {page_size}-item pages")
     result.details["consistent_at"] = str(report.consistent_at)
     poller = make_poller(source, table, collection)
     found = diff(source, table, collection)
@@ -236,7 +256,9 @@ def initial_sync(source: Any, target: Any, *, items: int = 300, segments: int = 
     after = sequences(collection)
     result.regressions = sum(1 for k, s in before.items() if k in after and after[k] < s)
     poller.run(once=True)
-    result.converged = result.converged and diff(source, table, collection).converged
+    final = diff(source, table, collection)
+    result.diff = found if not found.converged else final
+    result.converged = result.converged and final.converged
     result.writer = dict(writer.counts)
     if report.copy is not None:
         result.resumed_segments = report.copy.segments_resumed
@@ -297,17 +319,19 @@ def _last_sequence(source: Any, table: Table) -> str:
 def gap_recovery(source: Any, target: Any, *, items: int = 200, method: str = "re-copy",
                  export_dir: Path | None = None, gap_writes: int = 60, retained_writes: int = 30,
                  segments: int = 2, page_size: int = 50, seed: int = 5,
-                 kill_at: tuple[int, int] | None = None) -> ScenarioResult:
+                 kill_at: tuple[int, int] | None = None, name: str = "gap") -> ScenarioResult:
     """Replicate, stop, write through a gap whose records expire, write more (retained), then
     ``recover`` (re-copy, or an incremental export written in AWS's layout) and converge."""
     started_at = time.monotonic()
     source = SerializedSource(source)
-    result = ScenarioResult(f"gap-recovery ({method})", source.name, target.name, items)
-    spec = TableSpec(f"gap-{method}-{seed}-{items}", ("pk", "S"))
+    result = ScenarioResult(f"gap-recovery ({method})", source.name, target.name, items,
+                            killed_at=kill_at)
+    spec = TableSpec(f"{name}-{method}-{seed}-{items}", ("pk", "S"))
     table = source.create_table(spec)
     client = source.dynamodb()
     prefill(client, spec.name, items)
     collection = target.collection("migration", spec.name.replace("-", "_"))
+    result.details.update(table=spec.name, collection=f"migration.{collection.name}")
     make_poller(source, table, collection).run(once=True)  # replicated up to here
     gap_start = datetime.now(timezone.utc)
     writer = LiveWriter(client, spec.name, items, seed=seed, per_call=1)
@@ -364,6 +388,7 @@ def gap_recovery(source: Any, target: Any, *, items: int = 200, method: str = "r
         report = recover(poller, exports=exports, segments=segments, page_size=page_size,
                          after_page=after_page)
     found = diff(source, table, collection)
+    result.diff = found
     result.converged = found.converged
     result.divergences = len(found.missing) + len(found.extra) + len(found.changed)
     result.details["diff"] = found.as_dict() if not found.converged else {}
@@ -378,59 +403,111 @@ def gap_recovery(source: Any, target: Any, *, items: int = 200, method: str = "r
     return result
 
 
-@contextmanager
-def backends(source: str, target: str) -> Iterator[tuple[Any, Any]]:
-    with started(source_backend(source)) as src, started(target_backend(target)) as tgt:
-        yield src, tgt
+# -- as a scenario ----------------------------------------------------------------------------------
+#: the live writer's seed when the scenario gives none (the old CLI's default)
+DEFAULT_SEED = 12
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.migration")
-    parser.add_argument("scenario", choices=["initial-sync", "gap-recovery"])
-    parser.add_argument("--source", default="moto")
-    parser.add_argument("--target", default="mongomock")
-    parser.add_argument("--items", type=int, default=20_000)
-    parser.add_argument("--segments", type=int, default=4)
-    parser.add_argument("--page-size", type=int, default=500)
-    parser.add_argument("--kill-at-page", type=int, default=None,
-                        help="kill the copy after this page of segment 0, then resume")
-    parser.add_argument("--kill-random", type=int, default=None, metavar="SEED",
-                        help="kill at a (segment, page) drawn from SEED, then resume")
-    parser.add_argument("--method", choices=["re-copy", "export"], default="re-copy")
-    parser.add_argument("--seed", type=int, default=12)
-    parser.add_argument("--follow", action="store_true",
-                        help="initial-sync: apply the stream in a thread during the copy")
-    parser.add_argument("--plain-mongomock", action="store_true",
-                        help="without the _id fast path (quadratic: keep --items small)")
-    args = parser.parse_args(argv)
-    import contextlib
-    import tempfile
+def run_migration(
+    scenario: Scenario,
+    *,
+    source: str | None = None,
+    target: str | None = None,
+    target_uri: str | None = None,
+    seed: int | None = None,
+) -> RunResult:
+    """Run a migration scenario (its ``[migration]`` table) and report it as any scenario.
 
-    fast = (mongomock_id_fast_path() if args.target == "mongomock" and not args.plain_mongomock
-            else contextlib.nullcontext())
-    run: Callable[..., ScenarioResult]
-    with backends(args.source, args.target) as (src, tgt), tempfile.TemporaryDirectory() as tmp, \
-            fast:
-        kill = (0, args.kill_at_page) if args.kill_at_page else None
-        if args.kill_random is not None:
-            rng = random.Random(args.kill_random)
-            pages = max(1, args.items // args.segments // args.page_size)
-            kill = (rng.randrange(args.segments), rng.randint(1, pages))
-        if args.scenario == "initial-sync":
-            run = initial_sync
-            result = run(src, tgt, items=args.items, segments=args.segments,
-                         page_size=args.page_size, kill_at=kill, seed=args.seed,
-                         follow=args.follow)
-        else:
-            result = gap_recovery(src, tgt, items=args.items, method=args.method,
-                                  export_dir=Path(tmp), segments=args.segments,
-                                  page_size=args.page_size, seed=args.seed, kill_at=kill,
-                                  gap_writes=max(60, args.items // 20),
-                                  retained_writes=max(30, args.items // 40))
-    print(json.dumps({**{k: v for k, v in result.__dict__.items() if k != "details"},
-                      "ok": result.ok, "details": result.details}, indent=2, default=str))
-    return 0 if result.ok else 1
+    The report's one outcome is the replicator's (the copy, then the poller): its diff is the
+    convergence check; ``checks`` holds ``verify`` (``replicator verify`` under the live writer)
+    and, for initial-sync, ``no_regression_after_handover``; ``details`` the copy's, the kill's and
+    the verify's reports. On a mongomock target the ``_id`` fast path is on (see
+    :func:`mongomock_id_fast_path`). Raises ValueError for a kill page the copy never reaches,
+    BackendUnavailable when a backend cannot start.
+    """
+    options = scenario.migration
+    source_name = source or scenario.run.get("source", "moto")
+    target_name = "uri" if target_uri else (
+        target or scenario.run.get("target") or scenario.target.get("name") or DEFAULT_TARGET)
+    chosen_seed = seed if seed is not None else int(options.get("seed", DEFAULT_SEED))
+    result = RunResult(scenario.name, source_name, target_name, chosen_seed)
+    kill_point(options)  # a kill the copy cannot reach fails before anything starts
+    src = source_backend(source_name)
+    tgt = target_backend("uri", uri=target_uri) if target_uri else target_backend(target_name)
+    fast = mongomock_id_fast_path() if target_name == "mongomock" else contextlib.nullcontext()
+    clock = time.perf_counter()
+    with started(src) as started_source:
+        result.timings["start_source_s"] = round(time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
+        with started(tgt) as started_target, tempfile.TemporaryDirectory() as export_dir, fast:
+            result.timings["start_target_s"] = round(time.perf_counter() - clock, 3)
+            clock = time.perf_counter()
+            outcome = _run_kind(scenario, started_source, started_target, chosen_seed,
+                                Path(export_dir))
+            result.timings["migration_s"] = round(time.perf_counter() - clock, 3)
+    result.table = outcome.details.get("table", "")
+    result.workload = {"items": outcome.items, "live_writes": dict(outcome.writer)}
+    result.outcomes.append(HandlerOutcome(
+        handler="replicator", expectation=scenario.expectation("replicator"), diff=outcome.diff,
+        lag=LagStats(), driver={}, collection=outcome.details.get("collection", "")))
+    result.checks["verify"] = outcome.verify_ok
+    if scenario.kind == "initial-sync":
+        result.checks["no_regression_after_handover"] = outcome.regressions == 0
+    result.details = {
+        "kind": scenario.kind,
+        **({"method": options.get("method", "re-copy")} if scenario.kind == "gap-recovery"
+           else {}),
+        "killed_at": list(outcome.killed_at) if outcome.killed_at else None,
+        "resumed_segments": outcome.resumed_segments,
+        "segments_already_done": outcome.segments_already_done,
+        "regressions": outcome.regressions,
+        **{k: v for k, v in outcome.details.items() if k not in ("diff", "table", "collection")},
+    }
+    return result
 
+
+def _sizes(options: dict[str, Any]) -> tuple[int, int, int]:
+    """items, segments, page size of a ``[migration]`` table (the steps' defaults)."""
+    return (int(options.get("items", 300)), int(options.get("segments", 4)),
+            int(options.get("page_size", 50)))
+
+
+def kill_point(options: dict[str, Any]) -> tuple[int, int] | None:
+    """The ``(segment, page)`` after which the copy is killed: ``kill_at``, or one drawn from
+    ``kill_random`` (a seed) among the pages a segment has; None without either. Raises
+    ValueError for a segment the copy does not have."""
+    items, segments, page_size = _sizes(options)
+    kill: tuple[int, int] | None = None
+    if "kill_at" in options:
+        kill = (int(options["kill_at"][0]), int(options["kill_at"][1]))
+    elif "kill_random" in options:
+        rng = random.Random(int(options["kill_random"]))
+        pages = max(1, items // segments // page_size)
+        kill = (rng.randrange(segments), rng.randint(1, pages))
+    if kill is not None and kill[0] >= segments:
+        raise ValueError(f"migration.kill_at segment {kill[0]} is not one of the {segments} "
+                         f"segments (0-{segments - 1})")
+    return kill
+
+
+def _run_kind(scenario: Scenario, src: Any, tgt: Any, seed: int,
+              export_dir: Path) -> ScenarioResult:
+    options = scenario.migration
+    # A fresh table and collection per run: a URI target keeps what an earlier run left.
+    name = f"{scenario.name}-{uuid.uuid4().hex[:8]}"
+    items, segments, page_size = _sizes(options)
+    kill = kill_point(options)
+    if scenario.kind == "initial-sync":
+        return initial_sync(src, tgt, items=items, segments=segments, page_size=page_size,
+                            kill_at=kill, seed=seed, name=name,
+                            writes_per_page=int(options.get("writes_per_page", 6)),
+                            follow=bool(options.get("follow", False)))
+    return gap_recovery(src, tgt, items=items, method=str(options.get("method", "re-copy")),
+                        export_dir=export_dir, segments=segments, page_size=page_size,
+                        seed=seed, kill_at=kill, name=name,
+                        gap_writes=int(options.get("gap_writes", max(60, items // 20))),
+                        retained_writes=int(options.get("retained_writes",
+                                                        max(30, items // 40))))
 
 
 # -- a faster embedded target ------------------------------------------------------------------------
@@ -471,6 +548,3 @@ def mongomock_id_fast_path() -> Iterator[None]:
     finally:
         collection_class._iter_documents = original
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -65,11 +65,15 @@ class RunResult:
     notes: list[str] = field(default_factory=list)
     #: busy seconds per part (harness.timing.PARTS)
     stopwatch: Stopwatch = field(default_factory=Stopwatch)
+    #: checks besides convergence, by name -> passed (a migration's verify, no regression, ...)
+    checks: dict[str, bool] = field(default_factory=dict)
+    #: what a migration scenario reports besides the common shape (copy, kill, verify reports)
+    details: dict[str, Any] = field(default_factory=dict)
 
     @property
     def met(self) -> bool:
         return self.error is None and bool(self.outcomes) and all(o.met for o in self.outcomes) \
-            and not any(self.missing_paths.values())
+            and not any(self.missing_paths.values()) and all(self.checks.values())
 
     @property
     def events_per_s(self) -> float | None:
@@ -96,6 +100,7 @@ class RunResult:
             "converged": primary.diff.converged if primary else False,
             "error": self.error,
             "notes": self.notes,
+            "checks": self.checks,
             "counts": {
                 "stream_records": self.stream_records,
                 "documents": primary.diff.actual_count if primary else 0,
@@ -122,6 +127,7 @@ class RunResult:
                 }
                 for o in self.outcomes
             ],
+            "details": self.details,
         }
 
 
@@ -158,6 +164,11 @@ def run_scenario(
     progress: Progress | None = None,
     source_options: dict[str, Any] | None = None,
 ) -> RunResult:
+    """Run a stream scenario (a migration scenario: harness.run.run_any)."""
+    if scenario.migration:
+        raise ValueError(f"{scenario.name} is a migration scenario ({scenario.kind}): "
+                         "harness.migration.run_migration runs it (harness.run.run_any "
+                         "runs either kind)")
     source_name = source or scenario.run.get("source", "moto")
     target_name = "uri" if target_uri else (
         target or scenario.run.get("target") or scenario.target.get("name") or DEFAULT_TARGET)

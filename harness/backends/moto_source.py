@@ -309,7 +309,7 @@ class MotoProcessSource(MotoServerSource):
 
     On a free port; the emulator does not share the writer's interpreter and GIL.
 
-    The child (``python -m harness.backends.moto_source``) starts ``ThreadedMotoServer`` on port 0,
+    The child (:func:`serve_child`, run with ``python -c``) starts ``ThreadedMotoServer`` on port 0,
     prints the port, and exits when its standard input closes, so it never outlives this process.
     """
 
@@ -338,7 +338,8 @@ class MotoProcessSource(MotoServerSource):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             p for p in (root, os.environ.get("PYTHONPATH")) if p))
         process = subprocess.Popen(
-            [sys.executable, "-m", "harness.backends.moto_source"], env=env,
+            [sys.executable, "-c", "from harness.backends.moto_source import serve_child; "
+                                   "serve_child()"], env=env,
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
         )
         self._process = process
@@ -376,7 +377,7 @@ class MotoProcessSource(MotoServerSource):
             process.stdout.close()
 
 
-def _serve_child() -> None:
+def serve_child() -> None:
     """The child of :class:`MotoProcessSource`: serve until standard input closes."""
     from moto.server import ThreadedMotoServer
 
@@ -389,10 +390,6 @@ def _serve_child() -> None:
         sys.stdin.read()  # returns at EOF: the parent closed the pipe or exited
     finally:
         server.stop()
-
-
-if __name__ == "__main__":
-    _serve_child()
 
 
 # -- the stream's 24-hour retention, on moto -------------------------------------------------------

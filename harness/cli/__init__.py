@@ -1,15 +1,15 @@
 """``harness``: run scenarios, replay captured streams, list what exists.
 
 ``app`` holds the Typer app and what commands share; the commands are in ``captures`` (replay,
-record, shrink) and ``scenarios`` (run, chaos, list), registered on import in that order (the order
-``harness --help`` lists them).
+record, shrink), ``kit`` (generate, dynamodb-local) and ``scenarios`` (run, chaos, list),
+registered on import in that order (the order ``harness --help`` lists them).
 """
 
 from __future__ import annotations
 
 import logging
 
-from harness.cli import captures, scenarios  # noqa: F401  (registers the commands)
+from harness.cli import captures, kit, scenarios  # noqa: F401  (registers the commands)
 from harness.cli.app import app
 
 __all__ = ["app", "main"]

@@ -1,7 +1,8 @@
 """Every shipped scenario meets its expectation, on the embedded stack and on DynamoDB Local.
 
 The embedded stack is moto + the default target, mongoeco (a wire-protocol server, driven by the
-real pymongo client); the dev kit needs Python >= 3.13 for it.
+real pymongo client); the dev kit needs Python >= 3.13 for it. The migration scenarios
+(initial-sync, gap-recovery, gap-recovery-export) run through the same entry, harness.run.run_any.
 """
 
 from __future__ import annotations
@@ -13,13 +14,17 @@ import pytest
 pytest.importorskip("mongoeco", reason="the mongoeco target needs Python >= 3.13")
 
 from harness.backends.base import DEFAULT_TARGET
+from harness.run import run_any
 from harness.runner import run_scenario
 from harness.scenario import SCENARIO_DIR, list_scenarios, load_scenario
 
 # "load" (50,000 events) is run by nox -s load; a small version of it is in test_load.py.
 SCENARIOS = sorted(p.stem for p in SCENARIO_DIR.glob("*.toml") if p.stem != "load")
+MIGRATION_SCENARIOS = sorted(s.name for _, s in list_scenarios() if s.migration)
+STREAM_SCENARIOS = [name for name in SCENARIOS if name not in MIGRATION_SCENARIOS]
 REQUIRED = {"smoke", "crud-mix", "attribute-removal", "type-zoo", "hot-keys", "composite-keys",
-            "large-items", "batch-and-transactions", "baseline-defects", "standalone", "sharded"}
+            "large-items", "batch-and-transactions", "baseline-defects", "standalone", "sharded",
+            "initial-sync", "gap-recovery", "gap-recovery-export"}
 
 
 def test_the_required_scenarios_are_shipped_and_valid() -> None:
@@ -27,7 +32,15 @@ def test_the_required_scenarios_are_shipped_and_valid() -> None:
     assert all(scenario.description for _, scenario in list_scenarios())
 
 
-@pytest.mark.parametrize("name", SCENARIOS)
+def test_the_migration_scenarios_are_the_three_of_issue_12() -> None:
+    kinds = {s.name: (s.kind, s.migration.get("method")) for _, s in list_scenarios()
+             if s.migration}
+    assert kinds == {"initial-sync": ("initial-sync", None),
+                     "gap-recovery": ("gap-recovery", "re-copy"),
+                     "gap-recovery-export": ("gap-recovery", "export")}
+
+
+@pytest.mark.parametrize("name", STREAM_SCENARIOS)
 def test_scenario_meets_its_expectation_on_moto_and_the_default_target(name: str) -> None:
     assert DEFAULT_TARGET == "mongoeco"
     result = run_scenario(load_scenario(name), source="moto", target=DEFAULT_TARGET)
@@ -36,6 +49,29 @@ def test_scenario_meets_its_expectation_on_moto_and_the_default_target(name: str
     assert report["counts"]["stream_records"] > 0
     for handler in report["handlers"]:
         assert handler["driver"]["discarded_records"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", MIGRATION_SCENARIOS)
+def test_migration_scenario_meets_its_expectation_on_moto_and_the_default_target(
+    name: str
+) -> None:
+    result = run_any(load_scenario(name), source="moto")
+    report = result.as_dict()
+    assert result.target == DEFAULT_TARGET
+    assert result.met, (report["diff"], report["checks"], report["details"])
+    assert report["checks"]["verify"] is True
+    assert report["counts"]["documents"] == report["counts"]["expected_documents"] > 0
+    assert sum(report["counts"]["workload"]["live_writes"].values()) > 0
+    details = report["details"]
+    assert details.get("resync_required", True)  # gap-recovery: the poller saw the gap first
+    if load_scenario(name).migration.get("kill_at"):
+        assert details["killed"] is True and details["killed_at"]
+
+
+def test_run_scenario_names_the_entry_for_a_migration_scenario() -> None:
+    with pytest.raises(ValueError, match=r"initial-sync is a migration scenario.*run_any"):
+        run_scenario(load_scenario("initial-sync"))
 
 
 def test_baseline_defects_names_the_diverging_paths() -> None:
@@ -57,5 +93,5 @@ def test_baseline_defects_names_the_diverging_paths() -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SCENARIOS if n != "large-items"] + ["large-items"])
 def test_scenario_meets_its_expectation_on_dynamodb_local(name: str, tmp_path: Path) -> None:
-    result = run_scenario(load_scenario(name), source="dynamodb-local", target=DEFAULT_TARGET)
+    result = run_any(load_scenario(name), source="dynamodb-local", target=DEFAULT_TARGET)
     assert result.met, result.as_dict()["handlers"]

@@ -538,6 +538,9 @@ def test_from_dict_reads_every_shipped_scenario() -> None:
     assert files
     for path in files:
         data = tomllib.loads(path.read_text())
+        if "migration" in data:  # a migration scenario writes its own table (harness.migration)
+            assert "workload" not in data
+            continue
         spec = WorkloadSpec.from_dict(data["workload"])
         assert spec.operations == data["workload"]["operations"]
 
