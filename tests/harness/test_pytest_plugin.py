@@ -70,6 +70,20 @@ def test_the_report_header_never_shows_a_uri(example: pytest.Pytester) -> None:
     assert "s3cret" not in result.stdout.str() + result.stderr.str()
 
 
+def test_a_chosen_target_that_does_not_answer_fails_the_run(example: pytest.Pytester) -> None:
+    # Port 1 on the loopback refuses at once: the CI job with a wrong URI must go red, not skip.
+    result = example.runpytest_subprocess(
+        "-p", "harness.pytest_plugin", "-p", "no:cacheprovider",
+        "--replication-target", "uri:mongodb://user:s3cret@127.0.0.1:1/?serverSelectionTimeoutMS=500",
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors") == 3 and "skipped" not in outcomes, outcomes
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*replication target 'uri' unavailable: cannot reach MongoDB*"
+                                 "chosen with --replication-target*"])
+    assert "s3cret" not in result.stdout.str() + result.stderr.str()
+
+
 def test_target_names() -> None:
     assert parse_target("uri:mongodb://h:1/?directConnection=true") == (
         "uri", {"uri": "mongodb://h:1/?directConnection=true"})
@@ -149,6 +163,7 @@ def test_the_example_passes_on_dynamodb_local(example: pytest.Pytester) -> None:
         "--replication-target", "mongomock", "-p", "no:cacheprovider", "-rs",
     )
     outcomes = result.parseoutcomes()
-    if outcomes.get("skipped") == 3:
+    if outcomes.get("errors") == 3 and "unavailable" in result.stdout.str():
+        # chosen explicitly, an unavailable source fails the run (it no longer skips)
         pytest.skip("DynamoDB Local cannot start here: " + result.stdout.str()[-300:])
     result.assert_outcomes(passed=3)
