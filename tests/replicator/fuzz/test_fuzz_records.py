@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import ATTRIBUTE_NAMES, apply_operation, nested_names, operations, values
 
 from harness.backends.mongomock_target import mongomock_client
 from harness.convergence import check, read_target
@@ -33,6 +32,7 @@ from replicator.core import Replicator
 from replicator.errors import MalformedRecordError, RecordError
 from replicator.events import parse_record
 from replicator.settings import Settings
+from support.strategies import ATTRIBUTE_NAMES, apply_operation, nested_names, operations, values
 
 KEY_SCHEMA = ("pk",)
 SETTINGS = Settings(key_schema=KEY_SCHEMA)
