@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -190,6 +191,21 @@ def test_shrink_cli_on_a_captured_fixture(tmp_path: Path) -> None:
     assert "18 records -> 2" in result.output
     assert len(json.loads((out / "events.json").read_text())["Records"]) == 2
     assert json.loads((out / "recording.json").read_text())["shrunk"]["handler"] == "baseline"
+
+
+def test_shrink_shrinks_the_replicators_failure_by_default(tmp_path: Path) -> None:
+    # attribute_removal converges for the replicator: without --handler there is nothing to shrink
+    result = runner.invoke(app, ["shrink", str(FIXTURES / "attribute_removal"), "--out",
+                                 str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "does not fail" in result.output and "handler: replicator" in result.output
+    # the handler a recording names (recording.json) is the default for it
+    named = tmp_path / "named"
+    shutil.copytree(FIXTURES / "attribute_removal", named)
+    (named / "recording.json").write_text(json.dumps({"handler": "baseline"}))
+    result = runner.invoke(app, ["shrink", str(named), "--out", str(tmp_path / "small")])
+    assert result.exit_code == 0, result.output
+    assert "18 records -> 2" in result.output and "baseline:" in result.output
 
 
 def test_shrink_refuses_a_recording_that_does_not_fail(tmp_path: Path) -> None:
