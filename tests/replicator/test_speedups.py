@@ -475,6 +475,7 @@ well_formed_images = st.dictionaries(
 )
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(
     max_examples=400, deadline=None, database=None,
@@ -706,6 +707,7 @@ def records(draw: st.DrawFn) -> Any:
     return draw(st.one_of(st.just(record), JUNK)) if draw(st.integers(0, 20)) == 0 else record
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=500, deadline=None, database=None)
 @given(st.lists(records(), max_size=6))
@@ -726,6 +728,7 @@ def test_parse_changes_agrees_with_parse_record(batch: list[Any]) -> None:
         assert list(mine.__dict__) == list(reference.__dict__) and mine.raw is raw
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=200, deadline=None, database=None)
 @given(st.lists(records(), max_size=8))
@@ -883,6 +886,7 @@ def plannable_records(draw: st.DrawFn, broken: bool = True) -> Any:
     return record
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=400, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -891,6 +895,7 @@ def test_plan_records_agrees_with_the_planner(settings: Settings, batch: list[An
     assert_same_plan(settings, batch)
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -51,6 +51,7 @@ def _documents(collection: Any) -> dict[str, dict[str, Any]]:
 
 
 # -- initial sync ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("segments", [1, 4])
 def test_initial_sync_with_a_live_writer_converges_and_nothing_regresses_after_handover(
     moto: Any, target: Any, segments: int
@@ -63,6 +64,7 @@ def test_initial_sync_with_a_live_writer_converges_and_nothing_regresses_after_h
     assert all(count > 0 for count in result.writer.values()), result.writer
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kill_at", [None, (1, 1)])
 def test_the_stream_followed_during_the_copy_converges_in_any_interleaving(
     moto: Any, target: Any, kill_at: Any
@@ -74,6 +76,7 @@ def test_the_stream_followed_during_the_copy_converges_in_any_interleaving(
     assert result.converged and result.verify_ok and result.regressions == 0, result.details
 
 
+@pytest.mark.slow
 def test_a_copy_killed_mid_segment_resumes_and_still_converges_under_the_writer(
     moto: Any, target: Any
 ) -> None:
@@ -304,6 +307,7 @@ def test_verify_reports_nothing_under_a_steady_writer_and_its_recheck_did_the_wo
 
 
 # -- gap past the retention --------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["re-copy", "export"])
 def test_gap_recovery_converges_without_ever_emptying_the_collection(
     moto: Any, target: Any, tmp_path: Path, method: str
@@ -324,6 +328,7 @@ def test_gap_recovery_converges_without_ever_emptying_the_collection(
         assert report["export"][0]["skipped_newer"] > 0  # the stream's newer state was kept
 
 
+@pytest.mark.slow
 def test_a_killed_recopy_resumes_with_the_saved_position_and_converges(
     moto: Any, target: Any, tmp_path: Path
 ) -> None:
@@ -350,6 +355,7 @@ def test_sequences_helper_reads_the_guard_field(target: Any) -> None:
 
 
 # -- DynamoDB Local ------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.dynamodb_local
 def test_initial_sync_killed_and_resumed_on_dynamodb_local(dynamodb_local: Any, target: Any) -> None:
     result = initial_sync(dynamodb_local, target, items=200, segments=2, page_size=40,
@@ -445,12 +451,14 @@ def test_replication_waiter_waits_for_a_running_poller_only() -> None:
 
 
 # -- the wire target (real pymongo against mongoeco's server) ---------------------------------------
+@pytest.mark.slow
 def test_initial_sync_killed_and_resumed_on_the_wire_target(moto: Any, wire_target: Any) -> None:
     result = initial_sync(moto, wire_target, items=150, segments=2, page_size=30,
                           kill_at=(1, 1), writes_per_page=4, name="wire-sync")
     assert result.converged and result.verify_ok and result.regressions == 0, result.details
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["re-copy", "export"])
 def test_gap_recovery_on_the_wire_target(moto: Any, wire_target: Any, tmp_path: Path,
                                          method: str) -> None:

@@ -351,6 +351,7 @@ def _searching() -> settings:
     return _settings(200, phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "machine",
     [ReplicationMachine, CompositeKeyMachine, NewImageMachine],

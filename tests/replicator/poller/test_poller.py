@@ -32,6 +32,7 @@ def poller_for(source: Any, table: Any, collection: Any, **options: Any) -> Poll
 
 
 # -- converging ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("sort", [False, True], ids=["string-key", "composite-key"])
 def test_a_run_converges_to_the_table_and_checkpoints_every_shard(moto: Any, mongo_db: Any,
                                                                   sort: bool) -> None:
@@ -110,6 +111,7 @@ class CheckedCheckpoints(CheckpointStore):
                 f"does not hold (it has {held or 'nothing'})")
 
 
+@pytest.mark.slow
 def test_checkpoints_never_pass_a_failed_write_and_everything_converges(moto: Any, mongo_db: Any) -> None:
     table = make_table(moto, "orders")
     run_workload(moto.dynamodb(), table.spec, WorkloadSpec(operations=300, keys=30, mix=MIX, seed=11))
