@@ -37,6 +37,7 @@ def test_the_example_project_passes_with_only_the_plugins_fixtures(example: pyte
     result.stdout.fnmatch_lines(["replication: source=moto target=mongomock"])
 
 
+@pytest.mark.slow
 def test_a_broken_transform_fails_the_example_with_the_field_path(example: pytest.Pytester) -> None:
     # The example's tests can fail: a transform that forgets to lower-case the email is caught.
     transform = example.path / "orders_transform.py"
@@ -62,6 +63,7 @@ def test_a_typo_in_an_option_is_one_usage_error(example: pytest.Pytester, option
     result.stderr.fnmatch_lines(["*--replication-*"])
 
 
+@pytest.mark.slow
 def test_the_report_header_never_shows_a_uri(example: pytest.Pytester) -> None:
     result = example.runpytest_subprocess(
         "-p", "harness.pytest_plugin", "--collect-only", "-q",
@@ -144,6 +146,7 @@ def test_a_divergence_is_reported_not_hidden(dynamodb_table, replication):
 '''
 
 
+@pytest.mark.slow
 def test_user_handlers_esm_settings_and_diffs(pytester: pytest.Pytester,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))

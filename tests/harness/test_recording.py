@@ -102,6 +102,7 @@ def test_an_anonymized_recording_still_replays_and_converges(tmp_path: Path) -> 
 
 
 # -- recording -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_recorded_moto_workload_replays_and_converges(tmp_path: Path) -> None:
     recording = record_workload("moto", load_scenario("smoke"))
     assert recording.records and recording.final_items
@@ -170,6 +171,7 @@ def test_items_from_records_follow_the_last_record_per_key() -> None:
     assert len(derived) == len(capture.final_items or [])
 
 
+@pytest.mark.slow
 def test_shrink_reduces_a_baseline_divergence_to_a_few_records(tmp_path: Path) -> None:
     recording = record_workload("moto", load_scenario("smoke"))
     assert len(recording.records) > 100

@@ -27,6 +27,7 @@ def test_the_required_scenarios_are_shipped_and_valid() -> None:
     assert all(scenario.description for _, scenario in list_scenarios())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario_meets_its_expectation_on_moto_and_the_default_target(name: str) -> None:
     assert DEFAULT_TARGET == "mongoeco"
@@ -38,6 +39,7 @@ def test_scenario_meets_its_expectation_on_moto_and_the_default_target(name: str
         assert handler["driver"]["discarded_records"] == 0
 
 
+@pytest.mark.slow
 def test_baseline_defects_names_the_diverging_paths() -> None:
     result = run_scenario(load_scenario("baseline-defects"), source="moto", target=DEFAULT_TARGET)
     by_handler = {o.handler: o for o in result.outcomes}

@@ -508,6 +508,7 @@ def test_busy_port_is_one_clear_error_and_starts_nothing(busy_port: int, tmp_pat
     assert backend.process is None and java_pids() <= before
 
 
+@pytest.mark.slow
 @pytest.mark.dynamodb_local
 def test_busy_port_seen_by_java_is_the_same_error_and_leaves_no_java(
     busy_port: int, monkeypatch: pytest.MonkeyPatch, dynamodb_local: Any

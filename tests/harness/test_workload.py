@@ -572,6 +572,7 @@ def test_from_dict_round_trip() -> None:
 
 
 # -- against moto ------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("spec", "profile", "writers", "mix", "operations"),
     [
@@ -604,6 +605,7 @@ def test_large_items_near_the_limit(aws: Any) -> None:
     assert sizes and max(sizes) > 385_000 and max(sizes) <= MAX_ITEM_BYTES
 
 
+@pytest.mark.slow
 def test_conditional_fail_writes_nothing(aws: Any) -> None:
     spec = TableSpec("wl-cond", ("pk", "S"), ("sk", "N"))
     workload = WorkloadSpec(operations=60, keys=12, mix={"put_new": 1, "conditional_fail": 2},

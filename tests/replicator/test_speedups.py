@@ -486,6 +486,7 @@ def test_random_images_agree_with_the_reference(image: dict[str, Any]) -> None:
     assert_agrees(speedups_module, image)
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=150, deadline=None, database=None)
 @given(well_formed_images)

@@ -258,6 +258,7 @@ def _canonical(raw: Any) -> str:
 
 
 # -- the batch property --------------------------------------------------------------------------
+@pytest.mark.slow
 @FUZZ
 @given(mixed_batches())
 def test_malformed_records_are_quarantined_and_never_stop_the_batch(
@@ -451,6 +452,7 @@ near_records = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(json_values, near_records))
 def test_parse_record_raises_only_record_errors(raw: Any) -> None:
@@ -469,6 +471,7 @@ def test_converter_raises_only_record_errors(image: Any) -> None:
         assert error.field_path.startswith("dynamodb.NewImage"), error.field_path
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(st.one_of(near_records, json_values), min_size=1, max_size=4))
 def test_process_never_raises_on_arbitrary_records(records: list[Any]) -> None:

@@ -199,6 +199,7 @@ def redrive(uri: str, database: str, queue: str, *extra: str) -> int:
                      "--queue-url", queue, "--wait-seconds", "0", *extra])
 
 
+@pytest.mark.slow
 def test_a_discarded_range_is_applied_and_its_message_deleted(
     discarded: Discarded, mongoeco_server_uri: str, restore_logging: None,
     capsys: pytest.CaptureFixture[str],
