@@ -78,7 +78,7 @@ def _harness_without(tmp_path: Path, blocked: str, *arguments: str) -> subproces
                           env=env, timeout=120, check=False)
 
 
-@pytest.mark.parametrize("blocked", ["typer,rich", "typer", "rich", "jsonschema,matplotlib,ddsketch"])
+@pytest.mark.parametrize("blocked", ["typer,rich", "jsonschema,matplotlib,ddsketch"])
 def test_without_the_extra_the_command_names_it_in_one_line(tmp_path: Path, blocked: str) -> None:
     done = _harness_without(tmp_path, blocked, "run", "smoke")
     assert done.returncode == 2, done.stderr

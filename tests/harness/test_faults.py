@@ -406,6 +406,7 @@ def test_a_failing_archive_keeps_the_document_until_its_ttl_delete_is_archived()
     assert database["items_ttl_archive"].count_documents({}) == 1
 
 
+@pytest.mark.slow
 def test_a_recording_replays_the_write_side_faults_and_the_same_loss(
         focused: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     from harness.chaos import replay_recording

@@ -28,6 +28,7 @@ def example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
+@pytest.mark.slow
 def test_the_example_project_passes_with_only_the_plugins_fixtures(example: pytest.Pytester) -> None:
     assert not (example.path / "conftest.py").exists()
     result = example.runpytest_subprocess(
@@ -72,6 +73,7 @@ def test_the_report_header_never_shows_a_uri(example: pytest.Pytester) -> None:
     assert "s3cret" not in result.stdout.str() + result.stderr.str()
 
 
+@pytest.mark.slow
 def test_a_chosen_target_that_does_not_answer_fails_the_run(example: pytest.Pytester) -> None:
     # Port 1 on the loopback refuses at once: the CI job with a wrong URI must go red, not skip.
     result = example.runpytest_subprocess(

@@ -14,6 +14,7 @@ import bson
 import dns
 import jmespath
 import pymongo
+import pytest
 import typing_extensions
 
 from support.lambda_isolated import handle_isolated
@@ -37,6 +38,7 @@ def package(into: Path) -> Path:
     return site
 
 
+@pytest.mark.slow
 def test_the_pure_package_handles_an_event_with_only_pymongo_beside_it(
     tmp_path: Path, mongoeco_db: Any, stream_record: Any
 ) -> None:

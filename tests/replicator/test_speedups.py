@@ -494,6 +494,7 @@ def test_well_formed_images_are_handled(image: dict[str, Any]) -> None:
     assert assert_agrees(speedups_module, image) is not None
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=400, deadline=None, database=None)
 @given(st.lists(number_texts, max_size=5))
@@ -621,6 +622,7 @@ def test_the_type_zoo_is_handled_and_agrees(speedups: Any) -> None:
 # -- document() and has_dollar_name(): the planner's short cuts ------------------------------------
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=200, deadline=None, database=None)
 @given(images, st.one_of(st.text(max_size=5), st.integers(), st.dictionaries(names, st.integers())))

@@ -187,6 +187,7 @@ def _varied_table(moto: Any, name: str, count: int = 60) -> Any:
     return table
 
 
+@pytest.mark.slow
 def test_a_full_export_in_aws_layout_loads_the_same_documents_as_the_scan(
     moto: Any, target: Any, tmp_path: Path
 ) -> None:
@@ -286,6 +287,7 @@ def test_verify_finds_a_planted_changed_field_a_missing_and_an_extra_document(
     assert {d["_id"] for d in data["divergent"]} == {"item-000003", "item-000004", "ghost"}
 
 
+@pytest.mark.slow
 def test_verify_reports_nothing_under_a_steady_writer_and_its_recheck_did_the_work(
     moto: Any, target: Any
 ) -> None:
@@ -385,6 +387,7 @@ class _Target:
         pass
 
 
+@pytest.mark.slow
 def test_cli_sync_then_verify_exit_codes_and_reports(
     moto: Any, target: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -213,6 +213,7 @@ def target_uri(server_uri: str, database: str) -> str:
     return f"{server_uri}{database}?directConnection=true"
 
 
+@pytest.mark.slow
 def test_once_drains_the_stream_and_exits_0(moto_server: Any, mongoeco_server_uri: str) -> None:
     from pymongo import MongoClient
 
@@ -266,6 +267,7 @@ class LineWatcher:
         return "".join(self.lines)
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_batch_checkpoints_and_exits_0(moto_server: Any,
                                                              mongoeco_server_uri: str) -> None:
     """SIGTERM is sent only once the process has logged that all 30 records are applied (a

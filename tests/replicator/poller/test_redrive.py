@@ -237,6 +237,7 @@ def test_a_discarded_range_is_applied_and_its_message_deleted(
     assert len(discarded.messages()) == 2
 
 
+@pytest.mark.slow
 def test_a_trimmed_range_is_reported_with_the_recover_command_and_kept(
     discarded: Discarded, mongoeco_server_uri: str, restore_logging: None,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
