@@ -125,12 +125,21 @@ def pytest_report_header(config: pytest.Config) -> str:
     return f"replication: source={source} target={target}"
 
 
-def _start(backend: SourceBackend | TargetBackend, kind: str) -> None:
+def _start(backend: SourceBackend | TargetBackend, kind: str, *, chosen: bool) -> None:
+    """Start ``backend``; one that cannot start here skips the tests only when nobody chose it.
+
+    A source or target named by ``--replication-<kind>`` or the ini key (``chosen``) that does not
+    answer fails the tests that use it: a CI job with a wrong URI must not go green on skips.
+    """
     try:
         backend.start()
     except BackendUnavailable as error:
         backend.stop()
-        pytest.skip(f"replication {kind} {backend.name!r} unavailable: {error}")
+        message = f"replication {kind} {backend.name!r} unavailable: {error}"
+        if chosen:
+            pytest.fail(f"{message} (chosen with --replication-{kind} or the ini key "
+                        f"replication_{kind})", pytrace=False)
+        pytest.skip(message)
     except BaseException:
         backend.stop()
         raise
@@ -139,8 +148,9 @@ def _start(backend: SourceBackend | TargetBackend, kind: str) -> None:
 @pytest.fixture(scope="session")
 def replication_source(pytestconfig: pytest.Config) -> Iterator[SourceBackend]:
     """The started DynamoDB source (``--replication-source``), shared by the session."""
-    backend = source_backend(parse_source(_choice(pytestconfig, "source") or "moto"))
-    _start(backend, "source")
+    chosen = _choice(pytestconfig, "source")
+    backend = source_backend(parse_source(chosen or "moto"))
+    _start(backend, "source", chosen=chosen is not None)
     try:
         yield backend
     finally:
@@ -150,9 +160,10 @@ def replication_source(pytestconfig: pytest.Config) -> Iterator[SourceBackend]:
 @pytest.fixture(scope="session")
 def replication_target(pytestconfig: pytest.Config) -> Iterator[TargetBackend]:
     """The started MongoDB target (``--replication-target``), shared by the session."""
-    name, options = parse_target(_choice(pytestconfig, "target") or default_target())
+    chosen = _choice(pytestconfig, "target")
+    name, options = parse_target(chosen or default_target())
     backend = target_backend(name, **options)
-    _start(backend, "target")
+    _start(backend, "target", chosen=chosen is not None)
     try:
         yield backend
     finally:

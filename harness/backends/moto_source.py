@@ -196,7 +196,8 @@ class MotoSource(Boto3Source):
             from moto import mock_aws
         except ImportError as error:  # pragma: no cover - depends on the environment
             raise BackendUnavailable(
-                "moto is not installed: pip install 'moto[dynamodb,server]>=5'"
+                "moto is not installed: pip install 'ddb-mongo-replicator[harness]' (the dev kit's "
+                "extra; or just 'moto[dynamodb,server]>=5')"
             ) from error
         # mock_credentials=False: moto would otherwise put FOOBARKEY credentials in os.environ.
         mock = mock_aws(config={"core": {"mock_credentials": False}})
@@ -273,7 +274,8 @@ class MotoServerSource(Boto3Source):
             from moto.server import ThreadedMotoServer
         except ImportError as error:  # pragma: no cover - depends on the environment
             raise BackendUnavailable(
-                "moto's server extras are not installed: pip install 'moto[dynamodb,server]>=5'"
+                "moto's server extras are not installed: pip install 'ddb-mongo-replicator[harness]' "
+                "(the dev kit's extra; or just 'moto[dynamodb,server]>=5')"
             ) from error
         _quiet_werkzeug()
         try:
@@ -331,7 +333,8 @@ class MotoProcessSource(MotoServerSource):
             import moto.server  # noqa: F401 - only to fail early with a clear message
         except ImportError as error:  # pragma: no cover - depends on the environment
             raise BackendUnavailable(
-                "moto's server extras are not installed: pip install 'moto[dynamodb,server]>=5'"
+                "moto's server extras are not installed: pip install 'ddb-mongo-replicator[harness]' "
+                "(the dev kit's extra; or just 'moto[dynamodb,server]>=5')"
             ) from error
         # The child imports this very harness (a checkout may shadow an installed copy).
         root = str(Path(__file__).resolve().parents[2])

@@ -10,6 +10,7 @@ from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
@@ -109,5 +110,6 @@ def progress_bar() -> Progress:
 
 def fail(message: str) -> NoReturn:
     # Messages may quote an argument (a mistyped URI given as a scenario path): redact them all.
-    err.print(f"[red]error:[/red] {redact_known(message)}", highlight=False, markup=True)
+    # escaped: a message may hold brackets rich would take for markup ('moto[dynamodb,server]')
+    err.print(f"[red]error:[/red] {escape(redact_known(message))}", highlight=False, markup=True)
     raise typer.Exit(2)

@@ -180,13 +180,15 @@ def shrink(
     recording: Annotated[Path, typer.Argument(help="folder of a recording that fails")],
     out: Annotated[Path | None, typer.Option(help="where the minimal recording goes "
                                                   "(default: <recording>-shrunk)")] = None,
-    handler: Annotated[str, typer.Option(help="replicator | baseline | module:function")] = (
-        "baseline"),
+    handler: Annotated[str | None, typer.Option(
+        help="replicator | baseline | module:function (default: the handler recording.json "
+             "names, else replicator: the failure you recorded)")] = None,
     batch_size: Annotated[int, typer.Option(min=1, max=10000)] = 100,
 ) -> None:
     """Delta-debug a failing recording down to the fewest records that still fail."""
     from harness.shrink import shrink_directory
 
+    handler = handler or recorded_handler(recording)
     target = out or recording.with_name(recording.name + "-shrunk")
     replicator_log = logging.getLogger("replicator")
     level = replicator_log.level
@@ -194,7 +196,7 @@ def shrink(
     try:
         result = shrink_directory(recording, target, handler, batch_size=batch_size)
     except (OSError, ValueError) as error:
-        fail(str(error))
+        fail(f"{error} (handler: {handler})")
     finally:
         replicator_log.setLevel(level)
     console.print(
@@ -202,3 +204,14 @@ def shrink(
         f"{result.trials} replays; {handler}: {result.reason}\nwrote {target.resolve()}",
         highlight=False,
     )
+
+
+def recorded_handler(recording: Path) -> str:
+    """The handler a recording was made with (``"handler"`` in its recording.json, when it names
+    one), else ``replicator``: by default shrink reduces the user's own failure."""
+    meta = recording / "recording.json"
+    try:
+        named = json.loads(meta.read_text()).get("handler") if meta.exists() else None
+    except (OSError, ValueError, AttributeError):
+        named = None  # a broken recording.json is reported by the shrink itself
+    return named if isinstance(named, str) and named else "replicator"

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import shutil
+import textwrap
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -259,31 +262,54 @@ def chaos(
     raise typer.Exit(0 if not report["divergences"] else 1)
 
 
+#: reST in docstrings: ``literal`` and :role:`target` / :role:`~module.Name` (shown as Name).
+_REST_ROLE = re.compile(r":[a-z]+:`(~?)([^`]+)`")
+
+
+def plain_text(doc: str) -> str:
+    """The first paragraph of a docstring or description as plain text on one line: its lines
+    joined (never cut at the first line break), reST literals and roles unwrapped. Hand-written
+    (two substitutions) rather than docutils, which renders whole documents, not a phrase."""
+    paragraph = doc.strip().split("\n\n")[0]
+    text = " ".join(line.strip() for line in paragraph.splitlines())
+    text = _REST_ROLE.sub(lambda m: m.group(2).rsplit(".", 1)[-1] if m.group(1) else m.group(2), text)
+    return text.replace("``", "")
+
+
 @app.command("list")
 def list_things() -> None:
-    """List shipped scenarios, backends and handlers."""
-    from rich.table import Table
-
+    """List shipped scenarios, backends and handlers, as plain text."""
     from harness.backends.base import SOURCES, TARGETS, iter_registered
     from harness.handlers import BUILTIN
 
-    table = Table(title="Backends and handlers")
-    table.add_column("kind")
-    table.add_column("name")
-    table.add_column("about")
+    sections: dict[str, list[tuple[str, str]]] = {
+        "sources (--source)": [],
+        f"targets (--target; default {DEFAULT_TARGET})": [],
+        "handlers (--handler; or module:function)": [],
+        "scenarios (harness run NAME)": [],
+    }
+    sources, targets, handlers, scenarios = sections.values()
     for kind, name in iter_registered():
         backend = (SOURCES if kind == "source" else TARGETS)[name]
-        about = (backend.__doc__ or "").strip().split("\n")[0]
-        if kind == "target" and name == DEFAULT_TARGET:
-            about = f"(default) {about}"
-        table.add_row(kind, name, about)
-    for name, about in BUILTIN.items():
-        table.add_row("handler", name, about)
+        (sources if kind == "source" else targets).append((name, plain_text(backend.__doc__ or "")))
+    handlers.extend((name, plain_text(about)) for name, about in BUILTIN.items())
     try:
         from harness.scenario import list_scenarios
 
-        for path, scenario in list_scenarios():
-            table.add_row("scenario", path.stem, scenario.description)
+        scenarios.extend((path.stem, plain_text(scenario.description))
+                         for path, scenario in list_scenarios())
     except ImportError:
         pass
-    console.print(table)
+    width = max(60, min(shutil.get_terminal_size((100, 24)).columns, 120))
+    name_width = max(len(name) for rows in sections.values() for name, _ in rows) + 2
+    lines: list[str] = []
+    for title, rows in sections.items():
+        if not rows:
+            continue
+        lines.append(title)
+        for name, about in rows:
+            lines.extend(textwrap.wrap(
+                about or "-", width=width, initial_indent=f"  {name:<{name_width}}",
+                subsequent_indent=" " * (2 + name_width), break_on_hyphens=False))
+        lines.append("")
+    typer.echo("\n".join(lines).rstrip("\n"))

@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from lambda_isolated import handle_isolated
 
 from harness.esm_template import load_template
+from support.lambda_isolated import handle_isolated
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "template.yaml"

@@ -21,6 +21,7 @@ TARGETS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", TARGETS)
 def test_fault_schedules_neither_diverge_nor_lose_records(target: str) -> None:
     # Given 24 seeded schedules with every fault kind at random rates, on the target
@@ -43,6 +44,7 @@ def test_fault_schedules_neither_diverge_nor_lose_records(target: str) -> None:
     assert {f"workload:{kind}" for kind in WORKLOADS} <= set(shapes), shapes
 
 
+@pytest.mark.slow
 def test_without_the_stale_write_guard_chaos_finds_a_divergence(tmp_path: Path) -> None:
     # Given the same kind of schedules but the stale-write guard switched off
     report = run_chaos(40, seed=0, guard=False, recordings=tmp_path)

@@ -18,6 +18,7 @@ QUIET = {name: 0.0 for name in FaultPlan.__dataclass_fields__ if name.endswith("
 CONCURRENT_RETRIES = {"concurrent_retry_rate": 0.5, "overlap_rate": 0.0}
 
 
+@pytest.mark.slow
 def test_skipping_the_post_insert_recheck_is_found_and_its_recording_replays(
         tmp_path: Path) -> None:
     # Given schedules where an earlier batch is redelivered beside the current one, held between
@@ -50,6 +51,7 @@ def test_skipping_the_post_insert_recheck_is_found_and_its_recording_replays(
     assert not replay_recording(recording).failed
 
 
+@pytest.mark.slow
 def test_without_tombstones_a_concurrent_or_late_redelivery_resurrects_a_document() -> None:
     # Given old batches redelivered late or beside later ones, and tombstones switched off
     report = run_chaos(10, seed=0, plants=["no_tombstones"], shape_overrides=CONCURRENT_RETRIES,
@@ -59,6 +61,7 @@ def test_without_tombstones_a_concurrent_or_late_redelivery_resurrects_a_documen
     assert any(d["diff"] and d["diff"]["extra_ids"] for d in report["divergences"])
 
 
+@pytest.mark.slow
 def test_children_before_parent_is_found_when_the_guard_does_not_hide_it(tmp_path: Path) -> None:
     # Given split shards and no other fault, with the guard off (so order alone decides)
     split = {"split_at": 0.5, "overlap_rate": 0.0, "concurrent_retry_rate": 0.0}
@@ -85,6 +88,7 @@ LATE_BULKS = {"overlap_rate": 0.3, "overlap_release": "after_later_batches",
               "concurrent_retry_rate": 0.0}
 
 
+@pytest.mark.slow
 def test_a_killed_invocations_bulk_landing_after_later_batches_does_not_resurrect() -> None:
     # Given timed-out invocations whose in-flight bulk reaches the server only after the retry
     # and a later batch, each invocation with Lambda's context (so its commands carry its
@@ -95,6 +99,7 @@ def test_a_killed_invocations_bulk_landing_after_later_batches_does_not_resurrec
     assert report["divergences"] == [], [d["diff"] for d in report["divergences"][:1]]
 
 
+@pytest.mark.slow
 def test_without_the_deadline_a_killed_invocations_late_bulk_resurrects_a_document(
         tmp_path: Path) -> None:
     # Given the same late bulks, sent without a deadline (planted bug: no Lambda context; it is
@@ -117,6 +122,7 @@ def test_without_the_deadline_a_killed_invocations_late_bulk_resurrects_a_docume
     assert not replay_recording(recording).failed
 
 
+@pytest.mark.slow
 def test_ten_lanes_per_shard_keep_each_keys_order() -> None:
     # Given ParallelizationFactor 10 (ten batches of a shard at once, in threads), split shards,
     # no fault, and the guard off: only the order of each key's records keeps the target right
@@ -128,6 +134,7 @@ def test_ten_lanes_per_shard_keep_each_keys_order() -> None:
     assert report["shapes"]["parallelization_factor:10"] == 8
 
 
+@pytest.mark.slow
 def test_write_side_faults_draw_the_same_whatever_the_thread_timing() -> None:
     # Given the write-side faults (side collections, permanent errors, partial bulks, rollbacks)
     # with ten lanes per shard in threads and split shards. Not createIndex failures: the index
@@ -149,6 +156,7 @@ def test_write_side_faults_draw_the_same_whatever_the_thread_timing() -> None:
     assert first["regressions"] == first["resurrections"] == 0
 
 
+@pytest.mark.slow
 @pytest.mark.xfail(strict=True, reason=(
     "the core's tombstone window (docs/write-errors.md): an earlier batch redelivered beside a "
     "later one, held between its tombstone probe and its upsert while the later batch deletes "

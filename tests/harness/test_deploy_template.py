@@ -49,11 +49,13 @@ def _cfn_lint(path: Path) -> tuple[int, str]:
     return done.returncode, done.stdout + done.stderr
 
 
+@pytest.mark.slow
 def test_the_template_passes_cfn_lint() -> None:
     code, output = _cfn_lint(TEMPLATE)
     assert code == 0, output
 
 
+@pytest.mark.slow
 def test_cfn_lint_catches_a_broken_copy(tmp_path: Path) -> None:
     broken = tmp_path / "template.yaml"
     broken.write_text(TEMPLATE.read_text().replace(
@@ -217,6 +219,7 @@ def test_several_mappings_must_be_named() -> None:
     assert esm_config_from_template(template, mapping="Fn.A").batch_size == 7
 
 
+@pytest.mark.slow
 def test_a_scenario_runs_with_the_templates_settings() -> None:
     from harness.runner import driver_config, run_scenario
     from harness.scenario import load_scenario
@@ -233,6 +236,7 @@ def test_a_scenario_runs_with_the_templates_settings() -> None:
     assert primary.driver["mean_batch_size"] > 25 or result.stream_records <= 25
 
 
+@pytest.mark.slow
 def test_harness_run_takes_the_templates_settings(tmp_path: Path) -> None:
     import json
 

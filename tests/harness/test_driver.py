@@ -20,30 +20,11 @@ from harness.driver import (
     lane_for,
     retry_from_index,
 )
+from support.clock import FakeClock
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/items/stream/2024-01-01T00:00:00.000"
 SHARD = "shardId-00000001700000000000-aaaaaaaa"
 T0 = 1_700_000_000.0
-
-
-class FakeClock:
-    """Epoch seconds that move only when told to (``sleep`` moves them too)."""
-
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-        self.sleeps: list[float] = []
-        self._lock = threading.Lock()
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.advance(seconds)
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.now += seconds
 
 
 def seq(n: int) -> str:

@@ -280,6 +280,7 @@ def focused(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     yield use
 
 
+@pytest.mark.slow
 def test_chaos_with_write_side_faults_only_neither_diverges_nor_loses(focused: Any) -> None:
     focused(side_error_rate=0.2, side_timeout_rate=0.1, index_error_rate=0.5,
             permanent_error_rate=0.1, partial_bulk_rate=0.2, rollback_rate=0.2, late_retry_rate=0.2,
@@ -306,6 +307,7 @@ def _let_failed_tombstone_writes_through(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(TombstoneStore, "guard", guard)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rates", [{"side_error_rate": 0.5}, {"index_error_rate": 1.0}],
                          ids=["tombstone-writes-fail", "tombstone-index-fails"])
 def test_chaos_catches_a_core_that_writes_on_when_the_tombstones_fail(
@@ -318,6 +320,7 @@ def test_chaos_catches_a_core_that_writes_on_when_the_tombstones_fail(
     assert report["resurrections"] > 0, report["faults_injected"]
 
 
+@pytest.mark.slow
 def test_chaos_catches_a_core_that_drops_a_record_it_could_not_quarantine(
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     original = apply.write
@@ -334,6 +337,7 @@ def test_chaos_catches_a_core_that_drops_a_record_it_could_not_quarantine(
     assert report["lost_records"] > 0, report["faults_injected"]
 
 
+@pytest.mark.slow
 def test_chaos_catches_a_core_that_drops_permanently_rejected_writes(
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(Replicator, "_quarantine_rejected", lambda self, *args: None)
@@ -359,6 +363,7 @@ def _treat_a_lost_connection_as_success(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(apply, "_bulk_write", bulk_write)
 
 
+@pytest.mark.slow
 def test_chaos_catches_a_core_that_trusts_a_partially_applied_bulk(
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _treat_a_lost_connection_as_success(monkeypatch)
@@ -368,6 +373,7 @@ def test_chaos_catches_a_core_that_trusts_a_partially_applied_bulk(
     assert report["faults_injected"].get("partial_bulk:dropped", 0) > 0
 
 
+@pytest.mark.slow
 def test_chaos_catches_a_core_that_ignores_a_failed_acknowledgement_after_a_rollback(
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     _treat_a_lost_connection_as_success(monkeypatch)
@@ -400,6 +406,7 @@ def test_a_failing_archive_keeps_the_document_until_its_ttl_delete_is_archived()
     assert database["items_ttl_archive"].count_documents({}) == 1
 
 
+@pytest.mark.slow
 def test_a_recording_replays_the_write_side_faults_and_the_same_loss(
         focused: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     from harness.chaos import replay_recording
@@ -419,6 +426,7 @@ def test_a_recording_replays_the_write_side_faults_and_the_same_loss(
         (Path(failing["recording"]) / "schedule.json").read_text())["injected"]
 
 
+@pytest.mark.slow
 def test_chaos_catches_tombstones_switched_off(focused: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # Planted bug: no delete is remembered and no upsert is probed
@@ -429,6 +437,7 @@ def test_chaos_catches_tombstones_switched_off(focused: Any,
     assert report["resurrections"] > 0, report["faults_injected"]
 
 
+@pytest.mark.slow
 def test_chaos_catches_the_probe_skipped_once_the_insert_recheck_is_skipped_too(
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Planted bug: deletes are remembered, but no upsert is probed. Alone it is harmless with

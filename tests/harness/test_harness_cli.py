@@ -117,6 +117,7 @@ def test_replay_of_keys_only_quarantines_clearly(caplog: pytest.LogCaptureFixtur
     assert "item reader" in configuration[0]
 
 
+@pytest.mark.slow
 def test_chaos_command_reports_no_divergence(tmp_path: Path) -> None:
     report = tmp_path / "chaos.json"
     result = runner.invoke(app, ["chaos", "--schedules", "5", "--report-json", str(report)])
@@ -175,6 +176,7 @@ def test_replay_quarantines_a_record_without_sequence_number_and_goes_on(tmp_pat
     assert data["records"] == len(events["Records"]) and data["error"] is None
 
 
+@pytest.mark.slow
 def test_reports_go_into_missing_folders_and_their_paths_are_printed(tmp_path: Path) -> None:
     report, junit, plot = (tmp_path / "a" / "r.json", tmp_path / "b" / "c" / "j.xml",
                            tmp_path / "d" / "lag.png")
@@ -264,6 +266,7 @@ def test_a_refused_target_uri_ends_in_one_clean_line() -> None:
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_the_built_wheel_ships_the_scenarios_and_runs_outside_a_checkout(tmp_path: Path) -> None:
     import zipfile
 

@@ -146,6 +146,7 @@ def focused(monkeypatch: pytest.MonkeyPatch) -> Any:
     return use
 
 
+@pytest.mark.slow
 def test_chaos_excuses_rollbacks_and_catches_a_checker_that_ignores_them(
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given schedules with failover rollbacks only
@@ -163,6 +164,7 @@ def test_chaos_excuses_rollbacks_and_catches_a_checker_that_ignores_them(
     assert set(violation) == {"kind", "_id", "before", "after", "delivery"}
 
 
+@pytest.mark.slow
 def test_the_per_delivery_check_catches_a_guard_filter_that_lets_older_versions_in(
         focused: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # Given a planted bug: the stale-write guard's filter is dropped on the way to the server,

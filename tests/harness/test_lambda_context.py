@@ -7,12 +7,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from mongo_commands import Commands
 from pymongo import MongoClient
 
 from harness.driver import EsmConfig, EventSourceMapping
 from harness.lambda_context import DEFAULT_TIMEOUT_S, LambdaContext, with_context
 from replicator.core import Replicator
+from support.mongo_commands import Commands
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/items/stream/2024-01-01T00:00:00.000"
 

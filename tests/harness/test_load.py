@@ -60,6 +60,7 @@ def drive(count: int, *, keep_records: bool = False) -> Any:
 
 
 # -- the driver's report -----------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_driver_report_does_not_grow_with_the_records_fed() -> None:
     small, large = drive(2_500), drive(25_000)
 
@@ -246,6 +247,7 @@ def test_shares_split_the_handler_into_core_and_target_writes() -> None:
 
 
 # -- the source in its own process -------------------------------------------------------------
+@pytest.mark.slow
 def test_moto_process_serves_from_a_child_process_and_stops_by_pid() -> None:
     source = source_backend("moto-process")
     source.start()
@@ -261,6 +263,7 @@ def test_moto_process_serves_from_a_child_process_and_stops_by_pid() -> None:
         os.kill(pid, 0)
 
 
+@pytest.mark.slow
 def test_a_small_live_load_run_reports_each_part(tmp_path: Path) -> None:
     from harness.load import live_load, with_operations
 
@@ -283,6 +286,7 @@ def test_recorded_records_are_read_one_by_one_as_the_whole_file_parses(read_size
         assert streamed == json.loads(events.read_text())["Records"], events
 
 
+@pytest.mark.slow
 def test_replay_from_a_record_stream_feeds_it_in_chunks(tmp_path: Path) -> None:
     spec, workload = small_load(2500)
     recording = generate(spec, workload)

@@ -28,6 +28,7 @@ def example(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
     return pytester
 
 
+@pytest.mark.slow
 def test_the_example_project_passes_with_only_the_plugins_fixtures(example: pytest.Pytester) -> None:
     assert not (example.path / "conftest.py").exists()
     result = example.runpytest_subprocess(
@@ -37,6 +38,7 @@ def test_the_example_project_passes_with_only_the_plugins_fixtures(example: pyte
     result.stdout.fnmatch_lines(["replication: source=moto target=mongomock"])
 
 
+@pytest.mark.slow
 def test_a_broken_transform_fails_the_example_with_the_field_path(example: pytest.Pytester) -> None:
     # The example's tests can fail: a transform that forgets to lower-case the email is caught.
     transform = example.path / "orders_transform.py"
@@ -62,11 +64,27 @@ def test_a_typo_in_an_option_is_one_usage_error(example: pytest.Pytester, option
     result.stderr.fnmatch_lines(["*--replication-*"])
 
 
+@pytest.mark.slow
 def test_the_report_header_never_shows_a_uri(example: pytest.Pytester) -> None:
     result = example.runpytest_subprocess(
         "-p", "harness.pytest_plugin", "--collect-only", "-q",
         "--replication-target", "uri:mongodb://user:s3cret@127.0.0.1:1/",
     )
+    assert "s3cret" not in result.stdout.str() + result.stderr.str()
+
+
+@pytest.mark.slow
+def test_a_chosen_target_that_does_not_answer_fails_the_run(example: pytest.Pytester) -> None:
+    # Port 1 on the loopback refuses at once: the CI job with a wrong URI must go red, not skip.
+    result = example.runpytest_subprocess(
+        "-p", "harness.pytest_plugin", "-p", "no:cacheprovider",
+        "--replication-target", "uri:mongodb://user:s3cret@127.0.0.1:1/?serverSelectionTimeoutMS=500",
+    )
+    outcomes = result.parseoutcomes()
+    assert outcomes.get("errors") == 3 and "skipped" not in outcomes, outcomes
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*replication target 'uri' unavailable: cannot reach MongoDB*"
+                                 "chosen with --replication-target*"])
     assert "s3cret" not in result.stdout.str() + result.stderr.str()
 
 
@@ -130,6 +148,7 @@ def test_a_divergence_is_reported_not_hidden(dynamodb_table, replication):
 '''
 
 
+@pytest.mark.slow
 def test_user_handlers_esm_settings_and_diffs(pytester: pytest.Pytester,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYTHONPATH", str(ROOT))
@@ -149,6 +168,7 @@ def test_the_example_passes_on_dynamodb_local(example: pytest.Pytester) -> None:
         "--replication-target", "mongomock", "-p", "no:cacheprovider", "-rs",
     )
     outcomes = result.parseoutcomes()
-    if outcomes.get("skipped") == 3:
+    if outcomes.get("errors") == 3 and "unavailable" in result.stdout.str():
+        # chosen explicitly, an unavailable source fails the run (it no longer skips)
         pytest.skip("DynamoDB Local cannot start here: " + result.stdout.str()[-300:])
     result.assert_outcomes(passed=3)

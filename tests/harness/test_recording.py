@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +102,7 @@ def test_an_anonymized_recording_still_replays_and_converges(tmp_path: Path) -> 
 
 
 # -- recording -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_a_recorded_moto_workload_replays_and_converges(tmp_path: Path) -> None:
     recording = record_workload("moto", load_scenario("smoke"))
     assert recording.records and recording.final_items
@@ -169,6 +171,7 @@ def test_items_from_records_follow_the_last_record_per_key() -> None:
     assert len(derived) == len(capture.final_items or [])
 
 
+@pytest.mark.slow
 def test_shrink_reduces_a_baseline_divergence_to_a_few_records(tmp_path: Path) -> None:
     recording = record_workload("moto", load_scenario("smoke"))
     assert len(recording.records) > 100
@@ -190,6 +193,21 @@ def test_shrink_cli_on_a_captured_fixture(tmp_path: Path) -> None:
     assert "18 records -> 2" in result.output
     assert len(json.loads((out / "events.json").read_text())["Records"]) == 2
     assert json.loads((out / "recording.json").read_text())["shrunk"]["handler"] == "baseline"
+
+
+def test_shrink_shrinks_the_replicators_failure_by_default(tmp_path: Path) -> None:
+    # attribute_removal converges for the replicator: without --handler there is nothing to shrink
+    result = runner.invoke(app, ["shrink", str(FIXTURES / "attribute_removal"), "--out",
+                                 str(tmp_path / "x")])
+    assert result.exit_code == 2
+    assert "does not fail" in result.output and "handler: replicator" in result.output
+    # the handler a recording names (recording.json) is the default for it
+    named = tmp_path / "named"
+    shutil.copytree(FIXTURES / "attribute_removal", named)
+    (named / "recording.json").write_text(json.dumps({"handler": "baseline"}))
+    result = runner.invoke(app, ["shrink", str(named), "--out", str(tmp_path / "small")])
+    assert result.exit_code == 0, result.output
+    assert "18 records -> 2" in result.output and "baseline:" in result.output
 
 
 def test_shrink_refuses_a_recording_that_does_not_fail(tmp_path: Path) -> None:

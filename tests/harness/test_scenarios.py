@@ -40,6 +40,7 @@ def test_the_migration_scenarios_are_the_three_of_issue_12() -> None:
                      "gap-recovery-export": ("gap-recovery", "export")}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", STREAM_SCENARIOS)
 def test_scenario_meets_its_expectation_on_moto_and_the_default_target(name: str) -> None:
     assert DEFAULT_TARGET == "mongoeco"

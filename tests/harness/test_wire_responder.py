@@ -99,6 +99,7 @@ def test_pymongo_talks_to_it(client: pymongo.MongoClient[dict[str, Any]]) -> Non
     assert stats["ops"] == {"insert": 2, "update": 3, "delete": 1, "find": 1}
 
 
+@pytest.mark.slow
 def test_bench_end_to_end_on_a_tiny_event() -> None:
     event = bench_core.synthetic_event(20, 8, seed=1)
     results = bench_wire.bench_end_to_end(event, reps=1, batches_per_rep=1)

@@ -325,6 +325,7 @@ def digest(ops: list[Operation]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+@pytest.mark.slow
 def test_same_seed_same_plan_and_other_seed_another() -> None:
     workload = WorkloadSpec(operations=300, keys=40, mix=ALL_OPS, value_profile="type_zoo", seed=11)
     first = plan_operations(COMPOSITE, workload)
@@ -390,6 +391,7 @@ def test_every_kind_is_planned_and_kinds_do_what_they_say() -> None:
     assert len(variants) >= 4
 
 
+@pytest.mark.slow
 def test_zipf_concentrates_uniform_spreads_sequential_in_order() -> None:
     def key_counts(distribution: str) -> Counter[Any]:
         workload = WorkloadSpec(operations=2000, keys=200, mix={"update_set": 1}, seed=2,
@@ -469,6 +471,7 @@ def _items(request: dict[str, Any]) -> list[dict[str, Any]]:
     return found
 
 
+@pytest.mark.slow
 def test_type_zoo_has_every_type_and_edge() -> None:
     workload = WorkloadSpec(operations=300, keys=20, mix=ALL_OPS, value_profile="type_zoo", seed=4)
     ops = plan_operations(BINARY, workload)
@@ -575,6 +578,7 @@ def test_from_dict_round_trip() -> None:
 
 
 # -- against moto ------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("spec", "profile", "writers", "mix", "operations"),
     [
@@ -607,6 +611,7 @@ def test_large_items_near_the_limit(aws: Any) -> None:
     assert sizes and max(sizes) > 385_000 and max(sizes) <= MAX_ITEM_BYTES
 
 
+@pytest.mark.slow
 def test_conditional_fail_writes_nothing(aws: Any) -> None:
     spec = TableSpec("wl-cond", ("pk", "S"), ("sk", "N"))
     workload = WorkloadSpec(operations=60, keys=12, mix={"put_new": 1, "conditional_fail": 2},

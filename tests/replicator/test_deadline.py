@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from mongo_commands import Commands
 from pymongo import MongoClient
 from pymongo.errors import (
     BulkWriteError,
@@ -24,6 +23,7 @@ from replicator import deadline
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError
 from replicator.settings import Settings
+from support.mongo_commands import Commands
 
 
 class LambdaContext:

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from planned_writes import operations
 
 from replicator.errors import MalformedRecordError
 from replicator.events import (
@@ -20,6 +19,7 @@ from replicator.events import (
 )
 from replicator.plan import Planner
 from replicator.settings import Settings
+from support.planned_writes import operations
 
 BLOB = bytes(range(1, 17))
 BLOB_B64 = "AQIDBAUGBwgJCgsMDQ4PEA=="

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,27 +14,12 @@ import bson
 import dns
 import jmespath
 import pymongo
+import pytest
 import typing_extensions
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.lambda_isolated import handle_isolated
 
-HANDLE_ONE_EVENT = """
-import json, sys
-sys.path[:0] = [sys.argv[1]]
-import replicator.handler as handler
-from replicator import accelerator
-event = json.loads(sys.argv[2])
-response = handler.lambda_handler(event)
-collection = handler._get_replicator().collection
-print(json.dumps({
-    "response": response,
-    "native": accelerator.native is not None,
-    "unavailable": accelerator.unavailable,
-    "documents": [{k: v for k, v in d.items() if k != "_ddb_seq"} for d in collection.find()],
-    "outside": sorted({m.__name__.split(".")[0] for m in list(sys.modules.values())
-                       if (getattr(m, "__file__", None) or "").startswith(sys.argv[3])}),
-}))
-"""
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def package(into: Path) -> Path:
@@ -55,6 +38,7 @@ def package(into: Path) -> Path:
     return site
 
 
+@pytest.mark.slow
 def test_the_pure_package_handles_an_event_with_only_pymongo_beside_it(
     tmp_path: Path, mongoeco_db: Any, stream_record: Any
 ) -> None:
@@ -70,16 +54,11 @@ def test_the_pure_package_handles_an_event_with_only_pymongo_beside_it(
         "PATH": "/usr/bin:/bin",
     }
     # -I: no PYTHONPATH, no user site; -S: no site-packages at all: the package and the stdlib
-    done = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", HANDLE_ONE_EVENT, str(site), json.dumps(event),
-         str(ROOT)],
-        capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    answer = json.loads(done.stdout.splitlines()[-1])
-    emf = [line for line in done.stdout.splitlines() if '"_aws"' in line]
+    handled = handle_isolated(site, event, environment, cwd=tmp_path)
+    emf = [line for line in handled.stdout.splitlines() if '"_aws"' in line]
     assert len(emf) == 1 and json.loads(emf[0])["Applied"] == [1.0]  # the metrics work as packaged
-    assert answer["response"] == {"batchItemFailures": []}
-    assert answer["native"] is False and "not built" in answer["unavailable"]
-    assert answer["documents"] == [{"_id": "a", "id": "a", "n": 1}]
-    assert answer["outside"] == []  # nothing was imported from the checkout
+    assert handled.response == {"batchItemFailures": []}
+    assert handled.native is False and "not built" in handled.unavailable
+    assert handled.documents == [{"_id": "a", "id": "a", "n": 1}]
+    # nothing was imported from the checkout
+    assert [f for f in handled.files if f.startswith(f"{ROOT}/")] == []

@@ -6,7 +6,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from planned_writes import from_operation, operations
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator.convert import Converter
@@ -23,6 +22,7 @@ from replicator.keys import KeyMapper
 from replicator.plan import Planner
 from replicator.settings import Settings
 from replicator.writes import WritePlan
+from support.planned_writes import from_operation, operations
 
 CREATED = datetime.fromtimestamp(1795712760, tz=timezone.utc)
 

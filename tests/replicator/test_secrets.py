@@ -380,6 +380,7 @@ def test_harness_usage_error_through_clirunner_is_redacted_too() -> None:
 
 
 # -- the harness CLI -------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_harness_cli_with_a_password_in_the_target_uri_shows_no_secret(tmp_path: Path) -> None:
     """``harness run smoke`` and ``harness replay`` against an unreachable URI target, started
     together (each waits for the server selection timeout)."""

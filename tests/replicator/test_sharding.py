@@ -7,7 +7,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from planned_writes import from_operation
 from pymongo.errors import AutoReconnect, BulkWriteError, DuplicateKeyError
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
@@ -23,6 +22,7 @@ from replicator.plan import Planner
 from replicator.settings import Settings
 from replicator.sharding import ShardKeyMove, same_shard_values
 from replicator.writes import PlannedWrite, WritePlan
+from support.planned_writes import from_operation
 
 ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/users/stream/2026-01-01T00:00:00.000"
 TENANT = Settings(key_schema=("id",), shard_key=("tenant",))

@@ -501,7 +501,7 @@ def test_errors_of_this_part_are_record_errors() -> None:
         assert isinstance(error, RecordError)
 
 
-@pytest.mark.parametrize("depth", [50, 5000, 100_000])
+@pytest.mark.parametrize("depth", [50, 5000, pytest.param(100_000, marks=pytest.mark.slow)])
 def test_a_deep_key_is_refused_without_recursing(accelerated: bool, depth: int) -> None:
     # Keys and NewImage holding the same deeply nested "key": no RecursionError comparing them
     key = nested_list(depth, {"S": "x"})

@@ -475,6 +475,7 @@ well_formed_images = st.dictionaries(
 )
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(
     max_examples=400, deadline=None, database=None,
@@ -485,6 +486,7 @@ def test_random_images_agree_with_the_reference(image: dict[str, Any]) -> None:
     assert_agrees(speedups_module, image)
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=150, deadline=None, database=None)
 @given(well_formed_images)
@@ -492,6 +494,7 @@ def test_well_formed_images_are_handled(image: dict[str, Any]) -> None:
     assert assert_agrees(speedups_module, image) is not None
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=400, deadline=None, database=None)
 @given(st.lists(number_texts, max_size=5))
@@ -619,6 +622,7 @@ def test_the_type_zoo_is_handled_and_agrees(speedups: Any) -> None:
 # -- document() and has_dollar_name(): the planner's short cuts ------------------------------------
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=200, deadline=None, database=None)
 @given(images, st.one_of(st.text(max_size=5), st.integers(), st.dictionaries(names, st.integers())))
@@ -706,6 +710,7 @@ def records(draw: st.DrawFn) -> Any:
     return draw(st.one_of(st.just(record), JUNK)) if draw(st.integers(0, 20)) == 0 else record
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=500, deadline=None, database=None)
 @given(st.lists(records(), max_size=6))
@@ -726,6 +731,7 @@ def test_parse_changes_agrees_with_parse_record(batch: list[Any]) -> None:
         assert list(mine.__dict__) == list(reference.__dict__) and mine.raw is raw
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=200, deadline=None, database=None)
 @given(st.lists(records(), max_size=8))
@@ -883,6 +889,7 @@ def plannable_records(draw: st.DrawFn, broken: bool = True) -> Any:
     return record
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=400, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -891,6 +898,7 @@ def test_plan_records_agrees_with_the_planner(settings: Settings, batch: list[An
     assert_same_plan(settings, batch)
 
 
+@pytest.mark.slow
 @needs_speedups
 @settings(max_examples=200, deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytest
 from bson.errors import InvalidDocument
-from planned_writes import from_operation
 from pymongo.errors import (
     AutoReconnect,
     BulkWriteError,
@@ -30,6 +29,7 @@ from replicator.core import Replicator
 from replicator.settings import SEQUENCE_FIELD, Settings
 from replicator.tombstones import DELETED_AT, TombstoneStore
 from replicator.writes import PlannedWrite
+from support.planned_writes import from_operation
 
 TARGETS = ["mongomock", "mongoeco"]
 

@@ -23,7 +23,6 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from strategies import ATTRIBUTE_NAMES, apply_operation, nested_names, operations, values
 
 from harness.backends.mongomock_target import mongomock_client
 from harness.convergence import check, read_target
@@ -33,6 +32,7 @@ from replicator.core import Replicator
 from replicator.errors import MalformedRecordError, RecordError
 from replicator.events import parse_record
 from replicator.settings import Settings
+from support.strategies import ATTRIBUTE_NAMES, apply_operation, nested_names, operations, values
 
 KEY_SCHEMA = ("pk",)
 SETTINGS = Settings(key_schema=KEY_SCHEMA)
@@ -258,6 +258,7 @@ def _canonical(raw: Any) -> str:
 
 
 # -- the batch property --------------------------------------------------------------------------
+@pytest.mark.slow
 @FUZZ
 @given(mixed_batches())
 def test_malformed_records_are_quarantined_and_never_stop_the_batch(
@@ -451,6 +452,7 @@ near_records = st.fixed_dictionaries(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.one_of(json_values, near_records))
 def test_parse_record_raises_only_record_errors(raw: Any) -> None:
@@ -469,6 +471,7 @@ def test_converter_raises_only_record_errors(image: Any) -> None:
         assert error.field_path.startswith("dynamodb.NewImage"), error.field_path
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(st.one_of(near_records, json_values), min_size=1, max_size=4))
 def test_process_never_raises_on_arbitrary_records(records: list[Any]) -> None:

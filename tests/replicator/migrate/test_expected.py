@@ -134,6 +134,7 @@ def delete(table: str, key: dict[str, Any]) -> Callable[[Any], Any]:
 
 
 # -- kind 4: recover with an id_mapping (shared case recover-with-id-mapping) ------------------------
+@pytest.mark.slow
 def test_recover_with_an_id_mapping_deletes_the_gone_item_and_a_rerun_completes(
     moto: Any, wire_target: Any, case_module: Callable[[str], None]
 ) -> None:

@@ -188,6 +188,7 @@ def _varied_table(moto: Any, name: str, count: int = 60) -> Any:
     return table
 
 
+@pytest.mark.slow
 def test_a_full_export_in_aws_layout_loads_the_same_documents_as_the_scan(
     moto: Any, target: Any, tmp_path: Path
 ) -> None:
@@ -289,6 +290,7 @@ def test_verify_finds_a_planted_changed_field_a_missing_and_an_extra_document(
     assert {d["_id"] for d in data["divergent"]} == {"item-000003", "item-000004", "ghost"}
 
 
+@pytest.mark.slow
 def test_verify_reports_nothing_under_a_steady_writer_and_its_recheck_did_the_work(
     moto: Any, target: Any
 ) -> None:
@@ -358,6 +360,7 @@ def test_sequences_helper_reads_the_guard_field(target: Any) -> None:
 
 
 # -- DynamoDB Local ------------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.dynamodb_local
 def test_initial_sync_killed_and_resumed_on_dynamodb_local(dynamodb_local: Any, target: Any) -> None:
     result = initial_sync(dynamodb_local, target, items=200, segments=2, page_size=40,
@@ -387,6 +390,7 @@ class _Target:
         pass
 
 
+@pytest.mark.slow
 def test_cli_sync_then_verify_exit_codes_and_reports(
     moto: Any, target: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from replicator_command import run_replicator, running_replicator
 
 from harness.backends.base import TableSpec
 from harness.migration import make_poller, prefill
@@ -30,6 +29,7 @@ from replicator.cli.commands import (
 from replicator.events import pad_sequence_number
 from replicator.migrate.gap import recover
 from replicator.migrate.sync import sync_scan
+from support.replicator_command import run_replicator, running_replicator
 
 
 class LandedThenLost:

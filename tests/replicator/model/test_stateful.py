@@ -41,7 +41,6 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 from pymongo.errors import PyMongoError
-from strategies import PARTITIONS, SORTS, attribute_names, attributes
 
 from harness.backends.mongomock_target import mongomock_client
 from harness.convergence import check, compare, expected_documents, read_target
@@ -52,6 +51,7 @@ from replicator.events import pad_sequence_number
 from replicator.keys import identity
 from replicator.plan import Planner
 from replicator.settings import Settings
+from support.strategies import PARTITIONS, SORTS, attribute_names, attributes
 
 
 class WentBackInTime(AssertionError):
@@ -351,6 +351,7 @@ def _searching() -> settings:
     return _settings(200, phases=[Phase.explicit, Phase.generate], report_multiple_bugs=False)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "machine",
     [ReplicationMachine, CompositeKeyMachine, NewImageMachine],

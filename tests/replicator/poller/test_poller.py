@@ -32,31 +32,32 @@ def poller_for(source: Any, table: Any, collection: Any, **options: Any) -> Poll
 
 
 # -- converging ----------------------------------------------------------------------------------
+@pytest.mark.slow
 @pytest.mark.parametrize("sort", [False, True], ids=["string-key", "composite-key"])
-def test_a_run_converges_to_the_table_and_checkpoints_every_shard(moto: Any, mongo: Any,
+def test_a_run_converges_to_the_table_and_checkpoints_every_shard(moto: Any, mongo_db: Any,
                                                                   sort: bool) -> None:
     table = make_table(moto, "users", sort=sort)
     result = run_workload(moto.dynamodb(), table.spec,
                           WorkloadSpec(operations=250, keys=40, mix=MIX, seed=3))
     assert result.ok, result.errors
-    poller = poller_for(moto, table, mongo["users"], batch_size=17)
+    poller = poller_for(moto, table, mongo_db["users"], batch_size=17)
     stats = poller.run(once=True)
-    found = diff(moto, table, mongo["users"])
+    found = diff(moto, table, mongo_db["users"])
     assert found.converged, found.as_dict()
     assert stats.records_applied == stats.records_read > 0
-    checkpoints = CheckpointStore(mongo["users_checkpoints"]).load(table.stream_arn)
+    checkpoints = CheckpointStore(mongo_db["users_checkpoints"]).load(table.stream_arn)
     assert checkpoints and all(c.sequence_number for c in checkpoints.values())
     assert {s: c.sequence_number for s, c in checkpoints.items()} == {
         s: p.applied for s, p in stats.shards.items()}
-    marker = CheckpointStore(mongo["users_checkpoints"]).marker(table.stream_arn)
+    marker = CheckpointStore(mongo_db["users_checkpoints"]).marker(table.stream_arn)
     assert marker is not None and marker.starting_position == "TRIM_HORIZON"
 
 
-def test_progress_lines_say_rate_positions_and_lag(moto: Any, mongo: Any,
+def test_progress_lines_say_rate_positions_and_lag(moto: Any, mongo_db: Any,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     table = make_table(moto, "events")
     run_workload(moto.dynamodb(), table.spec, WorkloadSpec(operations=30, keys=10, seed=1))
-    poller = poller_for(moto, table, mongo["events"], log_interval=0.0)
+    poller = poller_for(moto, table, mongo_db["events"], log_interval=0.0)
     poller.run(once=True)
     lines = [r.getMessage() for r in caplog.records if r.name == "replicator.poller"]
     progress = [line for line in lines if line.startswith(("progress:", "stopped:"))]
@@ -110,32 +111,33 @@ class CheckedCheckpoints(CheckpointStore):
                 f"does not hold (it has {held or 'nothing'})")
 
 
-def test_checkpoints_never_pass_a_failed_write_and_everything_converges(moto: Any, mongo: Any) -> None:
+@pytest.mark.slow
+def test_checkpoints_never_pass_a_failed_write_and_everything_converges(moto: Any, mongo_db: Any) -> None:
     table = make_table(moto, "orders")
     run_workload(moto.dynamodb(), table.spec, WorkloadSpec(operations=300, keys=30, mix=MIX, seed=11))
     records = [r for batch in _all_records(moto, table).values() for r in batch]
     log = FaultLog()
     faulty = FaultyCollection(
-        BulkWriteShim(mongo["orders"]),
+        BulkWriteShim(mongo_db["orders"]),
         FaultPlan(seed=5, transient_error_rate=0.25, crash_mid_batch_rate=0.25,
                   write_concern_error_rate=0.15),
         log,
     )
-    store = CheckedCheckpoints(mongo["orders_checkpoints"], records, mongo["orders"], flaky=0.2,
+    store = CheckedCheckpoints(mongo_db["orders_checkpoints"], records, mongo_db["orders"], flaky=0.2,
                                table="orders")
     poller = poller_for(moto, table, faulty, checkpoints=store, batch_size=8)
     stats = poller.run(once=True)
     assert log.injected.get("transient_error") and log.injected.get("crash_mid_batch")
     assert log.injected.get("write_concern_error")
     assert stats.retries > 0 and store.failed_saves > 0 and store.saves > 0
-    found = diff(moto, table, mongo["orders"])
+    found = diff(moto, table, mongo_db["orders"])
     assert found.converged, found.as_dict()
     final = store.load(table.stream_arn)
     assert [c.sequence_number for c in final.values()] == [records[-1]["dynamodb"]["SequenceNumber"]]
 
 
 def test_a_failing_record_is_retried_with_backoff_and_the_checkpoint_stays_before_it(
-    moto: Any, mongo: Any
+    moto: Any, mongo_db: Any
 ) -> None:
     """Replicator reports the batch item failure of one record: the checkpoint lands on the record
     before it, and after max_attempts the poller gives up rather than skip it."""
@@ -156,46 +158,46 @@ def test_a_failing_record_is_retried_with_backoff_and_the_checkpoint_stays_befor
                 raise OperationFailure("k3: write conflict (injected, transient)", code=112)
             super().apply_one(operation)
 
-    poller = poller_for(moto, table, FailsOnK3(mongo["stuck"]), batch_size=2,
+    poller = poller_for(moto, table, FailsOnK3(mongo_db["stuck"]), batch_size=2,
                         max_attempts=4)
     with pytest.raises(RetriesExhausted, match="failed 4 times in a row"):
         poller.run(once=True)
     records = [r for batch in _all_records(moto, table).values() for r in batch]
     sequences = [r["dynamodb"]["SequenceNumber"] for r in records]
-    saved = CheckpointStore(mongo["stuck_checkpoints"]).load(table.stream_arn)
+    saved = CheckpointStore(mongo_db["stuck_checkpoints"]).load(table.stream_arn)
     assert [c.sequence_number for c in saved.values()] == [sequences[2]]  # k2, before k3
     # k2 shared k3's batch and landed; nothing after k3 was checkpointed
-    stored = {d["_id"] for d in mongo["stuck"].find({})}
+    stored = {d["_id"] for d in mongo_db["stuck"].find({})}
     assert {"k0", "k1", "k2"} <= stored and "k3" not in stored
     # The fault goes away: a new run resumes at k3 and finishes.
-    poller = poller_for(moto, table, BulkWriteShim(mongo["stuck"]))
+    poller = poller_for(moto, table, BulkWriteShim(mongo_db["stuck"]))
     poller.run(once=True)
-    assert diff(moto, table, mongo["stuck"]).converged
+    assert diff(moto, table, mongo_db["stuck"]).converged
 
 
 # -- resuming ------------------------------------------------------------------------------------
 def test_a_restart_resumes_after_the_checkpoint_without_reading_from_the_start(
-    moto: Any, mongo: Any
+    moto: Any, mongo_db: Any
 ) -> None:
     table = make_table(moto, "resume")
     client = moto.dynamodb()
     for n in range(50):
         client.put_item(TableName="resume", Item={"pk": {"S": f"k{n % 20}"}, "n": {"N": str(n)}})
     first = CountingStreams(moto.streams())
-    poller_for(moto, table, mongo["resume"], streams=first, batch_size=10).run(once=True)
+    poller_for(moto, table, mongo_db["resume"], streams=first, batch_size=10).run(once=True)
     assert first.records == 50
     for n in range(50, 80):
         client.put_item(TableName="resume", Item={"pk": {"S": f"k{n % 20}"}, "n": {"N": str(n)}})
     client.delete_item(TableName="resume", Key={"pk": {"S": "k0"}})
     second = CountingStreams(moto.streams())
-    stats = poller_for(moto, table, mongo["resume"], streams=second, batch_size=10).run(once=True)
+    stats = poller_for(moto, table, mongo_db["resume"], streams=second, batch_size=10).run(once=True)
     assert second.records == 31, "only the records after the checkpoint are read again"
     assert not set(first.sequences) & set(second.sequences)
     assert stats.records_applied == 31
-    assert diff(moto, table, mongo["resume"]).converged
+    assert diff(moto, table, mongo_db["resume"]).converged
 
 
-def test_stop_finishes_the_batch_checkpoints_and_a_restart_loses_nothing(moto: Any, mongo: Any) -> None:
+def test_stop_finishes_the_batch_checkpoints_and_a_restart_loses_nothing(moto: Any, mongo_db: Any) -> None:
     table = make_table(moto, "stopping")
     client = moto.dynamodb()
     for n in range(40):
@@ -207,109 +209,109 @@ def test_stop_finishes_the_batch_checkpoints_and_a_restart_loses_nothing(moto: A
             stop.set()  # SIGTERM arrives while the first batch is being checkpointed
             return super().save(*args, **kwargs)
 
-    store = StopAfterFirstSave(mongo["stopping_checkpoints"], table="stopping")
-    stats = poller_for(moto, table, mongo["stopping"], checkpoints=store, stop=stop,
+    store = StopAfterFirstSave(mongo_db["stopping_checkpoints"], table="stopping")
+    stats = poller_for(moto, table, mongo_db["stopping"], checkpoints=store, stop=stop,
                        batch_size=10).run()
     assert stats.stopped_by_signal and stats.records_applied == 10 and stats.checkpoints == 1
-    assert mongo["stopping"].count_documents({}) == 10
+    assert mongo_db["stopping"].count_documents({}) == 10
     counting = CountingStreams(moto.streams())
-    poller_for(moto, table, mongo["stopping"], streams=counting).run(once=True)
+    poller_for(moto, table, mongo_db["stopping"], streams=counting).run(once=True)
     assert counting.records == 30
-    assert diff(moto, table, mongo["stopping"]).converged
+    assert diff(moto, table, mongo_db["stopping"]).converged
 
 
-def test_latest_applies_only_to_a_stream_never_seen(moto: Any, mongo: Any) -> None:
+def test_latest_applies_only_to_a_stream_never_seen(moto: Any, mongo_db: Any) -> None:
     table = make_table(moto, "latest")
     client = moto.dynamodb()
     client.put_item(TableName="latest", Item={"pk": {"S": "old"}})
-    poller = poller_for(moto, table, mongo["latest"], starting_position="LATEST")
+    poller = poller_for(moto, table, mongo_db["latest"], starting_position="LATEST")
     poller.prepare()
     client.put_item(TableName="latest", Item={"pk": {"S": "new"}})
     poller.run(once=True)
-    assert [d["_id"] for d in mongo["latest"].find({})] == ["new"]
-    marker = CheckpointStore(mongo["latest_checkpoints"]).marker(table.stream_arn)
+    assert [d["_id"] for d in mongo_db["latest"].find({})] == ["new"]
+    marker = CheckpointStore(mongo_db["latest_checkpoints"]).marker(table.stream_arn)
     assert marker is not None and marker.starting_position == "LATEST"
 
 
 # -- re-sync required --------------------------------------------------------------------------------
-def fake_poller(fake: Any, mongo: Any, **options: Any) -> Poller:
+def fake_poller(fake: Any, mongo_db: Any, **options: Any) -> Poller:
     options.setdefault("reader_options", {"sleep": lambda _: None})
-    return Poller(fake, None, "fake", mongo["fake"], Settings(key_schema=("pk",)),
+    return Poller(fake, None, "fake", mongo_db["fake"], Settings(key_schema=("pk",)),
                   stream_arn=fake.stream_arn, key_schema=("pk",), poll_interval=0.0, **options)
 
 
 def test_a_checkpoint_behind_the_trim_horizon_raises_resync_required(
-    fake_streams: Any, wire_record: Any, mongo: Any
+    fake_streams: Any, wire_record: Any, mongo_db: Any
 ) -> None:
     fake = fake_streams()
     shard = "shardId-00000000000000000001-aaaaaaaa"
     fake.add_shard(shard)
     fake.append(shard, *(wire_record(f"{n:03d}") for n in range(1, 11)))
     fake.trimmed[shard] = 6  # records 001..006 are past the 24-hour retention
-    store = CheckpointStore(mongo["fake_checkpoints"], table="fake")
+    store = CheckpointStore(mongo_db["fake_checkpoints"], table="fake")
     store.start_stream(fake.stream_arn, "TRIM_HORIZON")
     store.save(fake.stream_arn, shard, "003")  # 004..006 were never applied and are gone
     with pytest.raises(ResyncRequired) as caught:
-        fake_poller(fake, mongo, checkpoints=store).run(once=True)
+        fake_poller(fake, mongo_db, checkpoints=store).run(once=True)
     error = caught.value
     assert error.shard_id == shard and error.sequence_number == "003"
     message = str(error)
     assert "TrimmedDataAccessException" in message and "replicator recover --table fake" in message
     assert "resync" not in message  # the command that empties the collection is never named
     assert "24 hours" in message
-    assert mongo["fake"].count_documents({}) == 0, "nothing is written past a gap"
+    assert mongo_db["fake"].count_documents({}) == 0, "nothing is written past a gap"
     assert store.load(fake.stream_arn)[shard].sequence_number == "003"
 
 
-def test_a_checkpoint_at_the_trim_horizon_is_fine(fake_streams: Any, wire_record: Any, mongo: Any) -> None:
+def test_a_checkpoint_at_the_trim_horizon_is_fine(fake_streams: Any, wire_record: Any, mongo_db: Any) -> None:
     fake = fake_streams()
     shard = "shardId-00000000000000000001-aaaaaaaa"
     fake.add_shard(shard)
     fake.append(shard, *(wire_record(f"{n:03d}") for n in range(1, 11)))
     fake.trimmed[shard] = 6
-    store = CheckpointStore(mongo["fake_checkpoints"], table="fake")
+    store = CheckpointStore(mongo_db["fake_checkpoints"], table="fake")
     store.start_stream(fake.stream_arn, "TRIM_HORIZON")
     store.save(fake.stream_arn, shard, "006")
-    stats = fake_poller(fake, mongo, checkpoints=store).run(once=True)
+    stats = fake_poller(fake, mongo_db, checkpoints=store).run(once=True)
     assert stats.records_applied == 4
-    assert sorted(d["_id"] for d in mongo["fake"].find({})) == ["k007", "k008", "k009", "k010"]
+    assert sorted(d["_id"] for d in mongo_db["fake"].find({})) == ["k007", "k008", "k009", "k010"]
 
 
 def test_a_checkpointed_shard_gone_from_the_listing_while_its_children_are_listed(
-    fake_streams: Any, wire_record: Any, mongo: Any
+    fake_streams: Any, wire_record: Any, mongo_db: Any
 ) -> None:
     fake = fake_streams()
     parent = "shardId-00000000000000000001-parent00"
     fake.add_shard("shardId-00000000000000000002-child000", parent)
     fake.add_shard("shardId-00000000000000000003-child001", parent)
     fake.append("shardId-00000000000000000002-child000", wire_record("100"))
-    store = CheckpointStore(mongo["fake_checkpoints"], table="fake")
+    store = CheckpointStore(mongo_db["fake_checkpoints"], table="fake")
     store.start_stream(fake.stream_arn, "TRIM_HORIZON")
     store.save(fake.stream_arn, parent, "050")
     with pytest.raises(ResyncRequired, match="no longer lists the shard while it lists its descendants"):
-        fake_poller(fake, mongo, checkpoints=store).run(once=True)
-    assert mongo["fake"].count_documents({}) == 0
+        fake_poller(fake, mongo_db, checkpoints=store).run(once=True)
+    assert mongo_db["fake"].count_documents({}) == 0
     # The same shard marked finished (read to its end) is history, not a gap.
     store.finish(fake.stream_arn, parent)
-    stats = fake_poller(fake, mongo, checkpoints=store).run(once=True)
+    stats = fake_poller(fake, mongo_db, checkpoints=store).run(once=True)
     assert stats.records_applied == 1
 
 
 def test_checkpoints_of_another_stream_of_the_table_raise_resync_required(
-    fake_streams: Any, wire_record: Any, mongo: Any
+    fake_streams: Any, wire_record: Any, mongo_db: Any
 ) -> None:
     fake = fake_streams()
     fake.add_shard("shardId-00000000000000000001-aaaaaaaa")
-    store = CheckpointStore(mongo["fake_checkpoints"], table="fake")
+    store = CheckpointStore(mongo_db["fake_checkpoints"], table="fake")
     store.save("arn:aws:dynamodb:us-east-1:123456789012:table/fake/stream/2025-01-01T00:00:00.000",
                "shardId-old", "1")
     with pytest.raises(ResyncRequired, match="stream changed"):
-        fake_poller(fake, mongo, checkpoints=store).run(once=True)
+        fake_poller(fake, mongo_db, checkpoints=store).run(once=True)
 
 
 # -- re-sync ------------------------------------------------------------------------------------------
 def test_resync_rebuilds_the_collection_and_the_scan_never_overwrites_stream_changes(
-    moto: Any, mongo: Any
+    moto: Any, mongo_db: Any
 ) -> None:
     client = moto.dynamodb()
     # Items written before the stream existed: only the scan can bring them.
@@ -329,11 +331,11 @@ def test_resync_rebuilds_the_collection_and_the_scan_never_overwrites_stream_cha
     client.delete_item(TableName="gap", Key={"pk": {"S": "k5"}})
     # What a poller left behind before the gap: a stale copy, a document deleted since, a tombstone
     # that would hide k6 from the scan, and checkpoints past the trim horizon.
-    target = mongo["gap"]
+    target = mongo_db["gap"]
     target.insert_one({"_id": "k7", "v": "stale", "_ddb_seq": "9" * 40})
     target.insert_one({"_id": "gone", "v": 1, "_ddb_seq": "1".zfill(40)})
-    mongo["gap_tombstones"].insert_one({"_id": "k6", "seq": "9" * 40})
-    store = CheckpointStore(mongo["gap_checkpoints"], table="gap")
+    mongo_db["gap_tombstones"].insert_one({"_id": "k6", "seq": "9" * 40})
+    store = CheckpointStore(mongo_db["gap_checkpoints"], table="gap")
     store.save("arn:old-stream", "shardId-old", "5")
 
     poller = poller_for(moto, table, target, checkpoints=store)
@@ -367,29 +369,29 @@ def test_scan_helper_sees_the_table(moto: Any) -> None:
 
 
 def test_a_poller_down_longer_than_the_retention_with_an_unseen_parent_needs_a_resync(
-    fake_streams: Any, wire_record: Any, mongo: Any
+    fake_streams: Any, wire_record: Any, mongo_db: Any
 ) -> None:
     from datetime import datetime, timedelta, timezone
 
     fake = fake_streams()
     fake.add_shard("shardId-00000000000000000009-child000", "shardId-00000000000000000008-unseen00")
     fake.append("shardId-00000000000000000009-child000", wire_record("900"))
-    store = CheckpointStore(mongo["fake_checkpoints"], table="fake")
+    store = CheckpointStore(mongo_db["fake_checkpoints"], table="fake")
     store.start_stream(fake.stream_arn, "TRIM_HORIZON")
     store.save(fake.stream_arn, "shardId-00000000000000000007-old00000", "700")
     store.finish(fake.stream_arn, "shardId-00000000000000000007-old00000")
     # Alive an hour ago: the unlisted parent cannot have come and gone unseen.
     store.collection.update_one({"_id": fake.stream_arn}, {"$set": {
         "alive_at": datetime.now(timezone.utc) - timedelta(hours=1)}})
-    fake_poller(fake, mongo, checkpoints=store).check_resume(
+    fake_poller(fake, mongo_db, checkpoints=store).check_resume(
         store.load(fake.stream_arn), store.marker(fake.stream_arn), fake.shards)
     store.collection.update_one({"_id": fake.stream_arn}, {"$set": {
         "alive_at": datetime.now(timezone.utc) - timedelta(hours=25)}})
     with pytest.raises(ResyncRequired, match="more than 24 hours ago"):
-        fake_poller(fake, mongo, checkpoints=store).run(once=True)
+        fake_poller(fake, mongo_db, checkpoints=store).run(once=True)
 
 
-def test_stream_read_errors_are_retried_from_the_checkpoints(moto: Any, mongo: Any) -> None:
+def test_stream_read_errors_are_retried_from_the_checkpoints(moto: Any, mongo_db: Any) -> None:
     from botocore.exceptions import ClientError
 
     table = make_table(moto, "flaky")
@@ -406,10 +408,10 @@ def test_stream_read_errors_are_retried_from_the_checkpoints(moto: Any, mongo: A
                               "GetRecords")
 
     streams.before_get_records = sometimes
-    stats = poller_for(moto, table, mongo["flaky"], streams=streams, batch_size=7).run(once=True)
+    stats = poller_for(moto, table, mongo_db["flaky"], streams=streams, batch_size=7).run(once=True)
     assert stats.records_applied == 60
     assert streams.records == 60, "a failed read resumes after the checkpoints, not from the start"
-    assert diff(moto, table, mongo["flaky"]).converged
+    assert diff(moto, table, mongo_db["flaky"]).converged
 
 
 @pytest.mark.parametrize("tombstones", [True, False], ids=["tombstones", "no-tombstones"])
@@ -453,7 +455,7 @@ def test_the_regression_watch_sees_a_resurrection_that_only_tombstones_prevent(
     assert bool(watch.regressions) is (not tombstones), watch.regressions
 
 
-def test_stop_during_retries_keeps_the_checkpoint_before_the_failing_record(moto: Any, mongo: Any) -> None:
+def test_stop_during_retries_keeps_the_checkpoint_before_the_failing_record(moto: Any, mongo_db: Any) -> None:
     from pymongo.errors import OperationFailure
 
     table = make_table(moto, "stuck2")
@@ -480,9 +482,9 @@ def test_stop_during_retries_keeps_the_checkpoint_before_the_failing_record(moto
 
     # max_attempts is a safety net only: if the stop were never set, the run ends (and the
     # assertion fails) instead of retrying forever.
-    stats = poller_for(moto, table, FailsOnK2(mongo["stuck2"]), stop=stop, batch_size=10,
+    stats = poller_for(moto, table, FailsOnK2(mongo_db["stuck2"]), stop=stop, batch_size=10,
                        backoff_base_s=0.01, backoff_max_s=0.05, max_attempts=50).run()
     assert stats.stopped_by_signal and stats.retries == 3 and FailsOnK2.refusals == 3
     records = [r for batch in _all_records(moto, table).values() for r in batch]
-    saved = CheckpointStore(mongo["stuck2_checkpoints"]).load(table.stream_arn)
+    saved = CheckpointStore(mongo_db["stuck2_checkpoints"]).load(table.stream_arn)
     assert [c.sequence_number for c in saved.values()] == [records[1]["dynamodb"]["SequenceNumber"]]

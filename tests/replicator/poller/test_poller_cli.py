@@ -16,12 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from replicator_command import ROOT, LineWatcher, child_env, replicator_command
 
 from harness.backends.mongomock_target import mongomock_client
 from replicator import cli
 from replicator.cli import commands, endpoints
 from replicator.poller.checkpoints import CheckpointStore
+from support.replicator_command import ROOT, LineWatcher, child_env, replicator_command
 
 
 @pytest.fixture
@@ -189,6 +189,7 @@ def target_uri(server_uri: str, database: str) -> str:
     return f"{server_uri}{database}?directConnection=true"
 
 
+@pytest.mark.slow
 def test_once_drains_the_stream_and_exits_0(moto_server: Any, mongoeco_server_uri: str) -> None:
     from pymongo import MongoClient
 

@@ -93,7 +93,7 @@ def poller(fake: Any, collection: Any, metrics: PollerMetrics, **options: Any) -
                   backoff_base_s=0.0, backoff_max_s=0.0, **options)
 
 
-def test_metrics_and_health_follow_the_shards(fake_streams: Any, wire_record: Any, mongo: Any,
+def test_metrics_and_health_follow_the_shards(fake_streams: Any, wire_record: Any, mongo_db: Any,
                                               clock: Clock,
                                               metrics: tuple[PollerMetrics, str]) -> None:
     found, url = metrics
@@ -103,7 +103,7 @@ def test_metrics_and_health_follow_the_shards(fake_streams: Any, wire_record: An
     fake.append(BUSY, *(wire_record(f"{n:03d}") for n in range(1, 6)))
 
     # given a run that applied the busy shard's five records (two batches of 3 + 2)
-    stats = poller(fake, mongo["fake"], found, batch_size=3).run(once=True)
+    stats = poller(fake, mongo_db["fake"], found, batch_size=3).run(once=True)
     assert stats.records_applied == 5
 
     # then /metrics has the batches' figures, labelled with the table and the collection
@@ -131,7 +131,7 @@ def test_metrics_and_health_follow_the_shards(fake_streams: Any, wire_record: An
     assert report["seconds_since_last_poll"] == STALL_AFTER + 1
 
     # a poll that finds nothing new is progress: idle shards are not stalled
-    poller(fake, mongo["fake"], found).run(once=True)
+    poller(fake, mongo_db["fake"], found).run(once=True)
     status, report = health(url)
     assert status == 200 and report["seconds_since_shard_advanced"] == {BUSY: 0.0, IDLE: 0.0}
 
@@ -139,7 +139,7 @@ def test_metrics_and_health_follow_the_shards(fake_streams: Any, wire_record: An
     fake.append(BUSY, wire_record("006"))
     clock.now += 40
     with pytest.raises(RetriesExhausted):
-        poller(fake, FailsOn(mongo["fake"], "k006"), found, max_attempts=2).run(once=True)
+        poller(fake, FailsOn(mongo_db["fake"], "k006"), found, max_attempts=2).run(once=True)
 
     # then, past the threshold, only the shard stuck in retries is stalled
     clock.now += 25  # the busy shard last advanced 65 s ago, the idle one was read 25 s ago

@@ -199,6 +199,7 @@ def redrive(uri: str, database: str, queue: str, *extra: str) -> int:
                      "--queue-url", queue, "--wait-seconds", "0", *extra])
 
 
+@pytest.mark.slow
 def test_a_discarded_range_is_applied_and_its_message_deleted(
     discarded: Discarded, mongoeco_server_uri: str, restore_logging: None,
     capsys: pytest.CaptureFixture[str],
@@ -236,6 +237,7 @@ def test_a_discarded_range_is_applied_and_its_message_deleted(
     assert len(discarded.messages()) == 2
 
 
+@pytest.mark.slow
 def test_a_trimmed_range_is_reported_with_the_recover_command_and_kept(
     discarded: Discarded, mongoeco_server_uri: str, restore_logging: None,
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
@@ -337,10 +339,10 @@ def test_redrive_as_a_process_applies_the_ranges_and_empties_the_queue(
     import subprocess
 
     from pymongo import MongoClient
-    from test_poller_cli import ROOT, child_env, replicator_command
 
     from harness.backends.base import started
     from harness.backends.moto_source import MotoServerSource
+    from support.replicator_command import ROOT, child_env, replicator_command
 
     with started(MotoServerSource()) as server:
         endpoint = server.endpoint_url()

@@ -10,7 +10,7 @@ one (``ddblocal_closed_shard.json``) holds the HTTP bodies DynamoDB Local 3.3.0 
 Every file: ``StreamArn``; ``Shards`` as DescribeStream lists them (a closed shard has an
 ``EndingSequenceNumber``); ``records`` per shard in the wire format (``B`` base64,
 ``ApproximateCreationDateTime`` epoch seconds); paging knobs, faults and listing delays for the
-fake client (tests/harness/conftest.py); ``expected``: ``[shard, [sequence numbers]]`` in the
+fake client (tests/support/fake_streams.py); ``expected``: ``[shard, [sequence numbers]]`` in the
 order a correct reader returns them, written here by hand from the stream's shape.
 """
 

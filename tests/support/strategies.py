@@ -1,5 +1,5 @@
 """Hypothesis strategies for DynamoDB values, items and table operations (shared by tests/replicator/model and
-tests/replicator/fuzz; their conftest.py puts this directory on sys.path).
+tests/replicator/fuzz: ``from support.strategies import ...``).
 
 Every value drawn here is one DynamoDB accepts (numbers within range and precision, non-empty sets
 without duplicates, nesting kept shallow); the malformed side lives in tests/replicator/fuzz.

@@ -1,4 +1,5 @@
-"""Shared fixtures for the harness tests: a fake DynamoDB Streams client and a DynamoDB Local.
+"""A fake DynamoDB Streams client (the harness's StreamReader tests and the poller's) and
+``wire_record``; the fixtures ``fake_streams`` and ``wire_record`` come from support.fixtures.
 
 ``FakeStreams`` answers DescribeStream, GetShardIterator and GetRecords from data held in the wire
 format (``tests/harness/data/streams/*.json``: what DynamoDB sends over HTTP, ``B`` in base64,
@@ -12,13 +13,10 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-STREAM_DATA = Path(__file__).parent / "data" / "streams"
+STREAM_DATA = Path(__file__).resolve().parents[1] / "harness" / "data" / "streams"
 
 
 def _service_model() -> Any:
@@ -230,28 +228,3 @@ def wire_record(sequence: str, event: str = "INSERT", key: str | None = None,
         dynamodb["OldImage"] = image
     return {"eventID": f"e{sequence}", "eventName": event, "eventVersion": "1.1",
             "eventSource": "aws:dynamodb", "awsRegion": "us-east-1", "dynamodb": dynamodb}
-
-
-@pytest.fixture
-def fake_streams() -> type[FakeStreams]:
-    return FakeStreams
-
-
-@pytest.fixture(scope="module")
-def dynamodb_local() -> Iterator[Any]:
-    """One DynamoDB Local per test module (it takes ~2-3 s to start); stopped even on failure."""
-    from harness.backends.base import started
-    from harness.backends.dynamodb_local import DynamoDBLocalSource
-
-    with started(DynamoDBLocalSource()) as source:
-        yield source
-
-
-@pytest.fixture(name="wire_record")
-def wire_record_fixture() -> Any:
-    return wire_record
-
-
-@pytest.fixture
-def stream_data() -> Path:
-    return STREAM_DATA

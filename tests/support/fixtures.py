@@ -1,0 +1,177 @@
+"""The shared fixtures (a pytest plugin loaded by tests/conftest.py): stream records and shared
+failing cases, the sources (moto in-process, DynamoDB Local, moto's mock for other AWS services)
+and the targets (mongomock, mongoeco's wire server), the fake DynamoDB Streams client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.backends.mongomock_target import mongomock_client
+from support.fake_streams import STREAM_DATA, FakeStreams, wire_record
+
+ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/users/stream/2026-01-01T00:00:00.000"
+TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
+CASES = Path(__file__).resolve().parents[1] / "data" / "cases"
+
+RecordFactory = Callable[..., dict[str, Any]]
+
+
+def lambda_stream_record(
+    seq: str,
+    name: str = "INSERT",
+    keys: dict[str, Any] | None = None,
+    *,
+    new: dict[str, Any] | None = None,
+    old: dict[str, Any] | None = None,
+    view: str | None = "NEW_AND_OLD_IMAGES",
+    ttl: bool = False,
+    created: Any = 1795712760,
+) -> dict[str, Any]:
+    """A Lambda-shape DynamoDB Streams record (B as base64 text, epoch-seconds timestamp)."""
+    body: dict[str, Any] = {
+        "Keys": keys if keys is not None else {"id": {"S": "u1"}},
+        "SequenceNumber": seq,
+        "ApproximateCreationDateTime": created,
+    }
+    if view is not None:
+        body["StreamViewType"] = view
+    if new is not None:
+        body["NewImage"] = new
+    if old is not None:
+        body["OldImage"] = old
+    record: dict[str, Any] = {
+        "eventID": f"e{seq}",
+        "eventName": name,
+        "eventSource": "aws:dynamodb",
+        "eventSourceARN": ARN,
+        "dynamodb": body,
+    }
+    if ttl:
+        record["userIdentity"] = dict(TTL_IDENTITY)
+    return record
+
+
+# -- records and cases -----------------------------------------------------------------------------
+@pytest.fixture
+def stream_record() -> RecordFactory:
+    """``stream_record(seq, name, keys, new=..., old=..., view=..., ttl=...)`` -> a record."""
+    return lambda_stream_record
+
+
+@pytest.fixture
+def shared_case() -> Callable[[str], Any]:
+    """``shared_case(name)`` -> a fresh copy of tests/data/cases/<name>/event.json (copied from
+    the shared failing inputs of issue #10; each folder's expected.md says what is right)."""
+
+    def load(name: str) -> Any:
+        return json.loads((CASES / name / "event.json").read_text(encoding="utf-8"))
+
+    return load
+
+
+# -- fake DynamoDB Streams -------------------------------------------------------------------------
+@pytest.fixture
+def fake_streams() -> type[FakeStreams]:
+    return FakeStreams
+
+
+@pytest.fixture(name="wire_record")
+def wire_record_fixture() -> Callable[..., dict[str, Any]]:
+    return wire_record
+
+
+@pytest.fixture
+def stream_data() -> Path:
+    return STREAM_DATA
+
+
+# -- sources ---------------------------------------------------------------------------------------
+@pytest.fixture
+def moto() -> Iterator[Any]:
+    """The harness's moto source in-process, started and stopped around one test."""
+    from harness.backends.base import started
+    from harness.backends.moto_source import MotoSource
+
+    with started(MotoSource()) as source:
+        yield source
+
+
+@pytest.fixture
+def moto_server() -> Iterator[Any]:
+    """moto's threaded server (an endpoint URL a `replicator` subprocess can reach)."""
+    from harness.backends.base import started
+    from harness.backends.moto_source import MotoServerSource
+
+    with started(MotoServerSource()) as source:
+        yield source
+
+
+@pytest.fixture(scope="module")
+def dynamodb_local() -> Iterator[Any]:
+    """One DynamoDB Local per test module (it takes ~2-3 s to start); stopped even on failure."""
+    from harness.backends.base import started
+    from harness.backends.dynamodb_local import DynamoDBLocalSource
+
+    with started(DynamoDBLocalSource()) as source:
+        yield source
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """moto's mock of every AWS service (SSM, Secrets Manager, ...) for boto3 clients made during
+    the test, with test credentials and no profile; skipped where moto is not installed."""
+    moto = pytest.importorskip("moto")
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                        "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    with moto.mock_aws():
+        yield
+
+
+# -- targets ---------------------------------------------------------------------------------------
+@pytest.fixture
+def mongo_db() -> Any:
+    """A fresh, empty mongomock database (through the harness's adapter)."""
+    return mongomock_client()["replica"]
+
+
+@pytest.fixture(scope="session")
+def mongoeco_server_uri() -> Iterator[str]:
+    """``mongodb://127.0.0.1:<port>/`` of the harness's mongoeco wire server, one per session
+    (each test uses its own database). mongoeco needs Python >= 3.13: skipped on older ones."""
+    pytest.importorskip("mongoeco", reason="mongoeco (the embedded MongoDB target) needs Python >= 3.13")
+    from harness.backends.mongoeco_target import MongoecoServer
+
+    server = MongoecoServer()
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def mongoeco_client(mongoeco_server_uri: str) -> Iterator[Any]:
+    """A real ``pymongo.MongoClient`` on the session's mongoeco wire server."""
+    from pymongo import MongoClient
+
+    client: Any = MongoClient(mongoeco_server_uri, serverSelectionTimeoutMS=3000)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def mongoeco_db(mongoeco_client: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """A fresh database on the session's mongoeco server, dropped afterwards."""
+    name = "t" + hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:16]
+    mongoeco_client.drop_database(name)
+    yield mongoeco_client[name]
+    mongoeco_client.drop_database(name)
