@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 
 from replicator.core import BatchResult, Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted
-from replicator.migrate.records import COPY_SEQUENCE, item_record, tally
+from replicator.item_records import COPY_SEQUENCE, item_record, tally
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
 from replicator.retry import Backoff

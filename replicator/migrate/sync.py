@@ -32,9 +32,9 @@ from typing import Any
 
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted, ResyncRequired
+from replicator.item_records import COPY_SEQUENCE
 from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.export import ExportManifest, ExportStats, WorkerTarget, load_export
-from replicator.migrate.records import COPY_SEQUENCE
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
 from replicator.poller import Poller, PollerStats

@@ -35,9 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.errors import RecordError
-from replicator.expected import ExpectedDocuments, Key, key_types_of
-from replicator.migrate.diff import (
+from replicator.diff import (
     MISSING,
     FieldDifference,
     document_differences,
@@ -45,6 +43,8 @@ from replicator.migrate.diff import (
     plain,
     set_paths,
 )
+from replicator.errors import RecordError
+from replicator.expected import ExpectedDocuments, Key, key_types_of
 from replicator.settings import Settings
 
 log = logging.getLogger("replicator.migrate")
@@ -174,7 +174,7 @@ class Verifier:
         return key_types_of(table.get("AttributeDefinitions", []))
 
     def _read_documents(self, ids: Sequence[Any]) -> dict[Any, dict[str, Any]]:
-        """The documents of ``ids``, keyed by :func:`~replicator.migrate.diff.id_key` (pymongo
+        """The documents of ``ids``, keyed by :func:`~replicator.diff.id_key` (pymongo
         may decode an ``_id`` in another type than the planner made it: ``Int64``)."""
         found: dict[Any, dict[str, Any]] = {}
         ids = [i for i in ids if i is not NO_ID]
@@ -188,7 +188,7 @@ class Verifier:
     def compare(self, item: Mapping[str, Any] | None,
                 document: Mapping[str, Any] | None) -> Divergence | None:
         """The divergence of ``document`` from what the replicator writes for ``item`` (by BSON
-        value, replicator/migrate/diff.py), or None."""
+        value, replicator/diff.py), or None."""
         if item is None and document is None:
             return None
         if item is None:
