@@ -2,7 +2,7 @@
 
 Each segment (``Segment``/``TotalSegments``, DynamoDB docs "Parallel Scan") scans its share of the
 table page by page; each page goes through the Replicator as INSERT records with the copy's
-sequence number (see records.py) and, once MongoDB acknowledged it, the segment's
+sequence number (see replicator/item_records.py) and, once MongoDB acknowledged it, the segment's
 ``LastEvaluatedKey`` is saved (segments.py). Killed at any point, the next run resumes every
 unfinished segment after its last saved page and skips the finished ones.
 """

@@ -1,7 +1,7 @@
 """``replicator verify``: does the collection hold the table, while the application writes?
 
 1. **Scan.** A Parallel Scan of the table; each page's documents are read with one ``$in``
-   query on ``_id`` and compared field by field (diff.py) with the documents the core makes of
+   query on ``_id`` and compared field by field (replicator/diff.py) with the documents the core makes of
    the items. Every ``_id`` seen is kept; then the collection's ``_id``s not seen are *extra*.
 2. **Re-check.** Under live writes a first-pass difference is usually replication lag (the
    document is older than the item) or a write after the scan (the document newer). So every
