@@ -182,8 +182,8 @@ def bench_conversion(reps: int, min_rep_s: float) -> dict[str, Any]:
 
     folder = type_zoo_dir()
     items = type_zoo_items(folder)
-    ours = Converter().image
-    pure = Converter(accelerate=False).image  # context: the same converter without the C part
+    ours = Converter(native=replicator.accelerator.native).image  # as the Replicator's planner
+    pure = Converter().image  # context: the same converter without the C part
     accelerated = replicator.accelerator.native is not None
     boto3 = boto3_image(TypeDeserializer())
 

@@ -51,7 +51,6 @@ from pymongo.operations import DeleteOne, UpdateOne  # noqa: E402
 import replicator.accelerator  # noqa: E402
 from harness.baselines.original import OriginalHandler, lossy_image  # noqa: E402
 from replicator import Replicator, Settings  # noqa: E402
-from replicator.convert import Converter  # noqa: E402
 from replicator.events import parse_records  # noqa: E402
 from replicator.plan import Planner  # noqa: E402
 
@@ -137,7 +136,7 @@ def planning_replicator() -> Replicator:
 def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
     planning = planning_replicator()
     planner = planning.planner
-    pure_planner = Planner(Settings(), converter=Converter(accelerate=False))
+    pure_planner = Planner(Settings())  # no C accelerator handed in: pure Python
     accelerated = replicator.accelerator.native is not None
     workloads = {
         "mixed (1,000 records over 300 keys)": synthetic_event(1000, 300, seed=20240601),
@@ -153,12 +152,12 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
 
         def core_two_steps(event: dict[str, Any] = event) -> None:
             for _ in range(batches_per_rep):
-                changes, bad = parse_records(event)
+                changes, bad = parse_records(event, native=planning.native)
                 planner.plan(changes, bad)
 
         def core_pure(event: dict[str, Any] = event) -> None:
             for _ in range(batches_per_rep):
-                changes, bad = parse_records(event, accelerate=False)
+                changes, bad = parse_records(event)
                 pure_planner.plan(changes, bad)
 
         def baseline(event: dict[str, Any] = event) -> None:
@@ -174,7 +173,7 @@ def bench_cpu(reps: int, batches_per_rep: int) -> dict[str, Any]:
             name: median(t) / (batches_per_rep * len(event["Records"])) for name, t in times.items()
         }
         plan = planning.plan(event)
-        assert plan == pure_planner.plan(*parse_records(event, accelerate=False))
+        assert plan == pure_planner.plan(*parse_records(event))
         kinds = Counter(r["eventName"] for r in event["Records"])
         results[label] = {
             "records": len(event["Records"]),
@@ -389,10 +388,10 @@ def profile_core(batches: int = 20, top: int = 15) -> None:
     planning = planning_replicator()
     planner = planning.planner
     event = synthetic_event(1000, 300, seed=20240601)
-    changes, bad = parse_records(event)
+    changes, bad = parse_records(event, native=planning.native)
     phases = {
         "core (Replicator.plan)": lambda: planning.plan(event),
-        "parse_records": lambda: parse_records(event),
+        "parse_records": lambda: parse_records(event, native=planning.native),
         "Planner.plan": lambda: planner.plan(changes, bad),
         "baseline_work": lambda: baseline_work(event),
     }
@@ -402,7 +401,8 @@ def profile_core(batches: int = 20, top: int = 15) -> None:
     profiler = cProfile.Profile()
     profiler.enable()
     for _ in range(batches):
-        planner.plan(*parse_records(event))  # the Python planner (the C pass is one call)
+        # the Python planner (the C pass is one call)
+        planner.plan(*parse_records(event, native=planning.native))
     profiler.disable()
     stats = pstats.Stats(profiler, stream=sys.stdout).strip_dirs()
     stats.sort_stats("tottime").print_stats(top)

@@ -3,7 +3,7 @@
 Expected documents are what the replicator writes for the table's items -- the core's
 :class:`replicator.expected.ExpectedDocuments`, through the replicator's own conversion, transforms
 and key mapping --, so the check measures replication, not a second opinion on conversion. Values
-are compared by the core's one comparison (replicator/migrate/diff.py, shared with
+are compared by the core's one comparison (replicator/diff.py, shared with
 ``replicator verify``): by BSON value, an ``Int64`` equal to the ``int`` it holds, a ``DBRef`` to
 its map, still strict where storage differs (19.99 as a double is not the Decimal128 19.99,
 ``Decimal128("21.50")`` is not ``Decimal128("21.5")``, 1 is not ``True``). Set-typed attributes
@@ -16,8 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.expected import ExpectedDocuments
-from replicator.migrate.diff import (
+from replicator.diff import (
     MISSING,
     SET_TAGS,
     FieldDifference,
@@ -25,8 +24,9 @@ from replicator.migrate.diff import (
     document_differences,
     id_key,
 )
-from replicator.migrate.diff import plain as extended_json  # reports: canonical Extended JSON
-from replicator.migrate.diff import set_paths as set_field_paths
+from replicator.diff import plain as extended_json  # reports: canonical Extended JSON
+from replicator.diff import set_paths as set_field_paths
+from replicator.expected import ExpectedDocuments
 from replicator.plan import Planner
 
 __all__ = ["MISSING", "SET_TAGS", "Diff", "DocumentDifference", "FieldDifference", "bson_value",

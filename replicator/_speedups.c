@@ -15,7 +15,7 @@
  * messages, and neither function raises anything but MemoryError-type failures.
  *
  * API:
- *   configure(decimal128_type, decimal_type)  once, at import of convert.py
+ *   configure(decimal128_type, decimal_type)  once, by replicator.accelerator.configure
  *   image(image) -> dict | None                convert a top-level image (lossless numbers)
  *   valid(image) -> bool                       True iff image(image) would return a dict; builds
  *                                              nothing (False means "ask the reference")

@@ -6,34 +6,64 @@ and :mod:`replicator.plan` does for well-formed input, several times faster, and
 mine" (None) for anything else, so the reference always decides errors and odd shapes. Without
 it everything works the same, slower: another platform's wheel, no compiler, or
 ``REPLICATOR_PURE_PYTHON=1`` (the tests run both ways; the benchmark reports both).
+
+This is the only module that knows the C module exists. The reference modules take it as an
+argument (``Converter(native=)``, ``parse_records(native=)``, ``Planner(native_batches=)``,
+``operations(native=)``, ``apply.write(native=)``), never importing it: the Replicator's planner
+(:func:`replicator.expected.planner_for`) and the Replicator hand in :data:`native`, configured
+here once (:func:`configure`) with what it builds: their classes and tables.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from decimal import Decimal
+from typing import Any
 
-if TYPE_CHECKING:
-    from replicator.settings import Settings
+from bson.decimal128 import Decimal128
+from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
+
+from replicator import events
+from replicator.events import TTL_PRINCIPAL, Change, EventName, StreamViewType
+from replicator.settings import Settings
+from replicator.writes import PlannedWrite
+
+
+def configure(module: Any) -> None:
+    """Hand the C module what it builds with (done once when it loads; the tests call it to test
+    the C module directly even in a pure-Python run): Decimal128 / Decimal for the converter,
+    the parser's Change class and tables (creation times come from ``events.EPOCHS``, a time it
+    has not seen is left to ``parse_record``), the planner's PlannedWrite, and how pymongo's
+    operations fill their slots (:func:`slot_template`)."""
+    module.configure(Decimal128, Decimal)
+    module.configure_events(
+        Change,
+        events.EVENT_NAMES,
+        events.VIEW_TYPES,
+        events.EPOCHS,
+        TTL_PRINCIPAL,
+        EventName.REMOVE,
+        StreamViewType.NEW_AND_OLD_IMAGES,
+        StreamViewType.NEW_IMAGE,
+    )
+    module.configure_planner(PlannedWrite)
+    module.configure_operations(
+        ReplaceOne, DeleteOne, UpdateOne,
+        slot_template(ReplaceOne, {}, {}, upsert=True), slot_template(DeleteOne, {}),
+    )
 
 
 def _load() -> tuple[Any, str]:
-    """The C module, or None and why."""
+    """The C module (configured), or None and why."""
     if os.environ.get("REPLICATOR_PURE_PYTHON", "") not in ("", "0"):
         return None, "REPLICATOR_PURE_PYTHON is set"
     try:
         from replicator import _speedups  # type: ignore[attr-defined]
     except ImportError as error:
         return None, f"replicator._speedups is not built for this platform ({error})"
+    configure(_speedups)
     return _speedups, ""
-
-
-#: the C module (typed Any: it has no stubs), or None where it is not built or turned off
-native: Any
-#: why ``native`` is None ("" when it is loaded)
-unavailable: str
-native, unavailable = _load()
 
 
 # -- the gate: which settings the C planner implements --------------------------------------------
@@ -119,3 +149,11 @@ def slot_template(cls: type, operation_filter: Any, *rest: Any, **options: Any) 
     if None in where:
         return None
     return tuple(descriptors), values, where[0], where[1] if rest else -1, _UNSET
+
+
+#: the C module (typed Any: it has no stubs), configured, or None where it is not built or
+#: turned off
+native: Any
+#: why ``native`` is None ("" when it is loaded)
+unavailable: str
+native, unavailable = _load()

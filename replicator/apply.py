@@ -111,21 +111,23 @@ def write(
     *,
     transactions: bool | None = None,
     sequence_field: str = SEQUENCE_FIELD,
+    native: Any = None,
 ) -> WriteResult:
     """Send ``writes`` (all for ``collection``) in one unordered bulk write; classify results.
 
     Shard key moves go apart (see the module doc). ``transactions``: whether the target runs
     transactions; None asks the server (only when a move is in ``writes``). ``sequence_field``:
     where documents keep their sequence number, read back to tell a stale write from a race.
+    ``native``: the C accelerator that builds the pymongo operations (the Replicator's), or None.
     """
     moves = [w for w in writes if w.shard_key_move is not None]
     if not moves:
-        return _bulk_write(collection, writes, sequence_field)
+        return _bulk_write(collection, writes, sequence_field, native)
     if transactions is None:
         transactions = supports_transactions(collection)
     if transactions:
         result = _bulk_write(
-            collection, [w for w in writes if w.shard_key_move is None], sequence_field
+            collection, [w for w in writes if w.shard_key_move is None], sequence_field, native
         )
         for planned in moves:
             _move_in_transaction(collection, planned, result)
@@ -135,14 +137,15 @@ def write(
     # A move from an unknown value filters on _id alone and changes no shard key value: it stays.
     alone = [w for w in moves if w.shard_key_move is not None and w.shard_key_move.old is not None]
     apart = {id(w) for w in alone}
-    result = _bulk_write(collection, [w for w in writes if id(w) not in apart], sequence_field)
+    rest = [w for w in writes if id(w) not in apart]
+    result = _bulk_write(collection, rest, sequence_field, native)
     for planned in alone:
-        _merge(result, _bulk_write(collection, [planned], sequence_field))
+        _merge(result, _bulk_write(collection, [planned], sequence_field, native))
     return result
 
 
 def _bulk_write(
-    collection: Any, writes: Sequence[PlannedWrite], sequence_field: str
+    collection: Any, writes: Sequence[PlannedWrite], sequence_field: str, native: Any = None
 ) -> WriteResult:
     result = WriteResult()
     if not writes:
@@ -150,7 +153,7 @@ def _bulk_write(
     try:
         # Unordered: the plan holds one write per _id, so no write depends on another, and one
         # failure must not hold back the others.
-        answer = collection.bulk_write(operations(writes), ordered=False)
+        answer = collection.bulk_write(operations(writes, native), ordered=False)
     except BulkWriteError as error:
         result.round_trips = 1
         _classify_bulk_error(collection, writes, error, sequence_field, result)
@@ -164,7 +167,7 @@ def _bulk_write(
         result.failed.extend((planned, message) for planned in writes)
         return result
     except ENCODING_ERRORS as error:
-        return _isolate_unencodable(collection, writes, error, sequence_field)
+        return _isolate_unencodable(collection, writes, error, sequence_field, native)
     result.round_trips = 1
     result.applied.extend(writes)
     upserted = getattr(answer, "upserted_ids", None) or {}
@@ -173,7 +176,8 @@ def _bulk_write(
 
 
 def _isolate_unencodable(
-    collection: Any, writes: Sequence[PlannedWrite], error: BaseException, sequence_field: str
+    collection: Any, writes: Sequence[PlannedWrite], error: BaseException, sequence_field: str,
+    native: Any = None,
 ) -> WriteResult:
     """pymongo refused to encode the bulk (it raises before sending the command it was building):
     find the writes that cannot be encoded, reject them, send the rest.
@@ -193,15 +197,15 @@ def _isolate_unencodable(
         for index, rejection in bad.items():
             result.rejected.append((writes[index], rejection))
         _merge(result, _bulk_write(
-            collection, [w for i, w in enumerate(writes) if i not in bad], sequence_field))
+            collection, [w for i, w in enumerate(writes) if i not in bad], sequence_field, native))
         return result
     if len(writes) == 1:
         result.rejected.append((writes[0], Rejection(
             f"{type(error).__name__}: {error}", field_path="", kind="encoding")))
         return result
     middle = len(writes) // 2
-    _merge(result, _bulk_write(collection, writes[:middle], sequence_field))
-    _merge(result, _bulk_write(collection, writes[middle:], sequence_field))
+    _merge(result, _bulk_write(collection, writes[:middle], sequence_field, native))
+    _merge(result, _bulk_write(collection, writes[middle:], sequence_field, native))
     return result
 
 
@@ -392,7 +396,7 @@ def supports_transactions(collection: Any) -> bool:
 
 
 def _move_in_transaction(collection: Any, planned: PlannedWrite, result: WriteResult) -> None:
-    """Run a shard key move as one transaction (see plan.ShardKeyMove); classify the outcome."""
+    """Run a shard key move as one transaction (see writes.ShardKeyMove); classify the outcome."""
     move = planned.shard_key_move
     assert move is not None
     projection = dict.fromkeys((*move.shard_key, move.sequence_field), 1)

@@ -27,13 +27,7 @@ from typing import Any, Literal
 
 from bson.decimal128 import Decimal128
 
-from replicator.accelerator import native
 from replicator.errors import ConversionError
-
-# The C accelerator converts well-formed images to exactly what this module gives; for anything
-# unusual it answers None and this module, the reference, decides (see replicator.accelerator).
-if native is not None:
-    native.configure(Decimal128, Decimal)
 
 NumberMode = Literal["lossless", "float"]
 
@@ -225,13 +219,17 @@ class Converter:
     it converts (see MAX_NESTING), so an instance is for one thread at a time (the replicator
     makes one per Replicator)."""
 
-    def __init__(self, numbers: NumberMode = "lossless", *, accelerate: bool = True) -> None:
-        """``accelerate=False`` keeps to pure Python even where the C accelerator is built."""
+    def __init__(self, numbers: NumberMode = "lossless", *, native: Any = None) -> None:
+        """``native``: the C accelerator (:data:`replicator.accelerator.native`, which the
+        Replicator's planner hands in) or None, the default: pure Python. The C module converts
+        well-formed images to exactly what this module gives; for anything unusual it answers
+        None and this module, the reference, decides."""
         self.numbers = numbers
         self._depth = 0  # nesting level of the map or list being converted (see MAX_NESTING)
-        #: the C accelerator this converter uses, or None: pure Python (not built, turned off, or
-        #: float numbers, which it does not do)
-        self.native: Any = native if accelerate and numbers == "lossless" else None
+        self._offered = native  # kept for lossless(): the C module does lossless numbers only
+        #: the C accelerator this converter uses, or None: pure Python (not handed one, or float
+        #: numbers, which it does not do)
+        self.native: Any = native if numbers == "lossless" else None
         fast = self.native is not None
         self._fast_image: Callable[[Any], Any] | None = native.image if fast else None
         #: ``vouch(image)`` is True when the C accelerator confirms that :meth:`image` accepts the
@@ -253,6 +251,13 @@ class Converter:
         }
 
     # -- public -----------------------------------------------------------------------------
+    def lossless(self) -> Converter:
+        """This converter if its numbers are lossless, else a lossless one with the same C
+        accelerator (key attributes are always converted losslessly, see KeyMapper)."""
+        if self.numbers == "lossless":
+            return self
+        return Converter("lossless", native=self._offered)
+
     def image(self, image: Mapping[str, Any], root: str = "") -> dict[str, Any]:
         """Convert a whole image (attribute name -> typed value); errors name the field path."""
         if self._fast_image is not None and type(image) is dict:

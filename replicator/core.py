@@ -19,7 +19,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from replicator import apply, deadline
+from replicator import accelerator, apply, deadline
 from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.events import (
     BadRecord,
@@ -137,6 +137,9 @@ class Replicator:
                 self.tombstones = TombstoneStore(store, self.settings.tombstone_retention_s)
         # The one construction from Settings, shared with verify, recover and the harness.
         self.planner = planner_for(self.settings)
+        #: the C accelerator this Replicator parses records and builds pymongo operations with
+        #: (replicator.accelerator: None where it is not built or turned off): same results
+        self.native: Any = accelerator.native
         self.source = SourceTable(self.settings.source_table)
         self._logged_problems: set[str] = set()
 
@@ -231,7 +234,7 @@ class Replicator:
         plan = self.planner.plan_records(records, self.source.stream_arn)
         if plan is not None:
             return plan
-        changes, bad = parse_records(records)
+        changes, bad = parse_records(records, native=self.native)
         changes = self.source.screen(changes, bad)
         changes = screen_stream_views(self.settings, changes, bad)
         changes = fill_new_images(changes, bad, self.item_reader)
@@ -272,7 +275,7 @@ class Replicator:
             quarantine_write(bad)
             for bad in bad_records
         ]
-        outcome = apply.write(self.quarantine, writes)
+        outcome = apply.write(self.quarantine, writes, native=self.native)
         result.round_trips += outcome.round_trips
         landed = {id(w) for w in outcome.applied}
         result.quarantined.extend(
@@ -293,7 +296,8 @@ class Replicator:
         archive_writes = plan.archive_writes
         blocked: set[tuple[str, ...]] = set()
         if archive_writes:
-            outcome = apply.write(self.archive, archive_writes, sequence_field=sequence_field)
+            outcome = apply.write(self.archive, archive_writes, sequence_field=sequence_field,
+                                  native=self.native)
             result.round_trips += outcome.round_trips
             for planned, why in outcome.failed:
                 blocked.add(planned.sequence_numbers)  # keep the document until it is archived
@@ -318,7 +322,8 @@ class Replicator:
                 for w, tombstone in zip(guarded.blocked, guarded.blocked_by, strict=True)
             ]
             main = guarded.clear + cleanup
-        outcome = apply.write(self.collection, main, sequence_field=sequence_field)
+        outcome = apply.write(self.collection, main, sequence_field=sequence_field,
+                              native=self.native)
         if cleanup:
             extra = {id(w) for w in cleanup}
             outcome.applied = [w for w in outcome.applied if id(w) not in extra]
@@ -373,7 +378,8 @@ class Replicator:
             )
             for planned, _ in newer
         ]
-        outcome = apply.write(self.collection, undo, sequence_field=sequence_field)
+        outcome = apply.write(self.collection, undo, sequence_field=sequence_field,
+                              native=self.native)
         result.round_trips += outcome.round_trips
         result.applied -= len(outcome.applied)
         result.stale += len(outcome.applied)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from replicator.accelerator import native
 from replicator.errors import MalformedRecordError
 from replicator.frozen import build, check_plain
 
@@ -121,16 +120,17 @@ def records_of(event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> list[A
 
 
 def parse_records(
-    event: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, accelerate: bool = True
+    event: Mapping[str, Any] | Sequence[Mapping[str, Any]], *, native: Any = None
 ) -> tuple[list[Change], list[BadRecord]]:
     """Parse every record; a malformed one becomes a :class:`BadRecord`, the others go on.
 
-    ``accelerate=False`` keeps to pure Python even where the C accelerator is built. A list is
-    taken as the records themselves (the Replicator has already run :func:`records_of`).
+    ``native``: the C accelerator (:data:`replicator.accelerator.native`: the Replicator hands it
+    in) parses the well-formed records; None (the default) keeps to pure Python. A list is taken
+    as the records themselves (the Replicator has already run :func:`records_of`).
     """
     records = event if type(event) is list else records_of(event)
     fast: list[Change | None] | None = None
-    if accelerate and native is not None and type(records) is list:
+    if native is not None and type(records) is list:
         # The C accelerator parses the well-formed records; None marks one parse_record decides.
         fast, holes = native.parse_changes(records)
         if not holes:
@@ -186,7 +186,7 @@ def parse_record(raw: Any, index: int = 0) -> Change:
             or identity.get("PrincipalId") == TTL_PRINCIPAL
         )
     )
-    event_name = _EVENT_NAMES.get(name) if type(name) is str else None
+    event_name = EVENT_NAMES.get(name) if type(name) is str else None
     if event_name is None:
         if name == UNKNOWN_EVENT_NAME and new_image is None:
             # DynamoDB Local's TTL deletion (see UNKNOWN_EVENT_NAME).
@@ -211,7 +211,7 @@ def parse_record(raw: Any, index: int = 0) -> Change:
             )
 
     view = body.get("StreamViewType")
-    view_type = _VIEW_TYPES.get(view) if type(view) is str else None
+    view_type = VIEW_TYPES.get(view) if type(view) is str else None
     if view_type is None and view is not None:
         try:
             view_type = StreamViewType(view)
@@ -231,7 +231,7 @@ def parse_record(raw: Any, index: int = 0) -> Change:
 
     created = body.get("ApproximateCreationDateTime")
     if created is not None:
-        cached = _EPOCHS.get(created) if type(created) is int or type(created) is float else None
+        cached = EPOCHS.get(created) if type(created) is int or type(created) is float else None
         created = cached if cached is not None else _creation_time(created, where)
 
     # Change(...) without the frozen dataclass's per-field object.__setattr__ (see frozen.py)
@@ -265,8 +265,9 @@ def _fail(message: str, path: str, where: tuple[int, str | None, str | None]) ->
     )
 
 
-_EVENT_NAMES = {member.value: member for member in EventName}
-_VIEW_TYPES = {member.value: member for member in StreamViewType}
+#: eventName / StreamViewType strings -> their members (also handed to the C accelerator's parser)
+EVENT_NAMES = {member.value: member for member in EventName}
+VIEW_TYPES = {member.value: member for member in StreamViewType}
 check_plain(Change)  # parse_record and the C parse_changes build it with frozen.build
 
 
@@ -284,8 +285,9 @@ def _sequence_of(raw: Any) -> str | None:
 
 # Epoch seconds -> datetime, remembered: stream records carry whole seconds, so the records of a
 # batch share a few values, and datetime.fromtimestamp is a tenth of the parse time (datetimes are
-# immutable, so sharing one is safe). Bounded: cleared when full.
-_EPOCHS: dict[int | float, datetime] = {}
+# immutable, so sharing one is safe). Bounded: cleared when full. The C accelerator's parser reads
+# it too (replicator.accelerator.configure), leaving a time it has not seen to parse_record.
+EPOCHS: dict[int | float, datetime] = {}
 _EPOCHS_MAX = 256
 
 
@@ -293,12 +295,12 @@ def _creation_time(value: Any, where: tuple[int, str | None, str | None]) -> dat
     if value is None:
         return None
     if type(value) is int or type(value) is float:
-        found = _EPOCHS.get(value)
+        found = EPOCHS.get(value)
         if found is None:
             found = _from_epoch(value, where)
-            if len(_EPOCHS) >= _EPOCHS_MAX:
-                _EPOCHS.clear()
-            _EPOCHS[value] = found
+            if len(EPOCHS) >= _EPOCHS_MAX:
+                EPOCHS.clear()
+            EPOCHS[value] = found
         return found
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
@@ -332,24 +334,3 @@ def _from_epoch(value: int | float, where: tuple[int, str | None, str | None]) -
         raise _fail(
             f"epoch seconds {value!r} are not a time", "dynamodb.ApproximateCreationDateTime", where
         ) from None
-
-
-def configure_accelerator(module: Any) -> None:
-    """Hand the C accelerator what its ``parse_changes`` builds with (done at import when it is
-    on; the tests call it to test the C module directly even in a pure-Python run)."""
-    # parse_changes builds Change objects as parse_record does (see the asserts above) and reads
-    # creation times from _EPOCHS, leaving a time it has not seen to parse_record.
-    module.configure_events(
-        Change,
-        _EVENT_NAMES,
-        _VIEW_TYPES,
-        _EPOCHS,
-        TTL_PRINCIPAL,
-        EventName.REMOVE,
-        StreamViewType.NEW_AND_OLD_IMAGES,
-        StreamViewType.NEW_IMAGE,
-    )
-
-
-if native is not None:
-    configure_accelerator(native)

@@ -23,10 +23,11 @@ from typing import Any
 from bson.binary import Binary
 from bson.decimal128 import Decimal128
 
+from replicator import accelerator
 from replicator.convert import Converter
+from replicator.diff import id_key
 from replicator.errors import ConfigurationError
 from replicator.keys import KeyMapper
-from replicator.migrate.diff import id_key
 from replicator.plan import Planner
 from replicator.settings import Settings
 
@@ -53,16 +54,21 @@ def load_callable(path: str) -> Callable[..., Any]:
     return target  # type: ignore[no-any-return]
 
 
-def planner_for(settings: Settings) -> Planner:
+def planner_for(settings: Settings, *, accelerate: bool = True) -> Planner:
     """The planner the Replicator plans with: ``settings``' number mode, key schema, ``id_mapping``
-    and transforms loaded. Raises ConfigurationError when one cannot be loaded."""
-    converter = Converter(settings.numbers)
+    and transforms loaded; the C accelerator (:mod:`replicator.accelerator`) where it runs and,
+    for whole batches, where it implements every setting (``declined_by``, the one gate).
+    ``accelerate=False``: pure Python (the same plans). Raises ConfigurationError when a
+    transform or the ``id_mapping`` cannot be loaded."""
+    native = accelerator.native if accelerate else None
+    converter = Converter(settings.numbers, native=native)
     id_mapping = load_callable(settings.id_mapping) if settings.id_mapping else None
     return Planner(
         settings,
         converter=converter,
         key_mapper=KeyMapper(converter, settings.key_schema, id_mapping),
         transforms=[load_callable(path) for path in settings.transforms],
+        native_batches=native is not None and not accelerator.declined_by(settings),
     )
 
 

@@ -38,9 +38,7 @@ class KeyMapper:
         key_schema: tuple[str, ...] | None = None,
         id_mapping: IdMapping | None = None,
     ) -> None:
-        if converter.numbers != "lossless":
-            converter = Converter("lossless")
-        self.converter = converter
+        self.converter = converter.lossless()
         self.key_schema = key_schema
         self.id_mapping = id_mapping
         # The commonest table key, one S attribute, takes a short cut in document_id.

@@ -8,30 +8,17 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
-from replicator.accelerator import native, slot_template
 from replicator.writes import PlannedWrite
 
 if TYPE_CHECKING:
     Operation: TypeAlias = "ReplaceOne[dict[str, Any]] | UpdateOne | DeleteOne"
 
 
-def configure_accelerator(module: Any) -> None:
-    """Hand the C accelerator what its ``operations`` builds (done at import when it is on; the
-    tests call it to test the C module directly even in a pure-Python run)."""
-    module.configure_operations(
-        ReplaceOne, DeleteOne, UpdateOne,
-        slot_template(ReplaceOne, {}, {}, upsert=True), slot_template(DeleteOne, {}),
-    )
-
-
-if native is not None:
-    configure_accelerator(native)
-
-
-def operations(writes: Sequence[PlannedWrite]) -> list[Operation]:
-    """The pymongo operations ``bulk_write`` sends for ``writes``: built by the C accelerator where
-    it runs (filling the operations' slots skips ``__init__``'s checks, which hold by
-    construction here: a tenth of the core's CPU per record), else by :func:`operation`."""
+def operations(writes: Sequence[PlannedWrite], native: Any = None) -> list[Operation]:
+    """The pymongo operations ``bulk_write`` sends for ``writes``: built by ``native``, the C
+    accelerator (:data:`replicator.accelerator.native`; the Replicator hands it in), where given
+    (filling the operations' slots skips ``__init__``'s checks, which hold by construction here:
+    a tenth of the core's CPU per record), else by :func:`operation`."""
     if native is not None and type(writes) is list:
         built = native.operations(writes)
         if built is not None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from replicator.accelerator import declined_by, native
 from replicator.convert import Converter, storage_problem
 from replicator.errors import (
     ConversionError,
@@ -35,13 +34,19 @@ from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_
 from replicator.keys import KeyMapper, identity
 from replicator.settings import Settings
 from replicator.sharding import (
-    ShardKeyMove,
     check_stream_view,
     movable_shard_key,
     same_shard_values,
     shard_values,
 )
-from replicator.writes import PlannedWrite, WriteDocument, WriteKind, WritePlan, main_write
+from replicator.writes import (
+    PlannedWrite,
+    ShardKeyMove,
+    WriteDocument,
+    WriteKind,
+    WritePlan,
+    main_write,
+)
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
 #: Planner.plan_records' default: records of any eventSourceARN (the Replicator passes its pin).
@@ -56,15 +61,21 @@ class Planner:
         converter: Converter | None = None,
         key_mapper: KeyMapper | None = None,
         transforms: Sequence[Transform] = (),
+        native_batches: bool = False,
     ) -> None:
+        """``converter``: pure Python unless it was handed the C accelerator (the default
+        converter is pure). ``native_batches``: whether the converter's C accelerator may also
+        plan whole batches of raw records (:meth:`plan_records`); true only where it implements
+        every planning setting -- ``replicator.accelerator.declined_by(settings)`` is empty, the
+        one gate, which :func:`replicator.expected.planner_for` asks."""
         self.settings = settings
         self.converter = converter or Converter(settings.numbers)
         self.key_mapper = key_mapper or KeyMapper(self.converter, settings.key_schema)
         self.transforms = tuple(transforms)
         # The C accelerator plans a whole batch of raw records in one pass where it implements
-        # every planning setting (accelerator.declined_by: the one gate); Python plans the rest.
+        # every planning setting (the caller asked the gate); Python plans the rest.
         common = (
-            not declined_by(settings)
+            native_batches
             and not self.transforms
             and self.key_mapper.id_mapping is None
             and self.converter.native is not None
@@ -420,16 +431,6 @@ class Planner:
                 bad.append(_bad(first, error))
                 ordered.pop(0)
         return None
-
-
-def configure_accelerator(module: Any) -> None:
-    """Hand the C accelerator what its ``plan_records`` builds with (done at import when it is
-    on; the tests call it to test the C module directly even in a pure-Python run)."""
-    module.configure_planner(PlannedWrite)
-
-
-if native is not None:
-    configure_accelerator(native)
 
 
 def _has_dollar_name(document: dict[str, Any], accelerator: Any = None) -> bool:

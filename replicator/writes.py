@@ -9,13 +9,10 @@ operation ``bulk_write`` sends. The C accelerator's ``plan_records`` builds the 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from replicator.events import BadRecord, Change
 from replicator.frozen import build, check_plain
-
-if TYPE_CHECKING:
-    from replicator.sharding import ShardKeyMove
 
 #: MongoDB's write kinds the planner uses: replaceOne, updateOne (an update document or a
 #: pipeline), deleteOne
@@ -23,6 +20,36 @@ WriteKind = Literal["replace", "update", "delete"]
 CollectionRole = Literal["main", "archive"]
 #: a replacement document, an update document, or an aggregation pipeline (a list of stages)
 WriteDocument = dict[str, Any] | list[dict[str, Any]] | None
+
+
+@dataclass(frozen=True)
+class ShardKeyMove:
+    """A write that moves its document to another shard key value (:mod:`replicator.sharding`
+    finds the values; it lives here because a PlannedWrite carries it and it carries one).
+
+    MongoDB changes a document's shard key value only in a retryable write or a transaction, with
+    the full OLD shard key in the filter (MongoDB docs: "Change a Document's Shard Key Value").
+    The PlannedWrite itself is that single write (old shard key + guard, upsert);
+    apply.py sends it alone where the target has no transactions. Where it has them (replica set,
+    sharded cluster) apply.py runs the move as one transaction instead: read every stored copy of
+    ``document_id``; if one is at least as new as ``sequence`` the change is stale; otherwise
+    delete each copy that is not at the ``new`` shard key value (by its full shard key) and run
+    ``write`` (new shard key + guard, upsert). Reading first also finds a copy stored at a value
+    no image mentions, which a blind upsert would duplicate on another shard.
+
+    ``old`` is None when the stored value is unknown (the oldest change of the batch has no old
+    image); the single write then filters on ``_id`` and the guard only, which is right on an
+    unsharded target, the only kind without transactions.
+    """
+
+    document_id: Any
+    shard_key: tuple[str, ...]
+    old: dict[str, Any] | None
+    new: dict[str, Any]
+    write: PlannedWrite
+    sequence_field: str
+    #: the change's padded sequence number; None when the stale-write guard is off
+    sequence: str | None
 
 
 @dataclass(frozen=True)

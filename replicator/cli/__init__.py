@@ -2,7 +2,7 @@
 
 This module parses the command line and maps outcomes to exit codes; :mod:`.commands` runs
 ``run`` / ``resync`` / ``checkpoints``; :mod:`.endpoints` builds the target collection, the boto3
-clients and the Poller from the arguments (shared with ``replicator.migrate.cli``).
+clients and the Poller from the arguments (shared with ``replicator.cli.migrate``).
 
     replicator run --table NAME --mongodb-uri URI [options]    replicate until SIGTERM/SIGINT
     replicator resync --table NAME --mongodb-uri URI --yes     rebuild the collection from the table
@@ -230,7 +230,7 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     show.set_defaults(func=cmd_checkpoints)
 
     from replicator.cli import redrive  # the on-failure queue's ranges (docs/redrive.md)
-    from replicator.migrate.cli import add_commands  # sync, verify, recover (docs/migration.md)
+    from replicator.cli.migrate import add_commands  # sync, verify, recover (docs/migration.md)
 
     redrive.add_command(commands, common)
     add_commands(commands, common)

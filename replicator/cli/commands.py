@@ -1,6 +1,6 @@
 """The ``run``, ``resync`` and ``checkpoints`` commands of ``replicator`` (parsed in
 replicator/cli/__init__.py; the migration's ``sync``, ``verify``, ``recover`` are in
-replicator/migrate/cli.py).
+replicator/cli/migrate.py).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Each segment (``Segment``/``TotalSegments``, DynamoDB docs "Parallel Scan") scans its share of the
 table page by page; each page goes through the Replicator as INSERT records with the copy's
-sequence number (see records.py) and, once MongoDB acknowledged it, the segment's
+sequence number (see replicator/item_records.py) and, once MongoDB acknowledged it, the segment's
 ``LastEvaluatedKey`` is saved (segments.py). Killed at any point, the next run resumes every
 unfinished segment after its last saved page and skips the finished ones.
 """
@@ -21,7 +21,7 @@ from pymongo.errors import PyMongoError
 
 from replicator.core import BatchResult, Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted
-from replicator.migrate.records import COPY_SEQUENCE, item_record, tally
+from replicator.item_records import COPY_SEQUENCE, item_record, tally
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
 from replicator.retry import Backoff

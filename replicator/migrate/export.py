@@ -49,7 +49,7 @@ from typing import Any
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, MalformedRecordError, ReplicationError
 from replicator.events import BadRecord
-from replicator.migrate.records import (
+from replicator.item_records import (
     COPY_SEQUENCE,
     Record,
     item_record,

@@ -40,12 +40,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from replicator.diff import id_key
 from replicator.errors import ConfigurationError, ResyncRequired
 from replicator.events import pad_sequence_number
+from replicator.item_records import COPY_SEQUENCE, after
 from replicator.migrate.copy import CopyStats, ScanCopy
-from replicator.migrate.diff import id_key
 from replicator.migrate.export import INCREMENTAL, ExportManifest, ExportStats, load_export
-from replicator.migrate.records import COPY_SEQUENCE, after
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.sync import copy_replicator_factory
 from replicator.migrate.verify import Verifier

@@ -6,9 +6,9 @@ Positions first (the order dsync and NimoShake also use, made safe here by the g
    run knows the stream) before a single item is read: every change made from then on is in the
    stream after these iterators.
 2. **Copy.** The table's items go through the same Replicator as INSERTs with sequence number
-   "0" (records.py): a copied item never overwrites a document a stream change wrote, and a
-   tombstone keeps an item deleted by the stream from coming back. Source: a Parallel Scan
-   (copy.py, resumable per segment) or a DynamoDB export to S3 (export.py).
+   "0" (replicator/item_records.py): a copied item never overwrites a document a stream change
+   wrote, and a tombstone keeps an item deleted by the stream from coming back. Source: a
+   Parallel Scan (copy.py, resumable per segment) or a DynamoDB export to S3 (export.py).
 3. **Handover.** The poller applies the stream from the positions of step 1 until it is caught up
    (``consistent_at``); ``replicator run`` (or a Lambda event source mapping) continues from there.
 
@@ -32,9 +32,9 @@ from typing import Any
 
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted, ResyncRequired
+from replicator.item_records import COPY_SEQUENCE
 from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.export import ExportManifest, ExportStats, WorkerTarget, load_export
-from replicator.migrate.records import COPY_SEQUENCE
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
 from replicator.poller import Poller, PollerStats

@@ -1,7 +1,7 @@
 """``replicator verify``: does the collection hold the table, while the application writes?
 
 1. **Scan.** A Parallel Scan of the table; each page's documents are read with one ``$in``
-   query on ``_id`` and compared field by field (diff.py) with the documents the core makes of
+   query on ``_id`` and compared field by field (replicator/diff.py) with the documents the core makes of
    the items. Every ``_id`` seen is kept; then the collection's ``_id``s not seen are *extra*.
 2. **Re-check.** Under live writes a first-pass difference is usually replication lag (the
    document is older than the item) or a write after the scan (the document newer). So every
@@ -35,9 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from replicator.errors import RecordError
-from replicator.expected import ExpectedDocuments, Key, key_types_of
-from replicator.migrate.diff import (
+from replicator.diff import (
     MISSING,
     FieldDifference,
     document_differences,
@@ -45,6 +43,8 @@ from replicator.migrate.diff import (
     plain,
     set_paths,
 )
+from replicator.errors import RecordError
+from replicator.expected import ExpectedDocuments, Key, key_types_of
 from replicator.settings import Settings
 
 log = logging.getLogger("replicator.migrate")
@@ -174,7 +174,7 @@ class Verifier:
         return key_types_of(table.get("AttributeDefinitions", []))
 
     def _read_documents(self, ids: Sequence[Any]) -> dict[Any, dict[str, Any]]:
-        """The documents of ``ids``, keyed by :func:`~replicator.migrate.diff.id_key` (pymongo
+        """The documents of ``ids``, keyed by :func:`~replicator.diff.id_key` (pymongo
         may decode an ``_id`` in another type than the planner made it: ``Int64``)."""
         found: dict[Any, dict[str, Any]] = {}
         ids = [i for i in ids if i is not NO_ID]
@@ -188,7 +188,7 @@ class Verifier:
     def compare(self, item: Mapping[str, Any] | None,
                 document: Mapping[str, Any] | None) -> Divergence | None:
         """The divergence of ``document`` from what the replicator writes for ``item`` (by BSON
-        value, replicator/migrate/diff.py), or None."""
+        value, replicator/diff.py), or None."""
         if item is None and document is None:
             return None
         if item is None:

@@ -14,7 +14,7 @@ from pymongo.errors import PyMongoError
 
 from replicator.core import BatchResult
 from replicator.errors import ConfigurationError, RetriesExhausted
-from replicator.migrate.records import COPY_SEQUENCE, item_record, tally
+from replicator.item_records import COPY_SEQUENCE, item_record, tally
 from replicator.poller.loop import Poller
 
 log = logging.getLogger("replicator.poller")  # the poller's log: one place to follow a re-sync

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from replicator import accelerator
 from replicator.errors import MalformedRecordError
 from replicator.events import (
     EventName,
@@ -195,7 +196,7 @@ def test_ttl_delete_in_both_identity_shapes(
 ) -> None:
     raw = stream_record("200", "REMOVE", old={"id": {"S": "u1"}})
     raw["userIdentity"] = identity
-    (change,), bad = parse_records([raw], accelerate=accelerate)
+    (change,), bad = parse_records([raw], native=accelerator.native if accelerate else None)
     assert bad == [] and change.is_ttl_delete is True
     assert parse_record(raw).is_ttl_delete is True
 

@@ -20,8 +20,8 @@ from replicator.events import StreamViewType, parse_records
 from replicator.operations import operation
 from replicator.plan import Planner
 from replicator.settings import Settings
-from replicator.sharding import ShardKeyMove, same_shard_values
-from replicator.writes import PlannedWrite, WritePlan
+from replicator.sharding import same_shard_values
+from replicator.writes import PlannedWrite, ShardKeyMove, WritePlan
 from support.planned_writes import from_operation
 
 ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/users/stream/2026-01-01T00:00:00.000"

@@ -21,7 +21,7 @@ import bson
 import pytest
 from bson.decimal128 import Decimal128
 
-from replicator import quarantine
+from replicator import accelerator, quarantine
 from replicator.convert import Converter
 from replicator.core import Replicator
 from replicator.errors import (
@@ -62,7 +62,8 @@ def replicator(settings: Settings | None = None, *, accelerated: bool = True) ->
     replicator = Replicator(Collection(), settings or Settings())
     if not accelerated:
         settings = replicator.settings
-        converter = Converter(settings.numbers, accelerate=False)
+        replicator.native = None
+        converter = Converter(settings.numbers)
         replicator.planner = Planner(
             settings, converter=converter, key_mapper=KeyMapper(converter, settings.key_schema)
         )
@@ -255,7 +256,7 @@ def test_config_error_poison_pill_with_the_configuration_fixed(accelerated: bool
 @pytest.mark.parametrize("mode", ["ignore", "archive", "delete"])
 def test_ttl_identity_boto3_shape(accelerated: bool, shape: str, mode: str) -> None:
     records = load("ttl-identity-boto3-shape", shape)["Records"]
-    changes, bad = parse_records(records, accelerate=accelerated)
+    changes, bad = parse_records(records, native=accelerator.native if accelerated else None)
     assert bad == [] and [c.is_ttl_delete for c in changes] == [False, True]
     plan = plan_of(records, Settings(ttl_deletes=mode), accelerated=accelerated)  # type: ignore[arg-type]
     main, archive = written(plan), written(plan, "archive")

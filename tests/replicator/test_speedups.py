@@ -32,18 +32,16 @@ from replicator.convert import Converter
 from replicator.core import Replicator
 from replicator.errors import ConversionError, MalformedRecordError
 from replicator.events import (
-    _EPOCHS,
+    EPOCHS,
     BadRecord,
     Change,
-    configure_accelerator,
     parse_record,
     parse_records,
     table_arn_of,
 )
+from replicator.expected import planner_for
 from replicator.keys import KeyMapper
-from replicator.operations import configure_accelerator as configure_operations
 from replicator.plan import Planner
-from replicator.plan import configure_accelerator as configure_planner
 from replicator.settings import Settings
 from replicator.writes import PlannedWrite, WritePlan
 
@@ -59,9 +57,9 @@ except ImportError as error:  # not built, or built for another Python (as impor
     IMPORT_ERROR = error
 
 if speedups_module is not None:
-    # convert.py configures it at import unless REPLICATOR_PURE_PYTHON=1; these tests always test it
-    speedups_module.configure(Decimal128, Decimal)
-    configure_accelerator(speedups_module)
+    # replicator.accelerator configures it when it loads it, unless REPLICATOR_PURE_PYTHON=1;
+    # these tests always test it
+    accelerator.configure(speedups_module)
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = ROOT / "fixtures" / "dynamodb-local" / "type_zoo"
@@ -89,7 +87,7 @@ def speedups() -> Any:
 
 def pure_converter() -> Converter:
     """A lossless Converter that never calls the C module: the reference."""
-    return Converter("lossless", accelerate=False)
+    return Converter("lossless")
 
 
 def _from_speedups(value: Any) -> bool:
@@ -133,7 +131,7 @@ def assert_agrees(speedups: Any, image: Any) -> Any:
 
 # -- the extension and the reference used here ----------------------------------------------------
 def test_the_extension_is_built_and_configured(speedups: Any) -> None:
-    # convert.py configures the module at import; Decimal128 values are built one of two ways
+    # accelerator.configure hands it Decimal128; Decimal128 values are built one of two ways
     assert speedups._decimal128_path() in ("slots", "constructor")
     assert speedups.image({"a": {"N": "19.99"}}) == {"a": Decimal128("19.99")}
 
@@ -740,7 +738,7 @@ def test_parse_records_is_the_same_with_and_without_the_accelerator(batch: list[
         changes, bad = result
         return [c.__dict__ for c in changes], [(b.index, str(b.error)) for b in bad]
 
-    assert summary(parse_records(batch)) == summary(parse_records(batch, accelerate=False))
+    assert summary(parse_records(batch, native=speedups_module)) == summary(parse_records(batch))
 
 
 def test_parse_changes_leaves_an_unseen_creation_time_to_python(speedups: Any) -> None:
@@ -749,7 +747,7 @@ def test_parse_changes_leaves_an_unseen_creation_time_to_python(speedups: Any) -
         "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1",
                      "ApproximateCreationDateTime": 1_234_567_891.25, "NewImage": {}},
     }
-    _EPOCHS.pop(1_234_567_891.25, None)
+    EPOCHS.pop(1_234_567_891.25, None)
     assert speedups.parse_changes([record]) == ([None], 1)
     change = parse_record(record)  # remembers the time
     assert speedups.parse_changes([record])[0][0].__dict__ == change.__dict__
@@ -777,11 +775,6 @@ TTL_IDENTITIES = [
     {"type": "Service", "principalId": "dynamodb.amazonaws.com"},  # Lambda's shape
     {"PrincipalId": "dynamodb.amazonaws.com", "Type": "Service"},  # GetRecords' (boto3) shape
 ]
-if speedups_module is not None:
-    configure_planner(speedups_module)
-    configure_operations(speedups_module)
-
-
 class _Nowhere:
     """A collection stand-in: planning never writes."""
 
@@ -792,7 +785,8 @@ class _Nowhere:
 def reference_plan(settings: Settings, batch: list[Any]) -> WritePlan | Exception:
     """Replicator.plan's Python way (table pinning, read-back, planner), in pure Python."""
     replicator = Replicator(_Nowhere(), settings)
-    converter = Converter(settings.numbers, accelerate=False)
+    replicator.native = None
+    converter = Converter(settings.numbers)
     replicator.planner = Planner(
         settings, converter=converter, key_mapper=KeyMapper(converter, settings.key_schema)
     )
@@ -963,24 +957,25 @@ def test_plan_records_leaves_the_uncommon_to_python(speedups: Any) -> None:
 
 
 def test_the_planner_uses_plan_records_only_for_the_common_settings() -> None:
+    def converter() -> Converter:
+        return Converter(native=accelerator.native)
+
     uses = {
-        "defaults": Planner(Settings()),
-        "a shard key": Planner(Settings(shard_key=("pk",))),
-        "a transform": Planner(Settings(), transforms=[lambda d: d]),
-        "an id mapping": Planner(Settings(), key_mapper=KeyMapper(Converter(), None, lambda k: 1)),
-        "pure Python": Planner(Settings(), converter=Converter(accelerate=False)),
-        "float numbers": Planner(Settings(numbers="float")),
+        "defaults": planner_for(Settings()),
+        "a shard key": planner_for(Settings(shard_key=("pk",))),
+        "a transform": Planner(Settings(), converter=converter(), transforms=[lambda d: d],
+                               native_batches=True),
+        "an id mapping": Planner(Settings(), converter=converter(), native_batches=True,
+                                 key_mapper=KeyMapper(converter(), None, lambda k: 1)),
+        "pure Python": planner_for(Settings(), accelerate=False),
+        "float numbers": planner_for(Settings(numbers="float")),
+        "the gate not asked": Planner(Settings(), converter=converter()),
+        "a pure converter": Planner(Settings(), native_batches=True),
     }
     records = [{"eventName": "REMOVE", "dynamodb": {"Keys": {"pk": {"S": "a"}}, "SequenceNumber": "1"}}]
     planned = {name: p.plan_records(records) is not None for name, p in uses.items()}
-    expected = {name: name == "defaults" and native_module() is not None for name in uses}
+    expected = {name: name == "defaults" and accelerator.native is not None for name in uses}
     assert planned == expected
-
-
-def native_module() -> Any:
-    from replicator.accelerator import native
-
-    return native
 
 
 def test_plan_records_checks_its_arguments(speedups: Any) -> None:
@@ -1089,7 +1084,7 @@ def test_configure_planner_refuses_a_class_it_cannot_build(speedups: Any) -> Non
         with pytest.raises(TypeError):
             speedups.configure_planner(OwnNew)
     finally:
-        configure_planner(speedups)
+        accelerator.configure(speedups)
 
 
 # -- operations: planned writes -> pymongo operations, against operations.operation-----------------
@@ -1122,7 +1117,8 @@ def test_operations_agree_with_apply_operation(speedups: Any) -> None:
     # a shape it does not build (a replacement without upsert): Python builds the whole list
     odd = PlannedWrite("replace", {"_id": 1}, {"_id": 1}, False, ("1",))
     assert speedups.operations([*EDGE_WRITES, odd]) is None
-    assert edge.operations([*EDGE_WRITES, odd]) == [edge.operation(w) for w in [*EDGE_WRITES, odd]]
+    assert edge.operations([*EDGE_WRITES, odd], speedups) == [
+        edge.operation(w) for w in [*EDGE_WRITES, odd]]
 
 
 def test_slot_template_describes_how_the_class_fills_its_slots() -> None:
@@ -1159,7 +1155,7 @@ def test_operations_are_the_same_whichever_way_they_are_built(speedups: Any, tem
         assert built is None or [operation_shape(o) for o in built] == [
             operation_shape(edge.operation(w)) for w in EDGE_WRITES]
     finally:
-        configure_operations(speedups)
+        accelerator.configure(speedups)
     assert speedups._operation_path() == ("slots", "slots")
 
 
@@ -1171,4 +1167,4 @@ def test_configure_operations_refuses_a_malformed_template(speedups: Any) -> Non
             with pytest.raises(TypeError):
                 speedups.configure_operations(ReplaceOne, DeleteOne, UpdateOne, bad, None)
     finally:
-        configure_operations(speedups)
+        accelerator.configure(speedups)

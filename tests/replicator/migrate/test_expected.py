@@ -28,9 +28,9 @@ from harness.convergence import check
 from harness.migration import TrimmedStreams
 from replicator import accelerator
 from replicator.core import Replicator
+from replicator.diff import differences, document_differences, id_key
 from replicator.errors import ResyncRequired
 from replicator.expected import ExpectedDocuments, planner_for
-from replicator.migrate.diff import differences, document_differences, id_key
 from replicator.migrate.gap import recover
 from replicator.migrate.verify import Verifier
 from replicator.poller import Poller
@@ -331,7 +331,7 @@ def test_an_id_mapping_that_raises_is_one_bad_record_in_the_plan() -> None:
             raise KeyError("no such order")
         return "x" + key["pk"]
 
-    converter = Converter(accelerate=False)
+    converter = Converter()
     planner = Planner(Settings(), converter=converter,
                       key_mapper=KeyMapper(converter, None, mapping))
     records = [{"eventID": f"e{n}", "eventName": "INSERT",

@@ -24,6 +24,7 @@ from harness.migration import (
     sequences,
 )
 from harness.runner import scan_items
+from replicator.item_records import after
 from replicator.migrate.copy import ScanCopy
 from replicator.migrate.export import (
     FULL,
@@ -35,7 +36,6 @@ from replicator.migrate.export import (
     write_export,
 )
 from replicator.migrate.gap import MAX_WINDOW, MIN_WINDOW, export_windows
-from replicator.migrate.records import after
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.sync import copy_replicator_factory, sync_export, sync_scan
 from replicator.migrate.throttle import ReadCapacityThrottle
@@ -152,7 +152,7 @@ def test_the_copy_never_overwrites_a_stream_change_nor_revives_a_deleted_item(
     # a late copy of the deleted item (seq 0) is held back by its tombstone
     again = copy_replicator_factory(make_poller(moto, table, collection))()
     from harness.migration import item
-    from replicator.migrate.records import item_record
+    from replicator.item_records import item_record
 
     result = again.process([item_record(item(1), ("pk",), "0", "late")])
     assert result.applied == 0 and result.stale == 1
@@ -396,7 +396,7 @@ def test_cli_sync_then_verify_exit_codes_and_reports(
 ) -> None:
     from replicator import cli
     from replicator.cli import commands, endpoints
-    from replicator.migrate import cli as migrate_cli
+    from replicator.cli import migrate as migrate_cli
 
     moto.create_table(TableSpec("clitable", ("pk", "S")))
     prefill(moto.dynamodb(), "clitable", 40)
@@ -423,7 +423,7 @@ def test_cli_sync_then_verify_exit_codes_and_reports(
 
 
 def test_replication_waiter_waits_for_a_running_poller_only() -> None:
-    from replicator.migrate.cli import ReplicationWaiter
+    from replicator.cli.migrate import ReplicationWaiter
     from replicator.poller.checkpoints import StreamMarker
 
     moments = [datetime(2026, 1, 1, tzinfo=timezone.utc)]
