@@ -118,5 +118,3 @@ def check(
     ignore = [planner.settings.sequence_field]
     return compare(expected_documents(items, planner), read_target(collection, ignore))
 
-
-_plain = extended_json  # the old name, still imported by harness/report.py

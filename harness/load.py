@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import DEFAULT_TARGET, TableSpec, started, target_backend
-from harness.fixtures import Capture
+from harness.captures.format import Capture
+from harness.captures.replay import iter_recorded_records, recorded_shards, replay, settings_for
 from harness.handlers import make_handler
-from harness.replay import iter_recorded_records, recorded_shards, replay, settings_for
 from harness.runner import driver_config, rss_peak_mb, run_scenario
 from harness.scenario import Scenario
 from harness.timing import Stopwatch, shares, timed_collection

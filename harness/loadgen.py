@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import TableSpec
+from harness.captures.recording import Recording, write_recording
 from harness.model import ModelTable
-from harness.recording import Recording, write_recording
 from harness.workload import Operation, WorkloadSpec, iter_operations
 
 __all__ = ["SUPPORTED_OPERATIONS", "generate", "main", "model_records"]

@@ -2,7 +2,7 @@
 
 What the pytest plugin's ``replication`` fixture hands out, usable without pytest too. The stream
 is read with the core's :class:`~replicator.poller.streams.StreamReader` and delivered by the event source
-mapping emulation (:mod:`harness.driver`); convergence is judged by :mod:`harness.convergence`
+mapping emulation (:mod:`harness.esm.mapping`); convergence is judged by :mod:`harness.convergence`
 (expected documents built by the replicator's own conversion and the given settings).
 
 "Wait until converged" never waits on a clock: :meth:`Replication.sync` reads the stream until
@@ -20,7 +20,9 @@ from typing import Any
 
 from harness.backends.base import SourceBackend, Table
 from harness.convergence import Diff, check, read_target
-from harness.driver import DriverReport, EsmConfig, EventSourceMapping
+from harness.esm.config import EsmConfig
+from harness.esm.mapping import EventSourceMapping
+from harness.esm.report import DriverReport
 from harness.handlers import make_handler
 from replicator.expected import planner_for as planner_for  # its home; re-exported
 from replicator.settings import Settings
@@ -32,7 +34,7 @@ HandlerSpec = str | LambdaHandler
 
 def esm_config(esm: EsmConfig | Mapping[str, Any] | str | Path | None) -> EsmConfig:
     """An :class:`EsmConfig` from itself, from CreateEventSourceMapping names (``BatchSize``...),
-    or from a SAM/CloudFormation template's path (see :mod:`harness.esm_template`).
+    or from a SAM/CloudFormation template's path (see :mod:`harness.esm.template`).
 
     ``None``: the defaults with ReportBatchItemFailures on, as the README tells users to deploy.
     """
@@ -41,7 +43,7 @@ def esm_config(esm: EsmConfig | Mapping[str, Any] | str | Path | None) -> EsmCon
     if isinstance(esm, EsmConfig):
         return esm
     if isinstance(esm, (str, Path)):
-        from harness.esm_template import load_esm_config
+        from harness.esm.template import load_esm_config
 
         return load_esm_config(Path(esm))
     return EsmConfig.from_aws(esm)

@@ -220,7 +220,7 @@ def make_lanes(
     *,
     stopwatch: Stopwatch | None = None,
 ) -> list[_Lane]:
-    from harness.driver import EventSourceMapping
+    from harness.esm.mapping import EventSourceMapping
 
     settings = Settings(key_schema=table.spec.key_schema, **_settings_fields(scenario))
     item_reader = None
@@ -250,7 +250,7 @@ def make_lanes(
 def driver_config(scenario: Scenario) -> Any:
     """The scenario's event source mapping; ReportBatchItemFailures on unless it says otherwise
     (the replicator answers with batchItemFailures, and the README tells users to enable it)."""
-    from harness.driver import EsmConfig
+    from harness.esm.config import EsmConfig
 
     fields = {"report_batch_item_failures": True, **scenario.driver}
     if int(fields.get("batch_size", 0)) > MAX_BATCH_RECORDS:

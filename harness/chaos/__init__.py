@@ -41,9 +41,9 @@ from harness.chaos.shape import (
     workload_for,
 )
 from harness.convergence import check
+from harness.esm.lambda_events import wire_json  # bytes -> base64, as in the fixtures
 from harness.faults import FaultPlan
 from harness.invariants import DeliveryChecker, excuse, unkept_rejections
-from harness.lambda_events import _plain as wire_json  # bytes -> base64, as in the fixtures
 from harness.runner import scan_items
 from harness.workload import run_workload
 from replicator.expected import planner_for
@@ -138,7 +138,7 @@ def run_schedule(
 ) -> ScheduleResult:
     """One seeded schedule on a started source and target (default: mongomock). ``shape`` and
     ``plan_overrides`` replace what the seed draws (a focused plan)."""
-    from harness.lambda_events import to_lambda_record
+    from harness.esm.lambda_events import to_lambda_record
     from harness.streams import StreamReader
 
     started = time.perf_counter()
@@ -211,8 +211,8 @@ def replay_recording(directory: Path, *, target: str = "mongomock") -> ScheduleR
     """Replay a chaos recording with its fault plan and settings (``schedule.json``: faults,
     mapping, shard layout, shape): the same records through the same faults, so the recorded
     divergence comes back."""
-    from harness.driver import EsmConfig
-    from harness.fixtures import load_capture_dir
+    from harness.captures.format import load_capture_dir
+    from harness.esm.config import EsmConfig
 
     directory = Path(directory)
     schedule = json.loads((directory / "schedule.json").read_text())

@@ -38,7 +38,10 @@ from pymongo.errors import ExecutionTimeout, PyMongoError
 
 from harness.backends.base import TableSpec
 from harness.chaos.shape import Shape, ShardLayout
-from harness.driver import EsmConfig, EventSourceMapping, lane_for
+from harness.esm.config import EsmConfig
+from harness.esm.lambda_context import MAX_TIMEOUT_S, LambdaContext
+from harness.esm.mapping import EventSourceMapping
+from harness.esm.response import lane_for
 from harness.faults import (
     BulkWriteShim,
     FaultLog,
@@ -48,7 +51,6 @@ from harness.faults import (
     faulty_sides,
 )
 from harness.invariants import DeliveryChecker
-from harness.lambda_context import MAX_TIMEOUT_S, LambdaContext
 from replicator import deadline
 from replicator.core import Replicator
 from replicator.errors import ReplicationError

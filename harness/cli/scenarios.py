@@ -87,7 +87,7 @@ def run(
     except ScenarioError as error:
         fail(str(error))
     if esm_template is not None:
-        from harness.esm_template import TemplateError, with_template_esm
+        from harness.esm.template import TemplateError, with_template_esm
 
         try:
             scenarios = [with_template_esm(s, esm_template) for s in scenarios]

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 from lambda_isolated import handle_isolated
 
-from harness.esm_template import load_template
+from harness.esm.template import load_template
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "template.yaml"

@@ -14,9 +14,11 @@ from typing import Any
 from bson import json_util
 from bson.decimal128 import Decimal128
 
+from harness.captures.format import Capture
 from harness.convergence import Diff, check
-from harness.driver import DriverReport, EsmConfig, EventSourceMapping
-from harness.fixtures import Capture
+from harness.esm.config import EsmConfig
+from harness.esm.mapping import EventSourceMapping
+from harness.esm.report import DriverReport
 from harness.handlers import make_handler
 from replicator.expected import planner_for
 from replicator.settings import Settings
@@ -87,7 +89,7 @@ def replay(
     records: Iterable[dict[str, Any]] | None = None,
     total: int | None = None,
 ) -> ReplayResult:
-    """Deliver the capture's records through the event source mapping emulation (harness/driver.py)
+    """Deliver the capture's records through the event source mapping emulation (harness/esm/mapping.py)
     -- its batching, partial batch responses and retries -- and check the final items.
 
     ``shards`` (from :func:`recorded_shards`) splits the records into the recorded shards, a child
