@@ -25,7 +25,7 @@ from typing import Any
 
 from harness.backends.base import Table, TableSpec, source_backend, started, target_backend
 from harness.convergence import check
-from harness.runner import scan_items
+from harness.lane import scan_items
 from replicator.errors import ResyncRequired
 from replicator.expected import planner_for
 from replicator.migrate.export import INCREMENTAL, export_json, load_manifest, write_export

@@ -73,8 +73,8 @@ def record_table(
     source: str = "", final_items: bool = True,
 ) -> Recording:
     """Every record the table's stream holds now (TRIM_HORIZON to the end) and a final scan."""
-    from harness.runner import scan_items
-    from harness.streams import StreamReader, parent_of
+    from harness.lane import parent_of, scan_items
+    from replicator.poller.streams import StreamReader
 
     spec, stream_arn = describe_table_spec(dynamodb, table_name)
     reader = StreamReader(streams, stream_arn)

@@ -51,10 +51,10 @@ from harness.faults import (
     faulty_sides,
 )
 from harness.invariants import DeliveryChecker
+from harness.lane import Lane
 from replicator import deadline
 from replicator.core import Replicator
 from replicator.errors import ReplicationError
-from replicator.expected import planner_for
 from replicator.settings import Settings
 
 _current = threading.local()
@@ -197,7 +197,8 @@ class FaultyHandler:
         self._held: dict[Any, list[_Held]] = {}
         self._lock = threading.Lock()
 
-    def _lane(self, records: list[Any]) -> Any:
+    def shard_lane(self, records: list[Any]) -> Any:
+        """The (shard id, ParallelizationFactor slot) a batch of ``records`` was delivered in."""
         if not records:
             return None
         first = records[0].get("dynamodb", {})
@@ -209,7 +210,7 @@ class FaultyHandler:
         plan = self.plan
         records = list(event["Records"])
         first = str(records[0].get("dynamodb", {}).get("SequenceNumber")) if records else ""
-        lane = self._lane(records)
+        lane = self.shard_lane(records)
         with self._lock:
             delivery = self._deliveries[first] = self._deliveries.get(first, 0) + 1
             history = self.history.setdefault(lane, [])
@@ -387,6 +388,8 @@ class FaultyDrive:
     log: FaultLog
     #: the per-delivery check (regressions, resurrections)
     checker: DeliveryChecker | None = None
+    #: the lane the records were driven through (its planner judges the end state)
+    lane: Lane | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -472,18 +475,25 @@ def drive_with_faults(
                 for shard_id, _, records in shards for r in records}
     handler = FaultyHandler(replicator, plan, random.Random(plan.seed + 2), log, shape=shape,
                             partition_key=spec.partition_key[0], shard_of=shard_of)
-    # After every delivery of every lane, and before a rollback takes acknowledged writes back.
-    checker = DeliveryChecker(collection, planner_for(settings), log,
-                              lane_of=lambda event: handler._lane(list(event["Records"])))
+    # The lane: the faulty handler under test, the settings' planner, the mapping (a broken one
+    # for the planted bug children_first).
+    lane = Lane(
+        lambda event, _context: handler(event), collection, settings, name="replicator",
+        esm=esm or esm_config_for(plan, shape), item_reader=reader, stream_arn=stream_arn,
+        partition_key=spec.partition_key[0],
+        mapping_type=ChildrenFirst if "children_first" in shape.plants else EventSourceMapping,
+    )
+    # After every delivery of every shard lane, and before a rollback takes acknowledged writes
+    # back.
+    checker = DeliveryChecker(collection, lane.planner, log,
+                              lane_of=lambda event: handler.shard_lane(list(event["Records"])))
     log.observer = checker.observe
-    mapping = ChildrenFirst if "children_first" in shape.plants else EventSourceMapping
-    driver = mapping(checker.wrap(handler), esm or esm_config_for(plan, shape), stream_arn=stream_arn,
-                     partition_key=spec.partition_key[0])
+    lane.wrap(checker.wrap)
     try:
         for shard_id, parent, records in shards:
-            driver.feed(shard_id, records, parent_shard_id=parent)
-        report = driver.drain()
+            lane.feed(shard_id, records, parent_shard_id=parent)
+        report = lane.drain()
     finally:
         handler.release_all()
-        driver.close()
-    return FaultyDrive(collection, database, report, handler, log, checker)
+        lane.close()
+    return FaultyDrive(collection, database, report, handler, log, checker, lane)

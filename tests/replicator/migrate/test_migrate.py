@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.backends.base import TableSpec
+from harness.lane import scan_items
 from harness.migration import (
     SimulatedKill,
     gap_recovery,
@@ -22,7 +23,6 @@ from harness.migration import (
     prefill,
     sequences,
 )
-from harness.runner import scan_items
 from replicator.migrate.copy import ScanCopy
 from replicator.migrate.export import (
     FULL,
