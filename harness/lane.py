@@ -8,7 +8,8 @@ The dev kit's central idea, written once. A :class:`Lane` owns
 * the expected documents' planner, built from the same settings exactly as the Replicator builds
   it (:func:`replicator.expected.planner_for`: transforms, ``id_mapping``, number mode, key schema);
 * the item reader a KEYS_ONLY or OLD_IMAGE stream needs (consistent reads of the source table,
-  :func:`item_reader_for`), as the deployed replicator has it;
+  :func:`item_reader_for`, as the deployed replicator has it; or :class:`ItemsReader` over the
+  final items of a capture);
 * the event source mapping's settings (:class:`~harness.esm.config.EsmConfig`, :func:`esm_config`)
   and the mapping itself (:class:`~harness.esm.mapping.EventSourceMapping`);
 * its stream positions (:meth:`Lane.sync` resumes after the last record read);
@@ -35,7 +36,7 @@ from harness.esm.config import EsmConfig
 from harness.esm.mapping import EventSourceMapping
 from harness.esm.report import DriverReport
 from harness.handlers import Handler, make_handler
-from harness.lag import DeliveryTimes
+from harness.lag import DeliveryTimes, key_fingerprint
 from replicator.expected import planner_for
 from replicator.plan import Planner
 from replicator.poller.streams import StreamReader
@@ -93,6 +94,20 @@ def item_reader_for(source: SourceBackend, spec: TableSpec) -> ItemReader | None
     if spec.stream_view_type in IMAGE_VIEWS:
         return None
     return DynamoDBItemReader(source.dynamodb(), spec.name)
+
+
+class ItemsReader:
+    """An item reader over items already read: a capture's final items, or a scan taken after the
+    workload ended (chaos). For a KEYS_ONLY / OLD_IMAGE stream replayed after the fact, where
+    the final item is what a consistent read returns at delivery time. Keys match whatever form
+    their binary values take (bytes, or base64 text as in the Lambda event)."""
+
+    def __init__(self, items: Iterable[Mapping[str, Any]], key_schema: Sequence[str]) -> None:
+        self._by_key = {key_fingerprint({name: item[name] for name in key_schema}): dict(item)
+                        for item in items}
+
+    def read(self, keys: Sequence[Mapping[str, Any]]) -> list[Any]:
+        return [self._by_key.get(key_fingerprint(key)) for key in keys]
 
 
 def scan_items(client: Any, table_name: str) -> list[dict[str, Any]]:

@@ -19,7 +19,7 @@ from harness.convergence import Diff
 from harness.esm.config import EsmConfig
 from harness.esm.report import DriverReport
 from harness.handlers import Handler
-from harness.lane import Lane
+from harness.lane import IMAGE_VIEWS, ItemsReader, Lane
 from replicator.settings import Settings
 
 #: the stream ARN replayed records are delivered under when the recording names none
@@ -143,10 +143,16 @@ def replay(
         stream = itertools.chain([head], stream)
     chunk = max(FEED_CHUNK, config.batch_size * config.parallelization_factor * 2)
     given = handler
+    # A KEYS_ONLY / OLD_IMAGE stream: the replicator reads each item back; after the fact, the
+    # capture's final items are what a consistent read returns.
+    reader = None
+    if capture.table.stream_view_type not in IMAGE_VIEWS and capture.final_items is not None:
+        reader = ItemsReader(capture.final_items, capture.table.key_schema)
     lane = Lane(
         handler_name if given is None else (lambda event, _context: given(event)),
         collection, settings, esm=config, stream_arn=stream_arn,
         partition_key=capture.table.partition_key[0], name=handler_name, writes_to=writes_to,
+        item_reader=reader,
         on_complete=completed, accept_unsequenced=True,
     )
     lane.wrap(recording)

@@ -51,7 +51,7 @@ from harness.faults import (
     faulty_sides,
 )
 from harness.invariants import DeliveryChecker
-from harness.lane import Lane
+from harness.lane import ItemsReader, Lane
 from replicator import deadline
 from replicator.core import Replicator
 from replicator.errors import ReplicationError
@@ -406,32 +406,6 @@ class ChildrenFirst(EventSourceMapping):
     def _blocked(self, shard: Any) -> bool:
         children = [s for s in self._shards.values() if s.parent == shard.shard_id]
         return any(lane.busy for child in children for lane in child.lanes)
-
-
-class ItemsReader:
-    """The source table's items, for read-back streams: the drive runs after the workload
-    ended, so the table's final items are what a consistent read returns at that time."""
-
-    def __init__(self, items: list[dict[str, Any]], key_schema: tuple[str, ...]) -> None:
-        from harness.chaos.shape import key_id
-
-        self._by_key = {key_id(_as_bytes({k: item[k] for k in key_schema})): item for item in items}
-        self._key_id = key_id
-
-    def read(self, keys: Any) -> list[Any]:
-        return [self._by_key.get(self._key_id(_as_bytes(key))) for key in keys]
-
-
-def _as_bytes(key: Mapping[str, Any]) -> dict[str, Any]:
-    import base64
-
-    out = {}
-    for name, value in key.items():
-        if isinstance(value, Mapping) and "B" in value and isinstance(value["B"], str):
-            out[name] = {"B": base64.b64decode(value["B"])}
-        else:
-            out[name] = value
-    return out
 
 
 def drive_with_faults(

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from harness.backends.base import TableSpec, source_backend, started
-from harness.captures.format import load_capture_dir
+from harness.captures.format import Capture, load_capture_dir
 from harness.captures.replay import replay
 from harness.convergence import check
 from harness.lane import Lane
@@ -90,3 +90,23 @@ def test_a_lanes_handler_and_its_diff_share_the_settings(mongoeco_db: Any) -> No
         assert not lane.diff([{"id": {"S": "a"}, "age": {"N": "3"}}]).converged
     finally:
         lane.close()
+
+
+@pytest.mark.parametrize("view", ["KEYS_ONLY", "OLD_IMAGE"])
+def test_replay_of_a_read_back_stream_reads_the_captures_final_items(
+    mongoeco_db: Any, view: str
+) -> None:
+    # The seed capture as a KEYS_ONLY (or OLD_IMAGE) stream would have carried it: no new images.
+    seed = load_capture_dir(FIXTURES / "seed_table")
+    records = []
+    for record in seed.records:
+        body = {k: v for k, v in record["dynamodb"].items()
+                if k != "NewImage" and (view == "OLD_IMAGE" or k != "OldImage")}
+        records.append({**record, "dynamodb": {**body, "StreamViewType": view}})
+    capture = Capture(dataclasses.replace(seed.table, stream_view_type=view),
+                      {"Records": records}, seed.final_items)
+    result = replay(capture, mongoeco_db["seed"])
+    assert result.error is None
+    assert result.diff is not None and result.diff.converged, result.diff.as_dict()
+    assert mongoeco_db["seed_quarantine"].count_documents({}) == 0
+    assert mongoeco_db["seed"].count_documents({}) == 16
