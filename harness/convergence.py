@@ -18,10 +18,7 @@ from typing import Any
 
 from replicator.expected import ExpectedDocuments
 from replicator.migrate.diff import (
-    MISSING,
-    SET_TAGS,
     FieldDifference,
-    bson_value,
     document_differences,
     id_key,
 )
@@ -29,8 +26,8 @@ from replicator.migrate.diff import plain as extended_json  # reports: canonical
 from replicator.migrate.diff import set_paths as set_field_paths
 from replicator.plan import Planner
 
-__all__ = ["MISSING", "SET_TAGS", "Diff", "DocumentDifference", "FieldDifference", "bson_value",
-           "check", "compare", "expected_documents", "extended_json", "read_target"]
+__all__ = ["Diff", "DocumentDifference", "check", "compare", "expected_documents", "extended_json",
+           "read_target"]
 
 
 @dataclass(frozen=True)
