@@ -53,8 +53,8 @@ def throughput(items: int, export_files: int = 8) -> list[dict[str, Any]]:
 
     from harness.backends.base import TableSpec, started, target_backend
     from harness.backends.moto_source import MotoSource
+    from harness.lane import scan_items
     from harness.migration import diff, make_poller, mongomock_id_fast_path, prefill
-    from harness.runner import scan_items
     from replicator.migrate.export import export_json, load_manifest, write_export
     from replicator.migrate.sync import sync_export, sync_scan
     from replicator.poller.resync import resync

@@ -7,7 +7,7 @@ is spread over both):
 
 * the replay of the fixture corpus (tests/fixtures/dynamodb-local: real DynamoDB Local captures) in
   Lambda-sized batches of 100 through the replicator with its defaults -- stream records / wall
-  seconds of ``harness.replay.replay`` (convergence is checked, and a divergence fails the script);
+  seconds of ``harness.captures.replay.replay`` (convergence is checked, and a divergence fails the script);
 * ``harness run`` scenarios (source: in-process moto) -- the runner's own figure, stream records /
   (write + drain) seconds; the source sets much of that pace (docs/sources.md), so it is context.
 
@@ -31,8 +31,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from harness.backends.base import started, target_backend  # noqa: E402
-from harness.fixtures import load_capture_dir  # noqa: E402
-from harness.replay import replay  # noqa: E402
+from harness.captures.format import load_capture_dir  # noqa: E402
+from harness.captures.replay import replay  # noqa: E402
 
 FIXTURES = ROOT / "tests" / "fixtures" / "dynamodb-local"
 # keys_only needs a read-back of the table, which a replay of a capture does not have.

@@ -17,10 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from replicator.diff import (
-    MISSING,
-    SET_TAGS,
     FieldDifference,
-    bson_value,
     document_differences,
     id_key,
 )
@@ -29,8 +26,8 @@ from replicator.diff import set_paths as set_field_paths
 from replicator.expected import ExpectedDocuments
 from replicator.plan import Planner
 
-__all__ = ["MISSING", "SET_TAGS", "Diff", "DocumentDifference", "FieldDifference", "bson_value",
-           "check", "compare", "expected_documents", "extended_json", "read_target"]
+__all__ = ["Diff", "DocumentDifference", "check", "compare", "expected_documents", "extended_json",
+           "read_target"]
 
 
 @dataclass(frozen=True)
@@ -118,5 +115,3 @@ def check(
     ignore = [planner.settings.sequence_field]
     return compare(expected_documents(items, planner), read_target(collection, ignore))
 
-
-_plain = extended_json  # the old name, still imported by harness/report.py

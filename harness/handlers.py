@@ -6,7 +6,8 @@ from collections.abc import Callable
 from typing import Any
 
 from harness.baselines.original import OriginalHandler
-from replicator.core import Replicator, load_callable
+from replicator.core import Replicator
+from replicator.expected import load_callable
 from replicator.readback import ItemReader
 from replicator.settings import Settings
 

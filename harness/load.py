@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import DEFAULT_TARGET, TableSpec, started, target_backend
-from harness.fixtures import Capture
-from harness.handlers import make_handler
-from harness.replay import iter_recorded_records, recorded_shards, replay, settings_for
+from harness.captures.format import Capture
+from harness.captures.replay import iter_recorded_records, recorded_shards, replay
 from harness.runner import driver_config, rss_peak_mb, run_scenario
 from harness.scenario import Scenario
 from harness.timing import Stopwatch, shares, timed_collection
@@ -55,10 +54,8 @@ def replay_load(
     with started(backend):
         collection = backend.collection(database, capture.table.name)
         collection.delete_many({})
-        settings = settings_for(capture)
-        handler = make_handler("replicator", timed_collection(collection, stopwatch), settings)
         began = time.perf_counter()
-        result = replay(capture, collection, settings=settings, handler=handler,
+        result = replay(capture, collection, writes_to=timed_collection(collection, stopwatch),
                         esm=driver_config(scenario), shards=shards,
                         records=iter_recorded_records(directory / "events.json"), total=events)
         wall = time.perf_counter() - began

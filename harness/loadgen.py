@@ -22,8 +22,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from harness.backends.base import TableSpec
+from harness.captures.recording import Recording
 from harness.model import ModelTable
-from harness.recording import Recording
 from harness.workload import Operation, WorkloadSpec, iter_operations
 
 __all__ = ["SUPPORTED_OPERATIONS", "generate", "model_records"]

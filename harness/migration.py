@@ -40,7 +40,8 @@ from harness.backends.base import (
 )
 from harness.convergence import Diff, check
 from harness.lag import LagStats
-from harness.runner import HandlerOutcome, RunResult, scan_items
+from harness.lane import scan_items
+from harness.runner import HandlerOutcome, RunResult
 from harness.scenario import Scenario
 from replicator.errors import ResyncRequired
 from replicator.expected import planner_for

@@ -1,8 +1,9 @@
 """A replication under test: a table's stream driven through a handler into a target collection.
 
-What the pytest plugin's ``replication`` fixture hands out, usable without pytest too. The stream
-is read with the core's :class:`~replicator.poller.streams.StreamReader` and delivered by the event source
-mapping emulation (:mod:`harness.driver`); convergence is judged by :mod:`harness.convergence`
+What the pytest plugin's ``replication`` fixture hands out, usable without pytest too: one
+:class:`harness.lane.Lane` on a live table. The stream is read with the core's
+:class:`~replicator.poller.streams.StreamReader` and delivered by the event source mapping
+emulation (:mod:`harness.esm.mapping`); convergence is judged by :mod:`harness.convergence`
 (expected documents built by the replicator's own conversion and the given settings).
 
 "Wait until converged" never waits on a clock: :meth:`Replication.sync` reads the stream until
@@ -13,62 +14,28 @@ new records keep arriving and returns the diff.
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from harness.backends.base import SourceBackend, Table
-from harness.convergence import Diff, check, read_target
-from harness.driver import DriverReport, EsmConfig, EventSourceMapping
-from harness.handlers import make_handler
-from replicator.expected import planner_for as planner_for  # its home; re-exported
+from harness.convergence import Diff, read_target
+from harness.esm.config import EsmConfig
+from harness.esm.report import DriverReport
+from harness.lane import HandlerSpec, Lane, scan_items
 from replicator.settings import Settings
-
-#: A handler as Lambda calls it: ``handler(event, context)``.
-LambdaHandler = Callable[[dict[str, Any], Any], Any]
-HandlerSpec = str | LambdaHandler
-
-
-def esm_config(esm: EsmConfig | Mapping[str, Any] | str | Path | None) -> EsmConfig:
-    """An :class:`EsmConfig` from itself, from CreateEventSourceMapping names (``BatchSize``...),
-    or from a SAM/CloudFormation template's path (see :mod:`harness.esm_template`).
-
-    ``None``: the defaults with ReportBatchItemFailures on, as the README tells users to deploy.
-    """
-    if esm is None:
-        return EsmConfig(report_batch_item_failures=True)
-    if isinstance(esm, EsmConfig):
-        return esm
-    if isinstance(esm, (str, Path)):
-        from harness.esm_template import load_esm_config
-
-        return load_esm_config(Path(esm))
-    return EsmConfig.from_aws(esm)
-
-
-def settings_for(table: Table, settings: Settings | Mapping[str, Any] | None) -> Settings:
-    """The settings with the table's key schema (a mapping is taken as Settings' field names)."""
-    if settings is None:
-        settings = Settings()
-    elif isinstance(settings, Mapping):
-        fields = dict(settings)
-        for name in ("transforms", "shard_key", "key_schema"):
-            if isinstance(fields.get(name), list):
-                fields[name] = tuple(fields[name])
-        settings = Settings(**fields)
-    if settings.key_schema is None:
-        settings = dataclasses.replace(settings, key_schema=table.spec.key_schema)
-    return settings
 
 
 class Replication:
-    """``table``'s stream -> ``handler`` (via the ESM emulation) -> ``collection``.
+    """``table``'s stream -> ``handler`` (via the ESM emulation) -> ``collection``: one
+    :class:`~harness.lane.Lane` on a live table.
 
     ``handler``: ``"replicator"`` (the project's core with ``settings``: the default),
     ``"baseline"``, ``"module:function"`` or a callable ``(event, context)`` -- the user's own
     Lambda handler, which writes wherever it writes (give it :attr:`collection`). ``settings``
-    also builds the expected documents of :meth:`diff` (transforms, id mapping, numbers).
+    also builds the expected documents of :meth:`diff` (transforms, id mapping, numbers). A
+    KEYS_ONLY or OLD_IMAGE table's records are completed by consistent reads of the table, as the
+    deployed replicator does.
     """
 
     def __init__(
@@ -84,22 +51,15 @@ class Replication:
         self.source = source
         self.table = table
         self.collection = collection
-        self.settings = settings_for(table, settings)
-        self.esm = esm_config(esm)
-        self.planner = planner_for(self.settings)
-        if callable(handler):
-            user = handler
-            function: Callable[[dict[str, Any]], Any] = lambda event: user(event, None)  # noqa: E731
-        else:
-            function = make_handler(handler, collection, self.settings)
-        self.driver = EventSourceMapping(
-            function, self.esm, stream_arn=table.stream_arn,
-            region=source.region,
-            partition_key=table.spec.partition_key[0],
-        )
-        self._positions: dict[str, str] = {}
-        self._finished: list[str] = []
-        self.records_read = 0
+        self.lane = Lane.for_table(source, table, collection, handler=handler,
+                                   settings=settings, esm=esm)
+        self.settings = self.lane.settings
+        self.esm = self.lane.esm
+        self.planner = self.lane.planner
+
+    @property
+    def records_read(self) -> int:
+        return self.lane.records_read
 
     # -- the source side -------------------------------------------------------------------------
     @property
@@ -113,34 +73,13 @@ class Replication:
 
     def scan(self) -> list[dict[str, Any]]:
         """The table's items now (a strongly consistent, paginated scan)."""
-        from harness.runner import scan_items
-
         return scan_items(self.source.dynamodb(), self.table.spec.name)
 
     # -- driving ---------------------------------------------------------------------------------
     def sync(self) -> int:
-        """Deliver every record the stream holds now; returns how many were new.
-
-        A fresh reader per call, resumed after the last record read: a reader's iterator may be
-        pinned to a table object moto replaces on a failed conditional write (see
-        StreamReader._read_shard), and a new iterator from the last sequence number loses nothing.
-        """
-        from harness.streams import StreamReader, parent_of
-
-        reader = StreamReader(
-            self.source.streams(), self.table.stream_arn,
-            positions=self._positions, finished=self._finished,
-        )
-        fresh = reader.drain(idle_polls=2)
-        count = 0
-        for shard_id, records in fresh.items():
-            parent = parent_of(reader, shard_id)
-            count += self.driver.feed(shard_id, records, parent_shard_id=parent)
-        self._positions.update({k: v for k, v in reader.positions().items() if v is not None})
-        self._finished = reader.exhausted()
-        self.driver.drain()
-        self.records_read += count
-        return count
+        """Deliver every record the stream holds now (retries included); returns how many were
+        new. See :meth:`harness.lane.Lane.sync`."""
+        return self.lane.sync(self.source.streams())
 
     def wait_until_converged(self, max_rounds: int = 5) -> Diff:
         """Sync until the stream has nothing new (at most ``max_rounds`` rounds) or the target
@@ -163,7 +102,7 @@ class Replication:
     # -- the target side -------------------------------------------------------------------------
     def diff(self) -> Diff:
         """The table now against the collection now."""
-        return check(self.scan(), self.collection, self.planner)
+        return self.lane.diff(self.scan())
 
     def documents(self) -> list[dict[str, Any]]:
         """The collection's documents, the sequence field removed."""
@@ -177,10 +116,10 @@ class Replication:
     @property
     def report(self) -> DriverReport:
         """What the event source mapping did: invocations, retries, discards, on-failure records."""
-        return self.driver.report
+        return self.lane.report
 
     def close(self) -> None:
-        self.driver.close()
+        self.lane.close()
 
 
 def describe_diff(diff: Diff, limit: int = 10) -> str:

@@ -8,13 +8,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from harness.convergence import Diff, _plain
+from harness.convergence import Diff, extended_json
 
 MAX_ROWS = 50
 
 
 def _short(value: Any, width: int = 60) -> str:
-    text = value if isinstance(value, str) else json.dumps(_plain(value), default=str)
+    text = value if isinstance(value, str) else json.dumps(extended_json(value), default=str)
     return text if len(text) <= width else text[: width - 1] + "…"
 
 

@@ -23,13 +23,11 @@ from harness.backends.base import (
     source_backend,
     target_backend,
 )
-from harness.convergence import Diff, check
-from harness.handlers import make_handler
+from harness.convergence import Diff
 from harness.lag import DeliveryTimes, LagStats, key_fingerprint, measure
-from harness.replication import planner_for
+from harness.lane import Lane, item_reader_for, parent_of, scan_items
 from harness.scenario import Scenario
 from harness.timing import Stopwatch, Timed, shares, timed_collection
-from replicator.readback import DynamoDBItemReader
 from replicator.settings import Settings
 
 Progress = Callable[[str, int, int | None], None]
@@ -131,17 +129,6 @@ class RunResult:
         }
 
 
-@dataclass
-class _Lane:
-    """One handler under test: its collection, its driver, its records' completion times."""
-
-    handler: str
-    collection: Any
-    driver: Any
-    settings: Settings
-    deliveries: DeliveryTimes = field(default_factory=DeliveryTimes)
-
-
 def rss_peak_mb() -> float | None:
     """This process's peak resident set size (getrusage: KiB on Linux, bytes on macOS)."""
     try:
@@ -230,15 +217,15 @@ def make_lanes(
     table: Table,
     *,
     stopwatch: Stopwatch | None = None,
-) -> list[_Lane]:
-    from harness.driver import EventSourceMapping
-
+) -> list[Lane]:
+    """One :class:`~harness.lane.Lane` per handler, each into a collection of its own, all with
+    the scenario's settings and event source mapping (and the item reader a KEYS_ONLY or
+    OLD_IMAGE table needs, shared)."""
     settings = Settings(key_schema=table.spec.key_schema, **_settings_fields(scenario))
-    item_reader = None
-    if not table.spec.stream_view_type.startswith("NEW"):
-        item_reader = DynamoDBItemReader(src.dynamodb(), table.spec.name)
+    item_reader = item_reader_for(src, table.spec)
+    esm = driver_config(scenario)
     database = scenario.target.get("database", "harness")
-    lanes: list[_Lane] = []
+    lanes: list[Lane] = []
     for handler in handlers:
         name = f"{table.spec.name}.{handler.replace(':', '_').replace('.', '_')}"
         collection = tgt.collection(database, name)
@@ -246,22 +233,20 @@ def make_lanes(
         # Only the first handler's target writes are timed: the parts table is about one handler.
         handled = timed_collection(collection, stopwatch) if stopwatch and not lanes \
             else collection
-        function = make_handler(handler, handled, settings, item_reader=item_reader)
-        deliveries = DeliveryTimes()
-        # Per record only its key's completion time is kept (lag); the driver keeps counts.
-        driver = EventSourceMapping(
-            function, driver_config(scenario), stream_arn=table.stream_arn,
-            region=getattr(src, "region", "us-east-1"), clock=time.time,
-            partition_key=table.spec.partition_key[0], on_complete=deliveries.on_complete,
-        )
-        lanes.append(_Lane(handler, collection, driver, settings, deliveries))
+        # Per record only its key's completion time is kept (lag); the mapping keeps counts.
+        lanes.append(Lane(
+            handler, collection, settings, writes_to=handled, item_reader=item_reader, esm=esm,
+            stream_arn=table.stream_arn, region=getattr(src, "region", "us-east-1"),
+            partition_key=table.spec.partition_key[0], clock=time.time,
+            deliveries=DeliveryTimes(),
+        ))
     return lanes
 
 
 def driver_config(scenario: Scenario) -> Any:
     """The scenario's event source mapping; ReportBatchItemFailures on unless it says otherwise
     (the replicator answers with batchItemFailures, and the README tells users to enable it)."""
-    from harness.driver import EsmConfig
+    from harness.esm.config import EsmConfig
 
     fields = {"report_batch_item_failures": True, **scenario.driver}
     if int(fields.get("batch_size", 0)) > MAX_BATCH_RECORDS:
@@ -288,14 +273,14 @@ def write_and_drive(
     scenario: Scenario,
     src: SourceBackend,
     table: Table,
-    lanes: list[_Lane],
+    lanes: list[Lane],
     result: RunResult,
     seed: int | None,
     progress: Progress | None,
 ) -> list[tuple[float, str]]:
     """Run the workload in a thread while the stream is read and fed to every lane's driver."""
-    from harness.streams import StreamReader
     from harness.workload import WorkloadSpec, run_workload
+    from replicator.poller.streams import StreamReader
 
     spec_fields = dict(scenario.workload)
     if seed is not None:
@@ -350,7 +335,7 @@ def write_and_drive(
         if not fresh:
             time.sleep(0.1)
     for lane in lanes:
-        lane.driver.drain()
+        lane.drain()
     result.timings["drain_s"] = round(time.perf_counter() - started, 3)
     result.stream_records = records
     workload_result = outcome["result"]
@@ -358,17 +343,17 @@ def write_and_drive(
     return _write_times(workload_result, table)
 
 
-def _pump(reader: Any, lanes: list[_Lane]) -> int:
+def _pump(reader: Any, lanes: list[Lane]) -> int:
     fresh = 0
     for shard_id, records in reader.poll():
         if not records:
             continue
         fresh += len(records)
-        parent = getattr(reader.state.get(shard_id), "parent_id", None)
+        parent = parent_of(reader, shard_id)
         for lane in lanes:
-            lane.driver.feed(shard_id, records, parent_shard_id=parent)
+            lane.feed(shard_id, records, parent_shard_id=parent)
     for lane in lanes:
-        lane.driver.pump()
+        lane.pump()
     return fresh
 
 
@@ -376,7 +361,7 @@ def converge(
     scenario: Scenario,
     src: SourceBackend,
     table: Table,
-    lanes: list[_Lane],
+    lanes: list[Lane],
     result: RunResult,
     writes: list[tuple[float, str]],
     progress: Progress | None,
@@ -386,43 +371,30 @@ def converge(
     started = time.perf_counter()
     items = scan(src, table)
     for lane in lanes:
-        expectation = scenario.expectation(lane.handler)
-        # With the settings' transforms and id mapping loaded, as the handler has them.
-        planner = planner_for(lane.settings)
-        diff = check(items, lane.collection, planner)
+        expectation = scenario.expectation(lane.handler_name)
+        # The lane's planner: the settings' transforms and id mapping loaded, as the handler has them.
+        diff = lane.diff(items)
         # Waiting only makes sense for a lane expected to converge (the stream may still deliver).
         while not diff.converged and expectation == "converge" \
                 and time.perf_counter() - started < timeout:
             time.sleep(0.25)
-            lane.driver.drain()
-            diff = check(items, lane.collection, planner)
-        report = lane.driver.drain()
+            lane.drain()
+            diff = lane.diff(items)
+        report = lane.drain()
         result.outcomes.append(HandlerOutcome(
-            handler=lane.handler, expectation=expectation, diff=diff,
-            lag=measure(writes, lane.deliveries), driver=_driver_summary(report),
+            handler=lane.handler_name, expectation=expectation, diff=diff,
+            lag=measure(writes, lane.deliveries or DeliveryTimes()), driver=_driver_summary(report),
             collection=lane.collection.name,
         ))
         wanted = scenario.expect.get("diverging_paths", [])
         if expectation == "diverge" and wanted:
             seen = {f.path.split("[")[0] for d in diff.changed for f in d.fields}
-            result.missing_paths[lane.handler] = [p for p in wanted if p not in seen]
+            result.missing_paths[lane.handler_name] = [p for p in wanted if p not in seen]
     result.timings["check_s"] = round(time.perf_counter() - started, 3)
 
 
 def scan(src: SourceBackend, table: Table) -> list[dict[str, Any]]:
     return scan_items(src.dynamodb(), table.spec.name)
-
-
-def scan_items(client: Any, table_name: str) -> list[dict[str, Any]]:
-    """A strongly consistent, paginated scan of a table (the convergence check's source)."""
-    items: list[dict[str, Any]] = []
-    request: dict[str, Any] = {"TableName": table_name, "ConsistentRead": True}
-    while True:
-        page = client.scan(**request)
-        items.extend(page.get("Items", []))
-        if "LastEvaluatedKey" not in page:
-            return items
-        request["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 # -- adapters to the driver's and workload's reports --------------------------------------------

@@ -3,7 +3,7 @@
 When Lambda gives up on a DynamoDB stream batch (``MaximumRetryAttempts`` or
 ``MaximumRecordAgeInSeconds`` reached) it sends the mapping's on-failure destination (SQS, or SNS)
 an invocation record naming the batch, not its records (AWS Lambda docs, "Retaining discarded
-batches for a DynamoDB Streams event source"; example: harness/esm_destination.py)::
+batches for a DynamoDB Streams event source"; example: harness/esm/destination.py)::
 
     {"requestContext": {"condition": "RetryAttemptsExhausted", ...}, "version": "1.0",
      "DDBStreamBatchInfo": {"shardId": "shardId-...", "startSequenceNumber": "8000...",

@@ -40,14 +40,11 @@ from harness.chaos.shape import (
     table_for,
     workload_for,
 )
-from harness.convergence import check
+from harness.esm.lambda_events import wire_json  # bytes -> base64, as in the fixtures
 from harness.faults import FaultPlan
 from harness.invariants import DeliveryChecker, excuse, unkept_rejections
-from harness.lambda_events import _plain as wire_json  # bytes -> base64, as in the fixtures
-from harness.runner import scan_items
+from harness.lane import scan_items
 from harness.workload import run_workload
-from replicator.expected import planner_for
-from replicator.settings import Settings
 
 __all__ = [
     "FaultyDrive",
@@ -138,8 +135,8 @@ def run_schedule(
 ) -> ScheduleResult:
     """One seeded schedule on a started source and target (default: mongomock). ``shape`` and
     ``plan_overrides`` replace what the seed draws (a focused plan)."""
-    from harness.lambda_events import to_lambda_record
-    from harness.streams import StreamReader
+    from harness.esm.lambda_events import to_lambda_record
+    from replicator.poller.streams import StreamReader
 
     started = time.perf_counter()
     rng = random.Random(seed)
@@ -170,7 +167,7 @@ def run_schedule(
                                   database=database, items=items)
         result.records = len(records)
         result.injected = dict(drive.log.injected)
-        _judge(result, drive, expected_items(items, records, shape, spec.key_schema), spec, guard)
+        _judge(result, drive, expected_items(items, records, shape, spec.key_schema))
         if result.failed and recordings is not None:
             lambda_records = [to_lambda_record(r, stream_arn=table.stream_arn, region="us-east-1")
                               for r in records]
@@ -184,10 +181,9 @@ def run_schedule(
     return result
 
 
-def _judge(result: ScheduleResult, drive: FaultyDrive, expected: list[dict[str, Any]],
-           spec: TableSpec, guard: bool) -> None:
-    diff = check(expected, drive.collection,
-                 planner_for(Settings(key_schema=spec.key_schema, guard=guard)))
+def _judge(result: ScheduleResult, drive: FaultyDrive, expected: list[dict[str, Any]]) -> None:
+    assert drive.lane is not None  # drive_with_faults always drives through a lane
+    diff = drive.lane.diff(expected)
     # A document whose newest write was rejected for good cannot equal the table: the
     # quarantine holds that record (checked by _lost), which is not a divergence.
     diff = excuse(diff, drive.log.excused())
@@ -211,8 +207,8 @@ def replay_recording(directory: Path, *, target: str = "mongomock") -> ScheduleR
     """Replay a chaos recording with its fault plan and settings (``schedule.json``: faults,
     mapping, shard layout, shape): the same records through the same faults, so the recorded
     divergence comes back."""
-    from harness.driver import EsmConfig
-    from harness.fixtures import load_capture_dir
+    from harness.captures.format import load_capture_dir
+    from harness.esm.config import EsmConfig
 
     directory = Path(directory)
     schedule = json.loads((directory / "schedule.json").read_text())
@@ -245,8 +241,7 @@ def replay_recording(directory: Path, *, target: str = "mongomock") -> ScheduleR
                                   shape=shape, database=database, items=items)
         result.injected = dict(drive.log.injected)
         if capture.final_items is not None:
-            _judge(result, drive, expected_items(items, records, shape, capture.table.key_schema),
-                   capture.table, guard)
+            _judge(result, drive, expected_items(items, records, shape, capture.table.key_schema))
         else:
             result.lost_records = _lost(drive.report, drive.handler,
                                         drive.database["items_quarantine"])

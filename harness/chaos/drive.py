@@ -38,7 +38,10 @@ from pymongo.errors import ExecutionTimeout, PyMongoError
 
 from harness.backends.base import TableSpec
 from harness.chaos.shape import Shape, ShardLayout
-from harness.driver import EsmConfig, EventSourceMapping, lane_for
+from harness.esm.config import EsmConfig
+from harness.esm.lambda_context import MAX_TIMEOUT_S, LambdaContext
+from harness.esm.mapping import EventSourceMapping
+from harness.esm.response import lane_for
 from harness.faults import (
     BulkWriteShim,
     FaultLog,
@@ -48,11 +51,10 @@ from harness.faults import (
     faulty_sides,
 )
 from harness.invariants import DeliveryChecker
-from harness.lambda_context import MAX_TIMEOUT_S, LambdaContext
+from harness.lane import ItemsReader, Lane
 from replicator import deadline
 from replicator.core import Replicator
 from replicator.errors import ReplicationError
-from replicator.expected import planner_for
 from replicator.settings import Settings
 
 _current = threading.local()
@@ -195,7 +197,8 @@ class FaultyHandler:
         self._held: dict[Any, list[_Held]] = {}
         self._lock = threading.Lock()
 
-    def _lane(self, records: list[Any]) -> Any:
+    def shard_lane(self, records: list[Any]) -> Any:
+        """The (shard id, ParallelizationFactor slot) a batch of ``records`` was delivered in."""
         if not records:
             return None
         first = records[0].get("dynamodb", {})
@@ -207,7 +210,7 @@ class FaultyHandler:
         plan = self.plan
         records = list(event["Records"])
         first = str(records[0].get("dynamodb", {}).get("SequenceNumber")) if records else ""
-        lane = self._lane(records)
+        lane = self.shard_lane(records)
         with self._lock:
             delivery = self._deliveries[first] = self._deliveries.get(first, 0) + 1
             history = self.history.setdefault(lane, [])
@@ -385,6 +388,8 @@ class FaultyDrive:
     log: FaultLog
     #: the per-delivery check (regressions, resurrections)
     checker: DeliveryChecker | None = None
+    #: the lane the records were driven through (its planner judges the end state)
+    lane: Lane | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -401,32 +406,6 @@ class ChildrenFirst(EventSourceMapping):
     def _blocked(self, shard: Any) -> bool:
         children = [s for s in self._shards.values() if s.parent == shard.shard_id]
         return any(lane.busy for child in children for lane in child.lanes)
-
-
-class ItemsReader:
-    """The source table's items, for read-back streams: the drive runs after the workload
-    ended, so the table's final items are what a consistent read returns at that time."""
-
-    def __init__(self, items: list[dict[str, Any]], key_schema: tuple[str, ...]) -> None:
-        from harness.chaos.shape import key_id
-
-        self._by_key = {key_id(_as_bytes({k: item[k] for k in key_schema})): item for item in items}
-        self._key_id = key_id
-
-    def read(self, keys: Any) -> list[Any]:
-        return [self._by_key.get(self._key_id(_as_bytes(key))) for key in keys]
-
-
-def _as_bytes(key: Mapping[str, Any]) -> dict[str, Any]:
-    import base64
-
-    out = {}
-    for name, value in key.items():
-        if isinstance(value, Mapping) and "B" in value and isinstance(value["B"], str):
-            out[name] = {"B": base64.b64decode(value["B"])}
-        else:
-            out[name] = value
-    return out
 
 
 def drive_with_faults(
@@ -470,18 +449,25 @@ def drive_with_faults(
                 for shard_id, _, records in shards for r in records}
     handler = FaultyHandler(replicator, plan, random.Random(plan.seed + 2), log, shape=shape,
                             partition_key=spec.partition_key[0], shard_of=shard_of)
-    # After every delivery of every lane, and before a rollback takes acknowledged writes back.
-    checker = DeliveryChecker(collection, planner_for(settings), log,
-                              lane_of=lambda event: handler._lane(list(event["Records"])))
+    # The lane: the faulty handler under test, the settings' planner, the mapping (a broken one
+    # for the planted bug children_first).
+    lane = Lane(
+        lambda event, _context: handler(event), collection, settings, name="replicator",
+        esm=esm or esm_config_for(plan, shape), item_reader=reader, stream_arn=stream_arn,
+        partition_key=spec.partition_key[0],
+        mapping_type=ChildrenFirst if "children_first" in shape.plants else EventSourceMapping,
+    )
+    # After every delivery of every shard lane, and before a rollback takes acknowledged writes
+    # back.
+    checker = DeliveryChecker(collection, lane.planner, log,
+                              lane_of=lambda event: handler.shard_lane(list(event["Records"])))
     log.observer = checker.observe
-    mapping = ChildrenFirst if "children_first" in shape.plants else EventSourceMapping
-    driver = mapping(checker.wrap(handler), esm or esm_config_for(plan, shape), stream_arn=stream_arn,
-                     partition_key=spec.partition_key[0])
+    lane.wrap(checker.wrap)
     try:
         for shard_id, parent, records in shards:
-            driver.feed(shard_id, records, parent_shard_id=parent)
-        report = driver.drain()
+            lane.feed(shard_id, records, parent_shard_id=parent)
+        report = lane.drain()
     finally:
         handler.release_all()
-        driver.close()
-    return FaultyDrive(collection, database, report, handler, log, checker)
+        lane.close()
+    return FaultyDrive(collection, database, report, handler, log, checker, lane)

@@ -49,9 +49,9 @@ def replay(
     parent_ready(report_json, dump_target)
     if (events.parent / "schedule.json").exists() and not no_faults:
         _replay_chaos(events.parent, report_json)
-    from harness.fixtures import load_capture
-    from harness.replay import dump_collection, recorded_shards
-    from harness.replay import replay as run_replay
+    from harness.captures.format import load_capture
+    from harness.captures.replay import dump_collection, recorded_shards
+    from harness.captures.replay import replay as run_replay
     from harness.report import print_diff, summary_table
     from replicator.errors import ReplicationError
 
@@ -157,8 +157,8 @@ def record(
     """Capture a stream into the fixture format that `harness replay` and `harness shrink` read."""
     import os
 
-    from harness.recording import anonymize as anonymize_recording
-    from harness.recording import record_for_cli, resolve_key, write_recording
+    from harness.captures.recording import anonymize as anonymize_recording
+    from harness.captures.recording import record_for_cli, resolve_key, write_recording
     from harness.scenario import ScenarioError
 
     try:
@@ -186,7 +186,7 @@ def shrink(
     batch_size: Annotated[int, typer.Option(min=1, max=10000)] = 100,
 ) -> None:
     """Delta-debug a failing recording down to the fewest records that still fail."""
-    from harness.shrink import shrink_directory
+    from harness.captures.shrink import shrink_directory
 
     handler = handler or recorded_handler(recording)
     target = out or recording.with_name(recording.name + "-shrunk")

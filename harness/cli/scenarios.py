@@ -104,7 +104,7 @@ def run(
     except ScenarioError as error:
         fail(str(error))
     if esm_template is not None:
-        from harness.esm_template import TemplateError, with_template_esm
+        from harness.esm.template import TemplateError, with_template_esm
 
         try:
             # a migration scenario has no event source mapping: the replicator's poller reads

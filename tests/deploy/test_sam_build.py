@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from harness.esm_template import load_template
+from harness.esm.template import load_template
 from support.lambda_isolated import handle_isolated
 
 ROOT = Path(__file__).resolve().parents[2]

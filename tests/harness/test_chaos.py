@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from harness.backends import mongoeco_target
+from harness.captures.format import load_capture_dir
+from harness.captures.replay import replay
 from harness.chaos import run_chaos
 from harness.chaos.shape import WORKLOADS
-from harness.fixtures import load_capture_dir
-from harness.replay import replay
 
 TARGETS = [
     "mongomock",

@@ -11,7 +11,8 @@ from bson.decimal128 import Decimal128
 from bson.int64 import Int64
 from bson.objectid import ObjectId
 
-from harness.convergence import MISSING, bson_value, compare
+from harness.convergence import compare
+from replicator.migrate.diff import MISSING, bson_value
 
 
 def _diff(expected: dict, actual: dict):  # type: ignore[no-untyped-def]

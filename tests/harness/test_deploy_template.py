@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from harness.driver import EsmConfig
-from harness.esm_template import (
+from harness.esm.config import EsmConfig
+from harness.esm.template import (
     TemplateError,
     esm_config_from_template,
     load_esm_config,

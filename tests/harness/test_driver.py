@@ -1,4 +1,4 @@
-"""harness.driver: the event source mapping emulation, driven with fake handlers and a fake clock."""
+"""harness.esm.mapping: the event source mapping emulation, driven with fake handlers and a fake clock."""
 
 from __future__ import annotations
 
@@ -11,15 +11,10 @@ from typing import Any
 
 import pytest
 
-from harness.driver import (
-    RECORD_AGE_EXCEEDED,
-    RETRY_ATTEMPTS_EXHAUSTED,
-    EsmConfig,
-    EventSourceMapping,
-    MalformedResponse,
-    lane_for,
-    retry_from_index,
-)
+from harness.esm.config import EsmConfig
+from harness.esm.mapping import EventSourceMapping
+from harness.esm.report import RECORD_AGE_EXCEEDED, RETRY_ATTEMPTS_EXHAUSTED
+from harness.esm.response import MalformedResponse, lane_for, retry_from_index
 from support.clock import FakeClock
 
 ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/items/stream/2024-01-01T00:00:00.000"

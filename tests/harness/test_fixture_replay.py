@@ -25,9 +25,9 @@ from bson.decimal128 import Decimal128
 
 from harness.backends.base import TableSpec, started, target_backend
 from harness.baselines.original import OriginalHandler, lossy_image
+from harness.captures.format import Capture, load_capture_dir
+from harness.captures.replay import replay
 from harness.convergence import Diff, compare, expected_documents, read_target
-from harness.fixtures import Capture, load_capture_dir
-from harness.replay import replay
 from replicator.core import Replicator
 from replicator.errors import UnsupportedRecordError
 from replicator.plan import Planner

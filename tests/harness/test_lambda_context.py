@@ -1,4 +1,4 @@
-"""harness.lambda_context: the emulated invocation's context, and the replicator's deadline
+"""harness.esm.lambda_context: the emulated invocation's context, and the replicator's deadline
 through the event source mapping emulation (every command carries ``maxTimeMS``). No timing:
 the context runs on a fake clock, so its remaining time is what the test says."""
 
@@ -9,8 +9,9 @@ from typing import Any
 import pytest
 from pymongo import MongoClient
 
-from harness.driver import EsmConfig, EventSourceMapping
-from harness.lambda_context import DEFAULT_TIMEOUT_S, LambdaContext, with_context
+from harness.esm.config import EsmConfig
+from harness.esm.lambda_context import DEFAULT_TIMEOUT_S, LambdaContext, with_context
+from harness.esm.mapping import EventSourceMapping
 from replicator.core import Replicator
 from support.mongo_commands import Commands
 

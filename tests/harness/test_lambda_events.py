@@ -1,4 +1,4 @@
-"""harness.lambda_events: GetRecords records (boto3 shapes) -> Lambda event records."""
+"""harness.esm.lambda_events: GetRecords records (boto3 shapes) -> Lambda event records."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from harness.lambda_events import epoch_seconds, lambda_event, to_lambda_record
+from harness.esm.lambda_events import epoch_seconds, lambda_event, to_lambda_record
 from replicator.events import EventName, parse_records
 
 ARN = "arn:aws:dynamodb:eu-west-1:123456789012:table/items/stream/2024-01-01T00:00:00.000"

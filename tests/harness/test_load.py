@@ -14,13 +14,15 @@ import pytest
 
 from harness.backends.base import TableSpec, source_backend
 from harness.backends.mongomock_target import mongomock_client
-from harness.driver import LOG_SAMPLE, EsmConfig, EventSourceMapping
-from harness.fixtures import load_capture_dir
+from harness.captures.format import load_capture_dir
+from harness.captures.recording import write_recording
+from harness.captures.replay import FEED_CHUNK, iter_recorded_records, recorded_shards, replay
+from harness.esm.config import EsmConfig
+from harness.esm.mapping import EventSourceMapping
+from harness.esm.report import LOG_SAMPLE
 from harness.histogram import RELATIVE_ACCURACY, Histogram
 from harness.lag import DeliveryTimes, LagStats, key_fingerprint, measure
 from harness.loadgen import generate
-from harness.recording import write_recording
-from harness.replay import FEED_CHUNK, iter_recorded_records, recorded_shards, replay
 from harness.scenario import load_scenario
 from harness.timing import PARTS, Stopwatch, Timed, shares, timed_collection
 from harness.workload import WorkloadSpec

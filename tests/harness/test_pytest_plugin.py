@@ -103,7 +103,7 @@ def test_the_entry_point_is_declared() -> None:
 
 
 USER_SUITE = '''
-from harness.driver import EsmConfig
+from harness.esm.config import EsmConfig
 from replicator.core import Replicator
 from replicator.settings import Settings
 

@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+from harness.captures.format import load_capture_dir
+from harness.captures.recording import Anonymizer, anonymize, read_recording, record_workload, write_recording
+from harness.captures.replay import replay
+from harness.captures.shrink import ddmin, diverges, items_from_records, shrink
 from harness.cli import app
-from harness.fixtures import load_capture_dir
-from harness.recording import Anonymizer, anonymize, read_recording, record_workload, write_recording
-from harness.replay import replay
 from harness.scenario import load_scenario
-from harness.shrink import ddmin, diverges, items_from_records, shrink
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "dynamodb-local"
 runner = CliRunner()

@@ -1,10 +1,12 @@
-"""harness.replication without pytest's plugin machinery, and the expected documents it builds."""
+"""harness.replication (one lane on a live table) without pytest's plugin machinery, and the
+expected documents its lane builds."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from harness.replication import esm_config, planner_for, settings_for
+from harness.lane import esm_config, lane_settings
+from replicator.expected import planner_for
 from replicator.settings import Settings
 
 SCENARIO = """
@@ -47,7 +49,7 @@ def test_settings_and_esm_from_plain_data() -> None:
     from harness.backends.base import Table, TableSpec
 
     table = Table(TableSpec("t", ("pk", "S"), ("sk", "N")), "arn:aws:dynamodb:::table/t/stream/x")
-    settings = settings_for(table, {"transforms": ["m:f"], "numbers": "float"})
+    settings = lane_settings(table.spec, {"transforms": ["m:f"], "numbers": "float"})
     assert settings.key_schema == ("pk", "sk") and settings.transforms == ("m:f",)
     assert esm_config(None).report_batch_item_failures is True
     config = esm_config({"BatchSize": 7, "BisectBatchOnFunctionError": True})

@@ -1,8 +1,8 @@
 """Source backends end to end: moto in-process, moto's server, and DynamoDB Local.
 
 Every backend creates tables (string, composite and binary keys), takes writes and gives them back
-through ``harness.streams.StreamReader``. ``test_documented_differences`` measures what docs/sources.md
-says differs between the emulators, so the page fails here first when a version moves.
+through ``replicator.poller.streams.StreamReader``. ``test_documented_differences`` measures what
+docs/sources.md says differs between the emulators, so the page fails here first when a version moves.
 
 DynamoDB Local tests are marked ``dynamodb_local`` and share one instance per module.
 """
@@ -32,7 +32,7 @@ from harness.backends.base import (
     started,
 )
 from harness.backends.moto_source import make_client
-from harness.streams import StreamReader
+from replicator.poller.streams import StreamReader
 
 BACKENDS = [
     pytest.param("moto", id="moto"),

@@ -1,4 +1,4 @@
-"""harness.streams.StreamReader against a fake DynamoDB Streams client (tests/harness/conftest.py).
+"""replicator.poller.streams.StreamReader against a fake DynamoDB Streams client (tests/harness/conftest.py).
 
 The streams come from tests/harness/data/streams/*.json: constructed ones for what no emulator
 can produce (splits, rollover chains, paginated DescribeStream, expiring iterators) and one
@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from harness.streams import StreamReader, StreamReadTimeout, lineage_order
+from replicator.errors import StreamReadTimeout
+from replicator.poller.streams import StreamReader, lineage_order
 from support.clock import FakeClock
 
 

@@ -21,8 +21,8 @@ from harness.backends.base import target_backend
 from harness.backends.mongo_topology import docker_skip_reason
 from harness.backends.mongomock_target import DOLLAR_ESCAPE
 from harness.backends.testcontainers_target import ShardedContainerTarget
+from harness.captures.format import load_capture_dir
 from harness.convergence import check
-from harness.fixtures import load_capture_dir
 from replicator import apply
 from replicator.core import BatchResult, Replicator
 from replicator.plan import Planner

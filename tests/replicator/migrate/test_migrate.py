@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from harness.backends.base import TableSpec
+from harness.lane import scan_items
 from harness.migration import (
     SimulatedKill,
     gap_recovery,
@@ -23,7 +24,6 @@ from harness.migration import (
     prefill,
     sequences,
 )
-from harness.runner import scan_items
 from replicator.item_records import after
 from replicator.migrate.copy import ScanCopy
 from replicator.migrate.export import (

@@ -13,7 +13,7 @@ from pymongo.operations import DeleteOne
 from harness.backends.base import Table, TableSpec
 from harness.convergence import check
 from harness.faults import BulkWriteShim
-from harness.runner import scan_items
+from harness.lane import scan_items
 from replicator.keys import identity
 from replicator.plan import Planner
 from replicator.poller.checkpoints import CheckpointStore

@@ -19,8 +19,8 @@ import pytest
 from poller_helpers import diff, make_table
 
 from harness.backends.moto_source import make_client
-from harness.driver import EventSourceMapping
-from harness.esm_config import EsmConfig
+from harness.esm.config import EsmConfig
+from harness.esm.mapping import EventSourceMapping
 from harness.migration import TrimmedStreams
 from replicator import cli
 from replicator.cli import endpoints

@@ -1,6 +1,6 @@
 """``harness shrink``: delta debugging of a failing recording down to a minimal one.
 
-A recording *fails* for a handler when replaying it (harness/replay.py, the event source mapping's
+A recording *fails* for a handler when replaying it (harness/captures/replay.py, the event source mapping's
 partial-batch rules) leaves a target that differs from the items the recorded records describe, or
 ends in an error. :func:`ddmin` is Zeller and Hildebrandt's minimizing delta debugging
 ("Simplifying and Isolating Failure-Inducing Input", IEEE TSE 2002): it removes chunks of records,
@@ -21,8 +21,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from harness.fixtures import Capture
-from harness.recording import Recording
+from harness.captures.format import Capture
+from harness.captures.recording import Recording
 
 T = TypeVar("T")
 
@@ -106,7 +106,7 @@ def diverges(
     capture: Capture, handler: str, collection_factory: Callable[[], Any], *, batch_size: int = 100,
 ) -> tuple[bool, str]:
     """Replay ``capture`` into a fresh collection: (fails, why)."""
-    from harness.replay import replay
+    from harness.captures.replay import replay
 
     result = replay(capture, collection_factory(), handler_name=handler, batch_size=batch_size)
     if result.error:
@@ -196,7 +196,7 @@ def shrink_directory(
     collection_factory: Callable[[], Any] | None = None,
 ) -> ShrinkResult:
     """Shrink the recording in ``directory`` and write the minimal one to ``out``."""
-    from harness.recording import read_recording, write_recording
+    from harness.captures.recording import read_recording, write_recording
 
     result = shrink(read_recording(directory), handler, batch_size=batch_size,
                     collection_factory=collection_factory)

@@ -1,6 +1,10 @@
-"""The event-source-mapping emulation's bookkeeping: a shard's lanes (ParallelizationFactor), the
-records fed and not yet delivered, the batches waiting to be invoked (bisected halves included)
-and one invocation's outcome. Internal to :mod:`harness.driver`."""
+"""The event-source-mapping emulation's bookkeeping: a shard's lanes (:class:`ShardLane`, one per
+ParallelizationFactor slot: the concurrent batches of a shard), the records fed and not yet
+delivered, the batches waiting to be invoked (bisected halves included) and one invocation's
+outcome. Used by :mod:`harness.esm.mapping`.
+
+A *shard lane* is the ESM's; a handler under test with its target and its mapping is a
+:class:`harness.lane.Lane`."""
 
 from __future__ import annotations
 
@@ -29,7 +33,10 @@ class Batch:
 
 
 @dataclass
-class Lane:
+class ShardLane:
+    """One of a shard's ParallelizationFactor slots: the records whose partition key hashes to it
+    (:func:`harness.esm.response.lane_for`), in order."""
+
     shard_id: str
     index: int
     queue: deque[Entry] = field(default_factory=deque)  # fed, not yet in a batch
@@ -43,7 +50,7 @@ class Lane:
 @dataclass
 class Shard:
     shard_id: str
-    lanes: list[Lane]
+    lanes: list[ShardLane]
     parent: str | None = None
 
 

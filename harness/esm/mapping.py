@@ -42,10 +42,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from harness.esm_config import MAX_PAYLOAD_BYTES, EsmConfig
-from harness.esm_destination import emulated_function_arn, on_failure_record
-from harness.esm_lanes import Batch, Entry, Lane, Result, Shard
-from harness.esm_report import (
+from harness.esm.config import EsmConfig
+from harness.esm.destination import emulated_function_arn, on_failure_record
+from harness.esm.lambda_events import epoch_seconds, to_lambda_record
+from harness.esm.report import (
     FUNCTION_ERROR,
     LOG_SAMPLE,
     MALFORMED_RESPONSE,
@@ -57,23 +57,12 @@ from harness.esm_report import (
     DriverReport,
     Invocation,
 )
-from harness.esm_response import MalformedResponse, lane_for, retry_from_index
-from harness.lambda_events import epoch_seconds, to_lambda_record
+from harness.esm.response import MalformedResponse, lane_for, retry_from_index
+from harness.esm.shards import Batch, Entry, Result, Shard, ShardLane
 
-__all__ = [
-    "LOG_SAMPLE",
-    "MAX_PAYLOAD_BYTES",
-    "Discard",
-    "DriverReport",
-    "EsmConfig",
-    "EventSourceMapping",
-    "Invocation",
-    "MalformedResponse",
-    "lane_for",
-    "retry_from_index",
-]
+__all__ = ["EventSourceMapping"]
 
-log = logging.getLogger("harness.driver")
+log = logging.getLogger("harness.esm.mapping")
 
 
 _EVENT_OVERHEAD = len('{"Records":[]}')
@@ -223,7 +212,7 @@ class EventSourceMapping:
     def _shard(self, shard_id: str, parent: str | None) -> Shard:
         shard = self._shards.get(shard_id)
         if shard is None:
-            lanes = [Lane(shard_id, i) for i in range(self.config.parallelization_factor)]
+            lanes = [ShardLane(shard_id, i) for i in range(self.config.parallelization_factor)]
             shard = self._shards[shard_id] = Shard(shard_id, lanes, parent)
         elif parent is not None:
             shard.parent = parent
@@ -279,7 +268,7 @@ class EventSourceMapping:
             return 0
         executor = self._pool(len(lanes))
         order = {id(lane): n for n, (_, lane) in enumerate(lanes)}
-        in_flight: dict[Future[Result], tuple[Lane, Batch]] = {}
+        in_flight: dict[Future[Result], tuple[ShardLane, Batch]] = {}
         busy: set[int] = set()
         made = 0
         while True:
@@ -300,7 +289,7 @@ class EventSourceMapping:
                 self._settle(lane, batch, future.result())
                 made += 1
 
-    def _next_batch(self, lane: Lane, force: bool) -> Batch | None:
+    def _next_batch(self, lane: ShardLane, force: bool) -> Batch | None:
         while True:
             if not lane.pending:
                 if not self._window_closed(lane, force):
@@ -312,7 +301,7 @@ class EventSourceMapping:
                 return batch
             lane.pending.popleft()
 
-    def _window_closed(self, lane: Lane, force: bool) -> bool:
+    def _window_closed(self, lane: ShardLane, force: bool) -> bool:
         if not lane.queue:
             return False
         window = self.config.maximum_batching_window_s
@@ -331,7 +320,7 @@ class EventSourceMapping:
                 break
         return size
 
-    def _take(self, lane: Lane) -> list[Entry]:
+    def _take(self, lane: ShardLane) -> list[Entry]:
         """The next batch from the lane's queue: BatchSize records, at most the payload limit
         (always at least one record)."""
         taken: list[Entry] = []
@@ -344,7 +333,7 @@ class EventSourceMapping:
             size = grown
         return taken
 
-    def _expire(self, lane: Lane, batch: Batch) -> None:
+    def _expire(self, lane: ShardLane, batch: Batch) -> None:
         """Discard the batch's records older than MaximumRecordAgeInSeconds (checked before every
         invocation, retries included), one on-failure record per run of consecutive records."""
         limit = self.config.maximum_record_age_s
@@ -396,7 +385,7 @@ class EventSourceMapping:
         return Result(started, ended, response=response)
 
     # -- settling --------------------------------------------------------------------------------
-    def _settle(self, lane: Lane, batch: Batch, result: Result) -> None:
+    def _settle(self, lane: ShardLane, batch: Batch, result: Result) -> None:
         entries = batch.entries
         batch.invocations += 1
         report = self.report
@@ -472,7 +461,7 @@ class EventSourceMapping:
         if self.on_complete is not None and entries:
             self.on_complete(at, [entry.record for entry in entries])
 
-    def _retry_or_discard(self, lane: Lane, batch: Batch) -> None:
+    def _retry_or_discard(self, lane: ShardLane, batch: Batch) -> None:
         if batch.retries >= self.config.retry_limit:
             lane.pending.popleft()
             self._discard(lane, batch, batch.entries, RETRY_ATTEMPTS_EXHAUSTED,
@@ -483,7 +472,7 @@ class EventSourceMapping:
 
     def _discard(
         self,
-        lane: Lane,
+        lane: ShardLane,
         batch: Batch,
         entries: list[Entry],
         condition: str,

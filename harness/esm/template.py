@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from harness.driver import EsmConfig
+from harness.esm.config import EsmConfig
 
 #: the ESM properties the driver's EsmConfig takes (see EsmConfig.from_aws)
 ESM_PROPERTIES = (

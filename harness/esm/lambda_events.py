@@ -82,5 +82,3 @@ def wire_json(value: Any) -> Any:
         return [wire_json(item) for item in value]
     return value
 
-
-_plain = wire_json  # the old name, still imported by harness/chaos/

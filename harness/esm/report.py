@@ -1,4 +1,4 @@
-"""What the event source mapping emulation reports (harness/driver.py fills it)."""
+"""What the event source mapping emulation reports (harness/esm/mapping.py fills it)."""
 
 from __future__ import annotations
 

@@ -14,11 +14,12 @@ from typing import Any
 from bson import json_util
 from bson.decimal128 import Decimal128
 
-from harness.convergence import Diff, check
-from harness.driver import DriverReport, EsmConfig, EventSourceMapping
-from harness.fixtures import Capture
-from harness.handlers import make_handler
-from replicator.expected import planner_for
+from harness.captures.format import Capture
+from harness.convergence import Diff
+from harness.esm.config import EsmConfig
+from harness.esm.report import DriverReport
+from harness.handlers import Handler
+from harness.lane import IMAGE_VIEWS, ItemsReader, Lane
 from replicator.settings import Settings
 
 #: the stream ARN replayed records are delivered under when the recording names none
@@ -86,9 +87,12 @@ def replay(
     handler: Callable[[dict[str, Any]], Any] | None = None,
     records: Iterable[dict[str, Any]] | None = None,
     total: int | None = None,
+    writes_to: Any = None,
 ) -> ReplayResult:
-    """Deliver the capture's records through the event source mapping emulation (harness/driver.py)
-    -- its batching, partial batch responses and retries -- and check the final items.
+    """Deliver the capture's records through one :class:`~harness.lane.Lane` -- the event source
+    mapping emulation (harness/esm/mapping.py): its batching, partial batch responses and retries
+    -- and check the final items with the lane's planner (the settings' transforms and
+    ``id_mapping`` loaded, as the handler has them).
 
     ``shards`` (from :func:`recorded_shards`) splits the records into the recorded shards, a child
     after its parent; without it they are one shard. The mapping: ``batch_size`` records a batch,
@@ -99,10 +103,10 @@ def replay(
     discarded by the mapping and makes ``error``. ``handler`` replaces the named handler (it gets
     the collection's writes itself). ``records`` (with their ``total``) replaces the capture's
     records, e.g. :func:`iter_recorded_records` for a stream too large to hold parsed: they are
-    fed in chunks, each processed before the next is read.
+    fed in chunks, each processed before the next is read. ``writes_to``: what the named handler
+    writes to instead of ``collection`` (a timed wrapper of it); the check reads ``collection``.
     """
     settings = settings_for(capture, settings)
-    function = handler or make_handler(handler_name, collection, settings)
     if records is None:
         listed = capture.records
         records, total = listed, len(listed)
@@ -114,10 +118,13 @@ def replay(
         maximum_retry_attempts=max(0, max_attempts - 1),
     )
 
-    def recorded(event: dict[str, Any]) -> Any:
-        response = function(event)
-        result.responses.append(response)
-        return response
+    def recording(function: Handler) -> Handler:
+        def recorded(event: dict[str, Any]) -> Any:
+            response = function(event)
+            result.responses.append(response)
+            return response
+
+        return recorded
 
     done = 0
 
@@ -135,10 +142,20 @@ def replay(
     if head is not None:
         stream = itertools.chain([head], stream)
     chunk = max(FEED_CHUNK, config.batch_size * config.parallelization_factor * 2)
-    mapping = EventSourceMapping(
-        recorded, config, stream_arn=stream_arn, partition_key=capture.table.partition_key[0],
+    given = handler
+    # A KEYS_ONLY / OLD_IMAGE stream: the replicator reads each item back; after the fact, the
+    # capture's final items are what a consistent read returns.
+    reader = None
+    if capture.table.stream_view_type not in IMAGE_VIEWS and capture.final_items is not None:
+        reader = ItemsReader(capture.final_items, capture.table.key_schema)
+    lane = Lane(
+        handler_name if given is None else (lambda event, _context: given(event)),
+        collection, settings, esm=config, stream_arn=stream_arn,
+        partition_key=capture.table.partition_key[0], name=handler_name, writes_to=writes_to,
+        item_reader=reader,
         on_complete=completed, accept_unsequenced=True,
     )
+    lane.wrap(recording)
     try:
         for shard_id, parent, count in _split(shards, total):
             left = count
@@ -146,13 +163,13 @@ def replay(
                 part = list(itertools.islice(stream, min(chunk, left)))
                 if not part:
                     raise ValueError(f"the recording lists {total} records; the events hold fewer")
-                mapping.feed(shard_id, part, parent_shard_id=parent)
+                lane.feed(shard_id, part, parent_shard_id=parent)
                 left -= len(part)
                 del part
-                mapping.pump()  # this chunk's batches run before the next chunk is read
-        report = mapping.drain()
+                lane.pump()  # this chunk's batches run before the next chunk is read
+        report = lane.drain()
     finally:
-        mapping.close()
+        lane.close()
     result.driver = report
     result.invocations = report.invocations
     result.batches = report.invocations - report.retries - report.bisections
@@ -166,7 +183,7 @@ def replay(
         )
         return result
     if capture.final_items is not None:
-        result.diff = check(capture.final_items, collection, planner_for(settings))
+        result.diff = lane.diff(capture.final_items)
     return result
 
 

@@ -8,8 +8,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from harness.esm_lanes import Batch, Entry
-from harness.esm_report import FUNCTION_ERROR
+from harness.esm.report import FUNCTION_ERROR
+from harness.esm.shards import Batch, Entry
 
 
 def on_failure_record(

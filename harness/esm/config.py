@@ -1,4 +1,4 @@
-"""The event source mapping's settings for DynamoDB Streams (harness/driver.py emulates them)."""
+"""The event source mapping's settings for DynamoDB Streams (harness/esm/mapping.py emulates them)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """``harness record``: capture a table's stream into the fixture format, optionally anonymized.
 
-The format is the one of ``tests/fixtures/dynamodb-local/<case>/`` (see harness/fixtures.py):
+The format is the one of ``tests/fixtures/dynamodb-local/<case>/`` (see harness/captures/format.py):
 ``table.json`` (the CreateTable request: key schema, key attribute types, stream view),
 ``events.json`` (the stream as one Lambda event ``{"Records": [...]}``, shards in lineage order)
 and ``final_items.json`` (a strongly consistent scan at the end, DynamoDB JSON with B in base64),
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.backends.base import TableSpec
-from harness.lambda_events import to_lambda_record, wire_json
+from harness.esm.lambda_events import to_lambda_record, wire_json
 
 if TYPE_CHECKING:
     from harness.scenario import Scenario
@@ -73,8 +73,8 @@ def record_table(
     source: str = "", final_items: bool = True,
 ) -> Recording:
     """Every record the table's stream holds now (TRIM_HORIZON to the end) and a final scan."""
-    from harness.runner import scan_items
-    from harness.streams import StreamReader, parent_of
+    from harness.lane import parent_of, scan_items
+    from replicator.poller.streams import StreamReader
 
     spec, stream_arn = describe_table_spec(dynamodb, table_name)
     reader = StreamReader(streams, stream_arn)
@@ -148,7 +148,7 @@ def write_recording(recording: Recording, directory: Path) -> Path:
 
 
 def read_recording(directory: Path) -> Recording:
-    from harness.fixtures import load_capture_dir
+    from harness.captures.format import load_capture_dir
 
     directory = Path(directory)
     capture = load_capture_dir(directory)
