@@ -279,6 +279,82 @@ def bench(items: int, reps: int, page: int) -> dict[str, Any]:
     }
 
 
+# -- workers: segments in threads, processes --------------------------------------------------------
+def worker_child(port: int, items: int, page: int, share: int, shares: int, segments: int) -> None:
+    """One process of the scaling run: copies its share of the items (every ``shares``-th item
+    from ``share``) with ``segments`` segments in threads, after a "go" line on stdin; prints the
+    copy's wall and CPU seconds."""
+    logging.disable(logging.WARNING)
+    data = [item for n, item in enumerate(items_of(items)) if n % shares == share]
+    per_segment = [scan_bodies(data[s::segments], page) for s in range(segments)]
+    following = {}
+    for segment, bodies in enumerate(per_segment):
+        for n, body in enumerate(bodies):
+            key = json.loads(body).get("LastEvaluatedKey", {}).get(KEY, {}).get("S")
+            following[segment, key] = n + 1
+
+    def answer(request: Any) -> bytes:
+        asked = json.loads(request.body)
+        segment = asked.get("Segment", 0)
+        start = asked.get("ExclusiveStartKey")
+        return per_segment[segment][following[segment, start[KEY]["S"]] if start else 0]
+
+    source = served_client("dynamodb", "Scan", answer)
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=5000)
+    collection = client["bench"][f"items{share}"]
+    settings = Settings(key_schema=(KEY,))
+    store = SegmentStore(client["bench"][f"items{share}_sync"], "bench")
+    client.admin.command("ping")
+    print("ready", flush=True)
+    sys.stdin.readline()
+    wall, cpu = time.perf_counter(), time.process_time()
+    ScanCopy(source, "bench", lambda: Replicator(collection, settings), (KEY,), store,
+             segments=segments, page_size=page).run()
+    print(json.dumps({"wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu,
+                      "items": len(data)}), flush=True)
+    client.close()
+
+
+def scaling(items: int, page: int, quick: bool = False) -> list[dict[str, Any]]:
+    """items/s of 1, 2 and 4 segments in threads of one process, and of 1, 2 and 4 processes,
+    all against one wire_responder (the target) and in-process Scan pages (the source)."""
+    import subprocess
+
+    rows = []
+    with responder() as port:
+        layouts = ((1, 1), (2, 1)) if quick else ((1, 1), (1, 2), (1, 4), (2, 1), (4, 1))
+        for processes, segments in layouts:
+            children = [subprocess.Popen(
+                [sys.executable, __file__, "--worker-child", str(port), str(items), str(page),
+                 str(n), str(processes), str(segments)],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                for n in range(processes)]
+            try:
+                for child in children:
+                    assert child.stdout is not None and child.stdout.readline() == "ready\n"
+                for child in children:
+                    assert child.stdin is not None
+                    child.stdin.write("go\n")
+                    child.stdin.flush()
+                results = []
+                for child in children:
+                    assert child.stdout is not None
+                    results.append(json.loads(child.stdout.readline()))
+            finally:
+                for child in children:
+                    child.wait(timeout=60)
+            wall = max(r["wall_s"] for r in results)
+            cpu = sum(r["cpu_s"] for r in results)
+            row = {"processes": processes, "segments_per_process": segments, "items": items,
+                   "items_per_s": round(items / wall), "client_cpu_us_per_item":
+                   round(cpu * 1e6 / items, 1)}
+            rows.append(row)
+            print(f"  {processes} process(es) x {segments} segment(s): {row['items_per_s']:>7} "
+                  f"items/s, client CPU {row['client_cpu_us_per_item']} µs/item", flush=True)
+    return rows
+
+
 class _Bytes:
     """An S3 client double for ``export.read_bytes``: the data file's bytes, no network."""
 
@@ -311,12 +387,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--items", type=int, default=20_000)
     parser.add_argument("--page", type=int, default=500, help="items per Scan page")
     parser.add_argument("--reps", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="1,000 items, 1 run (CI)")
+    parser.add_argument("--quick", action="store_true",
+                        help="1,000 items, 1 run, 2 worker layouts (CI: it runs, figures unread)")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--no-scaling", action="store_true", help="skip the workers' items/s")
+    parser.add_argument("--worker-child", nargs=6, type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker_child is not None:
+        worker_child(*args.worker_child)
+        return 0
     items, reps = (1_000, 1) if args.quick else (args.items, args.reps)
     result = bench(items, reps, min(args.page, items))
     print_report(result)
+    if not args.no_scaling:
+        print("items/s of the copy by workers (wall clock; one wire_responder as the target):")
+        result["scaling"] = scaling(items, min(args.page, items), args.quick)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
