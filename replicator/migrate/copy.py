@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from pymongo.errors import PyMongoError
@@ -209,8 +210,9 @@ class ScanCopy:
         chosen = self.select(items) if self.select is not None and items else items
         if not chosen:
             return 0, 0, 0
-        records = [item_record(item, self.key_schema, self.sequence,
-                               f"copy-{segment}-{n}") for n, item in enumerate(chosen)]
+        now = datetime.now(timezone.utc)
+        records = [item_record(item, self.key_schema, self.sequence, f"copy-{segment}-{n}",
+                               created=now) for n, item in enumerate(chosen)]
         attempt = 0
         while True:
             try:
