@@ -361,6 +361,53 @@ def scaling(items: int, page: int, quick: bool = False) -> list[dict[str, Any]]:
     return rows
 
 
+# -- instruction counts (callgrind): load-proof -------------------------------------------------------
+COUNTED = ("copy-floor", "copy", "export-floor", "export")
+
+
+def count_child(contender: str, pages: int, page: int, all_pages: int) -> None:
+    """Run ``contender`` once on the first ``pages`` pages (``all_pages`` or half of it; the
+    set-up builds both, so it is the same whatever ``pages``): under callgrind, the instructions
+    of ``pages`` = 2N minus those of N are the contender's own for N pages."""
+    logging.disable(logging.WARNING)
+    everything = items_of(all_pages * page)
+    built = {}
+    for size in {pages, all_pages // 2, all_pages}:  # the same set-up whatever ``pages``
+        bodies = scan_bodies(everything[:size * page], page)
+        items = everything[:size * page]
+        built[size] = (bodies, ready_documents(bodies), gzip.compress(
+            b"\n".join(json.dumps({"Item": i}).encode() for i in items) + b"\n"), len(items))
+    bodies, documents, gz, count = built[pages]
+    data_file = export.DataFile(key="data/bench.json.gz", item_count=count,
+                                location="s3://bench/data/bench.json.gz")
+    with responder() as port:
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=5000)
+        collection = client["bench"]["items"]
+        settings = Settings(key_schema=(KEY,))
+        store = SegmentStore(client["bench"]["items_sync"], "bench")
+        scans = scan_client(bodies)
+        collection.insert_many([{"_id": "warm"}])
+        if contender == "copy-floor":
+            for body, ready in zip(bodies, documents, strict=True):
+                json.loads(body)
+                collection.insert_many(ready, ordered=False)
+        elif contender == "copy":
+            ScanCopy(scans, "bench", lambda: Replicator(collection, settings), (KEY,), store,
+                     segments=1, page_size=page).run()
+        elif contender == "export-floor":
+            lines = gzip.decompress(gz).splitlines()
+            flat = [d for page_documents in documents for d in page_documents]
+            for start in range(0, len(lines), page):
+                for line in lines[start:start + page]:
+                    json.loads(line)
+                collection.insert_many(flat[start:start + page], ordered=False)
+        else:
+            export.load_file(data_file, export.FULL, Replicator(collection, settings), (KEY,),
+                             COPY_SEQUENCE, s3=_Bytes(gz))
+        client.close()
+
+
 class _Bytes:
     """An S3 client double for ``export.read_bytes``: the data file's bytes, no network."""
 
@@ -400,7 +447,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", default=None)
     parser.add_argument("--no-scaling", action="store_true", help="skip the workers' items/s")
     parser.add_argument("--worker-child", nargs=6, type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--count-child", nargs=4, default=None,
+                        help="CONTENDER PAGES PAGE ALL_PAGES: one run, for callgrind "
+                             f"(contenders: {', '.join(COUNTED)})")
     args = parser.parse_args(argv)
+    if args.count_child is not None:
+        name, *numbers = args.count_child
+        count_child(name, *(int(n) for n in numbers))
+        return 0
     if args.worker_child is not None:
         worker_child(*args.worker_child)
         return 0
