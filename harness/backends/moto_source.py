@@ -64,7 +64,8 @@ def repair_binary_keys(parsed: dict[str, Any], **_: Any) -> None:
     """botocore ``after-call`` hook for GetRecords: undo moto's double base64 of binary ``Keys``.
 
     moto (5.2.1 measured) base64-encodes a binary key value once more in a stream record's
-    ``Keys`` (boto3 then hands out the base64 text as bytes); the images are right. The key is taken
+    ``Keys`` (boto3 then hands out the base64 text as bytes; read with ``json.loads`` by
+    replicator/aws_json.py, it is base64 of base64 text); the images are right. The key is taken
     from the image when the record has one, else base64-decoded.
     """
     for record in parsed.get("Records") or []:
@@ -75,6 +76,8 @@ def repair_binary_keys(parsed: dict[str, Any], **_: Any) -> None:
                 continue
             if "B" in image.get(name, {}):
                 value["B"] = image[name]["B"]
+            elif isinstance(value["B"], str):  # read raw (replicator/aws_json.py): base64 text
+                value["B"] = base64.b64decode(value["B"]).decode("ascii")
             else:
                 value["B"] = base64.b64decode(value["B"])
 

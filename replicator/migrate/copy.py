@@ -15,13 +15,16 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from replicator import aws_json
 from replicator.core import BatchResult, Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted
 from replicator.item_records import COPY_SEQUENCE, item_record, tally
+from replicator.migrate import collector
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
 from replicator.retry import Backoff
@@ -134,8 +137,10 @@ class ScanCopy:
                  self.segments, self.stats.segments_already_done, self.stats.segments_resumed)
         errors: list[BaseException] = []
         if todo:
-            with ThreadPoolExecutor(max_workers=min(len(todo), self.concurrency),
-                                    thread_name_prefix="scan-segment") as pool:
+            # fewer cyclic GC passes while pages come and go (collector.py says why)
+            with collector.fewer_collections(), ThreadPoolExecutor(
+                    max_workers=min(len(todo), self.concurrency),
+                    thread_name_prefix="scan-segment") as pool:
                 futures = [pool.submit(self._segment, *work) for work in todo]
                 for future in futures:
                     error = future.exception()
@@ -171,7 +176,8 @@ class ScanCopy:
             request["ExclusiveStartKey"] = start_key
         page_number = 0
         while not (self.stop.is_set() or self._abort.is_set()):
-            page = self.dynamodb.scan(**request)
+            # json.loads of the page, not botocore's parser: replicator/aws_json.py says why
+            page = aws_json.scan(self.dynamodb, **request)
             page_items: list[Item] = page.get("Items", [])
             units = float((page.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0.0)
             written, newer, quarantined = self._write(replicator, segment, page_items)
@@ -204,8 +210,9 @@ class ScanCopy:
         chosen = self.select(items) if self.select is not None and items else items
         if not chosen:
             return 0, 0, 0
-        records = [item_record(item, self.key_schema, self.sequence,
-                               f"copy-{segment}-{n}") for n, item in enumerate(chosen)]
+        now = datetime.now(timezone.utc)
+        records = [item_record(item, self.key_schema, self.sequence, f"copy-{segment}-{n}",
+                               created=now) for n, item in enumerate(chosen)]
         attempt = 0
         while True:
             try:

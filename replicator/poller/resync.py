@@ -12,6 +12,7 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
+from replicator import aws_json
 from replicator.core import BatchResult
 from replicator.errors import ConfigurationError, RetriesExhausted
 from replicator.item_records import COPY_SEQUENCE, item_record, tally
@@ -77,7 +78,7 @@ def resync(
     info = poller.info
     request: dict[str, Any] = {"TableName": table, "ConsistentRead": True, "Limit": page_size}
     while True:
-        page = poller.dynamodb.scan(**request)
+        page = aws_json.scan(poller.dynamodb, **request)  # replicator/aws_json.py says why
         items = page.get("Items", [])
         stats.items_scanned += len(items)
         if items:

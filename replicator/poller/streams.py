@@ -17,8 +17,9 @@ What it guarantees:
 * ``LATEST`` applies to the shards open when the reader is made (their iterators are taken in the
   constructor, so records written after construction are not missed) and shards closed then are
   skipped; shards that appear later are read from ``TRIM_HORIZON``, as the KCL does.
-* Records are returned as boto3 gives them (``B`` as bytes, ``ApproximateCreationDateTime`` as a
-  datetime).
+* Records are returned as a Lambda event carries them (``B`` as base64 text,
+  ``ApproximateCreationDateTime`` as epoch seconds): GetRecords bodies are read with
+  ``json.loads``, not botocore's parser (replicator/aws_json.py says why).
 * Resuming (the standalone poller's checkpoints): ``positions={shard_id: sequence}`` starts those
   shards ``AFTER_SEQUENCE_NUMBER`` the sequence (under ``LATEST`` too); ``finished`` names shards
   already read to their end (they are not read again). ``on_trimmed(state, sequence)`` is called
@@ -50,6 +51,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal
 
+from replicator import aws_json
 from replicator.errors import RangeUnavailable, StreamReadTimeout
 
 Record = dict[str, Any]
@@ -290,7 +292,8 @@ class StreamReader:
             try:
                 self.calls["GetRecords"] += 1
                 asked = self._now()
-                page = self.client.get_records(ShardIterator=state.iterator, Limit=self.limit)
+                page = aws_json.get_records(self.client, ShardIterator=state.iterator,
+                                            Limit=self.limit)
             except Exception as error:
                 if error_code(error) not in REACQUIRE_ERRORS:
                     raise
@@ -441,7 +444,7 @@ class StreamReader:
                 raise unavailable(f"GetShardIterator gave no iterator for shard {shard_id}")
             try:
                 self.calls["GetRecords"] += 1
-                page = self.client.get_records(ShardIterator=iterator, Limit=self.limit)
+                page = aws_json.get_records(self.client, ShardIterator=iterator, Limit=self.limit)
             except Exception as error:
                 code = error_code(error)
                 if code == "TrimmedDataAccessException":

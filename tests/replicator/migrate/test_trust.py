@@ -308,7 +308,12 @@ class ShiftedStreams:
     def get_records(self, **request: Any) -> Any:
         page = self.inner.get_records(**request)
         for record in page.get("Records", []):
-            record["dynamodb"]["ApproximateCreationDateTime"] -= self.shift
+            body = record["dynamodb"]
+            # epoch seconds when read raw by replicator/aws_json.py, a datetime from botocore
+            created = body["ApproximateCreationDateTime"]
+            body["ApproximateCreationDateTime"] = (
+                created - self.shift.total_seconds() if isinstance(created, (int, float))
+                else created - self.shift)
         return page
 
 
