@@ -57,9 +57,9 @@ from botocore.awsrequest import AWSResponse  # noqa: E402
 
 from replicator import Replicator, Settings, aws_json  # noqa: E402
 from replicator.convert import Converter  # noqa: E402
+from replicator.item_records import COPY_SEQUENCE  # noqa: E402
 from replicator.migrate import export  # noqa: E402
 from replicator.migrate.copy import ScanCopy  # noqa: E402
-from replicator.migrate.records import COPY_SEQUENCE  # noqa: E402
 from replicator.migrate.segments import SegmentStore  # noqa: E402
 
 KEY = "id"

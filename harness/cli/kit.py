@@ -74,8 +74,8 @@ def generate(
     (put_new, put_overwrite, delete, batch_write). nox -s load runs it in a child process, so that
     its memory does not count in the replay's. Prints {"records": N, "directory": ...}.
     """
+    from harness.captures.recording import write_recording
     from harness.loadgen import generate as generate_recording
-    from harness.recording import write_recording
     from harness.scenario import ScenarioError, load_scenario, parse_overrides
     from harness.workload import WorkloadSpec
 

@@ -22,7 +22,7 @@ from bson import json_util
 from pymongo import DeleteOne, InsertOne, ReplaceOne, UpdateOne
 
 from harness.backends.base import BackendUnavailable, TargetBackend, target_backend
-from replicator.migrate.diff import bson_value
+from replicator.diff import bson_value
 
 CORPUS = json.loads((Path(__file__).parent / "behaviours.json").read_text("utf-8"))
 CASES: list[dict[str, Any]] = CORPUS["cases"]

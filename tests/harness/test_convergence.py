@@ -12,7 +12,7 @@ from bson.int64 import Int64
 from bson.objectid import ObjectId
 
 from harness.convergence import compare
-from replicator.migrate.diff import MISSING, bson_value
+from replicator.diff import MISSING, bson_value
 
 
 def _diff(expected: dict, actual: dict):  # type: ignore[no-untyped-def]

@@ -162,7 +162,7 @@ def test_harness_run_initial_sync_exits_0_with_the_common_json_report(tmp_path: 
 
 # -- the commands that replaced python -m entry points ----------------------------------------------
 def test_generate_writes_a_scenario_stream_as_a_recording(tmp_path: Path) -> None:
-    from harness.recording import read_recording
+    from harness.captures.recording import read_recording
 
     scenario = _write(tmp_path / "w.toml", 'name = "w"\ndescription = "x"\n[table]\n'
                       'partition_key = {name = "id", type = "S"}\n[workload]\noperations = 500\n'
