@@ -83,8 +83,10 @@ class TombstoneStore:
             outcome.failed.extend((w, why) for w in writes)
             return outcome
         now = datetime.now(timezone.utc)
-        deletes = [w for w in writes if w.kind == "delete"]
-        upserts = [w for w in writes if w.kind != "delete"]
+        deletes: list[PlannedWrite] = []
+        upserts: list[PlannedWrite] = []
+        for planned in writes:
+            (deletes if planned.kind == "delete" else upserts).append(planned)
         ordered = deletes + upserts
         operations: list[Any] = [
             UpdateOne(
@@ -128,6 +130,9 @@ class TombstoneStore:
             outcome.round_trips += rest.round_trips
             return outcome
         outcome.round_trips += 1
+        if not problems and not probes_matched:  # the common case: every write clear, in order
+            outcome.clear = ordered
+            return outcome
         for index, (transient, why, code) in problems.items():
             if index >= len(deletes):
                 # The one probe for every upsert failed: nothing is known of any of them, and
@@ -255,8 +260,10 @@ def _probe(upserts: Sequence[PlannedWrite]) -> UpdateMany:
     blocked. One operation with an ``$or`` of ``{_id, seq > ours}`` clauses, not one UpdateOne per
     upsert: the same round trip, a fraction of the client's work (issue #10: the per-upsert probe
     was about half of the core's instructions on top of the plan)."""
+    pad = pad_sequence_number
     return UpdateMany(
-        {"$or": [{"_id": w.document_id, SEQUENCE: {"$gt": _sequence(w)}} for w in upserts]},
+        {"$or": [{"_id": w.filter["_id"], SEQUENCE: {"$gt": pad(w.sequence_numbers[-1])}}
+                 for w in upserts]},
         {"$max": {SEQUENCE: ""}},
     )
 
