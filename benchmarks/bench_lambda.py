@@ -1,6 +1,7 @@
 """The core's CPU per event through real pymongo, against two references, on Lambda-sized batches.
 
     python benchmarks/bench_lambda.py [--reps N] [--batches N] [--batch-size N] [--json out.json]
+    python benchmarks/bench_lambda.py --quick      # one short run: checks that it runs
 
 This is the honest measure of the core (issue #10): batches as a stream's event source mapping
 delivers them by default -- 100 records, NEW_AND_OLD_IMAGES, realistic items, one record per key
@@ -49,6 +50,7 @@ for path in (str(ROOT), str(HERE)):
 
 import bench_core  # noqa: E402  (the synthetic users-table items and stream)
 import pymongo  # noqa: E402
+from bench_conversion import boto3_ready  # noqa: E402
 from bench_wire import responder  # noqa: E402
 from bson.codec_options import CodecOptions, TypeEncoder, TypeRegistry  # noqa: E402
 from bson.decimal128 import Decimal128  # noqa: E402
@@ -112,7 +114,7 @@ class ReferenceHandler:
         self.deserialize = TypeDeserializer().deserialize
 
     def image(self, item: Mapping[str, Any]) -> dict[str, Any]:
-        return {name: self.deserialize(bench_core.boto3_ready(value)) for name, value in item.items()}
+        return {name: self.deserialize(boto3_ready(value)) for name, value in item.items()}
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         latest: dict[Any, Mapping[str, Any]] = {}
@@ -235,7 +237,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=100,
                         help="records per batch (default 100, the event source mapping's default)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help="one run of 3 batches (a few seconds: checks the script runs)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.reps, args.batches = 1, 3
     results = bench(args.reps, args.batches, args.batch_size)
     print_report(results)
     if args.json:

@@ -1,7 +1,7 @@
 """The ``load`` scenario's figures (issue 14, part 4): replay of its recorded stream, and live.
 
     python benchmarks/bench_load.py [--part replay|live|all] [--operations N] [--out DIR]
-                                    [--json out.json]
+                                    [--json out.json] [--quick]
 
 * **replay**: the scenario's stream, generated once into ``DIR/recording`` by
   ``harness generate`` (reused while its operation count matches), replayed through the
@@ -21,6 +21,7 @@ import argparse
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -105,7 +106,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--child", choices=["replay", "live"], help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true",
+                        help="the replay of 1,000 operations only, into a temporary folder "
+                             "(checks the script runs)")
     args = parser.parse_args(argv)
+    if args.quick and not args.child:
+        args.part, args.operations = "replay", args.operations or 1000
+        if args.out == DEFAULT_OUT:
+            args.out = Path(tempfile.mkdtemp(prefix="bench_load_"))
     out: Path = args.out.resolve()
     if args.child:
         print(json.dumps(_child(args.child, args.operations, out), default=str))

@@ -89,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenarios", default=",".join(DEFAULT_SCENARIOS))
     parser.add_argument("--reps", type=int, default=3, help="replay repetitions (median)")
     parser.add_argument("--json", metavar="PATH")
+    parser.add_argument("--quick", action="store_true",
+                        help="one replay repetition, no scenario (checks the script runs)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.reps, args.scenarios = 1, ""
     targets = [t for t in args.targets.split(",") if t]
     results = {"replay": bench_replay(targets, args.reps),
                "scenarios": bench_scenarios(targets, [s for s in args.scenarios.split(",") if s])}

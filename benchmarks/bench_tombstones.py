@@ -1,19 +1,25 @@
-"""Instructions the tombstones cost the client, counted by callgrind (immune to machine load).
+"""Instructions per event of the Lambda path, counted by callgrind (immune to machine load).
 
-    valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.%p \
-        python benchmarks/bench_tombstones.py on|off BATCHES      # e.g. 5, then 25
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.%p \
+        python benchmarks/bench_tombstones.py MODE [--batches 10] --callgrind
+    python benchmarks/bench_tombstones.py --quick          # runs it once, without valgrind
+
+MODE: ``on`` (``Replicator(collection, Settings()).handle``: the shipped defaults, tombstones on),
+``off`` (``Settings(tombstones=False)``), ``floor`` (pymongo alone: ``bulk_write`` of the same
+batches' operations built beforehand from ready documents, as in bench_lambda.py; each batch's
+operations are freed after its ``bulk_write``, inside the count, as the core's are).
 
 Each run starts ``wire_responder.py`` (another process, not traced), builds the same fresh
-100-record batches as ``bench_lambda.py`` and hands ``--batches`` of them to
-``Replicator(collection, Settings(tombstones=...)).handle`` after one warm-up batch. The
-difference between a run of 25 and a run of 5 batches, over the 2,000 events between them, is the
-instructions per event in steady state (start-up cancels out); "on" minus "off" is what the
-tombstone probe, the delete markers and the re-check after inserts cost. Comparing two revisions
-of the code (same Python, same inputs) shows whether a change cut that cost. BENCHMARKS.md has the figures.
+100-record batches as ``bench_lambda.py``, hands one warm-up batch over, then ``--batches`` more.
+With ``--callgrind`` only that loop is instrumented (callgrind_region.py), so the callgrind output
+file's total divided by the events is the instructions per event; the batches are parsed
+(``json.loads``, as the Lambda runtime does) outside the loop. BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
 
+import argparse
+import collections
 import json
 import sys
 from pathlib import Path
@@ -25,34 +31,59 @@ for path in (str(ROOT), str(HERE)):
         sys.path.insert(0, path)
 
 import pymongo  # noqa: E402
-from bench_lambda import lambda_batches  # noqa: E402
+from bench_lambda import floor_operations, lambda_batches  # noqa: E402
 from bench_wire import responder  # noqa: E402
+from callgrind_region import region  # noqa: E402
 
 from replicator import Replicator, Settings  # noqa: E402
+from replicator.convert import Converter  # noqa: E402
 
 
-def main(argv: list[str]) -> int:
-    mode = argv[0] if argv else "on"
-    batches = int(argv[1]) if len(argv) > 1 else 20
-    if mode not in ("on", "off"):
-        raise SystemExit("usage: bench_tombstones.py on|off [batches]")
-    texts = lambda_batches(batches + 1, 100)
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("mode", nargs="?", choices=("on", "off", "floor"), default="on")
+    parser.add_argument("--batches", type=int, default=10, help="measured batches (default 10)")
+    parser.add_argument("--first", type=int, default=8,
+                        help="skip this many batches of the stream first (default 8: past the "
+                             "first inserts of every key, so the mix of INSERT, MODIFY, REMOVE "
+                             "is the steady one)")
+    parser.add_argument("--callgrind", action="store_true",
+                        help="instrument only the measured loop (run under valgrind "
+                             "--tool=callgrind --instr-atstart=no)")
+    parser.add_argument("--quick", action="store_true", help="2 batches, no callgrind")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.batches = 2
+    texts = lambda_batches(args.first + args.batches + 1, 100)[args.first:]
     events = [json.loads(text) for text in texts]
+    converter = Converter("lossless")
+    floor_ops = [floor_operations(event, converter) for event in events]
     with responder(timeout=120) as port:
         client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
             f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=60000)
         try:
             collection = client["bench"]["items"]
-            replicator = Replicator(collection, Settings(tombstones=(mode == "on")))
-            replicator.handle(events[0])  # warm-up: connection, the tombstone index
-            for event in events[1:]:
-                if replicator.handle(event) != {"batchItemFailures": []}:
+            if args.mode == "floor":
+                pending = collections.deque(floor_ops)
+                floor_ops.clear()
+                collection.bulk_write(pending.popleft(), ordered=False)  # warm-up
+                with region(args.callgrind):
+                    while pending:  # each batch's operations freed after it, as the core's are
+                        collection.bulk_write(pending.popleft(), ordered=False)
+            else:
+                replicator = Replicator(collection, Settings(tombstones=(args.mode == "on")))
+                replicator.handle(events[0])  # warm-up: connection, the tombstone index
+                responses = []
+                with region(args.callgrind):
+                    for event in events[1:]:
+                        responses.append(replicator.handle(event))
+                if any(r != {"batchItemFailures": []} for r in responses):
                     raise SystemExit("a batch failed")
         finally:
             client.close()
-    print(f"{mode}: {batches * 100} events after the warm-up")
+    print(f"{args.mode}: {args.batches * 100} events after the warm-up")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())

@@ -254,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions (default 5)")
     parser.add_argument("--batches", type=int, default=3, help="batches per repetition (default 3)")
     parser.add_argument("--json", metavar="PATH", help="also write every figure as JSON")
+    parser.add_argument("--quick", action="store_true",
+                        help="one repetition of one batch (a few seconds: checks the script runs)")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.reps, args.batches = 1, 1
     if str(HERE) not in sys.path:
         sys.path.insert(0, str(HERE))
     import bench_core  # the (b) workload: 1,000 records over 300 keys

@@ -11,6 +11,7 @@ one place.
 from __future__ import annotations
 
 import logging
+import operator
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -196,10 +197,12 @@ class Replicator:
         result.duration_s = time.monotonic() - since
         pinned = self.source.table_arn
         result.table = table or (pinned.rpartition(":table/")[2] if pinned else None)
-        sequences = sorted((s for s in map(_sequence_of_raw, records) if s is not None),
-                           key=pad_sequence_number)
+        sequences = _sequences_of(records)
         if sequences:
-            result.first_sequence_number, result.last_sequence_number = sequences[0], sequences[-1]
+            # What sorted(sequences, key=pad_sequence_number)[0] and [-1] are (the first of equal
+            # lowest, the last of equal highest), without sorting: the key is a C call, not a frame.
+            result.first_sequence_number = min(sequences, key=_PADDED)
+            result.last_sequence_number = max(reversed(sequences), key=_PADDED)
         if result.newest_applied_at is not None:
             lag = (self.now() - result.newest_applied_at).total_seconds()
             result.replication_lag_s = max(0.0, lag)
@@ -418,11 +421,46 @@ class Replicator:
 
 
 def _newest_created(records: Sequence[Any], applied: Iterable[PlannedWrite]) -> datetime | None:
-    """The newest ApproximateCreationDateTime of the records the ``applied`` writes stand for."""
+    """The newest ApproximateCreationDateTime of the records the ``applied`` writes stand for.
+
+    Hot (every record of every batch): a Lambda event's times are epoch seconds in plain dicts,
+    and epoch seconds -> datetime is monotonic, so the newest number is found first and converted
+    once; any other record (a datetime from GetRecords, not a dict) goes through
+    :func:`creation_time_of` as before, and so does every record when the newest number is not
+    a time (out of range, NaN): the same answer as :func:`_newest_created_each`."""
     wanted = {s for w in applied for s in w.sequence_numbers}
-    newest: datetime | None = None
     if not wanted:
-        return newest
+        return None
+    highest: int | float | None = None
+    others = []
+    for raw in records:
+        body = raw.get("dynamodb") if type(raw) is dict else None
+        if type(body) is not dict:
+            others.append(raw)
+            continue
+        sequence = body.get("SequenceNumber")
+        if type(sequence) is not str or sequence not in wanted:
+            continue
+        value = body.get("ApproximateCreationDateTime")
+        if type(value) is int or type(value) is float:
+            if highest is None or value > highest:
+                highest = value
+        elif value is not None:
+            others.append(raw)
+    newest: datetime | None = None
+    if highest is not None:
+        newest = creation_time_of({"dynamodb": {"ApproximateCreationDateTime": highest}})
+        if newest is None:
+            return _newest_created_each(records, wanted)
+    rest = _newest_created_each(others, wanted) if others else None
+    if rest is not None and (newest is None or rest > newest):
+        newest = rest
+    return newest
+
+
+def _newest_created_each(records: Sequence[Any], wanted: set[str]) -> datetime | None:
+    """:func:`_newest_created` record by record (the reference)."""
+    newest: datetime | None = None
     for raw in records:
         if _sequence_of_raw(raw) in wanted:
             created = creation_time_of(raw)
@@ -480,6 +518,23 @@ def batch_fields(result: BatchResult) -> dict[str, Any]:
         "duration_ms": round(result.duration_s * 1000, 3),
         "replication_lag_ms": None if lag is None else round(lag * 1000, 3),
     }
+
+
+#: pad_sequence_number as a key function called from C (no Python frame per record)
+_PADDED = operator.methodcaller("zfill", 40)
+assert _PADDED("1") == pad_sequence_number("1")
+
+
+def _sequences_of(records: Sequence[Any]) -> list[str]:
+    """The readable SequenceNumbers of ``records`` in their order (:func:`_sequence_of_raw` of
+    each, Nones left out), plain dicts read inline: once per record of every batch."""
+    sequences = []
+    for record in records:
+        body = record.get("dynamodb") if type(record) is dict else None
+        sequence = body.get("SequenceNumber") if type(body) is dict else _sequence_of_raw(record)
+        if type(sequence) is str:
+            sequences.append(sequence)
+    return sequences
 
 
 def _sequence_of_raw(record: Any) -> str | None:
