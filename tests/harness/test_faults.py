@@ -352,8 +352,9 @@ def _treat_a_lost_connection_as_success(monkeypatch: pytest.MonkeyPatch) -> None
     """Planted bug: a bulk that raised a connection error is taken as applied."""
     original = apply._bulk_write
 
-    def bulk_write(collection: Any, writes: Any, sequence_field: str) -> apply.WriteResult:
-        outcome = original(collection, writes, sequence_field)
+    def bulk_write(collection: Any, writes: Any, sequence_field: str,
+                   native: Any = None) -> apply.WriteResult:
+        outcome = original(collection, writes, sequence_field, native)
         if outcome.failed and all("AutoReconnect" in why or "NotPrimary" in why
                                   for _, why in outcome.failed):
             outcome.applied.extend(w for w, _ in outcome.failed)

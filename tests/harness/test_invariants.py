@@ -171,8 +171,8 @@ def test_the_per_delivery_check_catches_a_guard_filter_that_lets_older_versions_
     # while documents still carry their sequence number
     original = apply.operations
 
-    def unguarded(writes: Any) -> list[Any]:
-        built = original(writes)
+    def unguarded(writes: Any, native: Any = None) -> list[Any]:
+        built = original(writes, native)
         for operation in built:
             operation._filter = {k: v for k, v in operation._filter.items() if k != "$or"}
         return built
