@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import bson
+import bson.errors
 
 from replicator.convert import Converter, storage_problem
 from replicator.errors import (
@@ -98,11 +99,22 @@ class KeyMapper:
         if isinstance(document_id, (list, tuple)):
             raise ConversionError("id_mapping returned an array; MongoDB refuses an array _id",
                                   field_path="_id")
+        if document_id is None:
+            # Every key mapped to None would be one document: the items would overwrite each
+            # other silently.
+            raise ConversionError("id_mapping returned None; every such key would share one _id",
+                                  field_path="_id")
         problem = storage_problem({"_id": document_id})
         if problem is not None:
             path, reason = problem
             raise ConversionError(f"id_mapping returned an _id MongoDB cannot store: {reason}",
                                   field_path=path.lstrip("."))
+        try:
+            bson.encode({"_id": document_id})
+        except (bson.errors.InvalidDocument, TypeError, OverflowError, ValueError) as error:
+            # e.g. a decimal.Decimal, a set, a datetime.date: BSON has no such type.
+            raise ConversionError(f"id_mapping returned an _id BSON cannot encode: {error}",
+                                  field_path="_id") from None
         return document_id
 
     def _infer(self, keys: Mapping[str, Any]) -> tuple[str, ...]:
