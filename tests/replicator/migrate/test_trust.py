@@ -11,7 +11,6 @@ sleeps or reads the wall clock to decide.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import random
 from collections.abc import Callable
@@ -38,6 +37,7 @@ from replicator.poller import Poller
 from replicator.poller.resume import stream_created_at
 from replicator.poller.streams import StreamReader
 from replicator.settings import Settings
+from support.exports import replace_data_file
 
 CASES = Path(__file__).parents[2] / "data" / "cases"
 KEY = ("pk",)
@@ -561,19 +561,8 @@ def test_a_sync_resumed_more_than_a_day_after_its_positions_is_refused(
 def _rewrite(root: Path, number: int, text_lines: list[str], *, manifest: bool) -> str:
     """Replace data file ``number`` of the export at ``root`` with ``text_lines``; with
     ``manifest``, its manifest entry follows (itemCount, md5Checksum, etag) as AWS writes it."""
-    import base64
-
-    entries = [json.loads(line) for line in
-               (root / "manifest-files.json").read_text().splitlines()]
-    key = entries[number]["dataFileS3Key"]
     data = gzip.compress("".join(t + "\n" for t in text_lines).encode())
-    (root / "data" / key.rsplit("/", 1)[-1]).write_bytes(data)
-    if manifest:
-        digest = hashlib.md5(data, usedforsecurity=False).digest()
-        entries[number].update(itemCount=len(text_lines), etag=digest.hex(),
-                               md5Checksum=base64.b64encode(digest).decode())
-        (root / "manifest-files.json").write_text("".join(json.dumps(e) + "\n" for e in entries))
-    return str(key)
+    return replace_data_file(root, number, data, len(text_lines), manifest=manifest)
 
 
 def test_a_data_file_shorter_than_its_manifest_entry_is_not_loaded_nor_reported_consistent(

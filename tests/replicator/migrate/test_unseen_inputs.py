@@ -3,9 +3,7 @@ the fixes), on the wire target: moto in-process, mongoeco through the real pymon
 
 from __future__ import annotations
 
-import base64
 import gzip
-import hashlib
 import json
 import sys
 from datetime import datetime, timezone
@@ -21,6 +19,7 @@ from replicator.migrate.export import load_manifest, write_export
 from replicator.migrate.gap import recover
 from replicator.migrate.sync import sync_export
 from replicator.settings import Settings
+from support.exports import replace_data_file
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_expected import Scenario, delete, put
@@ -164,17 +163,6 @@ def test_transform_and_id_mapping_together(moto: Any, wire_target: Any) -> None:
 
 
 # -- 5. export files -----------------------------------------------------------------------------
-def _raw_file(root: Path, data: bytes, count: int) -> None:
-    """Replace data file 0 with ``data``; the manifest entry matches the bytes."""
-    entries = [json.loads(line) for line in (root / "manifest-files.json").read_text().splitlines()]
-    key = entries[0]["dataFileS3Key"]
-    (root / "data" / key.rsplit("/", 1)[-1]).write_bytes(data)
-    digest = hashlib.md5(data, usedforsecurity=False).digest()
-    entries[0].update(itemCount=count, etag=digest.hex(),
-                      md5Checksum=base64.b64encode(digest).decode())
-    (root / "manifest-files.json").write_text("".join(json.dumps(e) + "\n" for e in entries))
-
-
 def test_truncated_gzip_matching_its_manifest_is_refused_not_crash(
     moto: Any, wire_target: Any, tmp_path: Path
 ) -> None:
@@ -186,7 +174,7 @@ def test_truncated_gzip_matching_its_manifest_is_refused_not_crash(
     root = write_export(tmp_path, [lines])
     body = "".join(json.dumps(line) + "\n" for line in lines).encode()
     data = gzip.compress(body)
-    _raw_file(root, data[: len(data) * 2 // 3], 40)  # md5 of the truncated bytes: consistent
+    replace_data_file(root, 0, data[: len(data) * 2 // 3], 40)  # md5 of the truncated bytes: consistent
     collection = wire_target.collection("trust", "brk_trunc")
     try:
         report = sync_export(_poller(moto.streams(), client, table, collection),
@@ -222,7 +210,7 @@ def test_valid_json_lines_that_are_not_items_are_quarantined(
            '{"Item": {"pk": {"S": "dol"}, "$where": {"S": "x"}}}']
     texts = [json.dumps(good[0]), *bad, json.dumps(good[1]), json.dumps(good[2])]
     root = write_export(tmp_path, [good])
-    _raw_file(root, gzip.compress("".join(t + "\n" for t in texts).encode()), len(texts))
+    replace_data_file(root, 0, gzip.compress("".join(t + "\n" for t in texts).encode()), len(texts))
     collection = wire_target.collection("trust", "brk_notitem")
     report = sync_export(_poller(moto.streams(), client, table, collection),
                          load_manifest(str(root)))
