@@ -471,11 +471,6 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
     target, poller = _poller(args, environ, stop)
     try:
         poller.info  # noqa: B018 - DescribeTable first: a missing table is named as such (exit 4)
-        if not args.no_prepare:  # before the copy: the shard key must be (docs/migration.md)
-            from replicator.cli import prepare
-
-            prepare.run(args, environ, poller.dynamodb, target.collection,
-                        lambda line: log.info("prepare: %s", line))
         exports = [load_manifest(location) for location in args.incremental_export]
         requester = None
         if args.pitr_export_bucket:

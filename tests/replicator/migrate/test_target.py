@@ -5,6 +5,7 @@ the sharding commands as sent, and `replicator prepare --dry-run` against moto's
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -35,7 +36,7 @@ def _key(hash_name: str, range_name: str | None = None) -> list[dict[str, str]]:
 
 
 def _table(key: tuple[str, ...] = ("pk", "sk"), types: dict[str, str] | None = None,
-           gsis: list[dict[str, Any]] = (), lsis: list[dict[str, Any]] = ()) -> dict[str, Any]:  # type: ignore[assignment]
+           gsis: Sequence[dict[str, Any]] = (), lsis: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
     types = {"pk": "S", "sk": "S", **(types or {})}
     table: dict[str, Any] = {
         "TableName": "orders", "KeySchema": _key(*key),
