@@ -143,7 +143,7 @@ def parse_shard_key(given: Sequence[str] | Mapping[str, Any] | str) -> KeyPatter
             if not part:
                 continue
             name, _, kind = part.partition(":")
-            pairs.append((name.strip(), "hashed" if kind.strip() == "hashed" else
+            pairs.append((name.strip(), "hashed" if kind.strip().lower() == "hashed" else
                           1 if kind.strip() in ("", "1") else kind.strip()))
     if not pairs:
         raise ConfigurationError("a shard key names at least one field, e.g. pk:hashed")
@@ -203,7 +203,7 @@ def plan_target(
     indexes: list[IndexPlan] = []
     for kind, source, keys in candidates:
         label = f"{kind} {source}"
-        problem = _unindexable(keys, written)
+        problem = _unindexable(keys, written, settings)
         if problem:
             skipped.append(Skipped(label, problem))
             continue
@@ -259,8 +259,14 @@ def _index_name(source: str, kind: str) -> str:
     return f"{kind.lower()}_{source}" if source == "_id_" else source
 
 
-def _unindexable(keys: Sequence[str], written: Mapping[str, Any] | None) -> str | None:
+def _unindexable(keys: Sequence[str], written: Mapping[str, Any] | None,
+                 settings: Settings) -> str | None:
     for attribute in keys:
+        if attribute == "_id" or (settings.guard and attribute == settings.sequence_field):
+            # The document's _id is made from the table key and the sequence field is the
+            # replicator's: an attribute of that name is not what the field holds.
+            return (f"key attribute {attribute!r} is a field the replicator writes itself "
+                    "(the document's identity, or its sequence field), not the attribute")
         if "." in attribute or attribute.startswith("$"):
             # The replicator stores the attribute as one top-level field of that name; an index
             # key "a.b" means the path a -> b, and a "$" field cannot be indexed at all.
@@ -524,7 +530,8 @@ def _equal(existing: Mapping[str, Any], index: IndexPlan) -> bool:
 
 def _plain(value: Any) -> Any:
     if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
+        # {$exists: 1} is {$exists: true} (the server keeps a filter as it was given)
+        return {str(k): bool(v) if k == "$exists" else _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
