@@ -193,7 +193,11 @@ def plan_target(
     for index in table.get("LocalSecondaryIndexes") or []:
         candidates.append(("LSI", index["IndexName"], _key_of(index["KeySchema"])))
 
-    attributes = list(dict.fromkeys([*key_schema, *(a for _, _, k in candidates for a in k)]))
+    shard = _shard_plan(shard_key, settings, key_schema)
+    shard_fields = [name for name, _ in shard.key]
+    # the probe item: every key attribute, and the shard key's top-level fields (attributes too)
+    attributes = list(dict.fromkeys([*key_schema, *(a for _, _, k in candidates for a in k),
+                                     *(f.split(".")[0] for f in shard_fields if f != "_id")]))
     written, why_unknown = _written_fields(attributes, types, key_schema, settings, probe)
     if why_unknown:
         notes.append(f"the transforms / id_mapping could not be run on a sample item "
@@ -229,20 +233,17 @@ def plan_target(
             "is made, since MongoDB expires only BSON dates; DynamoDB's expiries arrive as stream "
             f"REMOVEs and are applied per REPLICATOR_TTL_DELETES (now {settings.ttl_deletes!r})")
 
-    shard = _shard_plan(shard_key, settings, key_schema)
-    if shard is not None:
-        fields = [name for name, _ in shard.key]
-        missing = [f for f in fields if written is not None and f != "_id"
-                   and f.split(".")[0] not in written]
-        if missing:
-            notes.append(f"shard key field(s) {missing} are not in the document the replicator "
-                         "writes for a sample item: every such document is stored as if they "
-                         "were null (one chunk)")
-        movable = movable_shard_key(fields, key_schema)
-        if movable:
-            notes.append(f"shard key field(s) {movable} are not table key attributes: the "
-                         "stream must carry old images (NEW_AND_OLD_IMAGES) so a change that "
-                         "moves a document can be written (replicator/sharding.py)")
+    missing = [f for f in shard_fields if written is not None and f != "_id"
+               and f.split(".")[0] not in written]
+    if missing:
+        notes.append(f"shard key field(s) {missing} are not in the document the replicator "
+                     "writes for a sample item holding them (a transform removes them): every "
+                     "such document is stored as if they were null (one chunk)")
+    movable = movable_shard_key(shard_fields, key_schema)
+    if movable:
+        notes.append(f"shard key field(s) {movable} are not table key attributes: the stream "
+                     "must carry old images (NEW_AND_OLD_IMAGES) so a change that moves a "
+                     "document can be written (replicator/sharding.py)")
     if settings.guard and settings.tombstones:
         from replicator.tombstones import DELETED_AT
 
