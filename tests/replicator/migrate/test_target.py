@@ -398,3 +398,42 @@ def test_replicator_prepare_dry_run_against_motos_describe_table(
 
     done = run_replicator("prepare", *base, "--shard-key", "a:hashed,b:hashed", "--dry-run")
     assert done.returncode == 2 and "at most one hashed field" in done.stderr
+
+
+@pytest.mark.slow
+def test_sync_prepares_the_target_before_its_copy_unless_told_not_to(
+    moto: Any, wire_target: Any, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from replicator import cli
+    from replicator.cli import commands, endpoints
+    from replicator.poller.checkpoints import CheckpointStore
+
+    client = moto.dynamodb()
+    for table in ("prepared", "unprepared"):
+        client.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST", KeySchema=_key("pk"),
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "email", "AttributeType": "S"}],
+            GlobalSecondaryIndexes=[_index("byEmail", "email")],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        client.put_item(TableName=table, Item={"pk": {"S": "a"}, "email": {"S": "x@y"}})
+        client.put_item(TableName=table, Item={"pk": {"S": "b"}})
+
+    class Target:
+        def __init__(self, args: Any, environ: Any) -> None:
+            self.collection = wire_target.collection("synced", args.table)
+            self.checkpoints = CheckpointStore.beside(self.collection, table=args.table)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(endpoints, "Target", Target)
+    monkeypatch.setattr(endpoints, "aws_clients", lambda args, environ: (moto.streams(), client))
+    monkeypatch.setattr(commands, "install_signal_handlers", lambda stop: None)
+    for table, extra in (("prepared", []), ("unprepared", ["--no-prepare"])):
+        assert cli.main(["sync", "--table", table, "--mongodb-uri", "mongodb://unused",
+                         "--segments", "1", "--no-progress", *extra]) == 0
+    prepared = wire_target.collection("synced", "prepared")
+    assert set(_listed(prepared)) == {"byEmail"}
+    assert [d["pk"] for d in prepared.find({"email": "x@y"}).hint("byEmail")] == ["a"]
+    assert _listed(wire_target.collection("synced", "unprepared")) == {}
