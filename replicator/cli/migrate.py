@@ -62,6 +62,12 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     sync.add_argument("--batch-size", type=int, default=100, help="stream records per batch")
     sync.add_argument("--report", default=None, help="write the JSON report here")
     sync.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sync.add_argument("--no-prepare", action="store_true",
+                      help="do not prepare the target first (`replicator prepare`: indexes from "
+                           "the GSIs and LSIs, the shard key on a sharded cluster)")
+    from replicator.cli import prepare
+
+    prepare.add_options(sync)
     sync.set_defaults(func=cmd_sync)
 
     verify = commands.add_parser(
@@ -209,6 +215,11 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
     target, poller = _poller(args, environ, stop)
     try:
         poller.info  # noqa: B018 - DescribeTable first: a missing table is named as such (exit 4)
+        if not args.no_prepare:  # before the copy: the shard key must be (docs/migration.md)
+            from replicator.cli import prepare
+
+            prepare.run(args, environ, poller.dynamodb, target.collection,
+                        lambda line: log.info("prepare: %s", line))
         if args.export:
             manifest = load_manifest(args.export)
             worker_target = None
