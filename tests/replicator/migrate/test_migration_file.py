@@ -124,7 +124,7 @@ def test_a_file_that_is_not_toml_or_not_there_is_named(tmp_path: Path) -> None:
     broken.write_text("[[tables]]\ntable = \n")
     with pytest.raises(MigrationFileError, match=r"broken.toml: not valid TOML \(.*line 2"):
         load(broken)
-    with pytest.raises(MigrationFileError, match="missing.toml: cannot read the migration file"):
+    with pytest.raises(MigrationFileError, match=r"missing\.toml: cannot read the migration file"):
         load(tmp_path / "missing.toml")
 
 
