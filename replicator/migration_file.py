@@ -57,6 +57,8 @@ DEFAULT_KEYS = ("mongodb_uri_env", "mongodb_uri_secret_arn", "mongodb_uri_parame
 TABLE_KEYS = ("table", "namespace", "checkpoint_collection", "create_indexes")
 #: Settings fields a migration file cannot set: the file pins each entry's table itself
 NOT_IN_FILE = ("source_table",)
+#: the collections kept beside a table's collection, by their default suffix
+SIDE_COLLECTIONS = ("_sync", "_tombstones", "_quarantine", "_ttl_archive")
 #: https://www.mongodb.com/docs/manual/reference/limits/#naming-restrictions (Unix and Windows)
 DATABASE_FORBIDDEN = set('/\\. "$*<>:|?')
 
@@ -249,6 +251,19 @@ def _distinct(tables: Sequence[TableMigration], path: str) -> None:
     checkpoints: refused."""
     seen: dict[str, str] = {}
     targets: dict[str, str] = {}
+    # what the replicator keeps beside each collection (replicator/core.py, poller/checkpoints.py,
+    # migrate/segments.py): another table's documents there would mix with it
+    beside: dict[str, str] = {}
+    for table in tables:
+        kept = [table.checkpoint_collection or f"{table.collection}_checkpoints",
+                *(f"{table.collection}{suffix}" for suffix in SIDE_COLLECTIONS)]
+        for name in kept:
+            beside.setdefault(f"{table.database}.{name}", table.entry)
+    for table in tables:
+        if table.namespace in beside:
+            raise MigrationFileError(
+                f"{path}: {table.entry}: namespace {table.namespace} is where the replicator "
+                f"keeps the checkpoints, progress or deletes of {beside[table.namespace]}")
     for table in tables:
         if table.table in seen:
             raise MigrationFileError(f"{path}: {table.entry}: table {table.table!r} is already "
@@ -295,8 +310,8 @@ def _setting(key: str, value: Any, where: str) -> Any:
                 or not all(isinstance(v, str) and v.strip() for v in value)):
             raise MigrationFileError(f"{where}: {key}: a list of names, e.g. [\"a\", \"b\"]")
         names = tuple(v.strip() for v in value)
-        if key == "key_schema" and not 1 <= len(names) <= 2:
-            raise MigrationFileError(f"{where}: key_schema: one or two attributes: "
+        if key == "key_schema" and (not 1 <= len(names) <= 2 or len(set(names)) != len(names)):
+            raise MigrationFileError(f"{where}: key_schema: one or two different attributes: "
                                      "[partition] or [partition, sort]")
         return names
     if kind == "flag":
@@ -325,7 +340,9 @@ def _shard_key(value: Any, where: str) -> ShardKeySpec:
             spec.append((name.strip(), 1))
     elif isinstance(value, Mapping):
         for name, kind in value.items():
-            if kind == "hashed" or (kind == 1 and not isinstance(kind, bool)):
+            if not isinstance(name, str) or not name.strip():
+                raise MigrationFileError(f"{where}: shard_key: {name!r} is not a field name")
+            if kind == "hashed" or (type(kind) is int and kind == 1):  # not 1.0, not true
                 spec.append((name, kind))
             else:
                 raise MigrationFileError(f"{where}: shard_key.{name}: 1 (ranged) or \"hashed\"")
