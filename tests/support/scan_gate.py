@@ -47,7 +47,7 @@ class ScanGate:
         self.release()
         setattr(DynamoDBBackend, "scan", self._original)  # noqa: B010
 
-    def wait_for(self, count: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
+    def wait_for(self, count: int, process: subprocess.Popen[Any], timeout: float) -> bool:
         """Until ``count`` Scans are held (True), or the process ended / the bound passed."""
         deadline = time.monotonic() + timeout
         with self._changed:

@@ -51,8 +51,12 @@ def exit_code(argv: list[str]) -> int:
         return int(exited.code or 0)
 
 
-def write_file(path: Path, *tables: str, defaults: str = "") -> Path:
-    entries = "\n".join(f'[[tables]]\ntable = "{t}"\n' for t in tables)
+def write_file(path: Path, *tables: str, defaults: str = "",
+               extra: dict[str, str] | None = None) -> Path:
+    """``path`` naming ``tables`` (database: the file's stem); ``extra``: TOML lines of a table's
+    entry."""
+    entries = "\n".join(f'[[tables]]\ntable = "{t}"\n{(extra or {}).get(t, "")}\n'
+                         for t in tables)
     path.write_text(f'[defaults]\ndatabase = "{path.stem}"\nregion = "us-east-1"\n{defaults}\n'
                     f"{entries}")
     return path
@@ -123,7 +127,10 @@ def test_each_table_has_its_line_and_the_run_the_highest_code(
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
         monkeypatch.setenv(name, "testing")  # moto's mock answers any
     source = 'mongodb_uri_env = "APP_URI"\n'
-    both = write_file(tmp_path / "manyrun.toml", "users", "ghost", "items", defaults=source)
+    # each table's own settings: users' documents go through the example transform
+    transform = {"users": 'transforms = ["replicator.transforms.example"]'}
+    both = write_file(tmp_path / "manyrun.toml", "users", "ghost", "items", defaults=source,
+                      extra=transform)
 
     code = cli.main(["run", "--migration-file", str(both), "--once", "--poll-interval", "0.01"])
     err = capsys.readouterr().err
@@ -134,15 +141,19 @@ def test_each_table_has_its_line_and_the_run_the_highest_code(
     assert "table items -> manyrun.items: exit 0 (done); records applied: 12" in err
     assert "table ghost: could not run: " in err
     assert f"run of 3 table(s) from {both}: exit 4 (users 0, ghost 4, items 0)" in err
+    client: Any
     with MongoClient(uri) as client:
         assert client["manyrun"]["users"].count_documents({}) == 12
         assert client["manyrun"]["items"].count_documents({}) == 12
+        assert client["manyrun"]["users"].count_documents({"age": 0}) == 12
+        assert client["manyrun"]["items"].count_documents({"age": {"$exists": True}}) == 0
         # each table its own checkpoints
         assert client["manyrun"]["users_checkpoints"].count_documents({"kind": "shard"}) == 1
         assert client["manyrun"]["items_checkpoints"].count_documents({"kind": "shard"}) == 1
 
     # items' stream loses records past its checkpoint: exit 3 with the repair for that table
-    two = write_file(tmp_path / "manyrun.toml", "users", "items", defaults=source)
+    two = write_file(tmp_path / "manyrun.toml", "users", "items", defaults=source,
+                     extra=transform)
     with StreamRetention() as retention:
         _fill(moto, "items", 5, start=100)
         retention.trim("items")

@@ -31,7 +31,7 @@ import pytest
 
 from harness.backends.moto_source import MotoServerSource, StreamRetention
 from harness.convergence import check
-from harness.runner import scan_items
+from harness.lane import scan_items
 from replicator.expected import planner_for
 from replicator.migration_file import load
 from support.replicator_command import LineWatcher, child_env, replicator_command
