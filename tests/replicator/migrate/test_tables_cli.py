@@ -220,3 +220,32 @@ def test_one_health_covers_every_table_and_names_the_stalled_and_the_stopped() -
     assert text.count("# TYPE replicator_shard_last_advance_timestamp_seconds gauge") == 1
     assert 'collection="orders",shard="shard-1",table="orders"' in text
     assert 'collection="lines",shard="shard-9",table="order_lines"' in text
+
+
+def test_the_uri_read_from_the_files_source_is_never_shown(
+    tmp_path: Path, quiet_cli: None, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The file names the variable; the URI in it (with a password, on a closed port) fails
+    each table with exit 4 and appears in no line."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("SHOP_URI", f"mongodb://app:Pa55w0rd-in-file@127.0.0.1:{port}/"
+                                   "?serverSelectionTimeoutMS=200")
+    monkeypatch.delenv("MONGODB_URI", raising=False)
+    path = write_file(tmp_path / "secret.toml", "a", "b",
+                      defaults='mongodb_uri_env = "SHOP_URI"\nendpoint_url = "http://127.0.0.1:9"')
+    code = cli.main(["verify", "--migration-file", str(path), "--segments", "1"])
+    captured = capsys.readouterr()
+    assert code == cli.EXIT_UNAVAILABLE, captured.err
+    assert "table a -> secret.a: exit 4 (could not run)" in captured.err
+    assert "table b -> secret.b: exit 4 (could not run)" in captured.err
+    assert "Pa55w0rd-in-file" not in captured.err + captured.out
+    # a variable the file names but nobody set: a usage error naming both
+    monkeypatch.delenv("SHOP_URI")
+    assert cli.main(["verify", "--migration-file", str(path)]) == cli.EXIT_USAGE
+    assert (f"{path}: [defaults] mongodb_uri_env names the variable SHOP_URI, which is not set"
+            in capsys.readouterr().err)

@@ -245,3 +245,54 @@ def _journey(workdir: Path, env: dict[str, str], where: list[str], app: Applicat
         {"_id": {"order_id": "order-0002", "line": 1}}) is not None
     indexes = client.describe_table(TableName="orders")["Table"]["GlobalSecondaryIndexes"]
     assert [i["IndexName"] for i in indexes] == ["by_customer"]
+
+
+def test_a_signal_during_one_tables_sync_leaves_the_next_unstarted(
+    mongoeco_uri: str, tmp_path: Path
+) -> None:
+    """SIGTERM while ``orders`` is copied (its Scan held): that table ends as its command does
+    (interrupted: exit 1), ``order_lines`` is not started, the run exits 1 saying so; the same
+    command again finishes both."""
+    from pymongo import MongoClient
+
+    from harness.backends.base import started
+
+    migration_file = tmp_path / "migration.toml"
+    shutil.copy(EXAMPLE, migration_file)
+    with started(MotoServerSource()) as moto:
+        client = moto.dynamodb()
+        create_tables(client)
+        Application(client).order(30)
+        env = child_env(MONGODB_URI=mongoeco_uri)
+        sync = ["sync", "--migration-file", str(migration_file), "--region", "us-east-1",
+                "--endpoint-url", str(moto.endpoint_url()), "--segments", "2", "--page-size", "10",
+                "--no-progress"]
+        with ScanGate("orders") as gate:
+            process = subprocess.Popen(replicator_command(*sync), stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+            assert process.stderr is not None
+            watcher = LineWatcher(process.stderr)
+            assert gate.wait_for(2, process, COMMAND_TIMEOUT_S), "".join(watcher.lines)
+            process.send_signal(signal.SIGTERM)
+            assert watcher.wait_for("SIGTERM: finishing the current batch"), "".join(watcher.lines)
+            gate.release()
+            process.wait(timeout=COMMAND_TIMEOUT_S)
+            output = watcher.rest()
+        assert process.returncode == 1, output
+        assert "table orders -> shop.orders: exit 1 (failed)" in output
+        assert ("table order_lines -> shop.order_lines: exit 1 (failed); not started: stopped "
+                "by signal") in output
+        mongo: Any = MongoClient(mongoeco_uri, directConnection=True)
+        try:
+            assert mongo["shop"]["order_lines"].count_documents({}) == 0
+            again = _run(tmp_path, env, *sync)
+            assert again.returncode == 0, again.stderr[-3000:]
+            assert "sync of 2 table(s)" in again.stderr and "exit 0 (orders 0, order_lines 0)" \
+                in again.stderr
+            for table in load(EXAMPLE).tables:
+                found = check(scan_items(client, table.table),
+                              mongo[table.database][table.collection],
+                              planner_for(table.settings()))
+                assert found.converged, (table.table, found.as_dict())
+        finally:
+            mongo.close()
