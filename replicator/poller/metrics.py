@@ -11,6 +11,11 @@
   turns unhealthy. A poller that has not completed a poll for ``stall_after_s`` (since it started)
   is unhealthy too. Shards read to their end leave the check.
 
+The tables of a migration file (``replicator run --migration-file``) share one registry
+(:class:`Families`: one family per figure) and one port: :class:`TablesMetrics` hands each table's
+Poller its :class:`PollerMetrics` and answers ``/healthz`` for all of them (503 naming a stalled or
+stopped table).
+
 Served by prometheus_client's WSGI app behind a small wsgiref router (the library's
 ``start_http_server`` serves only the metrics); a thread per request, so a slow scrape never
 blocks the poller, which only updates the figures.

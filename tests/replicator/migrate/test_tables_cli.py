@@ -222,30 +222,58 @@ def test_one_health_covers_every_table_and_names_the_stalled_and_the_stopped() -
     assert 'collection="lines",shard="shard-9",table="order_lines"' in text
 
 
+@pytest.mark.slow  # verify retries the unreachable MongoDB a few seconds per table
+@pytest.mark.parametrize("kind", ["env", "secret_arn", "parameter"])
 def test_the_uri_read_from_the_files_source_is_never_shown(
-    tmp_path: Path, quiet_cli: None, monkeypatch: pytest.MonkeyPatch,
+    kind: str, aws: None, tmp_path: Path, quiet_cli: None, monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """The file names the variable; the URI in it (with a password, on a closed port) fails
-    each table with exit 4 and appears in no line."""
+    """The file names where the URI is (a variable, a Secrets Manager secret, an SSM parameter);
+    the URI there (with a password, on a closed port) is read -- each table then fails with
+    exit 4, MongoDB unreachable -- and appears in no line."""
     import socket
+
+    import boto3
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    monkeypatch.setenv("SHOP_URI", f"mongodb://app:Pa55w0rd-in-file@127.0.0.1:{port}/"
-                                   "?serverSelectionTimeoutMS=200")
+    uri = f"mongodb://app:Pa55w0rd-in-file@127.0.0.1:{port}/?serverSelectionTimeoutMS=200"
     monkeypatch.delenv("MONGODB_URI", raising=False)
+    if kind == "env":
+        monkeypatch.setenv("SHOP_URI", uri)
+        name = "SHOP_URI"
+    elif kind == "secret_arn":
+        name = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+            Name="shop/uri", SecretString=f'{{"uri": "{uri}\\n"}}')["ARN"]
+    else:
+        name = "/shop/uri"
+        boto3.client("ssm", region_name="us-east-1").put_parameter(
+            Name=name, Value=uri, Type="SecureString")
+    dynamodb = boto3.client("dynamodb", region_name="us-east-1")
+    for table in ("a", "b"):
+        dynamodb.create_table(
+            TableName=table, BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
     path = write_file(tmp_path / "secret.toml", "a", "b",
-                      defaults='mongodb_uri_env = "SHOP_URI"\nendpoint_url = "http://127.0.0.1:9"')
+                      defaults=f'mongodb_uri_{kind} = "{name}"')
     code = cli.main(["verify", "--migration-file", str(path), "--segments", "1"])
     captured = capsys.readouterr()
     assert code == cli.EXIT_UNAVAILABLE, captured.err
     assert "table a -> secret.a: exit 4 (could not run)" in captured.err
     assert "table b -> secret.b: exit 4 (could not run)" in captured.err
+    assert "MongoDB cannot be reached" in captured.err
     assert "Pa55w0rd-in-file" not in captured.err + captured.out
-    # a variable the file names but nobody set: a usage error naming both
-    monkeypatch.delenv("SHOP_URI")
+
+
+def test_a_uri_variable_nobody_set_is_a_usage_error(
+    tmp_path: Path, quiet_cli: None, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.delenv("SHOP_URI", raising=False)
+    path = write_file(tmp_path / "secret.toml", "a", defaults='mongodb_uri_env = "SHOP_URI"')
     assert cli.main(["verify", "--migration-file", str(path)]) == cli.EXIT_USAGE
     assert (f"{path}: [defaults] mongodb_uri_env names the variable SHOP_URI, which is not set"
             in capsys.readouterr().err)
