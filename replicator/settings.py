@@ -175,3 +175,7 @@ _KINDS = {
                                  "archive_collection", "bad_records", "quarantine_collection",
                                  "tombstone_collection", "source_table")},
 }
+
+#: each field's kind of value (names, flag, int, seconds, text): how the environment reads it and
+#: how a migration file's value is checked (replicator/migration_file.py)
+KINDS: Mapping[str, str] = _KINDS

@@ -10,6 +10,7 @@ clients and the Poller from the arguments (shared with ``replicator.cli.migrate`
     replicator redrive --table NAME --queue-url URL ...        apply what Lambda discarded (docs/redrive.md)
     replicator sync | verify | recover --table NAME ...        migrate a live table (docs/migration.md)
     replicator prepare --table NAME ... [--dry-run]            the target's indexes and shard key
+    replicator sync | run | verify | recover | prepare --migration-file F  every table of F (replicator/cli/tables.py)
 
 The MongoDB URI can come from ``MONGODB_URI`` instead of ``--mongodb-uri`` (better: a command line
 is visible to every user of the machine); it is never printed. AWS credentials and region come
@@ -159,7 +160,9 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--table", required=True, help="the DynamoDB table (its stream must be on)")
+    common.add_argument("--table", default=None,
+                        help="the DynamoDB table (its stream must be on); required, except with "
+                             "--migration-file")
     common.add_argument(
         "--mongodb-uri", default=None,
         help="MongoDB connection string (default: $MONGODB_URI; never printed)")
@@ -232,12 +235,15 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     from replicator.cli import redrive  # the on-failure queue's ranges (docs/redrive.md)
     from replicator.cli.migrate import add_commands  # sync, verify, recover (docs/migration.md)
+    from replicator.cli.tables import add_options  # --migration-file, --only
 
     redrive.add_command(commands, common)
     add_commands(commands, common)
     from replicator.cli import prepare  # the target's indexes and shard key (docs/migration.md)
 
     prepare.add_command(commands, common)
+    for name in ("run", "sync", "verify", "recover", "prepare"):
+        add_options(commands.choices[name])
     return parser
 
 
@@ -293,28 +299,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(given)  # usage errors: argparse exits with 2, redacted
     secrets = [*secrets_of(args.mongodb_uri, environ), *secrets_in_argv(given)]
     setup_logging(args.log_level, secrets)
-    # verify answers 1 only for "diverged": whatever else stops it means it could not check.
-    failed = int(getattr(args, "failure_exit", EXIT_FAILED))
+    from replicator.cli import tables  # --migration-file: every table of the file
+
+    tables.check_usage(args, parser)  # usage errors: exit 2, before anything connects
+
+    def add_secrets(more: Sequence[str]) -> None:
+        secrets.extend(more)
+        setup_logging(args.log_level, secrets)
+
     try:
+        if getattr(args, "migration_file", None):
+            return tables.run(args, environ, exit_code_of, add_secrets)
         return int(args.func(args, environ))
-    except ResyncRequired as error:
-        if error.command is None:
-            error.with_command(recover_command(args))
-        log.error("re-sync required: %s", error)
-        return EXIT_RESYNC
     except KeyboardInterrupt:
         return 130
     except Exception as error:
-        why = unavailable(error)
-        if why is not None:
-            log.error("could not run: %s", why)
-            return EXIT_UNAVAILABLE
-        if isinstance(error, ConfigurationError):
-            log.error("configuration: %s", error)
-            return EXIT_USAGE
-        if isinstance(error, (RetriesExhausted, ReplicationError)):
-            log.error("%s: %s", type(error).__name__, error)
-            return failed
-        log.error("failed: %s: %s", type(error).__name__, error,
-                  exc_info=logging.getLogger("replicator").isEnabledFor(logging.DEBUG))
+        return exit_code_of(error, args)
+
+
+def exit_code_of(error: BaseException, args: argparse.Namespace) -> int:
+    """The exit code of a command that raised ``error`` (logged here, one line; a migration
+    file's table is named in it)."""
+    # verify answers 1 only for "diverged": whatever else stops it means it could not check.
+    failed = int(getattr(args, "failure_exit", EXIT_FAILED))
+    table = f"table {args.table}: " if getattr(args, "table_migration", None) else ""
+    if isinstance(error, ResyncRequired):
+        if error.command is None:
+            error.with_command(recover_command(args))
+        log.error("%sre-sync required: %s", table, error)
+        return EXIT_RESYNC
+    why = unavailable(error)
+    if why is not None:
+        log.error("%scould not run: %s", table, why)
+        return EXIT_UNAVAILABLE
+    if isinstance(error, ConfigurationError):
+        log.error("%sconfiguration: %s", table, error)
+        return EXIT_USAGE
+    if isinstance(error, (RetriesExhausted, ReplicationError)):
+        log.error("%s%s: %s", table, type(error).__name__, error)
         return failed
+    log.error("%sfailed: %s: %s", table, type(error).__name__, error,
+              exc_info=logging.getLogger("replicator").isEnabledFor(logging.DEBUG))
+    return failed

@@ -48,12 +48,22 @@ def recover_command(args: argparse.Namespace) -> str:
 def repair_command(args: argparse.Namespace, command: str, extra: Sequence[str] = ()) -> str:
     """``replicator <command> ... [extra] --yes`` for the same table, target and AWS endpoint as
     ``args``; the URI is left out (``<the same URI>`` when it was given)."""
-    parts = ["replicator", command, "--table", args.table]
-    for option in ("database", "collection", "checkpoint_collection", "endpoint_url", "region"):
-        value = getattr(args, option, None)
+    migration_file = getattr(args, "migration_file", None)
+    if migration_file:
+        # the file names the target, the key schema and the settings; only what the command
+        # line gave besides is repeated
+        given = getattr(args, "command_line", args)
+        parts = ["replicator", command, "--migration-file", migration_file, "--only", args.table]
+        options: tuple[str, ...] = ("endpoint_url", "region")
+    else:
+        given = args
+        parts = ["replicator", command, "--table", args.table]
+        options = ("database", "collection", "checkpoint_collection", "endpoint_url", "region")
+    for option in options:
+        value = getattr(given, option, None)
         if value:
             parts += [f"--{option.replace('_', '-')}", value]
-    if getattr(args, "key_schema", None):
+    if getattr(args, "key_schema", None) and not migration_file:
         parts += ["--key-schema", ",".join(args.key_schema)]
     parts += extra
     text = " ".join(shlex.quote(part) for part in parts)
@@ -61,11 +71,16 @@ def repair_command(args: argparse.Namespace, command: str, extra: Sequence[str] 
     return f"{text}{uri} --yes"
 
 
+#: set by the first SIGTERM/SIGINT of the process: a migration file's next table is not started
+SIGNALLED = threading.Event()
+
+
 def install_signal_handlers(stop: threading.Event) -> None:
     """SIGTERM/SIGINT: finish the current batch, checkpoint, exit 0. A second one: exit now."""
 
     def on_signal(signum: int, _frame: Any) -> None:
         name = signal.Signals(signum).name
+        SIGNALLED.set()
         if stop.is_set():
             log.warning("%s again: stopping now (the last batch is applied again after a restart)",
                         name)

@@ -5,7 +5,8 @@ the environment: one way for ``run``/``resync``/``checkpoints`` and ``sync``/``v
   the checkpoint store;
 * :func:`aws_clients` -- the boto3 ``dynamodbstreams`` and ``dynamodb`` clients (:func:`aws_client`:
   any service, e.g. ``sqs`` for ``redrive``);
-* :func:`settings_of` -- the Replicator settings (``REPLICATOR_*`` plus ``--key-schema``);
+* :func:`settings_of` -- the Replicator settings (``REPLICATOR_*``, then a migration file's
+  values for the table, plus ``--key-schema``);
 * :func:`make_poller` -- a :class:`replicator.poller.Poller` over all three.
 """
 
@@ -21,7 +22,9 @@ from replicator.errors import ConfigurationError
 class Target:
     """The MongoDB client, collection and checkpoint store named by the arguments."""
 
-    def __init__(self, args: argparse.Namespace, environ: Any) -> None:
+    def __init__(self, args: argparse.Namespace, environ: Any, client: Any = None) -> None:
+        """``client``: an open MongoClient to share (the tables of a migration file in one
+        process); it is then not closed by :meth:`close`."""
         from replicator.uri_source import checked_uri
 
         uri = args.mongodb_uri or environ.get("MONGODB_URI")
@@ -31,7 +34,8 @@ class Target:
         uri = checked_uri(uri, "--mongodb-uri" if args.mongodb_uri else "MONGODB_URI")
         #: the resolved URI (export pool processes open their own clients); never printed
         self.uri: str = uri
-        self.client = self._connect(uri, args, environ)
+        self._owned = client is None
+        self.client = self._connect(uri, args, environ) if client is None else client
         database = args.database or environ.get("MONGODB_DATABASE") or self._default_database()
         name = args.collection or environ.get("MONGODB_COLLECTION") or args.table
         self.collection = self.client[database][name]
@@ -58,6 +62,8 @@ class Target:
                 "name the database: --database, MONGODB_DATABASE or a path in the URI") from None
 
     def close(self) -> None:
+        if not self._owned:
+            return
         close = getattr(self.client, "close", None)
         if callable(close):
             close()
@@ -103,6 +109,10 @@ def settings_of(args: argparse.Namespace, environ: Any) -> Any:
     from replicator.settings import Settings
 
     settings = Settings.from_env(environ)
+    # a migration file's table: its [defaults] and entry over the REPLICATOR_* variables
+    table_settings = getattr(args, "table_settings", None)
+    if table_settings:
+        settings = replace(settings, **table_settings)
     if args.key_schema:
         settings = replace(settings, key_schema=tuple(args.key_schema))
     return settings

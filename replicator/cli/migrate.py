@@ -190,6 +190,14 @@ def print_summary(title: str, rows: list[tuple[str, Any]]) -> None:
     Console(stderr=True).print(table)
 
 
+def note(args: argparse.Namespace, rows: list[tuple[str, Any]]) -> None:
+    """Keep a command's summary rows for the one line per table of a migration file
+    (replicator/cli/tables.py fills ``args.outcome``; a single-table run has none)."""
+    outcome = getattr(args, "outcome", None)
+    if outcome is not None:
+        outcome.extend(rows)
+
+
 def _write_report(path: str | None, data: dict[str, Any]) -> None:
     if path:
         with open(path, "w", encoding="utf-8") as handle:
@@ -261,6 +269,7 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
                  ("consistent at", report.consistent_at.isoformat() if report.consistent_at
                   else "-")]
         print_summary(f"sync of {args.table}", rows)
+        note(args, rows)
         _write_report(args.report, report.as_dict())
     finally:
         target.close()
@@ -401,7 +410,7 @@ def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
     finally:
         target.close()
     counts = report.counts()
-    print_summary(f"verify of {args.table}", [
+    summary: list[tuple[str, Any]] = [
         ("items", report.items), ("documents", report.documents),
         ("first-pass differences", report.first_pass_differences),
         ("cleared by re-check (lag)", report.cleared_by_recheck),
@@ -409,7 +418,9 @@ def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
         ("unsettled (still being written)", len(report.unsettled)),
         ("could not be re-checked", len(report.unchecked)),
         ("foreign (not written by the replicator; not a divergence)", len(report.foreign)),
-    ])
+    ]
+    print_summary(f"verify of {args.table}", summary)
+    note(args, summary)
     for divergence in report.divergences[:20]:
         paths = ", ".join(f.path for f in divergence.fields)
         print(f"{divergence.kind}: {divergence.as_dict()['_id']}"
@@ -501,6 +512,7 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
         rows.append(("consistent at",
                      report.consistent_at.isoformat() if report.consistent_at else "-"))
         print_summary(f"recovery of {args.table}", rows)
+        note(args, rows)
     finally:
         target.close()
     return EXIT_OK

@@ -76,7 +76,13 @@ def run(args: argparse.Namespace, environ: Any, dynamodb: Any, collection: Any,
     """Prepare the arguments' table's target (``sync`` calls it before its copy)."""
     from replicator.migrate.target import prepare_table
 
+    create_indexes, shard_key = not args.no_indexes, args.shard_key
+    entry = getattr(args, "table_migration", None)  # a table of --migration-file: its own options
+    if entry is not None:
+        create_indexes = create_indexes and entry.create_indexes
+        if shard_key is None and entry.shard_key is not None:
+            shard_key = dict(entry.shard_key)
     return prepare_table(dynamodb, args.table, collection, endpoints.settings_of(args, environ),
-                         create_indexes=not args.no_indexes, shard_key=args.shard_key,
+                         create_indexes=create_indexes, shard_key=shard_key,
                          dry_run=bool(getattr(args, "dry_run", False)), namespace=namespace,
                          write=write)

@@ -11,6 +11,11 @@
   turns unhealthy. A poller that has not completed a poll for ``stall_after_s`` (since it started)
   is unhealthy too. Shards read to their end leave the check.
 
+The tables of a migration file (``replicator run --migration-file``) share one registry
+(:class:`Families`: one family per figure) and one port: :class:`TablesMetrics` hands each table's
+Poller its :class:`PollerMetrics` and answers ``/healthz`` for all of them (503 naming a stalled or
+stopped table).
+
 Served by prometheus_client's WSGI app behind a small wsgiref router (the library's
 ``start_http_server`` serves only the metrics); a thread per request, so a slow scrape never
 blocks the poller, which only updates the figures.
@@ -39,6 +44,35 @@ HEALTH_PATHS = ("/healthz", "/health")
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
 
+class Families:
+    """The metric families of one registry (prometheus_client refuses a name registered twice):
+    made once, shared by the :class:`PollerMetrics` of every table a process follows, each
+    writing its own ``table`` / ``collection`` labels."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.figures: dict[str, Any] = {}
+        for figure in FIGURES:
+            description = f"{figure.description} ({figure.name} in CloudWatch)"
+            series: Any
+            if figure.kind == "counter":
+                series = Counter(figure.prometheus, description, LABELS, registry=registry)
+            elif figure.kind == "histogram":
+                series = Histogram(figure.prometheus, description, LABELS,
+                                   buckets=DURATION_BUCKETS, registry=registry)
+            else:
+                series = Gauge(figure.prometheus, description, LABELS, registry=registry)
+            self.figures[figure.name] = series
+        self.advance = Gauge(
+            "replicator_shard_last_advance_timestamp_seconds",
+            "when the shard last advanced (read without error, its records applied and "
+            "checkpointed), Unix seconds", (*LABELS, "shard"), registry=registry)
+        self.shard_lag = Gauge(
+            "replicator_shard_replication_lag_seconds",
+            "now minus ApproximateCreationDateTime of the shard's last checkpointed record, "
+            "when it was checkpointed", (*LABELS, "shard"), registry=registry)
+
+
 class PollerMetrics:
     """Prometheus figures and health of one poller (one table into one collection).
 
@@ -50,36 +84,24 @@ class PollerMetrics:
     def __init__(self, table: str, collection: str, *, stall_after_s: float = 300.0,
                  registry: CollectorRegistry | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 wall: Callable[[], float] = time.time) -> None:
+                 wall: Callable[[], float] = time.time,
+                 families: Families | None = None) -> None:
         if stall_after_s <= 0:
             raise ValueError(f"stall_after_s must be positive, not {stall_after_s}")
         self.table = table
         self.collection = collection
         self.stall_after_s = stall_after_s
-        self.registry = registry if registry is not None else CollectorRegistry()
+        if families is None:
+            families = Families(registry if registry is not None else CollectorRegistry())
+        self.families = families
+        self.registry = families.registry
         self._clock = clock
         self._wall = wall
         self._lock = threading.Lock()
-        self._series: dict[str, Any] = {}
-        for figure in FIGURES:
-            description = f"{figure.description} ({figure.name} in CloudWatch)"
-            series: Any
-            if figure.kind == "counter":
-                series = Counter(figure.prometheus, description, LABELS, registry=self.registry)
-            elif figure.kind == "histogram":
-                series = Histogram(figure.prometheus, description, LABELS,
-                                   buckets=DURATION_BUCKETS, registry=self.registry)
-            else:
-                series = Gauge(figure.prometheus, description, LABELS, registry=self.registry)
-            self._series[figure.name] = series.labels(table, collection)
-        self._advance = Gauge(
-            "replicator_shard_last_advance_timestamp_seconds",
-            "when the shard last advanced (read without error, its records applied and "
-            "checkpointed), Unix seconds", (*LABELS, "shard"), registry=self.registry)
-        self._shard_lag = Gauge(
-            "replicator_shard_replication_lag_seconds",
-            "now minus ApproximateCreationDateTime of the shard's last checkpointed record, "
-            "when it was checkpointed", (*LABELS, "shard"), registry=self.registry)
+        self._series: dict[str, Any] = {
+            name: series.labels(table, collection) for name, series in families.figures.items()}
+        self._advance = families.advance
+        self._shard_lag = families.shard_lag
         self._started = clock()
         self._last_poll: float | None = None
         self._shards: dict[str, float] = {}  # open shard -> clock() of its last advance
@@ -144,19 +166,85 @@ class PollerMetrics:
     # -- HTTP --------------------------------------------------------------------------------------
     def wsgi_app(self) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
         """``/healthz`` (and ``/health``) here; anything else to prometheus_client's app."""
-        metrics_app = make_wsgi_app(self.registry)
+        return health_and_metrics_app(self.health, self.registry)
 
-        def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-            if environ.get("PATH_INFO") in HEALTH_PATHS:
-                healthy, report = self.health()
-                body = json.dumps(report).encode()
-                start_response("200 OK" if healthy else "503 Service Unavailable",
-                               [("Content-Type", "application/json"),
-                                ("Content-Length", str(len(body)))])
-                return [body]
-            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+    def serve(self, port: int, host: str = "127.0.0.1") -> MetricsServer:
+        """Serve :meth:`wsgi_app` on ``host:port`` (0: a free port) in a daemon thread."""
+        return MetricsServer(self.wsgi_app(), host, port)
 
-        return app
+
+def health_and_metrics_app(
+    health: Callable[[], tuple[bool, dict[str, Any]]], registry: CollectorRegistry,
+) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """``/healthz`` (and ``/health``): ``health()``'s report as JSON, 200 or 503; anything else
+    to prometheus_client's app over ``registry``."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO") in HEALTH_PATHS:
+            healthy, report = health()
+            body = json.dumps(report).encode()
+            start_response("200 OK" if healthy else "503 Service Unavailable",
+                           [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body)))])
+            return [body]
+        return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+
+    return app
+
+
+class TablesMetrics:
+    """The figures and the one health of every table a process follows (``replicator run
+    --migration-file``): one registry, one :class:`PollerMetrics` per table (:meth:`table`, its
+    series labelled with the table and its collection), and a ``/healthz`` that is 200 only while
+    every table is healthy and none has stopped (:meth:`stopped`). The JSON body has each table's
+    own report under ``tables`` and the stopped ones, with why and the exit code, under
+    ``stopped_tables``."""
+
+    def __init__(self, *, stall_after_s: float = 300.0,
+                 registry: CollectorRegistry | None = None,
+                 clock: Callable[[], float] = time.monotonic,
+                 wall: Callable[[], float] = time.time) -> None:
+        self.families = Families(registry if registry is not None else CollectorRegistry())
+        self.registry = self.families.registry
+        self.stall_after_s = stall_after_s
+        self._clock = clock
+        self._wall = wall
+        self._lock = threading.Lock()
+        self._tables: dict[str, PollerMetrics] = {}
+        self._stopped: dict[str, dict[str, Any]] = {}
+
+    def table(self, table: str, collection: str) -> PollerMetrics:
+        """The figures of ``table`` (written into ``collection``), for its Poller."""
+        metrics = PollerMetrics(table, collection, stall_after_s=self.stall_after_s,
+                                clock=self._clock, wall=self._wall, families=self.families)
+        with self._lock:
+            self._tables[table] = metrics
+        return metrics
+
+    def stopped(self, table: str, exit_code: int, why: str) -> None:
+        """``table``'s poller ended on an error: unhealthy until the process restarts."""
+        with self._lock:
+            self._stopped[table] = {"exit_code": exit_code, "error": why}
+
+    def health(self) -> tuple[bool, dict[str, Any]]:
+        with self._lock:
+            tables = dict(self._tables)
+            stopped = dict(self._stopped)
+        reports = {name: metrics.health() for name, metrics in sorted(tables.items())}
+        stalled = sorted(name for name, (healthy, _) in reports.items()
+                         if not healthy and name not in stopped)
+        healthy = not stalled and not stopped
+        return healthy, {
+            "status": "ok" if healthy else ("stopped" if stopped else "stalled"),
+            "stall_after_s": self.stall_after_s,
+            "stalled_tables": stalled,
+            "stopped_tables": stopped,
+            "tables": {name: report for name, (_, report) in reports.items()},
+        }
+
+    def wsgi_app(self) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+        return health_and_metrics_app(self.health, self.registry)
 
     def serve(self, port: int, host: str = "127.0.0.1") -> MetricsServer:
         """Serve :meth:`wsgi_app` on ``host:port`` (0: a free port) in a daemon thread."""

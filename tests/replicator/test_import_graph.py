@@ -31,7 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("the pure middle: records parsed, values converted, keys, settings, writes planned, the "
      "comparison by BSON value, copied items as records (no I/O, no pymongo operations)", (
         "convert", "events", "settings", "keys", "writes", "sharding", "source_table", "plan",
-        "diff", "item_records")),
+        "diff", "item_records", "migration_file")),
     ("the accelerator's door: the only module that knows the C module", ("accelerator",)),
     ("the Replicator's planner: built from settings (shared with verify, recover, the harness)", (
         "expected",)),

@@ -42,3 +42,18 @@ def wire_target() -> Iterator[Any]:
     with started(target_backend("mongoeco")) as backend:
         yield backend
 
+
+
+@pytest.fixture
+def mongoeco_uri() -> Iterator[str]:
+    """A mongoeco wire server of its own (the ``replicator`` subprocesses of the journeys connect
+    with the real pymongo)."""
+    pytest.importorskip("mongoeco", reason="mongoeco (the wire target) needs Python >= 3.13")
+    from harness.backends.mongoeco_target import MongoecoServer
+
+    server = MongoecoServer()
+    uri = server.start()
+    try:
+        yield uri
+    finally:
+        server.stop()

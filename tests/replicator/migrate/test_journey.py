@@ -36,7 +36,6 @@ import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -53,6 +52,7 @@ from harness.runner import scan_items
 from replicator.migrate.export import INCREMENTAL, export_json, write_export
 from replicator.plan import Planner
 from replicator.settings import Settings
+from support.scan_gate import ScanGate
 
 pytestmark = pytest.mark.slow
 
@@ -63,60 +63,6 @@ ITEMS = 60
 #: generous bounds for a loaded 2-core machine; only a broken product reaches them
 COMMAND_TIMEOUT_S = 180.0
 CATCH_UP_TIMEOUT_S = 120.0
-
-
-# -- moto: a deterministic kill point --------------------------------------------------------------
-class ScanGate:
-    """Holds every Scan of ``table`` that continues a segment (``ExclusiveStartKey``) inside moto's
-    server until :meth:`release`: a segment asks for its second page only after its first page
-    is written and its position saved, so once ``segments`` requests wait, every segment saved
-    exactly one page. Reaches moto's backend (its server runs in this process)."""
-
-    def __init__(self, table: str) -> None:
-        self.table = table
-        self.waiting = 0
-        self._open = threading.Event()
-        self._changed = threading.Condition()
-        self._original: Any = None
-
-    def __enter__(self) -> ScanGate:
-        from moto.dynamodb.models import DynamoDBBackend
-
-        original = self._original = DynamoDBBackend.__dict__["scan"]
-        gate = self
-
-        def scan(backend: Any, table_name: str, filters: Any, limit: Any,
-                 exclusive_start_key: Any, *args: Any, **kwargs: Any) -> Any:
-            if table_name == gate.table and exclusive_start_key and not gate._open.is_set():
-                with gate._changed:
-                    gate.waiting += 1
-                    gate._changed.notify_all()
-                gate._open.wait()
-            return original(backend, table_name, filters, limit, exclusive_start_key, *args,
-                            **kwargs)
-
-        setattr(DynamoDBBackend, "scan", scan)  # noqa: B010 - moto's method, typed otherwise
-        return self
-
-    def __exit__(self, *_: Any) -> None:
-        from moto.dynamodb.models import DynamoDBBackend
-
-        self.release()
-        setattr(DynamoDBBackend, "scan", self._original)  # noqa: B010
-
-    def wait_for(self, count: int, process: subprocess.Popen[bytes], timeout: float) -> bool:
-        """Until ``count`` Scans are held (True), or the process ended / the bound passed."""
-        deadline = time.monotonic() + timeout
-        with self._changed:
-            while self.waiting < count and process.poll() is None:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._changed.wait(min(left, 0.5))
-        return self.waiting >= count
-
-    def release(self) -> None:
-        self._open.set()
 
 
 # -- the application writing to the table ---------------------------------------------------------
@@ -278,20 +224,6 @@ class Journey:
 def moto_server() -> Iterator[Any]:
     with started(MotoServerSource()) as source:
         yield source
-
-
-@pytest.fixture
-def mongoeco_uri() -> Iterator[str]:
-    """A mongoeco wire server of its own (the commands connect with the real pymongo)."""
-    pytest.importorskip("mongoeco", reason="mongoeco (the wire target) needs Python >= 3.13")
-    from harness.backends.mongoeco_target import MongoecoServer
-
-    server = MongoecoServer()
-    uri = server.start()
-    try:
-        yield uri
-    finally:
-        server.stop()
 
 
 # -- helpers of the steps --------------------------------------------------------------------------

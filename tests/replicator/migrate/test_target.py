@@ -437,3 +437,43 @@ def test_sync_prepares_the_target_before_its_copy_unless_told_not_to(
     assert set(_listed(prepared)) == {"byEmail"}
     assert [d["pk"] for d in prepared.find({"email": "x@y"}).hint("byEmail")] == ["a"]
     assert _listed(wire_target.collection("synced", "unprepared")) == {}
+
+
+def test_prepare_with_a_migration_file_takes_each_tables_own_options(
+    moto_server: Any, tmp_path: Any,
+) -> None:
+    """``replicator prepare --migration-file F --dry-run``: each table's entry decides
+    (create_indexes, shard_key), as ``sync --migration-file`` prepares it before its copy."""
+    client = moto_server.dynamodb()
+    stream = {"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"}
+    client.create_table(
+        TableName="orders", BillingMode="PAY_PER_REQUEST", KeySchema=_key("pk"),
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in
+                              [("pk", "S"), ("customer", "S")]],
+        GlobalSecondaryIndexes=[_index("byCustomer", "customer")], StreamSpecification=stream)
+    client.create_table(
+        TableName="lines", BillingMode="PAY_PER_REQUEST", KeySchema=_key("order_id", "line"),
+        AttributeDefinitions=[{"AttributeName": n, "AttributeType": t} for n, t in
+                              [("order_id", "S"), ("line", "N"), ("sku", "S")]],
+        GlobalSecondaryIndexes=[_index("bySku", "sku")], StreamSpecification=stream)
+    migration = tmp_path / "app.toml"
+    migration.write_text(
+        '[defaults]\ndatabase = "app"\nregion = "us-east-1"\n'
+        f'endpoint_url = "{moto_server.endpoint_url()}"\n'
+        '[[tables]]\ntable = "orders"\nkey_schema = ["pk"]\n'
+        '[[tables]]\ntable = "lines"\nkey_schema = ["order_id", "line"]\n'
+        'create_indexes = false\nshard_key = { order_id = "hashed" }\n')
+
+    done = run_replicator("prepare", "--migration-file", str(migration), "--dry-run")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    # orders: its GSI, and (no shard key named) the default, hashed on the partition key
+    assert ('db.getSiblingDB("app").getCollection("orders").createIndex({"customer": 1}, '
+            '{"name": "byCustomer", "partialFilterExpression": {"customer": {"$exists": true}}})'
+            ) in out, out
+    assert 'db.adminCommand({"shardCollection": "app.orders", "key": {"pk": "hashed"}})' in out
+    # lines: no index (create_indexes = false), sharded on the entry's key
+    assert "bySku" not in out.replace("index(es) not made", ""), out
+    assert ('db.adminCommand({"shardCollection": "app.lines", "key": {"order_id": "hashed"}})'
+            ) in out, out
+    assert "prepare of 2 table(s)" in done.stderr and "exit 0 (orders 0, lines 0)" in done.stderr
