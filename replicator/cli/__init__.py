@@ -10,7 +10,7 @@ clients and the Poller from the arguments (shared with ``replicator.cli.migrate`
     replicator redrive --table NAME --queue-url URL ...        apply what Lambda discarded (docs/redrive.md)
     replicator sync | verify | recover --table NAME ...        migrate a live table (docs/migration.md)
     replicator prepare --table NAME ... [--dry-run]            the target's indexes and shard key
-    replicator sync | run | verify | recover | prepare --migration-file F  every table of F (replicator/cli/tables.py)
+    replicator sync|run|verify|recover|prepare --migration-file F   every table of F (cli/tables.py)
 
 The MongoDB URI can come from ``MONGODB_URI`` instead of ``--mongodb-uri`` (better: a command line
 is visible to every user of the machine); it is never printed. AWS credentials and region come

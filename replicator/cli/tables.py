@@ -1,6 +1,6 @@
 """``--migration-file PATH [--only TABLE]``: ``replicator sync``, ``run``, ``verify``,
-``recover`` and ``prepare`` for every table of a migration file (replicator/migration_file.py; docs/migration.md,
-"A whole application").
+``recover`` and ``prepare`` for every table of a migration file (replicator/migration_file.py;
+docs/migration.md, "A whole application").
 
 * ``sync``, ``verify``, ``recover``, ``prepare``: the tables one after another, each through the same command
   as ``--table`` (its own target, checkpoints, settings), each in its own try: a table that fails
