@@ -327,3 +327,104 @@ def test_order_keys() -> None:
     assert order_relation(kds_order_key(5, {"s": {"SS": ["x", "y"]}}),
                           kds_order_key(5, {"s": {"SS": ["y", "x"]}})) == "same"
     assert order_relation(kds_order_key(5, {"v": {"N": "1"}}), key) == "tie"
+
+
+# -- unseen inputs of the same kinds (written to break the change) --------------------------------
+def test_a_dynamodb_first_mixed_batch_on_the_accelerated_path(mongoeco_db: Any) -> None:
+    from replicator import accelerator
+
+    collection = mongoeco_db["items"]
+    replicator = Replicator(collection)
+    replicator.native = accelerator.native  # None in a pure-Python run: the same answer
+    c = Changes()
+    stream = lambda_stream_record("100", keys=keys("s"), new=item("s", 7))
+    result = replicator.process(event(stream, c.insert("a", 1)))
+    assert values(collection) == {"s": 7}
+    assert len(result.quarantined) == 1 and result.failures == []
+
+
+def test_composite_and_binary_keys_from_kinesis(mongoeco_db: Any) -> None:
+    collection = mongoeco_db["items"]
+    both = {"pk": {"B": "AAEC"}, "sk": {"N": "5"}}
+    first = change_json("INSERT", both, new={**both, "v": {"S": "x"}}, created=T0_MS)
+    second = change_json("MODIFY", both, old={**both, "v": {"S": "x"}},
+                         new={**both, "v": {"S": "y"}}, created=T0_MS + 1)
+    Replicator(collection, Settings(key_schema=("pk", "sk"))).process(
+        event(kinesis_record(second, 2), kinesis_record(first, 1)))
+    (document,) = list(collection.find())
+    assert document["_id"] == {"pk": b"\x00\x01\x02", "sk": 5} and document["v"] == "y"
+
+
+@pytest.mark.parametrize("data, path", [
+    ("", "kinesis.data"),
+    (base64.b64encode(b"\xff\xfe\xfa not utf").decode(), "kinesis.data"),
+    (base64.b64encode(json.dumps({**change_json("INSERT", keys("a"), new=item("a")),
+                                  "dynamodb": {"Keys": {}, "ApproximateCreationDateTime": 1}})
+                      .encode()).decode(), "kinesis.data.dynamodb.Keys"),
+    (base64.b64encode(json.dumps({**change_json("INSERT", keys("a"), new=item("a")),
+                                  "dynamodb": {"Keys": keys("a"), "NewImage": item("a"),
+                                               "ApproximateCreationDateTime": 1.5}})
+                      .encode()).decode(), "kinesis.data.dynamodb.ApproximateCreationDateTime"),
+    (base64.b64encode(json.dumps({**change_json("INSERT", keys("a"), new=item("a")),
+                                  "eventName": "UPSERT"}).encode()).decode(),
+     "kinesis.data.eventName"),
+    (base64.b64encode(json.dumps({**change_json("INSERT", keys("a"), new=item("a")),
+                                  "recordFormat": "application/x-protobuf"}).encode()).decode(),
+     "kinesis.data.recordFormat"),
+])
+def test_each_malformed_change_names_its_path(data: str, path: str) -> None:
+    changes, bad = parse_records([kinesis_record(data, 5)])
+    assert changes == [] and len(bad) == 1
+    assert f"at {path}:" in str(bad[0].error)
+    assert bad[0].sequence_number == "4" * 55 + "5"
+
+
+def test_bad_records_fail_names_the_kinesis_sequence_number(mongoeco_db: Any) -> None:
+    c = Changes()
+    good, broken = c.insert("a", 1), kinesis_record("%%%", 9)
+    result = Replicator(mongoeco_db["items"], Settings(bad_records="fail")).process(
+        event(good, broken))
+    assert result.lambda_response() == {
+        "batchItemFailures": [{"itemIdentifier": broken["kinesis"]["sequenceNumber"]}]}
+
+
+def test_a_tie_between_a_tombstone_and_an_insert_of_one_time(mongoeco_db: Any,
+                                                             table: Any) -> None:
+    collection = mongoeco_db["items"]
+    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    c = Changes()
+    replicator.process(event(c.insert("a", 1, T0_MS - 1)))
+    replicator.process(event(c.remove("a", 1, T0_MS)))  # a tombstone of time T0
+    # the item was put again in the same millisecond: the table holds it
+    table.put_item(TableName="users", Item=item("a", 2))
+    result = replicator.process(event(c.insert("a", 2, T0_MS)))
+    assert values(collection) == {"a": 2} and result.applied == 1
+    # a redelivery of the REMOVE now ties with the document: the table says the item exists
+    again = replicator.process(event(c.remove("a", 1, T0_MS)))
+    assert values(collection) == {"a": 2} and again.applied == 0
+
+
+def test_a_same_time_write_landing_meanwhile_is_retried_not_taken_as_stale(
+        mongoeco_db: Any) -> None:
+    from replicator import apply
+    from replicator.plan import Planner
+
+    collection = mongoeco_db["items"]
+    c = Changes()
+    stored = parse_kinesis_record(c.modify("a", 2, 3, T0_MS))
+    collection.insert_one({"_id": "a", "v": 3, SEQUENCE_FIELD: stored.order_key})
+    # planned without the pre-read (as if the other write landed after it)
+    change = parse_kinesis_record(c.modify("a", 1, 2, T0_MS))
+    plan = Planner(Settings()).plan([change])
+    outcome = apply.write(collection, plan.writes)
+    assert outcome.stale == [] and len(outcome.failed) == 1
+    assert values(collection) == {"a": 3}
+
+
+def test_the_guard_off_still_orders_within_a_batch(mongoeco_db: Any) -> None:
+    collection = mongoeco_db["items"]
+    c = Changes()
+    Replicator(collection, Settings(guard=False)).process(
+        event(c.modify("a", 2, 3, T0_MS + 2), c.modify("a", 1, 2, T0_MS + 1)))
+    assert values(collection) == {"a": 3}
+    assert SEQUENCE_FIELD not in docs(collection)["a"]
