@@ -428,3 +428,35 @@ def test_the_guard_off_still_orders_within_a_batch(mongoeco_db: Any) -> None:
         event(c.modify("a", 2, 3, T0_MS + 2), c.modify("a", 1, 2, T0_MS + 1)))
     assert values(collection) == {"a": 3}
     assert SEQUENCE_FIELD not in docs(collection)["a"]
+
+
+# -- the Lambda handler ----------------------------------------------------------------------------
+def test_the_handler_takes_a_kinesis_event(monkeypatch: pytest.MonkeyPatch,
+                                           mongoeco_server_uri: str) -> None:
+    from replicator import handler
+
+    monkeypatch.setenv("MONGODB_URI", mongoeco_server_uri)
+    monkeypatch.setenv("MONGODB_DATABASE", "kinesis_handler")
+    monkeypatch.setenv("MONGODB_COLLECTION", "users")
+    monkeypatch.setenv("REPLICATOR_SOURCE", "kinesis")
+    monkeypatch.setenv("REPLICATOR_STREAM_RETENTION_S", "604800")
+    monkeypatch.delenv("REPLICATOR_READ_BACK_TABLE", raising=False)
+    handler.reset()
+    try:
+        c = Changes()
+        broken = kinesis_record(b"{", 50)
+        response = handler.lambda_handler(
+            event(c.modify("a", 1, 2, T0_MS + 2), c.insert("a", 1, T0_MS), broken))
+        replicator = handler._get_replicator()
+        assert replicator.settings.tombstone_retention_s == 604800 + 86400
+        collection = replicator.collection
+        assert response == {"batchItemFailures": []}
+        assert values(collection) == {"a": 2}
+        assert collection.database["users_quarantine"].count_documents({}) == 1
+        # a DynamoDB Streams record reaching this function is refused, not applied
+        handler.lambda_handler(event(lambda_stream_record("7", keys=keys("z"), new=item("z"))))
+        assert "z" not in values(collection)
+    finally:
+        client = handler._get_replicator().collection.database.client
+        client.drop_database("kinesis_handler")
+        handler.reset()
