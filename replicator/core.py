@@ -573,8 +573,8 @@ def _sequences_of(records: Sequence[Any]) -> list[str]:
 
 def _sequence_of_raw(record: Any) -> str | None:
     body = record.get("dynamodb") if isinstance(record, Mapping) else None
-    if body is None and isinstance(record, Mapping) and "kinesis" in record:
-        return sequence_of_record(record)  # a Kinesis record: kinesis.sequenceNumber
+    if body is None and isinstance(record, Mapping) and is_kinesis_record(record):
+        return sequence_of_record(record)  # kinesis.sequenceNumber (GetRecords: SequenceNumber)
     sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
     return sequence if isinstance(sequence, str) else None
 

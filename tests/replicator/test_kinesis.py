@@ -560,3 +560,18 @@ def test_shuffled_duplicated_deliveries_converge_with_read_back(
     final, problems = _deliver(seed, mongoeco_db["items"], table)
     assert problems == []
     assert values(mongoeco_db["items"]) == final
+
+
+def test_kinesis_get_records_shape_as_boto3_returns_it(mongoeco_db: Any) -> None:
+    """The poller may hand in Kinesis GetRecords' records as they are (Data as bytes)."""
+    c = Changes()
+    lambda_shaped = [c.insert("a", 1, T0_MS), c.modify("a", 1, 2, T0_MS + 1)]
+    boto3_shaped = [{"SequenceNumber": r["kinesis"]["sequenceNumber"],
+                     "ApproximateArrivalTimestamp": 1796601600.5,
+                     "Data": base64.b64decode(r["kinesis"]["data"]),
+                     "PartitionKey": r["kinesis"]["partitionKey"]} for r in lambda_shaped]
+    bad = {"SequenceNumber": "4" * 55 + "9", "Data": b"\x00", "PartitionKey": "p"}
+    result = Replicator(mongoeco_db["items"]).process([boto3_shaped[1], boto3_shaped[0], bad])
+    assert values(mongoeco_db["items"]) == {"a": 2}
+    assert [q.sequence_number for q in result.quarantined] == [bad["SequenceNumber"]]
+    assert result.table == "users"
