@@ -575,3 +575,17 @@ def test_kinesis_get_records_shape_as_boto3_returns_it(mongoeco_db: Any) -> None
     assert values(mongoeco_db["items"]) == {"a": 2}
     assert [q.sequence_number for q in result.quarantined] == [bad["SequenceNumber"]]
     assert result.table == "users"
+
+
+def test_tombstones_outlive_a_year_long_stream(mongoeco_db: Any) -> None:
+    year = 365 * 24 * 3600
+    c = Changes()
+    replicator = Replicator(mongoeco_db["items"], Settings(source="kinesis",
+                                                           stream_retention_s=year))
+    replicator.process(event(c.insert("a", 1, T0_MS), c.remove("a", 1, T0_MS + 1)))
+    indexes = mongoeco_db["items_tombstones"].index_information().values()
+    assert [i["expireAfterSeconds"] for i in indexes if "expireAfterSeconds" in i] == [
+        year + 24 * 3600]
+    # a change from long before the delete, still in the stream, stays out
+    late = replicator.process(event(c.modify("a", 0, 1, T0_MS - 300 * 24 * 3600 * 1000)))
+    assert values(mongoeco_db["items"]) == {} and late.stale == 1
