@@ -589,3 +589,18 @@ def test_tombstones_outlive_a_year_long_stream(mongoeco_db: Any) -> None:
     # a change from long before the delete, still in the stream, stays out
     late = replicator.process(event(c.modify("a", 0, 1, T0_MS - 300 * 24 * 3600 * 1000)))
     assert values(mongoeco_db["items"]) == {} and late.stale == 1
+
+
+# -- recover ---------------------------------------------------------------------------------------
+def test_recover_says_a_kinesis_collection_needs_a_replay(mongoeco_db: Any, table: Any) -> None:
+    from replicator.migrate.gap import newest_stored_sequence
+    from replicator.poller import Poller
+
+    collection = mongoeco_db["items"]
+    c = Changes()
+    Replicator(collection).process(event(c.insert("a", 1)))
+    poller = Poller(boto3.client("dynamodbstreams", region_name="us-east-1"), table, "users",
+                    collection, Settings(key_schema=("id",)), key_schema=("id",),
+                    stream_arn="arn:aws:dynamodb:us-east-1:123456789012:table/users/stream/x")
+    with pytest.raises(ConfigurationError, match="recovery is a replay"):
+        newest_stored_sequence(poller)
