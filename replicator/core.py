@@ -242,10 +242,12 @@ class Replicator:
         for anything else it answers None and the Python steps decide, as the reference."""
         # The C planner takes DynamoDB Streams records only (and declines a batch with any other
         # record, so the first record tells whether to ask it at all).
-        if not (records and is_kinesis_record(records[0])):
+        if self.source.kind != "kinesis" and not (records and is_kinesis_record(records[0])):
             self.source.pin(records)
             plan = self.planner.plan_records(records, self.source.stream_arn)
             if plan is not None:
+                if records:
+                    self.source.kind = "dynamodb"  # the pin screen_kind keeps on other paths
                 return plan
         changes, bad = parse_records(records, native=self.native)
         changes = self.source.screen_kind(changes, bad)

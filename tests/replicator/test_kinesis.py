@@ -604,3 +604,19 @@ def test_recover_says_a_kinesis_collection_needs_a_replay(mongoeco_db: Any, tabl
                     stream_arn="arn:aws:dynamodb:us-east-1:123456789012:table/users/stream/x")
     with pytest.raises(ConfigurationError, match="recovery is a replay"):
         newest_stored_sequence(poller)
+
+
+def test_the_source_pin_holds_on_the_accelerated_path_too(mongoeco_db: Any) -> None:
+    from replicator import accelerator
+
+    c = Changes()
+    stream = lambda_stream_record("100", keys=keys("s"), new=item("s", 7))
+    pinned = Replicator(mongoeco_db["k"], Settings(source="kinesis"))
+    pinned.native = accelerator.native
+    refused = pinned.process(event(stream))  # a well-formed DynamoDB Streams batch
+    assert values(mongoeco_db["k"]) == {} and len(refused.quarantined) == 1
+    auto = Replicator(mongoeco_db["d"])
+    auto.native = accelerator.native
+    auto.process(event(stream))  # pins DynamoDB Streams, whichever path planned it
+    later = auto.process(event(c.insert("a", 1)))
+    assert values(mongoeco_db["d"]) == {"s": 7} and len(later.quarantined) == 1
