@@ -30,7 +30,14 @@ from replicator.errors import (
     TransformError,
     UnsupportedRecordError,
 )
-from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
+from replicator.events import (
+    BadRecord,
+    Change,
+    EventName,
+    StreamViewType,
+    order_time_floor,
+    pad_sequence_number,
+)
 from replicator.keys import KeyMapper, identity
 from replicator.settings import Settings
 from replicator.sharding import (
@@ -42,6 +49,7 @@ from replicator.sharding import (
 from replicator.writes import (
     PlannedWrite,
     ShardKeyMove,
+    Tie,
     WriteDocument,
     WriteKind,
     WritePlan,
@@ -126,9 +134,10 @@ class Planner:
             else:
                 group[1].append(change)
 
+        ties: list[Tie] = []
         if self.settings.bad_records == "quarantine":
-            writes = self._writes(groups.values(), bad)
-            return WritePlan(writes=writes, bad_records=_by_index(bad))
+            writes = self._writes(groups.values(), bad, ties)
+            return WritePlan(writes=writes, bad_records=_by_index(bad), ties=ties)
 
         # bad_records="fail": nothing at or after the first failing record is applied, so no later
         # change of a key overtakes a failed earlier one; Lambda redelivers from there. A failure
@@ -140,33 +149,46 @@ class Planner:
                 for document_id, group in groups.values()
             ]
             found: list[BadRecord] = []
-            writes = self._writes([g for g in kept if g[1]], found)
+            ties = []
+            writes = self._writes([g for g in kept if g[1]], found, ties)
             if not found:
                 deferred = [c for _, group in groups.values() for c in group
                             if cut is not None and c.index > cut]
                 return WritePlan(writes=writes, bad_records=_by_index(bad),
-                                 deferred=sorted(deferred, key=lambda c: c.index))
+                                 deferred=sorted(deferred, key=lambda c: c.index), ties=ties)
             bad.extend(found)
 
     # -- per key -------------------------------------------------------------------------------
     def _writes(
-        self, groups: Any, bad: list[BadRecord]
+        self, groups: Any, bad: list[BadRecord], ties: list[Tie] | None = None
     ) -> list[PlannedWrite]:
         writes: list[PlannedWrite] = []
         # Superseded changes whose image alone can make them bad: checked together at the end.
         superseded: list[Change] = []
         images_only = not self.transforms
         for document_id, group in groups:
-            # c.sort_key, inlined (hot): sequence numbers compare padded. Equal sequence numbers:
-            # the first in batch order sorts last (is written), as the guard ($lt on the stored
-            # sequence) lets the first applied one win when they arrive in separate batches.
-            ordered = sorted(group, key=lambda c: (c.sequence_number.zfill(40), -c.index))
+            if group[0].order_key is not None:
+                # Kinesis: by creation time; equal times leaving other states are a tie
+                # (kds_ordered), decided by the Replicator (replicator.ties)
+                ordered, tied = kds_ordered(group)
+                if tied:
+                    self._tie(document_id, group, tied, bad, ties)
+                    continue
+                covered_all = kinesis_covered(ordered)
+            else:
+                # c.sort_key, inlined (hot): sequence numbers compare padded. Equal sequence
+                # numbers: the first in batch order sorts last (is written), as the guard ($lt on
+                # the stored sequence) lets the first applied one win when they arrive in
+                # separate batches.
+                ordered = sorted(group, key=lambda c: (c.sequence_number.zfill(40), -c.index))
+                covered_all = None
             stored = self._stored_shard_values(ordered, bad)
             # Newest first; a change that cannot be converted is set aside and the next older one
             # is the best state we can write (the bad one is quarantined with its raw form).
             for position in range(len(ordered) - 1, -1, -1):
                 change = ordered[position]
-                covered = tuple([c.sequence_number for c in ordered[: position + 1]])
+                covered = (kinesis_covered(ordered[: position + 1]) if covered_all is not None
+                           else tuple([c.sequence_number for c in ordered[: position + 1]]))
                 try:
                     planned = self._write_for(document_id, change, stored, covered)
                 except RecordError as error:
@@ -194,6 +216,25 @@ class Planner:
         if superseded:
             self._check_images(superseded, bad)
         return writes
+
+    def _tie(self, document_id: Any, group: list[Change], tied: list[Change],
+             bad: list[BadRecord], ties: list[Tie] | None) -> None:
+        """Changes of one item whose newest time holds changes leaving different states (a tie,
+        see kds_ordered): each state's change becomes a candidate with its writes (standing for
+        every record of the group), for the Replicator to decide (replicator.ties); one that
+        cannot be written is bad. The older ones are coalesced away."""
+        if ties is None:
+            raise AssertionError("Kinesis changes are planned through Planner.plan")
+        covered = kinesis_covered(group)
+        stored = self._stored_shard_values(sorted(group, key=_kds_time), bad)
+        candidates = []
+        for change in tied:
+            try:
+                candidates.append((change, self._write_for(document_id, change, stored, covered)))
+            except RecordError as error:
+                bad.append(_bad(change, error))
+        if candidates:
+            ties.append(Tie(document_id, candidates))
 
     def _check_images(self, changes: list[Change], bad: list[BadRecord]) -> None:
         """Set aside as bad each change whose image :meth:`_write_for` could not convert: the new
@@ -229,8 +270,9 @@ class Planner:
     ) -> list[PlannedWrite]:
         """``stored``: see :meth:`_stored_shard_values` (None: the shard key cannot change);
         ``covered``: the sequence numbers the writes stand for (default: the change's own)."""
-        sequence = pad_sequence_number(change.sequence_number)
+        sequence = change.order_key or pad_sequence_number(change.sequence_number)
         seqs = covered or (change.sequence_number,)
+        order = change.order_key
         if change.event_name is EventName.REMOVE:
             return self._delete_for(document_id, change, sequence, stored, seqs)
         assert change.new_image is not None, "read-back fills the image before planning"
@@ -239,19 +281,20 @@ class Planner:
         new = self._shard_values(document) if self.settings.shard_key else {}
         if stored is None or (stored and same_shard_values(stored, new)):
             kind, written = self._replacement(document)
-            return [main_write(kind, self._filter(document_id, sequence, new), written, seqs)]
+            return [main_write(kind, self._filter(document_id, sequence, new), written, seqs,
+                               order)]
         kind, written = self._replacement(document)
         move = ShardKeyMove(
             document_id=document_id,
             shard_key=tuple(self.settings.shard_key),
             old=dict(stored) or None,
             new=new,
-            write=main_write(kind, self._filter(document_id, sequence, new), written, seqs),
+            write=main_write(kind, self._filter(document_id, sequence, new), written, seqs, order),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
         )
         return [PlannedWrite(kind, self._filter(document_id, sequence, stored), written, True, seqs,
-                             shard_key_move=move)]
+                             shard_key_move=move, order_key=order)]
 
     def _delete_for(
         self,
@@ -272,7 +315,8 @@ class Planner:
             stored = self._shard_values(shard_source)
         # stored == {}: where the document is is unknown; a single-document delete by _id alone
         # is valid on a sharded collection too (MongoDB sends it to every shard).
-        delete = main_write("delete", self._filter(document_id, sequence, stored), None, seqs)
+        delete = main_write("delete", self._filter(document_id, sequence, stored), None, seqs,
+                            change.order_key)
         if not change.is_ttl_delete or self.settings.ttl_deletes == "delete":
             return [delete]
         if self.settings.ttl_deletes == "ignore":
@@ -296,7 +340,7 @@ class Planner:
         # expiry) and $-safe (an old image may hold $-prefixed names): see _replacement.
         kind, written = self._replacement(archived)
         archive = PlannedWrite(kind, self._filter(document_id, sequence, {}), written, True, seqs,
-                               collection="archive")
+                               collection="archive", order_key=change.order_key)
         return [archive, delete]
 
     def _check_new_image(self, change: Change, image: Mapping[str, Any]) -> None:
@@ -388,6 +432,10 @@ class Planner:
             condition.update(shard_values)
         if self.settings.guard:
             field_name = self.settings.sequence_field
+            if sequence[:1] == "K":
+                # A Kinesis order key: strictly older times only; a stored change of the same
+                # time is a duplicate or a tie, which the Replicator decides (replicator.ties).
+                sequence = order_time_floor(sequence)
             condition["$or"] = [
                 {field_name: {"$lt": sequence}},
                 {field_name: {"$exists": False}},
@@ -455,3 +503,49 @@ def _bad(change: Change, error: RecordError) -> BadRecord:
 
 def _by_index(bad: list[BadRecord]) -> list[BadRecord]:
     return sorted(bad, key=lambda b: b.index)
+
+
+# -- Kinesis: order by creation time; equal times leaving other states are a tie -----------------
+def _kds_time(change: Change) -> str:
+    assert change.order_key is not None
+    return order_time_floor(change.order_key)
+
+
+def kinesis_covered(changes: Sequence[Change]) -> tuple[str, ...]:
+    """The Kinesis sequence numbers a write of ``changes`` stands for: the others ascending, then
+    the last change's (the one whose content it carries, which the quarantine of a rejected write
+    keeps). The lowest is what batchItemFailures must name (core: ``min`` of them)."""
+    last = changes[-1].sequence_number
+    others = sorted({c.sequence_number for c in changes[:-1]} - {last}, key=_padded_kinesis)
+    return (*others, last)
+
+
+def _padded_kinesis(number: str) -> str:
+    return number.zfill(128)
+
+
+def kds_ordered(group: Sequence[Change]) -> tuple[list[Change], list[Change]]:
+    """Kinesis changes of one item, oldest first, and -- when the newest time holds changes that
+    leave different states -- one change per state of that time: a tie (``[]`` otherwise).
+
+    Older times come before newer ones. At the newest time (the only one a write can carry),
+    changes leaving the same state are one candidate (duplicates, or a cycle back to that state:
+    either way the same document), placed last in batch order. Several states at that time are
+    a tie, whatever their image chain says: the batch may lack a change of that time (delivered
+    in another batch), and with it any order of the others is possible -- 1->2 and 3->1 chain as
+    3->1->2, yet the table may have gone 1->2->3->1 with 2->3 still to come. Only the table can
+    tell (replicator.ties; docs/kinesis.md, "Equal timestamps")."""
+    by_time = sorted(group, key=lambda c: (_kds_time(c), c.index))
+    newest = _kds_time(by_time[-1])
+    latest = [c for c in by_time if _kds_time(c) == newest]
+    states: dict[str, Change] = {}
+    for change in latest:
+        states.setdefault(_new_digest(change), change)
+    if len(states) > 1:
+        return by_time, list(states.values())
+    return by_time, []
+
+
+def _new_digest(change: Change) -> str:
+    assert change.order_key is not None
+    return change.order_key.rpartition(".")[2]
