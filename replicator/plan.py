@@ -32,7 +32,7 @@ from replicator.errors import (
 )
 from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
 from replicator.keys import KeyMapper, identity
-from replicator.settings import Settings
+from replicator.settings import FIELDS_FIELD, Settings
 from replicator.sharding import (
     check_stream_view,
     movable_shard_key,
@@ -46,6 +46,7 @@ from replicator.writes import (
     WriteKind,
     WritePlan,
     main_write,
+    merge_pipeline,
 )
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -237,10 +238,9 @@ class Planner:
         self._check_new_image(change, change.new_image)
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
+        kind, written = self._main_document(document)
         if stored is None or (stored and same_shard_values(stored, new)):
-            kind, written = self._replacement(document)
             return [main_write(kind, self._filter(document_id, sequence, new), written, seqs)]
-        kind, written = self._replacement(document)
         move = ShardKeyMove(
             document_id=document_id,
             shard_key=tuple(self.settings.shard_key),
@@ -249,6 +249,7 @@ class Planner:
             write=main_write(kind, self._filter(document_id, sequence, new), written, seqs),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
+            fields_field=FIELDS_FIELD if self.settings.write_mode == "merge" else None,
         )
         return [PlannedWrite(kind, self._filter(document_id, sequence, stored), written, True, seqs,
                              shard_key_move=move)]
@@ -310,6 +311,8 @@ class Planner:
                 "overwritten; set Settings(sequence_field=...) (a name no item uses) to keep it",
                 field_path=f"dynamodb.NewImage.{reserved}",
             )
+        if FIELDS_FIELD in image and self.settings.write_mode == "merge":
+            raise ConversionError(_FIELDS_TAKEN, field_path=f"dynamodb.NewImage.{FIELDS_FIELD}")
         key_value = self.key_mapper.converter.value
         for name, typed in change.keys.items():
             path = f"dynamodb.NewImage.{name}"
@@ -333,6 +336,8 @@ class Planner:
         """New image -> transforms -> ``_id`` first -> sequence field."""
         document = None if self.transforms else self.converter.keyed_image(image, document_id)
         if document is not None:  # the C accelerator's short cut (no transforms, no _id attribute)
+            if self.settings.write_mode == "merge":
+                self._list_fields(document, "dynamodb.NewImage")
             if self.settings.guard:
                 document[self.settings.sequence_field] = sequence
             return document
@@ -348,9 +353,20 @@ class Planner:
             document.update((k, v) for k, v in converted.items() if k != "_id")
         else:
             document = {"_id": document_id, **converted}
+        if self.settings.write_mode == "merge":
+            self._list_fields(document, "transformed" if self.transforms else "dynamodb.NewImage")
         if self.settings.guard:
             document[self.settings.sequence_field] = sequence
         return document
+
+    def _list_fields(self, document: dict[str, Any], root: str) -> None:
+        """write_mode="merge": record the document's table fields in FIELDS_FIELD (its top-level
+        names but ``_id``; the sequence field is added after), so a later change, even one
+        without an old image, knows which stored fields are the table's to remove."""
+        if FIELDS_FIELD in document:  # a transform added it (an attribute is refused earlier)
+            error = ConversionError if root == "dynamodb.NewImage" else TransformError
+            raise error(_FIELDS_TAKEN, field_path=f"{root}.{FIELDS_FIELD}")
+        document[FIELDS_FIELD] = [name for name in document if name != "_id"]
 
     def _transformed(self, image: Mapping[str, Any], root: str) -> dict[str, Any]:
         converted = self.converter.image(image, root=root)
@@ -371,6 +387,13 @@ class Planner:
                 raise TransformError(f"the transformed document cannot be stored: {reason}",
                                      field_path=f"transformed{path}")
         return converted
+
+    def _main_document(self, document: dict[str, Any]) -> tuple[WriteKind, WriteDocument]:
+        """How the main collection receives ``document``: whole (replace mode, :meth:`_replacement`)
+        or merged into what is stored (merge mode, :func:`replicator.writes.merge_pipeline`)."""
+        if self.settings.write_mode == "merge":
+            return "update", merge_pipeline(document, FIELDS_FIELD)
+        return self._replacement(document)
 
     def _replacement(self, document: dict[str, Any]) -> tuple[WriteKind, WriteDocument]:
         """How to write ``document`` whole: a replacement, or a pipeline update."""
@@ -431,6 +454,12 @@ class Planner:
                 bad.append(_bad(first, error))
                 ordered.pop(0)
         return None
+
+
+_FIELDS_TAKEN = (
+    f"attribute {FIELDS_FIELD!r} is write_mode='merge''s reserved list of the table's fields and "
+    "would be overwritten; rename the attribute (a transform can) or use write_mode='replace'"
+)
 
 
 def _has_dollar_name(document: dict[str, Any], accelerator: Any = None) -> bool:

@@ -12,10 +12,15 @@ from replicator.errors import ConfigurationError
 
 TtlDeleteMode = Literal["delete", "ignore", "archive"]
 BadRecordMode = Literal["quarantine", "fail"]
+WriteMode = Literal["replace", "merge"]
 
 #: Reserved field written into every replicated document: the zero-padded (40 digits) sequence
 #: number of the stream record that wrote it. The stale-write guard compares against it.
 SEQUENCE_FIELD = "_ddb_seq"
+#: Reserved field of write_mode="merge": the top-level field names (after transforms, without
+#: ``_id`` and the sequence field) the document's last change from DynamoDB wrote. The next change
+#: removes those it no longer has and keeps every field not listed (MongoDB-only fields).
+FIELDS_FIELD = "_ddb_fields"
 
 
 @dataclass(frozen=True)
@@ -45,6 +50,11 @@ class Settings:
         ``process(deadline_s=...)``) the batch's MongoDB commands must be over; None (default):
         10 % of the remaining time, at most 1 s. Every command carries the rest as ``maxTimeMS``,
         so the server never applies an invocation's write after its timeout (replicator/deadline.py).
+    write_mode: "replace" (default: the document is the item, whole; fields other applications
+        add are gone on the item's next change) or "merge" (the item's attributes are set, those
+        DynamoDB removed are removed, fields the table never had are kept; each document lists its
+        table fields in FIELDS_FIELD; needs MongoDB 4.2+, 5.0+ for $-prefixed names). A REMOVE
+        deletes the document in both modes. docs/write-modes.md.
     """
 
     key_schema: tuple[str, ...] | None = None
@@ -63,11 +73,13 @@ class Settings:
     tombstone_retention_s: int = 48 * 3600
     source_table: str | None = None
     deadline_margin_s: float | None = None
+    write_mode: WriteMode = "replace"
 
     def __post_init__(self) -> None:
         _check_choice("numbers", self.numbers, ("lossless", "float"))
         _check_choice("ttl_deletes", self.ttl_deletes, ("delete", "ignore", "archive"))
         _check_choice("bad_records", self.bad_records, ("quarantine", "fail"))
+        _check_choice("write_mode", self.write_mode, ("replace", "merge"))
         if self.key_schema is not None and not 1 <= len(self.key_schema) <= 2:
             raise ConfigurationError("key_schema names one or two attributes (partition, sort)")
         if self.tombstone_retention_s < 24 * 3600:
@@ -132,6 +144,7 @@ ENVIRONMENT: dict[str, str] = {
     "tombstone_retention_s": "REPLICATOR_TOMBSTONE_RETENTION_S",
     "source_table": "REPLICATOR_SOURCE_TABLE",
     "deadline_margin_s": "REPLICATOR_DEADLINE_MARGIN_S",
+    "write_mode": "REPLICATOR_WRITE_MODE",
 }
 
 
@@ -173,5 +186,5 @@ _KINDS = {
     "tombstone_retention_s": "int", "deadline_margin_s": "seconds",
     **{name: "text" for name in ("id_mapping", "sequence_field", "numbers", "ttl_deletes",
                                  "archive_collection", "bad_records", "quarantine_collection",
-                                 "tombstone_collection", "source_table")},
+                                 "tombstone_collection", "source_table", "write_mode")},
 }

@@ -42,6 +42,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "tombstone_retention_s": ("259200", 259200),
     "source_table": ("users", "users"),
     "deadline_margin_s": ("0.5", 0.5),
+    "write_mode": ("merge", "merge"),
 }
 
 
