@@ -251,10 +251,11 @@ class Lane:
         self.mapping.close()
 
     # -- checking --------------------------------------------------------------------------------
-    def diff(self, items: Iterable[Mapping[str, Any]]) -> Diff:
+    def diff(self, items: Iterable[Mapping[str, Any]], *, mongodb_only: str | None = None) -> Diff:
         """The table's ``items`` (a consistent scan, or a capture's final items) against the
-        collection now, expected documents built with the lane's planner."""
-        return check(items, self.collection, self.planner)
+        collection now, expected documents built with the lane's planner (its write mode;
+        ``mongodb_only``: the prefix of a MongoDB-only writer's fields, harness.convergence.compare)."""
+        return check(items, self.collection, self.planner, mongodb_only=mongodb_only)
 
 
 def parent_of(reader: StreamReader, shard_id: str) -> str | None:

@@ -115,8 +115,9 @@ class ExpectedDocuments:
     def document(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The document the replicator writes for a record whose new image is ``item``, without
         the sequence field (merge mode: with its list of table fields, and none of the fields
-        other applications add; compare with :attr:`fields_field`). Raises RecordError where the replicator would quarantine the record
-        (a transform that raises, a value MongoDB cannot store)."""
+        other applications add; compare with :attr:`fields_field`). Raises RecordError where the
+        replicator would quarantine the record (a transform that raises, a value MongoDB cannot
+        store)."""
         document = self.planner.document(self.document_id(item), item, "0")
         document.pop(self.settings.sequence_field, None)
         return document

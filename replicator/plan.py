@@ -169,7 +169,8 @@ class Planner:
                 change = ordered[position]
                 covered = tuple([c.sequence_number for c in ordered[: position + 1]])
                 try:
-                    planned = self._write_for(document_id, change, stored, covered)
+                    planned = self._write_for(document_id, change, stored, covered,
+                                              recreated=self._recreated(ordered, position))
                 except RecordError as error:
                     bad.append(_bad(change, error))
                     ordered.pop(position)
@@ -195,6 +196,16 @@ class Planner:
         if superseded:
             self._check_images(superseded, bad)
         return writes
+
+    def _recreated(self, ordered: list[Change], position: int) -> bool:
+        """write_mode="merge": whether the item was removed before ``ordered[position]``, its
+        newest change, within the batch. Its delete is coalesced away, so the write replaces the
+        document whole: the fields other applications added go, as the delete would have taken
+        them had the REMOVE come in an earlier batch (the outcome must not depend on batching)."""
+        if self.settings.write_mode != "merge":
+            return False
+        remove = EventName.REMOVE
+        return any(change.event_name is remove for change in ordered[:position])
 
     def _check_images(self, changes: list[Change], bad: list[BadRecord]) -> None:
         """Set aside as bad each change whose image :meth:`_write_for` could not convert: the new
@@ -227,9 +238,12 @@ class Planner:
         change: Change,
         stored: dict[str, Any] | None = None,
         covered: tuple[str, ...] | None = None,
+        *,
+        recreated: bool = False,
     ) -> list[PlannedWrite]:
         """``stored``: see :meth:`_stored_shard_values` (None: the shard key cannot change);
-        ``covered``: the sequence numbers the writes stand for (default: the change's own)."""
+        ``covered``: the sequence numbers the writes stand for (default: the change's own);
+        ``recreated``: merge mode writes the document whole (:meth:`_recreated`)."""
         sequence = pad_sequence_number(change.sequence_number)
         seqs = covered or (change.sequence_number,)
         if change.event_name is EventName.REMOVE:
@@ -238,7 +252,8 @@ class Planner:
         self._check_new_image(change, change.new_image)
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
-        kind, written = self._main_document(document)
+        kind, written = (self._replacement(document) if recreated
+                         else self._main_document(document))
         if stored is None or (stored and same_shard_values(stored, new)):
             return [main_write(kind, self._filter(document_id, sequence, new), written, seqs)]
         move = ShardKeyMove(
@@ -249,7 +264,8 @@ class Planner:
             write=main_write(kind, self._filter(document_id, sequence, new), written, seqs),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
-            fields_field=FIELDS_FIELD if self.settings.write_mode == "merge" else None,
+            fields_field=(FIELDS_FIELD if self.settings.write_mode == "merge" and not recreated
+                          else None),
         )
         return [PlannedWrite(kind, self._filter(document_id, sequence, stored), written, True, seqs,
                              shard_key_move=move)]

@@ -20,6 +20,7 @@ from harness.esm.config import EsmConfig
 from harness.esm.report import DriverReport
 from harness.handlers import Handler
 from harness.lane import IMAGE_VIEWS, ItemsReader, Lane
+from harness.mongodb_only import PREFIX, MongoOnlyWriter
 from replicator.settings import Settings
 
 #: the stream ARN replayed records are delivered under when the recording names none
@@ -88,6 +89,7 @@ def replay(
     records: Iterable[dict[str, Any]] | None = None,
     total: int | None = None,
     writes_to: Any = None,
+    mongodb_only: bool = False,
 ) -> ReplayResult:
     """Deliver the capture's records through one :class:`~harness.lane.Lane` -- the event source
     mapping emulation (harness/esm/mapping.py): its batching, partial batch responses and retries
@@ -105,6 +107,9 @@ def replay(
     records, e.g. :func:`iter_recorded_records` for a stream too large to hold parsed: they are
     fed in chunks, each processed before the next is read. ``writes_to``: what the named handler
     writes to instead of ``collection`` (a timed wrapper of it); the check reads ``collection``.
+    ``mongodb_only`` (write_mode="merge"): another MongoDB application adds fields of its own
+    after each batch (harness/mongodb_only.py); a field it lost without a REMOVE makes ``error``,
+    and convergence ignores its fields only (strict on everything else).
     """
     settings = settings_for(capture, settings)
     if records is None:
@@ -128,8 +133,12 @@ def replay(
 
     done = 0
 
+    writer: MongoOnlyWriter | None = None
+
     def completed(_at: float, batch: Sequence[Mapping[str, Any]]) -> None:
         nonlocal done
+        if writer is not None:
+            writer.after_batch(_at, batch)
         done += len(batch)
         if progress:
             progress(done, total)
@@ -156,6 +165,8 @@ def replay(
         on_complete=completed, accept_unsequenced=True,
     )
     lane.wrap(recording)
+    if mongodb_only:
+        writer = MongoOnlyWriter(collection, lane.planner)
     try:
         for shard_id, parent, count in _split(shards, total):
             left = count
@@ -182,8 +193,13 @@ def replay(
             f"{first.last_error or first.last_outcome}"[:500]
         )
         return result
+    if writer is not None:
+        lost = writer.finish()
+        if lost:
+            result.error = (f"{len(lost)} document(s) lost fields another MongoDB application "
+                            f"added, the first: {lost[0][0]!r}: {lost[0][1]}")[:500]
     if capture.final_items is not None:
-        result.diff = lane.diff(capture.final_items)
+        result.diff = lane.diff(capture.final_items, mongodb_only=PREFIX if writer else None)
     return result
 
 
