@@ -170,7 +170,7 @@ class Planner:
                 covered = tuple([c.sequence_number for c in ordered[: position + 1]])
                 try:
                     planned = self._write_for(document_id, change, stored, covered,
-                                              recreated=self._recreated(ordered, position))
+                                              removed=self._removed_before(ordered, position))
                 except RecordError as error:
                     bad.append(_bad(change, error))
                     ordered.pop(position)
@@ -197,15 +197,20 @@ class Planner:
             self._check_images(superseded, bad)
         return writes
 
-    def _recreated(self, ordered: list[Change], position: int) -> bool:
-        """write_mode="merge": whether the item was removed before ``ordered[position]``, its
-        newest change, within the batch. Its delete is coalesced away, so the write replaces the
-        document whole: the fields other applications added go, as the delete would have taken
-        them had the REMOVE come in an earlier batch (the outcome must not depend on batching)."""
+    def _removed_before(self, ordered: list[Change], position: int) -> str | None:
+        """write_mode="merge": the padded sequence number of the newest REMOVE of the item before
+        ``ordered[position]``, its newest change, within the batch (None: none). That delete is
+        coalesced away, so the write starts from nothing where the stored document is older than
+        the REMOVE (as the delete would have left it: the fields other applications added go,
+        as they would had the REMOVE come in an earlier batch; the outcome must not depend on
+        batching), and merges where it is newer (a redelivered old REMOVE changes nothing)."""
         if self.settings.write_mode != "merge":
-            return False
+            return None
         remove = EventName.REMOVE
-        return any(change.event_name is remove for change in ordered[:position])
+        for change in reversed(ordered[:position]):
+            if change.event_name is remove:
+                return pad_sequence_number(change.sequence_number)
+        return None
 
     def _check_images(self, changes: list[Change], bad: list[BadRecord]) -> None:
         """Set aside as bad each change whose image :meth:`_write_for` could not convert: the new
@@ -239,11 +244,11 @@ class Planner:
         stored: dict[str, Any] | None = None,
         covered: tuple[str, ...] | None = None,
         *,
-        recreated: bool = False,
+        removed: str | None = None,
     ) -> list[PlannedWrite]:
         """``stored``: see :meth:`_stored_shard_values` (None: the shard key cannot change);
         ``covered``: the sequence numbers the writes stand for (default: the change's own);
-        ``recreated``: merge mode writes the document whole (:meth:`_recreated`)."""
+        ``removed``: merge mode, a REMOVE coalesced into the write (:meth:`_removed_before`)."""
         sequence = pad_sequence_number(change.sequence_number)
         seqs = covered or (change.sequence_number,)
         if change.event_name is EventName.REMOVE:
@@ -252,8 +257,7 @@ class Planner:
         self._check_new_image(change, change.new_image)
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
-        kind, written = (self._replacement(document) if recreated
-                         else self._main_document(document))
+        kind, written = self._main_document(document, removed)
         if stored is None or (stored and same_shard_values(stored, new)):
             return [main_write(kind, self._filter(document_id, sequence, new), written, seqs)]
         move = ShardKeyMove(
@@ -264,7 +268,8 @@ class Planner:
             write=main_write(kind, self._filter(document_id, sequence, new), written, seqs),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
-            fields_field=(FIELDS_FIELD if self.settings.write_mode == "merge" and not recreated
+            # (after a coalesced REMOVE the move carries nothing: the delete would have taken it)
+            fields_field=(FIELDS_FIELD if self.settings.write_mode == "merge" and removed is None
                           else None),
         )
         return [PlannedWrite(kind, self._filter(document_id, sequence, stored), written, True, seqs,
@@ -404,12 +409,19 @@ class Planner:
                                      field_path=f"transformed{path}")
         return converted
 
-    def _main_document(self, document: dict[str, Any]) -> tuple[WriteKind, WriteDocument]:
+    def _main_document(self, document: dict[str, Any], removed: str | None = None
+                       ) -> tuple[WriteKind, WriteDocument]:
         """How the main collection receives ``document``: whole (replace mode, :meth:`_replacement`)
-        or merged into what is stored (merge mode, :func:`replicator.writes.merge_pipeline`)."""
-        if self.settings.write_mode == "merge":
+        or merged into what is stored (merge mode, :func:`replicator.writes.merge_pipeline`;
+        ``removed``: see :meth:`_removed_before`; without the guard, last delivery wins: whole)."""
+        if self.settings.write_mode != "merge":
+            return self._replacement(document)
+        if removed is None:
             return "update", merge_pipeline(document, FIELDS_FIELD)
-        return self._replacement(document)
+        if not self.settings.guard:
+            return self._replacement(document)
+        return "update", merge_pipeline(
+            document, FIELDS_FIELD, removed=(self.settings.sequence_field, removed))
 
     def _replacement(self, document: dict[str, Any]) -> tuple[WriteKind, WriteDocument]:
         """How to write ``document`` whole: a replacement, or a pipeline update."""

@@ -114,7 +114,8 @@ def main_write(kind: WriteKind, filter: dict[str, Any], document: WriteDocument,
 
 
 def merge_pipeline(document: dict[str, Any], fields_field: str,
-                   carried: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+                   carried: dict[str, Any] | None = None, *,
+                   removed: tuple[str, str] | None = None) -> list[dict[str, Any]]:
     """write_mode="merge": the update pipeline that makes the stored document ``document`` plus
     the stored fields the table never wrote, in one write that reads nothing first.
 
@@ -123,6 +124,8 @@ def merge_pipeline(document: dict[str, Any], fields_field: str,
     switching from replace mode removes nothing), then sets ``document`` over them: a listed field
     that ``document`` lacks is removed, a field MongoDB applications added stays. ``carried``:
     fields to keep from elsewhere (a shard key move's deleted copy), under the stored ones.
+    ``removed``: (sequence field, padded sequence number of a REMOVE coalesced into this write):
+    a stored document older than that REMOVE keeps nothing, as if the delete had run first.
 
     ``$objectToArray`` / ``$arrayToObject`` and ``$literal`` handle any field name, ``$``-prefixed
     or dotted, as replace mode's ``$replaceWith`` does (MongoDB 5.0+; pipelines in updates need
@@ -136,6 +139,10 @@ def merge_pipeline(document: dict[str, Any], fields_field: str,
         "cond": {"$eq": [False, {"$in": [
             "$$field.k", {"$ifNull": ["$" + fields_field, []]}]}]},
     }}}
+    if removed is not None:
+        sequence_field, sequence = removed
+        # a missing sequence field sorts before any string: such a document is older too
+        kept = {"$cond": [{"$lt": ["$" + sequence_field, sequence]}, {"$literal": {}}, kept]}
     parts: list[Any] = [kept, {"$literal": document}]
     if carried:
         parts.insert(0, {"$literal": carried})

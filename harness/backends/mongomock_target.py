@@ -306,16 +306,21 @@ class MongomockCollection:
         merge = _merge_replacement(update)
         if merge is None:
             return None
-        carried, fields_field, document = merge
         stored = self.inner.find_one(selector)
         if stored is None:
             base = {k: v for k, v in (selector or {}).items()
                     if not k.startswith("$") and not isinstance(v, Mapping)}
         else:
             base = unescape_document(stored)
-        listed = base.get(fields_field)
+        listed = base.get(merge["fields_field"])
         owned = set(listed) if isinstance(listed, list) else set()
-        return {**carried, **{k: v for k, v in base.items() if k not in owned}, **document}
+        kept = {k: v for k, v in base.items() if k not in owned}
+        if merge["removed"] is not None:
+            sequence_field, sequence = merge["removed"]
+            held = base.get(sequence_field)
+            if held is None or (isinstance(held, str) and held < sequence):
+                kept = {}  # older than the coalesced REMOVE: as if deleted first
+        return {**merge["carried"], **kept, **merge["document"]}
 
     def _write_error(self, index: int, operation: Any, error: PyMongoError) -> dict[str, Any]:
         code = getattr(error, "code", None) or BAD_VALUE
@@ -447,8 +452,9 @@ def _literal_replacement(update: Any) -> dict[str, Any] | None:
     return None
 
 
-def _merge_replacement(update: Any) -> tuple[dict[str, Any], str, dict[str, Any]] | None:
-    """(carried, fields field, document) of ``replicator.writes.merge_pipeline``'s pipeline."""
+def _merge_replacement(update: Any) -> dict[str, Any] | None:
+    """The parts of ``replicator.writes.merge_pipeline``'s pipeline: ``carried``, ``fields_field``,
+    ``document`` and ``removed`` (sequence field, sequence number, or None); None: not it."""
     if not (isinstance(update, list) and len(update) == 1 and isinstance(update[0], Mapping)):
         return None
     stage = update[0].get("$replaceWith")
@@ -456,13 +462,17 @@ def _merge_replacement(update: Any) -> tuple[dict[str, Any], str, dict[str, Any]
     if not isinstance(parts, list) or len(parts) not in (2, 3):
         return None
     try:
-        condition = parts[-2]["$arrayToObject"]["$filter"]["cond"]["$eq"][1]["$in"][1]
-        fields_field = condition["$ifNull"][0][1:]
-        document = dict(parts[-1]["$literal"])
-        carried = dict(parts[0]["$literal"]) if len(parts) == 3 else {}
-    except (KeyError, IndexError, TypeError):
+        kept, removed = parts[-2], None
+        if "$cond" in kept:
+            test, _nothing, kept = kept["$cond"]
+            field_path, sequence = test["$lt"]
+            removed = (field_path[1:], sequence)
+        condition = kept["$arrayToObject"]["$filter"]["cond"]["$eq"][1]["$in"][1]
+        return {"fields_field": condition["$ifNull"][0][1:], "removed": removed,
+                "document": dict(parts[-1]["$literal"]),
+                "carried": dict(parts[0]["$literal"]) if len(parts) == 3 else {}}
+    except (KeyError, IndexError, TypeError, ValueError):
         return None
-    return carried, fields_field, document
 
 
 def _operation_id(operation: Any) -> Any:
@@ -485,7 +495,7 @@ def _written_values(operation: Any) -> dict[str, Any]:
         return literal
     merge = _merge_replacement(update)
     if merge is not None:
-        return merge[2]
+        return dict(merge["document"])
     written = {k: v for k, v in (getattr(operation, "_filter", None) or {}).items()
                if not k.startswith("$") and not isinstance(v, Mapping)}
     if isinstance(update, Mapping):

@@ -80,15 +80,23 @@ def test_a_remove_deletes_the_document_as_in_replace_mode() -> None:
     assert plan(records).writes == plan(records, Settings()).writes
 
 
-def test_removed_and_created_again_in_one_batch_is_written_whole() -> None:
-    # the delete is coalesced away: the document is replaced, as delete + insert would leave it
+def test_removed_and_created_again_in_one_batch_starts_from_nothing_if_older() -> None:
+    # the delete is coalesced away: the write keeps nothing of a document older than the REMOVE
     (write,) = plan([
         record("100", "REMOVE", keys("u1"), old=item("u1")),
         record("101", "INSERT", keys("u1"), new=item("u1", a={"N": "2"})),
     ]).writes
-    assert write.kind == "replace"
-    assert write.document == {"_id": "u1", "id": "u1", "a": 2, FIELDS_FIELD: ["id", "a"],
-                              SEQUENCE_FIELD: pad("101")}
+    document = {"_id": "u1", "id": "u1", "a": 2, FIELDS_FIELD: ["id", "a"],
+                SEQUENCE_FIELD: pad("101")}
+    assert write.kind == "update"
+    assert write.document == merge_pipeline(document, FIELDS_FIELD,
+                                            removed=(SEQUENCE_FIELD, pad("100")))
+    # without the guard there is no stored sequence to compare with: last delivery wins, whole
+    (unguarded,) = plan([
+        record("100", "REMOVE", keys("u1"), old=item("u1")),
+        record("101", "INSERT", keys("u1"), new=item("u1", a={"N": "2"})),
+    ], Settings(write_mode="merge", guard=False)).writes
+    assert unguarded.kind == "replace"
 
 
 def test_an_attribute_named_like_the_fields_list_is_quarantined() -> None:
@@ -365,3 +373,34 @@ def test_a_document_another_application_created_first_is_merged_into(collection:
     assert result.applied == 1
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
         "_id": "u1", **APP, "id": "u1", "a": 1, FIELDS_FIELD: ["id", "a"]}
+
+
+def test_remove_and_insert_in_one_batch_drop_the_fields_as_two_batches_would(
+    collection: Any
+) -> None:
+    replicator = Replicator(collection, MERGE)
+    replicator.process([record("100", "INSERT", keys("u1"), new=item("u1", a={"N": "1"}))])
+    app_writes(collection, "u1")
+    result = replicator.process([
+        record("101", "REMOVE", keys("u1"), old=item("u1", a={"N": "1"})),
+        record("102", "INSERT", keys("u1"), new=item("u1", b={"N": "2"})),
+    ])
+    assert result.applied == 1
+    assert without_sequence(collection.find_one({"_id": "u1"})) == {
+        "_id": "u1", "id": "u1", "b": 2, FIELDS_FIELD: ["id", "b"]}
+
+
+def test_an_old_remove_redelivered_with_a_newer_change_keeps_the_fields(collection: Any) -> None:
+    # given an item removed, created again, and enriched by another application
+    replicator = Replicator(collection, MERGE)
+    remove = record("101", "REMOVE", keys("u1"), old=item("u1"))
+    replicator.process([record("100", "INSERT", keys("u1"), new=item("u1")), remove])
+    replicator.process([record("102", "INSERT", keys("u1"), new=item("u1", a={"N": "1"}))])
+    app_writes(collection, "u1")
+    # when the old REMOVE comes again in a batch with a newer change
+    result = replicator.process([remove, record("103", "MODIFY", keys("u1"),
+                                                new=item("u1", a={"N": "2"}))])
+    # then the REMOVE is stale (the stored document is newer): the change merges
+    assert result.applied == 1
+    assert without_sequence(collection.find_one({"_id": "u1"})) == {
+        "_id": "u1", "id": "u1", "a": 2, FIELDS_FIELD: ["id", "a"], **APP}
