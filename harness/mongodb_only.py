@@ -69,7 +69,7 @@ class MongoOnlyWriter:
 
     def finish(self) -> list[tuple[Any, str]]:
         """After the last batch: every document the writer wrote and still believes stored is
-        checked once more; the lost ones."""
+        checked once more; the lost ones (all so far: calling it again adds only new ones)."""
         self._check(set(self.written))
         return self.lost
 

@@ -382,12 +382,14 @@ class Planner:
 
     def _list_fields(self, document: dict[str, Any], root: str) -> None:
         """write_mode="merge": record the document's table fields in FIELDS_FIELD (its top-level
-        names but ``_id``; the sequence field is added after), so a later change, even one
+        names but ``_id``, sorted; the sequence field is added after), so a later change, even one
         without an old image, knows which stored fields are the table's to remove."""
         if FIELDS_FIELD in document:  # a transform added it (an attribute is refused earlier)
             error = ConversionError if root == "dynamodb.NewImage" else TransformError
             raise error(_FIELDS_TAKEN, field_path=f"{root}.{FIELDS_FIELD}")
-        document[FIELDS_FIELD] = [name for name in document if name != "_id"]
+        # Sorted: the list is a set, and one item's attributes come in any order (a stream
+        # image's and a scan's differ), so equal items give equal lists.
+        document[FIELDS_FIELD] = sorted(name for name in document if name != "_id")
 
     def _transformed(self, image: Mapping[str, Any], root: str) -> dict[str, Any]:
         converted = self.converter.image(image, root=root)

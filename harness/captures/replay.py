@@ -20,7 +20,6 @@ from harness.esm.config import EsmConfig
 from harness.esm.report import DriverReport
 from harness.handlers import Handler
 from harness.lane import IMAGE_VIEWS, ItemsReader, Lane
-from harness.mongodb_only import PREFIX, MongoOnlyWriter
 from replicator.settings import Settings
 
 #: the stream ARN replayed records are delivered under when the recording names none
@@ -108,8 +107,8 @@ def replay(
     fed in chunks, each processed before the next is read. ``writes_to``: what the named handler
     writes to instead of ``collection`` (a timed wrapper of it); the check reads ``collection``.
     ``mongodb_only`` (write_mode="merge"): another MongoDB application adds fields of its own
-    after each batch (harness/mongodb_only.py); a field it lost without a REMOVE makes ``error``,
-    and convergence ignores its fields only (strict on everything else).
+    after each batch (harness/mongodb_only.py, ``Lane.add_mongodb_only_writer``); convergence
+    ignores its fields only (strict on everything else), and a field it lost is a difference.
     """
     settings = settings_for(capture, settings)
     if records is None:
@@ -133,12 +132,12 @@ def replay(
 
     done = 0
 
-    writer: MongoOnlyWriter | None = None
+    lanes: list[Lane] = []
 
     def completed(_at: float, batch: Sequence[Mapping[str, Any]]) -> None:
         nonlocal done
-        if writer is not None:
-            writer.after_batch(_at, batch)
+        for lane in lanes:
+            lane.after_batch(_at, batch)
         done += len(batch)
         if progress:
             progress(done, total)
@@ -166,7 +165,8 @@ def replay(
     )
     lane.wrap(recording)
     if mongodb_only:
-        writer = MongoOnlyWriter(collection, lane.planner)
+        lane.add_mongodb_only_writer()
+    lanes.append(lane)
     try:
         for shard_id, parent, count in _split(shards, total):
             left = count
@@ -193,13 +193,8 @@ def replay(
             f"{first.last_error or first.last_outcome}"[:500]
         )
         return result
-    if writer is not None:
-        lost = writer.finish()
-        if lost:
-            result.error = (f"{len(lost)} document(s) lost fields another MongoDB application "
-                            f"added, the first: {lost[0][0]!r}: {lost[0][1]}")[:500]
     if capture.final_items is not None:
-        result.diff = lane.diff(capture.final_items, mongodb_only=PREFIX if writer else None)
+        result.diff = lane.diff(capture.final_items)
     return result
 
 

@@ -67,7 +67,7 @@ def test_the_c_planner_declines_merge_mode() -> None:
 def test_a_change_is_one_guarded_upserting_pipeline_that_lists_the_table_fields() -> None:
     (write,) = plan([record("100", "MODIFY", keys("u1"),
                             new=item("u1", a={"N": "1"}, b={"S": "x"}))]).writes
-    document = {"_id": "u1", "id": "u1", "a": 1, "b": "x", FIELDS_FIELD: ["id", "a", "b"],
+    document = {"_id": "u1", "id": "u1", "a": 1, "b": "x", FIELDS_FIELD: ["a", "b", "id"],
                 SEQUENCE_FIELD: pad("100")}
     assert (write.kind, write.upsert) == ("update", True)
     assert write.document == merge_pipeline(document, FIELDS_FIELD)
@@ -86,7 +86,7 @@ def test_removed_and_created_again_in_one_batch_starts_from_nothing_if_older() -
         record("100", "REMOVE", keys("u1"), old=item("u1")),
         record("101", "INSERT", keys("u1"), new=item("u1", a={"N": "2"})),
     ]).writes
-    document = {"_id": "u1", "id": "u1", "a": 2, FIELDS_FIELD: ["id", "a"],
+    document = {"_id": "u1", "id": "u1", "a": 2, FIELDS_FIELD: ["a", "id"],
                 SEQUENCE_FIELD: pad("101")}
     assert write.kind == "update"
     assert write.document == merge_pipeline(document, FIELDS_FIELD,
@@ -133,7 +133,7 @@ def test_the_stored_fields_the_table_never_wrote() -> None:
 def test_expected_documents_list_the_fields_and_ignore_mongodb_only_ones() -> None:
     expected = ExpectedDocuments(Settings(key_schema=("id",), write_mode="merge"))
     wanted = expected.document(item("u1", a={"N": "1"}))
-    assert wanted == {"_id": "u1", "id": "u1", "a": 1, FIELDS_FIELD: ["id", "a"]}
+    assert wanted == {"_id": "u1", "id": "u1", "a": 1, FIELDS_FIELD: ["a", "id"]}
     stored = {**wanted, **APP}
     assert document_differences(wanted, stored, fields_field=expected.fields_field) == []
     # a table field that is wrong or missing is still a difference
@@ -187,13 +187,13 @@ def test_mongodb_only_fields_survive_every_change_but_a_remove(collection: Any, 
     send("101", "MODIFY", new=second, old=first)
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
         "_id": "u1", "id": "u1", "a": 2, "b": "x", "c": {"d": 3},
-        FIELDS_FIELD: ["id", "a", "b", "c"], **APP}
+        FIELDS_FIELD: ["a", "b", "c", "id"], **APP}
     # the application changes one of its fields; the next change keeps that too
     app_writes(collection, "u1", {"app_score": 8})
     third = item("u1", b={"S": "y"})
     send("102", "MODIFY", new=third, old=second)
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
-        "_id": "u1", "id": "u1", "b": "y", FIELDS_FIELD: ["id", "b"], **APP, "app_score": 8}
+        "_id": "u1", "id": "u1", "b": "y", FIELDS_FIELD: ["b", "id"], **APP, "app_score": 8}
     # a REMOVE deletes the document, the application's fields with it; a new item starts bare
     send("103", "REMOVE", old=third)
     assert collection.find_one({"_id": "u1"}) is None
@@ -218,7 +218,7 @@ def test_a_keys_only_stream_merges_the_item_read_back(collection: Any) -> None:
     result = replicator.process([record("101", "MODIFY", keys("u1"), view="KEYS_ONLY")])
     assert result.applied == 1
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
-        "_id": "u1", "id": "u1", "b": 3, FIELDS_FIELD: ["id", "b"], **APP}
+        "_id": "u1", "id": "u1", "b": 3, FIELDS_FIELD: ["b", "id"], **APP}
 
 
 KEY_KINDS = {
@@ -275,7 +275,7 @@ def test_dollar_and_dotted_names_are_set_and_removed(collection: Any) -> None:
     stored = without_sequence(collection.find_one({"_id": "u1"}))
     assert stored == {"_id": "u1", "id": "u1", "$price": 1, "a.b": "dotted",
                       "nested": {"$x": 2}, "plain": "p",
-                      FIELDS_FIELD: ["id", "$price", "a.b", "nested", "plain"], **APP}
+                      FIELDS_FIELD: ["$price", "a.b", "id", "nested", "plain"], **APP}
     # the $- and dotted names go when DynamoDB removes them
     replicator.process([record("101", "MODIFY", keys("u1"), new=item("u1", plain={"S": "q"}))])
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
@@ -316,7 +316,7 @@ def test_a_bad_record_is_quarantined_and_the_rest_merged(collection: Any) -> Non
     ])
     assert len(result.quarantined) == 1 and result.applied == 1
     assert without_sequence(collection.find_one({"_id": "u2"})) == {
-        "_id": "u2", "id": "u2", "b": 2, FIELDS_FIELD: ["id", "b"], **APP}
+        "_id": "u2", "id": "u2", "b": 2, FIELDS_FIELD: ["b", "id"], **APP}
     quarantined = collection.database["items_quarantine"].find_one()
     assert quarantined is not None and FIELDS_FIELD in str(quarantined)
 
@@ -347,7 +347,7 @@ def test_transforms_list_the_transformed_names(collection: Any) -> None:
     app_writes(collection, "u1")
     replicator.process([record("101", "MODIFY", keys("u1"), new=item("u1", b={"N": "2"}))])
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
-        "_id": "u1", "id": "u1", "b": 2, FIELDS_FIELD: ["id", "b"], **APP}
+        "_id": "u1", "id": "u1", "b": 2, FIELDS_FIELD: ["b", "id"], **APP}
 
 
 def test_switching_from_replace_mode_removes_nothing_on_the_first_merge(collection: Any) -> None:
@@ -358,7 +358,7 @@ def test_switching_from_replace_mode_removes_nothing_on_the_first_merge(collecti
     Replicator(collection, MERGE).process([record("101", "MODIFY", keys("u1"),
                                                   new=item("u1", b={"N": "2"}))])
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
-        "_id": "u1", "id": "u1", "a": 1, "b": 2, FIELDS_FIELD: ["id", "b"], **APP}
+        "_id": "u1", "id": "u1", "a": 1, "b": 2, FIELDS_FIELD: ["b", "id"], **APP}
     # from then on the listed fields are the table's
     Replicator(collection, MERGE).process([record("102", "MODIFY", keys("u1"),
                                                   new=item("u1"))])
@@ -372,7 +372,7 @@ def test_a_document_another_application_created_first_is_merged_into(collection:
         [record("100", "INSERT", keys("u1"), new=item("u1", a={"N": "1"}))])
     assert result.applied == 1
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
-        "_id": "u1", **APP, "id": "u1", "a": 1, FIELDS_FIELD: ["id", "a"]}
+        "_id": "u1", **APP, "id": "u1", "a": 1, FIELDS_FIELD: ["a", "id"]}
 
 
 def test_remove_and_insert_in_one_batch_drop_the_fields_as_two_batches_would(
@@ -387,7 +387,7 @@ def test_remove_and_insert_in_one_batch_drop_the_fields_as_two_batches_would(
     ])
     assert result.applied == 1
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
-        "_id": "u1", "id": "u1", "b": 2, FIELDS_FIELD: ["id", "b"]}
+        "_id": "u1", "id": "u1", "b": 2, FIELDS_FIELD: ["b", "id"]}
 
 
 def test_an_old_remove_redelivered_with_a_newer_change_keeps_the_fields(collection: Any) -> None:
@@ -403,4 +403,4 @@ def test_an_old_remove_redelivered_with_a_newer_change_keeps_the_fields(collecti
     # then the REMOVE is stale (the stored document is newer): the change merges
     assert result.applied == 1
     assert without_sequence(collection.find_one({"_id": "u1"})) == {
-        "_id": "u1", "id": "u1", "a": 2, FIELDS_FIELD: ["id", "a"], **APP}
+        "_id": "u1", "id": "u1", "a": 2, FIELDS_FIELD: ["a", "id"], **APP}

@@ -847,7 +847,7 @@ def test_merge_move_in_a_transaction_carries_the_mongodb_only_fields() -> None:
     assert ("delete_one", {"_id": "u1", "tenant": "t1"}, True) in collection.calls
     assert collection.store.find_one({"_id": "u1"}) == {
         "_id": "u1", "app_score": 7, "id": "u1", "v": 2, "tenant": "t2",
-        "_ddb_fields": ["id", "v", "tenant"], "_ddb_seq": pad("200")}
+        "_ddb_fields": ["id", "tenant", "v"], "_ddb_seq": pad("200")}
 
 
 def test_merge_move_without_transactions_updates_the_document_in_place() -> None:
