@@ -32,14 +32,14 @@ from typing import Any
 
 from harness.backends.base import SourceBackend, Table, TableSpec
 from harness.convergence import Diff, DocumentDifference, check
-from harness.mongodb_only import PREFIX as MONGODB_ONLY_PREFIX
-from harness.mongodb_only import MongoOnlyWriter
-from replicator.diff import FieldDifference
 from harness.esm.config import EsmConfig
 from harness.esm.mapping import EventSourceMapping
 from harness.esm.report import DriverReport
 from harness.handlers import Handler, make_handler
 from harness.lag import DeliveryTimes, key_fingerprint
+from harness.mongodb_only import PREFIX as MONGODB_ONLY_PREFIX
+from harness.mongodb_only import MongoOnlyWriter
+from replicator.diff import FieldDifference
 from replicator.expected import planner_for
 from replicator.plan import Planner
 from replicator.poller.streams import StreamReader
