@@ -203,12 +203,14 @@ class Planner:
         coalesced away, so the write starts from nothing where the stored document is older than
         the REMOVE (as the delete would have left it: the fields other applications added go,
         as they would had the REMOVE come in an earlier batch; the outcome must not depend on
-        batching), and merges where it is newer (a redelivered old REMOVE changes nothing)."""
+        batching), and merges where it is newer (a redelivered old REMOVE changes nothing). A TTL
+        delete that ttl_deletes="ignore" keeps deletes nothing: not counted."""
         if self.settings.write_mode != "merge":
             return None
         remove = EventName.REMOVE
+        kept_expiries = self.settings.ttl_deletes == "ignore"
         for change in reversed(ordered[:position]):
-            if change.event_name is remove:
+            if change.event_name is remove and not (kept_expiries and change.is_ttl_delete):
                 return pad_sequence_number(change.sequence_number)
         return None
 
