@@ -8,6 +8,12 @@ are compared by the core's one comparison (replicator/diff.py, shared with
 its map, still strict where storage differs (19.99 as a double is not the Decimal128 19.99,
 ``Decimal128("21.50")`` is not ``Decimal128("21.5")``, 1 is not ``True``). Set-typed attributes
 compare without regard to order, metadata fields are ignored.
+
+In write_mode="merge" a document also holds fields other MongoDB applications added: only the
+table's part is compared (``fields_field``: the fields the document's ``_ddb_fields`` lists), or,
+where the harness knows the names its own MongoDB-only writer uses (``mongodb_only``: their
+prefix, harness/mongodb_only.py), everything but those, strictly -- so an attribute DynamoDB
+removed that stayed in the document is a difference even when ``_ddb_fields`` no longer lists it.
 """
 
 from __future__ import annotations
@@ -90,8 +96,15 @@ def read_target(collection: Any, ignore: Sequence[str]) -> list[dict[str, Any]]:
 
 
 def compare(
-    expected: Sequence[tuple[dict[str, Any], set[str]]], actual: Sequence[Mapping[str, Any]]
+    expected: Sequence[tuple[dict[str, Any], set[str]]], actual: Sequence[Mapping[str, Any]],
+    *, fields_field: str | None = None, mongodb_only: str | None = None,
 ) -> Diff:
+    """``fields_field``: merge mode (``ExpectedDocuments.fields_field``), the table's part of each
+    document is compared; ``mongodb_only``: merge mode with a known MongoDB-only writer, the
+    prefix of its field names: those are dropped and the rest compared whole (strict)."""
+    if mongodb_only is not None:
+        actual = [{k: v for k, v in d.items() if not k.startswith(mongodb_only)} for d in actual]
+        fields_field = None
     diff = Diff(expected_count=len(expected), actual_count=len(actual))
     by_id = {id_key(d["_id"]): d for d in actual}
     seen = set()
@@ -101,7 +114,8 @@ def compare(
         if key not in by_id:
             diff.missing.append(document["_id"])
             continue
-        fields = tuple(document_differences(document, by_id[key], set_paths))
+        fields = tuple(document_differences(document, by_id[key], set_paths,
+                                            fields_field=fields_field))
         if fields:
             diff.changed.append(DocumentDifference(document["_id"], fields))
     diff.extra = [d["_id"] for k, d in by_id.items() if k not in seen]
@@ -109,9 +123,13 @@ def compare(
 
 
 def check(
-    items: Iterable[Mapping[str, Any]], collection: Any, planner: Planner
+    items: Iterable[Mapping[str, Any]], collection: Any, planner: Planner,
+    *, mongodb_only: str | None = None,
 ) -> Diff:
-    """Compare a consistent scan of the table (``items``) with the target collection."""
+    """Compare a consistent scan of the table (``items``) with the target collection, as the
+    planner's write mode says (``mongodb_only``: see :func:`compare`)."""
     ignore = [planner.settings.sequence_field]
-    return compare(expected_documents(items, planner), read_target(collection, ignore))
+    fields_field = ExpectedDocuments(planner).fields_field
+    return compare(expected_documents(items, planner), read_target(collection, ignore),
+                   fields_field=fields_field, mongodb_only=mongodb_only)
 

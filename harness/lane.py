@@ -31,12 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from harness.backends.base import SourceBackend, Table, TableSpec
-from harness.convergence import Diff, check
+from harness.convergence import Diff, DocumentDifference, check
 from harness.esm.config import EsmConfig
 from harness.esm.mapping import EventSourceMapping
 from harness.esm.report import DriverReport
 from harness.handlers import Handler, make_handler
 from harness.lag import DeliveryTimes, key_fingerprint
+from harness.mongodb_only import PREFIX as MONGODB_ONLY_PREFIX
+from harness.mongodb_only import MongoOnlyWriter
+from replicator.diff import FieldDifference
 from replicator.expected import planner_for
 from replicator.plan import Planner
 from replicator.poller.streams import StreamReader
@@ -169,10 +172,13 @@ class Lane:
             target = collection if writes_to is None else writes_to
             function = make_handler(handler, target, settings, item_reader=item_reader)
             self.handler_name = name or handler
+        #: another MongoDB application writing to the collection (add_mongodb_only_writer)
+        self.mongodb_only_writer: MongoOnlyWriter | None = None
         #: each delivered record's completion time by key (lag), when the caller measures it
         self.deliveries = deliveries
         if deliveries is not None:
-            mapping_options["on_complete"] = deliveries.on_complete
+            mapping_options["on_complete"] = _both(deliveries.on_complete,
+                                                   mapping_options.get("on_complete"))
         self.mapping = mapping_type(
             function, self.esm, stream_arn=stream_arn, region=region,
             partition_key=partition_key, **mapping_options,
@@ -251,10 +257,45 @@ class Lane:
         self.mapping.close()
 
     # -- checking --------------------------------------------------------------------------------
+    def add_mongodb_only_writer(self) -> MongoOnlyWriter:
+        """Another MongoDB application on this lane's collection (write_mode="merge"): it writes
+        after each completed batch (give the mapping ``on_complete=lane.after_batch``), and
+        :meth:`diff` then ignores its fields only and reports each one lost as a difference."""
+        self.mongodb_only_writer = MongoOnlyWriter(self.collection, self.planner)
+        return self.mongodb_only_writer
+
+    def after_batch(self, at: float, records: Sequence[Mapping[str, Any]]) -> None:
+        """An ``on_complete`` for the mapping: the MongoDB-only writer's turn, if there is one."""
+        if self.mongodb_only_writer is not None:
+            self.mongodb_only_writer.after_batch(at, records)
+
     def diff(self, items: Iterable[Mapping[str, Any]]) -> Diff:
         """The table's ``items`` (a consistent scan, or a capture's final items) against the
-        collection now, expected documents built with the lane's planner."""
-        return check(items, self.collection, self.planner)
+        collection now, expected documents built with the lane's planner (its write mode); with
+        a MongoDB-only writer, strictly but for its fields, and each field it lost is a
+        difference (harness/mongodb_only.py)."""
+        writer = self.mongodb_only_writer
+        if writer is None:
+            return check(items, self.collection, self.planner)
+        diff = check(items, self.collection, self.planner, mongodb_only=MONGODB_ONLY_PREFIX)
+        diff.changed.extend(
+            DocumentDifference(document_id, (FieldDifference(
+                f"{MONGODB_ONLY_PREFIX}*", "another MongoDB application's fields", what),))
+            for document_id, what in writer.finish())
+        return diff
+
+
+def _both(first: Callable[[float, Any], None], then: Callable[[float, Any], None] | None
+          ) -> Callable[[float, Any], None]:
+    """An ``on_complete`` that calls ``first``, then ``then`` (when given)."""
+    if then is None:
+        return first
+
+    def both(at: float, records: Any) -> None:
+        first(at, records)
+        then(at, records)
+
+    return both
 
 
 def parent_of(reader: StreamReader, shard_id: str) -> str | None:

@@ -187,9 +187,11 @@ class ScenarioResult:
         return self.converged and self.verify_ok and self.regressions == 0
 
 
-def make_poller(source: Any, table: Table, collection: Any, **options: Any) -> Poller:
+def make_poller(source: Any, table: Table, collection: Any, *, settings: Settings | None = None,
+                **options: Any) -> Poller:
+    """``settings``: default the table's key schema and nothing else."""
     return Poller(source.streams(), source.dynamodb(), table.spec.name, collection,
-                  Settings(key_schema=table.spec.key_schema), batch_size=500,
+                  settings or Settings(key_schema=table.spec.key_schema), batch_size=500,
                   poll_interval=0.01, stream_arn=table.stream_arn,
                   key_schema=table.spec.key_schema, log_interval=3600, **options)
 

@@ -10,7 +10,7 @@ import contextlib
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -234,13 +234,30 @@ def make_lanes(
         handled = timed_collection(collection, stopwatch) if stopwatch and not lanes \
             else collection
         # Per record only its key's completion time is kept (lag); the mapping keeps counts.
-        lanes.append(Lane(
+        # run.mongodb_only_writer: another MongoDB application writes after each batch
+        # (write_mode="merge"; harness/mongodb_only.py), its turn taken by the lane itself.
+        turns: list[Lane] = []
+        lane = Lane(
             handler, collection, settings, writes_to=handled, item_reader=item_reader, esm=esm,
             stream_arn=table.stream_arn, region=getattr(src, "region", "us-east-1"),
             partition_key=table.spec.partition_key[0], clock=time.time,
             deliveries=DeliveryTimes(),
-        ))
+            on_complete=_turns_of(turns),
+        )
+        if scenario.run.get("mongodb_only_writer"):
+            lane.add_mongodb_only_writer()
+            turns.append(lane)
+        lanes.append(lane)
     return lanes
+
+
+def _turns_of(lanes: list[Lane]) -> Callable[[float, Sequence[Mapping[str, Any]]], None]:
+    """An ``on_complete`` giving each of ``lanes`` (filled in later) its turn after a batch."""
+    def turns(at: float, records: Sequence[Mapping[str, Any]]) -> None:
+        for lane in lanes:
+            lane.after_batch(at, records)
+
+    return turns
 
 
 def driver_config(scenario: Scenario) -> Any:

@@ -89,6 +89,7 @@ C_PLANNING: dict[str, Callable[[Settings], bool]] = {
     "transforms": lambda settings: not settings.transforms,
     "id_mapping": lambda settings: settings.id_mapping is None,
     "shard_key": lambda settings: not settings.shard_key,
+    "write_mode": lambda settings: settings.write_mode == "replace",
 }
 #: Settings that do not change the plan: where writes go, the tombstone store, the table pin
 #: (the Replicator hands plan_records its pinned stream ARN; C declines any other), and the

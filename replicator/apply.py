@@ -40,7 +40,7 @@ from replicator.keys import identity
 from replicator.operations import operation, operations, write_parts
 from replicator.settings import SEQUENCE_FIELD
 from replicator.sharding import same_shard_values, shard_values
-from replicator.writes import PlannedWrite
+from replicator.writes import PlannedWrite, merge_pipeline, mongodb_only
 
 log = logging.getLogger(__name__)
 
@@ -406,7 +406,9 @@ def _move_in_transaction(collection: Any, planned: PlannedWrite, result: WriteRe
     """Run a shard key move as one transaction (see writes.ShardKeyMove); classify the outcome."""
     move = planned.shard_key_move
     assert move is not None
-    projection = dict.fromkeys((*move.shard_key, move.sequence_field), 1)
+    # write_mode="merge" reads whole copies: the MongoDB-only fields of a deleted copy move along.
+    projection = (None if move.fields_field is not None
+                  else dict.fromkeys((*move.shard_key, move.sequence_field), 1))
     round_trips = [0]
 
     def body(session: Any) -> bool:
@@ -416,13 +418,22 @@ def _move_in_transaction(collection: Any, planned: PlannedWrite, result: WriteRe
             _holds_newer(copy, move.sequence_field, move.sequence) for copy in copies
         ):
             return False  # stale: a newer version is stored; write nothing
+        carried: dict[str, Any] = {}
         for copy in copies:
             values = shard_values(copy, move.shard_key)
             if not same_shard_values(values, move.new):
+                if move.fields_field is not None:
+                    carried.update(mongodb_only(copy, move.fields_field, (move.sequence_field,)))
                 round_trips[0] += 1
                 collection.delete_one({"_id": move.document_id, **values}, session=session)
+        write = move.write
+        if carried:
+            assert isinstance(write.document, list), "merge mode writes a pipeline"
+            literal = write.document[0]["$replaceWith"]["$mergeObjects"][-1]["$literal"]
+            write = PlannedWrite.update(write.filter, merge_pipeline(
+                literal, move.fields_field or "", carried), write.sequence_numbers)
         round_trips[0] += 2  # the write, then the commit
-        collection.bulk_write([operation(move.write)], ordered=True, session=session)
+        collection.bulk_write([operation(write)], ordered=True, session=session)
         return True
 
     try:

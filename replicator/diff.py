@@ -134,12 +134,32 @@ def differences(expected: Any, actual: Any, sets: set[str] | frozenset[str] = fr
 
 
 def document_differences(expected: Mapping[str, Any], actual: Mapping[str, Any],
-                         sets: set[str] | frozenset[str] = frozenset()) -> list[FieldDifference]:
+                         sets: set[str] | frozenset[str] = frozenset(), *,
+                         fields_field: str | None = None) -> list[FieldDifference]:
     """:func:`differences` of two documents already matched on ``_id`` (by :func:`id_key`): the
     stored ``_id`` may be another form of the same key (``Decimal128("21.50")`` for an item keyed
-    21.5, the first write's form), so it is not compared again."""
+    21.5, the first write's form), so it is not compared again. ``fields_field``: write_mode="merge"
+    (``ExpectedDocuments.fields_field``): only the stored document's :func:`table_part` is
+    compared, its MongoDB-only fields are not the table's."""
+    if fields_field is not None:
+        actual = table_part(actual, fields_field)
     return list(differences({k: v for k, v in expected.items() if k != "_id"},
                             {k: v for k, v in actual.items() if k != "_id"}, sets))
+
+
+def table_part(stored: Mapping[str, Any], fields_field: str) -> dict[str, Any]:
+    """write_mode="merge": the fields of a stored document that came from the table: those its
+    ``fields_field`` lists, that list itself and ``_id`` (callers drop the sequence field, as in
+    replace mode). A document without the list (not written in merge
+    mode) is compared whole. A table attribute that should have been removed but stayed, and is
+    no longer listed, looks like a MongoDB-only field here: the harness, which knows the names its
+    MongoDB-only writer uses, compares strictly (``harness/convergence.py``)."""
+    listed = stored.get(fields_field)
+    if not isinstance(listed, list):
+        return dict(stored)
+    owned = {name for name in listed if isinstance(name, str)}
+    return {k: v for k, v in stored.items()
+            if k in owned or k == fields_field or k == "_id"}
 
 
 def plain(value: Any) -> Any:

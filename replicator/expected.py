@@ -29,7 +29,7 @@ from replicator.diff import id_key
 from replicator.errors import ConfigurationError
 from replicator.keys import KeyMapper
 from replicator.plan import Planner
-from replicator.settings import Settings
+from replicator.settings import FIELDS_FIELD, Settings
 
 #: A DynamoDB key: attribute name -> typed value (``{"S": "a"}``, ``{"N": "5"}``, ``{"B": b""}``).
 Key = dict[str, dict[str, Any]]
@@ -96,6 +96,11 @@ class ExpectedDocuments:
                                      "(Settings(key_schema=...))")
         self.key_schema: tuple[str, ...] = tuple(schema)
         self._key_types = key_types
+        #: write_mode="merge": the field listing a document's table fields, which is all a
+        #: comparison looks at (``replicator.diff.document_differences(fields_field=)``); None in
+        #: replace mode (the whole document is the item's)
+        self.fields_field: str | None = (
+            FIELDS_FIELD if self.settings.write_mode == "merge" else None)
 
     # -- item -> document ------------------------------------------------------------------------
     def key(self, item: Mapping[str, Any]) -> Key:
@@ -109,8 +114,10 @@ class ExpectedDocuments:
 
     def document(self, item: Mapping[str, Any]) -> dict[str, Any]:
         """The document the replicator writes for a record whose new image is ``item``, without
-        the sequence field. Raises RecordError where the replicator would quarantine the record
-        (a transform that raises, a value MongoDB cannot store)."""
+        the sequence field (merge mode: with its list of table fields, and none of the fields
+        other applications add; compare with :attr:`fields_field`). Raises RecordError where the
+        replicator would quarantine the record (a transform that raises, a value MongoDB cannot
+        store)."""
         document = self.planner.document(self.document_id(item), item, "0")
         document.pop(self.settings.sequence_field, None)
         return document

@@ -49,5 +49,10 @@ def write_parts(planned: PlannedWrite) -> Iterator[Mapping[str, Any]]:
             literal = stage.get("$replaceWith", {}) if isinstance(stage, Mapping) else None
             if isinstance(literal, Mapping) and isinstance(literal.get("$literal"), Mapping):
                 yield literal["$literal"]
+            elif isinstance(literal, Mapping) and isinstance(literal.get("$mergeObjects"), list):
+                # write_mode="merge" (writes.merge_pipeline): the literal documents it sets
+                for part in literal["$mergeObjects"]:
+                    if isinstance(part, Mapping) and isinstance(part.get("$literal"), Mapping):
+                        yield part["$literal"]
             elif isinstance(stage, Mapping):
                 yield stage

@@ -39,7 +39,7 @@ from replicator.events import (
     pad_sequence_number,
 )
 from replicator.keys import KeyMapper, identity
-from replicator.settings import Settings
+from replicator.settings import FIELDS_FIELD, Settings
 from replicator.sharding import (
     check_stream_view,
     movable_shard_key,
@@ -54,6 +54,7 @@ from replicator.writes import (
     WriteKind,
     WritePlan,
     main_write,
+    merge_pipeline,
 )
 
 Transform = Callable[[dict[str, Any]], dict[str, Any]]
@@ -190,7 +191,8 @@ class Planner:
                 covered = (kinesis_covered(ordered[: position + 1]) if covered_all is not None
                            else tuple([c.sequence_number for c in ordered[: position + 1]]))
                 try:
-                    planned = self._write_for(document_id, change, stored, covered)
+                    planned = self._write_for(document_id, change, stored, covered,
+                                              removed=self._removed_before(ordered, position))
                 except RecordError as error:
                     bad.append(_bad(change, error))
                     ordered.pop(position)
@@ -236,6 +238,23 @@ class Planner:
         if candidates:
             ties.append(Tie(document_id, candidates))
 
+    def _removed_before(self, ordered: list[Change], position: int) -> str | None:
+        """write_mode="merge": the padded sequence number of the newest REMOVE of the item before
+        ``ordered[position]``, its newest change, within the batch (None: none). That delete is
+        coalesced away, so the write starts from nothing where the stored document is older than
+        the REMOVE (as the delete would have left it: the fields other applications added go,
+        as they would had the REMOVE come in an earlier batch; the outcome must not depend on
+        batching), and merges where it is newer (a redelivered old REMOVE changes nothing). A TTL
+        delete that ttl_deletes="ignore" keeps deletes nothing: not counted."""
+        if self.settings.write_mode != "merge":
+            return None
+        remove = EventName.REMOVE
+        kept_expiries = self.settings.ttl_deletes == "ignore"
+        for change in reversed(ordered[:position]):
+            if change.event_name is remove and not (kept_expiries and change.is_ttl_delete):
+                return change.order_key or pad_sequence_number(change.sequence_number)
+        return None
+
     def _check_images(self, changes: list[Change], bad: list[BadRecord]) -> None:
         """Set aside as bad each change whose image :meth:`_write_for` could not convert: the new
         image, or a REMOVE's old image. The C accelerator vouches for a good one without building
@@ -267,9 +286,12 @@ class Planner:
         change: Change,
         stored: dict[str, Any] | None = None,
         covered: tuple[str, ...] | None = None,
+        *,
+        removed: str | None = None,
     ) -> list[PlannedWrite]:
         """``stored``: see :meth:`_stored_shard_values` (None: the shard key cannot change);
-        ``covered``: the sequence numbers the writes stand for (default: the change's own)."""
+        ``covered``: the sequence numbers the writes stand for (default: the change's own);
+        ``removed``: merge mode, a REMOVE coalesced into the write (:meth:`_removed_before`)."""
         sequence = change.order_key or pad_sequence_number(change.sequence_number)
         seqs = covered or (change.sequence_number,)
         order = change.order_key
@@ -279,11 +301,10 @@ class Planner:
         self._check_new_image(change, change.new_image)
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
+        kind, written = self._main_document(document, removed)
         if stored is None or (stored and same_shard_values(stored, new)):
-            kind, written = self._replacement(document)
             return [main_write(kind, self._filter(document_id, sequence, new), written, seqs,
                                order)]
-        kind, written = self._replacement(document)
         move = ShardKeyMove(
             document_id=document_id,
             shard_key=tuple(self.settings.shard_key),
@@ -292,6 +313,9 @@ class Planner:
             write=main_write(kind, self._filter(document_id, sequence, new), written, seqs, order),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
+            # (after a coalesced REMOVE the move carries nothing: the delete would have taken it)
+            fields_field=(FIELDS_FIELD if self.settings.write_mode == "merge" and removed is None
+                          else None),
         )
         return [PlannedWrite(kind, self._filter(document_id, sequence, stored), written, True, seqs,
                              shard_key_move=move, order_key=order)]
@@ -354,6 +378,8 @@ class Planner:
                 "overwritten; set Settings(sequence_field=...) (a name no item uses) to keep it",
                 field_path=f"dynamodb.NewImage.{reserved}",
             )
+        if FIELDS_FIELD in image and self.settings.write_mode == "merge":
+            raise ConversionError(_FIELDS_TAKEN, field_path=f"dynamodb.NewImage.{FIELDS_FIELD}")
         key_value = self.key_mapper.converter.value
         for name, typed in change.keys.items():
             path = f"dynamodb.NewImage.{name}"
@@ -377,6 +403,8 @@ class Planner:
         """New image -> transforms -> ``_id`` first -> sequence field."""
         document = None if self.transforms else self.converter.keyed_image(image, document_id)
         if document is not None:  # the C accelerator's short cut (no transforms, no _id attribute)
+            if self.settings.write_mode == "merge":
+                self._list_fields(document, "dynamodb.NewImage")
             if self.settings.guard:
                 document[self.settings.sequence_field] = sequence
             return document
@@ -392,9 +420,22 @@ class Planner:
             document.update((k, v) for k, v in converted.items() if k != "_id")
         else:
             document = {"_id": document_id, **converted}
+        if self.settings.write_mode == "merge":
+            self._list_fields(document, "transformed" if self.transforms else "dynamodb.NewImage")
         if self.settings.guard:
             document[self.settings.sequence_field] = sequence
         return document
+
+    def _list_fields(self, document: dict[str, Any], root: str) -> None:
+        """write_mode="merge": record the document's table fields in FIELDS_FIELD (its top-level
+        names but ``_id``, sorted; the sequence field is added after), so a later change, even one
+        without an old image, knows which stored fields are the table's to remove."""
+        if FIELDS_FIELD in document:  # a transform added it (an attribute is refused earlier)
+            error = ConversionError if root == "dynamodb.NewImage" else TransformError
+            raise error(_FIELDS_TAKEN, field_path=f"{root}.{FIELDS_FIELD}")
+        # Sorted: the list is a set, and one item's attributes come in any order (a stream
+        # image's and a scan's differ), so equal items give equal lists.
+        document[FIELDS_FIELD] = sorted(name for name in document if name != "_id")
 
     def _transformed(self, image: Mapping[str, Any], root: str) -> dict[str, Any]:
         converted = self.converter.image(image, root=root)
@@ -415,6 +456,20 @@ class Planner:
                 raise TransformError(f"the transformed document cannot be stored: {reason}",
                                      field_path=f"transformed{path}")
         return converted
+
+    def _main_document(self, document: dict[str, Any], removed: str | None = None
+                       ) -> tuple[WriteKind, WriteDocument]:
+        """How the main collection receives ``document``: whole (replace mode, :meth:`_replacement`)
+        or merged into what is stored (merge mode, :func:`replicator.writes.merge_pipeline`;
+        ``removed``: see :meth:`_removed_before`; without the guard, last delivery wins: whole)."""
+        if self.settings.write_mode != "merge":
+            return self._replacement(document)
+        if removed is None:
+            return "update", merge_pipeline(document, FIELDS_FIELD)
+        if not self.settings.guard:
+            return self._replacement(document)
+        return "update", merge_pipeline(
+            document, FIELDS_FIELD, removed=(self.settings.sequence_field, removed))
 
     def _replacement(self, document: dict[str, Any]) -> tuple[WriteKind, WriteDocument]:
         """How to write ``document`` whole: a replacement, or a pipeline update."""
@@ -479,6 +534,12 @@ class Planner:
                 bad.append(_bad(first, error))
                 ordered.pop(0)
         return None
+
+
+_FIELDS_TAKEN = (
+    f"attribute {FIELDS_FIELD!r} is write_mode='merge''s reserved list of the table's fields and "
+    "would be overwritten; rename the attribute (a transform can) or use write_mode='replace'"
+)
 
 
 def _has_dollar_name(document: dict[str, Any], accelerator: Any = None) -> bool:

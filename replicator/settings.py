@@ -15,10 +15,15 @@ BadRecordMode = Literal["quarantine", "fail"]
 SourceMode = Literal["auto", "dynamodb", "kinesis"]
 #: a Kinesis data stream keeps records 24 hours to 365 days (Kinesis: IncreaseStreamRetentionPeriod)
 MAX_STREAM_RETENTION_S = 365 * 24 * 3600
+WriteMode = Literal["replace", "merge"]
 
 #: Reserved field written into every replicated document: the zero-padded (40 digits) sequence
 #: number of the stream record that wrote it. The stale-write guard compares against it.
 SEQUENCE_FIELD = "_ddb_seq"
+#: Reserved field of write_mode="merge": the top-level field names (after transforms, without
+#: ``_id`` and the sequence field) the document's last change from DynamoDB wrote. The next change
+#: removes those it no longer has and keeps every field not listed (MongoDB-only fields).
+FIELDS_FIELD = "_ddb_fields"
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,11 @@ class Settings:
         Streams' fixed retention) up to 365 days (a Kinesis data stream's retention period).
         Tombstones must outlive it; ``tombstone_retention_s`` left at 0 (default) is this plus
         24 hours.
+    write_mode: "replace" (default: the document is the item, whole; fields other applications
+        add are gone on the item's next change) or "merge" (the item's attributes are set, those
+        DynamoDB removed are removed, fields the table never had are kept; each document lists its
+        table fields in FIELDS_FIELD; needs MongoDB 4.2+, 5.0+ for $-prefixed names). A REMOVE
+        deletes the document in both modes. docs/write-modes.md.
     """
 
     key_schema: tuple[str, ...] | None = None
@@ -77,11 +87,13 @@ class Settings:
     deadline_margin_s: float | None = None
     source: SourceMode = "auto"
     stream_retention_s: int = 24 * 3600
+    write_mode: WriteMode = "replace"
 
     def __post_init__(self) -> None:
         _check_choice("numbers", self.numbers, ("lossless", "float"))
         _check_choice("ttl_deletes", self.ttl_deletes, ("delete", "ignore", "archive"))
         _check_choice("bad_records", self.bad_records, ("quarantine", "fail"))
+        _check_choice("write_mode", self.write_mode, ("replace", "merge"))
         if self.key_schema is not None and not 1 <= len(self.key_schema) <= 2:
             raise ConfigurationError("key_schema names one or two attributes (partition, sort)")
         _check_choice("source", self.source, ("auto", "dynamodb", "kinesis"))
@@ -164,6 +176,7 @@ ENVIRONMENT: dict[str, str] = {
     "deadline_margin_s": "REPLICATOR_DEADLINE_MARGIN_S",
     "source": "REPLICATOR_SOURCE",
     "stream_retention_s": "REPLICATOR_STREAM_RETENTION_S",
+    "write_mode": "REPLICATOR_WRITE_MODE",
 }
 
 
@@ -205,7 +218,8 @@ _KINDS = {
     "tombstone_retention_s": "int", "deadline_margin_s": "seconds", "stream_retention_s": "int",
     **{name: "text" for name in ("id_mapping", "sequence_field", "numbers", "ttl_deletes",
                                  "archive_collection", "bad_records", "quarantine_collection",
-                                 "tombstone_collection", "source_table", "source")},
+                                 "tombstone_collection", "source_table", "source",
+                                 "write_mode")},
 }
 
 #: each field's kind of value (names, flag, int, seconds, text): how the environment reads it and

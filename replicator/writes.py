@@ -50,6 +50,10 @@ class ShardKeyMove:
     sequence_field: str
     #: the change's padded sequence number; None when the stale-write guard is off
     sequence: str | None
+    #: write_mode="merge": the field listing each copy's table fields (Settings.FIELDS_FIELD); the
+    #: transaction then carries the MongoDB-only fields of each copy it deletes into ``write``
+    #: (merge_pipeline's ``carried``). None: replace mode, nothing to carry.
+    fields_field: str | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,53 @@ def main_write(kind: WriteKind, filter: dict[str, Any], document: WriteDocument,
         # else the class default (None), as in the PlannedWrites the C planner builds
         values["order_key"] = order_key
     return build(PlannedWrite, values)
+
+
+def merge_pipeline(document: dict[str, Any], fields_field: str,
+                   carried: dict[str, Any] | None = None, *,
+                   removed: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+    """write_mode="merge": the update pipeline that makes the stored document ``document`` plus
+    the stored fields the table never wrote, in one write that reads nothing first.
+
+    ``document`` lists its table fields in ``fields_field``. The pipeline keeps every stored field
+    that the stored ``fields_field`` does not list (a document without one: every field, so
+    switching from replace mode removes nothing), then sets ``document`` over them: a listed field
+    that ``document`` lacks is removed, a field MongoDB applications added stays. ``carried``:
+    fields to keep from elsewhere (a shard key move's deleted copy), under the stored ones.
+    ``removed``: (sequence field, padded sequence number of a REMOVE coalesced into this write):
+    a stored document older than that REMOVE keeps nothing, as if the delete had run first.
+
+    ``$objectToArray`` / ``$arrayToObject`` and ``$literal`` handle any field name, ``$``-prefixed
+    or dotted, as replace mode's ``$replaceWith`` does (MongoDB 5.0+; pipelines in updates need
+    4.2+). On an upsert ``$$ROOT`` is the document the filter's equalities make (``_id``, any
+    shard key), which ``document`` overwrites. ``$not`` is avoided (``$eq: [false, ...]``): the
+    embedded target (mongoeco) lacks it.
+    """
+    kept: dict[str, Any] = {"$arrayToObject": {"$filter": {
+        "input": {"$objectToArray": "$$ROOT"},
+        "as": "field",
+        "cond": {"$eq": [False, {"$in": [
+            "$$field.k", {"$ifNull": ["$" + fields_field, []]}]}]},
+    }}}
+    if removed is not None:
+        sequence_field, sequence = removed
+        # a missing sequence field sorts before any string: such a document is older too
+        kept = {"$cond": [{"$lt": ["$" + sequence_field, sequence]}, {"$literal": {}}, kept]}
+    parts: list[Any] = [kept, {"$literal": document}]
+    if carried:
+        parts.insert(0, {"$literal": carried})
+    return [{"$replaceWith": {"$mergeObjects": parts}}]
+
+
+def mongodb_only(stored: dict[str, Any], fields_field: str,
+                 reserved: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The fields of a stored document the table never wrote (write_mode="merge"): not listed in
+    its ``fields_field``, not ``_id``, ``fields_field`` or ``reserved`` (the sequence field)."""
+    listed = stored.get(fields_field)
+    owned = {n for n in listed if isinstance(n, str)} if isinstance(listed, list) else set()
+    skip = {"_id", fields_field, *reserved}
+    return {k: v for k, v in stored.items()
+            if k not in skip and k not in owned}
 
 
 @dataclass

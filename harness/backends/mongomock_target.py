@@ -15,6 +15,10 @@ not bend around a test double (issue #10). So the harness wraps it (:func:`mongo
   stores them through the planner's ``[{"$replaceWith": {"$literal": doc}}]`` pipeline. The
   adapter stores such names escaped (``$x`` -> ``＄x``, reversibly) and unescapes every document
   it reads, so a convergence check sees the real names.
+- write_mode="merge"'s pipeline (``replicator.writes.merge_pipeline``: ``$replaceWith`` of
+  ``$mergeObjects`` over ``$objectToArray`` / ``$filter`` / ``$arrayToObject``) is evaluated
+  by the adapter for that one shape (:func:`_merge_replacement`): the stored document read and
+  the result replaced under the lock, so the write stays atomic.
 - A ``Decimal128`` inside an ``_id`` cannot be inserted (mongomock hashes ``_id``s: TypeError),
   although MongoDB accepts it: the adapter answers with a permanent write error that names the
   limitation (the replicator quarantines the record) rather than an exception.
@@ -277,6 +281,8 @@ class MongomockCollection:
                                      upsert=operation._upsert)
         elif isinstance(operation, (UpdateOne, UpdateMany)):
             literal = _literal_replacement(operation._doc)
+            if literal is None and isinstance(operation, UpdateOne):
+                literal = self._merged(selector, operation._doc)
             if literal is not None:
                 done = inner.replace_one(selector, escape_document(literal),
                                          upsert=operation._upsert)
@@ -292,6 +298,29 @@ class MongomockCollection:
                 "nModified": 0 if inserted else done.modified_count,
                 "nUpserted": 1 if inserted else 0,
                 "upserted_id": done.upserted_id}
+
+    def _merged(self, selector: Any, update: Any) -> dict[str, Any] | None:
+        """The document write_mode="merge"'s pipeline leaves (None: not that pipeline); the
+        caller holds the lock. Without a match it starts from the filter's equalities, as an
+        upsert does."""
+        merge = _merge_replacement(update)
+        if merge is None:
+            return None
+        stored = self.inner.find_one(selector)
+        if stored is None:
+            base = {k: v for k, v in (selector or {}).items()
+                    if not k.startswith("$") and not isinstance(v, Mapping)}
+        else:
+            base = unescape_document(stored)
+        listed = base.get(merge["fields_field"])
+        owned = set(listed) if isinstance(listed, list) else set()
+        kept = {k: v for k, v in base.items() if k not in owned}
+        if merge["removed"] is not None:
+            sequence_field, sequence = merge["removed"]
+            held = base.get(sequence_field)
+            if held is None or (isinstance(held, str) and held < sequence):
+                kept = {}  # older than the coalesced REMOVE: as if deleted first
+        return {**merge["carried"], **kept, **merge["document"]}
 
     def _write_error(self, index: int, operation: Any, error: PyMongoError) -> dict[str, Any]:
         code = getattr(error, "code", None) or BAD_VALUE
@@ -367,6 +396,8 @@ class MongomockCollection:
     def update_one(self, selector: Any, update: Any, upsert: bool = False, **_: Any) -> Any:
         literal = _literal_replacement(update)
         with _LOCK:
+            if literal is None:
+                literal = self._merged(selector, update)
             if literal is not None:
                 return self.inner.replace_one(selector, escape_document(literal), upsert=upsert)
             return self.inner.update_one(selector, update, upsert=upsert)
@@ -421,6 +452,29 @@ def _literal_replacement(update: Any) -> dict[str, Any] | None:
     return None
 
 
+def _merge_replacement(update: Any) -> dict[str, Any] | None:
+    """The parts of ``replicator.writes.merge_pipeline``'s pipeline: ``carried``, ``fields_field``,
+    ``document`` and ``removed`` (sequence field, sequence number, or None); None: not it."""
+    if not (isinstance(update, list) and len(update) == 1 and isinstance(update[0], Mapping)):
+        return None
+    stage = update[0].get("$replaceWith")
+    parts = stage.get("$mergeObjects") if isinstance(stage, Mapping) else None
+    if not isinstance(parts, list) or len(parts) not in (2, 3):
+        return None
+    try:
+        kept, removed = parts[-2], None
+        if "$cond" in kept:
+            test, _nothing, kept = kept["$cond"]
+            field_path, sequence = test["$lt"]
+            removed = (field_path[1:], sequence)
+        condition = kept["$arrayToObject"]["$filter"]["cond"]["$eq"][1]["$in"][1]
+        return {"fields_field": condition["$ifNull"][0][1:], "removed": removed,
+                "document": dict(parts[-1]["$literal"]),
+                "carried": dict(parts[0]["$literal"]) if len(parts) == 3 else {}}
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
+
+
 def _operation_id(operation: Any) -> Any:
     selector = getattr(operation, "_filter", None)
     if isinstance(selector, Mapping) and "_id" in selector:
@@ -439,6 +493,9 @@ def _written_values(operation: Any) -> dict[str, Any]:
     literal = _literal_replacement(update)
     if literal is not None:
         return literal
+    merge = _merge_replacement(update)
+    if merge is not None:
+        return dict(merge["document"])
     written = {k: v for k, v in (getattr(operation, "_filter", None) or {}).items()
                if not k.startswith("$") and not isinstance(v, Mapping)}
     if isinstance(update, Mapping):

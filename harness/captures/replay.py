@@ -88,6 +88,7 @@ def replay(
     records: Iterable[dict[str, Any]] | None = None,
     total: int | None = None,
     writes_to: Any = None,
+    mongodb_only: bool = False,
 ) -> ReplayResult:
     """Deliver the capture's records through one :class:`~harness.lane.Lane` -- the event source
     mapping emulation (harness/esm/mapping.py): its batching, partial batch responses and retries
@@ -105,6 +106,9 @@ def replay(
     records, e.g. :func:`iter_recorded_records` for a stream too large to hold parsed: they are
     fed in chunks, each processed before the next is read. ``writes_to``: what the named handler
     writes to instead of ``collection`` (a timed wrapper of it); the check reads ``collection``.
+    ``mongodb_only`` (write_mode="merge"): another MongoDB application adds fields of its own
+    after each batch (harness/mongodb_only.py, ``Lane.add_mongodb_only_writer``); convergence
+    ignores its fields only (strict on everything else), and a field it lost is a difference.
     """
     settings = settings_for(capture, settings)
     if records is None:
@@ -128,8 +132,12 @@ def replay(
 
     done = 0
 
+    lanes: list[Lane] = []
+
     def completed(_at: float, batch: Sequence[Mapping[str, Any]]) -> None:
         nonlocal done
+        for lane in lanes:
+            lane.after_batch(_at, batch)
         done += len(batch)
         if progress:
             progress(done, total)
@@ -156,6 +164,9 @@ def replay(
         on_complete=completed, accept_unsequenced=True,
     )
     lane.wrap(recording)
+    if mongodb_only:
+        lane.add_mongodb_only_writer()
+    lanes.append(lane)
     try:
         for shard_id, parent, count in _split(shards, total):
             left = count

@@ -437,7 +437,8 @@ def drive_with_faults(
     faulty = FaultyCollection(main, plan, log, PerInvocationRandom(plan.seed + 1))
     settings = Settings(key_schema=spec.key_schema, guard=guard,
                         ttl_deletes=shape.ttl_deletes,  # type: ignore[arg-type]
-                        tombstones="no_tombstones" not in shape.plants)
+                        tombstones="no_tombstones" not in shape.plants,
+                        write_mode=shape.write_mode)  # type: ignore[arg-type]
     reader = ItemsReader(items or [], spec.key_schema) if items is not None else None
     # The side collections fail too; each draws from its own stream of the invocation.
     sides = faulty_sides(database, plan, log, rng_for=lambda role: PerInvocationRandom(

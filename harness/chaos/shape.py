@@ -75,6 +75,8 @@ class Shape:
     children: int = 1
     ttl_deletes: str = "delete"
     plants: list[str] = field(default_factory=list)
+    #: Settings.write_mode (never drawn: a shape override, e.g. {"write_mode": "merge"})
+    write_mode: str = "replace"
 
     def __post_init__(self) -> None:
         if self.workload not in WORKLOADS:

@@ -204,7 +204,8 @@ class Verifier:
             return Divergence(document_id, "missing" if document is None else "changed", [wrong])
         if document is None:
             return Divergence(expected["_id"], "missing")
-        found = document_differences(expected, document, set_paths(item))
+        found = document_differences(expected, document, set_paths(item),
+                                     fields_field=self.expected_documents.fields_field)
         return Divergence(expected["_id"], "changed", found) if found else None
 
     def key_of_item(self, item: Mapping[str, Any]) -> Any:

@@ -45,6 +45,18 @@ def test_fault_schedules_neither_diverge_nor_lose_records(target: str) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("target", TARGETS)
+def test_fault_schedules_in_merge_mode_neither_diverge_nor_lose_records(target: str) -> None:
+    # Given seeded schedules with every fault kind, the replicator in write_mode="merge"
+    report = run_chaos(12, seed=2000, target=target, shape_overrides={"write_mode": "merge"})
+    # Then none diverged (on the table's part of each document), lost or regressed
+    assert report["schedules"] == 12
+    assert report["divergences"] == [], report["divergences"][:1]
+    assert (report["lost_records"], report["regressions"], report["resurrections"]) == (0, 0, 0)
+    assert sum(report["faults_injected"].values()) > 0
+
+
+@pytest.mark.slow
 def test_without_the_stale_write_guard_chaos_finds_a_divergence(tmp_path: Path) -> None:
     # Given the same kind of schedules but the stale-write guard switched off
     report = run_chaos(40, seed=0, guard=False, recordings=tmp_path)

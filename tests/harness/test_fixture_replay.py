@@ -28,6 +28,7 @@ from harness.baselines.original import OriginalHandler, lossy_image
 from harness.captures.format import Capture, load_capture_dir
 from harness.captures.replay import replay
 from harness.convergence import Diff, compare, expected_documents, read_target
+from harness.mongodb_only import PREFIX
 from replicator.core import Replicator
 from replicator.errors import UnsupportedRecordError
 from replicator.plan import Planner
@@ -90,22 +91,30 @@ def test_replay_converges_to_the_final_items(case: str, collection: Any) -> None
     assert collection.count_documents({}) == len(load(case, "final_items"))
 
 
+@pytest.mark.parametrize("write_mode", ["replace", "merge"])
 @pytest.mark.parametrize("batch_size", [1, 7, 100, 1000])
 @pytest.mark.parametrize("case", REPLAYABLE)
 def test_replay_twice_in_any_batch_size_still_converges(
-    case: str, batch_size: int, collection: Any
+    case: str, batch_size: int, write_mode: str, collection: Any
 ) -> None:
     # given the stream delivered twice over (Lambda retries, a replayed capture), in batches
     capture = load_capture_dir(FIXTURES / case)
+    merge = write_mode == "merge"
 
-    # when each delivery goes through the harness's replay (Lambda's partial-failure rules)
-    results = [replay(capture, collection, batch_size=batch_size) for _ in range(2)]
+    # when each delivery goes through the harness's replay (Lambda's partial-failure rules); in
+    # merge mode another MongoDB application adds fields of its own after every batch
+    results = [replay(capture, collection, batch_size=batch_size,
+                      settings=Settings(write_mode=write_mode), mongodb_only=merge)
+               for _ in range(2)]
 
     # then no batch failed and the collection equals the final table after each delivery
     for result in results:
         assert result.error is None and result.redelivered == 0
         assert result.diff is not None and result.diff.converged, result.diff.as_dict()
         assert all(r == {"batchItemFailures": []} for r in result.responses)
+    if merge and capture.final_items:
+        # (and the other application's fields are there to be kept: the check is not vacuous)
+        assert collection.count_documents({f"{PREFIX}round": {"$exists": True}}) > 0
 
 
 def test_composite_key_ids_are_stored_partition_key_first(collection: Any) -> None:

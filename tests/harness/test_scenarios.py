@@ -24,7 +24,7 @@ MIGRATION_SCENARIOS = sorted(s.name for _, s in list_scenarios() if s.migration)
 STREAM_SCENARIOS = [name for name in SCENARIOS if name not in MIGRATION_SCENARIOS]
 REQUIRED = {"smoke", "crud-mix", "attribute-removal", "type-zoo", "hot-keys", "composite-keys",
             "large-items", "batch-and-transactions", "baseline-defects", "standalone", "sharded",
-            "initial-sync", "gap-recovery", "gap-recovery-export"}
+            "initial-sync", "gap-recovery", "gap-recovery-export", "merge-mode"}
 
 
 def test_the_required_scenarios_are_shipped_and_valid() -> None:
@@ -88,6 +88,18 @@ def test_baseline_defects_names_the_diverging_paths() -> None:
                for f in fields)
     # attributes DynamoDB removed were kept
     assert any(f.expected == "<missing>" for f in fields)
+
+
+@pytest.mark.slow
+def test_merge_mode_scenario_in_replace_mode_loses_the_applications_fields() -> None:
+    # the scenario's MongoDB-only writer, against a replicator that replaces whole documents
+    scenario = load_scenario("merge-mode", {"replicator.write_mode": "replace"})
+    result = run_scenario(scenario, source="moto", target=DEFAULT_TARGET)
+    (outcome,) = result.outcomes
+    assert not result.met and not outcome.diff.converged
+    lost = [f for d in outcome.diff.changed for f in d.fields]
+    assert lost and all(f.path == "mongo_only_*" for f in lost)
+    assert not outcome.diff.missing and not outcome.diff.extra
 
 
 @pytest.mark.dynamodb_local

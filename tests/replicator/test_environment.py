@@ -44,6 +44,7 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "deadline_margin_s": ("0.5", 0.5),
     "source": ("kinesis", "kinesis"),
     "stream_retention_s": ("172800", 172800),
+    "write_mode": ("merge", "merge"),
 }
 
 

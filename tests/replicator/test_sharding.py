@@ -384,8 +384,10 @@ class RecordingCollection:
         self.fail_on = fail_on
 
     def find(self, filter: dict[str, Any], projection: Any = None, session: Any = None) -> Any:
-        self.calls.append(("find", dict(filter), dict(projection), session is not None))
-        return self.store.find(filter, dict(projection))  # mongomock adds "_id" to it
+        projection = None if projection is None else dict(projection)
+        self.calls.append(("find", dict(filter), projection, session is not None))
+        # mongomock adds "_id" to the projection it is given: a copy
+        return self.store.find(filter, None if projection is None else dict(projection))
 
     def delete_one(self, filter: dict[str, Any], session: Any = None) -> Any:
         self.calls.append(("delete_one", filter, session is not None))
@@ -820,3 +822,41 @@ def test_failed_cluster_start_tears_everything_down(monkeypatch: pytest.MonkeyPa
     assert cluster.log[-4:] == [("stop", "shard2"), ("stop", "shard1"), ("stop", "cfg"),
                                 ("remove network",)]
     assert cluster.client is None and cluster.startup_seconds is None
+
+
+# -- write_mode="merge": a move keeps the fields other MongoDB applications added ----------------
+MERGE_TENANT = Settings(key_schema=("id",), shard_key=("tenant",), write_mode="merge")
+
+
+def test_merge_move_in_a_transaction_carries_the_mongodb_only_fields() -> None:
+    # given a document at tenant t1 that another application added fields to
+    collection = RecordingCollection(FakeClient(REPLICA_SET))
+    collection.store.insert_one(doc("u1", "t1", 1, "100", gone=True, app_score=7,
+                                    _ddb_fields=["id", "v", "tenant", "gone"]))
+    (planned,) = plan([record("200", "MODIFY", new=item("u1", "t2", 2),
+                              old=item("u1", "t1", 1, gone={"BOOL": True}))], MERGE_TENANT).writes
+    move = planned.shard_key_move
+    assert move is not None and move.fields_field == "_ddb_fields"
+
+    # when it moves to tenant t2 (delete the copy at t1, upsert at t2, in one transaction)
+    result = apply.write(collection, [planned])
+
+    # then the whole copy was read, and the new one has the table's fields and the application's
+    assert result.applied == [planned]
+    assert ("find", {"_id": "u1"}, None, True) in collection.calls
+    assert ("delete_one", {"_id": "u1", "tenant": "t1"}, True) in collection.calls
+    assert collection.store.find_one({"_id": "u1"}) == {
+        "_id": "u1", "app_score": 7, "id": "u1", "v": 2, "tenant": "t2",
+        "_ddb_fields": ["id", "tenant", "v"], "_ddb_seq": pad("200")}
+
+
+def test_merge_move_without_transactions_updates_the_document_in_place() -> None:
+    collection = RecordingCollection(FakeClient(STANDALONE))
+    collection.store.insert_one(doc("u1", "t1", 1, "100", app_score=7,
+                                    _ddb_fields=["id", "v", "tenant"]))
+    (planned,) = plan([record("200", "MODIFY", new=item("u1", "t2", 2),
+                              old=item("u1", "t1", 1))], MERGE_TENANT).writes
+    result = apply.write(collection, [planned])
+    assert result.applied == [planned] and planned.filter["tenant"] == "t1"
+    stored = collection.store.find_one({"_id": "u1"})
+    assert (stored["tenant"], stored["v"], stored["app_score"]) == ("t2", 2, 7)

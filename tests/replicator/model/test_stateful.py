@@ -20,6 +20,9 @@ After every step:
     whose state is exactly the document.
 (b) no invented values: no document for a key never written, no state the item never had.
 
+MergeMachine runs the same checks in write_mode="merge" with another MongoDB application adding
+fields of its own; at the end they must still be there unless a REMOVE may have deleted them.
+
 At the end (teardown) everything not yet delivered is delivered and the collection must equal the
 table (harness.convergence.check). The same machine with the guard off, or with tombstones off,
 must FIND a regression: the check is proven able to fail.
@@ -46,11 +49,12 @@ from harness.backends.mongomock_target import mongomock_client
 from harness.convergence import check, compare, expected_documents, read_target
 from harness.faults import BulkWriteShim, FaultPlan, FaultyCollection
 from harness.model import ModelTable
+from harness.mongodb_only import PREFIX
 from replicator.core import BatchResult, Replicator
 from replicator.events import pad_sequence_number
 from replicator.keys import identity
 from replicator.plan import Planner
-from replicator.settings import Settings
+from replicator.settings import Settings, WriteMode
 from support.strategies import PARTITIONS, SORTS, attribute_names, attributes
 
 
@@ -80,12 +84,14 @@ class ReplicationMachine(RuleBasedStateMachine):
     #: True: the replicator writes through FaultyCollection(BulkWriteShim(mongomock)), with
     #: faults; False: straight to the harness's mongomock adapter, no faults.
     shim: ClassVar[bool] = True
+    write_mode: ClassVar[WriteMode] = "replace"
 
     def __init__(self) -> None:
         super().__init__()
         self.table = ModelTable(self.key_schema, view_type=self.view_type)
         self.settings = Settings(
-            key_schema=self.key_schema, guard=self.guard, tombstones=self.tombstones
+            key_schema=self.key_schema, guard=self.guard, tombstones=self.tombstones,
+            write_mode=self.write_mode,
         )
         self.raw = mongomock_client()["db"]["items"]
         self.faulty = FaultyCollection(BulkWriteShim(self.raw), FaultPlan())
@@ -326,6 +332,51 @@ class NewImageMachine(ReplicationMachine):
     shim = False
 
 
+class MergeMachine(ReplicationMachine):
+    """write_mode="merge", faults through the shim, and another MongoDB application that adds
+    fields of its own (names starting with harness.mongodb_only.PREFIX) between steps. The
+    checks compare everything but those fields; at the end each application field must still be
+    there unless a REMOVE of its key may have been applied after it was written."""
+
+    write_mode = "merge"
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: key_id -> (the first record index not checkpointed when it was written, its fields)
+        self.app_fields: dict[str, tuple[int, dict[str, Any]]] = {}
+
+    @rule(key=st.integers(0, ReplicationMachine.KEY_SPACE - 1), value=st.integers(0, 5))
+    def mongodb_application_writes(self, key: int, value: int) -> None:
+        keys = self._key(key)
+        document_id = self.planner.key_mapper.document_id(keys)
+        fields = {f"{PREFIX}v": value, f"{PREFIX}n{value % 3}": {"list": [value]}}
+        if self.raw.update_one({"_id": document_id}, {"$set": fields}).matched_count:
+            key_id = self.table.key_id(keys)
+            _, before = self.app_fields.get(key_id, (0, {}))
+            self.app_fields[key_id] = (self.cursor, {**before, **fields})
+
+    def _matches(self, key_id: str, position: int, document: dict[str, Any] | None) -> bool:
+        if document is not None:
+            document = {k: v for k, v in document.items() if not k.startswith(PREFIX)}
+        return super()._matches(key_id, position, document)
+
+    def teardown(self) -> None:
+        if not self._healthy:
+            return
+        super().teardown()
+        diff = check(self.table.items(), self.raw, self.planner, mongodb_only=PREFIX)
+        assert diff.converged, f"strictly, but for the application's fields: {diff.as_dict()}"
+        for key_id, (since, fields) in self.app_fields.items():
+            if any(where.key_id == key_id and record["eventName"] == "REMOVE"
+                   for where, record in zip(self.table.positions[since:],
+                                            self.table.records[since:], strict=True)):
+                continue  # a REMOVE after the write deletes the document, its fields with it
+            document_id = self.planner.key_mapper.document_id(self.table.keys_for(key_id))
+            stored = self.raw.find_one({"_id": document_id})
+            assert stored is not None and {k: stored.get(k) for k in fields} == fields, (
+                f"{document_id!r}: another application's fields {fields} were lost: {stored}")
+
+
 class GuardOffMachine(ReplicationMachine):
     guard = False
 
@@ -354,8 +405,8 @@ def _searching() -> settings:
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "machine",
-    [ReplicationMachine, CompositeKeyMachine, NewImageMachine],
-    ids=["single-key", "composite-key", "new-image"],
+    [ReplicationMachine, CompositeKeyMachine, NewImageMachine, MergeMachine],
+    ids=["single-key", "composite-key", "new-image", "merge"],
 )
 def test_replication_never_goes_back_and_converges(machine: type[ReplicationMachine]) -> None:
     examples = 80 if machine is ReplicationMachine else 30
