@@ -100,7 +100,7 @@ def kds_change(record: Mapping[str, Any], *, table_name: str,
     body = record["dynamodb"]
     seconds = float(body["ApproximateCreationDateTime"])
     # Truncated, as a clock of that precision reads: two changes of one millisecond tie.
-    stamp = int(seconds * 1000) if precision == "MILLISECOND" else int(round(seconds * 1_000_000))
+    stamp = int(seconds * 1000) if precision == "MILLISECOND" else round(seconds * 1_000_000)
     dynamodb: dict[str, Any] = {"ApproximateCreationDateTime": stamp,
                                 "ApproximateCreationDateTimePrecision": precision,
                                 "Keys": body["Keys"]}
