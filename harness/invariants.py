@@ -227,7 +227,8 @@ def excuse(diff: Diff, keys: set[Any]) -> Diff:
 def unkept_rejections(log: FaultLog, quarantine: Any) -> list[str]:
     """Permanently rejected writes whose record is not in the quarantine: lost."""
     kept: set[str] = set()
-    for document in quarantine.find({}, {"sequence_number": 1, "error": 1}):
+    for document in quarantine.find({}, {"sequence_number": 1, "error": 1, "raw_record": 1}):
+        kept.update(_kds_times(document.get("raw_record")))
         sequence = document.get("sequence_number")
         if isinstance(sequence, str):
             kept.add(pad_sequence_number(sequence))
@@ -241,7 +242,28 @@ def unkept_rejections(log: FaultLog, quarantine: Any) -> list[str]:
         rejected = list(log.rejected)
     for entry in rejected:
         sequence = entry.get("sequence")
+        if isinstance(sequence, str) and sequence.startswith("K"):
+            # A Kinesis change's order key (K<17-digit µs>.<digest>): kept when a quarantined
+            # raw record is a change of that time.
+            sequence = sequence.split(".")[0]
         if sequence is not None and sequence not in kept:
             lost.append("permanently rejected write not quarantined: "
                         + json.dumps({"sequence": sequence, "_id": repr(entry.get("_id"))}))
     return sorted(set(lost))
+
+
+def _kds_times(raw_record: Any) -> set[str]:
+    """``K<17-digit µs>`` of a quarantined Kinesis record's change (its order key's time part),
+    read from the raw record's JSON; empty for anything else."""
+    from harness.kinesis import change_of
+
+    try:
+        raw = json.loads(raw_record) if isinstance(raw_record, str) else raw_record
+    except ValueError:
+        return set()
+    change = change_of(raw) if isinstance(raw, dict) else None
+    body = change.get("dynamodb") if change else None
+    if not isinstance(body, dict) or type(body.get("ApproximateCreationDateTime")) is not int:
+        return set()
+    scale = 1 if body.get("ApproximateCreationDateTimePrecision") == "MICROSECOND" else 1000
+    return {f"K{body['ApproximateCreationDateTime'] * scale:017d}"}
