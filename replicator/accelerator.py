@@ -96,6 +96,9 @@ C_PLANNING: dict[str, Callable[[Settings], bool]] = {
 NOT_PLANNING = frozenset({
     "archive_collection", "quarantine_collection", "tombstones", "tombstone_collection",
     "tombstone_retention_s", "source_table", "deadline_margin_s",
+    # Kinesis: the Replicator never hands plan_records a Kinesis batch (core._plan), and
+    # parse_records keeps Kinesis records from parse_changes; the source pin only screens
+    "source", "stream_retention_s",
 })
 
 

@@ -35,7 +35,7 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
-from replicator.events import pad_sequence_number
+from replicator.events import order_relation
 from replicator.keys import identity
 from replicator.operations import operation, operations, write_parts
 from replicator.settings import SEQUENCE_FIELD
@@ -292,11 +292,18 @@ def _settle_duplicates(
         return
     for planned, item in duplicates:
         held = stored.get(identity(planned.document_id))
-        if isinstance(held, str) and held >= _sequence(planned):
+        relation = order_relation(held, _sequence(planned))
+        if relation == "newer" or relation == "same":
             result.stale.append(planned)
-            if held == _sequence(planned):
+            if relation == "same":
                 result.already.append(planned)
-        else:
+        elif relation == "other-source":
+            result.rejected.append((planned, Rejection(
+                f"the document holds a Kinesis order key ({held}), which a DynamoDB Streams "
+                "sequence number cannot be ordered against: this collection was switched to "
+                "Kinesis Data Streams; switch back as docs/kinesis.md (\"Switching\") says",
+                kind="source")))
+        else:  # older, or a Kinesis tie of the same time landed meanwhile: decided on retry
             result.failed.append((planned, f"duplicate key while no newer version is stored "
                                            f"(a concurrent insert; retried): {_describe(item)}"))
 
@@ -455,7 +462,7 @@ def _holds_newer(copy: Mapping[str, Any], field_name: str, sequence: str) -> boo
 
 
 def _sequence(planned: PlannedWrite) -> str:
-    return pad_sequence_number(planned.sequence_numbers[-1])
+    return planned.order  # the padded sequence number, or a Kinesis change's order key
 
 
 def _describe(item: Mapping[str, Any]) -> str:

@@ -20,14 +20,16 @@ from typing import Any
 
 from pymongo.errors import PyMongoError
 
-from replicator import accelerator, apply, deadline
+from replicator import accelerator, apply, deadline, ties
 from replicator.errors import ConfigurationError, UnsupportedRecordError
 from replicator.events import (
     BadRecord,
     creation_time_of,
+    is_kinesis_record,
     pad_sequence_number,
     parse_records,
     records_of,
+    sequence_of_record,
 )
 from replicator.expected import load_callable as load_callable  # its home; re-exported
 from replicator.expected import planner_for
@@ -81,7 +83,8 @@ class BatchResult:
 
     @property
     def failed_sequence_numbers(self) -> list[str]:
-        return sorted({s for s, _ in self.failures}, key=lambda s: s.zfill(40))
+        # zfill(128): a Kinesis sequence number has up to 128 digits (DynamoDB Streams' up to 40)
+        return sorted({s for s, _ in self.failures}, key=lambda s: s.zfill(128))
 
     @property
     def failed(self) -> int:
@@ -90,10 +93,12 @@ class BatchResult:
         return len({s for s, _ in self.failures})
 
     def lambda_response(self) -> dict[str, list[dict[str, str]]]:
-        """``{"batchItemFailures": [...]}`` naming the lowest failed sequence number.
+        """``{"batchItemFailures": [...]}`` naming the lowest failed sequence number: the
+        DynamoDB Streams SequenceNumber, or for a Kinesis batch the Kinesis sequenceNumber.
 
         Lambda checkpoints before the lowest reported item and redelivers from it (AWS docs:
-        "Implementing partial batch responses"), so one item says everything.
+        "Implementing partial batch responses"; for Kinesis, "Configuring partial batch response
+        with Kinesis Data Streams and Lambda": the same rule), so one item says everything.
         """
         failed = self.failed_sequence_numbers
         return {"batchItemFailures": [{"itemIdentifier": failed[0]}] if failed else []}
@@ -141,7 +146,7 @@ class Replicator:
         #: the C accelerator this Replicator parses records and builds pymongo operations with
         #: (replicator.accelerator: None where it is not built or turned off): same results
         self.native: Any = accelerator.native
-        self.source = SourceTable(self.settings.source_table)
+        self.source = SourceTable(self.settings.source_table, self.settings.source)
         self._logged_problems: set[str] = set()
 
     # -- entry points ----------------------------------------------------------------------------
@@ -185,6 +190,8 @@ class Replicator:
         else:
             with deadline.bounded(seconds, since=since):
                 plan = self._plan(records)
+                if plan.changes:
+                    self._settle_ties(plan, result)
                 self._settle_bad_records(plan, result)
                 self._write(plan, result, records)
         self._close(result, records, since, table)
@@ -233,17 +240,37 @@ class Replicator:
         replicator.accelerator.declined_by), is a drop-in for parse + plan of a batch that needs
         nothing in between (every record well formed, of the pinned stream, with its new image);
         for anything else it answers None and the Python steps decide, as the reference."""
-        self.source.pin(records)
-        plan = self.planner.plan_records(records, self.source.stream_arn)
-        if plan is not None:
-            return plan
+        kinesis = any(map(is_kinesis_record, records))
+        if not kinesis:  # the C planner takes DynamoDB Streams records only
+            self.source.pin(records)
+            plan = self.planner.plan_records(records, self.source.stream_arn)
+            if plan is not None:
+                return plan
         changes, bad = parse_records(records, native=self.native)
+        changes = self.source.screen_kind(changes, bad)
         changes = self.source.screen(changes, bad)
         changes = screen_stream_views(self.settings, changes, bad)
         changes = fill_new_images(changes, bad, self.item_reader)
         plan = self.planner.plan(changes, bad)
+        if kinesis:
+            plan.changes = [c for c in changes if c.order_key is not None]
         self._log_configuration_problems(plan.bad_records)
         return plan
+
+    def _settle_ties(self, plan: WritePlan, result: BatchResult) -> None:
+        """A Kinesis batch: drop duplicates of what is stored and decide equal-timestamp ties
+        (replicator.ties: one read of the batch's stored order keys; the item read back where a
+        tie needs it, else its records quarantined)."""
+        tombstones = self.tombstones.collection if self.tombstones is not None else None
+        outcome = ties.settle(plan, self.collection, tombstones, self.item_reader,
+                              self.settings.sequence_field)
+        result.round_trips += outcome.round_trips
+        result.stale += outcome.stale
+        result.already += outcome.already
+        result.failures.extend((_lowest(w), why) for w, why in outcome.failed)
+        if outcome.bad:
+            plan.bad_records = sorted([*plan.bad_records, *outcome.bad], key=lambda b: b.index)
+            self._log_configuration_problems(outcome.bad)
 
     def _log_configuration_problems(self, bad_records: list[BadRecord]) -> None:
         """Each kind of configuration problem once per Replicator (per Lambda container), not
@@ -304,7 +331,7 @@ class Replicator:
             result.round_trips += outcome.round_trips
             for planned, why in outcome.failed:
                 blocked.add(planned.sequence_numbers)  # keep the document until it is archived
-                result.failures.append((planned.sequence_numbers[0], f"archive failed: {why}"))
+                result.failures.append((_lowest(planned), f"archive failed: {why}"))
             # A rejected archive write keeps the old image in the quarantine (its raw record):
             # the delete may go ahead, nothing is lost.
             rejected.extend((w, why, "dynamodb.OldImage") for w, why in outcome.rejected)
@@ -314,7 +341,7 @@ class Replicator:
             guarded = self.tombstones.guard(main)
             result.round_trips += guarded.round_trips
             result.stale += len(guarded.blocked)
-            result.failures.extend((w.sequence_numbers[0], why) for w, why in guarded.failed)
+            result.failures.extend((_lowest(w), why) for w, why in guarded.failed)
             rejected.extend((w, why, "dynamodb.Keys") for w, why in guarded.rejected)
             # A blocked upsert's _id must hold no version older than the delete: remove one left
             # behind (by an earlier delivery whose re-check failed, see _undo_resurrections), in
@@ -335,12 +362,18 @@ class Replicator:
         result.stale += len(outcome.stale)
         result.already += len(outcome.already)
         # Report the lowest record a failed write stands for: everything from there is redelivered.
-        result.failures.extend((w.sequence_numbers[0], why) for w, why in outcome.failed)
+        result.failures.extend((_lowest(w), why) for w, why in outcome.failed)
         rejected.extend((w, why, "dynamodb.NewImage") for w, why in outcome.rejected)
         undone: set[tuple[str, ...]] = set()
         if self.tombstones is not None and outcome.inserted:
             undone = self._undo_resurrections(outcome.inserted, result)
-        if outcome.applied:
+        if outcome.applied and plan.changes:  # Kinesis: the parsed changes carry the times
+            wanted = {s for w in outcome.applied if w.sequence_numbers not in undone
+                      for s in w.sequence_numbers}
+            result.newest_applied_at = max(
+                (c.created_at for c in plan.changes
+                 if c.sequence_number in wanted and c.created_at is not None), default=None)
+        elif outcome.applied:
             result.newest_applied_at = _newest_created(
                 records, (w for w in outcome.applied if w.sequence_numbers not in undone))
         if rejected:
@@ -369,7 +402,7 @@ class Replicator:
             # Retried: the redelivered upsert is then blocked by the tombstone probe, and the
             # document it left is removed with it (see _write).
             why = f"tombstones: re-check after insert: {type(error).__name__}: {error}"
-            result.failures.extend((w.sequence_numbers[0], why) for w in inserted)
+            result.failures.extend((_lowest(w), why) for w in inserted)
             return set()
         if not newer:
             return set()
@@ -387,7 +420,7 @@ class Replicator:
         result.applied -= len(outcome.applied)
         result.stale += len(outcome.applied)
         for planned, why in [*outcome.failed, *((w, r.reason) for w, r in outcome.rejected)]:
-            result.failures.append((planned.sequence_numbers[0],
+            result.failures.append((_lowest(planned),
                                     f"removing a write older than a remembered delete: {why}"))
         return {w.sequence_numbers for w in outcome.applied}
 
@@ -539,8 +572,20 @@ def _sequences_of(records: Sequence[Any]) -> list[str]:
 
 def _sequence_of_raw(record: Any) -> str | None:
     body = record.get("dynamodb") if isinstance(record, Mapping) else None
+    if body is None and isinstance(record, Mapping) and "kinesis" in record:
+        return sequence_of_record(record)  # a Kinesis record: kinesis.sequenceNumber
     sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
     return sequence if isinstance(sequence, str) else None
+
+
+def _lowest(planned: PlannedWrite) -> str:
+    """The lowest record a write stands for (what batchItemFailures must name): the first of a
+    DynamoDB Streams write's ascending sequence numbers; of a Kinesis write's, the lowest (the
+    content's record comes last there, plan.kinesis_covered)."""
+    numbers = planned.sequence_numbers
+    if planned.order_key is None:
+        return numbers[0]
+    return min(numbers, key=lambda s: s.zfill(128))
 
 
 def _sequence_for_retry(bad: BadRecord, plan: WritePlan | None) -> str:

@@ -1,14 +1,21 @@
-"""DynamoDB Streams records -> one typed change model.
+"""DynamoDB Streams records and Kinesis Data Streams for DynamoDB records -> one typed change model.
 
-Two shapes arrive: Lambda events (``{"Records": [...]}``, B values as base64 text,
-``ApproximateCreationDateTime`` as epoch seconds) and records as boto3's ``get_records`` returns
-them (B as bytes, datetimes). Both become a :class:`Change`. Attribute values are left in DynamoDB
-JSON here; :mod:`replicator.convert` turns them into BSON values, so parsing stays cheap.
+Three shapes arrive: Lambda events (``{"Records": [...]}``, B values as base64 text,
+``ApproximateCreationDateTime`` as epoch seconds), records as boto3's ``get_records`` returns
+them (B as bytes, datetimes), and Kinesis records (``eventSource: "aws:kinesis"``: the change JSON
+base64 in ``kinesis.data``, ``ApproximateCreationDateTime`` in epoch milliseconds or microseconds,
+no DynamoDB sequence number; see :func:`parse_kinesis_record` and docs/kinesis.md). All become a
+:class:`Change`. Attribute values are left in DynamoDB JSON here; :mod:`replicator.convert` turns
+them into BSON values, so parsing stays cheap.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -57,6 +64,10 @@ class Change:
     event_id: str | None = None
     event_source_arn: str | None = None
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    #: a Kinesis change's order key (:func:`kds_order_key`; ``sequence_number`` is then the
+    #: Kinesis sequenceNumber, the record's identity); None for a DynamoDB Streams record, whose
+    #: sequence number is its order. Last, with a default: the C parser builds Changes without it.
+    order_key: str | None = None
 
     @property
     def sort_key(self) -> str:
@@ -85,6 +96,12 @@ class BadRecord:
     @property
     def sequence_number(self) -> str | None:
         return getattr(self.error, "sequence_number", None) or _sequence_of(self.raw)
+
+
+def sequence_of_record(raw: Any) -> str | None:
+    """A raw record's identity for ``batchItemFailures``: ``dynamodb.SequenceNumber`` of a
+    DynamoDB Streams record, ``kinesis.sequenceNumber`` of a Kinesis record; None when absent."""
+    return _sequence_of(raw)
 
 
 def table_arn_of(event_source_arn: Any) -> str | None:
@@ -130,7 +147,9 @@ def parse_records(
     """
     records = event if type(event) is list else records_of(event)
     fast: list[Change | None] | None = None
-    if native is not None and type(records) is list:
+    if native is not None and type(records) is list and not (
+        records and is_kinesis_record(records[0])
+    ):
         # The C accelerator parses the well-formed records; None marks one parse_record decides.
         fast, holes = native.parse_changes(records)
         if not holes:
@@ -157,6 +176,8 @@ def parse_record(raw: Any, index: int = 0) -> Change:
         raise MalformedRecordError(
             f"a record must be an object, got {type(raw).__name__}", index=index
         )
+    if "kinesis" in raw or raw.get("eventSource") == KINESIS_EVENT_SOURCE:
+        return parse_kinesis_record(raw, index)
     event_id = raw.get("eventID")
     if type(event_id) is not str:
         event_id = None
@@ -274,6 +295,10 @@ check_plain(Change)  # parse_record and the C parse_changes build it with frozen
 def _sequence_of(raw: Any) -> str | None:
     if not isinstance(raw, Mapping):
         return None
+    kinesis = raw.get("kinesis")
+    if isinstance(kinesis, Mapping):
+        number = kinesis.get("sequenceNumber")
+        return number if _is_kinesis_sequence(number) else None
     body = raw.get("dynamodb")
     if not isinstance(body, Mapping):
         return None
@@ -334,3 +359,214 @@ def _from_epoch(value: int | float, where: tuple[int, str | None, str | None]) -
         raise _fail(
             f"epoch seconds {value!r} are not a time", "dynamodb.ApproximateCreationDateTime", where
         ) from None
+
+
+# -- Kinesis Data Streams for DynamoDB ----------------------------------------------------------
+#: a Lambda event record from a Kinesis data stream (the Kinesis ESM's eventSource)
+KINESIS_EVENT_SOURCE = "aws:kinesis"
+#: the change JSON's own eventSource and recordFormat (Developer Guide, "Using Kinesis Data Streams
+#: to capture changes to DynamoDB"); another value is not a DynamoDB change record
+DYNAMODB_EVENT_SOURCE = "aws:dynamodb"
+KINESIS_RECORD_FORMAT = "application/json"
+#: ApproximateCreationDateTimePrecision of a Kinesis streaming destination; MILLISECOND is AWS's
+#: default (EnableKinesisStreamingDestination / UpdateKinesisStreamingDestination)
+PRECISION_MICROS = {"MILLISECOND": 1000, "MICROSECOND": 1}
+#: Order keys of Kinesis changes start with this letter: they sort after every DynamoDB Streams
+#: sequence number (zero-padded digits) and after the copy's "0" (see docs/kinesis.md, switching)
+KDS_ORDER_PREFIX = "K"
+#: the digest of "the item does not exist" (a REMOVE's new state, an INSERT's old state); "-" sorts
+#: below every hexadecimal digit
+ABSENT_DIGEST = "-"
+_TIME_DIGITS = 17  # microseconds since 1970 up to the year 5138
+
+
+def is_kinesis_record(raw: Any) -> bool:
+    """Whether ``raw`` is a Kinesis record (Lambda's ``eventSource: aws:kinesis``, or a record
+    with a ``kinesis`` object), by shape only."""
+    return isinstance(raw, Mapping) and (
+        raw.get("eventSource") == KINESIS_EVENT_SOURCE or isinstance(raw.get("kinesis"), Mapping)
+    )
+
+
+def _is_kinesis_sequence(number: Any) -> bool:
+    # Kinesis sequence numbers are decimal strings of up to 128 digits (Kinesis API, Record).
+    return type(number) is str and 0 < len(number) <= 128 and number.isdigit() and number.isascii()
+
+
+def image_digest(image: Mapping[str, Any] | None) -> str:
+    """16 hex digits naming an item's state (an image in DynamoDB JSON); ABSENT_DIGEST for None.
+
+    Equal items give equal digests whichever shape carries them: B / BS values as base64 text or
+    bytes (a Lambda event vs a boto3 read-back), set members in any order, attributes in any order.
+    Hand-written (hashlib over canonical JSON): no library digests DynamoDB JSON."""
+    if image is None:
+        return ABSENT_DIGEST
+    text = json.dumps(_canonical(image), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _canonical(value: Any) -> Any:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, Mapping):
+        out = {}
+        for name, inner in value.items():
+            if name in ("SS", "NS", "BS") and isinstance(inner, (list, tuple, set, frozenset)):
+                out[name] = sorted(_canonical(v) for v in inner)
+            else:
+                out[name] = _canonical(inner)
+        return out
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def kds_order_key(micros: int, new_image: Mapping[str, Any] | None) -> str:
+    """``K<17-digit microseconds since 1970>.<digest of the state the change leaves>``: what the
+    document's sequence field holds when a Kinesis change wrote it (and a tombstone, with the
+    absent digest). Strings of one length: they compare as their times, and at one time the
+    digest tells a duplicate (same state) from a tie (another change of that time)."""
+    return f"{KDS_ORDER_PREFIX}{micros:0{_TIME_DIGITS}d}.{image_digest(new_image)}"
+
+
+def order_time_floor(order_key: str) -> str:
+    """The part of a Kinesis order key that every key of the same time starts with: a stored key
+    ``< floor`` is strictly older (the guard's filter), ``>= floor`` is of the same time or newer."""
+    return order_key[: 1 + _TIME_DIGITS]
+
+
+OrderRelation = str  # "older" | "same" | "newer" | "tie" | "other-source"
+
+
+def order_relation(held: Any, ours: str) -> OrderRelation:
+    """How a stored order key (a document's sequence field, a tombstone's) stands to a write's.
+
+    "newer" / "older": the stored one is newer / older than ours; "same": the same change (or a
+    change leaving the same state at the same time: a duplicate); "tie": a Kinesis change of the
+    same time leaving another state (only the item itself can tell which is newer: docs/kinesis.md);
+    "other-source": a DynamoDB Streams write against a Kinesis key, which no sequence number can be
+    ordered against (a Kinesis write sorts after every DynamoDB Streams number: the switch is
+    one way). A missing or non-string stored key is "older"."""
+    if not isinstance(held, str):
+        return "older"
+    mine_kds = ours.startswith(KDS_ORDER_PREFIX)
+    held_kds = held.startswith(KDS_ORDER_PREFIX)
+    if not mine_kds:
+        if held_kds:
+            return "other-source"
+        return "newer" if held > ours else "same" if held == ours else "older"
+    if not held_kds:
+        return "older"
+    held_floor, our_floor = order_time_floor(held), order_time_floor(ours)
+    if held_floor != our_floor:
+        return "newer" if held_floor > our_floor else "older"
+    return "same" if held == ours else "tie"
+
+
+def parse_kinesis_record(raw: Mapping[str, Any], index: int = 0) -> Change:
+    """A Kinesis Data Streams for DynamoDB record -> :class:`Change`; MalformedRecordError naming
+    the record and the field path otherwise (bad base64, bad JSON, not a DynamoDB change).
+
+    The Lambda shape: ``{"eventSource": "aws:kinesis", "eventSourceARN": <the Kinesis stream>,
+    "kinesis": {"sequenceNumber", "partitionKey", "data": base64 of the change JSON, ...}}``; the
+    change JSON: ``{"awsRegion", "eventID", "eventName", "userIdentity", "recordFormat":
+    "application/json", "tableName", "dynamodb": {"ApproximateCreationDateTime" (epoch ms, or µs
+    with ``ApproximateCreationDateTimePrecision: MICROSECOND``), "Keys", "NewImage", "OldImage",
+    "SizeBytes"}, "eventSource": "aws:dynamodb"}`` (tests/fixtures/kinesis/). The poller may hand
+    in ``kinesis.data`` as bytes (GetRecords through boto3).
+
+    ``sequence_number`` is the Kinesis sequenceNumber (what ``batchItemFailures`` names);
+    ``order_key`` the change's :func:`kds_order_key`; ``event_source_arn`` the table's ARN, made
+    from the change's ``awsRegion`` and ``tableName`` and the stream ARN's account."""
+    envelope = raw.get("kinesis")
+    outer_id = raw.get("eventID") if type(raw.get("eventID")) is str else None
+    if not isinstance(envelope, Mapping):
+        raise _fail("missing or not an object", "kinesis", (index, outer_id, None))
+    number = envelope.get("sequenceNumber")
+    sequence = number if _is_kinesis_sequence(number) else None
+    where = (index, outer_id, sequence)
+    if sequence is None:
+        raise _fail("missing, or not a string of digits", "kinesis.sequenceNumber", where)
+    data = envelope.get("data")
+    try:
+        blob = data if isinstance(data, (bytes, bytearray)) else (
+            base64.b64decode(data, validate=True) if isinstance(data, str) else None)
+    except (binascii.Error, ValueError):
+        raise _fail("not base64 text", "kinesis.data", where) from None
+    if blob is None:
+        raise _fail("missing, or not base64 text", "kinesis.data", where)
+    try:
+        change = json.loads(blob)
+    except (UnicodeDecodeError, ValueError) as error:
+        raise _fail(f"not JSON ({error})", "kinesis.data", where) from None
+    if not isinstance(change, dict):
+        raise _fail(f"the change must be a JSON object, got {type(change).__name__}",
+                    "kinesis.data", where)
+    inner_id = change.get("eventID")
+    where = (index, inner_id if type(inner_id) is str else outer_id, sequence)
+    for name, expected in (("eventSource", DYNAMODB_EVENT_SOURCE),
+                           ("recordFormat", KINESIS_RECORD_FORMAT)):
+        if name in change and change[name] != expected:
+            raise _fail(f"{change[name]!r:.60} is not a DynamoDB change record ({expected!r})",
+                        f"kinesis.data.{name}", where)
+    table = change.get("tableName")
+    if type(table) is not str or not table:
+        raise _fail("missing, or not a table name", "kinesis.data.tableName", where)
+    body = change.get("dynamodb")
+    if not isinstance(body, Mapping):
+        raise _fail("missing or not an object", "kinesis.data.dynamodb", where)
+    micros = _kds_micros(body, where)
+    # The rest as a DynamoDB Streams record (one validation of names, keys and images); the
+    # placeholder sequence number is replaced by the Kinesis one below.
+    shaped = {"eventID": where[1], "eventName": change.get("eventName"),
+              "userIdentity": change.get("userIdentity"),
+              "dynamodb": {**body, "SequenceNumber": "0", "ApproximateCreationDateTime": None}}
+    try:
+        parsed = parse_record(shaped, index)
+    except MalformedRecordError as error:
+        path = error.field_path
+        raise _fail(error.reason, f"kinesis.data.{path}" if path else "kinesis.data",
+                    where) from None
+    if parsed.event_name is not EventName.REMOVE and parsed.new_image is None:
+        # A Kinesis change always carries both images (there is no stream view type to choose)
+        raise _fail(f"{parsed.event_name.value} needs it", "kinesis.data.dynamodb.NewImage", where)
+    values = dict(vars(parsed))
+    values.update(
+        sequence_number=sequence,
+        created_at=datetime.fromtimestamp(micros / 1_000_000, tz=timezone.utc),
+        event_source_arn=_table_arn(change.get("awsRegion"), raw.get("eventSourceARN"), table),
+        raw=raw,
+        order_key=kds_order_key(
+            micros, None if parsed.event_name is EventName.REMOVE else parsed.new_image),
+    )
+    return build(Change, values)
+
+
+def _kds_micros(body: Mapping[str, Any], where: tuple[int, str | None, str | None]) -> int:
+    """ApproximateCreationDateTime in microseconds: epoch milliseconds, or microseconds when the
+    record says ``ApproximateCreationDateTimePrecision: MICROSECOND``."""
+    value = body.get("ApproximateCreationDateTime")
+    path = "kinesis.data.dynamodb.ApproximateCreationDateTime"
+    if type(value) is not int or value < 0:
+        raise _fail("missing, or not a whole number of epoch milliseconds / microseconds",
+                    path, where)
+    precision = body.get("ApproximateCreationDateTimePrecision", "MILLISECOND")
+    scale = PRECISION_MICROS.get(precision) if type(precision) is str else None
+    if scale is None:
+        raise _fail(f"unknown precision {precision!r:.40} (MILLISECOND or MICROSECOND)",
+                    "kinesis.data.dynamodb.ApproximateCreationDateTimePrecision", where)
+    micros = value * scale
+    if micros >= 10**_TIME_DIGITS:
+        raise _fail(f"{value} is beyond any time in {precision.lower()}s", path, where)
+    return micros
+
+
+def _table_arn(region: Any, stream_arn: Any, table: str) -> str:
+    """``arn:aws:dynamodb:REGION:ACCOUNT:table/NAME`` from the change's region and table name and
+    the Kinesis stream ARN's partition and account (the KDS destination is in the table's account)."""
+    parts = stream_arn.split(":", 5) if type(stream_arn) is str else []
+    partition = parts[1] if len(parts) == 6 else "aws"
+    account = parts[4] if len(parts) == 6 else ""
+    if type(region) is not str:
+        region = parts[3] if len(parts) == 6 else ""
+    return f"arn:{partition}:dynamodb:{region}:{account}:table/{table}"

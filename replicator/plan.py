@@ -30,7 +30,15 @@ from replicator.errors import (
     TransformError,
     UnsupportedRecordError,
 )
-from replicator.events import BadRecord, Change, EventName, StreamViewType, pad_sequence_number
+from replicator.events import (
+    BadRecord,
+    Change,
+    EventName,
+    StreamViewType,
+    image_digest,
+    order_time_floor,
+    pad_sequence_number,
+)
 from replicator.keys import KeyMapper, identity
 from replicator.settings import Settings
 from replicator.sharding import (
@@ -42,6 +50,7 @@ from replicator.sharding import (
 from replicator.writes import (
     PlannedWrite,
     ShardKeyMove,
+    Tie,
     WriteDocument,
     WriteKind,
     WritePlan,
@@ -126,9 +135,10 @@ class Planner:
             else:
                 group[1].append(change)
 
+        ties: list[Tie] = []
         if self.settings.bad_records == "quarantine":
-            writes = self._writes(groups.values(), bad)
-            return WritePlan(writes=writes, bad_records=_by_index(bad))
+            writes = self._writes(groups.values(), bad, ties)
+            return WritePlan(writes=writes, bad_records=_by_index(bad), ties=ties)
 
         # bad_records="fail": nothing at or after the first failing record is applied, so no later
         # change of a key overtakes a failed earlier one; Lambda redelivers from there. A failure
@@ -140,33 +150,44 @@ class Planner:
                 for document_id, group in groups.values()
             ]
             found: list[BadRecord] = []
-            writes = self._writes([g for g in kept if g[1]], found)
+            ties = []
+            writes = self._writes([g for g in kept if g[1]], found, ties)
             if not found:
                 deferred = [c for _, group in groups.values() for c in group
                             if cut is not None and c.index > cut]
                 return WritePlan(writes=writes, bad_records=_by_index(bad),
-                                 deferred=sorted(deferred, key=lambda c: c.index))
+                                 deferred=sorted(deferred, key=lambda c: c.index), ties=ties)
             bad.extend(found)
 
     # -- per key -------------------------------------------------------------------------------
     def _writes(
-        self, groups: Any, bad: list[BadRecord]
+        self, groups: Any, bad: list[BadRecord], ties: list[Tie] | None = None
     ) -> list[PlannedWrite]:
         writes: list[PlannedWrite] = []
         # Superseded changes whose image alone can make them bad: checked together at the end.
         superseded: list[Change] = []
         images_only = not self.transforms
         for document_id, group in groups:
+            if group[0].order_key is not None:
+                # Kinesis: by creation time, equal times by the image chain (kds_ordered)
+                ordered, tied = kds_ordered(group)
+                if tied:
+                    self._tie(document_id, group, tied, bad, ties)
+                    continue
+                covered_all = kinesis_covered(ordered)
             # c.sort_key, inlined (hot): sequence numbers compare padded. Equal sequence numbers:
             # the first in batch order sorts last (is written), as the guard ($lt on the stored
             # sequence) lets the first applied one win when they arrive in separate batches.
-            ordered = sorted(group, key=lambda c: (c.sequence_number.zfill(40), -c.index))
+            else:
+                ordered = sorted(group, key=lambda c: (c.sequence_number.zfill(40), -c.index))
+                covered_all = None
             stored = self._stored_shard_values(ordered, bad)
             # Newest first; a change that cannot be converted is set aside and the next older one
             # is the best state we can write (the bad one is quarantined with its raw form).
             for position in range(len(ordered) - 1, -1, -1):
                 change = ordered[position]
-                covered = tuple([c.sequence_number for c in ordered[: position + 1]])
+                covered = (kinesis_covered(ordered[: position + 1]) if covered_all is not None
+                           else tuple([c.sequence_number for c in ordered[: position + 1]]))
                 try:
                     planned = self._write_for(document_id, change, stored, covered)
                 except RecordError as error:
@@ -194,6 +215,25 @@ class Planner:
         if superseded:
             self._check_images(superseded, bad)
         return writes
+
+    def _tie(self, document_id: Any, group: list[Change], tied: list[Change],
+             bad: list[BadRecord], ties: list[Tie] | None) -> None:
+        """Changes of one item whose newest time holds several changes the image chain cannot
+        order: each becomes a candidate with its writes (standing for every record of the
+        group), for the Replicator to decide (replicator.ties); one that cannot be written is
+        bad. The older ones are coalesced away."""
+        if ties is None:
+            raise AssertionError("Kinesis changes are planned through Planner.plan")
+        covered = kinesis_covered(group)
+        stored = self._stored_shard_values(sorted(group, key=_kds_time), bad)
+        candidates = []
+        for change in tied:
+            try:
+                candidates.append((change, self._write_for(document_id, change, stored, covered)))
+            except RecordError as error:
+                bad.append(_bad(change, error))
+        if candidates:
+            ties.append(Tie(document_id, candidates))
 
     def _check_images(self, changes: list[Change], bad: list[BadRecord]) -> None:
         """Set aside as bad each change whose image :meth:`_write_for` could not convert: the new
@@ -229,8 +269,9 @@ class Planner:
     ) -> list[PlannedWrite]:
         """``stored``: see :meth:`_stored_shard_values` (None: the shard key cannot change);
         ``covered``: the sequence numbers the writes stand for (default: the change's own)."""
-        sequence = pad_sequence_number(change.sequence_number)
+        sequence = change.order_key or pad_sequence_number(change.sequence_number)
         seqs = covered or (change.sequence_number,)
+        order = change.order_key
         if change.event_name is EventName.REMOVE:
             return self._delete_for(document_id, change, sequence, stored, seqs)
         assert change.new_image is not None, "read-back fills the image before planning"
@@ -239,19 +280,20 @@ class Planner:
         new = self._shard_values(document) if self.settings.shard_key else {}
         if stored is None or (stored and same_shard_values(stored, new)):
             kind, written = self._replacement(document)
-            return [main_write(kind, self._filter(document_id, sequence, new), written, seqs)]
+            return [main_write(kind, self._filter(document_id, sequence, new), written, seqs,
+                               order)]
         kind, written = self._replacement(document)
         move = ShardKeyMove(
             document_id=document_id,
             shard_key=tuple(self.settings.shard_key),
             old=dict(stored) or None,
             new=new,
-            write=main_write(kind, self._filter(document_id, sequence, new), written, seqs),
+            write=main_write(kind, self._filter(document_id, sequence, new), written, seqs, order),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
         )
         return [PlannedWrite(kind, self._filter(document_id, sequence, stored), written, True, seqs,
-                             shard_key_move=move)]
+                             shard_key_move=move, order_key=order)]
 
     def _delete_for(
         self,
@@ -272,7 +314,8 @@ class Planner:
             stored = self._shard_values(shard_source)
         # stored == {}: where the document is is unknown; a single-document delete by _id alone
         # is valid on a sharded collection too (MongoDB sends it to every shard).
-        delete = main_write("delete", self._filter(document_id, sequence, stored), None, seqs)
+        delete = main_write("delete", self._filter(document_id, sequence, stored), None, seqs,
+                            change.order_key)
         if not change.is_ttl_delete or self.settings.ttl_deletes == "delete":
             return [delete]
         if self.settings.ttl_deletes == "ignore":
@@ -296,7 +339,7 @@ class Planner:
         # expiry) and $-safe (an old image may hold $-prefixed names): see _replacement.
         kind, written = self._replacement(archived)
         archive = PlannedWrite(kind, self._filter(document_id, sequence, {}), written, True, seqs,
-                               collection="archive")
+                               collection="archive", order_key=change.order_key)
         return [archive, delete]
 
     def _check_new_image(self, change: Change, image: Mapping[str, Any]) -> None:
@@ -388,6 +431,10 @@ class Planner:
             condition.update(shard_values)
         if self.settings.guard:
             field_name = self.settings.sequence_field
+            if sequence[:1] == "K":
+                # A Kinesis order key: strictly older times only; a stored change of the same
+                # time is a duplicate or a tie, which the Replicator decides (replicator.ties).
+                sequence = order_time_floor(sequence)
             condition["$or"] = [
                 {field_name: {"$lt": sequence}},
                 {field_name: {"$exists": False}},
@@ -455,3 +502,92 @@ def _bad(change: Change, error: RecordError) -> BadRecord:
 
 def _by_index(bad: list[BadRecord]) -> list[BadRecord]:
     return sorted(bad, key=lambda b: b.index)
+
+
+# -- Kinesis: order by creation time, equal times by the image chain --------------------------------
+def _kds_time(change: Change) -> str:
+    assert change.order_key is not None
+    return order_time_floor(change.order_key)
+
+
+def kinesis_covered(changes: Sequence[Change]) -> tuple[str, ...]:
+    """The Kinesis sequence numbers a write of ``changes`` stands for: the others ascending, then
+    the last change's (the one whose content it carries, which the quarantine of a rejected write
+    keeps). The lowest is what batchItemFailures must name (core: ``min`` of them)."""
+    last = changes[-1].sequence_number
+    others = sorted({c.sequence_number for c in changes[:-1]} - {last}, key=_padded_kinesis)
+    return (*others, last)
+
+
+def _padded_kinesis(number: str) -> str:
+    return number.zfill(128)
+
+
+def kds_ordered(group: Sequence[Change]) -> tuple[list[Change], list[Change]]:
+    """Kinesis changes of one item, oldest first, and the changes of the newest time whose order
+    is unknown (``[]`` when known).
+
+    Older times come before newer ones. The changes of the newest time (the only ones a write
+    can carry) are put in the order of their image chain -- each change's old state is the new
+    state of the one before -- when that order is forced: exactly one change starts the chain
+    (its old state is no other's new state) and each step has exactly one follower. Duplicates
+    (same eventID, or the same order key and old state) count once and sit next to their first.
+    Anything else (a cycle A->B->A, a gap, two branches) is a tie: returned for the Replicator to
+    decide against the table (docs/kinesis.md)."""
+    by_time = sorted(group, key=lambda c: (_kds_time(c), c.index))
+    newest = _kds_time(by_time[-1])
+    older = [c for c in by_time if _kds_time(c) != newest]
+    latest = [c for c in by_time if _kds_time(c) == newest]
+    unique: list[Change] = []
+    copies: dict[int, list[Change]] = {}
+    seen: dict[Any, Change] = {}
+    for change in latest:
+        old = _old_digest(change)
+        marks = [(change.order_key, old)]
+        if change.event_id:
+            marks.append(("eventID", change.event_id))
+        first = next((seen[m] for m in marks if m in seen), None)
+        if first is not None:
+            copies[id(first)].append(change)
+            continue
+        for mark in marks:
+            seen[mark] = change
+        unique.append(change)
+        copies[id(change)] = []
+    if len(unique) > 1:
+        chain = _chain(unique)
+        if chain is None:
+            return older + latest, unique
+        unique = chain
+    ordered = list(older)
+    for change in unique:
+        ordered.append(change)
+        ordered.extend(copies[id(change)])
+    return ordered, []
+
+
+def _old_digest(change: Change) -> str:
+    return image_digest(None if change.event_name is EventName.INSERT else change.old_image)
+
+
+def _new_digest(change: Change) -> str:
+    assert change.order_key is not None
+    return change.order_key.rpartition(".")[2]
+
+
+def _chain(changes: list[Change]) -> list[Change] | None:
+    news = [_new_digest(c) for c in changes]
+    starts = [c for c in changes
+              if not any(_old_digest(c) == news[j] for j, d in enumerate(changes) if d is not c)]
+    if len(starts) != 1:
+        return None
+    chain = [starts[0]]
+    rest = [c for c in changes if c is not starts[0]]
+    while rest:
+        after = _new_digest(chain[-1])
+        followers = [c for c in rest if _old_digest(c) == after]
+        if len(followers) != 1:
+            return None
+        chain.append(followers[0])
+        rest.remove(followers[0])
+    return chain

@@ -12,6 +12,9 @@ from replicator.errors import ConfigurationError
 
 TtlDeleteMode = Literal["delete", "ignore", "archive"]
 BadRecordMode = Literal["quarantine", "fail"]
+SourceMode = Literal["auto", "dynamodb", "kinesis"]
+#: a Kinesis data stream keeps records 24 hours to 365 days (Kinesis: IncreaseStreamRetentionPeriod)
+MAX_STREAM_RETENTION_S = 365 * 24 * 3600
 
 #: Reserved field written into every replicated document: the zero-padded (40 digits) sequence
 #: number of the stream record that wrote it. The stale-write guard compares against it.
@@ -45,6 +48,14 @@ class Settings:
         ``process(deadline_s=...)``) the batch's MongoDB commands must be over; None (default):
         10 % of the remaining time, at most 1 s. Every command carries the rest as ``maxTimeMS``,
         so the server never applies an invocation's write after its timeout (replicator/deadline.py).
+    source: where changes come from: "dynamodb" (DynamoDB Streams), "kinesis" (Kinesis Data
+        Streams for DynamoDB: ordered by creation time, docs/kinesis.md) or "auto" (default: the
+        kind of the first record seen is pinned). A record of the other kind is quarantined:
+        the two kinds' order keys cannot be compared (docs/kinesis.md, "Switching").
+    stream_retention_s: how long the source stream keeps records: 24 hours (default; DynamoDB
+        Streams' fixed retention) up to 365 days (a Kinesis data stream's retention period).
+        Tombstones must outlive it; ``tombstone_retention_s`` left at 0 (default) is this plus
+        24 hours.
     """
 
     key_schema: tuple[str, ...] | None = None
@@ -60,9 +71,12 @@ class Settings:
     shard_key: tuple[str, ...] = field(default=())
     tombstones: bool = True
     tombstone_collection: str | None = None
-    tombstone_retention_s: int = 48 * 3600
+    #: 0 (default): ``stream_retention_s`` + 24 h (48 h for a 24-hour stream); set in __post_init__
+    tombstone_retention_s: int = 0
     source_table: str | None = None
     deadline_margin_s: float | None = None
+    source: SourceMode = "auto"
+    stream_retention_s: int = 24 * 3600
 
     def __post_init__(self) -> None:
         _check_choice("numbers", self.numbers, ("lossless", "float"))
@@ -70,9 +84,25 @@ class Settings:
         _check_choice("bad_records", self.bad_records, ("quarantine", "fail"))
         if self.key_schema is not None and not 1 <= len(self.key_schema) <= 2:
             raise ConfigurationError("key_schema names one or two attributes (partition, sort)")
+        _check_choice("source", self.source, ("auto", "dynamodb", "kinesis"))
+        retention = self.stream_retention_s
+        if isinstance(retention, bool) or not 24 * 3600 <= retention <= MAX_STREAM_RETENTION_S:
+            raise ConfigurationError(
+                "stream_retention_s is the source stream's retention: 86400 (24 hours) to "
+                f"{MAX_STREAM_RETENTION_S} (365 days)"
+            )
+        if self.tombstone_retention_s == 0:
+            object.__setattr__(self, "tombstone_retention_s", retention + 24 * 3600)
         if self.tombstone_retention_s < 24 * 3600:
             raise ConfigurationError(
                 "tombstone_retention_s must cover the stream's 24-hour retention (>= 86400)"
+            )
+        if self.tombstone_retention_s < retention:
+            raise ConfigurationError(
+                f"tombstone_retention_s ({self.tombstone_retention_s}) must cover the stream's "
+                f"retention, stream_retention_s ({retention}): an older change can arrive until "
+                "the stream drops it; set REPLICATOR_TOMBSTONE_RETENTION_S to at least "
+                "REPLICATOR_STREAM_RETENTION_S, or leave it unset (the retention + 24 hours)"
             )
         if not self.sequence_field or "." in self.sequence_field or "$" in self.sequence_field:
             raise ConfigurationError("sequence_field must be a plain top-level field name")
@@ -132,6 +162,8 @@ ENVIRONMENT: dict[str, str] = {
     "tombstone_retention_s": "REPLICATOR_TOMBSTONE_RETENTION_S",
     "source_table": "REPLICATOR_SOURCE_TABLE",
     "deadline_margin_s": "REPLICATOR_DEADLINE_MARGIN_S",
+    "source": "REPLICATOR_SOURCE",
+    "stream_retention_s": "REPLICATOR_STREAM_RETENTION_S",
 }
 
 
@@ -170,8 +202,8 @@ _READERS = {"names": _names, "flag": _flag, "int": _whole_number, "seconds": _se
 _KINDS = {
     "key_schema": "names", "transforms": "names", "shard_key": "names",
     "guard": "flag", "tombstones": "flag",
-    "tombstone_retention_s": "int", "deadline_margin_s": "seconds",
+    "tombstone_retention_s": "int", "deadline_margin_s": "seconds", "stream_retention_s": "int",
     **{name: "text" for name in ("id_mapping", "sequence_field", "numbers", "ttl_deletes",
                                  "archive_collection", "bad_records", "quarantine_collection",
-                                 "tombstone_collection", "source_table")},
+                                 "tombstone_collection", "source_table", "source")},
 }

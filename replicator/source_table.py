@@ -16,8 +16,10 @@ from replicator.events import BadRecord, Change, table_arn_of
 class SourceTable:
     """``Settings.source_table`` (a name or table ARN; None: the first table seen) and the pin."""
 
-    def __init__(self, wanted: str | None) -> None:
+    def __init__(self, wanted: str | None, kind: str = "auto") -> None:
         self.wanted = wanted
+        #: "dynamodb" or "kinesis" (Settings.source), or None until the first record pins it
+        self.kind: str | None = None if kind == "auto" else kind
         #: the pinned table's ARN (before "/stream/")
         self.table_arn: str | None = None
         #: the full eventSourceARN the C planner accepts as is (anything else goes the Python way)
@@ -61,6 +63,31 @@ class SourceTable:
                 "Replicator and collection",
                 problem="record of another table",
                 field_path="eventSourceARN",
+            ).located(index=change.index, event_id=change.event_id,
+                      sequence_number=change.sequence_number)
+            bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
+        return kept
+
+    def screen_kind(self, changes: list[Change], bad: list[BadRecord]) -> list[Change]:
+        """The changes of the pinned source kind (Settings.source, or the first change's); a
+        change of the other kind goes to ``bad``: a DynamoDB Streams sequence number and a
+        Kinesis creation time cannot be ordered against each other (docs/kinesis.md)."""
+        kept = []
+        for change in changes:
+            kind = "dynamodb" if change.order_key is None else "kinesis"
+            if self.kind is None:
+                self.kind = kind
+            if kind == self.kind:
+                kept.append(change)
+                continue
+            names = {"dynamodb": "DynamoDB Streams", "kinesis": "Kinesis Data Streams"}
+            error = UnsupportedRecordError(
+                f"a {names[kind]} record, but this Replicator replicates from {names[self.kind]} "
+                "(Settings.source / REPLICATOR_SOURCE, or the first record seen): their order "
+                "keys cannot be compared; give each source its own function, or switch a "
+                "collection as docs/kinesis.md (\"Switching\") says",
+                problem="record of another source",
+                field_path="eventSource",
             ).located(index=change.index, event_id=change.event_id,
                       sequence_number=change.sequence_number)
             bad.append(BadRecord(index=change.index, raw=change.raw, error=error))

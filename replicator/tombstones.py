@@ -34,7 +34,6 @@ from pymongo.errors import BulkWriteError, OperationFailure, PyMongoError
 from pymongo.operations import UpdateMany, UpdateOne
 
 from replicator.apply import ENCODING_ERRORS, Rejection, classify, encoding_problem
-from replicator.events import pad_sequence_number
 from replicator.writes import PlannedWrite
 
 SEQUENCE = "seq"
@@ -265,16 +264,18 @@ def _probe(upserts: Sequence[PlannedWrite]) -> UpdateMany:
     (:meth:`TombstoneStore.newer_than`). One ``$in`` list instead of an ``$or`` clause of three
     documents per upsert (issue #21: those clauses were 5 % of the Lambda path's instructions;
     issue #10 had replaced one UpdateOne per upsert with the ``$or``)."""
-    pad = pad_sequence_number
     return UpdateMany(
         {"_id": {"$in": [w.filter["_id"] for w in upserts]},
-         SEQUENCE: {"$gt": min(pad(w.sequence_numbers[-1]) for w in upserts)}},
+         SEQUENCE: {"$gt": min(w.order for w in upserts)}},
         {"$max": {SEQUENCE: ""}},
     )
 
 
 def _sequence(planned: PlannedWrite) -> str:
-    return pad_sequence_number(planned.sequence_numbers[-1])
+    # The padded sequence number, or a Kinesis change's order key (a tombstone of one is
+    # K<time>.-: "-" sorts below every digest, so a same-time upsert is not blocked here; the
+    # Replicator decides such ties before writing, replicator.ties)
+    return planned.order
 
 
 def _key(document_id: Any) -> Any:

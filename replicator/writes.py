@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from replicator.events import BadRecord, Change
+from replicator.events import BadRecord, Change, pad_sequence_number
 from replicator.frozen import build, check_plain
 
 #: MongoDB's write kinds the planner uses: replaceOne, updateOne (an update document or a
@@ -65,6 +65,15 @@ class PlannedWrite:
     collection: CollectionRole = "main"
     #: set when the write changes the document's shard key value (see ShardKeyMove)
     shard_key_move: ShardKeyMove | None = None
+    #: a Kinesis change's order key (events.kds_order_key), which the document / tombstone holds;
+    #: None: the order is the padded last of ``sequence_numbers`` (DynamoDB Streams). Last, with a
+    #: default: the C planner builds PlannedWrites without it.
+    order_key: str | None = None
+
+    @property
+    def order(self) -> str:
+        """What the document's sequence field holds once this write lands (and a tombstone of it)."""
+        return self.order_key or pad_sequence_number(self.sequence_numbers[-1])
 
     @property
     def document_id(self) -> Any:
@@ -95,10 +104,10 @@ check_plain(PlannedWrite)
 
 
 def main_write(kind: WriteKind, filter: dict[str, Any], document: WriteDocument,
-               sequence_numbers: tuple[str, ...]) -> PlannedWrite:
+               sequence_numbers: tuple[str, ...], order_key: str | None = None) -> PlannedWrite:
     """A write of the main collection without a shard key move, built as frozen.py explains
     (hot: once per planned write); the same object as the constructor's."""
-    return build(PlannedWrite, {
+    values = {
         "kind": kind,
         "filter": filter,
         "document": document,
@@ -106,7 +115,11 @@ def main_write(kind: WriteKind, filter: dict[str, Any], document: WriteDocument,
         "sequence_numbers": sequence_numbers,
         "collection": "main",
         "shard_key_move": None,
-    })
+    }
+    if order_key is not None:
+        # else the class default (None), as in the PlannedWrites the C planner builds
+        values["order_key"] = order_key
+    return build(PlannedWrite, values)
 
 
 @dataclass
@@ -116,6 +129,12 @@ class WritePlan:
     bad_records: list[BadRecord] = field(default_factory=list)
     #: changes held back behind a failing record (bad_records="fail"); Lambda redelivers them
     deferred: list[Change] = field(default_factory=list)
+    #: Kinesis changes of one item and time whose order nothing in the batch tells
+    #: (docs/kinesis.md, "Equal timestamps"): the Replicator decides them (replicator.ties)
+    ties: list[Tie] = field(default_factory=list)
+    #: the parsed changes of a Kinesis batch (replicator.ties reads their keys and images); []
+    #: for DynamoDB Streams batches
+    changes: list[Change] = field(default_factory=list)
 
     @property
     def main_writes(self) -> list[PlannedWrite]:
@@ -124,3 +143,15 @@ class WritePlan:
     @property
     def archive_writes(self) -> list[PlannedWrite]:
         return [w for w in self.writes if w.collection == "archive"]
+
+
+@dataclass
+class Tie:
+    """Changes of one ``_id`` with the same ApproximateCreationDateTime, each a candidate for the
+    newest, with the writes it would make (``[]``: it writes nothing, e.g. a TTL delete kept by
+    ttl_deletes="ignore"). ``stored``: the order key of the stored document or tombstone of that
+    time it ties with, when the tie is with what is stored (None: within the batch)."""
+
+    document_id: Any
+    candidates: list[tuple[Change, list[PlannedWrite]]]
+    stored: str | None = None

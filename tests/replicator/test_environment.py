@@ -42,6 +42,8 @@ SAMPLES: dict[str, tuple[str, Any]] = {
     "tombstone_retention_s": ("259200", 259200),
     "source_table": ("users", "users"),
     "deadline_margin_s": ("0.5", 0.5),
+    "source": ("kinesis", "kinesis"),
+    "stream_retention_s": ("172800", 172800),
 }
 
 

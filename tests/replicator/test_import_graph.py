@@ -37,7 +37,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         "expected",)),
     ("the I/O edges: pymongo operations, bulk writes, tombstones, quarantine, read-back, the "
      "client, the URI, the Lambda environment", (
-        "operations", "apply", "tombstones", "quarantine", "readback", "mongo", "uri_source",
+        "operations", "apply", "tombstones", "quarantine", "readback", "ties", "mongo", "uri_source",
         "environment", "aws_json")),
     ("the core: Replicator", ("core",)),
     ("a batch's figures", ("metrics",)),
