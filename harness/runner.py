@@ -263,8 +263,17 @@ def make_lanes(
     """One :class:`~harness.lane.Lane` per handler, each into a collection of its own, all with
     the scenario's settings and event source mapping (and the item reader a KEYS_ONLY or
     OLD_IMAGE table needs, shared)."""
-    settings = Settings(key_schema=table.spec.key_schema, **_settings_fields(scenario))
+    fields = _settings_fields(scenario)
+    if stream_arn is not None:  # the KDS source
+        fields.setdefault("source", "kinesis")
+    settings = Settings(key_schema=table.spec.key_schema, **fields)
     item_reader = item_reader_for(src, table.spec)
+    if stream_arn is not None and item_reader is None:
+        # Equal-timestamp ties are decided by reading the item (docs/kinesis.md), as the
+        # deployed function does with REPLICATOR_READ_BACK_TABLE.
+        from replicator.readback import DynamoDBItemReader
+
+        item_reader = DynamoDBItemReader(src.dynamodb(), table.spec.name)
     esm = driver_config(scenario)
     database = scenario.target.get("database", "harness")
     lanes: list[Lane] = []

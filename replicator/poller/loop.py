@@ -224,13 +224,35 @@ class Poller:
         if settings.key_schema is None or self._key_schema_override:
             settings = replace(settings, key_schema=self.info.key_schema)
         item_reader = None
-        if self.info.stream_view_type in ("KEYS_ONLY", "OLD_IMAGE"):
+        if self._kinesis_arn is not None:
+            settings = self._kinesis_settings(settings)
+        if self.info.stream_view_type in ("KEYS_ONLY", "OLD_IMAGE") or self._kinesis_arn:
+            # Kinesis: equal-timestamp ties are decided by reading the item (docs/kinesis.md).
             from replicator.readback import DynamoDBItemReader
 
             item_reader = DynamoDBItemReader(self.dynamodb, self.table_name)
         self.settings = settings
         self.replicator = Replicator(self.collection, settings, item_reader=item_reader)
         return self.replicator
+
+    def _kinesis_settings(self, settings: Settings) -> Settings:
+        """The settings for a Kinesis data stream: ``source="kinesis"`` (ConfigurationError when
+        they say "dynamodb"), and ``stream_retention_s`` raised to the stream's own retention so
+        tombstones outlive it (``tombstone_retention_s`` follows when it was left to default)."""
+        if settings.source == "dynamodb":
+            raise ConfigurationError(
+                "REPLICATOR_SOURCE is dynamodb but the poller reads a Kinesis data stream "
+                f"({self._kinesis_arn}): unset it or set it to kinesis")
+        retention = int(self.retention().total_seconds())
+        fields: dict[str, Any] = {"source": "kinesis"}
+        if retention > settings.stream_retention_s:
+            log.info("Kinesis stream %s keeps records %d hours: stream_retention_s raised from %d "
+                     "to %d", self._kinesis_arn, retention // 3600, settings.stream_retention_s,
+                     retention)
+            fields["stream_retention_s"] = retention
+            if settings.tombstone_retention_s == settings.stream_retention_s + 24 * 3600:
+                fields["tombstone_retention_s"] = 0  # the new retention + 24 hours
+        return replace(settings, **fields)
 
     def _new_reader(self, starting_position: StartingPosition) -> StreamReader:
         options: dict[str, Any] = {

@@ -52,7 +52,7 @@ def test_the_kds_record_shape() -> None:
     assert ms["eventSource"] == "aws:dynamodb" and ms["recordFormat"] == "application/json"
     micro = kds_change(record, table_name="t", precision="MICROSECOND")
     assert micro["dynamodb"]["ApproximateCreationDateTime"] == 1700000000123456
-    with pytest.raises(ValueError, match="stream.source"):
+    with pytest.raises(ValueError, match=r"stream\.source"):
         KdsSettings(source="sqs")
 
 
