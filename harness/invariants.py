@@ -111,8 +111,8 @@ class DeliveryChecker:
                 scope.update(key for key, _ in changes)
             for key, change in changes:
                 if (change.event_name is EventName.REMOVE and self._deletes(change)
-                        and change.sort_key > self._deleted.get(key, "")):
-                    self._deleted[key] = change.sort_key
+                        and _rank_of(change) > self._deleted.get(key, "")):
+                    self._deleted[key] = _rank_of(change)
             return self._check(self.deliveries, scope)
 
     def observe(self, document_ids: Iterable[Any] | None = None) -> list[Violation]:
@@ -139,7 +139,7 @@ class DeliveryChecker:
             stored = document.get(self.sequence_field)
             if not isinstance(stored, str):
                 continue
-            stored = pad_sequence_number(stored)
+            stored = _rank(stored)
             before = self._seen.get(key)
             if before is not None and stored < before:
                 found.append(Violation("regression", document["_id"], before, stored,
@@ -183,7 +183,7 @@ class DeliveryChecker:
                 if sequence is None:
                     self._seen.pop(key, None)
                 else:
-                    self._seen[key] = pad_sequence_number(sequence)
+                    self._seen[key] = _rank(sequence)
         return keys
 
     def _deletes(self, change: Any) -> bool:
@@ -267,3 +267,18 @@ def _kds_times(raw_record: Any) -> set[str]:
         return set()
     scale = 1 if body.get("ApproximateCreationDateTimePrecision") == "MICROSECOND" else 1000
     return {f"K{body['ApproximateCreationDateTime'] * scale:017d}"}
+
+
+def _rank(stored: str) -> str:
+    """A stored sequence field as the check compares it: a DynamoDB sequence number padded; a
+    Kinesis order key (``K<17-digit µs>.<digest>``, docs/kinesis.md) by its time alone -- two
+    changes of one time are a tie the core decides by the item, not an order."""
+    if stored.startswith("K"):
+        return stored.split(".", 1)[0]
+    return pad_sequence_number(stored)
+
+
+def _rank_of(change: Any) -> str:
+    """A change's place in that order: its Kinesis order key's time, else its sequence number."""
+    order_key = getattr(change, "order_key", None)
+    return _rank(order_key) if isinstance(order_key, str) else str(change.sort_key)
