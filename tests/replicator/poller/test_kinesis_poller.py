@@ -5,6 +5,7 @@ duplicated), a shard is split mid-run, the poller restarts from its checkpoints.
 from __future__ import annotations
 
 import random
+from datetime import datetime, timezone
 from collections.abc import Iterator
 from typing import Any
 
@@ -90,6 +91,9 @@ def test_split_mid_run_restart_and_duplicates_converge(resharding: Any, mongoeco
     assert saved[shard["ShardId"]].finished  # the parent read to its end
     children = {s for s, c in saved.items() if c.parent_shard_id == shard["ShardId"]}
     assert len(children) == 2
+    # when the last applied change reached the stream (lag, gap recovery): never in the future
+    created = [c.created_at for c in saved.values() if c.sequence_number is not None]
+    assert created and all(c is not None and c <= datetime.now(timezone.utc) for c in created)
     assert second.replicator is not None and second.replicator.settings.source == "kinesis"
 
 
