@@ -5,8 +5,8 @@ duplicated), a shard is split mid-run, the poller restarts from its checkpoints.
 from __future__ import annotations
 
 import random
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from typing import Any
 
 import pytest
