@@ -240,8 +240,9 @@ class Replicator:
         replicator.accelerator.declined_by), is a drop-in for parse + plan of a batch that needs
         nothing in between (every record well formed, of the pinned stream, with its new image);
         for anything else it answers None and the Python steps decide, as the reference."""
-        kinesis = any(map(is_kinesis_record, records))
-        if not kinesis:  # the C planner takes DynamoDB Streams records only
+        # The C planner takes DynamoDB Streams records only (and declines a batch with any other
+        # record, so the first record tells whether to ask it at all).
+        if not (records and is_kinesis_record(records[0])):
             self.source.pin(records)
             plan = self.planner.plan_records(records, self.source.stream_arn)
             if plan is not None:
@@ -252,7 +253,7 @@ class Replicator:
         changes = screen_stream_views(self.settings, changes, bad)
         changes = fill_new_images(changes, bad, self.item_reader)
         plan = self.planner.plan(changes, bad)
-        if kinesis:
+        if self.source.kind == "kinesis":  # pinned by screen_kind: every change left is Kinesis
             plan.changes = [c for c in changes if c.order_key is not None]
         self._log_configuration_problems(plan.bad_records)
         return plan

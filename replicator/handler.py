@@ -7,6 +7,10 @@ the MongoDB URI (required; never logged) from Secrets Manager (``MONGODB_URI_SEC
 :meth:`Settings.from_env`. The MongoClient (and so the secret read) and the Replicator are created
 once per container and reused by every invocation, as AWS recommends.
 Turn on "ReportBatchItemFailures" on the event source mapping so Lambda reads the response.
+The mapping may read the table's DynamoDB stream or the Kinesis data stream of its Kinesis
+streaming destination (``eventSource: aws:kinesis`` records; ``REPLICATOR_SOURCE``,
+docs/kinesis.md): the same handler takes both, and ``batchItemFailures`` names the DynamoDB
+SequenceNumber or the Kinesis sequenceNumber accordingly.
 The invocation's ``context`` gives each batch its deadline (:mod:`replicator.deadline`): no
 MongoDB command of an invocation can be applied after its timeout, i.e. after Lambda's retry.
 
@@ -82,8 +86,9 @@ def build_from_env(environ: Any) -> Replicator:
     settings = config.settings
     # Once per container (cold start), not per batch: which path plans, and why.
     log.info(
-        "replicating into %s.%s (guard=%s, ttl_deletes=%s, bad_records=%s); planning: %s",
-        config.database, config.collection,
+        "replicating into %s.%s (source=%s, guard=%s, ttl_deletes=%s, bad_records=%s); "
+        "planning: %s",
+        config.database, config.collection, settings.source,
         settings.guard, settings.ttl_deletes, settings.bad_records, planning_path(settings),
     )
     return Replicator(collection, settings, item_reader=item_reader)

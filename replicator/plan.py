@@ -35,7 +35,6 @@ from replicator.events import (
     Change,
     EventName,
     StreamViewType,
-    image_digest,
     order_time_floor,
     pad_sequence_number,
 )
@@ -169,7 +168,8 @@ class Planner:
         images_only = not self.transforms
         for document_id, group in groups:
             if group[0].order_key is not None:
-                # Kinesis: by creation time, equal times by the image chain (kds_ordered)
+                # Kinesis: by creation time; equal times leaving other states are a tie
+                # (kds_ordered), decided by the Replicator (replicator.ties)
                 ordered, tied = kds_ordered(group)
                 if tied:
                     self._tie(document_id, group, tied, bad, ties)
@@ -218,10 +218,10 @@ class Planner:
 
     def _tie(self, document_id: Any, group: list[Change], tied: list[Change],
              bad: list[BadRecord], ties: list[Tie] | None) -> None:
-        """Changes of one item whose newest time holds several changes the image chain cannot
-        order: each becomes a candidate with its writes (standing for every record of the
-        group), for the Replicator to decide (replicator.ties); one that cannot be written is
-        bad. The older ones are coalesced away."""
+        """Changes of one item whose newest time holds changes leaving different states (a tie,
+        see kds_ordered): each state's change becomes a candidate with its writes (standing for
+        every record of the group), for the Replicator to decide (replicator.ties); one that
+        cannot be written is bad. The older ones are coalesced away."""
         if ties is None:
             raise AssertionError("Kinesis changes are planned through Planner.plan")
         covered = kinesis_covered(group)
@@ -504,7 +504,7 @@ def _by_index(bad: list[BadRecord]) -> list[BadRecord]:
     return sorted(bad, key=lambda b: b.index)
 
 
-# -- Kinesis: order by creation time, equal times by the image chain --------------------------------
+# -- Kinesis: order by creation time; equal times leaving other states are a tie -----------------
 def _kds_time(change: Change) -> str:
     assert change.order_key is not None
     return order_time_floor(change.order_key)
@@ -524,70 +524,27 @@ def _padded_kinesis(number: str) -> str:
 
 
 def kds_ordered(group: Sequence[Change]) -> tuple[list[Change], list[Change]]:
-    """Kinesis changes of one item, oldest first, and the changes of the newest time whose order
-    is unknown (``[]`` when known).
+    """Kinesis changes of one item, oldest first, and -- when the newest time holds changes that
+    leave different states -- one change per state of that time: a tie (``[]`` otherwise).
 
-    Older times come before newer ones. The changes of the newest time (the only ones a write
-    can carry) are put in the order of their image chain -- each change's old state is the new
-    state of the one before -- when that order is forced: exactly one change starts the chain
-    (its old state is no other's new state) and each step has exactly one follower. Duplicates
-    (same eventID, or the same order key and old state) count once and sit next to their first.
-    Anything else (a cycle A->B->A, a gap, two branches) is a tie: returned for the Replicator to
-    decide against the table (docs/kinesis.md)."""
+    Older times come before newer ones. At the newest time (the only one a write can carry),
+    changes leaving the same state are one candidate (duplicates, or a cycle back to that state:
+    either way the same document), placed last in batch order. Several states at that time are
+    a tie, whatever their image chain says: the batch may lack a change of that time (delivered
+    in another batch), and with it any order of the others is possible -- 1->2 and 3->1 chain as
+    3->1->2, yet the table may have gone 1->2->3->1 with 2->3 still to come. Only the table can
+    tell (replicator.ties; docs/kinesis.md, "Equal timestamps")."""
     by_time = sorted(group, key=lambda c: (_kds_time(c), c.index))
     newest = _kds_time(by_time[-1])
-    older = [c for c in by_time if _kds_time(c) != newest]
     latest = [c for c in by_time if _kds_time(c) == newest]
-    unique: list[Change] = []
-    copies: dict[int, list[Change]] = {}
-    seen: dict[Any, Change] = {}
+    states: dict[str, Change] = {}
     for change in latest:
-        old = _old_digest(change)
-        marks = [(change.order_key, old)]
-        if change.event_id:
-            marks.append(("eventID", change.event_id))
-        first = next((seen[m] for m in marks if m in seen), None)
-        if first is not None:
-            copies[id(first)].append(change)
-            continue
-        for mark in marks:
-            seen[mark] = change
-        unique.append(change)
-        copies[id(change)] = []
-    if len(unique) > 1:
-        chain = _chain(unique)
-        if chain is None:
-            return older + latest, unique
-        unique = chain
-    ordered = list(older)
-    for change in unique:
-        ordered.append(change)
-        ordered.extend(copies[id(change)])
-    return ordered, []
-
-
-def _old_digest(change: Change) -> str:
-    return image_digest(None if change.event_name is EventName.INSERT else change.old_image)
+        states.setdefault(_new_digest(change), change)
+    if len(states) > 1:
+        return by_time, list(states.values())
+    return by_time, []
 
 
 def _new_digest(change: Change) -> str:
     assert change.order_key is not None
     return change.order_key.rpartition(".")[2]
-
-
-def _chain(changes: list[Change]) -> list[Change] | None:
-    news = [_new_digest(c) for c in changes]
-    starts = [c for c in changes
-              if not any(_old_digest(c) == news[j] for j, d in enumerate(changes) if d is not c)]
-    if len(starts) != 1:
-        return None
-    chain = [starts[0]]
-    rest = [c for c in changes if c is not starts[0]]
-    while rest:
-        after = _new_digest(chain[-1])
-        followers = [c for c in rest if _old_digest(c) == after]
-        if len(followers) != 1:
-            return None
-        chain.append(followers[0])
-        rest.remove(followers[0])
-    return chain

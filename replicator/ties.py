@@ -2,17 +2,18 @@
 
 Kinesis Data Streams for DynamoDB has no sequence number: records may arrive out of order and more
 than once, and ``ApproximateCreationDateTime`` gives the order (AWS Developer Guide, "Using Kinesis
-Data Streams to capture changes to DynamoDB"). The planner orders a batch by it, and equal times
-within the batch by the image chain where that order is forced (plan.kds_ordered). What the batch
-cannot know is what is stored: a document (or tombstone) written by another change of the same
+Data Streams to capture changes to DynamoDB"). The planner orders a batch by it; changes of one
+item and time leaving different states are a tie it hands over (plan.kds_ordered). Nor can the
+batch know what is stored: a document (or tombstone) written by another change of the same
 time. Its order key (events.kds_order_key) holds the time and the digest of the state it wrote,
 so, before writing, one read of the batch's ``_id``s (documents and tombstones) tells:
 
 - stored time newer: the write is stale (the guard refuses it anyway: sent as is);
 - stored time older, or nothing stored: written, guarded on the time;
 - same time, same state: a duplicate, nothing to write (counted stale, "already");
-- same time, another state: a **tie**. The chain between two states seen across batches is no
-  proof of order (a cycle A->B->A at one time reads both ways), so only the table can tell: with an
+- same time, another state: a **tie**. An image chain is no proof of order (a cycle A->B->A at
+  one time reads both ways, and a change of that time may be in another batch), so only the
+  table can tell: with an
   item reader (read-back, ``REPLICATOR_READ_BACK_TABLE``) the item is read (consistent read) and the
   candidate whose state is the item's current state is written, conditioned on the stored key it
   was decided against; when no candidate is the current state, the table has moved on and the
@@ -181,8 +182,9 @@ def _tie_error(change: Change, tie: Tie) -> RecordError:
     against = ("the stored document of that time" if tie.stored else
                f"{len(tie.candidates) - 1} other change(s) of the batch")
     return UnsupportedRecordError(
-        f"equal ApproximateCreationDateTime ({when}) with {against}, and no image chain orders "
-        "them: only the table can tell which is newer. Set REPLICATOR_READ_BACK_TABLE (the item "
+        f"equal ApproximateCreationDateTime ({when}) with {against}, leaving another state: "
+        "only the table can tell which is newer (an image chain is no proof: a change of that "
+        "time may still be to come). Set REPLICATOR_READ_BACK_TABLE (the item "
         "is then read back to decide; docs/kinesis.md) or create the Kinesis destination with "
         "ApproximateCreationDateTimePrecision=MICROSECOND; repair this item now with "
         "`replicator recover` (docs/migration.md)",

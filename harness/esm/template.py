@@ -126,6 +126,8 @@ def read_mappings(template: Mapping[str, Any]) -> list[EsmMapping]:
 def _is_dynamodb_stream(properties: Mapping[str, Any]) -> bool:
     source = properties.get("EventSourceArn")
     text = repr(source)
+    if "kinesis" in text.lower():  # a Kinesis data stream's mapping (docs/kinesis.md)
+        return False
     # An ARN (or a GetAtt of a table's StreamArn); StartingPosition is required for streams only.
     return "dynamodb" in text.lower() or "StreamArn" in text or "StartingPosition" in properties
 

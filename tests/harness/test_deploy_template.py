@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -67,7 +68,7 @@ def test_cfn_lint_catches_a_broken_copy(tmp_path: Path) -> None:
 
 def test_the_mapping_has_the_settings_the_replicator_needs() -> None:
     (mapping,) = read_mappings(load_template(TEMPLATE))
-    assert mapping.name == "ReplicatorFunction.TableStream"
+    assert mapping.name == "TableStreamMapping"
     assert mapping.properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert mapping.properties["BisectBatchOnFunctionError"] is True
     assert mapping.on_failure_destination
@@ -76,6 +77,35 @@ def test_the_mapping_has_the_settings_the_replicator_needs() -> None:
     # so the on-failure message's range can still be read back (deploy/README.md).
     assert mapping.properties["MaximumRetryAttempts"] == -1
     assert 20 * 3600 <= mapping.properties["MaximumRecordAgeInSeconds"] <= 23 * 3600
+
+
+def test_a_parameter_chooses_the_source_and_its_mapping() -> None:
+    template = load_template(TEMPLATE)
+    resources = template["Resources"]
+    assert resources["TableStreamMapping"]["Condition"] == "UsesDynamoDBStream"
+    kinesis = resources["KinesisStreamMapping"]
+    assert kinesis["Condition"] == "UsesKinesis"
+    properties = kinesis["Properties"]
+    assert properties["EventSourceArn"] == {"Ref": "KinesisStreamArn"}
+    assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert properties["BisectBatchOnFunctionError"] is True
+    assert properties["MaximumRetryAttempts"] == -1
+    assert properties["DestinationConfig"]["OnFailure"]["Destination"]
+    age = template["Parameters"]["KinesisMaximumRecordAgeSeconds"]
+    assert properties["MaximumRecordAgeInSeconds"] == {"Ref": "KinesisMaximumRecordAgeSeconds"}
+    assert age["MaxValue"] == 604800 and age["Default"] < 24 * 3600  # below the 24 h minimum
+    retention = template["Parameters"]["KinesisRetentionSeconds"]
+    assert (retention["MinValue"], retention["MaxValue"]) == (86400, 365 * 86400)
+    variables = resources["ReplicatorFunction"]["Properties"]["Environment"]["Variables"]
+    assert variables["REPLICATOR_SOURCE"] == {"Fn::If": ["UsesKinesis", "kinesis", "dynamodb"]}
+    assert variables["REPLICATOR_STREAM_RETENTION_S"]["Fn::If"][1] == {
+        "Ref": "KinesisRetentionSeconds"}
+    pattern = re.compile(template["Parameters"]["TableStreamArn"]["AllowedPattern"])
+    assert pattern.fullmatch("arn:aws:dynamodb:eu-west-1:123456789012:table/users")
+    assert pattern.fullmatch("arn:aws:dynamodb:eu-west-1:123456789012:table/users/stream/2026-01")
+    assert not pattern.fullmatch("arn:aws:kinesis:eu-west-1:123456789012:stream/users")
+    # the driver reads the DynamoDB stream's mapping only
+    assert [m.name for m in read_mappings(template)] == ["TableStreamMapping"]
 
 
 def test_the_uri_is_not_in_the_functions_environment() -> None:
@@ -120,6 +150,9 @@ def test_the_alarms_watch_lag_errors_quarantines_and_discarded_batches() -> None
     assert split["Fn::Split"][1] == {"Ref": "TableStreamArn"}
     stream_arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/users/stream/2026-01-01T00:00:00.000"
     assert stream_arn.split(split["Fn::Split"][0])[index] == "users"
+    # with a Kinesis source the parameter is the table's ARN: the same name
+    table_arn = "arn:aws:dynamodb:eu-west-1:123456789012:table/users"
+    assert table_arn.split(split["Fn::Split"][0])[index] == "users"
     assert quarantined["Dimensions"][1]["Value"] == {"Ref": "MongoDbCollection"}
     assert template["Parameters"]["MetricsNamespace"]["Default"] == METRICS_NAMESPACE
     variables = template["Resources"]["ReplicatorFunction"]["Properties"]["Environment"]["Variables"]
