@@ -239,6 +239,12 @@ def make_feed(src: SourceBackend, table: Table, kds: Any, patches: contextlib.Ex
     if table.spec.stream_view_type != "NEW_AND_OLD_IMAGES":
         raise ValueError("[stream] source = \"kinesis\": Kinesis Data Streams for DynamoDB "
                          "records carry both images; give the table NEW_AND_OLD_IMAGES")
+    from harness.backends.moto_source import MotoProcessSource
+
+    if kds.split_after is not None and isinstance(src, MotoProcessSource):
+        raise ValueError("[stream] split_after needs moto's state in this process (moto, "
+                         "moto-server): AWS's resharding is patched into it "
+                         "(harness/backends/moto_kinesis.py)")
     patches.enter_context(KinesisResharding(region=getattr(src, "region", "us-east-1")))
     return KdsFeed(kinesis(), f"{table.spec.name}-kds", table.spec.name, kds)
 
