@@ -180,9 +180,11 @@ def run_schedule(
         if result.failed and recordings is not None:
             lambda_records = [to_lambda_record(r, stream_arn=table.stream_arn, region="us-east-1")
                               for r in records]
+            if shape.source == "kinesis":  # the Kinesis records, as delivered, per shard
+                lambda_records = [r for _, _, part in layout for r in part]
             shards = [[shard_id, len(part), parent] for shard_id, parent, part in layout]
             result.recording = str(_record(recordings, result, spec, lambda_records, items,
-                                           shards=shards, stream_arn=table.stream_arn))
+                                           shards=shards, stream_arn=stream_arn))
     finally:
         source.delete_table(table)
         target.drop(database)

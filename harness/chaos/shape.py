@@ -207,8 +207,13 @@ def expected_items(items: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     expected = [dict(item) for item in items]
     if shape.ttl_deletes != "ignore":
         return expected
+    from harness.kinesis import change_of
+
+    # Kinesis records (a KDS recording replayed): their changes, by creation time
+    changes = [change_of(r) or r for r in records]
     last: dict[str, Mapping[str, Any]] = {}
-    for record in sorted(records, key=lambda r: int(r["dynamodb"]["SequenceNumber"])):
+    for record in sorted(changes, key=lambda r: int(r["dynamodb"].get(
+            "SequenceNumber", r["dynamodb"].get("ApproximateCreationDateTime", 0)))):
         last[key_id(record["dynamodb"]["Keys"])] = record
     for record in last.values():
         old = record["dynamodb"].get("OldImage")

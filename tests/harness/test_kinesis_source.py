@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import random
+from pathlib import Path
 
 import pytest
 
@@ -65,18 +66,19 @@ def test_the_kinesis_scenario_converges() -> None:
 
 
 @pytest.mark.slow
-def test_chaos_on_kds_converges_and_finds_ordering_by_arrival() -> None:
+def test_chaos_on_kds_converges_and_finds_ordering_by_arrival(tmp_path: Path) -> None:
     """Six schedules on the KDS source (every fault kind but corrupted records), clean, then with
     the planted bug; seed 103 besides: a bulk cut off after a delete's tombstone once left the
     document (the retried delete was taken for a duplicate of its own tombstone)."""
-    from harness.chaos import run_chaos
+    from harness.chaos import replay_recording, run_chaos
 
     logging.disable(logging.WARNING)
     try:
         clean = run_chaos(6, seed=200, target="mongoeco", shape_overrides={"source": "kinesis"})
         tombstone_first = run_chaos(1, seed=103, target="mongoeco",
                                     shape_overrides={"source": "kinesis"})
-        planted = run_chaos(6, seed=200, target="mongoeco", plants=["arrival_order"])
+        planted = run_chaos(6, seed=200, target="mongoeco", plants=["arrival_order"],
+                            recordings=tmp_path)
     finally:
         logging.disable(logging.NOTSET)
     for report in (clean, tombstone_first):
@@ -85,3 +87,11 @@ def test_chaos_on_kds_converges_and_finds_ordering_by_arrival() -> None:
         assert report["resurrections"] == 0
     assert clean["records"] > 100 and clean["faults_injected"]
     assert planted["diverged"] + planted["regressions"] > 0
+    # a failing KDS schedule's recording (its Kinesis records, per shard) replays into it again
+    recording = planted["divergences"][0]["recording"]
+    logging.disable(logging.WARNING)
+    try:
+        replayed = replay_recording(Path(recording), target="mongoeco")
+    finally:
+        logging.disable(logging.NOTSET)
+    assert replayed.failed
