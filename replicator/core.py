@@ -242,10 +242,12 @@ class Replicator:
         for anything else it answers None and the Python steps decide, as the reference."""
         # The C planner takes DynamoDB Streams records only (and declines a batch with any other
         # record, so the first record tells whether to ask it at all).
-        if not (records and is_kinesis_record(records[0])):
+        if self.source.kind != "kinesis" and not (records and is_kinesis_record(records[0])):
             self.source.pin(records)
             plan = self.planner.plan_records(records, self.source.stream_arn)
             if plan is not None:
+                if records:
+                    self.source.kind = "dynamodb"  # the pin screen_kind keeps on other paths
                 return plan
         changes, bad = parse_records(records, native=self.native)
         changes = self.source.screen_kind(changes, bad)
@@ -574,8 +576,8 @@ def _sequences_of(records: Sequence[Any]) -> list[str]:
 
 def _sequence_of_raw(record: Any) -> str | None:
     body = record.get("dynamodb") if isinstance(record, Mapping) else None
-    if body is None and isinstance(record, Mapping) and "kinesis" in record:
-        return sequence_of_record(record)  # a Kinesis record: kinesis.sequenceNumber
+    if body is None and isinstance(record, Mapping) and is_kinesis_record(record):
+        return sequence_of_record(record)  # kinesis.sequenceNumber (GetRecords: SequenceNumber)
     sequence = body.get("SequenceNumber") if isinstance(body, Mapping) else None
     return sequence if isinstance(sequence, str) else None
 

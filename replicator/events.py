@@ -176,7 +176,8 @@ def parse_record(raw: Any, index: int = 0) -> Change:
         raise MalformedRecordError(
             f"a record must be an object, got {type(raw).__name__}", index=index
         )
-    if "kinesis" in raw or raw.get("eventSource") == KINESIS_EVENT_SOURCE:
+    if "kinesis" in raw or raw.get("eventSource") == KINESIS_EVENT_SOURCE or (
+            "PartitionKey" in raw and "Data" in raw):
         return parse_kinesis_record(raw, index)
     event_id = raw.get("eventID")
     if type(event_id) is not str:
@@ -295,7 +296,7 @@ check_plain(Change)  # parse_record and the C parse_changes build it with frozen
 def _sequence_of(raw: Any) -> str | None:
     if not isinstance(raw, Mapping):
         return None
-    kinesis = raw.get("kinesis")
+    kinesis = _kinesis_envelope(raw)
     if isinstance(kinesis, Mapping):
         number = kinesis.get("sequenceNumber")
         return number if _is_kinesis_sequence(number) else None
@@ -381,13 +382,26 @@ _TIME_DIGITS = 17  # microseconds since 1970 up to the year 5138
 
 
 def is_kinesis_record(raw: Any) -> bool:
-    """Whether ``raw`` is a Kinesis record (Lambda's ``eventSource: aws:kinesis``, or a record
-    with a ``kinesis`` object), by shape only."""
+    """Whether ``raw`` is a Kinesis record (Lambda's ``eventSource: aws:kinesis``, a record with
+    a ``kinesis`` object, or Kinesis GetRecords' ``{SequenceNumber, Data, PartitionKey}``), by
+    shape only."""
     if type(raw) is dict:  # hot (once per batch on the DynamoDB Streams path): no ABC check
-        return "kinesis" in raw or raw.get("eventSource") == KINESIS_EVENT_SOURCE
+        return ("kinesis" in raw or raw.get("eventSource") == KINESIS_EVENT_SOURCE
+                or ("PartitionKey" in raw and "Data" in raw))
     return isinstance(raw, Mapping) and (
         raw.get("eventSource") == KINESIS_EVENT_SOURCE or isinstance(raw.get("kinesis"), Mapping)
+        or ("PartitionKey" in raw and "Data" in raw)
     )
+
+
+def _kinesis_envelope(raw: Mapping[str, Any]) -> Any:
+    """The ``kinesis`` object of a Lambda record, or GetRecords' record in that shape (boto3's
+    Kinesis client: ``SequenceNumber``, ``Data`` as bytes, ``PartitionKey``)."""
+    envelope = raw.get("kinesis")
+    if envelope is None and "PartitionKey" in raw and "Data" in raw:
+        return {"sequenceNumber": raw.get("SequenceNumber"), "data": raw.get("Data"),
+                "partitionKey": raw.get("PartitionKey")}
+    return envelope
 
 
 def _is_kinesis_sequence(number: Any) -> bool:
@@ -474,13 +488,15 @@ def parse_kinesis_record(raw: Mapping[str, Any], index: int = 0) -> Change:
     change JSON: ``{"awsRegion", "eventID", "eventName", "userIdentity", "recordFormat":
     "application/json", "tableName", "dynamodb": {"ApproximateCreationDateTime" (epoch ms, or µs
     with ``ApproximateCreationDateTimePrecision: MICROSECOND``), "Keys", "NewImage", "OldImage",
-    "SizeBytes"}, "eventSource": "aws:dynamodb"}`` (tests/fixtures/kinesis/). The poller may hand
-    in ``kinesis.data`` as bytes (GetRecords through boto3).
+    "SizeBytes"}, "eventSource": "aws:dynamodb"}`` (tests/fixtures/kinesis/). ``kinesis.data`` may
+    be bytes, and a record may be Kinesis GetRecords' own (boto3: ``{"SequenceNumber", "Data":
+    bytes, "PartitionKey", ...}``; its table ARN then has no account: set Settings.source_table
+    to the table's name, not its ARN).
 
     ``sequence_number`` is the Kinesis sequenceNumber (what ``batchItemFailures`` names);
     ``order_key`` the change's :func:`kds_order_key`; ``event_source_arn`` the table's ARN, made
     from the change's ``awsRegion`` and ``tableName`` and the stream ARN's account."""
-    envelope = raw.get("kinesis")
+    envelope = _kinesis_envelope(raw)
     outer_id = raw.get("eventID") if type(raw.get("eventID")) is str else None
     if not isinstance(envelope, Mapping):
         raise _fail("missing or not an object", "kinesis", (index, outer_id, None))

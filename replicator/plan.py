@@ -175,10 +175,11 @@ class Planner:
                     self._tie(document_id, group, tied, bad, ties)
                     continue
                 covered_all = kinesis_covered(ordered)
-            # c.sort_key, inlined (hot): sequence numbers compare padded. Equal sequence numbers:
-            # the first in batch order sorts last (is written), as the guard ($lt on the stored
-            # sequence) lets the first applied one win when they arrive in separate batches.
             else:
+                # c.sort_key, inlined (hot): sequence numbers compare padded. Equal sequence
+                # numbers: the first in batch order sorts last (is written), as the guard ($lt on
+                # the stored sequence) lets the first applied one win when they arrive in
+                # separate batches.
                 ordered = sorted(group, key=lambda c: (c.sequence_number.zfill(40), -c.index))
                 covered_all = None
             stored = self._stored_shard_values(ordered, bad)

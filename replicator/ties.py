@@ -28,7 +28,6 @@ caught by the guard and retried (apply: a tie is never taken as stale).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -192,6 +191,3 @@ def _tie_error(change: Change, tie: Tie) -> RecordError:
     ).located(index=change.index, event_id=change.event_id,
               sequence_number=change.sequence_number)
 
-
-def is_kinesis_batch(changes: Sequence[Change]) -> bool:
-    return any(c.order_key is not None for c in changes)

@@ -90,7 +90,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
         description="Apply the stream from TRIM_HORIZON, then the changes of the gap: an "
                     "incremental export (point-in-time recovery) or a re-copy that writes only "
                     "what differs and deletes documents whose item is gone. The collection is "
-                    "never emptied. Stop every poller of the table first.")
+                    "never emptied. Stop every poller of the table first. A collection replicated "
+                    "from Kinesis Data Streams needs no recover within the Kinesis stream's "
+                    "retention (24 hours to 365 days): replay the stream (docs/kinesis.md); "
+                    "recover refuses such a collection, naming that.")
     recover.add_argument("--incremental-export", action="append", default=[],
                          metavar="DIR_OR_S3", help="an incremental export covering the gap")
     recover.add_argument("--pitr-export-bucket", default=None,

@@ -42,7 +42,7 @@ from typing import Any
 
 from replicator.diff import id_key
 from replicator.errors import ConfigurationError, ResyncRequired
-from replicator.events import pad_sequence_number
+from replicator.events import KDS_ORDER_PREFIX, pad_sequence_number
 from replicator.item_records import COPY_SEQUENCE, after
 from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.export import INCREMENTAL, ExportManifest, ExportStats, load_export
@@ -131,6 +131,13 @@ def newest_stored_sequence(poller: Poller) -> str | None:
             field_name, -1).limit(10)
         for document in found:
             value = document.get(field_name)
+            if isinstance(value, str) and value.startswith(KDS_ORDER_PREFIX):
+                raise ConfigurationError(
+                    f"{collection.full_name} holds Kinesis order keys ({field_name} {value}): it is "
+                    "replicated from Kinesis Data Streams, whose records stay for the stream's "
+                    "retention (24 hours to 365 days). Within it, recovery is a replay: restart "
+                    "the Kinesis mapping or poller where it stopped (or at TRIM_HORIZON); past "
+                    "it, re-copy with `replicator sync --restart` (docs/kinesis.md, Recovery)")
             if isinstance(value, str) and value.isdigit():  # padded: the first is the newest
                 newest = max(newest or 0, int(value))
                 break

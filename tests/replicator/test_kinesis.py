@@ -560,3 +560,63 @@ def test_shuffled_duplicated_deliveries_converge_with_read_back(
     final, problems = _deliver(seed, mongoeco_db["items"], table)
     assert problems == []
     assert values(mongoeco_db["items"]) == final
+
+
+def test_kinesis_get_records_shape_as_boto3_returns_it(mongoeco_db: Any) -> None:
+    """The poller may hand in Kinesis GetRecords' records as they are (Data as bytes)."""
+    c = Changes()
+    lambda_shaped = [c.insert("a", 1, T0_MS), c.modify("a", 1, 2, T0_MS + 1)]
+    boto3_shaped = [{"SequenceNumber": r["kinesis"]["sequenceNumber"],
+                     "ApproximateArrivalTimestamp": 1796601600.5,
+                     "Data": base64.b64decode(r["kinesis"]["data"]),
+                     "PartitionKey": r["kinesis"]["partitionKey"]} for r in lambda_shaped]
+    bad = {"SequenceNumber": "4" * 55 + "9", "Data": b"\x00", "PartitionKey": "p"}
+    result = Replicator(mongoeco_db["items"]).process([boto3_shaped[1], boto3_shaped[0], bad])
+    assert values(mongoeco_db["items"]) == {"a": 2}
+    assert [q.sequence_number for q in result.quarantined] == [bad["SequenceNumber"]]
+    assert result.table == "users"
+
+
+def test_tombstones_outlive_a_year_long_stream(mongoeco_db: Any) -> None:
+    year = 365 * 24 * 3600
+    c = Changes()
+    replicator = Replicator(mongoeco_db["items"], Settings(source="kinesis",
+                                                           stream_retention_s=year))
+    replicator.process(event(c.insert("a", 1, T0_MS), c.remove("a", 1, T0_MS + 1)))
+    indexes = mongoeco_db["items_tombstones"].index_information().values()
+    assert [i["expireAfterSeconds"] for i in indexes if "expireAfterSeconds" in i] == [
+        year + 24 * 3600]
+    # a change from long before the delete, still in the stream, stays out
+    late = replicator.process(event(c.modify("a", 0, 1, T0_MS - 300 * 24 * 3600 * 1000)))
+    assert values(mongoeco_db["items"]) == {} and late.stale == 1
+
+
+# -- recover ---------------------------------------------------------------------------------------
+def test_recover_says_a_kinesis_collection_needs_a_replay(mongoeco_db: Any, table: Any) -> None:
+    from replicator.migrate.gap import newest_stored_sequence
+    from replicator.poller import Poller
+
+    collection = mongoeco_db["items"]
+    c = Changes()
+    Replicator(collection).process(event(c.insert("a", 1)))
+    poller = Poller(boto3.client("dynamodbstreams", region_name="us-east-1"), table, "users",
+                    collection, Settings(key_schema=("id",)), key_schema=("id",),
+                    stream_arn="arn:aws:dynamodb:us-east-1:123456789012:table/users/stream/x")
+    with pytest.raises(ConfigurationError, match="recovery is a replay"):
+        newest_stored_sequence(poller)
+
+
+def test_the_source_pin_holds_on_the_accelerated_path_too(mongoeco_db: Any) -> None:
+    from replicator import accelerator
+
+    c = Changes()
+    stream = lambda_stream_record("100", keys=keys("s"), new=item("s", 7))
+    pinned = Replicator(mongoeco_db["k"], Settings(source="kinesis"))
+    pinned.native = accelerator.native
+    refused = pinned.process(event(stream))  # a well-formed DynamoDB Streams batch
+    assert values(mongoeco_db["k"]) == {} and len(refused.quarantined) == 1
+    auto = Replicator(mongoeco_db["d"])
+    auto.native = accelerator.native
+    auto.process(event(stream))  # pins DynamoDB Streams, whichever path planned it
+    later = auto.process(event(c.insert("a", 1)))
+    assert values(mongoeco_db["d"]) == {"s": 7} and len(later.quarantined) == 1
