@@ -111,8 +111,8 @@ class DeliveryChecker:
                 scope.update(key for key, _ in changes)
             for key, change in changes:
                 if (change.event_name is EventName.REMOVE and self._deletes(change)
-                        and change.sort_key > self._deleted.get(key, "")):
-                    self._deleted[key] = change.sort_key
+                        and _rank_of(change) > self._deleted.get(key, "")):
+                    self._deleted[key] = _rank_of(change)
             return self._check(self.deliveries, scope)
 
     def observe(self, document_ids: Iterable[Any] | None = None) -> list[Violation]:
@@ -139,7 +139,7 @@ class DeliveryChecker:
             stored = document.get(self.sequence_field)
             if not isinstance(stored, str):
                 continue
-            stored = pad_sequence_number(stored)
+            stored = _rank(stored)
             before = self._seen.get(key)
             if before is not None and stored < before:
                 found.append(Violation("regression", document["_id"], before, stored,
@@ -183,7 +183,7 @@ class DeliveryChecker:
                 if sequence is None:
                     self._seen.pop(key, None)
                 else:
-                    self._seen[key] = pad_sequence_number(sequence)
+                    self._seen[key] = _rank(sequence)
         return keys
 
     def _deletes(self, change: Any) -> bool:
@@ -227,7 +227,8 @@ def excuse(diff: Diff, keys: set[Any]) -> Diff:
 def unkept_rejections(log: FaultLog, quarantine: Any) -> list[str]:
     """Permanently rejected writes whose record is not in the quarantine: lost."""
     kept: set[str] = set()
-    for document in quarantine.find({}, {"sequence_number": 1, "error": 1}):
+    for document in quarantine.find({}, {"sequence_number": 1, "error": 1, "raw_record": 1}):
+        kept.update(_kds_times(document.get("raw_record")))
         sequence = document.get("sequence_number")
         if isinstance(sequence, str):
             kept.add(pad_sequence_number(sequence))
@@ -241,7 +242,43 @@ def unkept_rejections(log: FaultLog, quarantine: Any) -> list[str]:
         rejected = list(log.rejected)
     for entry in rejected:
         sequence = entry.get("sequence")
+        if isinstance(sequence, str) and sequence.startswith("K"):
+            # A Kinesis change's order key (K<17-digit µs>.<digest>): kept when a quarantined
+            # raw record is a change of that time.
+            sequence = sequence.split(".")[0]
         if sequence is not None and sequence not in kept:
             lost.append("permanently rejected write not quarantined: "
                         + json.dumps({"sequence": sequence, "_id": repr(entry.get("_id"))}))
     return sorted(set(lost))
+
+
+def _kds_times(raw_record: Any) -> set[str]:
+    """``K<17-digit µs>`` of a quarantined Kinesis record's change (its order key's time part),
+    read from the raw record's JSON; empty for anything else."""
+    from harness.kinesis import change_of
+
+    try:
+        raw = json.loads(raw_record) if isinstance(raw_record, str) else raw_record
+    except ValueError:
+        return set()
+    change = change_of(raw) if isinstance(raw, dict) else None
+    body = change.get("dynamodb") if change else None
+    if not isinstance(body, dict) or type(body.get("ApproximateCreationDateTime")) is not int:
+        return set()
+    scale = 1 if body.get("ApproximateCreationDateTimePrecision") == "MICROSECOND" else 1000
+    return {f"K{body['ApproximateCreationDateTime'] * scale:017d}"}
+
+
+def _rank(stored: str) -> str:
+    """A stored sequence field as the check compares it: a DynamoDB sequence number padded; a
+    Kinesis order key (``K<17-digit µs>.<digest>``, docs/kinesis.md) by its time alone -- two
+    changes of one time are a tie the core decides by the item, not an order."""
+    if stored.startswith("K"):
+        return stored.split(".", 1)[0]
+    return pad_sequence_number(stored)
+
+
+def _rank_of(change: Any) -> str:
+    """A change's place in that order: its Kinesis order key's time, else its sequence number."""
+    order_key = getattr(change, "order_key", None)
+    return _rank(order_key) if isinstance(order_key, str) else str(change.sort_key)

@@ -90,9 +90,10 @@ class DeliveryTimes:
         times.append(completed_at)
 
     def on_complete(self, completed_at: float, records: Sequence[Mapping[str, Any]]) -> None:
+        from harness.kinesis import keys_of
+
         for record in records:
-            body = record.get("dynamodb") if isinstance(record, Mapping) else None
-            keys = body.get("Keys") if isinstance(body, Mapping) else None
+            keys = keys_of(record)  # a DynamoDB Streams record's, or a Kinesis record's change's
             if isinstance(keys, Mapping):
                 self.add(completed_at, key_fingerprint(keys))
 

@@ -166,6 +166,8 @@ def run_scenario(
         target_name, **_target_options(scenario, target_name))
     table: Table | None = None
     started: list[SourceBackend | TargetBackend] = []
+    kds = kds_settings(scenario, workload_seed)
+    patches = contextlib.ExitStack()
     try:
         _timed(result, "start_source_s", src.start)
         started.append(src)
@@ -173,11 +175,22 @@ def run_scenario(
         started.append(tgt)
         table = _timed(result, "provision_s", lambda: provision(src, scenario))
         result.table = table.spec.name
+        feed = None
+        if kds.kinesis:
+            feed = make_feed(src, table, kds, patches)
+            result.notes.append(
+                f"KDS source: {kds.precision} ApproximateCreationDateTime, {kds.shards} shard(s), "
+                f"shuffled within {kds.shuffle_window}, {kds.duplicate_rate:g} of changes put "
+                "twice" + (f", first shard split after {kds.split_after} records"
+                           if kds.split_after else ""))
         lanes = make_lanes(scenario, handlers or scenario.handlers, src, tgt, table,
-                           stopwatch=result.stopwatch)
-        writes = write_and_drive(scenario, src, table, lanes, result, workload_seed, progress)
+                           stopwatch=result.stopwatch,
+                           stream_arn=feed.stream_arn if feed is not None else None)
+        writes = write_and_drive(scenario, src, table, lanes, result, workload_seed, progress,
+                                 feed=feed)
         converge(scenario, src, table, lanes, result, writes, progress)
     finally:
+        patches.close()
         if table is not None and src in started:
             with contextlib.suppress(Exception):  # teardown goes on; the emulator stops next
                 src.delete_table(table)
@@ -202,6 +215,40 @@ def _timed(result: RunResult, name: str, step: Callable[[], Any]) -> Any:
         result.timings[name] = round(time.perf_counter() - started, 3)
 
 
+def kds_settings(scenario: Scenario, seed: int | None) -> Any:
+    """The scenario's ``[stream]`` as :class:`harness.kinesis.KdsSettings` (seeded by the
+    workload's seed unless it names its own)."""
+    from harness.kinesis import KdsSettings
+
+    try:
+        return KdsSettings.from_dict(scenario.stream, seed=seed)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"scenario {scenario.name!r}: [stream]: {error}") from None
+
+
+def make_feed(src: SourceBackend, table: Table, kds: Any, patches: contextlib.ExitStack) -> Any:
+    """The KDS source of ``table``: a Kinesis data stream on the source's moto (AWS's resharding
+    patched in for the run; harness/backends/moto_kinesis.py)."""
+    from harness.backends.moto_kinesis import KinesisResharding
+    from harness.kinesis import KdsFeed
+
+    kinesis = getattr(src, "kinesis", None)
+    if kinesis is None:
+        raise ValueError(f"source {src.name!r} has no Kinesis: [stream] source = \"kinesis\" "
+                         "runs on moto")
+    if table.spec.stream_view_type != "NEW_AND_OLD_IMAGES":
+        raise ValueError("[stream] source = \"kinesis\": Kinesis Data Streams for DynamoDB "
+                         "records carry both images; give the table NEW_AND_OLD_IMAGES")
+    from harness.backends.moto_source import MotoProcessSource
+
+    if kds.split_after is not None and isinstance(src, MotoProcessSource):
+        raise ValueError("[stream] split_after needs moto's state in this process (moto, "
+                         "moto-server): AWS's resharding is patched into it "
+                         "(harness/backends/moto_kinesis.py)")
+    patches.enter_context(KinesisResharding(region=getattr(src, "region", "us-east-1")))
+    return KdsFeed(kinesis(), f"{table.spec.name}-kds", table.spec.name, kds)
+
+
 # -- steps -------------------------------------------------------------------------------------
 def provision(src: SourceBackend, scenario: Scenario) -> Table:
     """Create the scenario's table under a unique name (emulators share one database)."""
@@ -217,12 +264,22 @@ def make_lanes(
     table: Table,
     *,
     stopwatch: Stopwatch | None = None,
+    stream_arn: str | None = None,
 ) -> list[Lane]:
     """One :class:`~harness.lane.Lane` per handler, each into a collection of its own, all with
     the scenario's settings and event source mapping (and the item reader a KEYS_ONLY or
     OLD_IMAGE table needs, shared)."""
-    settings = Settings(key_schema=table.spec.key_schema, **_settings_fields(scenario))
+    fields = _settings_fields(scenario)
+    if stream_arn is not None:  # the KDS source
+        fields.setdefault("source", "kinesis")
+    settings = Settings(key_schema=table.spec.key_schema, **fields)
     item_reader = item_reader_for(src, table.spec)
+    if stream_arn is not None and item_reader is None:
+        # Equal-timestamp ties are decided by reading the item (docs/kinesis.md), as the
+        # deployed function does with REPLICATOR_READ_BACK_TABLE.
+        from replicator.readback import DynamoDBItemReader
+
+        item_reader = DynamoDBItemReader(src.dynamodb(), table.spec.name)
     esm = driver_config(scenario)
     database = scenario.target.get("database", "harness")
     lanes: list[Lane] = []
@@ -239,7 +296,7 @@ def make_lanes(
         turns: list[Lane] = []
         lane = Lane(
             handler, collection, settings, writes_to=handled, item_reader=item_reader, esm=esm,
-            stream_arn=table.stream_arn, region=getattr(src, "region", "us-east-1"),
+            stream_arn=stream_arn or table.stream_arn, region=getattr(src, "region", "us-east-1"),
             partition_key=table.spec.partition_key[0], clock=time.time,
             deliveries=DeliveryTimes(),
             on_complete=_turns_of(turns),
@@ -294,8 +351,11 @@ def write_and_drive(
     result: RunResult,
     seed: int | None,
     progress: Progress | None,
+    *,
+    feed: Any = None,
 ) -> list[tuple[float, str]]:
-    """Run the workload in a thread while the stream is read and fed to every lane's driver."""
+    """Run the workload in a thread while the stream is read and fed to every lane's driver
+    (through ``feed``, a :class:`harness.kinesis.KdsFeed`, for the KDS source)."""
     from harness.workload import WorkloadSpec, run_workload
     from replicator.poller.streams import StreamReader
 
@@ -304,10 +364,12 @@ def write_and_drive(
         spec_fields["seed"] = seed
     workload = WorkloadSpec.from_dict(spec_fields)
     stopwatch = result.stopwatch
-    reader = StreamReader(
+    reader: Any = StreamReader(
         Timed(src.streams(), stopwatch, "stream_read_s"), table.stream_arn,
         starting_position=scenario.driver.get("starting_position", "TRIM_HORIZON"),
     )
+    if feed is not None:
+        feed.upstream, reader = reader, feed
     outcome: dict[str, Any] = {}
 
     def writer() -> None:

@@ -38,6 +38,8 @@ class Scenario:
     table: TableSpec
     workload: dict[str, Any]
     driver: dict[str, Any] = field(default_factory=dict)
+    #: ``[stream]``: the changes' source (harness.kinesis.KdsSettings; empty: the DynamoDB stream)
+    stream: dict[str, Any] = field(default_factory=dict)
     replicator: dict[str, Any] = field(default_factory=dict)
     target: dict[str, Any] = field(default_factory=dict)
     faults: dict[str, Any] = field(default_factory=dict)
@@ -101,6 +103,7 @@ def load_scenario(reference: str | Path, overrides: Mapping[str, Any] | None = N
         table=spec,
         workload=data.get("workload", {}),
         driver=data.get("driver", {}),
+        stream=data.get("stream", {}),
         replicator=data.get("replicator", {}),
         target=data.get("target", {}),
         faults=data.get("faults", {}),
@@ -147,7 +150,7 @@ def validate(data: dict[str, Any], path: Path) -> None:
 
     if isinstance(data.get("migration"), dict):
         # The schema says it too (if/then), in words no one reads: say which keys to remove.
-        stream_keys = [k for k in ("table", "workload", "driver", "replicator", "faults")
+        stream_keys = [k for k in ("table", "workload", "driver", "replicator", "faults", "stream")
                        if k in data]
         if stream_keys:
             raise ScenarioError(

@@ -411,8 +411,9 @@ class Replicator:
             return set()
         undo = [
             PlannedWrite.delete(
-                {"_id": planned.document_id,
-                 sequence_field: pad_sequence_number(planned.sequence_numbers[-1])},
+                # planned.order: what the insert stored (a Kinesis write stores its order key,
+                # not its Kinesis sequence number; else the padded sequence number)
+                {"_id": planned.document_id, sequence_field: planned.order},
                 planned.sequence_numbers,
             )
             for planned, _ in newer

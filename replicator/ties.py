@@ -78,6 +78,11 @@ def settle(plan: WritePlan, collection: Any, tombstones: Any, reader: ItemReader
     for planned in main:
         held = stored.get(identity(planned.document_id))
         relation = order_relation(held, planned.order)
+        if relation == "same" and planned.kind == "delete":
+            # The key may be the tombstone's, written ahead of a delete that never landed (a
+            # bulk cut off after the tombstone): send the delete again. Its guard filter makes
+            # it a no-op when the document is already gone or newer.
+            continue
         if relation == "same":
             drop.add(planned.sequence_numbers)
             outcome.stale += 1

@@ -129,6 +129,10 @@ class Boto3Source:
     def streams(self) -> Any:
         return self._client("dynamodbstreams")
 
+    def kinesis(self) -> Any:
+        """A ``kinesis`` client (the KDS source: harness/kinesis.py)."""
+        return self._client("kinesis")
+
     # -- tables ----------------------------------------------------------------------------------
     def create_table(self, spec: TableSpec, *, timeout: float = 60.0) -> Table:
         """Create the table with its stream on, wait until it is ACTIVE, return it with its ARN."""

@@ -145,6 +145,12 @@ def run_schedule(
         plan = FaultPlan.from_dict({**plan.as_dict(), **plan_overrides})
     drawn = Shape.random(rng)  # drawn even when given: the workload below comes after it
     shape = shape or drawn
+    if shape.source == "kinesis":
+        # KDS records carry both images (no KEYS_ONLY / OLD_IMAGE read-back), and the fault
+        # corrupting a record edits a DynamoDB Streams record's fields, not a Kinesis record's.
+        if shape.workload in ("keys_only", "old_image"):
+            shape = dataclasses.replace(shape, workload="simple")
+        plan = FaultPlan.from_dict({**plan.as_dict(), "malformed_rate": 0.0})
     workload = workload_for(shape, rng, seed)
     spec = table_for(shape, f"chaos-{seed}-{uuid.uuid4().hex[:6]}")
     target = target or Target("mongomock")
@@ -163,7 +169,10 @@ def run_schedule(
         records = [r for _, _, shard_records in layout for r in shard_records]
         items = scan_items(source.dynamodb(), spec.name)
         database = target.database(seed)
-        drive = drive_with_faults(layout, spec, table.stream_arn, plan, guard=guard, shape=shape,
+        stream_arn = table.stream_arn
+        if shape.source == "kinesis":
+            layout, stream_arn = _through_kinesis(source, spec, per_shard, shape, seed)
+        drive = drive_with_faults(layout, spec, stream_arn, plan, guard=guard, shape=shape,
                                   database=database, items=items)
         result.records = len(records)
         result.injected = dict(drive.log.injected)
@@ -171,14 +180,44 @@ def run_schedule(
         if result.failed and recordings is not None:
             lambda_records = [to_lambda_record(r, stream_arn=table.stream_arn, region="us-east-1")
                               for r in records]
+            if shape.source == "kinesis":  # the Kinesis records, as delivered, per shard
+                lambda_records = [r for _, _, part in layout for r in part]
             shards = [[shard_id, len(part), parent] for shard_id, parent, part in layout]
             result.recording = str(_record(recordings, result, spec, lambda_records, items,
-                                           shards=shards, stream_arn=table.stream_arn))
+                                           shards=shards, stream_arn=stream_arn))
     finally:
         source.delete_table(table)
         target.drop(database)
         result.seconds = round(time.perf_counter() - started, 3)
     return result
+
+
+def _through_kinesis(source: SourceBackend, spec: TableSpec,
+                     per_shard: Mapping[str, list[dict[str, Any]]], shape: Shape, seed: int
+                     ) -> tuple[ShardLayout, str]:
+    """The table's changes through the KDS source (harness/kinesis.py): shuffled, duplicated,
+    the first Kinesis shard split at ``shape.split_at`` of the records; the Kinesis shards'
+    layout and the data stream's ARN."""
+    from harness.backends.moto_kinesis import KinesisResharding
+    from harness.kinesis import KdsFeed, KdsSettings, layout
+
+    changes = [r for records in per_shard.values() for r in records]
+    if shape.workload == "ttl":
+        changes = mark_ttl_expiries(changes, random.Random(seed + 3))
+    split_after = max(1, int(len(changes) * shape.split_at)) if shape.split_at else None
+    settings = KdsSettings(source="kinesis", precision=shape.kds_precision,  # type: ignore[arg-type]
+                           shards=2, shuffle_window=shape.kds_shuffle_window,
+                           duplicate_rate=shape.kds_duplicate_rate, split_after=split_after,
+                           seed=seed)
+    with KinesisResharding(region=getattr(source, "region", "us-east-1")):
+        feed = KdsFeed(source.kinesis(), f"{spec.name}-kds",  # type: ignore[attr-defined]
+                       spec.name, settings)
+        feed.put(changes)
+        drained = feed.drain()
+        try:
+            return layout(feed, drained), feed.stream_arn
+        finally:
+            source.kinesis().delete_stream(StreamARN=feed.stream_arn)  # type: ignore[attr-defined]
 
 
 def _judge(result: ScheduleResult, drive: FaultyDrive, expected: list[dict[str, Any]]) -> None:

@@ -30,7 +30,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -201,6 +201,11 @@ class FaultyHandler:
         """The (shard id, ParallelizationFactor slot) a batch of ``records`` was delivered in."""
         if not records:
             return None
+        kinesis = records[0].get("kinesis") if isinstance(records[0], Mapping) else None
+        if isinstance(kinesis, Mapping):  # eventID: "<shard id>:<sequence number>"
+            return (str(records[0].get("eventID", "")).split(":")[0],
+                    lane_for({"PartitionKey": kinesis.get("partitionKey")},
+                             self.shape.parallelization_factor))
         first = records[0].get("dynamodb", {})
         return (self.shard_of.get(str(first.get("SequenceNumber"))),
                 lane_for(first.get("Keys") or {}, self.shape.parallelization_factor,
@@ -209,7 +214,7 @@ class FaultyHandler:
     def __call__(self, event: dict[str, Any]) -> Any:
         plan = self.plan
         records = list(event["Records"])
-        first = str(records[0].get("dynamodb", {}).get("SequenceNumber")) if records else ""
+        first = _identity(records[0]) if records else ""
         lane = self.shard_lane(records)
         with self._lock:
             delivery = self._deliveries[first] = self._deliveries.get(first, 0) + 1
@@ -351,6 +356,40 @@ def _event_id(record: Any) -> str:
     return str(record.get("eventID", "")) if isinstance(record, dict) else ""
 
 
+def _identity(record: Any) -> str:
+    """A delivered record's identity: a Kinesis record's eventID (its sequence number is only
+    unique within its shard), else its DynamoDB sequence number."""
+    if isinstance(record, Mapping) and isinstance(record.get("kinesis"), Mapping):
+        return str(record.get("eventID"))
+    return str(record.get("dynamodb", {}).get("SequenceNumber")) if isinstance(record, Mapping) \
+        else ""
+
+
+def arrival_order(handler: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """The planted bug ``arrival_order``: each Kinesis record's change carries its arrival in the
+    data stream (``approximateArrivalTimestamp``, in microseconds) as its
+    ApproximateCreationDateTime -- a replicator that orders by arrival, not by when the change
+    was made."""
+    import base64
+    import json
+
+    def restamped(event: dict[str, Any]) -> Any:
+        records = []
+        for record in event["Records"]:
+            kinesis = record.get("kinesis") if isinstance(record, Mapping) else None
+            if isinstance(kinesis, Mapping):
+                change = json.loads(base64.b64decode(kinesis["data"]))
+                change["dynamodb"]["ApproximateCreationDateTime"] = int(
+                    float(kinesis["approximateArrivalTimestamp"]) * 1_000_000)
+                change["dynamodb"]["ApproximateCreationDateTimePrecision"] = "MICROSECOND"
+                data = base64.b64encode(json.dumps(change).encode()).decode()
+                record = {**record, "kinesis": {**kinesis, "data": data}}
+            records.append(record)
+        return handler({**event, "Records": records})
+
+    return restamped
+
+
 def _sequence(record: Any) -> int | None:
     try:
         return int(record["dynamodb"]["SequenceNumber"])
@@ -367,8 +406,10 @@ def _sharing_keys(history: list[dict[str, Any]], records: list[Any]) -> list[dic
 
 
 def _key_text(record: Any) -> str:
-    body = record.get("dynamodb") if isinstance(record, Mapping) else None
-    return repr(sorted((body or {}).get("Keys", {}).items())) if isinstance(body, Mapping) else ""
+    from harness.kinesis import keys_of
+
+    keys = keys_of(record) if isinstance(record, Mapping) else None
+    return repr(sorted(keys.items())) if keys is not None else ""
 
 
 def _open(held: list[_Held]) -> None:
@@ -446,8 +487,7 @@ def drive_with_faults(
     replicator = Replicator(GatedCollection(faulty), settings, item_reader=reader, **sides)
     if "no_recheck" in shape.plants:
         replicator._undo_resurrections = lambda *args: set()  # type: ignore[method-assign]
-    shard_of = {str(r["dynamodb"]["SequenceNumber"]): shard_id
-                for shard_id, _, records in shards for r in records}
+    shard_of = {_identity(r): shard_id for shard_id, _, records in shards for r in records}
     handler = FaultyHandler(replicator, plan, random.Random(plan.seed + 2), log, shape=shape,
                             partition_key=spec.partition_key[0], shard_of=shard_of)
     # The lane: the faulty handler under test, the settings' planner, the mapping (a broken one
@@ -464,6 +504,8 @@ def drive_with_faults(
                               lane_of=lambda event: handler.shard_lane(list(event["Records"])))
     log.observer = checker.observe
     lane.wrap(checker.wrap)
+    if "arrival_order" in shape.plants:
+        lane.wrap(arrival_order)
     try:
         for shard_id, parent, records in shards:
             lane.feed(shard_id, records, parent_shard_id=parent)

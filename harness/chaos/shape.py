@@ -38,7 +38,11 @@ WORKLOADS: tuple[str, ...] = (
 #: Every release comes after the invocation's timeout: a bulk sent with its deadline is aborted.
 RELEASES: tuple[str, ...] = ("during_retry", "after_retry", "after_later_batches")
 #: Bugs planted on purpose, to show that chaos notices them (the guard has its own flag).
-PLANTS: tuple[str, ...] = ("no_tombstones", "no_recheck", "children_first", "no_deadline")
+PLANTS: tuple[str, ...] = ("no_tombstones", "no_recheck", "children_first", "no_deadline",
+                           "arrival_order")
+#: Where a schedule's records come from: the table's DynamoDB stream, or the KDS source
+#: (harness/kinesis.py: the same changes through a Kinesis data stream, shuffled and duplicated).
+SOURCES: tuple[str, ...] = ("dynamodb", "kinesis")
 #: What each planted bug needs in a schedule to show (``harness chaos --plant``): the shape
 #: settings applied over the drawn ones. ``children_first`` needs the guard off too
 #: (``--no-guard``): the guard alone keeps a child's older record from overwriting its parent's.
@@ -48,6 +52,12 @@ PLANT_FOCUS: dict[str, dict[str, Any]] = {
     "children_first": {"split_at": 0.5, "children": 2},
     "no_deadline": {"overlap_rate": 0.3, "overlap_release": "after_later_batches",
                     "concurrent_retry_rate": 0.0},
+    # A replicator that orders a Kinesis source's changes by their arrival (the Kinesis sequence
+    # number / approximateArrivalTimestamp) instead of their ApproximateCreationDateTime: the
+    # shuffle and the duplicates then leave an older state last. Many keys' changes must share
+    # the shuffle window for it to show; the guard stays on (it is what the bug feeds wrong).
+    "arrival_order": {"source": "kinesis", "kds_shuffle_window": 12,
+                      "kds_duplicate_rate": 0.3},
 }
 
 MIXES = [
@@ -77,12 +87,20 @@ class Shape:
     plants: list[str] = field(default_factory=list)
     #: Settings.write_mode (never drawn: a shape override, e.g. {"write_mode": "merge"})
     write_mode: str = "replace"
+    #: the records' source (SOURCES); never drawn (a shape option): "kinesis" puts the changes
+    #: through harness.kinesis.KdsFeed, a shard split becomes a Kinesis SplitShard at split_at
+    source: str = "dynamodb"
+    kds_precision: str = "MILLISECOND"
+    kds_shuffle_window: int = 8
+    kds_duplicate_rate: float = 0.15
 
     def __post_init__(self) -> None:
         if self.workload not in WORKLOADS:
             raise ValueError(f"workload {self.workload!r}; expected one of {', '.join(WORKLOADS)}")
         if self.overlap_release not in RELEASES:
             raise ValueError(f"overlap_release {self.overlap_release!r}; expected one of {RELEASES}")
+        if self.source not in SOURCES:
+            raise ValueError(f"source {self.source!r}; expected one of {SOURCES}")
         unknown = set(self.plants) - set(PLANTS)
         if unknown:
             raise ValueError(f"unknown planted bug(s) {sorted(unknown)}; expected {PLANTS}")
@@ -191,8 +209,13 @@ def expected_items(items: Sequence[Mapping[str, Any]], records: Sequence[Mapping
     expected = [dict(item) for item in items]
     if shape.ttl_deletes != "ignore":
         return expected
+    from harness.kinesis import change_of
+
+    # Kinesis records (a KDS recording replayed): their changes, by creation time
+    changes = [change_of(r) or r for r in records]
     last: dict[str, Mapping[str, Any]] = {}
-    for record in sorted(records, key=lambda r: int(r["dynamodb"]["SequenceNumber"])):
+    for record in sorted(changes, key=lambda r: int(r["dynamodb"].get(
+            "SequenceNumber", r["dynamodb"].get("ApproximateCreationDateTime", 0)))):
         last[key_id(record["dynamodb"]["Keys"])] = record
     for record in last.values():
         old = record["dynamodb"].get("OldImage")

@@ -205,19 +205,26 @@ def chaos(
     plant: Annotated[
         list[str] | None, typer.Option(
             help="plant a bug to see chaos find it: no_tombstones, no_recheck, children_first "
-                 "(with --no-guard), no_deadline (repeatable); each also sets the schedule "
-                 "shape it needs to show")
+                 "(with --no-guard), no_deadline, arrival_order (the KDS source; repeatable); "
+                 "each also sets the schedule shape it needs to show")
     ] = None,
+    source: Annotated[
+        str, typer.Option(help="where the records come from: dynamodb (the table's stream) or "
+                               "kinesis (Kinesis Data Streams for DynamoDB: shuffled, duplicated; "
+                               "docs/sources.md)")
+    ] = "dynamodb",
 ) -> None:
     """Random fault schedules on moto + an embedded target; exit 0 only with no divergence, no
     loss, no regression and no resurrection."""
-    from harness.chaos.shape import PLANTS
+    from harness.chaos.shape import PLANTS, SOURCES
 
     if target not in ("mongomock", "mongoeco"):
         fail(f"unknown chaos target {target!r}; valid: mongoeco, mongomock")
     for name in plant or []:
         if name not in PLANTS:
             fail(f"unknown planted bug {name!r}; valid: {', '.join(PLANTS)}")
+    if source not in SOURCES:
+        fail(f"unknown chaos source {source!r}; valid: {', '.join(SOURCES)}")
     parent_ready(report_json)
     from rich.table import Table
 
@@ -233,11 +240,13 @@ def chaos(
             report = run_chaos(
                 schedules, seed, guard=not no_guard, recordings=recordings, target=target,
                 plants=plant or (),
+                shape_overrides={"source": source} if source != "dynamodb" else None,
                 progress=lambda done, total, result: bar.update(task, completed=done),
             )
     finally:
         replicator_log.setLevel(level)
     planted = "".join(f" --plant {name}" for name in plant or [])
+    planted += f" --source {source}" if source != "dynamodb" else ""
     guard_note = " --no-guard" if no_guard else ""
     table = Table(title=f"chaos: {report['schedules']} schedules from seed {seed} on {target}"
                         f"{guard_note}{planted}")

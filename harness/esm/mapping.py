@@ -1,4 +1,8 @@
-"""An emulation of AWS Lambda's event source mapping (ESM) for DynamoDB Streams.
+"""An emulation of AWS Lambda's event source mapping (ESM) for DynamoDB Streams (and Kinesis).
+
+Kinesis records (the Lambda shape ``KinesisReader`` hands out, harness/kinesis.py) go through the
+same rules: a shard's records in the order of their ``kinesis.sequenceNumber``, batches, partial
+batch responses naming that sequence number, ParallelizationFactor by the record's partition key.
 
 Feed it the records ``GetRecords`` returned, shard by shard; it invokes a handler with Lambda
 events the way the ESM would, and reports what happened. What it emulates, with the AWS docs page
@@ -150,8 +154,13 @@ class EventSourceMapping:
                 entry = self._entry(record, now)
                 lane = 0
                 if factor > 1:
-                    keys = record.get("dynamodb", {}).get("Keys") or {}
-                    lane = lane_for(keys, factor, self.partition_key)
+                    kinesis = record.get("kinesis")
+                    if isinstance(kinesis, Mapping):
+                        # A Kinesis ESM spreads a shard by the record's partition key.
+                        lane = lane_for({"PartitionKey": kinesis.get("partitionKey")}, factor)
+                    else:
+                        keys = record.get("dynamodb", {}).get("Keys") or {}
+                        lane = lane_for(keys, factor, self.partition_key)
                 shard.lanes[lane].queue.append(entry)
                 count += 1
             self.report.records_fed += count
@@ -219,6 +228,9 @@ class EventSourceMapping:
         return shard
 
     def _entry(self, record: Mapping[str, Any], now: float) -> Entry:
+        kinesis = record.get("kinesis") if isinstance(record, Mapping) else None
+        if isinstance(kinesis, Mapping):
+            return self._kinesis_entry(record, kinesis, now)
         body = record.get("dynamodb") if isinstance(record, Mapping) else None
         if not isinstance(body, Mapping):
             body = {}
@@ -236,6 +248,24 @@ class EventSourceMapping:
             record=record,
             text=json.dumps(lambda_record, separators=(",", ":")),
             created=epoch_seconds(body.get("ApproximateCreationDateTime")),
+            fed_at=now,
+        )
+
+    def _kinesis_entry(self, record: Mapping[str, Any], kinesis: Mapping[str, Any],
+                       now: float) -> Entry:
+        """A Kinesis record, already in the Lambda shape (KinesisReader's): delivered as it is,
+        identified by ``kinesis.sequenceNumber`` (the ``itemIdentifier`` of a partial batch
+        response), aged by ``approximateArrivalTimestamp`` (a Kinesis ESM's
+        MaximumRecordAgeInSeconds counts from the record's arrival in the stream)."""
+        sequence = kinesis.get("sequenceNumber")
+        if not isinstance(sequence, str) or not sequence:
+            raise ValueError(f"cannot feed a Kinesis record without kinesis.sequenceNumber: "
+                             f"{record!r:.200}")
+        return Entry(
+            sequence=sequence,
+            record=record,
+            text=json.dumps(record, separators=(",", ":")),
+            created=epoch_seconds(kinesis.get("approximateArrivalTimestamp")),
             fed_at=now,
         )
 

@@ -5,6 +5,7 @@ This module parses the command line and maps outcomes to exit codes; :mod:`.comm
 clients and the Poller from the arguments (shared with ``replicator.cli.migrate``).
 
     replicator run --table NAME --mongodb-uri URI [options]    replicate until SIGTERM/SIGINT
+                   [--kinesis-stream ARN]                      (from a Kinesis data stream)
     replicator resync --table NAME --mongodb-uri URI --yes     rebuild the collection from the table
     replicator checkpoints --table NAME --mongodb-uri URI      show (or --delete) the checkpoints
     replicator redrive --table NAME --queue-url URL ...        apply what Lambda discarded (docs/redrive.md)
@@ -212,6 +213,10 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     run.add_argument("--stall-after", type=_positive_float, default=300.0, metavar="SECONDS",
                      help="/healthz answers 503 when a shard has not advanced for this long "
                           "(default 300)")
+    run.add_argument("--kinesis-stream", default=None, metavar="ARN",
+                     help="read the Kinesis data stream the table sends its changes to (Kinesis "
+                          "Data Streams for DynamoDB) instead of its DynamoDB stream; its "
+                          "checkpoints are its own (docs/poller.md, \"Kinesis\")")
     run.set_defaults(func=cmd_run)
 
     resync = commands.add_parser(

@@ -7,7 +7,8 @@ the environment: one way for ``run``/``resync``/``checkpoints`` and ``sync``/``v
   any service, e.g. ``sqs`` for ``redrive``);
 * :func:`settings_of` -- the Replicator settings (``REPLICATOR_*``, then a migration file's
   values for the table, plus ``--key-schema``);
-* :func:`make_poller` -- a :class:`replicator.poller.Poller` over all three.
+* :func:`make_poller` -- a :class:`replicator.poller.Poller` over all three (over the Kinesis
+  data stream of ``--kinesis-stream`` instead of the table's stream, when given).
 """
 
 from __future__ import annotations
@@ -125,6 +126,17 @@ def make_poller(args: argparse.Namespace, environ: Any, target: Target, stop: th
 
     streams, dynamodb = aws_clients(args, environ)
     max_attempts = getattr(args, "max_attempts", 0) or None
+    kinesis_arn = getattr(args, "kinesis_stream", None)
+    if kinesis_arn:
+        # ``--kinesis-stream``: the data stream's shards instead of the table's stream.
+        from replicator.poller.kinesis import KinesisReader, is_kinesis_arn
+
+        if not is_kinesis_arn(kinesis_arn):
+            raise ConfigurationError(
+                f"--kinesis-stream: {kinesis_arn!r} is not a Kinesis data stream ARN "
+                "(arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)")
+        options = {"reader_type": KinesisReader, "stream_arn": kinesis_arn, **options}
+        streams = aws_client(args, environ, "kinesis")
     return Poller(
         streams, dynamodb, args.table, target.collection, settings_of(args, environ),
         target.checkpoints, batch_size=args.batch_size, stop=stop,

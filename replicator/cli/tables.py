@@ -37,7 +37,8 @@ log = logging.getLogger("replicator.cli")
 #: the options a migration file replaces (it names each table's target and key schema)
 PER_TABLE_OPTIONS = ("table", "database", "collection", "checkpoint_collection", "key_schema")
 #: options that name one table's own input: allowed with a migration file only for one table
-ONE_TABLE_OPTIONS = ("export", "incremental_export", "last_applied_sequence", "last_applied_at")
+ONE_TABLE_OPTIONS = ("export", "incremental_export", "last_applied_sequence", "last_applied_at",
+                     "kinesis_stream")
 MEANING = {0: "done", 1: "failed", 2: "usage or configuration error", 3: "re-sync required",
            4: "could not run"}
 

@@ -134,7 +134,7 @@ class CheckpointStore:
         """Move the shard's checkpoint to ``sequence_number`` (``created_at``: that record's
         ApproximateCreationDateTime, kept so a gap recovery knows when the last applied change was
         made); False if it already was further."""
-        padded = pad_sequence_number(sequence_number)
+        padded = sequence_key(stream_arn, sequence_number)
         now = datetime.now(timezone.utc)
         fields: dict[str, Any] = {"sequence_number": sequence_number, "sequence_key": padded,
                                   "updated_at": now}
@@ -196,6 +196,15 @@ class CheckpointStore:
     def _identity(self, stream_arn: str, shard_id: str, parent: str | None) -> dict[str, Any]:
         return {"kind": SHARD, "stream_arn": stream_arn, "shard_id": shard_id,
                 "parent_shard_id": parent, "table": self.table, "finished": False}
+
+
+def sequence_key(stream_arn: str, sequence_number: str) -> str:
+    """The sequence number as a key that sorts as the number: padded to 40 digits (DynamoDB
+    Streams, as before), or to 130 for a Kinesis data stream (its sequence numbers run to 129
+    digits, Kinesis API reference ``SequenceNumber``)."""
+    if stream_arn.split(":", 3)[2:3] == ["kinesis"]:
+        return sequence_number.zfill(130)
+    return pad_sequence_number(sequence_number)
 
 
 def _shard_id(stream_arn: str, shard_id: str) -> str:

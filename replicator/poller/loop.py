@@ -32,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from pymongo.errors import PyMongoError
@@ -43,9 +43,10 @@ from replicator.errors import (
     ReplicationError,
     ResyncRequired,
 )
-from replicator.events import creation_time_of, pad_sequence_number
+from replicator.events import creation_time_of
 from replicator.poller.checkpoints import Checkpoint, CheckpointStore, StreamMarker
-from replicator.poller.resume import COVERED, check_resume
+from replicator.poller.kinesis import KinesisReader, is_kinesis_arn
+from replicator.poller.resume import COVERED, RETENTION, check_resume
 from replicator.poller.streams import ShardState, StartingPosition, StreamReader, error_code
 from replicator.poller.tables import TableInfo, describe_table
 from replicator.retry import Backoff
@@ -102,6 +103,11 @@ class Poller:
     only to a stream this store has never seen; afterwards new shards start at TRIM_HORIZON.
     ``max_attempts``: give up (RetriesExhausted) after that many failures in a row; None: never.
     ``metrics``: where each batch's figures and each shard's advance are reported (Prometheus).
+    ``reader_type``: the stream reader; :class:`replicator.poller.kinesis.KinesisReader` reads the
+    Kinesis data stream a table sends its changes to (Kinesis Data Streams for DynamoDB): then
+    ``streams_client`` is a boto3 ``kinesis`` client and ``stream_arn`` the data stream's ARN
+    (required; the key schema still comes from DescribeTable unless given), and the stream's own
+    retention replaces DynamoDB Streams' 24 hours in the resume checks.
     """
 
     def __init__(
@@ -129,6 +135,7 @@ class Poller:
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
         metrics: PollerMetrics | None = None,
+        reader_type: type[StreamReader] = StreamReader,
     ) -> None:
         if not 1 <= batch_size <= 10_000:
             raise ConfigurationError(f"batch_size must be 1..10000, not {batch_size}")
@@ -160,6 +167,18 @@ class Poller:
         self._clock = clock
         self._now = now
         self._info: TableInfo | None = None
+        self.reader_type = reader_type
+        #: the Kinesis data stream read instead of the table's DynamoDB stream
+        self._kinesis_arn: str | None = None
+        if issubclass(reader_type, KinesisReader):
+            if stream_arn is None or not is_kinesis_arn(stream_arn):
+                raise ConfigurationError(
+                    "reading a Kinesis data stream needs its ARN (arn:aws:kinesis:REGION:ACCOUNT:"
+                    f"stream/NAME) as stream_arn, not {stream_arn!r}")
+            self._kinesis_arn = stream_arn
+            stream_view_type = stream_view_type or "NEW_AND_OLD_IMAGES"
+            if key_schema is None and self.settings.key_schema is None:
+                stream_arn = None  # the key schema from DescribeTable; the ARN kept above
         if stream_arn is not None:
             if key_schema is None and self.settings.key_schema is None:
                 raise ConfigurationError("with stream_arn, give key_schema too (or Settings.key_schema)")
@@ -169,6 +188,7 @@ class Poller:
         self.replicator = replicator
         self.metrics = metrics
         self.reader: StreamReader | None = None
+        self._retention: timedelta | None = None
         self.stats = PollerStats()
         self._parents: dict[str, str | None] = {}
         self._positions: dict[str, str] = {}  # applied + checkpointed, per shard
@@ -183,6 +203,11 @@ class Poller:
             found = describe_table(self.dynamodb, self.table_name)
             if self._key_schema_override:
                 found = replace(found, key_schema=self._key_schema_override)
+            if self._kinesis_arn is not None:
+                # Kinesis Data Streams for DynamoDB records carry both images, whatever the
+                # table's own stream (if any) is set to.
+                found = replace(found, stream_arn=self._kinesis_arn,
+                                stream_view_type="NEW_AND_OLD_IMAGES")
             self._info = found
         return self._info
 
@@ -199,13 +224,35 @@ class Poller:
         if settings.key_schema is None or self._key_schema_override:
             settings = replace(settings, key_schema=self.info.key_schema)
         item_reader = None
-        if self.info.stream_view_type in ("KEYS_ONLY", "OLD_IMAGE"):
+        if self._kinesis_arn is not None:
+            settings = self._kinesis_settings(settings)
+        if self.info.stream_view_type in ("KEYS_ONLY", "OLD_IMAGE") or self._kinesis_arn:
+            # Kinesis: equal-timestamp ties are decided by reading the item (docs/kinesis.md).
             from replicator.readback import DynamoDBItemReader
 
             item_reader = DynamoDBItemReader(self.dynamodb, self.table_name)
         self.settings = settings
         self.replicator = Replicator(self.collection, settings, item_reader=item_reader)
         return self.replicator
+
+    def _kinesis_settings(self, settings: Settings) -> Settings:
+        """The settings for a Kinesis data stream: ``source="kinesis"`` (ConfigurationError when
+        they say "dynamodb"), and ``stream_retention_s`` raised to the stream's own retention so
+        tombstones outlive it (``tombstone_retention_s`` follows when it was left to default)."""
+        if settings.source == "dynamodb":
+            raise ConfigurationError(
+                "REPLICATOR_SOURCE is dynamodb but the poller reads a Kinesis data stream "
+                f"({self._kinesis_arn}): unset it or set it to kinesis")
+        retention = int(self.retention().total_seconds())
+        fields: dict[str, Any] = {"source": "kinesis"}
+        if retention > settings.stream_retention_s:
+            log.info("Kinesis stream %s keeps records %d hours: stream_retention_s raised from %d "
+                     "to %d", self._kinesis_arn, retention // 3600, settings.stream_retention_s,
+                     retention)
+            fields["stream_retention_s"] = retention
+            if settings.tombstone_retention_s == settings.stream_retention_s + 24 * 3600:
+                fields["tombstone_retention_s"] = 0  # the new retention + 24 hours
+        return replace(settings, **fields)
 
     def _new_reader(self, starting_position: StartingPosition) -> StreamReader:
         options: dict[str, Any] = {
@@ -217,7 +264,7 @@ class Poller:
             "sleep": self._sleep,
         }
         options.update(self.reader_options)
-        return StreamReader(
+        return self.reader_type(
             self.streams, self.stream_arn, starting_position=starting_position,
             positions=dict(self._positions), finished=set(self._finished),
             on_trimmed=self._on_trimmed, on_position_lost=self._on_position_lost,
@@ -230,8 +277,11 @@ class Poller:
     def _on_trimmed(self, state: ShardState, sequence: str) -> None:
         raise ResyncRequired(
             f"the checkpoint of shard {state.shard_id} (SequenceNumber {sequence}) is older than "
-            "the oldest record the stream still holds (GetShardIterator AFTER_SEQUENCE_NUMBER: "
-            "TrimmedDataAccessException)",
+            "the oldest record the stream still holds (" + (
+                "GetShardIterator AFTER_SEQUENCE_NUMBER: TrimmedDataAccessException"
+                if self._kinesis_arn is None else
+                "GetRecords AT_SEQUENCE_NUMBER it gives a later record: the retention period "
+                "removed the records in between") + ")",
             table=self.table_name, stream_arn=self.stream_arn, shard_id=state.shard_id,
             sequence_number=sequence,
         )
@@ -241,7 +291,7 @@ class Poller:
         expired: re-acquiring it at TRIM_HORIZON loses nothing only while the stream still holds
         everything since the position was taken (or last seen empty); otherwise refuse."""
         taken = state.positioned_at
-        if taken is not None and self._now() - taken <= COVERED:
+        if taken is not None and self._now() - taken <= self._covered():
             return
         raise ResyncRequired(
             f"the position of shard {state.shard_id} (iterator at {state.start}, taken "
@@ -286,13 +336,28 @@ class Poller:
         return reader
 
     def _list_shards(self) -> list[dict[str, Any]]:
-        return StreamReader(self.streams, self.stream_arn, sleep=self._sleep).shards()
+        return self.reader_type(self.streams, self.stream_arn, sleep=self._sleep).shards()
+
+    def retention(self) -> timedelta:
+        """How long the stream keeps a record: 24 hours for DynamoDB Streams, the data stream's
+        ``RetentionPeriodHours`` for Kinesis (asked once)."""
+        if self._retention is None:
+            reader = self.reader_type(self.streams, self.stream_arn, sleep=self._sleep)
+            self._retention = reader.retention() if isinstance(reader, KinesisReader) \
+                else RETENTION
+        return self._retention
+
+    def _covered(self) -> timedelta:
+        """The age up to which a position is still in the stream (the retention less the hour
+        of clock skew :data:`replicator.poller.resume.COVERED` allows)."""
+        return COVERED if self._kinesis_arn is None else self.retention() - (RETENTION - COVERED)
 
     def check_resume(self, checkpoints: Mapping[str, Checkpoint], marker: StreamMarker | None,
                      listing: Sequence[Mapping[str, Any]]) -> None:
         """Raise ResyncRequired if a checkpoint points at records the stream no longer holds."""
+        retention = RETENTION if self._kinesis_arn is None else self.retention()
         check_resume(self.checkpoints, self.table_name, self.stream_arn, checkpoints, marker,
-                     listing, self._now())
+                     listing, self._now(), retention=retention)
 
     # -- the loop ----------------------------------------------------------------------------------
     def stop(self) -> None:
@@ -373,10 +438,10 @@ class Poller:
                 if pending and self.stop_event.is_set():
                     return False
                 continue
-            # Everything before the lowest failed record is in MongoDB; retry from it.
-            lowest = pad_sequence_number(failed[0])
-            cut = next((i for i, r in enumerate(chunk)
-                        if pad_sequence_number(_sequence(r)) >= lowest), 0)
+            # Everything before the lowest failed record is in MongoDB; retry from it. (Compared
+            # as numbers: Kinesis sequence numbers run to 129 digits, DynamoDB's to 40.)
+            lowest = int(failed[0])
+            cut = next((i for i, r in enumerate(chunk) if int(_sequence(r)) >= lowest), 0)
             self.stats.failures += len(failed)
             if cut > 0 and not self._checkpoint(shard_id, chunk[cut - 1], cut):
                 return False
@@ -417,7 +482,7 @@ class Poller:
     def _checkpoint(self, shard_id: str, record: Record, applied: int) -> bool:
         """Save the checkpoint at ``record`` (retrying); False if stopped before it was saved."""
         sequence = _sequence(record)
-        created = creation_time_of(record)
+        created = _created_at(record)
         attempt = 0
         while True:
             try:
@@ -495,7 +560,25 @@ class Poller:
 
 # -- helpers -----------------------------------------------------------------------------------------
 def _sequence(record: Mapping[str, Any]) -> str:
+    """The record's position in its shard: ``dynamodb.SequenceNumber``, or a Kinesis record's
+    ``kinesis.sequenceNumber`` (the Lambda-event shape KinesisReader hands out)."""
+    kinesis = record.get("kinesis")
+    if isinstance(kinesis, Mapping):
+        return str(kinesis["sequenceNumber"])
     return str(record["dynamodb"]["SequenceNumber"])
+
+
+def _created_at(record: Mapping[str, Any]) -> datetime | None:
+    """When the record's change was made (the checkpoint's ``created_at``, the lag figures); for
+    a Kinesis record whose change time the core cannot give, when it reached the data stream
+    (``approximateArrivalTimestamp``: at or after the change)."""
+    created = creation_time_of(record)
+    kinesis = record.get("kinesis")
+    if created is None and isinstance(kinesis, Mapping):
+        arrival = kinesis.get("approximateArrivalTimestamp")
+        if isinstance(arrival, (int, float)) and not isinstance(arrival, bool):
+            return datetime.fromtimestamp(float(arrival), timezone.utc)
+    return created
 
 
 def transient(error: BaseException) -> bool:

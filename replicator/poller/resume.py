@@ -47,13 +47,23 @@ def stream_created_at(streams_client: Any, stream_arn: str) -> datetime | None:
 
 def check_resume(store: CheckpointStore, table: str, stream_arn: str,
                  checkpoints: Mapping[str, Checkpoint], marker: StreamMarker | None,
-                 listing: Sequence[Mapping[str, Any]], now: datetime) -> None:
+                 listing: Sequence[Mapping[str, Any]], now: datetime, *,
+                 retention: timedelta = RETENTION) -> None:
     """Raise ResyncRequired if a checkpoint points at records the stream no longer holds
-    (``listing``: DescribeStream's shards; ``now``: the current time)."""
+    (``listing``: DescribeStream's / ListShards' shards; ``now``: the current time;
+    ``retention``: how long the stream keeps a record, a Kinesis data stream's own).
+
+    The "stream changed" check compares streams of one kind: a table's DynamoDB stream and the
+    Kinesis data stream it also sends its changes to are two sources, each with its checkpoints
+    (``_id`` ``<stream ARN>#<shard id>``: the ARNs differ), not one stream replaced."""
+    from replicator.poller.kinesis import is_kinesis_arn
+
     arn = stream_arn
     listed = {s["ShardId"]: s for s in listing}
+    covered = retention - (RETENTION - COVERED)
     if not checkpoints and marker is None:
-        others = [a for a in store.streams(table) if a != arn]
+        others = [a for a in store.streams(table)
+                  if a != arn and is_kinesis_arn(a) == is_kinesis_arn(arn)]
         if others:
             raise ResyncRequired(
                 f"table {table}'s stream changed: there are checkpoints for "
@@ -73,24 +83,24 @@ def check_resume(store: CheckpointStore, table: str, stream_arn: str,
             table=table, stream_arn=arn, shard_id=checkpoint.shard_id,
             sequence_number=checkpoint.sequence_number)
     alive = marker.alive_at if marker is not None else None
-    if alive is not None and now - alive > RETENTION:
+    if alive is not None and now - alive > retention:
         known = set(checkpoints)
         for shard_id, shard in listed.items():
             parent = shard.get("ParentShardId")
             if shard_id in known or not parent or parent in listed or parent in known:
                 continue
             raise ResyncRequired(
-                f"the poller last ran {_when(alive)}, more than 24 hours ago, and shard "
+                f"the poller last ran {_when(alive)}, more than {_hours(retention)} ago, and shard "
                 f"{shard_id}'s parent {parent} is no longer listed and was never read: "
                 "its records expired unseen", table=table, stream_arn=arn,
                 shard_id=parent)
-    if alive is not None and now - alive > COVERED:
+    if alive is not None and now - alive > covered:
         # Shards without a checkpoint start at TRIM_HORIZON: after this long, whatever they held
         # when the poller last ran may be trimmed, unread (a sync killed or stopped past 24 h).
         unread = sorted(s for s in listed if s not in checkpoints)
         if unread:
             raise ResyncRequired(
-                f"the poller last ran {_when(alive)}, more than 23 hours ago, and shard(s) "
+                f"the poller last ran {_when(alive)}, more than {_hours(covered)} ago, and shard(s) "
                 f"{', '.join(unread)} have no checkpoint: they would be read from TRIM_HORIZON, "
                 "which no longer holds what was written to them soon after that",
                 table=table, stream_arn=arn, shard_id=unread[0])
@@ -106,6 +116,10 @@ def _descends(shard_id: str, ancestor: str, listed: Mapping[str, Mapping[str, An
             return True
         current = parent
     return False
+
+
+def _hours(span: timedelta) -> str:
+    return f"{span.total_seconds() / 3600:g} hours"
 
 
 def _when(moment: datetime | None) -> str:

@@ -77,6 +77,10 @@ class ShardState:
     trimmed: list[str] = field(default_factory=list)  # positions that fell off the stream
     acquired_at: float = 0.0  # when the current iterator came from GetShardIterator
     positioned_at: datetime | None = None  # wall time of the first iterator (``now``)
+    #: Kinesis: the second parent of a shard made by MergeShards (DynamoDB Streams: never set)
+    adjacent_parent_id: str | None = None
+    #: the listing gave the shard an EndingSequenceNumber (it is closed)
+    closed: bool = False
 
 
 def error_code(error: BaseException) -> str | None:
@@ -91,20 +95,27 @@ def error_code(error: BaseException) -> str | None:
 def lineage_order(shards: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Shards with every parent before its children, otherwise as close to the given order as can be.
 
-    Each step takes, of the shards whose parent is placed (or not among ``shards``: a root), the
-    one listed first. Shards caught in a cycle (never seen from a real stream) come last, in the
-    given order.
+    Each step takes, of the shards whose parents are placed (or not among ``shards``: a root), the
+    one listed first; a Kinesis shard made by MergeShards waits for both parents
+    (``ParentShardId`` and ``AdjacentParentShardId``). Shards caught in a cycle (never seen from
+    a real stream) come last, in the given order.
     """
     listed = list(shards)
     index = {shard["ShardId"]: position for position, shard in enumerate(listed)}
     children: dict[str, list[int]] = {}
     ready: list[int] = []
+    waiting: dict[int, int] = {}  # position -> parents not placed yet
     for position, shard in enumerate(listed):
-        parent = shard.get("ParentShardId")
-        if parent is None or parent not in index or parent == shard["ShardId"]:
+        # Kinesis: a shard made by MergeShards has two parents (AdjacentParentShardId too).
+        parents: set[str] = {
+            parent for parent in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId"))
+            if parent is not None and parent in index and parent != shard["ShardId"]}
+        if not parents:
             ready.append(position)
         else:
-            children.setdefault(parent, []).append(position)
+            waiting[position] = len(parents)
+            for parent in parents:
+                children.setdefault(parent, []).append(position)
     heapq.heapify(ready)
     ordered: list[dict[str, Any]] = []
     placed: set[int] = set()
@@ -115,7 +126,9 @@ def lineage_order(shards: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         placed.add(position)
         ordered.append(listed[position])
         for child in children.get(listed[position]["ShardId"], []):
-            heapq.heappush(ready, child)
+            waiting[child] -= 1
+            if waiting[child] == 0:
+                heapq.heappush(ready, child)
     ordered.extend(shard for position, shard in enumerate(listed) if position not in placed)
     return ordered
 
@@ -212,10 +225,14 @@ class StreamReader:
         ordered = self.shards()
         for shard in ordered:
             shard_id = shard["ShardId"]
+            closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
             if shard_id in self.state:
                 self.state[shard_id].listed = True
+                self.state[shard_id].closed = closed
                 continue
-            state = ShardState(shard_id, shard.get("ParentShardId"), start="TRIM_HORIZON")
+            state = ShardState(shard_id, shard.get("ParentShardId"), start="TRIM_HORIZON",
+                               adjacent_parent_id=shard.get("AdjacentParentShardId"),
+                               closed=closed)
             state.last_sequence = self._positions.get(shard_id)
             if shard_id in self._finished:
                 state.exhausted = True
@@ -228,7 +245,8 @@ class StreamReader:
         for shard_id, state in self.state.items():
             state.listed = shard_id in listed
         # Shards we know but DescribeStream dropped keep their place (they may hold our position).
-        known = [{"ShardId": s.shard_id, "ParentShardId": s.parent_id} for s in self.state.values()]
+        known = [{"ShardId": s.shard_id, "ParentShardId": s.parent_id,
+                  "AdjacentParentShardId": s.adjacent_parent_id} for s in self.state.values()]
         self._order = [shard["ShardId"] for shard in lineage_order(
             [*ordered, *(k for k in known if k["ShardId"] not in listed)]
         )]
@@ -244,6 +262,20 @@ class StreamReader:
         self.calls["GetShardIterator"] += 1
         iterator = self.client.get_shard_iterator(**request).get("ShardIterator")
         return str(iterator) if iterator else None
+
+    def _get_page(self, state: ShardState) -> dict[str, Any]:
+        """One GetRecords page of the shard at ``state.iterator``: ``Records`` in the shape the
+        reader hands out, ``NextShardIterator`` (None at a closed shard's end)."""
+        return aws_json.get_records(self.client, ShardIterator=state.iterator, Limit=self.limit)
+
+    def sequence_of(self, record: Record) -> str:
+        """A record's sequence number (DynamoDB Streams: ``dynamodb.SequenceNumber``)."""
+        return str(record["dynamodb"]["SequenceNumber"])
+
+    def _at_end(self, state: ShardState, page: Mapping[str, Any]) -> bool:
+        """A page that ends the shard although it carries a ``NextShardIterator`` (DynamoDB
+        Streams ends a shard only by leaving it out)."""
+        return False
 
     def _resume_iterator(self, state: ShardState) -> str | None:
         """An iterator just after the last record seen; else at the shard's start position (first
@@ -274,8 +306,11 @@ class StreamReader:
     def _readable(self, state: ShardState) -> bool:
         if state.exhausted:
             return False
-        parent = self.state.get(state.parent_id) if state.parent_id else None
-        return parent is None or parent.exhausted or not parent.listed
+        for parent_id in (state.parent_id, state.adjacent_parent_id):
+            parent = self.state.get(parent_id) if parent_id else None
+            if parent is not None and not parent.exhausted and parent.listed:
+                return False
+        return True
 
     def _read_shard(self, state: ShardState) -> list[Record]:
         """Pages of one shard until an empty page, the shard's end or ``max_pages``."""
@@ -292,8 +327,7 @@ class StreamReader:
             try:
                 self.calls["GetRecords"] += 1
                 asked = self._now()
-                page = aws_json.get_records(self.client, ShardIterator=state.iterator,
-                                            Limit=self.limit)
+                page = self._get_page(state)
             except Exception as error:
                 if error_code(error) not in REACQUIRE_ERRORS:
                     raise
@@ -315,9 +349,10 @@ class StreamReader:
                 state.positioned_at = asked
             records.extend(batch)
             if batch:
-                state.last_sequence = batch[-1]["dynamodb"]["SequenceNumber"]
+                state.last_sequence = self.sequence_of(batch[-1])
             next_iterator = page.get("NextShardIterator")
-            if not next_iterator:  # closed shard, read to its end (this page's records are kept)
+            if not next_iterator or self._at_end(state, page):
+                # closed shard, read to its end (this page's records are kept)
                 state.iterator = None
                 state.exhausted = True
                 self._rediscover = True  # its children may be listed by now
