@@ -9,6 +9,7 @@ clients and the Poller from the arguments (shared with ``replicator.cli.migrate`
     replicator checkpoints --table NAME --mongodb-uri URI      show (or --delete) the checkpoints
     replicator redrive --table NAME --queue-url URL ...        apply what Lambda discarded (docs/redrive.md)
     replicator sync | verify | recover --table NAME ...        migrate a live table (docs/migration.md)
+    replicator load-export-file --table NAME --export S3 --index N   one export data file (Batch)
 
 The MongoDB URI can come from ``MONGODB_URI`` instead of ``--mongodb-uri`` (better: a command line
 is visible to every user of the machine); it is never printed. AWS credentials and region come
@@ -234,6 +235,9 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
 
     redrive.add_command(commands, common)
     add_commands(commands, common)
+    from replicator.cli import export_file  # one data file of an export (a Batch array child)
+
+    export_file.add_command(commands, common)
     return parser
 
 
