@@ -256,3 +256,31 @@ def test_the_built_handler_replicates_an_event_in_an_isolated_interpreter(
         assert directive["Dimensions"] == [[d["Name"] for d in alarm["Dimensions"]]]
         assert "Quarantined" in {m["Name"] for m in directive["Metrics"]}
         assert (line["Table"], line["Collection"]) == ("users", "users")
+
+
+# -- deploy/export-copy.yaml: the distributed export copy (issue 22) -------------------------------
+EXPORT_COPY = ROOT / "deploy" / "export-copy.yaml"
+EXPORT_COPY_FUNCTIONS = ("ExportFileFunction", "ExportStreamFunction")
+
+
+def test_the_export_copy_functions_are_built_as_the_replicator_function_is(tmp_path: Path) -> None:
+    template = load_template(EXPORT_COPY)
+    assert template["Globals"]["Function"]["CodeUri"] == "../"  # the project root, as above
+    for name in EXPORT_COPY_FUNCTIONS:
+        function = template["Resources"][name]
+        assert function["Metadata"] == {"BuildMethod": "makefile", "ContextPath": "."}
+        done = subprocess.run(
+            ["make", "-n", "-f", str(MAKEFILE), f"build-{name}",
+             f"ARTIFACTS_DIR={tmp_path / name}", f"PYTHON={sys.executable}"],
+            capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert f"--target \"{tmp_path / name}\"" in done.stdout  # its own build folder
+
+
+@pytest.mark.slow
+def test_sam_validate_lint_of_the_export_copy_template(sam: str) -> None:
+    done = subprocess.run(
+        [sam, "validate", "--lint", "--template-file", str(EXPORT_COPY)],
+        capture_output=True, text=True, env=sam_environment(), timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is a valid SAM Template" in done.stdout + done.stderr
