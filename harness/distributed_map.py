@@ -38,6 +38,7 @@ import importlib
 import json
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -209,6 +210,9 @@ class ChildRun:
     error: str | None = None
     cause: str | None = None
     attempts: int = 0
+    #: CPU seconds of the child's thread (its function calls: reading, parsing, planning, the
+    #: client side of the writes), for the per-child cost of benchmarks/bench_distributed_export.py
+    cpu_s: float = 0.0
 
 
 @dataclass
@@ -222,6 +226,7 @@ class MapRun:
     children: list[ChildRun] = field(default_factory=list)
     peak_concurrency: int = 0
     started: int = 0  # child executions started, over the run and its redrives
+    elapsed_s: float = 0.0  # wall time of the map state, over the run and its redrives
 
     def count(self, status: str) -> int:
         return sum(1 for c in self.children if c.status == status)
@@ -373,6 +378,7 @@ class StateMachine:
                 running[0] += 1
                 run.started += 1
                 run.peak_concurrency = max(run.peak_concurrency, running[0])
+            cpu = time.thread_time()
             try:
                 child.output, child.attempts = self._processor(processor, child.input)
                 child.status = SUCCEEDED
@@ -381,13 +387,16 @@ class StateMachine:
                 with lock:
                     failures[0] += 1
             finally:
+                child.cpu_s += time.thread_time() - cpu
                 with lock:
                     running[0] -= 1
 
         # AWS's MaxConcurrency 0 means "as many as possible" (up to 10,000 children at once).
+        began = time.perf_counter()
         with ThreadPoolExecutor(max_workers=run.max_concurrency or 10_000,
                                 thread_name_prefix=f"map-{name}") as pool:
             list(pool.map(child_execution, todo))
+        run.elapsed_s += time.perf_counter() - began
         if run.failed:
             raise StateFailed(EXCEEDED, f"{run.count(FAILED)} child execution(s) failed, "
                               f"{run.count(ABORTED)} aborted; first: "
