@@ -109,10 +109,18 @@ class ExportManifest:
 
 # -- where the files are -------------------------------------------------------------------------
 def read_bytes(location: str, s3: Any = None) -> bytes:
+    """The object's bytes; FileNotFoundError naming ``location`` when S3 has no such key (as for
+    a local path), so a missing manifest or data file is named, not just "NoSuchKey"."""
     if location.startswith("s3://"):
         bucket, _, key = location[5:].partition("/")
         client = s3 if s3 is not None else _s3_client()
-        return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        try:
+            return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except Exception as error:
+            code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"{location}: no such object in S3") from None
+            raise
     return Path(location).read_bytes()
 
 

@@ -234,3 +234,97 @@ def test_load_export_file_without_an_index_or_past_the_last_line_is_a_usage_erro
     assert mongoeco_db["by_batch"].count_documents({}) == 0
     with pytest.raises(Exception, match="index 9"):
         task_at(location, 9, moto.s3())
+
+
+# -- inputs of the same kind, new ones (a reviewer's break-it pass) ---------------------------------
+def test_manifest_lines_with_a_quoted_etag_or_a_multipart_etag_are_read_as_aws_writes_them() -> None:
+    import base64
+    import hashlib
+
+    from replicator.migrate.export import data_file_of, mismatch
+
+    data = gzip.compress(b'{"Item": {"pk": {"S": "a"}}}\n')
+    digest = hashlib.md5(data, usedforsecurity=False).digest()
+    quoted = data_file_of("s3://b/p/AWSDynamoDB/x", {
+        "itemCount": 1, "md5Checksum": base64.b64encode(digest).decode(),
+        "etag": f'"{digest.hex()}"', "dataFileS3Key": "p/AWSDynamoDB/x/data/f.json.gz"})
+    assert quoted.etag == digest.hex() and mismatch(quoted, data) is None
+    assert quoted.location == "s3://b/p/AWSDynamoDB/x/data/f.json.gz"
+    # a multipart upload's ETag is no MD5 of the object: not compared, the MD5 still is
+    multipart = data_file_of("s3://b/p/AWSDynamoDB/x", {
+        "itemCount": 1, "md5Checksum": base64.b64encode(digest).decode(),
+        "etag": "0123abcd-3", "dataFileS3Key": "p/AWSDynamoDB/x/data/f.json.gz"})
+    assert mismatch(multipart, data) is None
+    assert "MD5" in str(mismatch(multipart, gzip.compress(b"{}\n")))
+
+
+def test_a_data_file_missing_from_s3_is_named_and_nothing_is_marked(
+    moto: Any, table: Any, tmp_path: Path, collection: Any
+) -> None:
+    root, location = _export(moto, tmp_path)
+    event = _event(location, root, 1)
+    moto.s3().delete_object(Bucket=BUCKET, Key=event["Item"]["dataFileS3Key"])
+    with pytest.raises(FileNotFoundError, match=r"data/00001-abcdef12\.json\.gz: no such object"):
+        export_copy_handler.load_file(event)
+    assert progress_collection(collection).count_documents({}) == 0
+    with pytest.raises(Exception, match=r"no manifest-summary\.json"):
+        export_copy_handler.load_file({**event, "Export": location + "-typo"})
+
+
+def test_an_event_without_the_export_s_context_reads_its_summary_and_a_trailing_slash_is_fine(
+    moto: Any, table: Any, tmp_path: Path, collection: Any
+) -> None:
+    root, location = _export(moto, tmp_path)
+    event = {"Item": _event(location, root, 0)["Item"], "Export": location + "/"}
+    assert export_copy_handler.load_file(event)["Written"] == 20
+    # the same file, under the ARN the summary names: the full context finds it loaded
+    manifest = load_manifest(location, moto.s3())
+    full = {**_event(location, root, 0), "ExportArn": manifest.export_arn, "ExportType": "FULL_EXPORT"}
+    assert export_copy_handler.load_file(full)["AlreadyLoaded"] is True
+
+
+def test_two_children_of_the_same_file_at_once_leave_the_collection_as_one_would(
+    moto: Any, table: Any, tmp_path: Path, collection: Any
+) -> None:
+    """Two executions started over the same export (or a child redriven while its first attempt
+    still runs): both load the file, the guard keeps the first write of each line."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, location = _export(moto, tmp_path)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(export_copy_handler.load_file, [_event(location, root, 2)] * 2))
+    assert sum(r["Lines"] for r in results if not r["AlreadyLoaded"]) in (20, 40)
+    assert collection.count_documents({}) == 20
+    assert progress_collection(collection).count_documents({"done": True}) == 1
+
+
+def test_prepare_records_the_positions_and_a_stopped_handover_is_called_again(
+    moto: Any, table: Any, tmp_path: Path, collection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from replicator.migrate import distributed
+    from replicator.poller.checkpoints import CheckpointStore
+
+    _root, location = _export(moto, tmp_path)
+    prepared = export_copy_handler.stream_step({"Step": "prepare", "Export": location,
+                                                "Table": "distributed"})
+    assert prepared["Bucket"] == BUCKET and prepared["DataFiles"] == 4
+    assert prepared["ManifestFilesKey"].endswith("/manifest-files.json")
+    store = CheckpointStore.beside(collection, table="distributed")
+    assert store.marker(table.stream_arn) is not None  # the positions: the poller's, in MongoDB
+    # a handover out of time answers CaughtUp false and marks nothing; called again, it is done
+    original = distributed.handover
+
+    def out_of_time(poller: Any, **kwargs: Any) -> Any:
+        poller.stop()  # as the invocation's deadline does
+        return original(poller, **kwargs)
+
+    monkeypatch.setattr(distributed, "handover", out_of_time)
+    late = export_copy_handler.stream_step({"Step": "handover", "Table": "distributed"})
+    assert late["CaughtUp"] is False and late["ConsistentAt"] is None
+    assert progress_collection(collection).find_one({"kind": "sync"}) is None
+    monkeypatch.setattr(distributed, "handover", original)
+    done = export_copy_handler.stream_step({"Step": "handover", "Table": "distributed"})
+    assert done["CaughtUp"] is True and done["StreamRecordsApplied"] == 0
+    assert progress_collection(collection).find_one({"kind": "sync"})["consistent_at"] is not None
+    with pytest.raises(Exception, match="Step"):
+        export_copy_handler.stream_step({"Step": "copy", "Table": "distributed"})
