@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ for entry in (ROOT, ROOT / "benchmarks"):
         sys.path.insert(0, str(entry))
 os.environ.setdefault("AWS_ACCOUNT_ID_ENDPOINT_MODE", "disabled")
 
-from bench_common import machine_info, synthetic_item  # noqa: E402
+from bench_common import machine_info, median, synthetic_item  # noqa: E402
 
 BUCKET = "exports"
 TABLE = "bench"
@@ -73,7 +74,7 @@ def _lambda_environment(uri: str, collection: str) -> None:
         os.environ.pop(name, None)
 
 
-def run(items: int, files: int, uri: str, target: str) -> list[dict[str, Any]]:
+def run(items: int, files: int, uri: str, target: str, reps: int = 1) -> list[dict[str, Any]]:
     import logging
 
     from pymongo import MongoClient
@@ -101,48 +102,60 @@ def run(items: int, files: int, uri: str, target: str) -> list[dict[str, Any]]:
         manifest = load_manifest(location, s3)
         del lines
 
-        def row(name: str, seconds: float, cpu_s: float, collection: str, base: float | None,
-                peak: int | None = None) -> float:
+        def single(collection: str) -> tuple[float, float, int | None]:
+            """sync --export's loader, in-process, one file after another."""
+            settings = Settings(key_schema=("id",))
+            cpu, began = time.process_time(), time.perf_counter()
+            load_export(manifest, key_schema=("id",), s3=s3,
+                        make_replicator=lambda: Replicator(database[collection], settings),
+                        progress=database[f"{collection}_sync"])
+            return time.perf_counter() - began, time.process_time() - cpu, None
+
+        def mapped(limit: int) -> Callable[[str], tuple[float, float, int | None]]:
+            def run_map(collection: str) -> tuple[float, float, int | None]:
+                _lambda_environment(uri, collection)
+                export_copy_handler.reset()
+                machine = StateMachine.from_template(
+                    ROOT / "deploy" / "export-copy.yaml", s3, parameters={
+                        "TableName": TABLE, "ExportBucket": BUCKET, "ExportPrefix": "exports",
+                        "MongoDbUriSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:u",
+                        "KeySchema": "id", "MaxConcurrency": str(limit)})
+                execution = machine.start({"Export": location})
+                if execution.status != "SUCCEEDED":
+                    raise SystemExit(f"MaxConcurrency {limit}: {execution.error}: {execution.cause}")
+                map_run = execution.map_runs["LoadDataFiles"]
+                return (map_run.elapsed_s, sum(c.cpu_s for c in map_run.children),
+                        map_run.peak_concurrency)
+            return run_map
+
+        contenders = [("single machine (sync --export's loader)", "single", single)]
+        contenders += [(f"emulated map, MaxConcurrency {n}", f"map{n}", mapped(n))
+                       for n in CONCURRENCY]
+        measured: dict[str, list[tuple[float, float, int | None]]] = {n: [] for n, _, _ in contenders}
+        for rep in range(reps):  # interleaved: a noisy neighbour spreads over every contender
+            for name, key, contender in contenders:
+                measured[name].append(contender(f"{key}_{rep}"))
+        base = None
+        for name, key, _ in contenders:
+            seconds = median(m[0] for m in measured[name])
+            cpu_s = median(m[1] for m in measured[name])
+            peak = max((m[2] or 0 for m in measured[name]), default=0) or None
             # the responder stores nothing: what it acknowledged is not counted back
-            loaded = database[collection].count_documents({}) if target == "mongoeco" else items
+            loaded = (database[f"{key}_{reps - 1}"].count_documents({}) if target == "mongoeco"
+                      else items)
             rate = items / seconds
+            base = base or rate
             rows.append({"target": target, "copy": name, "items": items, "files": files,
-                         "seconds": round(seconds, 2), "items_per_s": round(rate, 1),
-                         "speedup": round(rate / base, 2) if base else 1.0,
+                         "reps": reps, "seconds": round(seconds, 3), "items_per_s": round(rate, 1),
+                         "speedup": round(rate / base, 2),
                          "cpu_us_per_item": round(cpu_s / items * 1e6, 1),
                          "peak_children": peak, "loaded": loaded})
-            print(f"  {name:<38} {rate:9.1f} items/s  x{rate / base if base else 1.0:4.2f}  "
-                  f"{cpu_s / items * 1e6:7.1f} us CPU/item  ({seconds:.1f} s"
+            print(f"  {name:<38} {rate:9.1f} items/s  x{rate / base:4.2f}  "
+                  f"{cpu_s / items * 1e6:7.1f} us CPU/item  ({seconds:.2f} s"
                   f"{'' if peak is None else f', {peak} children at most'})"
                   f"{'' if loaded == items else f'  LOADED {loaded} of {items}'}", flush=True)
             if loaded != items:
                 raise SystemExit(f"{name}: {loaded} of {items} documents loaded")
-            return rate
-
-        # the single-machine path: sync --export's loader, in-process, one file after another
-        collection = database["single"]
-        settings = Settings(key_schema=("id",))
-        cpu, began = time.process_time(), time.perf_counter()
-        load_export(manifest, key_schema=("id",), s3=s3,
-                    make_replicator=lambda: Replicator(collection, settings),
-                    progress=database["single_sync"])
-        base = row("single machine (sync --export's loader)", time.perf_counter() - began,
-                   time.process_time() - cpu, "single", None)
-
-        for limit in CONCURRENCY:
-            name = f"map{limit}"
-            _lambda_environment(uri, name)
-            export_copy_handler.reset()
-            machine = StateMachine.from_template(ROOT / "deploy" / "export-copy.yaml", s3, parameters={
-                "TableName": TABLE, "ExportBucket": BUCKET, "ExportPrefix": "exports",
-                "MongoDbUriSecretArn": "arn:aws:secretsmanager:us-east-1:1:secret:u",
-                "KeySchema": "id", "MaxConcurrency": str(limit)})
-            execution = machine.start({"Export": location})
-            if execution.status != "SUCCEEDED":
-                raise SystemExit(f"MaxConcurrency {limit}: {execution.error}: {execution.cause}")
-            map_run = execution.map_runs["LoadDataFiles"]
-            row(f"emulated map, MaxConcurrency {limit}", map_run.elapsed_s,
-                sum(c.cpu_s for c in map_run.children), name, base, map_run.peak_concurrency)
         export_copy_handler.reset()
     client.close()
     return rows
@@ -180,11 +193,13 @@ def main() -> int:
             server.stdin.close()
         server.wait(timeout=60)
     print("(2) the same export -> wire_responder.py (own process; acknowledges every write, "
-          "stores nothing: the copy's own ceiling on this machine):")
+          "stores nothing: the copy's own ceiling on this machine; median of "
+          f"{1 if args.quick else 5} interleaved runs):")
     from bench_wire import responder
 
     with responder() as port:
-        rows += run(items, files, f"mongodb://127.0.0.1:{port}/?directConnection=true", "responder")
+        rows += run(items, files, f"mongodb://127.0.0.1:{port}/?directConnection=true", "responder",
+                    reps=1 if args.quick else 5)
     if args.json:
         Path(args.json).write_text(json.dumps({"machine": info, "rows": rows}, indent=2))
     return 0
