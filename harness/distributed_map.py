@@ -56,8 +56,8 @@ SUCCEEDED, FAILED, ABORTED = "SUCCEEDED", "FAILED", "ABORTED"
 Function = Callable[[dict[str, Any], Any], Any]
 
 _STATE_FIELDS: dict[str, set[str]] = {
-    "Task": {"Type", "Resource", "Parameters", "ResultSelector", "ResultPath", "Retry", "Next",
-             "End", "Comment"},
+    "Task": {"Type", "Resource", "Parameters", "ResultSelector", "ResultPath", "OutputPath",
+             "Retry", "Next", "End", "Comment"},
     "Pass": {"Type", "Parameters", "ResultPath", "Next", "End", "Comment"},
     "Choice": {"Type", "Choices", "Default", "Comment"},
     "Map": {"Type", "Label", "ItemReader", "ItemSelector", "MaxConcurrency", "MaxConcurrencyPath",
@@ -191,6 +191,15 @@ def _result_path(state: Mapping[str, Any], data: Any, result: Any) -> Any:
     return out
 
 
+def _output_path(state: Mapping[str, Any], data: Any) -> Any:
+    """``OutputPath``: ``null`` makes the state's output ``{}`` (States language: "Paths")."""
+    if "OutputPath" not in state or state["OutputPath"] == "$":
+        return data
+    if state["OutputPath"] is None:
+        return {}
+    raise UnsupportedDefinition(f"OutputPath {state['OutputPath']!r}")
+
+
 def error_name(error: BaseException) -> str:
     """The States error name of a function's exception: Lambda reports a Python function error
     by its class name (``errorType``); an emulated platform failure can name itself
@@ -210,6 +219,8 @@ class ChildRun:
     error: str | None = None
     cause: str | None = None
     attempts: int = 0
+    #: what the child's (last) Task function returned, as its execution history shows it
+    task_result: Any = None
     #: CPU seconds of the child's thread (its function calls: reading, parsing, planning, the
     #: client side of the writes), for the per-child cost of benchmarks/bench_distributed_export.py
     cpu_s: float = 0.0
@@ -320,7 +331,7 @@ class StateMachine:
                         result = payload(state["ResultSelector"], result, {})
                 else:  # Map
                     result = self._map(execution, name, state, data)
-                data = _result_path(state, data, result)
+                data = _output_path(state, _result_path(state, data, result))
             except StateFailed as failure:
                 execution.status, execution.error, execution.cause = FAILED, failure.error, failure.cause
                 execution.failed_state, execution.failed_input = name, data
@@ -380,7 +391,8 @@ class StateMachine:
                 run.peak_concurrency = max(run.peak_concurrency, running[0])
             cpu = time.thread_time()
             try:
-                child.output, child.attempts = self._processor(processor, child.input)
+                child.output, child.attempts, child.task_result = self._processor(
+                    processor, child.input)
                 child.status = SUCCEEDED
             except StateFailed as failure:
                 child.status, child.error, child.cause = FAILED, failure.error, failure.cause
@@ -404,26 +416,28 @@ class StateMachine:
                                       if c.status == FAILED), "-"))
         return [c.output for c in run.children]
 
-    def _processor(self, processor: Mapping[str, Any], item: Any) -> tuple[Any, int]:
-        """One child execution of the ItemProcessor (Task and Pass states)."""
+    def _processor(self, processor: Mapping[str, Any], item: Any) -> tuple[Any, int, Any]:
+        """One child execution of the ItemProcessor (Task and Pass states): its output, the
+        attempts of its Tasks, the last Task's result."""
         states = processor["States"]
         name = processor["StartAt"]
         data = item
         attempts = 0
+        result: Any = None
         while True:
             state = states[name]
             if state["Type"] == "Task":
                 event = payload(state["Parameters"], data, {}) if "Parameters" in state else data
                 result, tried = self._task(state, event)
                 attempts += tried
-                data = _result_path(state, data, result)
+                data = _output_path(state, _result_path(state, data, result))
             elif state["Type"] == "Pass":
                 data = _result_path(state, data, payload(state.get("Parameters", {}), data, {})
                                     if "Parameters" in state else data)
             else:
                 raise UnsupportedDefinition(f"{state['Type']} in an ItemProcessor")
             if state.get("End"):
-                return data, attempts
+                return data, attempts, result
             name = state["Next"]
 
     def _items(self, reader: Mapping[str, Any], data: Any) -> list[Any]:

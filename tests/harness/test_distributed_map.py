@@ -122,12 +122,13 @@ def test_the_emulated_map_copies_the_export_as_sync_export_does(
     run = execution.map_runs["LoadDataFiles"]
     assert [c.status for c in run.children] == ["SUCCEEDED"] * 6
     assert run.started == 6 and 1 <= run.peak_concurrency <= 3
-    assert sum(c.output["Lines"] for c in run.children) == 90
+    assert sum(c.task_result["Lines"] for c in run.children) == 90
     # each child's input is the manifest line with the export's context (the ItemSelector)
     manifest = load_manifest(location, moto.s3())
     assert [c.input["Item"]["dataFileS3Key"] for c in run.children] == [f.key for f in manifest.files]
     assert {c.input["ExportArn"] for c in run.children} == {manifest.export_arn}
     assert execution.output["Handover"]["CaughtUp"] is True
+    assert [c.output for c in run.children] == [{}] * 6  # OutputPath null: a small map result
 
     single = mongoeco_db["single"]
     sync_export(make_poller(moto, table, single), manifest, s3=moto.s3())
@@ -182,7 +183,7 @@ def test_a_failed_child_fails_the_map_and_a_redrive_loads_each_remaining_file_on
     execution = machine.redrive(execution)
     assert execution.status == "SUCCEEDED", (execution.error, execution.cause)
     assert run.started == 3 + 4  # the redrive started the 4 children that had not succeeded
-    assert [c.output["AlreadyLoaded"] for c in run.children] == [False] * 6
+    assert [c.task_result["AlreadyLoaded"] for c in run.children] == [False] * 6
     assert execution.states[-3:] == ["Handover", "CaughtUp", "Consistent"]
     assert progress.count_documents({"kind": "export-file", "done": True}) == 6
     assert diff(moto, table, export_copy_lambda).converged
@@ -190,7 +191,7 @@ def test_a_failed_child_fails_the_map_and_a_redrive_loads_each_remaining_file_on
     # a second execution over the same export (a user starting it again) loads nothing again
     again = machine.start({"Export": location})
     assert again.status == "SUCCEEDED"
-    assert [c.output["AlreadyLoaded"] for c in again.map_runs["LoadDataFiles"].children] == [True] * 6
+    assert [c.task_result["AlreadyLoaded"] for c in again.map_runs["LoadDataFiles"].children] == [True] * 6
 
 
 def test_a_child_over_an_export_the_stream_does_not_cover_never_starts(
