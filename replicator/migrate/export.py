@@ -424,19 +424,42 @@ def load_export_file(manifest: ExportManifest, data_file: DataFile, replicator: 
     "0") makes the second write of a line a no-op, never an overwrite of a newer change.
     Raises ExportFileMismatch (nothing written, nothing marked) when the file does not match
     its manifest line; RetriesExhausted when MongoDB keeps refusing a batch."""
-    if progress is not None and progress.find_one(
-            {"_id": progress_id(manifest, data_file), "done": True}, {"_id": 1}) is not None:
+    retry = backoff or Backoff(max_attempts=10)
+    if progress is not None and _transient_retried(
+            lambda: progress.find_one({"_id": progress_id(manifest, data_file), "done": True},
+                                      {"_id": 1}),
+            f"{data_file.key}: reading its progress", retry) is not None:
         log.info("export data file %s: loaded before, skipped", data_file.key)
         return FileResult(data_file.key, already_loaded=True)
     result = load_file(data_file, manifest.export_type, replicator, key_schema, sequence, s3,
-                       backoff)
+                       retry)
     if result.mismatch is not None:
         raise ExportFileMismatch(manifest.export_arn or manifest.location, [result.mismatch])
-    _mark_done(progress, manifest, data_file, result)
+    _transient_retried(lambda: _mark_done(progress, manifest, data_file, result),
+                       f"{data_file.key}: marking it loaded", retry)
     log.info("export data file %s: %d lines, %d written, %d newer kept, %d quarantined",
              data_file.key, result.lines, result.written, result.skipped_newer,
              result.quarantined)
     return result
+
+
+def _transient_retried(call: Callable[[], Any], what: str, backoff: Backoff) -> Any:
+    """``call()``, again after ``backoff`` while MongoDB answers with a transient error (a
+    connection lost or reset, a timeout: pymongo's ConnectionFailure, ExecutionTimeout,
+    WTimeoutError); RetriesExhausted past its attempts. Measured: eight children loading at once
+    into a slow server saw pymongo cancel a pooled connection's waiters (``_OperationCancelled``,
+    an AutoReconnect) on the progress read; the loader's own batches already retried theirs."""
+    from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as error:
+            attempt += 1
+            backoff.give_up(attempt, what, error)
+            log.warning("%s: %s (%s); retry %d", what, type(error).__name__, error, attempt)
+            backoff.wait(attempt)
 
 
 @dataclass(frozen=True)

@@ -328,3 +328,45 @@ def test_prepare_records_the_positions_and_a_stopped_handover_is_called_again(
     assert progress_collection(collection).find_one({"kind": "sync"})["consistent_at"] is not None
     with pytest.raises(Exception, match="Step"):
         export_copy_handler.stream_step({"Step": "copy", "Table": "distributed"})
+
+
+def test_a_connection_lost_on_the_progress_read_or_mark_is_retried(
+    moto: Any, table: Any, tmp_path: Path, collection: Any
+) -> None:
+    """Found by the benchmark: eight children at once into a slow server, pymongo cancelled a
+    pooled connection's waiters (``_OperationCancelled``) on the progress read and the child
+    failed; the batches were already retried, the progress read and mark were not."""
+    from pymongo.errors import AutoReconnect
+
+    from replicator.migrate.distributed import ExportFileTask
+    from replicator.retry import Backoff
+
+    root, location = _export(moto, tmp_path)
+    progress = progress_collection(collection)
+
+    class Flaky:
+        """The progress collection, losing its connection on the first call of each method."""
+
+        def __init__(self) -> None:
+            self.failed: set[str] = set()
+
+        def __getattr__(self, name: str) -> Any:
+            method = getattr(progress, name)
+
+            def call(*args: Any, **kwargs: Any) -> Any:
+                if name not in self.failed:
+                    self.failed.add(name)
+                    raise AutoReconnect("connection reset")
+                return method(*args, **kwargs)
+            return call
+
+    flaky = Flaky()
+    waits: list[float] = []
+    task = ExportFileTask.from_event(_event(location, root, 0))
+    manifest = load_manifest(location, moto.s3())
+    result = export.load_export_file(
+        manifest, export.data_file_of(location, task.entry), export_copy_handler._get_replicator(),
+        key_schema=("pk",), progress=flaky, s3=moto.s3(),
+        backoff=Backoff(max_attempts=3, sleep=waits.append))
+    assert result.written == 20 and flaky.failed == {"find_one", "update_one"}
+    assert len(waits) == 2 and progress.count_documents({"done": True}) == 1
