@@ -45,7 +45,8 @@ def load_file(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
     replicator = _get_replicator()
     lambda_telemetry.set_request(context)
     task = ExportFileTask.from_event(event)
-    return result_of(load_task(task, replicator, s3=_client("s3")))
+    s3 = _client("s3") if task.export.startswith("s3://") else None  # boto3: Lambda's runtime's
+    return result_of(load_task(task, replicator, s3=s3))
 
 
 def stream_step(event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
