@@ -262,8 +262,6 @@ def record_of(line: Mapping[str, Any], export_type: str, key_schema: Sequence[st
 @dataclass
 class FileResult:
     key: str
-    #: the progress collection said the file was loaded before: nothing was read or written
-    already_loaded: bool = False
     #: why the file does not match its manifest entry (then nothing of it was loaded)
     mismatch: str | None = None
     lines: int = 0
@@ -271,6 +269,8 @@ class FileResult:
     skipped_newer: int = 0
     quarantined: int = 0
     deletes: int = 0
+    #: the progress collection said the file was loaded before: nothing was read or written
+    already_loaded: bool = False
 
 
 @dataclass
