@@ -133,6 +133,10 @@ class Boto3Source:
         """A ``kinesis`` client (the KDS source: harness/kinesis.py)."""
         return self._client("kinesis")
 
+    def s3(self) -> Any:
+        """An S3 client of the same endpoint (exports to S3: harness/distributed_map.py)."""
+        return self._client("s3")
+
     # -- tables ----------------------------------------------------------------------------------
     def create_table(self, spec: TableSpec, *, timeout: float = 60.0) -> Table:
         """Create the table with its stream on, wait until it is ACTIVE, return it with its ARN."""

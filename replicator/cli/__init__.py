@@ -12,6 +12,7 @@ clients and the Poller from the arguments (shared with ``replicator.cli.migrate`
     replicator sync | verify | recover --table NAME ...        migrate a live table (docs/migration.md)
     replicator prepare --table NAME ... [--dry-run]            the target's indexes and shard key
     replicator sync|run|verify|recover|prepare --migration-file F   every table of F (cli/tables.py)
+    replicator load-export-file --table NAME --export S3 --index N   one export data file (Batch)
 
 The MongoDB URI can come from ``MONGODB_URI`` instead of ``--mongodb-uri`` (better: a command line
 is visible to every user of the machine); it is never printed. AWS credentials and region come
@@ -249,6 +250,10 @@ def build_parser(secrets: Sequence[str] = ()) -> argparse.ArgumentParser:
     prepare.add_command(commands, common)
     for name in ("run", "sync", "verify", "recover", "prepare"):
         add_options(commands.choices[name])
+
+    from replicator.cli import export_file  # one data file of an export (a Batch array child)
+
+    export_file.add_command(commands, common)
     return parser
 
 

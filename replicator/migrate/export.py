@@ -109,10 +109,18 @@ class ExportManifest:
 
 # -- where the files are -------------------------------------------------------------------------
 def read_bytes(location: str, s3: Any = None) -> bytes:
+    """The object's bytes; FileNotFoundError naming ``location`` when S3 has no such key (as for
+    a local path), so a missing manifest or data file is named, not just "NoSuchKey"."""
     if location.startswith("s3://"):
         bucket, _, key = location[5:].partition("/")
         client = s3 if s3 is not None else _s3_client()
-        return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        try:
+            return bytes(client.get_object(Bucket=bucket, Key=key)["Body"].read())
+        except Exception as error:
+            code = str(getattr(error, "response", {}).get("Error", {}).get("Code", ""))
+            if code in ("NoSuchKey", "404"):
+                raise FileNotFoundError(f"{location}: no such object in S3") from None
+            raise
     return Path(location).read_bytes()
 
 
@@ -126,36 +134,59 @@ def load_manifest(location: str, s3: Any = None) -> ExportManifest:
     """The export at ``location``: a local directory or ``s3://bucket/<prefix>/AWSDynamoDB/<id>``
     holding manifest-summary.json."""
     base = location.rstrip("/")
+    summary = read_summary(base, s3)
+    lines = read_bytes(manifest_files_location(base, summary), s3).decode("utf-8").splitlines()
+    files = tuple(data_file_of(base, json.loads(line)) for line in lines if line.strip())
+    return manifest_of(base, summary, files)
+
+
+def read_summary(location: str, s3: Any = None) -> dict[str, Any]:
+    """The export's ``manifest-summary.json`` (``location``: the export directory). Raises
+    ConfigurationError when it is missing (locally) or names another format than DYNAMODB_JSON."""
+    base = location.rstrip("/")
     try:
-        summary = json.loads(read_bytes(f"{base}/manifest-summary.json", s3))
+        summary: dict[str, Any] = json.loads(read_bytes(f"{base}/manifest-summary.json", s3))
     except FileNotFoundError:
         raise ConfigurationError(f"no manifest-summary.json in {location}: not an export "
                                  "directory (give .../AWSDynamoDB/<ExportId>)") from None
     if summary.get("outputFormat", "DYNAMODB_JSON") != "DYNAMODB_JSON":
         raise ConfigurationError(f"export format {summary.get('outputFormat')}: only "
                                  "DYNAMODB_JSON is read")
-    manifest_key = str(summary.get("manifestFilesS3Key") or "manifest-files.json")
-    lines = read_bytes(_sibling(base, manifest_key), s3).decode("utf-8").splitlines()
-    files = []
-    for line in lines:
-        if not line.strip():
-            continue
-        entry = json.loads(line)
-        key = str(entry["dataFileS3Key"])
-        count = entry.get("itemCount")
-        files.append(DataFile(key, None if count is None else int(count), _sibling(base, key),
-                              md5=str(entry.get("md5Checksum") or "") or None,
-                              etag=str(entry.get("etag") or "").strip('"') or None))
+    return summary
+
+
+def manifest_files_location(base: str, summary: Mapping[str, Any]) -> str:
+    """Where the export's ``manifest-files.json`` is (its summary's ``manifestFilesS3Key``)."""
+    return _sibling(base, str(summary.get("manifestFilesS3Key") or "manifest-files.json"))
+
+
+def manifest_of(base: str, summary: Mapping[str, Any],
+                files: tuple[DataFile, ...]) -> ExportManifest:
+    """The export at ``base`` from its ``manifest-summary.json`` (parsed) and the data files
+    given: all of them (:func:`load_manifest`), or the one a distributed child loads."""
     return ExportManifest(
-        location=base,
+        location=base.rstrip("/"),
         export_type=str(summary.get("exportType", FULL)),
         export_arn=summary.get("exportArn"),
         export_time=_time(summary.get("exportTime")),
         export_from_time=_time(summary.get("exportFromTime")),
         export_to_time=_time(summary.get("exportToTime")),
         item_count=summary.get("itemCount"),
-        files=tuple(files),
+        files=files,
     )
+
+
+def data_file_of(base: str, entry: Mapping[str, Any]) -> DataFile:
+    """One line of ``manifest-files.json`` (``{"itemCount", "md5Checksum", "etag",
+    "dataFileS3Key"}``, AWS's shape) as the data file it names under the export at ``base``.
+    Raises ConfigurationError for a line without ``dataFileS3Key``."""
+    if not isinstance(entry, Mapping) or not entry.get("dataFileS3Key"):
+        raise ConfigurationError(f"not a manifest-files.json line (no dataFileS3Key): {entry!r:.200}")
+    key = str(entry["dataFileS3Key"])
+    count = entry.get("itemCount")
+    return DataFile(key, None if count is None else int(count), _sibling(base.rstrip("/"), key),
+                    md5=str(entry.get("md5Checksum") or "") or None,
+                    etag=str(entry.get("etag") or "").strip('"') or None)
 
 
 def _sibling(base: str, key: str) -> str:
@@ -238,6 +269,8 @@ class FileResult:
     skipped_newer: int = 0
     quarantined: int = 0
     deletes: int = 0
+    #: the progress collection said the file was loaded before: nothing was read or written
+    already_loaded: bool = False
 
 
 @dataclass
@@ -351,12 +384,19 @@ def bad_line(key: str, number: int, raw: bytes, error: BaseException,
                                           event_id=f"export-{key}-{number}"))
 
 
+def progress_id(manifest: ExportManifest, data_file: DataFile) -> str:
+    """The ``_id`` of a data file's progress document: the export (its ARN, else its location)
+    and the file's ``dataFileS3Key``. The same for ``sync --export``, a Distributed Map child
+    and a Batch array job, so whichever loaded a file, the others skip it."""
+    return f"{manifest.export_arn or manifest.location}#{data_file.key}"
+
+
 def _mark_done(progress: Any, manifest: ExportManifest, data_file: DataFile,
                result: FileResult) -> None:
     if progress is None:
         return
     progress.update_one(
-        {"_id": f"{manifest.export_arn or manifest.location}#{data_file.key}"},
+        {"_id": progress_id(manifest, data_file)},
         {"$set": {"kind": KIND, "export": manifest.export_arn or manifest.location,
                   "key": data_file.key, "lines": result.lines, "done": True,
                   "updated_at": datetime.now(timezone.utc)}},
@@ -368,6 +408,58 @@ def _loaded(progress: Any, manifest: ExportManifest) -> set[str]:
         return set()
     return {d["key"] for d in progress.find(
         {"kind": KIND, "export": manifest.export_arn or manifest.location, "done": True})}
+
+
+def load_export_file(manifest: ExportManifest, data_file: DataFile, replicator: Replicator, *,
+                     key_schema: Sequence[str], progress: Any, sequence: str = COPY_SEQUENCE,
+                     s3: Any = None, backoff: Backoff | None = None) -> FileResult:
+    """One data file of ``manifest``, loaded once however often this runs: the unit of a
+    Distributed Map child, a Batch array job and ``replicator load-export-file``.
+
+    Skipped (``already_loaded``) when ``progress`` (the ``<collection>_sync`` collection
+    ``sync --export`` uses) holds the file as done; otherwise read and written through
+    :func:`load_file` -- integrity checks, bad lines quarantined with file and line -- and
+    marked done only once every line is acknowledged. A run killed mid-file leaves no mark: the
+    next run writes the whole file again, and the guard (copied items carry sequence number
+    "0") makes the second write of a line a no-op, never an overwrite of a newer change.
+    Raises ExportFileMismatch (nothing written, nothing marked) when the file does not match
+    its manifest line; RetriesExhausted when MongoDB keeps refusing a batch."""
+    retry = backoff or Backoff(max_attempts=10)
+    if progress is not None and _transient_retried(
+            lambda: progress.find_one({"_id": progress_id(manifest, data_file), "done": True},
+                                      {"_id": 1}),
+            f"{data_file.key}: reading its progress", retry) is not None:
+        log.info("export data file %s: loaded before, skipped", data_file.key)
+        return FileResult(data_file.key, already_loaded=True)
+    result = load_file(data_file, manifest.export_type, replicator, key_schema, sequence, s3,
+                       retry)
+    if result.mismatch is not None:
+        raise ExportFileMismatch(manifest.export_arn or manifest.location, [result.mismatch])
+    _transient_retried(lambda: _mark_done(progress, manifest, data_file, result),
+                       f"{data_file.key}: marking it loaded", retry)
+    log.info("export data file %s: %d lines, %d written, %d newer kept, %d quarantined",
+             data_file.key, result.lines, result.written, result.skipped_newer,
+             result.quarantined)
+    return result
+
+
+def _transient_retried(call: Callable[[], Any], what: str, backoff: Backoff) -> Any:
+    """``call()``, again after ``backoff`` while MongoDB answers with a transient error (a
+    connection lost or reset, a timeout: pymongo's ConnectionFailure, ExecutionTimeout,
+    WTimeoutError); RetriesExhausted past its attempts. Measured: eight children loading at once
+    into a slow server saw pymongo cancel a pooled connection's waiters (``_OperationCancelled``,
+    an AutoReconnect) on the progress read; the loader's own batches already retried theirs."""
+    from pymongo.errors import ConnectionFailure, ExecutionTimeout, WTimeoutError
+
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except (ConnectionFailure, ExecutionTimeout, WTimeoutError) as error:
+            attempt += 1
+            backoff.give_up(attempt, what, error)
+            log.warning("%s: %s (%s); retry %d", what, type(error).__name__, error, attempt)
+            backoff.wait(attempt)
 
 
 @dataclass(frozen=True)

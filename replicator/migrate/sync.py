@@ -104,10 +104,16 @@ def handover(poller: Poller, report: SyncReport, now: Callable[[], datetime]) ->
     report.stream_records_applied += stats.records_applied
     report.stream_records_stale += stats.stale
     report.consistent_at = now()
+    mark_consistent(poller, report.source, report.consistent_at)
+
+
+def mark_consistent(poller: Poller, source: str, when: datetime) -> None:
+    """The handover caught up at ``when``: kept in ``<collection>_sync`` (``verify`` and the
+    operator read it), for the single-machine sync and the distributed export copy alike."""
     SegmentStore.beside(poller.collection, poller.table_name).collection.update_one(
         {"_id": f"{poller.table_name}#{SYNC_KIND}"},
-        {"$set": {"kind": SYNC_KIND, "table": poller.table_name, "source": report.source,
-                  "consistent_at": report.consistent_at}}, upsert=True)
+        {"$set": {"kind": SYNC_KIND, "table": poller.table_name, "source": source,
+                  "consistent_at": when}}, upsert=True)
 
 
 def sync_scan(

@@ -256,3 +256,65 @@ def test_the_built_handler_replicates_an_event_in_an_isolated_interpreter(
         assert directive["Dimensions"] == [[d["Name"] for d in alarm["Dimensions"]]]
         assert "Quarantined" in {m["Name"] for m in directive["Metrics"]}
         assert (line["Table"], line["Collection"]) == ("users", "users")
+
+
+# -- deploy/export-copy.yaml: the distributed export copy (issue 22) -------------------------------
+EXPORT_COPY = ROOT / "deploy" / "export-copy.yaml"
+EXPORT_COPY_FUNCTIONS = ("ExportFileFunction", "ExportStreamFunction")
+
+
+def test_the_export_copy_functions_are_built_as_the_replicator_function_is(tmp_path: Path) -> None:
+    template = load_template(EXPORT_COPY)
+    assert template["Globals"]["Function"]["CodeUri"] == "../"  # the project root, as above
+    for name in EXPORT_COPY_FUNCTIONS:
+        function = template["Resources"][name]
+        assert function["Metadata"] == {"BuildMethod": "makefile", "ContextPath": "."}
+        done = subprocess.run(
+            ["make", "-n", "-f", str(MAKEFILE), f"build-{name}",
+             f"ARTIFACTS_DIR={tmp_path / name}", f"PYTHON={sys.executable}"],
+            capture_output=True, text=True, cwd=tmp_path, timeout=60, check=False)
+        assert done.returncode == 0, done.stderr
+        assert f"--target \"{tmp_path / name}\"" in done.stdout  # its own build folder
+
+
+@pytest.mark.slow
+def test_sam_validate_lint_of_the_export_copy_template(sam: str) -> None:
+    done = subprocess.run(
+        [sam, "validate", "--lint", "--template-file", str(EXPORT_COPY)],
+        capture_output=True, text=True, env=sam_environment(), timeout=300, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "is a valid SAM Template" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_built_export_file_function_loads_a_data_file_in_an_isolated_interpreter(
+    sam: str, tmp_path: Path, mongoeco_db: Any
+) -> None:
+    """``sam build`` of export-copy.yaml (this machine's architecture), then the child alone on
+    ``sys.path`` loads one data file of a local export, twice: the second run skips it."""
+    from replicator.migrate.export import write_export
+    from support.lambda_isolated import load_file_isolated
+
+    runtime = template_runtime()
+    if f"python{sys.version_info[0]}.{sys.version_info[1]}" != runtime:
+        pytest.skip(f"the template's runtime is {runtime}; this interpreter is {sys.version}")
+    source = a_checkout(tmp_path / "source")
+    done = subprocess.run(
+        [sam, "build", "--template-file", str(source / "deploy" / "export-copy.yaml"),
+         "--build-dir", str(tmp_path / "build")],
+        capture_output=True, text=True, cwd=tmp_path, timeout=900, check=False,
+        env=sam_environment(PYTHON=sys.executable))
+    assert done.returncode == 0, done.stdout + done.stderr
+    folder = tmp_path / "build" / "ExportFileFunction"
+    root = write_export(tmp_path / "export", [[{"Item": {"pk": {"S": f"k{n}"}, "n": {"N": str(n)}}}
+                                              for n in range(30)]])
+    entry = json.loads((root / "manifest-files.json").read_text().splitlines()[0])
+    host, port = mongoeco_db.client.address
+    environment = {"MONGODB_URI": f"mongodb://{host}:{port}/", "MONGODB_DATABASE": mongoeco_db.name,
+                   "MONGODB_COLLECTION": "items", "REPLICATOR_KEY_SCHEMA": "pk"}
+    event = {"Item": entry, "Export": str(root), "Index": 0}
+    first = load_file_isolated(folder, event, environment, cwd=tmp_path)
+    assert first["answer"]["Written"] == 30 and first["documents"] == 30
+    assert not [f for f in first["files"] if str(ROOT) in f]  # nothing from this checkout
+    again = load_file_isolated(folder, event, environment, cwd=tmp_path)
+    assert again["answer"]["AlreadyLoaded"] is True and again["documents"] == 30

@@ -5,9 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +19,7 @@ from harness.esm.template import (
     read_mappings,
     with_template_esm,
 )
+from support.cfn_lint import cfn_lint as _cfn_lint
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "template.yaml"
@@ -32,22 +30,6 @@ if importlib.util.find_spec("replicator.metrics") is not None:
     from replicator.metrics import DIMENSIONS as METRIC_DIMENSIONS
 else:  # before the handler emits metrics (issue 19, item 2), the names the alarms expect
     METRICS_NAMESPACE, METRIC_DIMENSIONS = "DdbMongoReplicator", ("Table", "Collection")
-
-
-def _cfn_lint(path: Path) -> tuple[int, str]:
-    """Run cfn-lint (PyPI ``cfn-lint``, in the dev extra): this interpreter's, else the one on PATH."""
-    try:
-        import cfnlint  # noqa: F401
-
-        # cfn-lint's console script (cfnlint has no __main__ module).
-        command = [sys.executable, "-c", "import sys; from cfnlint.runner import main; sys.exit(main())"]
-    except ImportError:
-        executable = shutil.which("cfn-lint")
-        if executable is None:
-            pytest.skip("cfn-lint is not installed (pip install cfn-lint; it is in the dev extra)")
-        command = [executable]
-    done = subprocess.run([*command, str(path)], capture_output=True, text=True, check=False)
-    return done.returncode, done.stdout + done.stderr
 
 
 @pytest.mark.slow

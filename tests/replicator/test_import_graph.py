@@ -44,7 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("the standalone poller and redrive", ("poller", "poller.*", "redrive")),
     ("migration: sync, verify, recover", ("migrate", "migrate.*")),
     ("the replicator command", ("cli", "cli.*")),
-    ("the Lambda handler", ("handler", "lambda_telemetry")),
+    ("the Lambda handler", ("handler", "lambda_telemetry", "export_copy_handler")),
     ("the package's API", ("",)),
 ]
 

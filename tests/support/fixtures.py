@@ -175,3 +175,33 @@ def mongoeco_db(mongoeco_client: Any, request: pytest.FixtureRequest) -> Iterato
     mongoeco_client.drop_database(name)
     yield mongoeco_client[name]
     mongoeco_client.drop_database(name)
+
+
+# -- the distributed export copy -------------------------------------------------------------------
+@pytest.fixture
+def export_copy_lambda(monkeypatch: pytest.MonkeyPatch, mongoeco_server_uri: str,
+                       mongoeco_db: Any) -> Iterator[Any]:
+    """The export copy's Lambda functions (replicator/export_copy_handler.py) configured as
+    deploy/export-copy.yaml configures them -- the MongoDB URI, database, collection ``items``,
+    key schema ``pk`` -- on the session's mongoeco server (a fresh database), with AWS
+    credentials for moto's in-process mock (the ``moto`` fixture). Yields the target collection;
+    the functions' cached clients are dropped afterwards."""
+    from replicator import export_copy_handler
+
+    for name, value in {
+        "MONGODB_URI": mongoeco_server_uri, "MONGODB_DATABASE": mongoeco_db.name,
+        "MONGODB_COLLECTION": "items", "REPLICATOR_KEY_SCHEMA": "pk",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        # botocore sends DynamoDB Streams calls to an account-based endpoint moto does not serve
+        "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "MONGODB_URI_SECRET_ARN",
+                 "MONGODB_URI_PARAMETER"):
+        monkeypatch.delenv(name, raising=False)
+    export_copy_handler.reset()
+    try:
+        yield mongoeco_db["items"]
+    finally:
+        export_copy_handler.reset()

@@ -70,3 +70,33 @@ def handle_isolated(site: Path, event: dict[str, Any], environment: dict[str, st
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout.splitlines()[-1])
     return Handled(stdout=done.stdout, **answer)
+
+
+#: argv: the package folder, the event (JSON). The export copy's child
+#: (``replicator.export_copy_handler.load_file``) on one data file; prints, last, one JSON line.
+LOAD_ONE_FILE = """
+import json, sys
+sys.path[:0] = [sys.argv[1]]
+import replicator.export_copy_handler as handler
+answer = handler.load_file(json.loads(sys.argv[2]))
+collection = handler._get_replicator().collection
+print(json.dumps({
+    "answer": answer,
+    "documents": collection.count_documents({}),
+    "files": sorted({getattr(m, "__file__", None) or "" for m in list(sys.modules.values())} - {""}),
+}))
+"""
+
+
+def load_file_isolated(site: Path, event: dict[str, Any], environment: dict[str, str], *,
+                       cwd: Path, python: str = sys.executable) -> dict[str, Any]:
+    """Run LOAD_ONE_FILE with ``site`` as the function's folder: its answer, the collection's
+    document count, the imported files. AssertionError with stderr if the interpreter fails."""
+    done = subprocess.run(
+        [python, "-I", "-S", "-c", LOAD_ONE_FILE, str(site), json.dumps(event)],
+        capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", **environment}, cwd=cwd,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    found: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+    return found
