@@ -85,7 +85,10 @@ class TombstoneStore:
             why = f"tombstones: index: {type(error).__name__}: {error}"
             outcome.failed.extend((w, why) for w in writes)
             return outcome
-        now = datetime.now(timezone.utc)
+        # Naive UTC: pymongo encodes a naive datetime as UTC, so the BSON date is the same as the
+        # aware one's, at half the encoding cost (bson calls an aware one's utcoffset(); issue 21:
+        # ~3,000 instructions per marker).
+        now = datetime.now(timezone.utc).replace(tzinfo=None)
         built = (native.tombstone_operations(writes, now, SEQUENCE, DELETED_AT)
                  if native is not None and type(writes) is list else None)
         deletes, upserts, operations = built if built is not None else _operations(writes, now)

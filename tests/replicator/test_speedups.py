@@ -1317,3 +1317,13 @@ def test_a_batchs_figures_are_taken_in_c_for_a_lambda_event(speedups: Any) -> No
     assert speedups.newest_created(records, {"300", "0020"}) == (9.5,)
     assert speedups.newest_created(records, {"7"}) == (None,)
     assert speedups.newest_created([*records, []], {"1"}) is None
+
+
+def test_the_markers_naive_utc_time_is_the_same_bson_date_as_the_aware_one() -> None:
+    # TombstoneStore.guard stamps markers with a naive UTC time (half the encoding cost): pymongo
+    # takes a naive datetime as UTC, so the server stores the same date
+    import bson
+
+    aware = datetime(2026, 12, 7, 15, 30, 1, 123000, tzinfo=timezone.utc)
+    assert bson.encode({"deleted_at": aware.replace(tzinfo=None)}) == bson.encode(
+        {"deleted_at": aware})
