@@ -2108,14 +2108,22 @@ padded_compare(PyObject *a, PyObject *b)
 {
     const char *x = (const char *)PyUnicode_DATA(a), *y = (const char *)PyUnicode_DATA(b);
     Py_ssize_t nx = PyUnicode_GET_LENGTH(a), ny = PyUnicode_GET_LENGTH(b);
-    for (Py_ssize_t k = 0; k < 40; k++) {
-        char cx = k < 40 - nx ? '0' : x[k - (40 - nx)];
-        char cy = k < 40 - ny ? '0' : y[k - (40 - ny)];
-        if (cx != cy) {
-            return cx < cy ? -1 : 1;
-        }
+    if (a == b) {
+        return 0;
     }
-    return 0;
+    while (nx > 0 && *x == '0') { /* the value's significant digits */
+        x++;
+        nx--;
+    }
+    while (ny > 0 && *y == '0') {
+        y++;
+        ny--;
+    }
+    if (nx != ny) {
+        return nx < ny ? -1 : 1;
+    }
+    int order = memcmp(x, y, (size_t)nx);
+    return order < 0 ? -1 : order > 0;
 }
 
 /* sequence_range(records) -> (first, last) | None: the lowest SequenceNumber (the first of
@@ -2154,10 +2162,12 @@ sequence_range(PyObject *Py_UNUSED(module), PyObject *records)
     return PyTuple_Pack(2, first, last);
 }
 
-/* newest_created(records, wanted) -> (highest,) | None: the highest ApproximateCreationDateTime
- * (an exact int or float; the first of equal ones) among the records whose SequenceNumber is in
- * the set ``wanted``, (None,) when none has one; None (Python decides) unless every record is a
- * plain dict holding a dynamodb dict whose time, where wanted, is an int, a float or absent. */
+/* newest_created(records, wanted) -> (highest, latest) | None: among the records whose
+ * SequenceNumber is in the set ``wanted``, the highest ApproximateCreationDateTime that is an
+ * exact int or float (epoch seconds, a Lambda event's) and the latest that is an aware datetime
+ * (a copy's or GetRecords'), the first of equal ones, None where there is none; None (Python
+ * decides) unless every record is a plain dict holding a dynamodb dict whose time, where wanted,
+ * is one of those or absent. */
 static PyObject *
 newest_created(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -2168,7 +2178,7 @@ newest_created(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
     if (s_sequence_number_key == NULL) {
         Py_RETURN_NONE;
     }
-    PyObject *records = args[0], *wanted = args[1], *highest = NULL; /* borrowed */
+    PyObject *records = args[0], *wanted = args[1], *highest = NULL, *latest = NULL; /* borrowed */
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
         PyObject *body = record_body(PyList_GET_ITEM(records, i));
         if (body == NULL) {
@@ -2189,6 +2199,16 @@ newest_created(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
             continue;
         }
         if (value == Py_None) continue;
+        if (PyDateTime_CheckExact(value)) {
+            PyObject *zone = PyDateTime_DATE_GET_TZINFO(value);
+            if (zone == Py_None) {
+                Py_RETURN_NONE; /* naive: Python takes it as UTC */
+            }
+            int later = latest == NULL ? 1 : PyObject_RichCompareBool(value, latest, Py_GT);
+            if (later < 0) return NULL;
+            if (later) latest = value;
+            continue;
+        }
         if (!PyLong_CheckExact(value) && !PyFloat_CheckExact(value)) {
             Py_RETURN_NONE;
         }
@@ -2200,7 +2220,7 @@ newest_created(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
         if (greater < 0) return NULL;
         if (greater) highest = value;
     }
-    return PyTuple_Pack(1, highest != NULL ? highest : Py_None);
+    return PyTuple_Pack(2, highest != NULL ? highest : Py_None, latest != NULL ? latest : Py_None);
 }
 
 /* How tombstone_operations() builds the markers (UpdateOne) and the probe (UpdateMany): "slots"
@@ -2817,8 +2837,9 @@ static PyMethodDef speedups_methods[] = {
      "sequence_range(records) -> (first, last) | None: the batch's lowest and highest\n"
      "SequenceNumber as core._close finds them (None: Python decides)."},
     {"newest_created", (PyCFunction)(void (*)(void))newest_created, METH_FASTCALL,
-     "newest_created(records, wanted) -> (highest,) | None: the highest epoch-seconds\n"
-     "ApproximateCreationDateTime of the wanted records (None: Python decides)."},
+     "newest_created(records, wanted) -> (highest, latest) | None: the highest epoch-seconds and\n"
+     "the latest aware-datetime ApproximateCreationDateTime of the wanted records (None: Python\n"
+     "decides)."},
     {"_tombstone_path", speedups_tombstone_path, METH_NOARGS,
      "How tombstone_operations() builds its UpdateOne and UpdateMany: 'slots' or 'constructor'."},
     {"_operation_path", speedups_operation_path, METH_NOARGS,

@@ -443,8 +443,9 @@ def _newest_created(records: Sequence[Any], applied: Iterable[PlannedWrite],
     others = []
     found = (native.newest_created(records, wanted)
              if native is not None and type(records) is list else None)
-    if found is not None:
-        (highest,) = found  # every record read: none left for the loop below
+    latest: datetime | None = None
+    if found is not None:  # every record read in C: none left for the loop below
+        highest, latest = found
     for raw in () if found is not None else records:
         body = raw.get("dynamodb") if type(raw) is dict else None
         if type(body) is not dict:
@@ -464,7 +465,7 @@ def _newest_created(records: Sequence[Any], applied: Iterable[PlannedWrite],
         newest = creation_time_of({"dynamodb": {"ApproximateCreationDateTime": highest}})
         if newest is None:
             return _newest_created_each(records, wanted)
-    rest = _newest_created_each(others, wanted) if others else None
+    rest = _newest_created_each(others, wanted) if others else latest
     if rest is not None and (newest is None or rest > newest):
         newest = rest
     return newest

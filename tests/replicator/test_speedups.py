@@ -1265,7 +1265,9 @@ def test_tombstone_operations_are_the_same_whichever_way_they_are_built(
 
 
 _times = st.one_of(st.integers(0, 2**40), st.floats(allow_nan=True), st.none(),
-                   st.sampled_from([True, "1700000000", datetime(2024, 1, 1, tzinfo=timezone.utc)]))
+                   st.datetimes(timezones=st.sampled_from([timezone.utc])),
+                   st.sampled_from([True, "1700000000", datetime(2024, 1, 1, tzinfo=timezone.utc),
+                                    datetime(2024, 1, 1)]))
 
 
 @st.composite
@@ -1314,9 +1316,16 @@ def test_a_batchs_figures_are_taken_in_c_for_a_lambda_event(speedups: Any) -> No
                for s, t in [("300", 5), ("20", 9.5), ("0020", 7), ("300", 9.5), ("1", 2)]]
     assert speedups.sequence_range(records) == ("1", "300")
     assert speedups.sequence_range([*records, {"dynamodb": {}}]) is None  # Python decides
-    assert speedups.newest_created(records, {"300", "0020"}) == (9.5,)
-    assert speedups.newest_created(records, {"7"}) == (None,)
+    assert speedups.newest_created(records, {"300", "0020"}) == (9.5, None)
+    assert speedups.newest_created(records, {"7"}) == (None, None)
     assert speedups.newest_created([*records, []], {"1"}) is None
+    # a copy's records: one aware datetime per page, every record sequence number "0"
+    page = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    copied = [{"dynamodb": {"SequenceNumber": "0", "ApproximateCreationDateTime": page}}] * 3
+    assert speedups.sequence_range(copied) == ("0", "0")
+    assert speedups.newest_created(copied, {"0"}) == (None, page)
+    naive = [{"dynamodb": {"SequenceNumber": "0", "ApproximateCreationDateTime": datetime(2026, 1, 1)}}]
+    assert speedups.newest_created(naive, {"0"}) is None  # Python takes it as UTC
 
 
 def test_the_markers_naive_utc_time_is_the_same_bson_date_as_the_aware_one() -> None:
