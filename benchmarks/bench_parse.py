@@ -408,6 +408,46 @@ def count_child(contender: str, pages: int, page: int, all_pages: int) -> None:
         client.close()
 
 
+def count_file(contender: str, items: int) -> None:
+    """``export`` (``export.load_file`` of one gzipped file of ``items`` lines, batches of
+    ``export.BATCH``) or ``export-floor`` once after a warm-up, with only that run instrumented
+    under callgrind (callgrind_region.py): the figure of the timed run's configuration, which the
+    2-pages-minus-1 count above is not (there one flush per file cancels out)."""
+    from callgrind_region import region
+
+    logging.disable(logging.WARNING)
+    data = items_of(items)
+    documents = [d for page in ready_documents(scan_bodies(data, 500)) for d in page]
+    gz = gzip.compress(b"\n".join(json.dumps({"Item": i}).encode() for i in data) + b"\n",
+                       compresslevel=6)
+    del data
+    data_file = export.DataFile(key="data/bench.json.gz", item_count=items,
+                                location="s3://bench/data/bench.json.gz")
+    with responder() as port:
+        client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+            f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=5000)
+        collection = client["bench"]["items"]
+        settings = Settings(key_schema=(KEY,))
+
+        def load() -> None:
+            export.load_file(data_file, export.FULL, Replicator(collection, settings), (KEY,),
+                             COPY_SEQUENCE, s3=_Bytes(gz))
+
+        def floor() -> None:
+            lines = gzip.decompress(gz).splitlines()
+            for start in range(0, len(lines), export.BATCH):
+                for line in lines[start:start + export.BATCH]:
+                    json.loads(line)
+                collection.insert_many(documents[start:start + export.BATCH], ordered=False)
+
+        run = load if contender == "export" else floor
+        run()
+        gc.collect()
+        with region():
+            run()
+        client.close()
+
+
 class _Bytes:
     """An S3 client double for ``export.read_bytes``: the data file's bytes, no network."""
 
@@ -450,7 +490,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count-child", nargs=4, default=None,
                         help="CONTENDER PAGES PAGE ALL_PAGES: one run, for callgrind "
                              f"(contenders: {', '.join(COUNTED)})")
+    parser.add_argument("--count-file", nargs=2, default=None,
+                        help="CONTENDER ITEMS: export or export-floor on one file, only that run "
+                             "instrumented (valgrind --tool=callgrind --instr-atstart=no)")
     args = parser.parse_args(argv)
+    if args.count_file is not None:
+        count_file(args.count_file[0], int(args.count_file[1]))
+        return 0
     if args.count_child is not None:
         name, *numbers = args.count_child
         count_child(name, *(int(n) for n in numbers))

@@ -13,7 +13,9 @@ Each run starts ``wire_responder.py`` (another process, not traced), builds the 
 100-record batches as ``bench_lambda.py``, hands one warm-up batch over, then ``--batches`` more.
 With ``--callgrind`` only that loop is instrumented (callgrind_region.py), so the callgrind output
 file's total divided by the events is the instructions per event; the batches are parsed
-(``json.loads``, as the Lambda runtime does) outside the loop. BENCHMARKS.md has the figures.
+(``json.loads``, as the Lambda runtime does) outside the loop. ``--kind`` picks batches of one
+eventName (insert, modify: upserts of existing documents, remove) instead of the stream's mix,
+``--batch-size`` their size. BENCHMARKS.md has the figures.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import collections
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -38,6 +41,43 @@ from callgrind_region import region  # noqa: E402
 from replicator import Replicator, Settings  # noqa: E402
 from replicator.convert import Converter  # noqa: E402
 
+KINDS = ("mixed", "insert", "modify", "remove")
+
+
+def batches_of(kind: str, first: int, count: int, size: int) -> list[dict[str, Any]]:
+    """``count`` events of ``size`` records: the stream's batches from the ``first`` on (mixed),
+    or its records of one eventName from there on, regrouped so that no batch holds a key twice
+    (a record whose key is already in the batch waits for the next one)."""
+    if kind == "mixed":
+        return [json.loads(text) for text in lambda_batches(first + count, size)[first:]]
+    name = kind.upper()
+    stream = [record for text in lambda_batches(first + count * 12, size)[first:]
+              for record in json.loads(text)["Records"] if record["eventName"] == name]
+    events: list[dict[str, Any]] = []
+    waiting: list[dict[str, Any]] = []
+    while len(events) < count and (stream or waiting):
+        batch: list[dict[str, Any]] = []
+        keys: set[str] = set()
+        rest = []
+        for record in waiting + stream:
+            key = record["dynamodb"]["Keys"]["id"]["S"]
+            if len(batch) < size and key not in keys:
+                batch.append(record)
+                keys.add(key)
+            else:
+                rest.append(record)
+            if len(batch) == size and len(rest) > size:
+                break
+        consumed = len(batch) + len(rest)
+        pool = waiting + stream
+        waiting, stream = rest, pool[consumed:]
+        if len(batch) < size:
+            break
+        events.append({"Records": batch})
+    if len(events) < count:
+        raise SystemExit(f"not enough {name} records for {count} batches of {size}")
+    return events
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -50,15 +90,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--callgrind", action="store_true",
                         help="instrument only the measured loop (run under valgrind "
                              "--tool=callgrind --instr-atstart=no)")
+    parser.add_argument("--batch-size", type=int, default=100,
+                        help="records per batch (default 100, the event source mapping's default "
+                             "BatchSize; up to 10,000 for DynamoDB Streams): each MongoDB command "
+                             "has a fixed client cost, shared by the batch's records")
+    parser.add_argument("--kind", choices=KINDS, default="mixed",
+                        help="which records the batches hold: the stream as it comes (mixed, "
+                             "the default), or only its INSERTs, MODIFYs or REMOVEs (each batch "
+                             "one record per key); with 'modify' the responder answers every "
+                             "upsert as matching an existing document (--existing)")
     parser.add_argument("--quick", action="store_true", help="2 batches, no callgrind")
     args = parser.parse_args(argv)
     if args.quick:
         args.batches = 2
-    texts = lambda_batches(args.first + args.batches + 1, 100)[args.first:]
-    events = [json.loads(text) for text in texts]
+    events = batches_of(args.kind, args.first, args.batches + 1, args.batch_size)
     converter = Converter("lossless")
     floor_ops = [floor_operations(event, converter) for event in events]
-    with responder(timeout=120) as port:
+    with responder(120, *(("--existing",) if args.kind == "modify" else ())) as port:
         client: pymongo.MongoClient[dict[str, object]] = pymongo.MongoClient(
             f"mongodb://127.0.0.1:{port}/?directConnection=true", serverSelectionTimeoutMS=60000)
         try:
@@ -81,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     raise SystemExit("a batch failed")
         finally:
             client.close()
-    print(f"{args.mode}: {args.batches * 100} events after the warm-up")
+    print(f"{args.mode}: {args.batches * args.batch_size} events after the warm-up")
     return 0
 
 

@@ -56,15 +56,16 @@ CONTENDERS = ("core", "core, tombstones off", "baseline")
 
 
 @contextlib.contextmanager
-def responder(timeout: float = READY_TIMEOUT_S) -> Iterator[int]:
-    """Start ``wire_responder.py`` in a child process; yield its port on 127.0.0.1.
+def responder(timeout: float = READY_TIMEOUT_S, *options: str) -> Iterator[int]:
+    """Start ``wire_responder.py`` (with ``options``, e.g. ``--existing``) in a child process;
+    yield its port on 127.0.0.1.
 
     The child's stdin is a pipe: closing it (or this process dying) stops the child. On exit --
     also when the body raises -- the child is terminated (killed if it lingers) and waited for.
     """
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(
-            [sys.executable, str(RESPONDER), "--port", "0"],
+            [sys.executable, str(RESPONDER), "--port", "0", *options],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=stderr,

@@ -11,8 +11,10 @@ handler (command building, BSON encoding, sessions, socket syscalls, reply decod
 process.
 
 Replies model a standalone server (sessions supported, no transactions) whose collections are
-always EMPTY: every upsert inserts (``upserted`` lists it), every other update and every delete
-matches nothing, ``find``/``aggregate`` return an empty cursor, everything else is ``{"ok": 1}``.
+always EMPTY (with ``--existing``: hold every upserted document, so an upsert matches and
+modifies it and inserts nothing): every upsert inserts (``upserted`` lists it), every other
+update and every delete matches nothing, ``find``/``aggregate`` return an empty cursor,
+everything else is ``{"ok": 1}``.
 That is the state of a first batch on an empty target, and it is what the replicator's tombstone
 probe (replicator/tombstones.py) reads as "no tombstone blocks an upsert" -- replying ``n`` = all
 updates instead would make every probe look matched and add a spurious read per batch.
@@ -150,6 +152,11 @@ def upserted_id(update: Mapping[str, Any]) -> Any:
     return value
 
 
+#: --existing: upserts match an existing document (modified, nothing inserted) instead of
+#: inserting: the replies to a batch of MODIFYs of documents the target holds
+EXISTING = False
+
+
 def reply_to(
     command: Mapping[str, Any], sequences: Mapping[str, list[Any]], connection_id: int
 ) -> dict[str, Any]:
@@ -165,6 +172,9 @@ def reply_to(
     if name == "update":
         updates = statements(command, sequences, "updates")
         STATS.count(name, len(updates))
+        if EXISTING:  # --existing: every upsert finds its document and replaces it
+            matched = sum(1 for update in updates if update.get("upsert"))
+            return {"ok": 1, "n": matched, "nModified": matched}
         upserted = [
             {"index": index, "_id": upserted_id(update)}
             for index, update in enumerate(updates)
@@ -304,7 +314,11 @@ def stop_on_eof(server: Server) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--existing", action="store_true",
+                        help="every upsert matches an existing document instead of inserting")
     args = parser.parse_args(argv)
+    global EXISTING
+    EXISTING = args.existing
 
     def quit_quietly(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)

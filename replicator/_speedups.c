@@ -1182,6 +1182,16 @@ static PyObject *s___dict__, *s_index, *s_event_name, *s_keys,
         if ((var) == NULL) return -1;                       \
     }
 
+/* var = sys.intern(text), once; for functions that return NULL on an error. */
+#define INTERN_OR_NULL(var, text)                           \
+    if ((var) == NULL) {                                    \
+        (var) = PyUnicode_InternFromString(text);           \
+        if ((var) == NULL) return NULL;                     \
+    }
+
+static PyObject *s_sequence_number_key = NULL; /* "SequenceNumber" (batch figures) */
+static PyObject *s_created_key = NULL; /* "ApproximateCreationDateTime" (batch figures) */
+
 static int
 intern_event_names(void)
 {
@@ -1198,6 +1208,8 @@ intern_event_names(void)
     INTERN(s_event_id, "event_id");
     INTERN(s_event_source_arn, "event_source_arn");
     INTERN(s_raw, "raw");
+    INTERN(s_sequence_number_key, "SequenceNumber");
+    INTERN(s_created_key, "ApproximateCreationDateTime");
     return 0;
 }
 
@@ -1613,8 +1625,26 @@ same_operation(const slot_maker *maker, PyObject *mine, PyObject *theirs)
 
 /* Takes accelerator.slot_template's answer (or None) for cls; 0, or -1 with a TypeError for a
  * malformed template. A template whose result differs from calling cls is not used. */
+static int setup_maker_checked(slot_maker *maker, PyObject *cls, PyObject *template,
+                               int with_document, PyObject *document, PyObject *upsert);
+
 static int
 setup_maker(slot_maker *maker, PyObject *cls, PyObject *template, int with_document)
+{
+    PyObject *document = Py_BuildValue("{sisi}", "_id", 2, "document", 3);
+    if (document == NULL) {
+        return -1;
+    }
+    int done = setup_maker_checked(maker, cls, template, with_document, document, Py_True);
+    Py_DECREF(document);
+    return done;
+}
+
+/* setup_maker, checked with ``document`` as the operation's document (an update must name an
+ * operator) and ``upsert`` passed as upsert= (NULL: not passed, the class's default). */
+static int
+setup_maker_checked(slot_maker *maker, PyObject *cls, PyObject *template, int with_document,
+                    PyObject *check_document, PyObject *upsert)
 {
     PyObject *descriptors, *values, *unset;
     Py_ssize_t filter_at, document_at;
@@ -1654,13 +1684,17 @@ setup_maker(slot_maker *maker, PyObject *cls, PyObject *template, int with_docum
 
     /* The check: the same operation as the class builds, for a filter and a document. */
     PyObject *filter = Py_BuildValue("{si}", "_id", 1);
-    PyObject *document = Py_BuildValue("{sisi}", "_id", 2, "document", 3);
+    PyObject *document = Py_NewRef(check_document);
     PyObject *mine = NULL, *theirs = NULL;
-    if (filter != NULL && document != NULL) {
+    if (filter != NULL) {
         mine = fill_slots(maker, filter, with_document ? document : NULL);
-        if (with_document) {
-            PyObject *call[3] = {filter, document, Py_True};
+        if (with_document && upsert != NULL) {
+            PyObject *call[3] = {filter, document, upsert};
             theirs = PyObject_Vectorcall(cls, call, 2, pl_upsert_names);
+        }
+        else if (with_document) {
+            PyObject *call[2] = {filter, document};
+            theirs = PyObject_Vectorcall(cls, call, 2, NULL);
         }
         else {
             theirs = PyObject_CallOneArg(cls, filter);
@@ -1742,15 +1776,54 @@ configure_operations(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* The __dict__ of a PlannedWrite of exactly the configured class (new reference), else NULL
+ * (no error set unless one occurred): its fields are read from it by write_field, one dict
+ * lookup each instead of the generic attribute lookup (a fifth of operations()' cost). */
+static PyObject *
+write_dict(PyObject *write)
+{
+    if (pl_planned_write == NULL || (PyObject *)Py_TYPE(write) != pl_planned_write) {
+        return NULL;
+    }
+    PyObject *dict = PyObject_GenericGetDict(write, NULL);
+    if (dict != NULL && !PyDict_CheckExact(dict)) {
+        Py_CLEAR(dict);
+    }
+    return dict;
+}
+
+/* write.name (new reference): from ``dict`` (write_dict's answer) when it holds the field, else
+ * by the generic lookup. */
+static PyObject *
+write_field(PyObject *write, PyObject *dict, PyObject *name)
+{
+    if (dict != NULL) {
+        PyObject *value = PyDict_GetItemWithError(dict, name);
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+    }
+    return PyObject_GetAttr(write, name);
+}
+
 /* One planned write's pymongo operation; Py_None (new) when Python builds it. */
 static PyObject *
 operation_of(PyObject *write)
 {
     PyObject *kind = NULL, *filter = NULL, *document = NULL, *upsert = NULL, *out = NULL;
-    if ((kind = PyObject_GetAttr(write, s_kind)) == NULL
-        || (filter = PyObject_GetAttr(write, s_filter)) == NULL
-        || (document = PyObject_GetAttr(write, s_document)) == NULL
-        || (upsert = PyObject_GetAttr(write, s_upsert)) == NULL) {
+    PyObject *fields = write_dict(write);
+    if (fields == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    kind = write_field(write, fields, s_kind);
+    filter = kind == NULL ? NULL : write_field(write, fields, s_filter);
+    document = filter == NULL ? NULL : write_field(write, fields, s_document);
+    upsert = document == NULL ? NULL : write_field(write, fields, s_upsert);
+    Py_XDECREF(fields);
+    if (upsert == NULL) {
         goto done;
     }
     if (!PyDict_CheckExact(filter)) {
@@ -1810,6 +1883,356 @@ speedups_operations(PyObject *Py_UNUSED(module), PyObject *writes)
         PyList_SET_ITEM(out, i, operation);
     }
     return out;
+}
+
+/* ---- The tombstones' markers and probe (replicator.tombstones.TombstoneStore.guard) ---------- */
+
+static slot_maker marker_maker, probe_maker;
+static PyObject *tb_update_one, *tb_update_many;
+static PyObject *s_max, *s_set, *s_in, *s_gt, *s_empty;
+
+/* configure_tombstones(UpdateOne, UpdateMany, update_one_template, update_many_template): what
+ * tombstone_operations builds with (templates: accelerator.slot_template of
+ * UpdateOne(f, u, upsert=True) and UpdateMany(f, u)); each checked against the class, as
+ * configure_operations checks its own. */
+static PyObject *
+configure_tombstones(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *update_one, *update_many, *one_template, *many_template;
+    if (!PyArg_ParseTuple(args, "OOOO:configure_tombstones", &update_one, &update_many,
+                          &one_template, &many_template)) {
+        return NULL;
+    }
+    if (intern_planner_names() < 0) {
+        return NULL;
+    }
+    INTERN_OR_NULL(s_max, "$max");
+    INTERN_OR_NULL(s_set, "$set");
+    INTERN_OR_NULL(s_in, "$in");
+    INTERN_OR_NULL(s_gt, "$gt");
+    INTERN_OR_NULL(s_empty, "");
+    if (pl_upsert_names == NULL && (pl_upsert_names = Py_BuildValue("(s)", "upsert")) == NULL) {
+        return NULL;
+    }
+    PyObject *check = Py_BuildValue("{s{si}}", "$max", "seq", 1);
+    if (check == NULL) {
+        return NULL;
+    }
+    int failed = setup_maker_checked(&marker_maker, update_one, one_template, 1, check, Py_True) < 0
+                 || setup_maker_checked(&probe_maker, update_many, many_template, 1, check,
+                                        NULL) < 0;
+    Py_DECREF(check);
+    if (failed) {
+        return NULL;
+    }
+    Py_XSETREF(tb_update_one, Py_NewRef(update_one));
+    Py_XSETREF(tb_update_many, Py_NewRef(update_many));
+    Py_RETURN_NONE;
+}
+
+static PyObject *padded_sequence(PyObject *sequence); /* zfill(40) of 1 to 40 digits */
+
+/* One operation with its slots filled (maker) or by calling the class (cls(filter, update[,
+ * upsert=True])). Steals nothing. */
+static PyObject *
+update_operation(const slot_maker *maker, PyObject *cls, PyObject *filter, PyObject *update,
+                 int upsert)
+{
+    if (maker->cls != NULL) {
+        return fill_slots(maker, filter, update);
+    }
+    if (upsert) {
+        PyObject *call[3] = {filter, update, Py_True};
+        return PyObject_Vectorcall(cls, call, 2, pl_upsert_names);
+    }
+    PyObject *call[2] = {filter, update};
+    return PyObject_Vectorcall(cls, call, 2, NULL);
+}
+
+/* tombstone_operations(writes, now, seq, deleted_at) -> (deletes, upserts, operations) | None:
+ * what TombstoneStore.guard builds in Python -- the writes split into deletes and upserts (in
+ * order), one UpdateOne({"_id": id}, {"$max": {seq: padded}, "$set": {deleted_at: now}},
+ * upsert=True) per delete, then, when there are upserts, UpdateMany({"_id": {"$in": ids}, seq:
+ * {"$gt": the lowest padded sequence number}}, {"$max": {seq: ""}}). None (Python builds them)
+ * for a write that is not of the planner's usual shape: a dict filter naming _id, a tuple of
+ * sequence numbers of 1 to 40 digits, a str kind. */
+static PyObject *
+tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 4 || !PyList_CheckExact(args[0]) || !PyUnicode_CheckExact(args[2])
+        || !PyUnicode_CheckExact(args[3])) {
+        PyErr_SetString(PyExc_TypeError,
+                        "tombstone_operations(writes: list, now, seq: str, deleted_at: str)");
+        return NULL;
+    }
+    if (tb_update_one == NULL || s_kind == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *writes = args[0], *now = args[1], *seq = args[2], *deleted_at = args[3];
+    Py_ssize_t count = PyList_GET_SIZE(writes);
+    PyObject *deletes = PyList_New(0), *upserts = PyList_New(0), *operations = PyList_New(0);
+    PyObject *ids = PyList_New(0), *lowest = NULL, *result = NULL;
+    if (deletes == NULL || upserts == NULL || operations == NULL || ids == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *write = PyList_GET_ITEM(writes, i);
+        PyObject *kind = NULL, *filter = NULL, *numbers = NULL, *padded = NULL;
+        PyObject *document_id, *last;
+        int ok = 0, is_delete = 0;
+        PyObject *fields = write_dict(write);
+        if (fields == NULL && PyErr_Occurred()) {
+            goto failed;
+        }
+        kind = write_field(write, fields, s_kind);
+        filter = kind == NULL ? NULL : write_field(write, fields, s_filter);
+        numbers = filter == NULL ? NULL : write_field(write, fields, s_sequence_numbers);
+        Py_XDECREF(fields);
+        if (numbers == NULL) {
+            goto failed;
+        }
+        if (!PyUnicode_CheckExact(kind) || !PyDict_CheckExact(filter)
+            || !PyTuple_CheckExact(numbers) || PyTuple_GET_SIZE(numbers) < 1) {
+            goto not_mine;
+        }
+        last = PyTuple_GET_ITEM(numbers, PyTuple_GET_SIZE(numbers) - 1);
+        if (!is_sequence_number(last)) {
+            goto not_mine;
+        }
+        document_id = PyDict_GetItemWithError(filter, s_id);
+        if (document_id == NULL) {
+            if (PyErr_Occurred()) goto failed;
+            goto not_mine;
+        }
+        is_delete = kind == s_delete || PyUnicode_Compare(kind, s_delete) == 0;
+        if ((padded = padded_sequence(last)) == NULL) {
+            goto failed;
+        }
+        if (is_delete) {
+            PyObject *marker = NULL;
+            PyObject *id_filter = PyDict_New(), *update = PyDict_New();
+            PyObject *highest = PyDict_New(), *stamp = PyDict_New();
+            if (id_filter != NULL && update != NULL && highest != NULL && stamp != NULL
+                && PyDict_SetItem(id_filter, s_id, document_id) == 0
+                && PyDict_SetItem(highest, seq, padded) == 0
+                && PyDict_SetItem(stamp, deleted_at, now) == 0
+                && PyDict_SetItem(update, s_max, highest) == 0
+                && PyDict_SetItem(update, s_set, stamp) == 0) {
+                marker = update_operation(&marker_maker, tb_update_one, id_filter, update, 1);
+            }
+            Py_XDECREF(id_filter);
+            Py_XDECREF(update);
+            Py_XDECREF(highest);
+            Py_XDECREF(stamp);
+            if (marker == NULL || PyList_Append(operations, marker) < 0
+                || PyList_Append(deletes, write) < 0) {
+                Py_XDECREF(marker);
+                goto failed;
+            }
+            Py_DECREF(marker);
+        }
+        else {
+            if (PyList_Append(upserts, write) < 0 || PyList_Append(ids, document_id) < 0) {
+                goto failed;
+            }
+            if (lowest == NULL
+                || memcmp(PyUnicode_DATA(padded), PyUnicode_DATA(lowest), 40) < 0) {
+                Py_XSETREF(lowest, Py_NewRef(padded));
+            }
+        }
+        ok = 1;
+        goto next;
+    not_mine:
+        ok = 2;
+        goto next;
+    failed:
+        ok = 0;
+    next:
+        Py_XDECREF(kind);
+        Py_XDECREF(filter);
+        Py_XDECREF(numbers);
+        Py_XDECREF(padded);
+        if (ok == 0) goto done;
+        if (ok == 2) {
+            result = Py_NewRef(Py_None);
+            goto done;
+        }
+    }
+    if (PyList_GET_SIZE(upserts) > 0) {
+        PyObject *probe = NULL;
+        PyObject *probe_filter = Py_BuildValue("{O{OO}O{OO}}", s_id, s_in, ids, seq, s_gt, lowest);
+        PyObject *update = Py_BuildValue("{O{OO}}", s_max, seq, s_empty);
+        if (probe_filter != NULL && update != NULL) {
+            probe = update_operation(&probe_maker, tb_update_many, probe_filter, update, 0);
+        }
+        Py_XDECREF(probe_filter);
+        Py_XDECREF(update);
+        if (probe == NULL || PyList_Append(operations, probe) < 0) {
+            Py_XDECREF(probe);
+            goto done;
+        }
+        Py_DECREF(probe);
+    }
+    result = PyTuple_Pack(3, deletes, upserts, operations);
+done:
+    Py_XDECREF(deletes);
+    Py_XDECREF(upserts);
+    Py_XDECREF(operations);
+    Py_XDECREF(ids);
+    Py_XDECREF(lowest);
+    return result;
+}
+
+/* ---- A batch's figures (replicator.core) ---------------------------------------------------- */
+
+/* The record's dynamodb dict (borrowed) when the record is a plain dict holding one, else NULL
+ * (no error set). */
+static PyObject *
+record_body(PyObject *record)
+{
+    static PyObject *s_dynamodb = NULL;
+    if (s_dynamodb == NULL && (s_dynamodb = PyUnicode_InternFromString("dynamodb")) == NULL) {
+        return NULL;
+    }
+    if (!PyDict_CheckExact(record)) {
+        return NULL;
+    }
+    PyObject *body = PyDict_GetItemWithError(record, s_dynamodb);
+    return body != NULL && PyDict_CheckExact(body) ? body : NULL;
+}
+
+/* a.zfill(40) compared with b.zfill(40) (<0, 0, >0), for strings of 1 to 40 ASCII digits:
+ * leading zeros count for nothing, as in the padded strings. */
+static int
+padded_compare(PyObject *a, PyObject *b)
+{
+    const char *x = (const char *)PyUnicode_DATA(a), *y = (const char *)PyUnicode_DATA(b);
+    Py_ssize_t nx = PyUnicode_GET_LENGTH(a), ny = PyUnicode_GET_LENGTH(b);
+    if (a == b) {
+        return 0;
+    }
+    while (nx > 0 && *x == '0') { /* the value's significant digits */
+        x++;
+        nx--;
+    }
+    while (ny > 0 && *y == '0') {
+        y++;
+        ny--;
+    }
+    if (nx != ny) {
+        return nx < ny ? -1 : 1;
+    }
+    int order = memcmp(x, y, (size_t)nx);
+    return order < 0 ? -1 : order > 0;
+}
+
+/* sequence_range(records) -> (first, last) | None: the lowest SequenceNumber (the first of
+ * equal ones) and the highest (the last of equal ones) by their zero-padded value, as core's
+ * min/max with pad_sequence_number; (None, None) when no record has one. None (Python decides)
+ * unless every record is a plain dict whose dynamodb dict holds a SequenceNumber of 1 to 40
+ * digits. */
+static PyObject *
+sequence_range(PyObject *Py_UNUSED(module), PyObject *records)
+{
+    if (!PyList_CheckExact(records) || s_sequence_number_key == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *first = NULL, *last = NULL; /* borrowed */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
+        PyObject *body = record_body(PyList_GET_ITEM(records, i));
+        if (body == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            Py_RETURN_NONE;
+        }
+        PyObject *sequence = PyDict_GetItemWithError(body, s_sequence_number_key);
+        if (sequence == NULL || !is_sequence_number(sequence)) {
+            if (PyErr_Occurred()) return NULL;
+            Py_RETURN_NONE;
+        }
+        if (first == NULL) {
+            first = last = sequence;
+            continue;
+        }
+        if (padded_compare(sequence, first) < 0) first = sequence;
+        if (padded_compare(sequence, last) >= 0) last = sequence;
+    }
+    if (first == NULL) {
+        return Py_BuildValue("(OO)", Py_None, Py_None);
+    }
+    return PyTuple_Pack(2, first, last);
+}
+
+/* newest_created(records, wanted) -> (highest, latest) | None: among the records whose
+ * SequenceNumber is in the set ``wanted``, the highest ApproximateCreationDateTime that is an
+ * exact int or float (epoch seconds, a Lambda event's) and the latest that is an aware datetime
+ * (a copy's or GetRecords'), the first of equal ones, None where there is none; None (Python
+ * decides) unless every record is a plain dict holding a dynamodb dict whose time, where wanted,
+ * is one of those or absent. */
+static PyObject *
+newest_created(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2 || !PyList_CheckExact(args[0]) || !PyAnySet_CheckExact(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "newest_created(records: list, wanted: set)");
+        return NULL;
+    }
+    if (s_sequence_number_key == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *records = args[0], *wanted = args[1], *highest = NULL, *latest = NULL; /* borrowed */
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(records); i++) {
+        PyObject *body = record_body(PyList_GET_ITEM(records, i));
+        if (body == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            Py_RETURN_NONE;
+        }
+        PyObject *sequence = PyDict_GetItemWithError(body, s_sequence_number_key);
+        if (sequence == NULL || !PyUnicode_CheckExact(sequence)) {
+            if (PyErr_Occurred()) return NULL;
+            continue;
+        }
+        int in = PySet_Contains(wanted, sequence);
+        if (in < 0) return NULL;
+        if (!in) continue;
+        PyObject *value = PyDict_GetItemWithError(body, s_created_key);
+        if (value == NULL) {
+            if (PyErr_Occurred()) return NULL;
+            continue;
+        }
+        if (value == Py_None) continue;
+        if (PyDateTime_CheckExact(value)) {
+            PyObject *zone = PyDateTime_DATE_GET_TZINFO(value);
+            if (zone == Py_None) {
+                Py_RETURN_NONE; /* naive: Python takes it as UTC */
+            }
+            int later = latest == NULL ? 1 : PyObject_RichCompareBool(value, latest, Py_GT);
+            if (later < 0) return NULL;
+            if (later) latest = value;
+            continue;
+        }
+        if (!PyLong_CheckExact(value) && !PyFloat_CheckExact(value)) {
+            Py_RETURN_NONE;
+        }
+        if (highest == NULL) {
+            highest = value;
+            continue;
+        }
+        int greater = PyObject_RichCompareBool(value, highest, Py_GT);
+        if (greater < 0) return NULL;
+        if (greater) highest = value;
+    }
+    return PyTuple_Pack(2, highest != NULL ? highest : Py_None, latest != NULL ? latest : Py_None);
+}
+
+/* How tombstone_operations() builds the markers (UpdateOne) and the probe (UpdateMany): "slots"
+ * or "constructor" for each; None before configure_tombstones. */
+static PyObject *
+speedups_tombstone_path(PyObject *Py_UNUSED(module), PyObject *Py_UNUSED(ignored))
+{
+    if (tb_update_one == NULL) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue("(ss)", marker_maker.cls != NULL ? "slots" : "constructor",
+                         probe_maker.cls != NULL ? "slots" : "constructor");
 }
 
 /* How operations() builds ReplaceOne and DeleteOne: "slots" or "constructor" for each. */
@@ -2404,6 +2827,21 @@ static PyMethodDef speedups_methods[] = {
     {"operations", speedups_operations, METH_O,
      "operations(writes) -> list | None: the pymongo operation of each PlannedWrite (None: not\n"
      "the planner's usual shapes; operations.operation builds them)."},
+    {"configure_tombstones", configure_tombstones, METH_VARARGS,
+     "configure_tombstones(UpdateOne, UpdateMany, update_one_template, update_many_template):\n"
+     "what tombstone_operations() builds with (templates: accelerator.slot_template)."},
+    {"tombstone_operations", (PyCFunction)(void (*)(void))tombstone_operations, METH_FASTCALL,
+     "tombstone_operations(writes, now, seq, deleted_at) -> (deletes, upserts, operations) | None:\n"
+     "TombstoneStore.guard's markers and probe (None: Python builds them)."},
+    {"sequence_range", sequence_range, METH_O,
+     "sequence_range(records) -> (first, last) | None: the batch's lowest and highest\n"
+     "SequenceNumber as core._close finds them (None: Python decides)."},
+    {"newest_created", (PyCFunction)(void (*)(void))newest_created, METH_FASTCALL,
+     "newest_created(records, wanted) -> (highest, latest) | None: the highest epoch-seconds and\n"
+     "the latest aware-datetime ApproximateCreationDateTime of the wanted records (None: Python\n"
+     "decides)."},
+    {"_tombstone_path", speedups_tombstone_path, METH_NOARGS,
+     "How tombstone_operations() builds its UpdateOne and UpdateMany: 'slots' or 'constructor'."},
     {"_operation_path", speedups_operation_path, METH_NOARGS,
      "How operations() builds ReplaceOne and DeleteOne: 'slots' or 'constructor' for each."},
     {"configure_planner", configure_planner, METH_O,

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from bson.decimal128 import Decimal128
-from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
+from pymongo.operations import DeleteOne, ReplaceOne, UpdateMany, UpdateOne
 
 from replicator import events
 from replicator.events import TTL_PRINCIPAL, Change, EventName, StreamViewType
@@ -35,7 +35,8 @@ def configure(module: Any) -> None:
     the C module directly even in a pure-Python run): Decimal128 / Decimal for the converter,
     the parser's Change class and tables (creation times come from ``events.EPOCHS``, a time it
     has not seen is left to ``parse_record``), the planner's PlannedWrite, and how pymongo's
-    operations fill their slots (:func:`slot_template`)."""
+    operations (the planner's, and the tombstones' UpdateOne / UpdateMany) fill their slots
+    (:func:`slot_template`)."""
     module.configure(Decimal128, Decimal)
     module.configure_events(
         Change,
@@ -51,6 +52,13 @@ def configure(module: Any) -> None:
     module.configure_operations(
         ReplaceOne, DeleteOne, UpdateOne,
         slot_template(ReplaceOne, {}, {}, upsert=True), slot_template(DeleteOne, {}),
+    )
+    # The tombstones' markers and probe (TombstoneStore.guard(native=)); an update names an
+    # operator, hence the example's {"$max": {}}.
+    module.configure_tombstones(
+        UpdateOne, UpdateMany,
+        slot_template(UpdateOne, {}, {"$max": {}}, upsert=True),
+        slot_template(UpdateMany, {}, {"$max": {}}),
     )
 
 

@@ -298,8 +298,8 @@ def _let_failed_tombstone_writes_through(monkeypatch: pytest.MonkeyPatch) -> Non
     """Planted bug: when the tombstone collection fails, the writes go ahead unguarded."""
     original = TombstoneStore.guard
 
-    def guard(self: TombstoneStore, writes: Any) -> TombstoneOutcome:
-        outcome = original(self, writes)
+    def guard(self: TombstoneStore, writes: Any, native: Any = None) -> TombstoneOutcome:
+        outcome = original(self, writes, native)
         outcome.clear.extend(w for w, _ in outcome.failed)
         outcome.failed = []
         return outcome
@@ -432,7 +432,7 @@ def test_chaos_catches_tombstones_switched_off(focused: Any,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
     # Planted bug: no delete is remembered and no upsert is probed
     monkeypatch.setattr(TombstoneStore, "guard",
-                        lambda self, writes: TombstoneOutcome(clear=list(writes)))
+                        lambda self, writes, native=None: TombstoneOutcome(clear=list(writes)))
     focused(late_retry_rate=0.5, max_batch=2)
     report = run_chaos(6, seed=0)
     assert report["resurrections"] > 0, report["faults_injected"]
@@ -447,9 +447,9 @@ def test_chaos_catches_the_probe_skipped_once_the_insert_recheck_is_skipped_too(
     # the re-check skipped too, the per-delivery check sees the resurrection.
     original = TombstoneStore.guard
 
-    def guard(self: TombstoneStore, writes: Any) -> TombstoneOutcome:
+    def guard(self: TombstoneStore, writes: Any, native: Any = None) -> TombstoneOutcome:
         deletes = [w for w in writes if w.kind == "delete"]
-        outcome = original(self, deletes)
+        outcome = original(self, deletes, native)
         outcome.clear.extend(w for w in writes if w.kind != "delete")
         return outcome
 

@@ -268,6 +268,47 @@ def test_a_late_change_does_not_bring_back_a_removed_item(mongoeco_db: Any) -> N
     assert values(collection) == {} and late.stale == 1
 
 
+def test_a_kinesis_delete_marker_holds_its_order_key_on_the_accelerated_path(
+    mongoeco_db: Any,
+) -> None:
+    """The C tombstone builder knows DynamoDB sequence numbers only; a Kinesis sequence number of
+    40 digits or fewer (here 1, 2) must not be taken for one: the marker holds the REMOVE's
+    order key, so a late change of an older time stays out and a newer one comes back."""
+    from replicator import accelerator
+
+    collection = mongoeco_db["items"]
+    replicator = Replicator(collection)
+    assert replicator.native is accelerator.native  # the C module where it was built
+    c = Changes()
+    replicator.process(event(c.insert("a", 1, T0_MS), c.insert("b", 1, T0_MS)))
+    replicator.process(event(c.remove("a", 1, T0_MS + 30)))
+    marker = mongoeco_db["items_tombstones"].find_one({"_id": "a"})
+    assert marker is not None and marker["seq"].startswith("K"), marker
+    assert replicator.process(event(c.modify("a", 1, 2, T0_MS + 10))).stale == 1
+    replicator.process(event(c.insert("a", 3, T0_MS + 40)))
+    assert values(collection) == {"a": 3, "b": 1}
+
+
+def test_the_tombstone_guard_marks_a_kinesis_delete_with_its_order_key_with_the_accelerator(
+    mongoeco_db: Any,
+) -> None:
+    """TombstoneStore.guard with the C module handed in: a Kinesis write's marker holds its order
+    key, not its Kinesis sequence number padded as if it were a DynamoDB one."""
+    from replicator import accelerator
+    from replicator.tombstones import TombstoneStore
+    from replicator.writes import main_write
+
+    if accelerator.native is None:
+        pytest.skip(f"no C accelerator here: {accelerator.unavailable}")
+    key = "K00001700000000000001.-"
+    delete = main_write("delete", {"_id": "a"}, None, ("2",), key)
+    upsert = main_write("replace", {"_id": "b"}, {"_id": "b", "v": 1}, ("3",),
+                        "K00001700000000000002.0123456789abcdef")
+    TombstoneStore(mongoeco_db["items_tombstones"]).guard([delete, upsert], accelerator.native)
+    marker = mongoeco_db["items_tombstones"].find_one({"_id": "a"})
+    assert marker is not None and marker["seq"] == key, marker
+
+
 def test_ttl_removals_from_kinesis_follow_ttl_deletes(mongoeco_db: Any) -> None:
     collection = mongoeco_db["items"]
     c = Changes()

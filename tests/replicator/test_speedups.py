@@ -1168,3 +1168,171 @@ def test_configure_operations_refuses_a_malformed_template(speedups: Any) -> Non
                 speedups.configure_operations(ReplaceOne, DeleteOne, UpdateOne, bad, None)
     finally:
         accelerator.configure(speedups)
+
+
+# -- the tombstones' markers and probe, and a batch's figures, in C (issue 21) -------------------
+from replicator import core as core_module  # noqa: E402
+from replicator import tombstones as tombstone_module  # noqa: E402
+
+_digits = st.one_of(st.text("0123456789", min_size=1, max_size=40),
+                    st.text("0123456789", min_size=1, max_size=3).map(lambda d: "00" + d))
+_sequence = st.one_of(_digits, _digits, _digits, st.sampled_from(["", "-1", "+7", "1" * 41, "١٢"]))
+_document_ids = st.one_of(st.text(max_size=5), st.integers(-(2**63), 2**63 - 1),
+                          st.sampled_from([None, 1.5, b"b"]))
+
+
+@st.composite
+def tombstone_writes(draw: Any) -> list[PlannedWrite]:
+    writes = []
+    for n in range(draw(st.integers(0, 8))):
+        numbers = tuple(draw(st.lists(_sequence, min_size=1, max_size=3)))
+        document_id = draw(_document_ids)
+        operation_filter: dict[str, Any] = {"_id": document_id, "$or": [{"x": n}]}
+        if draw(st.integers(0, 20)) == 0:
+            operation_filter = {"other": n}  # no _id: C leaves the batch to Python
+        kind = draw(st.sampled_from(["delete", "replace", "update"]))
+        if kind == "delete":
+            writes.append(PlannedWrite.delete(operation_filter, numbers))
+        elif kind == "replace":
+            writes.append(PlannedWrite.replace(operation_filter, {"_id": document_id}, numbers))
+        else:
+            writes.append(PlannedWrite.update(operation_filter, {"$set": {"n": n}}, numbers))
+    return writes
+
+
+def _deep(value: Any) -> Any:
+    """A value type for type at every node, dicts in their order (== ignores it)."""
+    if isinstance(value, dict):
+        return "dict", [(k, _deep(v)) for k, v in value.items()]
+    if isinstance(value, list):
+        return "list", [_deep(v) for v in value]
+    return type(value).__name__, repr(value)
+
+
+def _slots(operation: Any) -> Any:
+    names = [n for klass in type(operation).__mro__ for n in vars(klass).get("__slots__", ())]
+    return type(operation).__name__, [(n, _deep(getattr(operation, n, "<unset>"))) for n in names]
+
+
+def _reference_operations(writes: list[PlannedWrite], now: datetime) -> Any:
+    try:
+        return tombstone_module._operations(writes, now)
+    except KeyError:  # a filter without _id: the reference cannot build it either
+        return None
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                     HealthCheck.function_scoped_fixture])
+@given(writes=tombstone_writes())
+def test_tombstone_operations_are_the_references(speedups: Any, writes: list[PlannedWrite]) -> None:
+    now = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    built = speedups.tombstone_operations(writes, now, tombstone_module.SEQUENCE,
+                                          tombstone_module.DELETED_AT)
+    plain = all(isinstance(w.filter, dict) and "_id" in w.filter
+                and w.sequence_numbers[-1].isascii() and w.sequence_numbers[-1].isdigit()
+                and len(w.sequence_numbers[-1]) <= 40 for w in writes)
+    assert (built is not None) == plain  # taken exactly when every write is of the usual shape
+    if built is None:
+        return
+    expected = _reference_operations(writes, now)
+    deletes, upserts, operations = built
+    assert [id(w) for w in deletes] == [id(w) for w in expected[0]]
+    assert [id(w) for w in upserts] == [id(w) for w in expected[1]]
+    assert [_slots(o) for o in operations] == [_slots(o) for o in expected[2]]
+
+
+@pytest.mark.parametrize("templates", ["class calls", "slots"])
+def test_tombstone_operations_are_the_same_whichever_way_they_are_built(
+        speedups: Any, templates: str) -> None:
+    from pymongo.operations import UpdateMany
+
+    writes = [PlannedWrite.delete({"_id": "a"}, ("12",)),
+              PlannedWrite.replace({"_id": "b"}, {"_id": "b"}, ("7", "9")),
+              PlannedWrite.replace({"_id": 3}, {"_id": 3}, ("10",))]
+    now = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    try:
+        if templates == "class calls":
+            speedups.configure_tombstones(UpdateOne, UpdateMany, None, None)
+        expected_path = ("constructor",) * 2 if templates == "class calls" else ("slots",) * 2
+        assert speedups._tombstone_path() == expected_path
+        _, _, operations = speedups.tombstone_operations(writes, now, "seq", "deleted_at")
+        assert [_slots(o) for o in operations] == [
+            _slots(o) for o in tombstone_module._operations(writes, now)[2]]
+        assert operations[-1]._filter == {"_id": {"$in": ["b", 3]}, "seq": {"$gt": "9".zfill(40)}}
+    finally:
+        accelerator.configure(speedups)
+    assert speedups._tombstone_path() == ("slots", "slots")
+
+
+_times = st.one_of(st.integers(0, 2**40), st.floats(allow_nan=True), st.none(),
+                   st.datetimes(timezones=st.sampled_from([timezone.utc])),
+                   st.sampled_from([True, "1700000000", datetime(2024, 1, 1, tzinfo=timezone.utc),
+                                    datetime(2024, 1, 1)]))
+
+
+@st.composite
+def figure_records(draw: Any) -> list[Any]:
+    records: list[Any] = []
+    for _ in range(draw(st.integers(0, 8))):
+        body: dict[str, Any] = {}
+        if draw(st.booleans()) or draw(st.booleans()):
+            body["SequenceNumber"] = draw(st.one_of(_sequence, st.integers(0, 9)))
+        if draw(st.booleans()):
+            body["ApproximateCreationDateTime"] = draw(_times)
+        shape = draw(st.integers(0, 30))
+        records.append(body if shape == 0 else OrderedDict(dynamodb=body) if shape == 1
+                       else {"dynamodb": "x"} if shape == 2 else {"dynamodb": body})
+    return records
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                     HealthCheck.function_scoped_fixture])
+@given(records=figure_records(), data=st.data())
+def test_a_batchs_figures_in_c_are_the_references(speedups: Any, records: list[Any],
+                                                  data: Any) -> None:
+    sequences = core_module._sequences_of(records)
+    span = speedups.sequence_range(records)
+    if span is not None:
+        assert span == ((min(sequences, key=core_module._PADDED),
+                         max(reversed(sequences), key=core_module._PADDED)) if sequences
+                        else (None, None))
+    readable = [s for s in sequences if isinstance(s, str)]
+    wanted = data.draw(st.lists(st.sampled_from(readable), unique=True) if readable
+                       else st.just([]))
+    writes = [PlannedWrite.delete({"_id": n}, (s,)) for n, s in enumerate(wanted)]
+    try:
+        expected: Any = core_module._newest_created(records, writes)
+    except (OverflowError, ValueError, OSError) as error:  # the reference's own refusal
+        expected = type(error)
+    try:
+        got: Any = core_module._newest_created(records, writes, speedups)
+    except (OverflowError, ValueError, OSError) as error:
+        got = type(error)
+    assert got == expected
+
+
+def test_a_batchs_figures_are_taken_in_c_for_a_lambda_event(speedups: Any) -> None:
+    records = [{"dynamodb": {"SequenceNumber": s, "ApproximateCreationDateTime": t}}
+               for s, t in [("300", 5), ("20", 9.5), ("0020", 7), ("300", 9.5), ("1", 2)]]
+    assert speedups.sequence_range(records) == ("1", "300")
+    assert speedups.sequence_range([*records, {"dynamodb": {}}]) is None  # Python decides
+    assert speedups.newest_created(records, {"300", "0020"}) == (9.5, None)
+    assert speedups.newest_created(records, {"7"}) == (None, None)
+    assert speedups.newest_created([*records, []], {"1"}) is None
+    # a copy's records: one aware datetime per page, every record sequence number "0"
+    page = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    copied = [{"dynamodb": {"SequenceNumber": "0", "ApproximateCreationDateTime": page}}] * 3
+    assert speedups.sequence_range(copied) == ("0", "0")
+    assert speedups.newest_created(copied, {"0"}) == (None, page)
+    naive = [{"dynamodb": {"SequenceNumber": "0", "ApproximateCreationDateTime": datetime(2026, 1, 1)}}]
+    assert speedups.newest_created(naive, {"0"}) is None  # Python takes it as UTC
+
+
+def test_the_markers_naive_utc_time_is_the_same_bson_date_as_the_aware_one() -> None:
+    # TombstoneStore.guard stamps markers with a naive UTC time (half the encoding cost): pymongo
+    # takes a naive datetime as UTC, so the server stores the same date
+    import bson
+
+    aware = datetime(2026, 12, 7, 15, 30, 1, 123000, tzinfo=timezone.utc)
+    assert bson.encode({"deleted_at": aware.replace(tzinfo=None)}) == bson.encode(
+        {"deleted_at": aware})
