@@ -118,7 +118,19 @@ class TableMigration:
 
     def settings(self, base: Settings | None = None) -> Settings:
         """``base`` (default: all defaults) with this table's values laid over it."""
-        return replace(base or Settings(), **self.settings_values)
+        return settings_over(base or Settings(), self.settings_values)
+
+
+def settings_over(base: Settings, values: Mapping[str, Any]) -> Settings:
+    """``base`` with a table's ``values`` laid over it (raises ConfigurationError as Settings
+    does). A ``tombstone_retention_s`` that ``base`` derived from its stream's retention (the
+    retention + 24 hours) is derived again from the entry's ``stream_retention_s``: a plain
+    ``replace`` would keep the 24-hour stream's 48 hours and refuse a year-long stream."""
+    values = dict(values)
+    if ("stream_retention_s" in values and "tombstone_retention_s" not in values
+            and base.tombstone_retention_s == base.stream_retention_s + 24 * 3600):
+        values["tombstone_retention_s"] = 0  # Settings derives it (settings.py __post_init__)
+    return replace(base, **values)
 
 
 @dataclass(frozen=True)

@@ -134,8 +134,9 @@ def merge_pipeline(document: dict[str, Any], fields_field: str,
 
     ``document`` lists its table fields in ``fields_field``. The pipeline keeps every stored field
     that the stored ``fields_field`` does not list (a document without one, or whose one is not
-    an array: every field, so switching from replace mode removes nothing), then sets ``document`` over them: a listed field
-    that ``document`` lacks is removed, a field MongoDB applications added stays. ``carried``:
+    an array: every field, so switching from replace mode removes nothing), then sets
+    ``document`` over them: a listed field that ``document`` lacks is removed, a field MongoDB
+    applications added stays. ``carried``:
     fields to keep from elsewhere (a shard key move's deleted copy), under the stored ones.
     ``removed``: (sequence field, padded sequence number of a REMOVE coalesced into this write):
     a stored document older than that REMOVE keeps nothing, as if the delete had run first.
