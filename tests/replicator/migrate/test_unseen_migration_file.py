@@ -166,3 +166,38 @@ def test_one_tables_conflict_stops_that_table_and_the_next_is_prepared(
         assert {i["name"] for i in mongo[database]["second"].list_indexes()} == {
             "_id_", "byEmail"}
         mongo.drop_database(database)
+
+
+# -- merge mode: verify and recover over a field list another application broke --------------------
+def test_recover_repairs_a_document_whose_field_list_another_application_broke(
+        moto: Any, target: Any) -> None:
+    from harness.backends.base import TableSpec
+    from harness.migration import make_poller, prefill
+    from replicator.migrate.gap import recover
+    from replicator.migrate.sync import sync_scan
+    from replicator.migrate.verify import Verifier
+    from replicator.settings import FIELDS_FIELD
+
+    merge = Settings(key_schema=("pk",), write_mode="merge")
+    table = moto.create_table(TableSpec("merged", ("pk", "S")))
+    prefill(moto.dynamodb(), "merged", 3)
+    collection = target.collection("m", "merged")
+    poller = make_poller(moto, table, collection, settings=merge)
+    sync_scan(poller, segments=1, page_size=10)
+    past = ("9" * 30).zfill(40)  # past the stream: only the re-copy can repair it
+    collection.update_one({"_id": "item-000001"},
+                          {"$set": {FIELDS_FIELD: "broken", "app": 1, "v": 99, "_ddb_seq": past}})
+
+    def verify() -> Any:
+        return Verifier(moto.dynamodb(), "merged", collection, merge, segments=1, page_size=10,
+                        wait_for_replication=lambda: poller.run(once=True)).run()
+
+    assert {d.document_id for d in verify().divergences} == {"item-000001"}
+    # the re-copy writes through the merge pipeline, which MongoDB refused for a non-array list
+    # (every re-copy of the item quarantined) before it checked $isArray
+    report = recover(poller, segments=1, page_size=10)
+    assert report.copy is not None and report.copy.items_written == 1
+    document = collection.find_one({"_id": "item-000001"})
+    assert document is not None and document["v"] == 0 and document["app"] == 1
+    assert isinstance(document[FIELDS_FIELD], list)
+    assert verify().ok
