@@ -220,3 +220,25 @@ def test_nested_maps_are_the_tables_whole(mongoeco_db: Any) -> None:
     replicator.process([record("200", "MODIFY", k, new={**k, "m": {"M": {"x": {"N": "2"}}}})])
     assert document(collection) == {"_id": "a", "id": "a", "m": {"x": 2},
                                     FIELDS_FIELD: ["id", "m"]}
+
+
+# -- a copy into a Kinesis-fed collection ----------------------------------------------------------
+@pytest.mark.parametrize("source", ["kinesis", "auto"])
+def test_a_copy_passes_the_source_pin_and_orders_below_kinesis_changes(
+        mongoeco_db: Any, source: str) -> None:
+    # `replicator sync` with REPLICATOR_SOURCE=kinesis (or a migration file's source = "kinesis")
+    # copied nothing: every scanned item was quarantined as "a DynamoDB Streams record"
+    from replicator.item_records import COPY_SEQUENCE, item_record
+
+    collection = mongoeco_db["items"]
+    replicator = Replicator(collection, Settings(source=source, key_schema=("id",)))
+    c = Changes()
+    replicator.process(event(c.insert("k", 5, T0_MS)))  # a Kinesis change already applied
+    copied = [item_record(item(i, 1), ("id",), COPY_SEQUENCE, f"copy-{i}") for i in "abk"]
+    result = replicator.process({"Records": copied})
+    assert result.quarantined == [] and result.applied == 2 and result.stale == 1
+    assert {d["_id"]: d["v"] for d in collection.find()} == {"a": 1, "b": 1, "k": 5}
+    # the copy pinned nothing: Kinesis changes still come in over the copied documents
+    later = replicator.process(event(c.modify("a", 1, 2, T0_MS + 1)))
+    assert later.applied == 1 and later.quarantined == []
+    assert collection.find_one({"_id": "a"})["v"] == 2
