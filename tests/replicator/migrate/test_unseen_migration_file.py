@@ -201,3 +201,39 @@ def test_recover_repairs_a_document_whose_field_list_another_application_broke(
     assert document is not None and document["v"] == 0 and document["app"] == 1
     assert isinstance(document[FIELDS_FIELD], list)
     assert verify().ok
+
+
+def test_sync_of_a_kinesis_fed_file_copies_and_one_tables_conflict_spares_the_next(
+        moto_server: Any, mongoeco_server_uri: str, tmp_path: Any) -> None:
+    # source = "kinesis" in [defaults]: the copy used to be quarantined item by item (a scan's
+    # records are DynamoDB-shaped); and the first table's prepare conflict stops it alone
+    client = moto_server.dynamodb()
+    for name in ("first", "second"):
+        client.create_table(
+            TableName=name, BillingMode="PAY_PER_REQUEST",
+            KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                  {"AttributeName": "email", "AttributeType": "S"}],
+            GlobalSecondaryIndexes=[{"IndexName": "byEmail", "Projection": {
+                "ProjectionType": "ALL"}, "KeySchema": [{"AttributeName": "email",
+                                                         "KeyType": "HASH"}]}],
+            StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+        client.put_item(TableName=name, Item={"pk": {"S": "a"}, "email": {"S": "x@y"}})
+    uri = f"{mongoeco_server_uri}?directConnection=true"
+    database = f"sync{tmp_path.name[-8:]}".replace("-", "_")
+    with MongoClient(uri) as mongo:
+        mongo.drop_database(database)
+        mongo[database]["first"].create_index("email", name="byEmail", unique=True)
+        path = tmp_path / "app.toml"
+        path.write_text(f'[defaults]\ndatabase = "{database}"\nregion = "us-east-1"\n'
+                        f'endpoint_url = "{moto_server.endpoint_url()}"\nsource = "kinesis"\n'
+                        '[[tables]]\ntable = "first"\nkey_schema = ["pk"]\n'
+                        '[[tables]]\ntable = "second"\nkey_schema = ["pk"]\n')
+        done = run_replicator("sync", "--migration-file", str(path), "--mongodb-uri", uri,
+                              "--segments", "1", "--no-progress")
+        assert done.returncode == 2, done.stderr
+        assert "exit 2 (first 2, second 0)" in done.stderr
+        assert mongo[database]["first"].count_documents({}) == 0  # stopped before its copy
+        assert [d["email"] for d in mongo[database]["second"].find()] == ["x@y"]
+        assert mongo[database]["second_quarantine"].count_documents({}) == 0
+        mongo.drop_database(database)
