@@ -242,3 +242,40 @@ def test_a_copy_passes_the_source_pin_and_orders_below_kinesis_changes(
     later = replicator.process(event(c.modify("a", 1, 2, T0_MS + 1)))
     assert later.applied == 1 and later.quarantined == []
     assert collection.find_one({"_id": "a"})["v"] == 2
+
+
+# -- merge mode under shuffled, duplicated Kinesis histories -------------------------------------
+@pytest.mark.parametrize("seed", range(6))
+def test_shuffled_histories_converge_in_merge_mode_beside_another_application(
+        seed: int, mongoeco_db: Any, table: Any) -> None:
+    """test_kinesis.py's histories (same-millisecond changes, cycles, REMOVEs and re-inserts),
+    delivered shuffled and duplicated with read-back, in merge mode, while another application
+    sets a field on every document after each batch: the table's part converges and nothing is
+    quarantined or failed (the pipeline's $cond after a REMOVE, the tie's compare-and-set and
+    the other application's fields together)."""
+    import random
+
+    from test_kinesis import _history
+
+    rng = random.Random(seed)
+    records, final = _history(rng, items=3, steps=25)
+    for name in ("i0", "i1", "i2"):
+        table.delete_item(TableName="users", Key=keys(name))
+    for name, value in final.items():
+        table.put_item(TableName="users", Item=item(name, value))
+    delivered = records + [r for r in records if rng.random() < 0.3]
+    rng.shuffle(delivered)
+    collection = mongoeco_db["items"]
+    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(table, "users"))
+    problems: list[str] = []
+    while delivered:
+        size = rng.randint(1, 6)
+        batch, delivered = delivered[:size], delivered[size:]
+        result = replicator.process(event(*batch))
+        problems += [str(q.error) for q in result.quarantined] + [w for _, w in result.failures]
+        collection.update_many({}, {"$set": APP})
+    assert problems == []
+    documents = {d["_id"]: d for d in collection.find()}
+    assert {i: d["v"] for i, d in documents.items()} == final
+    for document in documents.values():
+        assert document[FIELDS_FIELD] == ["id", "v"]
