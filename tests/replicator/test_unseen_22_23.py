@@ -300,3 +300,35 @@ def test_a_reinsert_arriving_before_its_remove_drops_the_applications_fields(
     replicator.process(event(insert))  # reordered: the newer change first
     replicator.process(event(remove))  # its guarded delete matches nothing
     assert document(collection) == {"_id": "a", "id": "a", "v": 2, FIELDS_FIELD: ["id", "v"]}
+
+
+@pytest.mark.parametrize("mode", ["replace", "merge"])
+def test_kinesis_shard_key_moves_tombstones_and_late_changes(mongoeco_db: Any, mode: str) -> None:
+    # a shard key on a non-key attribute: Kinesis carries both images, so a move is written
+    collection = mongoeco_db["items"]
+    replicator = Replicator(collection, Settings(shard_key=("region",), write_mode=mode))
+    k = keys("a")
+
+    def at(region: str, v: int) -> dict[str, Any]:
+        return {**k, "region": {"S": region}, "v": {"N": str(v)}}
+
+    numbers = iter(range(1, 100))
+
+    def change(name: str, ms: int, new: Any = None, old: Any = None) -> dict[str, Any]:
+        return kinesis_record(change_json(name, k, new=new, old=old, created=T0_MS + ms,
+                                          event_id=f"{name}{ms}"), next(numbers))
+
+    replicator.process(event(change("INSERT", 0, new=at("eu", 1))))
+    collection.update_one({"_id": "a"}, {"$set": APP})
+    moved = replicator.process(event(change("MODIFY", 2, new=at("us", 2), old=at("eu", 1))))
+    assert moved.applied == 1 and moved.quarantined == [] and moved.failures == []
+    late = replicator.process(event(change("MODIFY", 1, new=at("eu", 9), old=at("eu", 1))))
+    assert late.applied == 0 and late.stale == 1
+    expected = {"_id": "a", "id": "a", "region": "us", "v": 2}
+    if mode == "merge":
+        expected.update({FIELDS_FIELD: ["id", "region", "v"], **APP})
+    assert document(collection) == expected
+    replicator.process(event(change("REMOVE", 3, old=at("us", 2))))
+    again = replicator.process(event(change("MODIFY", 2, new=at("us", 2), old=at("eu", 1))))
+    assert again.applied == 0 and document(collection) is None
+    assert mongoeco_db["items_tombstones"].find_one({"_id": "a"})["seq"].endswith(".-")
