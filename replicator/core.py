@@ -33,6 +33,7 @@ from replicator.events import (
 )
 from replicator.expected import load_callable as load_callable  # its home; re-exported
 from replicator.expected import planner_for
+from replicator.item_records import COPY_SEQUENCE
 from replicator.quarantine import WriteRejectedError, quarantine_write, record_path
 from replicator.readback import ItemReader, fill_new_images
 from replicator.settings import Settings
@@ -249,8 +250,9 @@ class Replicator:
             self.source.pin(records)
             plan = self.planner.plan_records(records, self.source.stream_arn)
             if plan is not None:
-                if records:
-                    self.source.kind = "dynamodb"  # the pin screen_kind keeps on other paths
+                if records and _sequence_of_raw(records[0]) != COPY_SEQUENCE:
+                    # the pin screen_kind keeps on other paths (a copy's records pin nothing)
+                    self.source.kind = "dynamodb"
                 return plan
         changes, bad = parse_records(records, native=self.native)
         changes = self.source.screen_kind(changes, bad)

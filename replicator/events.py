@@ -462,14 +462,16 @@ def order_relation(held: Any, ours: str) -> OrderRelation:
     same time leaving another state (only the item itself can tell which is newer: docs/kinesis.md);
     "other-source": a DynamoDB Streams write against a Kinesis key, which no sequence number can be
     ordered against (a Kinesis write sorts after every DynamoDB Streams number: the switch is
-    one way). A missing or non-string stored key is "older"."""
+    one way), except the copy's sequence number "0", older than every change of either source.
+    A missing or non-string stored key is "older"."""
     if not isinstance(held, str):
         return "older"
     mine_kds = ours.startswith(KDS_ORDER_PREFIX)
     held_kds = held.startswith(KDS_ORDER_PREFIX)
     if not mine_kds:
         if held_kds:
-            return "other-source"
+            # a copy's COPY_SEQUENCE ("0", padded) is older than any change: stale, not refused
+            return "newer" if not ours.lstrip("0") else "other-source"
         return "newer" if held > ours else "same" if held == ours else "older"
     if not held_kds:
         return "older"

@@ -118,7 +118,19 @@ class TableMigration:
 
     def settings(self, base: Settings | None = None) -> Settings:
         """``base`` (default: all defaults) with this table's values laid over it."""
-        return replace(base or Settings(), **self.settings_values)
+        return settings_over(base or Settings(), self.settings_values)
+
+
+def settings_over(base: Settings, values: Mapping[str, Any]) -> Settings:
+    """``base`` with a table's ``values`` laid over it (raises ConfigurationError as Settings
+    does). A ``tombstone_retention_s`` that ``base`` derived from its stream's retention (the
+    retention + 24 hours) is derived again from the entry's ``stream_retention_s``: a plain
+    ``replace`` would keep the 24-hour stream's 48 hours and refuse a year-long stream."""
+    values = dict(values)
+    if ("stream_retention_s" in values and "tombstone_retention_s" not in values
+            and base.tombstone_retention_s == base.stream_retention_s + 24 * 3600):
+        values["tombstone_retention_s"] = 0  # Settings derives it (settings.py __post_init__)
+    return replace(base, **values)
 
 
 @dataclass(frozen=True)
@@ -229,6 +241,8 @@ def _table(raw: Mapping[str, Any], defaults: Defaults, where: str, index: int) -
             raise MigrationFileError(f"{where}: namespace: missing (database.collection), and "
                                      "[defaults] names no database")
         database, collection = defaults.database, name
+        # a DynamoDB table name may be one no collection can have ("system.users")
+        _collection_name(collection, where, "table (the default collection name)")
     else:
         database, collection = _namespace(_text(namespace, where, "namespace"), where)
     checkpoints = _optional_text(raw, where, "checkpoint_collection")
@@ -238,6 +252,11 @@ def _table(raw: Mapping[str, Any], defaults: Defaults, where: str, index: int) -
     if shard_key is not None:
         settings["shard_key"] = tuple(name for name, _ in shard_key)
     key_schema = settings.get("key_schema")
+    try:  # each value was checked alone; [defaults] and the entry together may still disagree
+        Settings(**settings)
+    except ConfigurationError as error:
+        raise MigrationFileError(f"{where}: {error} ([defaults] and this entry together)"
+                                 ) from None
     return TableMigration(
         table=name, database=database, collection=collection, entry=f"tables[{index}] ({name})",
         key_schema=key_schema, checkpoint_collection=checkpoints,
@@ -251,19 +270,16 @@ def _distinct(tables: Sequence[TableMigration], path: str) -> None:
     checkpoints: refused."""
     seen: dict[str, str] = {}
     targets: dict[str, str] = {}
-    # what the replicator keeps beside each collection (replicator/core.py, poller/checkpoints.py,
-    # migrate/segments.py): another table's documents there would mix with it
-    beside: dict[str, str] = {}
+    # MongoDB refuses a database whose name differs from an existing one's only in case
+    # (error 13297, DatabaseDifferCase)
+    databases: dict[str, tuple[str, str]] = {}
     for table in tables:
-        kept = [table.checkpoint_collection or f"{table.collection}_checkpoints",
-                *(f"{table.collection}{suffix}" for suffix in SIDE_COLLECTIONS)]
-        for name in kept:
-            beside.setdefault(f"{table.database}.{name}", table.entry)
-    for table in tables:
-        if table.namespace in beside:
+        other = databases.setdefault(table.database.lower(), (table.database, table.entry))
+        if other[0] != table.database:
             raise MigrationFileError(
-                f"{path}: {table.entry}: namespace {table.namespace} is where the replicator "
-                f"keeps the checkpoints, progress or deletes of {beside[table.namespace]}")
+                f"{path}: {table.entry}: database {table.database!r} differs from "
+                f"{other[0]!r} of {other[1]} only in case, which MongoDB refuses (database "
+                "names are unique regardless of case)")
     for table in tables:
         if table.table in seen:
             raise MigrationFileError(f"{path}: {table.entry}: table {table.table!r} is already "
@@ -275,6 +291,36 @@ def _distinct(tables: Sequence[TableMigration], path: str) -> None:
                 f"{targets[table.namespace]} (one collection per table: their _ids and "
                 "checkpoints would mix)")
         targets[table.namespace] = table.entry
+    # what the replicator keeps beside each collection (replicator/core.py, poller/checkpoints.py,
+    # migrate/segments.py): another table's documents there would mix with it. Tombstones and
+    # archived expiries are keyed by _id alone, so two tables sharing one would also mix
+    beside: dict[str, str] = {}
+    for table in tables:
+        for name in _side_collections(table):
+            namespace = f"{table.database}.{name}"
+            if namespace in beside:
+                raise MigrationFileError(
+                    f"{path}: {table.entry}: {namespace} is also where the replicator keeps the "
+                    f"checkpoints, progress, quarantine or deletes of {beside[namespace]} (one "
+                    "per table: deletes and expiries are keyed by _id alone)")
+            beside[namespace] = table.entry
+    for table in tables:
+        if table.namespace in beside:
+            raise MigrationFileError(
+                f"{path}: {table.entry}: namespace {table.namespace} is where the replicator "
+                f"keeps the checkpoints, progress or deletes of {beside[table.namespace]}")
+
+
+def _side_collections(table: TableMigration) -> list[str]:
+    """The collections kept beside ``table``'s collection, in its database: its checkpoints, the
+    copy's progress, and the quarantine, tombstones and TTL archive (named in its settings, or
+    by their default suffixes; replicator/core.py)."""
+    values = table.settings_values
+    named = {"_quarantine": values.get("quarantine_collection"),
+             "_tombstones": values.get("tombstone_collection"),
+             "_ttl_archive": values.get("archive_collection")}
+    return [table.checkpoint_collection or f"{table.collection}_checkpoints",
+            *(named.get(suffix) or f"{table.collection}{suffix}" for suffix in SIDE_COLLECTIONS)]
 
 
 # -- values --------------------------------------------------------------------------------------

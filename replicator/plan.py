@@ -228,11 +228,17 @@ class Planner:
         if ties is None:
             raise AssertionError("Kinesis changes are planned through Planner.plan")
         covered = kinesis_covered(group)
-        stored = self._stored_shard_values(sorted(group, key=_kds_time), bad)
+        by_time = sorted(group, key=_kds_time)
+        stored = self._stored_shard_values(by_time, bad)
+        # merge mode: a REMOVE of the group came before whichever candidate the table shows (a
+        # later REMOVE would have left the item absent), so a candidate that writes the item
+        # starts from nothing over a document older than it, as in separate batches
+        removed = self._removed_before(by_time, len(by_time))
         candidates = []
         for change in tied:
             try:
-                candidates.append((change, self._write_for(document_id, change, stored, covered)))
+                candidates.append((change, self._write_for(document_id, change, stored, covered,
+                                                           removed=removed)))
             except RecordError as error:
                 bad.append(_bad(change, error))
         if candidates:

@@ -11,6 +11,7 @@ from typing import Any
 
 from replicator.errors import UnsupportedRecordError
 from replicator.events import BadRecord, Change, table_arn_of
+from replicator.item_records import COPY_SEQUENCE
 
 
 class SourceTable:
@@ -75,6 +76,13 @@ class SourceTable:
         kept = []
         for change in changes:
             kind = "dynamodb" if change.order_key is None else "kinesis"
+            if kind == "dynamodb" and change.sequence_number == COPY_SEQUENCE:
+                # A copy of the table (replicator sync's scan or export, resync), not a stream's
+                # change: "0" sorts below every DynamoDB Streams number and every Kinesis key,
+                # so it is ordered against both, and pins neither (a Kinesis-fed collection
+                # is copied first, docs/kinesis.md)
+                kept.append(change)
+                continue
             if self.kind is None:
                 self.kind = kind
             if kind == self.kind:

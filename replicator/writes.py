@@ -133,9 +133,10 @@ def merge_pipeline(document: dict[str, Any], fields_field: str,
     the stored fields the table never wrote, in one write that reads nothing first.
 
     ``document`` lists its table fields in ``fields_field``. The pipeline keeps every stored field
-    that the stored ``fields_field`` does not list (a document without one: every field, so
-    switching from replace mode removes nothing), then sets ``document`` over them: a listed field
-    that ``document`` lacks is removed, a field MongoDB applications added stays. ``carried``:
+    that the stored ``fields_field`` does not list (a document without one, or whose one is not
+    an array: every field, so switching from replace mode removes nothing), then sets
+    ``document`` over them: a listed field that ``document`` lacks is removed, a field MongoDB
+    applications added stays. ``carried``:
     fields to keep from elsewhere (a shard key move's deleted copy), under the stored ones.
     ``removed``: (sequence field, padded sequence number of a REMOVE coalesced into this write):
     a stored document older than that REMOVE keeps nothing, as if the delete had run first.
@@ -150,7 +151,10 @@ def merge_pipeline(document: dict[str, Any], fields_field: str,
         "input": {"$objectToArray": "$$ROOT"},
         "as": "field",
         "cond": {"$eq": [False, {"$in": [
-            "$$field.k", {"$ifNull": ["$" + fields_field, []]}]}]},
+            # not an array (another application overwrote the list): nothing known to be the
+            # table's, every field kept, as without one; $in would refuse it (code 40081) and
+            # every later change of the item would be quarantined
+            "$$field.k", {"$cond": [{"$isArray": "$" + fields_field}, "$" + fields_field, []]}]}]},
     }}}
     if removed is not None:
         sequence_field, sequence = removed

@@ -468,7 +468,9 @@ def _merge_replacement(update: Any) -> dict[str, Any] | None:
             field_path, sequence = test["$lt"]
             removed = (field_path[1:], sequence)
         condition = kept["$arrayToObject"]["$filter"]["cond"]["$eq"][1]["$in"][1]
-        return {"fields_field": condition["$ifNull"][0][1:], "removed": removed,
+        listed = (condition["$cond"][1] if "$cond" in condition  # {$isArray: f}, f, []
+                  else condition["$ifNull"][0])
+        return {"fields_field": listed[1:], "removed": removed,
                 "document": dict(parts[-1]["$literal"]),
                 "carried": dict(parts[0]["$literal"]) if len(parts) == 3 else {}}
     except (KeyError, IndexError, TypeError, ValueError):

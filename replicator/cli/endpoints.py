@@ -113,7 +113,9 @@ def settings_of(args: argparse.Namespace, environ: Any) -> Any:
     # a migration file's table: its [defaults] and entry over the REPLICATOR_* variables
     table_settings = getattr(args, "table_settings", None)
     if table_settings:
-        settings = replace(settings, **table_settings)
+        from replicator.migration_file import settings_over
+
+        settings = settings_over(settings, table_settings)
     if args.key_schema:
         settings = replace(settings, key_schema=tuple(args.key_schema))
     return settings

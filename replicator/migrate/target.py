@@ -44,7 +44,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from replicator.errors import ConfigurationError, ResourceUnavailable
-from replicator.settings import Settings
+from replicator.settings import FIELDS_FIELD, Settings
 from replicator.sharding import movable_shard_key
 
 log = logging.getLogger(__name__)
@@ -263,11 +263,14 @@ def _index_name(source: str, kind: str) -> str:
 def _unindexable(keys: Sequence[str], written: Mapping[str, Any] | None,
                  settings: Settings) -> str | None:
     for attribute in keys:
-        if attribute == "_id" or (settings.guard and attribute == settings.sequence_field):
-            # The document's _id is made from the table key and the sequence field is the
-            # replicator's: an attribute of that name is not what the field holds.
+        if attribute == "_id" or (settings.guard and attribute == settings.sequence_field) or (
+                settings.write_mode == "merge" and attribute == FIELDS_FIELD):
+            # The document's _id is made from the table key, and the sequence field and merge
+            # mode's field list are the replicator's: an attribute of that name is not what the
+            # field holds (merge mode quarantines an item holding the list's name).
             return (f"key attribute {attribute!r} is a field the replicator writes itself "
-                    "(the document's identity, or its sequence field), not the attribute")
+                    "(the document's identity, its sequence field, or merge mode's list of the "
+                    "table's fields), not the attribute")
         if "." in attribute or attribute.startswith("$"):
             # The replicator stores the attribute as one top-level field of that name; an index
             # key "a.b" means the path a -> b, and a "$" field cannot be indexed at all.
@@ -504,6 +507,21 @@ def _prepare_indexes(collection: Any, plan: TargetPlan, report: PrepareReport, d
             continue
         wanted.append(index)
         report.commands.append(index_command(database, name, index))
+    if collection is not None:
+        # An index no GSI / LSI accounts for (a GSI deleted since an earlier run, or the user's
+        # own) is left alone, but said: the table no longer needs what it costs.
+        planned = {i.name for i in plan.indexes}
+        shard = _pattern(dict(plan.shard.key)) if plan.shard is not None else None
+        for entry in existing:
+            index_name = entry.get("name")
+            if (index_name == "_id_" or index_name in planned
+                    or any(_equal(entry, i) for i in plan.indexes)
+                    or _pattern(entry.get("key", {})) == shard):
+                continue
+            report.notes.append(
+                f"index {index_name!r} ({_describe(entry)}) comes from no GSI or LSI of the "
+                "table (one deleted since, or your own): left alone; if nothing uses it: "
+                f"{collection_ref(database, name)}.dropIndex({_js(index_name)})")
     if wanted and not dry_run:
         # One createIndexes for all: the server builds them in one pass over the collection.
         from pymongo import IndexModel

@@ -382,7 +382,10 @@ def test_order_keys() -> None:
     assert key.startswith("K00000000000000005.") and len(key) == 35
     assert kds_order_key(5, None).endswith(".-")
     assert order_relation("0" * 40, key) == "older"  # a DynamoDB Streams number, a copy's "0"
-    assert order_relation(key, "0" * 40) == "other-source"
+    # a copy's "0" is older than any Kinesis change (stale); a DynamoDB Streams change cannot
+    # be ordered against it
+    assert order_relation(key, "0" * 40) == "newer"
+    assert order_relation(key, "1".zfill(40)) == "other-source"
     assert order_relation(kds_order_key(5, {"id": {"B": b"\x01"}}),
                           kds_order_key(5, {"id": {"B": "AQ=="}})) == "same"
     assert order_relation(kds_order_key(5, {"s": {"SS": ["x", "y"]}}),
