@@ -60,6 +60,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     sync.add_argument("--worker", type=_worker, default=(0, 1), metavar="i/N",
                       help="export: take the data files i, i+N, ... (split across machines)")
     sync.add_argument("--batch-size", type=int, default=100, help="stream records per batch")
+    sync.add_argument("--kinesis-stream", default=None, metavar="ARN",
+                      help="the table sends its changes to this Kinesis data stream: position "
+                           "it AT_TIMESTAMP before the copy, copy, hand over to it (instead of "
+                           "the table's DynamoDB stream; docs/kinesis.md, \"Copying\")")
     sync.add_argument("--report", default=None, help="write the JSON report here")
     sync.add_argument("--no-progress", action="store_true", help="no progress bar")
     sync.add_argument("--no-prepare", action="store_true",
@@ -87,6 +91,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
                              "every --log-interval, default 30); if it does not, the documents "
                              "still different are reported as \"could not be re-checked\" "
                              "(default 90)")
+    verify.add_argument("--kinesis-stream", default=None, metavar="ARN",
+                        help="replication follows this Kinesis data stream: wait on its "
+                             "poller's stream marker")
     verify.add_argument("--report", default=None, help="write the JSON report here")
     # 1 means "diverged" only: whatever else stops verify means it could not check (4).
     verify.set_defaults(func=cmd_verify, failure_exit=EXIT_UNAVAILABLE)
@@ -404,7 +411,8 @@ def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
         settings = endpoints.settings_of(args, environ)
         if settings.key_schema is None:
             settings = replace(settings, key_schema=info.key_schema)
-        waiter = ReplicationWaiter(target.checkpoints, info.stream_arn, args.recheck_delay,
+        followed = getattr(args, "kinesis_stream", None) or info.stream_arn
+        waiter = ReplicationWaiter(target.checkpoints, followed, args.recheck_delay,
                                     timeout_s=args.recheck_timeout)
         report = Verifier(dynamodb, args.table, target.collection, settings,
                           segments=args.segments, page_size=args.page_size,

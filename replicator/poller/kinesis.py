@@ -103,12 +103,17 @@ class KinesisReader(StreamReader):
 
     Takes the same arguments as :class:`StreamReader` (``client``: a boto3 ``kinesis`` client,
     ``stream_arn``: the data stream's ARN); ``limit`` is GetRecords' (1..1000 here, Kinesis
-    allows 10,000).
+    allows 10,000). ``at_timestamp`` (an aware datetime): a shard with no position is read from
+    ``AT_TIMESTAMP`` that time (the first record that reached the stream at or after it) instead
+    of its ``starting_position`` -- also when such a position expired before a record was read,
+    since a time, unlike ``LATEST``, can be asked for again (``replicator sync`` over Kinesis).
     """
 
-    def __init__(self, client: Any, stream_arn: str, **options: Any) -> None:
+    def __init__(self, client: Any, stream_arn: str, *, at_timestamp: datetime | None = None,
+                 **options: Any) -> None:
         #: shard id -> the position given in ``positions`` not yet checked against trimming
         self._unchecked: dict[str, str] = dict(options.get("positions") or {})
+        self.at_timestamp = at_timestamp
         super().__init__(client, stream_arn, **options)
         self.calls.setdefault("ListShards", 0)
 
@@ -151,11 +156,20 @@ class KinesisReader(StreamReader):
                                    "ShardIteratorType": kind}
         if sequence is not None:
             request["StartingSequenceNumber"] = sequence
+        if kind == "AT_TIMESTAMP":
+            request["Timestamp"] = self.at_timestamp
         self.calls["GetShardIterator"] += 1
         iterator = self.client.get_shard_iterator(**request).get("ShardIterator")
         return str(iterator) if iterator else None
 
     def _resume_iterator(self, state: ShardState) -> str | None:
+        if (self.at_timestamp is not None and state.last_sequence is None
+                and state.start == "TRIM_HORIZON"):
+            # The stream holds everything since that time while it is within the retention
+            # (Poller.prepare checks the marker's age against it on a later run).
+            state.positioned_at = self.at_timestamp
+            state.acquired = True
+            return self._get_iterator(state.shard_id, "AT_TIMESTAMP")
         position = self._unchecked.pop(state.shard_id, None)
         if position is not None and position == state.last_sequence:
             head = self._first_at(state.shard_id, position)
