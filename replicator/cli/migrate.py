@@ -124,6 +124,12 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     recover.add_argument("--last-applied-at", default=None, metavar="ISO8601",
                          help="with --last-applied-sequence: when S was written (incremental "
                               "exports start there, minus --margin-minutes)")
+    recover.add_argument("--kinesis-stream", default=None, metavar="ARN",
+                         help="the collection follows this Kinesis data stream: recovery within "
+                              "its retention is a replay from --from-timestamp")
+    recover.add_argument("--from-timestamp", default=None, metavar="ISO8601",
+                         help="with --kinesis-stream: forget the stream's checkpoints and replay "
+                              "every shard from AT_TIMESTAMP this time (before the gap began)")
     recover.add_argument("--yes", action="store_true", help="confirm: no poller is running")
     recover.set_defaults(func=cmd_recover)
 
@@ -489,6 +495,8 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
     if not args.yes:
         raise ConfigurationError("recover applies the stream and rewrites documents: stop every "
                                  "poller of this table, then run again with --yes")
+    if getattr(args, "kinesis_stream", None) or args.from_timestamp:
+        return _replay_kinesis(args, environ)
     stop = threading.Event()
     target, poller = _poller(args, environ, stop)
     try:
@@ -526,4 +534,48 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
         note(args, rows)
     finally:
         target.close()
+    return EXIT_OK
+
+
+def _replay_kinesis(args: argparse.Namespace, environ: Any) -> int:
+    """``recover --kinesis-stream ARN --from-timestamp T``: replay the data stream from ``T``
+    (replicator/migrate/gap.replay_kinesis)."""
+    from replicator.migrate.gap import replay_kinesis
+
+    if not getattr(args, "kinesis_stream", None) or not args.from_timestamp:
+        raise ConfigurationError(
+            "a Kinesis replay takes both --kinesis-stream ARN and --from-timestamp ISO8601 (a "
+            "time before the gap began; the data stream keeps records for its retention)")
+    mixed = [f"--{name.replace('_', '-')}" for name in
+             ("incremental_export", "pitr_export_bucket", "last_applied_sequence",
+              "last_applied_at") if getattr(args, name, None)]
+    if mixed:
+        raise ConfigurationError(f"{', '.join(mixed)}: DynamoDB Streams recovery; a Kinesis "
+                                 "replay takes --kinesis-stream and --from-timestamp only")
+    try:
+        moment = datetime.fromisoformat(args.from_timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError("--from-timestamp is an ISO 8601 time, e.g. "
+                                 "2026-01-31T12:00:00Z") from None
+    stop = threading.Event()
+    target, poller = _poller(args, environ, stop)
+    try:
+        poller.info  # noqa: B018 - DescribeTable first: a missing table is named as such (exit 4)
+        report = replay_kinesis(poller, moment)
+        _write_report(args.report, report.as_dict())
+        rows: list[tuple[str, Any]] = [
+            ("method", "Kinesis replay"),
+            ("from", report.from_timestamp.isoformat()),
+            ("checkpoints forgotten", report.checkpoints_deleted),
+            ("stream records read", report.records_read),
+            ("stale or duplicate", report.stale),
+            ("quarantined", report.quarantined),
+            ("consistent at", report.consistent_at.isoformat() if report.consistent_at
+             else "-")]
+        print_summary(f"recovery of {args.table}", rows)
+        note(args, rows)
+    finally:
+        target.close()
+    log.info("replay done; start `replicator run --kinesis-stream %s` with the same options to "
+             "keep following the stream", report.stream_arn)
     return EXIT_OK
