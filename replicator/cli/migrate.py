@@ -4,6 +4,8 @@
     replicator sync --table T --mongodb-uri URI --export s3://bucket/prefix/AWSDynamoDB/ID
     replicator verify --table T --mongodb-uri URI [--report verify.json]
     replicator recover --table T --mongodb-uri URI [--incremental-export s3://... | --pitr-export-bucket B]
+    replicator sync --table T --mongodb-uri URI --kinesis-stream ARN        (a Kinesis-fed table)
+    replicator recover --table T --mongodb-uri URI --kinesis-stream ARN --from-timestamp T --yes
 """
 
 from __future__ import annotations
@@ -105,8 +107,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
                     "what differs and deletes documents whose item is gone. The collection is "
                     "never emptied. Stop every poller of the table first. A collection replicated "
                     "from Kinesis Data Streams needs no recover within the Kinesis stream's "
-                    "retention (24 hours to 365 days): replay the stream (docs/kinesis.md); "
-                    "recover refuses such a collection, naming that.")
+                    "retention (24 hours to 365 days): replay the stream with --kinesis-stream "
+                    "ARN --from-timestamp T (docs/kinesis.md, \"Recovery\").")
     recover.add_argument("--incremental-export", action="append", default=[],
                          metavar="DIR_OR_S3", help="an incremental export covering the gap")
     recover.add_argument("--pitr-export-bucket", default=None,
