@@ -271,3 +271,172 @@ def test_random_order_keys_of_copy_and_changes_follow_time(target: Any) -> None:
         latest = max(micros for _, micros in events)
         assert collection.find_one({"_id": "item-000007"})["v"] == latest // 1000 - base // 1000
 
+
+
+# -- breaking it with inputs of the same kind (a fresh pass) ---------------------------------------
+def _odd_item(n: int, version: int) -> dict[str, Any]:
+    """Every attribute kind the copy's JSON must carry: binary and binary sets (bytes from
+    boto3), number sets, nested lists and maps, an empty string, names with ``.`` and ``$``."""
+    return {"pk": {"S": f"o{n % 9}"}, "sk": {"N": str(n % 3)}, "v": {"N": str(version)},
+            "blob": {"B": bytes([n % 256, 0, 255])}, "blobs": {"BS": [b"\x00", bytes([n % 200 + 1])]},
+            "ns": {"NS": ["1", str(n + 2)]}, "e": {"S": ""},
+            "a.b": {"M": {"$x": {"L": [{"NULL": True}, {"B": b"\x01\x02"}]}}}}
+
+
+@pytest.mark.slow
+def test_sync_killed_mid_copy_resumes_with_odd_items_a_composite_key_and_a_reshard(
+        moto: Any, target: Any) -> None:
+    """A composite key, binary attributes, a shard split while the copy runs, the sync killed
+    after a page and run again (the marker's AT_TIMESTAMP reused for shards with no checkpoint,
+    the finished segment not copied again): the collection converges, nothing quarantined."""
+    from harness.backends.moto_kinesis import KinesisResharding
+    from harness.convergence import check
+    from harness.lane import scan_items
+    from harness.migration import SimulatedKill
+    from replicator.expected import planner_for
+
+    with KinesisResharding():
+        name = "kds-odd"
+        client = moto.dynamodb()
+        table = moto.create_table(TableSpec(name, ("pk", "S"), ("sk", "N")))
+        for n in range(27):
+            client.put_item(TableName=name, Item=_odd_item(n, 0))
+        bridge = Bridge(moto, table, name, seed=9)
+        bridge()
+        rng = random.Random(9)
+        version = 0
+        pages = 0
+
+        def during_copy(*_: Any) -> None:
+            nonlocal version, pages
+            pages += 1
+            for _ in range(4):
+                version += 1
+                n = rng.randrange(40)
+                if rng.random() < 0.25:
+                    client.delete_item(TableName=name, Key={"pk": {"S": f"o{n % 9}"},
+                                                            "sk": {"N": str(n % 3)}})
+                else:
+                    client.put_item(TableName=name, Item=_odd_item(n, version))
+            bridge()
+            if pages == 2:
+                kinesis = moto.kinesis()
+                shard = kinesis.list_shards(StreamARN=bridge.feed.stream_arn)["Shards"][0]
+                low, high = (int(shard["HashKeyRange"][k])
+                             for k in ("StartingHashKey", "EndingHashKey"))
+                kinesis.split_shard(StreamARN=bridge.feed.stream_arn,
+                                    ShardToSplit=shard["ShardId"],
+                                    NewStartingHashKey=str((low + high) // 2))
+                bridge.feed.reader._rediscover = True
+            if pages == 3:
+                raise SimulatedKill("mid-copy")
+
+        collection = target.collection("m", name)
+
+        def poller() -> Poller:
+            return Poller(moto.kinesis(), client, name, collection,
+                          Settings(key_schema=("pk", "sk")), stream_arn=bridge.feed.stream_arn,
+                          key_schema=("pk", "sk"), reader_type=KinesisReader, poll_interval=0.0,
+                          batch_size=10, log_interval=3600,
+                          reader_options={"refresh_interval": 0.0})
+
+        with pytest.raises(SimulatedKill):
+            sync_scan(poller(), segments=3, concurrency=1, page_size=4, after_page=during_copy)
+        report = sync_scan(poller(), segments=3, concurrency=1, page_size=4,
+                           after_page=during_copy)
+        assert report.copy is not None and report.copy.segments_already_done >= 1
+        planner = planner_for(Settings(key_schema=("pk", "sk")))
+        result = check(scan_items(client, name), collection, planner)
+        assert result.converged, result
+        assert collection.database[f"{name}_quarantine"].count_documents({}) == 0
+        stored = collection.find_one({"_id": {"pk": "o1", "sk": 1}})
+        if stored is not None:
+            assert isinstance(stored["blob"], bytes)
+
+
+@pytest.mark.slow
+def test_sync_following_kinesis_during_the_copy_converges(moto: Any, target: Any) -> None:
+    """``follow=True``: the poller applies the data stream in a thread while the segments copy
+    (the order keys make any interleaving of copy and stream writes safe). moto in-process is
+    not thread-safe, so the test's calls to it take turns under one lock; the MongoDB writes of
+    the copy and the follower still interleave."""
+    import threading
+
+    from harness.migration import _Serialized
+
+    lock = threading.RLock()
+    name = "kds-follow"
+    plain = moto.dynamodb()
+    table = moto.create_table(TableSpec(name, ("pk", "S")))
+    prefill(plain, name, 90)
+    bridge = Bridge(moto, table, name, seed=11)
+    with lock:
+        bridge()
+    client = _Serialized(plain, lock)
+    writer = LiveWriter(client, name, 90, seed=11, per_call=6)
+
+    def during_copy(*_: Any) -> None:
+        with lock:
+            writer()
+            bridge()
+
+    collection = target.collection("m", name)
+    poller = Poller(_Serialized(moto.kinesis(), lock), client, name, collection,
+                    Settings(key_schema=("pk",)), stream_arn=bridge.feed.stream_arn,
+                    key_schema=("pk",), reader_type=KinesisReader, poll_interval=0.0,
+                    batch_size=20, log_interval=3600, reader_options={"refresh_interval": 0.0})
+    report = sync_scan(poller, segments=2, concurrency=1, page_size=20, follow=True,
+                       after_page=during_copy)
+    assert report.consistent_at is not None
+    result = diff(moto, table, collection)
+    assert result.converged, result
+
+
+@pytest.mark.parametrize("planted", [False, True])
+def test_a_record_arriving_after_the_positions_for_a_change_older_than_the_copy(
+        moto: Any, target: Any, monkeypatch: pytest.MonkeyPatch, planted: bool) -> None:
+    """The whole sync, on moto, with the failure a copy at sequence "0" has: item x went A then B;
+    B's Kinesis record reached the stream before the positions, A's arrives during the copy.
+    (The sync's clock is set 10 minutes ahead -- a host clock skewed so -- so that its
+    AT_TIMESTAMP is now; nothing changes during the copy, so the copy's cutoff in the future
+    hides nothing.) The copy's order key keeps x at B; the planted "0" copy ends at A."""
+    from replicator.item_records import item_record
+    from replicator.migrate import sync
+
+    name = f"kds-late-{planted}"
+    client = moto.dynamodb()
+    table = moto.create_table(TableSpec(name, ("pk", "S")))
+    client.put_item(TableName=name, Item=item(7, 2))  # B, the table's state
+    for n in range(8):
+        client.put_item(TableName=name, Item=item(100 + n))
+    bridge = Bridge(moto, table, name, seed=1)
+    bridge.upstream.drain(idle_polls=1)  # the table's own stream is not what reaches Kinesis here
+    kinesis = moto.kinesis()
+    now_ms = int(datetime.now(timezone.utc).timestamp() * 1000)
+
+    def put(value: int, millis: int) -> None:
+        change = _change(value, millis * 1000)
+        change["tableName"] = name
+        kinesis.put_record(StreamARN=bridge.feed.stream_arn, Data=json.dumps(change).encode(),
+                           PartitionKey="x")
+
+    put(2, now_ms - 1000)  # B's record: in the stream before the positions
+    if planted:
+        monkeypatch.setattr(sync, "kinesis_copy_record", lambda poller, cutoff: (
+            lambda it, event_id, at: item_record(it, ("pk",), "0", event_id, created=at)))
+    late = []
+
+    def during_copy(*_: Any) -> None:
+        if not late:
+            put(1, now_ms - 2000)  # A's record, older than B, arrives after the positions
+            late.append(1)
+
+    collection = target.collection("m", name)
+    ahead = timedelta(minutes=10)
+    report = sync_scan(kinesis_poller(moto, name, collection, bridge.feed.stream_arn),
+                       segments=1, page_size=3, after_page=during_copy,
+                       now=lambda: datetime.now(timezone.utc) + ahead)
+    assert late and report.consistent_at is not None
+    value = collection.find_one({"_id": "item-000007"})["v"]
+    assert value == (1 if planted else 2)
+    assert diff(moto, table, collection).converged is not planted
