@@ -210,8 +210,12 @@ class KinesisReader(StreamReader):
         return (state.closed and not page.get("Records")
                 and page.get("MillisBehindLatest") == 0)
 
-    def read_range(self, shard_id: str, start: str, end: str, *,
-                   max_empty_pages: int = 20) -> Any:
-        raise NotImplementedError(
-            "a Kinesis event source mapping's on-failure message names a Kinesis range; "
-            "replicator redrive reads DynamoDB Streams ranges only")
+    def _range_page(self, shard_id: str, iterator: str) -> dict[str, Any]:
+        # read_range (replicator redrive of a KinesisBatchInfo range): Kinesis GetRecords, the
+        # records in the Lambda shape. An open shard's pages after the range's end are never
+        # needed: the range's records were in the stream before the message was sent.
+        page = self.client.get_records(ShardIterator=iterator, Limit=self.limit,
+                                       StreamARN=self.stream_arn)
+        return {"Records": [lambda_record(record, shard_id=shard_id, stream_arn=self.stream_arn)
+                            for record in page.get("Records") or []],
+                "NextShardIterator": page.get("NextShardIterator")}
