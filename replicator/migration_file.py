@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from replicator.errors import ConfigurationError
+from replicator.events import is_kinesis_arn
 from replicator.settings import KINDS, Settings
 
 #: ``{field: 1}`` (ranged) or ``{field: "hashed"}``, in the shard key's order
@@ -259,8 +260,6 @@ def _table(raw: Mapping[str, Any], defaults: Defaults, where: str, index: int) -
     key_schema = settings.get("key_schema")
     kinesis_stream = _optional_text(raw, where, "kinesis_stream")
     if kinesis_stream is not None:
-        from replicator.poller.kinesis import is_kinesis_arn
-
         if not is_kinesis_arn(kinesis_stream):
             raise MigrationFileError(
                 f"{where}: kinesis_stream: {kinesis_stream!r} is not a Kinesis data stream ARN "

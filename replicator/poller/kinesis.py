@@ -42,18 +42,15 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from replicator.events import is_kinesis_arn
 from replicator.poller.streams import Record, ShardState, StreamReader
+
+__all__ = ["KinesisReader", "is_kinesis_arn", "kinesis_sequence", "lambda_record", "region_of"]
 
 #: The value of ``eventSource`` in a Lambda event's Kinesis record.
 EVENT_SOURCE = "aws:kinesis"
 #: A Kinesis stream's default retention (``CreateStream``), when DescribeStreamSummary cannot say.
 DEFAULT_RETENTION = timedelta(hours=24)
-
-
-def is_kinesis_arn(arn: str) -> bool:
-    """``arn:<partition>:kinesis:<region>:<account>:stream/<name>``."""
-    parts = arn.split(":", 5)
-    return len(parts) == 6 and parts[0] == "arn" and parts[2] == "kinesis"
 
 
 def region_of(arn: str) -> str:
