@@ -283,7 +283,8 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
                          ("read capacity units", f"{stats.consumed_read_units:,.1f}"),
                          ("throttled s", f"{stats.throttled_s:.1f}"),
                          ("items/s", f"{stats.items_per_s:,.0f}")]
-        rows += [("stream records applied", report.stream_records_applied),
+        rows += [("positions", report.positions),
+                 ("stream records applied", report.stream_records_applied),
                  ("consistent at", report.consistent_at.isoformat() if report.consistent_at
                   else "-")]
         print_summary(f"sync of {args.table}", rows)

@@ -178,6 +178,7 @@ def sync_scan(
     if poller.kinesis_arn is None:
         first = record_positions(poller)
     else:
+        check_destination(poller)
         cutoff = now() - KINESIS_MARGIN
         make_record = kinesis_copy_record(poller, cutoff)
         first = record_positions(poller, at_timestamp=cutoff - KINESIS_MARGIN)
@@ -206,6 +207,32 @@ def sync_scan(
              report.copy.items_skipped_newer, report.stream_records_applied,
              report.consistent_at.isoformat() if report.consistent_at else "?")
     return report
+
+
+def check_destination(poller: Poller) -> None:
+    """Refuse (ConfigurationError) a Kinesis sync whose table is not sending its changes to the
+    poller's data stream: ``DescribeKinesisStreamingDestination`` must list it ``ACTIVE`` (a
+    change made while it is not is in no data stream, and the copy would hide that nothing
+    follows). Where the call is not answered (an emulator without it: moto, DynamoDB Local; a
+    role without ``dynamodb:DescribeKinesisStreamingDestination``) a warning says it was not
+    checked, and the sync goes on."""
+    arn = poller.kinesis_arn
+    try:
+        answer = poller.dynamodb.describe_kinesis_streaming_destination(
+            TableName=poller.table_name)
+    except Exception as error:  # any answer but the list: not checked, and said so
+        log.warning("could not check that table %s sends its changes to %s "
+                    "(DescribeKinesisStreamingDestination: %s): make sure the destination is "
+                    "ACTIVE", poller.table_name, arn, type(error).__name__)
+        return
+    status = {d.get("StreamArn"): d.get("DestinationStatus")
+              for d in answer.get("KinesisDataStreamDestinations") or []}
+    if status.get(arn) != "ACTIVE":
+        raise ConfigurationError(
+            f"table {poller.table_name} does not send its changes to {arn} "
+            f"(DescribeKinesisStreamingDestination: {status.get(arn) or 'not a destination'}): "
+            f"aws dynamodb enable-kinesis-streaming-destination --table-name "
+            f"{poller.table_name} --stream-arn {arn}, wait until it is ACTIVE, then sync")
 
 
 def kinesis_copy_record(poller: Poller, cutoff: datetime

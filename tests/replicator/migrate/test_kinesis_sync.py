@@ -440,3 +440,51 @@ def test_a_record_arriving_after_the_positions_for_a_change_older_than_the_copy(
     value = collection.find_one({"_id": "item-000007"})["v"]
     assert value == (1 if planted else 2)
     assert diff(moto, table, collection).converged is not planted
+
+
+class _Destinations:
+    """A DynamoDB client answering DescribeKinesisStreamingDestination as AWS does (moto has no
+    such call); every other call goes to moto."""
+
+    def __init__(self, inner: Any, destinations: list[dict[str, str]]) -> None:
+        self.inner = inner
+        self.destinations = destinations
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def describe_kinesis_streaming_destination(self, **request: Any) -> dict[str, Any]:
+        return {"TableName": request["TableName"],
+                "KinesisDataStreamDestinations": self.destinations}
+
+
+@pytest.mark.parametrize("status", [None, "ENABLING", "DISABLED"])
+def test_a_table_not_sending_to_the_data_stream_is_refused_before_the_copy(
+        moto: Any, target: Any, status: str | None) -> None:
+    name = f"kds-dest-{status}"
+    moto.create_table(TableSpec(name, ("pk", "S")))
+    prefill(moto.dynamodb(), name, 3)
+    feed = KdsFeed(moto.kinesis(), f"{name}-kds", name, KdsSettings(source="kinesis"))
+    listed = [] if status is None else [{"StreamArn": feed.stream_arn,
+                                         "DestinationStatus": status}]
+    collection = target.collection("m", name)
+    poller = kinesis_poller(moto, name, collection, feed.stream_arn)
+    poller.dynamodb = _Destinations(moto.dynamodb(), listed)
+    with pytest.raises(ConfigurationError, match="enable-kinesis-streaming-destination"):
+        sync_scan(poller, segments=1)
+    assert collection.count_documents({}) == 0  # refused before the copy
+
+
+def test_an_active_destination_passes_the_check(moto: Any, target: Any) -> None:
+    name = "kds-dest-active"
+    moto.create_table(TableSpec(name, ("pk", "S")))
+    prefill(moto.dynamodb(), name, 3)
+    feed = KdsFeed(moto.kinesis(), f"{name}-kds", name, KdsSettings(source="kinesis"))
+    collection = target.collection("m", name)
+    poller = kinesis_poller(moto, name, collection, feed.stream_arn)
+    poller.dynamodb = _Destinations(moto.dynamodb(), [
+        {"StreamArn": "arn:aws:kinesis:us-east-1:123456789012:stream/other",
+         "DestinationStatus": "ACTIVE"},
+        {"StreamArn": feed.stream_arn, "DestinationStatus": "ACTIVE"}])
+    report = sync_scan(poller, segments=1)
+    assert report.copy is not None and report.copy.items_written == 3
