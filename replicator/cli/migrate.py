@@ -237,6 +237,10 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
     from replicator.migrate.export import WorkerTarget, load_manifest
     from replicator.migrate.sync import sync_export, sync_scan
 
+    if args.export and getattr(args, "kinesis_stream", None):
+        raise ConfigurationError(
+            "sync over a Kinesis data stream copies by Parallel Scan: leave out --export "
+            "(docs/kinesis.md, \"Copying\")")
     stop = threading.Event()
     target, poller = _poller(args, environ, stop)
     try:
