@@ -49,6 +49,8 @@ __all__ = ["KinesisReader", "is_kinesis_arn", "kinesis_sequence", "lambda_record
 
 #: The value of ``eventSource`` in a Lambda event's Kinesis record.
 EVENT_SOURCE = "aws:kinesis"
+#: The iterator type of a shard read from a time (``at_timestamp``).
+AT_TIMESTAMP = "AT_TIMESTAMP"
 #: A Kinesis stream's default retention (``CreateStream``), when DescribeStreamSummary cannot say.
 DEFAULT_RETENTION = timedelta(hours=24)
 
@@ -153,7 +155,7 @@ class KinesisReader(StreamReader):
                                    "ShardIteratorType": kind}
         if sequence is not None:
             request["StartingSequenceNumber"] = sequence
-        if kind == "AT_TIMESTAMP":
+        if kind == AT_TIMESTAMP:
             request["Timestamp"] = self.at_timestamp
         self.calls["GetShardIterator"] += 1
         iterator = self.client.get_shard_iterator(**request).get("ShardIterator")
@@ -161,12 +163,16 @@ class KinesisReader(StreamReader):
 
     def _resume_iterator(self, state: ShardState) -> str | None:
         if (self.at_timestamp is not None and state.last_sequence is None
-                and state.start == "TRIM_HORIZON"):
-            # The stream holds everything since that time while it is within the retention
-            # (Poller.prepare checks the marker's age against it on a later run).
+                and state.start in ("TRIM_HORIZON", AT_TIMESTAMP)):
+            # The stream holds everything since that time only while it is within the
+            # retention: ``on_position_lost`` (the Poller's) refuses an older one, first
+            # acquisition or after an expired iterator (a copy that outlasted the retention).
+            state.start = AT_TIMESTAMP
             state.positioned_at = self.at_timestamp
+            if self.on_position_lost is not None:
+                self.on_position_lost(state)
             state.acquired = True
-            return self._get_iterator(state.shard_id, "AT_TIMESTAMP")
+            return self._get_iterator(state.shard_id, AT_TIMESTAMP)
         position = self._unchecked.pop(state.shard_id, None)
         if position is not None and position == state.last_sequence:
             head = self._first_at(state.shard_id, position)

@@ -307,9 +307,13 @@ class Poller:
             return
         raise ResyncRequired(
             f"the position of shard {state.shard_id} (iterator at {state.start}, taken "
-            f"{taken.isoformat(timespec='seconds') if taken else 'at an unknown time'}) expired "
-            "before any record was read from it, and it is older than the stream keeps records: "
-            "re-reading from TRIM_HORIZON would skip the changes trimmed since",
+            f"{taken.isoformat(timespec='seconds') if taken else 'at an unknown time'}) " + (
+                "has had no record read from it and is older than the stream keeps records: "
+                "reading from that time would skip the changes trimmed since"
+                if state.start == "AT_TIMESTAMP" else
+                "expired before any record was read from it, and it is older than the stream "
+                "keeps records: re-reading from TRIM_HORIZON would skip the changes trimmed "
+                "since"),
             table=self.table_name, stream_arn=self.stream_arn, shard_id=state.shard_id,
         )
 

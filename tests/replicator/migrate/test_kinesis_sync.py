@@ -508,3 +508,21 @@ def test_sync_with_an_export_over_kinesis_is_refused_naming_the_scan(
         root.setLevel(level)
     assert code == 2
     assert "leave out --export" in capsys.readouterr().err
+
+
+def test_a_starting_time_older_than_the_retention_is_refused(moto: Any, target: Any) -> None:
+    """AT_TIMESTAMP before the data stream's retention would start at its trim horizon and skip
+    what was trimmed: the poller refuses (re-sync required) instead -- a first run, or a copy
+    that outlasted the retention before the handover."""
+    from replicator.errors import ResyncRequired
+
+    name = "kds-old"
+    moto.create_table(TableSpec(name, ("pk", "S")))
+    feed = KdsFeed(moto.kinesis(), f"{name}-kds", name, KdsSettings(source="kinesis"))
+    poller = kinesis_poller(moto, name, target.collection("m", name), feed.stream_arn)
+    poller.starting_timestamp = datetime.now(timezone.utc) - timedelta(hours=30)  # 24 h stream
+    with pytest.raises(ResyncRequired, match="reading from that time would skip"):
+        poller.run(once=True)
+    young = kinesis_poller(moto, name, target.collection("m", f"{name}2"), feed.stream_arn)
+    young.starting_timestamp = datetime.now(timezone.utc) - timedelta(hours=22)
+    assert young.run(once=True).records_read == 0
