@@ -590,3 +590,10 @@ def _table_arn(region: Any, stream_arn: Any, table: str) -> str:
     if type(region) is not str:
         region = parts[3] if len(parts) == 6 else ""
     return f"arn:{partition}:dynamodb:{region}:{account}:table/{table}"
+
+
+def is_kinesis_arn(arn: str) -> bool:
+    """``arn:<partition>:kinesis:<region>:<account>:stream/<name>``: a Kinesis data stream's ARN
+    (here, below the poller and the migration file, which both check one)."""
+    parts = arn.split(":", 5)
+    return len(parts) == 6 and parts[0] == "arn" and parts[2] == "kinesis"

@@ -5,12 +5,17 @@ A record made here carries a sequence number chosen by the caller:
 * ``COPY_SEQUENCE`` ("0") for the initial copy: below every real sequence number, so the
   stale-write guard lets a copied item in only where no stream change of it was applied, and a
   tombstone keeps a deleted item from coming back (the same rule as ``resync``'s scan).
+* a Kinesis order key for a copy into a Kinesis-fed collection (:func:`kinesis_item_record`):
+  the copy is made to look like a Kinesis change of the copy's cutoff time, so a Kinesis change
+  made after the cutoff replaces it and one made before is stale (docs/kinesis.md, "Copying").
 * ``after(sequence)`` for a gap recovery: just above the last position applied before the gap, so
   the copy replaces what was written before the gap but never what the stream applied since.
 """
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -96,3 +101,35 @@ def removal_record(keys: Mapping[str, Any], sequence: str, event_id: str,
         dynamodb["OldImage"] = dict(old_image)
     return {"eventID": event_id, "eventName": "REMOVE", "eventSource": source,
             "dynamodb": dynamodb}
+
+
+def kinesis_item_record(item: Mapping[str, Any], key_schema: Sequence[str], order_micros: int,
+                        event_id: str, *, table: str, stream_arn: str) -> Record:
+    """A scanned item as the Lambda-shaped Kinesis record of an INSERT made at ``order_micros``
+    (epoch microseconds, ``ApproximateCreationDateTimePrecision: MICROSECOND``), from the Kinesis
+    data stream ``stream_arn``: the core gives it the order key ``K<order_micros>.<digest>``
+    (replicator/events.py), so the copy's version is ordered against the stream's changes by
+    time. ``kinesis.sequenceNumber`` is :data:`COPY_SEQUENCE` (a copy has no place in a shard;
+    failures name it, as for the DynamoDB Streams copy). ``B``/``BS`` values given as bytes
+    become base64 text, as in a Kinesis record's JSON."""
+    missing = [k for k in key_schema if k not in item]
+    if missing:
+        raise ConfigurationError(
+            f"item lacks key attribute(s) {missing} (event {event_id}): wrong key schema?")
+    change = {
+        "eventID": event_id, "eventName": "INSERT", "recordFormat": "application/json",
+        "tableName": table, "eventSource": "aws:dynamodb",
+        "dynamodb": {"ApproximateCreationDateTime": order_micros,
+                     "ApproximateCreationDateTimePrecision": "MICROSECOND",
+                     "Keys": {k: item[k] for k in key_schema}, "NewImage": dict(item)},
+    }
+    data = json.dumps(change, separators=(",", ":"), default=_json_bytes).encode()
+    return {"eventSource": "aws:kinesis", "eventID": event_id, "eventSourceARN": stream_arn,
+            "kinesis": {"sequenceNumber": COPY_SEQUENCE, "data": data,
+                        "partitionKey": event_id}}
+
+
+def _json_bytes(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return base64.b64encode(bytes(value)).decode("ascii")
+    raise TypeError(f"{type(value).__name__} is not DynamoDB JSON")

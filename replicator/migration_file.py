@@ -22,6 +22,8 @@ application, where each goes and how::
     ttl_deletes = "archive"
     shard_key = { customer = "hashed" }   # or ["customer", "placed"] (ranged)
     create_indexes = false
+    # kinesis_stream = "arn:aws:kinesis:eu-west-1:123456789012:stream/orders"   # read this
+    #                                 # Kinesis data stream instead of the table's DynamoDB stream
 
 Settings come from the ``REPLICATOR_*`` variables, then ``[defaults]``, then the table's entry:
 the most specific wins. Every key is checked on its own; an unknown key or a value of the wrong
@@ -43,6 +45,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from replicator.errors import ConfigurationError
+from replicator.events import is_kinesis_arn
 from replicator.settings import KINDS, Settings
 
 #: ``{field: 1}`` (ranged) or ``{field: "hashed"}``, in the shard key's order
@@ -54,7 +57,7 @@ DEFAULT_KEYS = ("mongodb_uri_env", "mongodb_uri_secret_arn", "mongodb_uri_parame
                 "endpoint_url", "database", "create_indexes")
 #: the keys of a ``[[tables]]`` entry that are not Settings fields (key_schema and shard_key are
 #: Settings fields, read here with their own checks)
-TABLE_KEYS = ("table", "namespace", "checkpoint_collection", "create_indexes")
+TABLE_KEYS = ("table", "namespace", "checkpoint_collection", "create_indexes", "kinesis_stream")
 #: Settings fields a migration file cannot set: the file pins each entry's table itself
 NOT_IN_FILE = ("source_table",)
 #: the collections kept beside a table's collection, by their default suffix
@@ -111,6 +114,9 @@ class TableMigration:
     create_indexes: bool = True
     shard_key: ShardKeySpec | None = None
     settings_values: Mapping[str, Any] = field(default_factory=dict)
+    #: the Kinesis data stream the table sends its changes to, read instead of its DynamoDB
+    #: stream (docs/kinesis.md); None: DynamoDB Streams
+    kinesis_stream: str | None = None
 
     @property
     def namespace(self) -> str:
@@ -252,6 +258,18 @@ def _table(raw: Mapping[str, Any], defaults: Defaults, where: str, index: int) -
     if shard_key is not None:
         settings["shard_key"] = tuple(name for name, _ in shard_key)
     key_schema = settings.get("key_schema")
+    kinesis_stream = _optional_text(raw, where, "kinesis_stream")
+    if kinesis_stream is not None:
+        if not is_kinesis_arn(kinesis_stream):
+            raise MigrationFileError(
+                f"{where}: kinesis_stream: {kinesis_stream!r} is not a Kinesis data stream ARN "
+                "(arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)")
+        if settings.get("source") == "dynamodb":
+            raise MigrationFileError(
+                f"{where}: kinesis_stream: the entry's source is \"dynamodb\" (DynamoDB "
+                "Streams): leave source out, or set it to \"kinesis\"")
+    # source = "kinesis" without kinesis_stream: --kinesis-stream may name it (--only TABLE);
+    # a command that reads changes refuses it otherwise (replicator/cli/endpoints.make_poller)
     try:  # each value was checked alone; [defaults] and the entry together may still disagree
         Settings(**settings)
     except ConfigurationError as error:
@@ -261,7 +279,7 @@ def _table(raw: Mapping[str, Any], defaults: Defaults, where: str, index: int) -
         table=name, database=database, collection=collection, entry=f"tables[{index}] ({name})",
         key_schema=key_schema, checkpoint_collection=checkpoints,
         create_indexes=_flag(raw, where, "create_indexes", defaults.create_indexes),
-        shard_key=shard_key, settings_values=settings,
+        shard_key=shard_key, settings_values=settings, kinesis_stream=kinesis_stream,
     )
 
 
@@ -280,6 +298,15 @@ def _distinct(tables: Sequence[TableMigration], path: str) -> None:
                 f"{path}: {table.entry}: database {table.database!r} differs from "
                 f"{other[0]!r} of {other[1]} only in case, which MongoDB refuses (database "
                 "names are unique regardless of case)")
+    streams: dict[str, str] = {}
+    for table in tables:
+        if table.kinesis_stream is not None:
+            if table.kinesis_stream in streams:
+                raise MigrationFileError(
+                    f"{path}: {table.entry}: kinesis_stream {table.kinesis_stream} is also "
+                    f"{streams[table.kinesis_stream]}'s: each table needs its own data stream "
+                    "(a table's poller would quarantine the other table's records)")
+            streams[table.kinesis_stream] = table.entry
     for table in tables:
         if table.table in seen:
             raise MigrationFileError(f"{path}: {table.entry}: table {table.table!r} is already "

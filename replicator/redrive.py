@@ -20,6 +20,14 @@ tombstones make a range applied again, or applied after newer changes, harmless.
 :func:`redrive_queue` receives the queue's messages and deletes one only once its whole range is
 applied; a range the stream no longer holds (records older than 24 hours, a shard gone) keeps its
 message (or moves it to another queue) and is reported: ``replicator recover`` repairs it.
+
+A Kinesis event source mapping (a table's Kinesis Data Streams for DynamoDB destination) sends
+the same record with ``KinesisBatchInfo`` instead (AWS Lambda docs, "Retaining records of
+discarded batches for a Kinesis Data Streams event source": ``shardId``,
+``startSequenceNumber``, ``endSequenceNumber``, ``approximateArrivalOfFirstRecord``,
+``approximateArrivalOfLastRecord``, ``batchSize``, ``streamArn`` of the data stream). Its range is
+read back with :class:`replicator.poller.kinesis.KinesisReader` and applied the same way; the
+order keys make a change applied again, or older than what is stored, stale (docs/kinesis.md).
 """
 
 from __future__ import annotations
@@ -70,6 +78,9 @@ class BatchInfo:
     last_arrival: str | None = None
     #: requestContext.condition: RetryAttemptsExhausted, RecordAgeExceeded, ...
     condition: str | None = None
+    #: "dynamodb" (``DDBStreamBatchInfo``) or "kinesis" (``KinesisBatchInfo``: ``stream_arn`` is
+    #: the Kinesis data stream's, which names no table)
+    kind: Literal["dynamodb", "kinesis"] = "dynamodb"
 
     @property
     def table_name(self) -> str | None:
@@ -97,19 +108,25 @@ def batch_info(body: str) -> BatchInfo:
             raise OnFailureMessageError("the SNS notification's Message is not JSON") from None
     if not isinstance(document, dict):
         raise OnFailureMessageError("the message body is not a JSON object")
-    info = document.get("DDBStreamBatchInfo")
+    kind: Literal["dynamodb", "kinesis"] = "dynamodb"
+    section = "DDBStreamBatchInfo"
+    info = document.get(section)
+    if info is None and isinstance(document.get("KinesisBatchInfo"), dict):
+        kind, section = "kinesis", "KinesisBatchInfo"
+        info = document[section]
     if not isinstance(info, dict):
         raise OnFailureMessageError(
-            "no DDBStreamBatchInfo: not a DynamoDB stream on-failure record")
+            "no DDBStreamBatchInfo (nor KinesisBatchInfo): not a DynamoDB stream or Kinesis "
+            "on-failure record")
     for name in REQUIRED_FIELDS:
         if not isinstance(info.get(name), str) or not info[name]:
-            raise OnFailureMessageError(f"DDBStreamBatchInfo.{name} is missing or not a string")
+            raise OnFailureMessageError(f"{section}.{name} is missing or not a string")
     for name in ("startSequenceNumber", "endSequenceNumber"):
-        if not info[name].isdigit():
-            raise OnFailureMessageError(f"DDBStreamBatchInfo.{name} is not a sequence number")
+        if not (info[name].isdigit() and info[name].isascii()):
+            raise OnFailureMessageError(f"{section}.{name} is not a sequence number")
     if int(info["endSequenceNumber"]) < int(info["startSequenceNumber"]):
         raise OnFailureMessageError(
-            "DDBStreamBatchInfo.endSequenceNumber is before startSequenceNumber")
+            f"{section}.endSequenceNumber is before startSequenceNumber")
     size = info.get("batchSize")
     context = document.get("requestContext")
     condition = context.get("condition") if isinstance(context, dict) else None
@@ -119,7 +136,7 @@ def batch_info(body: str) -> BatchInfo:
         batch_size=size if isinstance(size, int) and not isinstance(size, bool) else None,
         first_arrival=_text(info.get("approximateArrivalOfFirstRecord")),
         last_arrival=_text(info.get("approximateArrivalOfLastRecord")),
-        condition=_text(condition),
+        condition=_text(condition), kind=kind,
     )
 
 
@@ -145,7 +162,9 @@ class RangeRedriver:
     """Reads a message's range from its stream and applies it through ``replicator``.
 
     ``reader_factory(stream_arn)``: a :class:`replicator.poller.streams.StreamReader` of that
-    stream. ``batch_size``: records per ``Replicator.process`` call. A chunk whose records fail
+    stream (a :class:`replicator.poller.kinesis.KinesisReader` when ``kinesis_arn`` names the
+    data stream whose ``KinesisBatchInfo`` ranges are this table's; any other Kinesis range is
+    "other-table"). ``batch_size``: records per ``Replicator.process`` call. A chunk whose records fail
     (``batchItemFailures``, or a MongoDB / AWS error) is retried whole under ``backoff`` (the guard
     skips what the failed pass wrote); once ``backoff.max_attempts`` is reached the range is
     ``failed``.
@@ -153,8 +172,9 @@ class RangeRedriver:
 
     def __init__(self, reader_factory: Callable[[str], Any], replicator: Callable[[], Replicator],
                  *, table: str, batch_size: int = 100, backoff: Backoff | None = None,
-                 dry_run: bool = False) -> None:
+                 dry_run: bool = False, kinesis_arn: str | None = None) -> None:
         self.reader_factory = reader_factory
+        self.kinesis_arn = kinesis_arn
         self.replicator = replicator
         self.table = table
         self.batch_size = batch_size
@@ -162,7 +182,17 @@ class RangeRedriver:
         self.dry_run = dry_run
 
     def redrive(self, info: BatchInfo) -> RangeOutcome:
-        if info.table_name != self.table:
+        if info.kind == "kinesis":
+            if info.stream_arn != self.kinesis_arn:
+                return RangeOutcome("other-table", info, reason=(
+                    f"a Kinesis range of data stream {info.stream_arn}"
+                    + (f", not {self.kinesis_arn} (the table's)" if self.kinesis_arn else
+                       f": redrive it with --kinesis-stream {info.stream_arn}")))
+        elif self.kinesis_arn is not None:
+            return RangeOutcome("other-table", info, reason=(
+                f"a DynamoDB Streams range ({info.stream_arn}) while redriving the Kinesis data "
+                f"stream {self.kinesis_arn}: redrive it without --kinesis-stream"))
+        elif info.table_name != self.table:
             return RangeOutcome("other-table", info, reason=(
                 f"the range is of table {info.table_name or '?'} ({info.stream_arn}), not "
                 f"{self.table}"))
@@ -196,8 +226,10 @@ class RangeRedriver:
             except Exception as error:
                 if not transient(error):
                     raise
+                from replicator.events import sequence_of_record
+
                 result = BatchResult(records=len(chunk), failures=[
-                    (str(chunk[0]["dynamodb"]["SequenceNumber"]), f"{type(error).__name__}: {error}")])
+                    (str(sequence_of_record(chunk[0])), f"{type(error).__name__}: {error}")])
             if not result.failures:
                 outcome.written += result.applied
                 outcome.stale += result.stale

@@ -139,8 +139,17 @@ def make_poller(args: argparse.Namespace, environ: Any, target: Target, stop: th
                 "(arn:aws:kinesis:REGION:ACCOUNT:stream/NAME)")
         options = {"reader_type": KinesisReader, "stream_arn": kinesis_arn, **options}
         streams = aws_client(args, environ, "kinesis")
+    settings = settings_of(args, environ)
+    if not kinesis_arn and settings.source == "kinesis":
+        # Without the data stream's ARN the table's DynamoDB stream would be read, and every
+        # record quarantined as the other source (after a whole copy, for sync).
+        raise ConfigurationError(
+            f"table {args.table}: the source is \"kinesis\" (REPLICATOR_SOURCE or the migration "
+            "file) but no Kinesis data stream is named: add --kinesis-stream "
+            "arn:aws:kinesis:REGION:ACCOUNT:stream/NAME (or kinesis_stream = \"arn...\" in the "
+            "table's migration-file entry), or unset the source to follow DynamoDB Streams")
     return Poller(
-        streams, dynamodb, args.table, target.collection, settings_of(args, environ),
+        streams, dynamodb, args.table, target.collection, settings,
         target.checkpoints, batch_size=args.batch_size, stop=stop,
         key_schema=args.key_schema, max_attempts=max_attempts, **options,
     )

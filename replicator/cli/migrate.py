@@ -4,6 +4,8 @@
     replicator sync --table T --mongodb-uri URI --export s3://bucket/prefix/AWSDynamoDB/ID
     replicator verify --table T --mongodb-uri URI [--report verify.json]
     replicator recover --table T --mongodb-uri URI [--incremental-export s3://... | --pitr-export-bucket B]
+    replicator sync --table T --mongodb-uri URI --kinesis-stream ARN        (a Kinesis-fed table)
+    replicator recover --table T --mongodb-uri URI --kinesis-stream ARN --from-timestamp T --yes
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     sync.add_argument("--worker", type=_worker, default=(0, 1), metavar="i/N",
                       help="export: take the data files i, i+N, ... (split across machines)")
     sync.add_argument("--batch-size", type=int, default=100, help="stream records per batch")
+    sync.add_argument("--kinesis-stream", default=None, metavar="ARN",
+                      help="the table sends its changes to this Kinesis data stream: position "
+                           "it AT_TIMESTAMP before the copy, copy, hand over to it (instead of "
+                           "the table's DynamoDB stream; docs/kinesis.md, \"Copying\")")
     sync.add_argument("--report", default=None, help="write the JSON report here")
     sync.add_argument("--no-progress", action="store_true", help="no progress bar")
     sync.add_argument("--no-prepare", action="store_true",
@@ -87,6 +93,9 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
                              "every --log-interval, default 30); if it does not, the documents "
                              "still different are reported as \"could not be re-checked\" "
                              "(default 90)")
+    verify.add_argument("--kinesis-stream", default=None, metavar="ARN",
+                        help="replication follows this Kinesis data stream: wait on its "
+                             "poller's stream marker")
     verify.add_argument("--report", default=None, help="write the JSON report here")
     # 1 means "diverged" only: whatever else stops verify means it could not check (4).
     verify.set_defaults(func=cmd_verify, failure_exit=EXIT_UNAVAILABLE)
@@ -98,8 +107,8 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
                     "what differs and deletes documents whose item is gone. The collection is "
                     "never emptied. Stop every poller of the table first. A collection replicated "
                     "from Kinesis Data Streams needs no recover within the Kinesis stream's "
-                    "retention (24 hours to 365 days): replay the stream (docs/kinesis.md); "
-                    "recover refuses such a collection, naming that.")
+                    "retention (24 hours to 365 days): replay the stream with --kinesis-stream "
+                    "ARN --from-timestamp T (docs/kinesis.md, \"Recovery\").")
     recover.add_argument("--incremental-export", action="append", default=[],
                          metavar="DIR_OR_S3", help="an incremental export covering the gap")
     recover.add_argument("--pitr-export-bucket", default=None,
@@ -117,6 +126,12 @@ def add_commands(commands: Any, common: argparse.ArgumentParser) -> None:
     recover.add_argument("--last-applied-at", default=None, metavar="ISO8601",
                          help="with --last-applied-sequence: when S was written (incremental "
                               "exports start there, minus --margin-minutes)")
+    recover.add_argument("--kinesis-stream", default=None, metavar="ARN",
+                         help="the collection follows this Kinesis data stream: recovery within "
+                              "its retention is a replay from --from-timestamp")
+    recover.add_argument("--from-timestamp", default=None, metavar="ISO8601",
+                         help="with --kinesis-stream: forget the stream's checkpoints and replay "
+                              "every shard from AT_TIMESTAMP this time (before the gap began)")
     recover.add_argument("--yes", action="store_true", help="confirm: no poller is running")
     recover.set_defaults(func=cmd_recover)
 
@@ -222,6 +237,10 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
     from replicator.migrate.export import WorkerTarget, load_manifest
     from replicator.migrate.sync import sync_export, sync_scan
 
+    if args.export and getattr(args, "kinesis_stream", None):
+        raise ConfigurationError(
+            "sync over a Kinesis data stream copies by Parallel Scan: leave out --export "
+            "(docs/kinesis.md, \"Copying\")")
     stop = threading.Event()
     target, poller = _poller(args, environ, stop)
     try:
@@ -268,7 +287,8 @@ def cmd_sync(args: argparse.Namespace, environ: Any) -> int:
                          ("read capacity units", f"{stats.consumed_read_units:,.1f}"),
                          ("throttled s", f"{stats.throttled_s:.1f}"),
                          ("items/s", f"{stats.items_per_s:,.0f}")]
-        rows += [("stream records applied", report.stream_records_applied),
+        rows += [("positions", report.positions),
+                 ("stream records applied", report.stream_records_applied),
                  ("consistent at", report.consistent_at.isoformat() if report.consistent_at
                   else "-")]
         print_summary(f"sync of {args.table}", rows)
@@ -404,7 +424,8 @@ def cmd_verify(args: argparse.Namespace, environ: Any) -> int:
         settings = endpoints.settings_of(args, environ)
         if settings.key_schema is None:
             settings = replace(settings, key_schema=info.key_schema)
-        waiter = ReplicationWaiter(target.checkpoints, info.stream_arn, args.recheck_delay,
+        followed = getattr(args, "kinesis_stream", None) or info.stream_arn
+        waiter = ReplicationWaiter(target.checkpoints, followed, args.recheck_delay,
                                     timeout_s=args.recheck_timeout)
         report = Verifier(dynamodb, args.table, target.collection, settings,
                           segments=args.segments, page_size=args.page_size,
@@ -481,6 +502,8 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
     if not args.yes:
         raise ConfigurationError("recover applies the stream and rewrites documents: stop every "
                                  "poller of this table, then run again with --yes")
+    if getattr(args, "kinesis_stream", None) or args.from_timestamp:
+        return _replay_kinesis(args, environ)
     stop = threading.Event()
     target, poller = _poller(args, environ, stop)
     try:
@@ -518,4 +541,48 @@ def cmd_recover(args: argparse.Namespace, environ: Any) -> int:
         note(args, rows)
     finally:
         target.close()
+    return EXIT_OK
+
+
+def _replay_kinesis(args: argparse.Namespace, environ: Any) -> int:
+    """``recover --kinesis-stream ARN --from-timestamp T``: replay the data stream from ``T``
+    (replicator/migrate/gap.replay_kinesis)."""
+    from replicator.migrate.gap import replay_kinesis
+
+    if not getattr(args, "kinesis_stream", None) or not args.from_timestamp:
+        raise ConfigurationError(
+            "a Kinesis replay takes both --kinesis-stream ARN and --from-timestamp ISO8601 (a "
+            "time before the gap began; the data stream keeps records for its retention)")
+    mixed = [f"--{name.replace('_', '-')}" for name in
+             ("incremental_export", "pitr_export_bucket", "last_applied_sequence",
+              "last_applied_at") if getattr(args, name, None)]
+    if mixed:
+        raise ConfigurationError(f"{', '.join(mixed)}: DynamoDB Streams recovery; a Kinesis "
+                                 "replay takes --kinesis-stream and --from-timestamp only")
+    try:
+        moment = datetime.fromisoformat(args.from_timestamp.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError("--from-timestamp is an ISO 8601 time, e.g. "
+                                 "2026-01-31T12:00:00Z") from None
+    stop = threading.Event()
+    target, poller = _poller(args, environ, stop)
+    try:
+        poller.info  # noqa: B018 - DescribeTable first: a missing table is named as such (exit 4)
+        report = replay_kinesis(poller, moment)
+        _write_report(args.report, report.as_dict())
+        rows: list[tuple[str, Any]] = [
+            ("method", "Kinesis replay"),
+            ("from", report.from_timestamp.isoformat()),
+            ("checkpoints forgotten", report.checkpoints_deleted),
+            ("stream records read", report.records_read),
+            ("stale or duplicate", report.stale),
+            ("quarantined", report.quarantined),
+            ("consistent at", report.consistent_at.isoformat() if report.consistent_at
+             else "-")]
+        print_summary(f"recovery of {args.table}", rows)
+        note(args, rows)
+    finally:
+        target.close()
+    log.info("replay done; start `replicator run --kinesis-stream %s` with the same options to "
+             "keep following the stream", report.stream_arn)
     return EXIT_OK

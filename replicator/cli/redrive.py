@@ -76,6 +76,9 @@ def add_command(commands: Any, common: argparse.ArgumentParser) -> None:
     redrive.add_argument("--visibility-timeout", type=_positive_int, default=300,
                          help="seconds a received message stays hidden while its range is "
                               "applied (default 300); kept messages are visible again at the end")
+    redrive.add_argument("--kinesis-stream", default=None, metavar="ARN",
+                         help="the table's Kinesis data stream: redrive the KinesisBatchInfo "
+                              "ranges of its Kinesis event source mapping (docs/kinesis.md)")
     redrive.add_argument("--sqs-endpoint-url", default=None,
                          help="SQS endpoint (default: --endpoint-url)")
     redrive.set_defaults(func=cmd_redrive)
@@ -94,11 +97,12 @@ def cmd_redrive(args: argparse.Namespace, environ: Any) -> int:
                                        log_interval=3600.0)
         sqs = endpoints.aws_client(args, environ, "sqs", args.sqs_endpoint_url)
         limit = min(args.batch_size, 1000)
+        reader_type = poller.reader_type if poller.kinesis_arn else StreamReader
         redriver = RangeRedriver(
-            lambda arn: StreamReader(poller.streams, arn, limit=limit),
+            lambda arn: reader_type(poller.streams, arn, limit=limit),
             poller.make_replicator, table=args.table, batch_size=args.batch_size,
             backoff=Backoff(max_attempts=args.max_attempts, sleep=stop.wait),
-            dry_run=args.dry_run)
+            dry_run=args.dry_run, kinesis_arn=poller.kinesis_arn)
 
         def report(message_id: str, outcome: RangeOutcome, disposition: str) -> None:
             if outcome.status == "not-in-stream" and outcome.info is not None:
@@ -140,6 +144,13 @@ def recover_command(args: argparse.Namespace, ranges: Sequence[BatchInfo]) -> st
     what the table holds now is at least as new); with point-in-time recovery, incremental
     exports start at the earliest ``approximateArrivalOfFirstRecord``."""
     extra: list[str] = []
+    kinesis = [info for info in ranges if info.kind == "kinesis"]
+    if kinesis:
+        # A Kinesis range the data stream no longer holds: past its retention nothing replays
+        # it; re-copy (docs/kinesis.md, "Recovery").
+        return (f"empty the collection, then replicator sync --table {args.table} "
+                f"--kinesis-stream {kinesis[0].stream_arn} --restart (the data stream no longer "
+                "holds the range: a replay cannot repair it)")
     if ranges:
         end = max(int(info.end) for info in ranges)
         extra += ["--last-applied-sequence", str(end - 1)]

@@ -114,6 +114,8 @@ def table_args(args: argparse.Namespace, entry: Any, migration: Any) -> argparse
         endpoint_url=args.endpoint_url or migration.defaults.endpoint_url,
         table_settings=dict(entry.settings_values), table_migration=entry,
         report=report_path(getattr(args, "report", None), entry.table),
+        # the command line's --kinesis-stream (one table only) wins over the entry's
+        kinesis_stream=getattr(args, "kinesis_stream", None) or entry.kinesis_stream,
         command_line=args, outcome=[],
     )
     return argparse.Namespace(**values)

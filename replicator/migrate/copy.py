@@ -23,7 +23,7 @@ from pymongo.errors import PyMongoError
 from replicator import aws_json
 from replicator.core import BatchResult, Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted
-from replicator.item_records import COPY_SEQUENCE, item_record, tally
+from replicator.item_records import COPY_SEQUENCE, Record, item_record, tally
 from replicator.migrate import collector
 from replicator.migrate.segments import SegmentStore
 from replicator.migrate.throttle import ReadCapacityThrottle
@@ -77,6 +77,7 @@ class ScanCopy:
         consistent_read: bool = False,
         throttle: ReadCapacityThrottle | None = None,
         sequence: str = COPY_SEQUENCE,
+        make_record: Callable[[Item, str, datetime], Record] | None = None,
         select: Select | None = None,
         on_progress: Callable[[int], None] | None = None,
         after_page: Callable[[int, int], None] | None = None,
@@ -102,6 +103,11 @@ class ScanCopy:
         self.consistent_read = consistent_read
         self.throttle = throttle
         self.sequence = sequence
+        #: ``(item, event_id, now) -> record``; default: an INSERT at ``sequence``
+        #: (a Kinesis-fed collection's copy: :func:`replicator.item_records.kinesis_item_record`)
+        self.make_record = make_record or (
+            lambda item, event_id, now: item_record(item, self.key_schema, self.sequence,
+                                                    event_id, created=now))
         self.select = select
         self.on_progress = on_progress
         self.after_page = after_page
@@ -211,8 +217,8 @@ class ScanCopy:
         if not chosen:
             return 0, 0, 0
         now = datetime.now(timezone.utc)
-        records = [item_record(item, self.key_schema, self.sequence, f"copy-{segment}-{n}",
-                               created=now) for n, item in enumerate(chosen)]
+        records = [self.make_record(item, f"copy-{segment}-{n}", now)
+                   for n, item in enumerate(chosen)]
         attempt = 0
         while True:
             try:

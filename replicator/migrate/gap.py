@@ -135,9 +135,13 @@ def newest_stored_sequence(poller: Poller) -> str | None:
                 raise ConfigurationError(
                     f"{collection.full_name} holds Kinesis order keys ({field_name} {value}): it is "
                     "replicated from Kinesis Data Streams, whose records stay for the stream's "
-                    "retention (24 hours to 365 days). Within it, recovery is a replay: restart "
-                    "the Kinesis mapping or poller where it stopped (or at TRIM_HORIZON); past "
-                    "it, re-copy with `replicator sync --restart` (docs/kinesis.md, Recovery)")
+                    "retention (24 hours to 365 days). Within it, recovery is a replay: "
+                    f"`replicator recover --table {poller.table_name} --kinesis-stream "
+                    "<the data stream's ARN> --from-timestamp <ISO 8601 time before the gap> "
+                    "--yes` (or `replicator run --kinesis-stream ARN`, which resumes after its "
+                    "checkpoints); past it, a re-copy into an emptied collection: `replicator "
+                    f"sync --table {poller.table_name} --kinesis-stream ARN --restart` "
+                    "(docs/kinesis.md, Recovery)")
             if isinstance(value, str) and value.isdigit():  # padded: the first is the newest
                 newest = max(newest or 0, int(value))
                 break
@@ -444,3 +448,71 @@ def _delete_gone(poller: Poller, comparer: Verifier, sequence: str) -> int:
                     "cannot be inverted); left in place: `replicator verify` lists them",
                     poller.table_name, unkeyed)
     return deleted
+
+
+@dataclass
+class ReplayReport:
+    """What :func:`replay_kinesis` did: the time it replayed from, the stream records read and
+    applied (duplicates and older changes count as read, not applied), when it caught up."""
+
+    table: str
+    stream_arn: str
+    from_timestamp: datetime
+    checkpoints_deleted: int = 0
+    records_read: int = 0
+    records_applied: int = 0
+    stale: int = 0
+    quarantined: int = 0
+    consistent_at: datetime | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        for name in ("from_timestamp", "consistent_at"):
+            value = getattr(self, name)
+            out[name] = value.isoformat() if value else None
+        return out
+
+
+def replay_kinesis(poller: Poller, from_timestamp: datetime, *,
+                   now: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
+                   ) -> ReplayReport:
+    """Recovery of a Kinesis-fed collection within the data stream's retention: forget the
+    stream's checkpoints and marker, read every shard from ``AT_TIMESTAMP from_timestamp`` and
+    apply until caught up; ``replicator run --kinesis-stream`` then resumes after the new
+    checkpoints. Re-applying changes already applied is harmless: the order keys make a
+    duplicate or an older change stale (docs/kinesis.md).
+
+    Raises ConfigurationError when the poller does not read a Kinesis data stream, and
+    ResyncRequired when ``from_timestamp`` is older than the stream keeps records (less the
+    hour :data:`replicator.poller.resume.COVERED` allows for clock skew): the changes before the
+    trim horizon are gone, only a re-copy repairs that."""
+    arn = poller.kinesis_arn
+    if arn is None:
+        raise ConfigurationError("a replay reads a Kinesis data stream: give --kinesis-stream")
+    if from_timestamp.tzinfo is None:
+        from_timestamp = from_timestamp.replace(tzinfo=timezone.utc)
+    held = poller.retention() - (RETENTION - COVERED)
+    if now() - from_timestamp > held:
+        raise ResyncRequired(
+            f"--from-timestamp {from_timestamp.isoformat()} is older than the Kinesis data "
+            f"stream keeps records ({int(poller.retention().total_seconds() // 3600)} hours, "
+            "less an hour for clock skew): the changes before its trim horizon are gone",
+            table=poller.table_name, stream_arn=arn).with_command(
+            f"empty the collection, then replicator sync --table {poller.table_name} "
+            f"--kinesis-stream {arn} --restart")
+    report = ReplayReport(poller.table_name, arn, from_timestamp)
+    report.checkpoints_deleted = poller.checkpoints.delete(stream_arn=arn)
+    poller.starting_position = "TRIM_HORIZON"
+    poller.starting_timestamp = from_timestamp
+    poller.prepare()
+    stats = poller.run(once=True)
+    report.records_read = stats.records_read
+    report.records_applied = stats.records_applied
+    report.stale = stats.stale
+    report.quarantined = stats.quarantined
+    report.consistent_at = now()
+    log.info("replay of %s from %s: %d Kinesis records read, %d applied, %d stale, %d "
+             "quarantined; caught up at %s", poller.table_name, from_timestamp.isoformat(),
+             report.records_read, report.records_applied, report.stale, report.quarantined,
+             report.consistent_at.isoformat())
+    return report

@@ -16,6 +16,24 @@ A killed sync is run again: the copy resumes per segment (or per export data fil
 shards without a checkpoint restart at ``TRIM_HORIZON`` (an iterator at LATEST cannot be saved
 before a record is read), which applies more records than needed but never fewer.
 
+**Over Kinesis Data Streams** (the Poller reads a Kinesis data stream: ``replicator sync
+--kinesis-stream ARN``) positions and copy differ, because a Kinesis record may reach the stream
+after records of later changes of its item (docs/kinesis.md):
+
+1. The cutoff ``C`` is the copy's start less :data:`KINESIS_MARGIN`; every shard with no
+   checkpoint is read from ``AT_TIMESTAMP`` ``C - KINESIS_MARGIN`` (kept in the stream marker, so
+   a rerun reads such a shard from there again).
+2. Each copied item is written as a Kinesis change made at ``C`` (order key ``K<C>.<digest>``,
+   :func:`replicator.item_records.kinesis_item_record`), not at sequence "0": a change made
+   before ``C`` -- which the copy, reading after ``C``, already shows -- is stale against it,
+   however late its record arrives; a change made from ``C`` on replaces it, and its record is
+   read (it reached the stream after ``C - KINESIS_MARGIN``). With sequence "0" a late record of
+   an older change would win over the copy for good whenever the newer change's record had come
+   before the positions.
+3. Handover as above. The margin covers the clock of this host against DynamoDB's
+   (``ApproximateCreationDateTime``), the Scan's eventual consistency and the time between a
+   change and its record reaching the stream.
+
 The stream keeps records 24 hours (DynamoDB Streams docs): the copy must finish (or the poller
 must run beside it, ``replicator run``) within that time, else the handover raises
 ResyncRequired and ``replicator recover`` takes over.
@@ -27,12 +45,12 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted, ResyncRequired
-from replicator.item_records import COPY_SEQUENCE
+from replicator.item_records import COPY_SEQUENCE, Record, kinesis_item_record
 from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.export import ExportManifest, ExportStats, WorkerTarget, load_export
 from replicator.migrate.segments import SegmentStore
@@ -42,6 +60,10 @@ from replicator.poller.resume import COVERED, stream_created_at
 
 log = logging.getLogger("replicator.migrate")
 SYNC_KIND = "sync"
+#: Kinesis sync: the cutoff is the copy's start less this; the shards are read from the cutoff
+#: less this again (module docstring). Clock skew and the Scan's eventual consistency are
+#: seconds; five minutes of margin costs re-reading ten minutes of the stream.
+KINESIS_MARGIN = timedelta(minutes=5)
 
 
 @dataclass
@@ -88,12 +110,22 @@ def copy_replicator_factory(poller: Poller) -> Callable[[], Replicator]:
         raise ConfigurationError("sync needs the stale-write guard (REPLICATOR_GUARD=true): "
                                  "without it a copied item could overwrite a newer change")
     collection = poller.collection
+    if poller.kinesis_arn is not None:
+        # A copied item and a Kinesis change of the cutoff's very time tie: the table decides
+        # (docs/kinesis.md, "Equal timestamps"), as it does for the poller's own ties.
+        from replicator.readback import DynamoDBItemReader
+
+        reader = DynamoDBItemReader(poller.dynamodb, poller.table_name)
+        return lambda: Replicator(collection, settings, item_reader=reader)
     return lambda: Replicator(collection, settings)
 
 
-def record_positions(poller: Poller, *, trim_horizon: bool = False) -> PollerStats:
-    """Step 1: open the shards (LATEST, or TRIM_HORIZON) and apply whatever one poll brings."""
-    poller.starting_position = "TRIM_HORIZON" if trim_horizon else "LATEST"
+def record_positions(poller: Poller, *, trim_horizon: bool = False,
+                     at_timestamp: datetime | None = None) -> PollerStats:
+    """Step 1: open the shards (LATEST, TRIM_HORIZON, or -- Kinesis -- AT_TIMESTAMP
+    ``at_timestamp``) and apply whatever one poll brings."""
+    poller.starting_position = "TRIM_HORIZON" if trim_horizon or at_timestamp else "LATEST"
+    poller.starting_timestamp = at_timestamp
     poller.prepare()
     return poller.run(once=True, idle_polls=1)
 
@@ -142,7 +174,16 @@ def sync_scan(
     store = store or SegmentStore.beside(poller.collection, poller.table_name)
     if restart:
         store.clear()
-    first = record_positions(poller)
+    make_record = None
+    if poller.kinesis_arn is None:
+        first = record_positions(poller)
+    else:
+        check_destination(poller)
+        cutoff = now() - KINESIS_MARGIN
+        make_record = kinesis_copy_record(poller, cutoff)
+        first = record_positions(poller, at_timestamp=cutoff - KINESIS_MARGIN)
+        report.positions = (f"AT_TIMESTAMP {(cutoff - KINESIS_MARGIN).isoformat()} (Kinesis; "
+                            f"copy as of {cutoff.isoformat()})")
     report.positions_at = now()
     report.stream_records_applied += first.records_applied
     report.copy_started_at = now()
@@ -150,7 +191,7 @@ def sync_scan(
     copier = ScanCopy(
         poller.dynamodb, poller.table_name, make_replicator, poller.info.key_schema, store,
         segments=segments, concurrency=concurrency, page_size=page_size,
-        consistent_read=consistent_read, throttle=throttle,
+        consistent_read=consistent_read, throttle=throttle, make_record=make_record,
         on_progress=on_progress, after_page=after_page, stop=poller.stop_event,
     )
     if follow:
@@ -166,6 +207,49 @@ def sync_scan(
              report.copy.items_skipped_newer, report.stream_records_applied,
              report.consistent_at.isoformat() if report.consistent_at else "?")
     return report
+
+
+def check_destination(poller: Poller) -> None:
+    """Refuse (ConfigurationError) a Kinesis sync whose table is not sending its changes to the
+    poller's data stream: ``DescribeKinesisStreamingDestination`` must list it ``ACTIVE`` (a
+    change made while it is not is in no data stream, and the copy would hide that nothing
+    follows). Where the call is not answered (an emulator without it: moto, DynamoDB Local; a
+    role without ``dynamodb:DescribeKinesisStreamingDestination``) a warning says it was not
+    checked, and the sync goes on."""
+    arn = poller.kinesis_arn
+    try:
+        answer = poller.dynamodb.describe_kinesis_streaming_destination(
+            TableName=poller.table_name)
+    except Exception as error:  # any answer but the list: not checked, and said so
+        log.warning("could not check that table %s sends its changes to %s "
+                    "(DescribeKinesisStreamingDestination: %s): make sure the destination is "
+                    "ACTIVE", poller.table_name, arn, type(error).__name__)
+        return
+    status = {d.get("StreamArn"): d.get("DestinationStatus")
+              for d in answer.get("KinesisDataStreamDestinations") or []}
+    if status.get(arn) != "ACTIVE":
+        raise ConfigurationError(
+            f"table {poller.table_name} does not send its changes to {arn} "
+            f"(DescribeKinesisStreamingDestination: {status.get(arn) or 'not a destination'}): "
+            f"aws dynamodb enable-kinesis-streaming-destination --table-name "
+            f"{poller.table_name} --stream-arn {arn}, wait until it is ACTIVE, then sync")
+
+
+def kinesis_copy_record(poller: Poller, cutoff: datetime
+                        ) -> Callable[[dict[str, Any], str, datetime], Record]:
+    """The copy's records for a Kinesis-fed collection: Kinesis changes made at ``cutoff``
+    (module docstring, "Over Kinesis Data Streams")."""
+    arn = poller.kinesis_arn
+    assert arn is not None
+    # Half-way into its millisecond: a change of MILLISECOND precision never ties with it.
+    micros = int(cutoff.timestamp() * 1000) * 1000 + 500
+    key_schema = poller.info.key_schema
+    table = poller.table_name
+
+    def make(item: dict[str, Any], event_id: str, _: datetime) -> Record:
+        return kinesis_item_record(item, key_schema, micros, event_id, table=table,
+                                   stream_arn=arn)
+    return make
 
 
 def _copy_while_following(poller: Poller, copier: ScanCopy, report: SyncReport) -> CopyStats:
@@ -247,6 +331,10 @@ def sync_export(
     the others only load files. Raises ExportFileMismatch (after loading the other files) when a
     data file does not match its manifest entry: no handover then.
     """
+    if poller.kinesis_arn is not None:
+        raise ConfigurationError(
+            "sync over a Kinesis data stream copies by Parallel Scan: leave out --export "
+            "(an export's items would need the Kinesis order of its exportTime; not built yet)")
     if manifest.export_type != "FULL_EXPORT":
         raise ConfigurationError("sync reads a full export; an incremental one is for "
                                  "`replicator recover`")

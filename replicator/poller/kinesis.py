@@ -42,18 +42,17 @@ from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from replicator.events import is_kinesis_arn
 from replicator.poller.streams import Record, ShardState, StreamReader
+
+__all__ = ["KinesisReader", "is_kinesis_arn", "kinesis_sequence", "lambda_record", "region_of"]
 
 #: The value of ``eventSource`` in a Lambda event's Kinesis record.
 EVENT_SOURCE = "aws:kinesis"
+#: The iterator type of a shard read from a time (``at_timestamp``).
+AT_TIMESTAMP = "AT_TIMESTAMP"
 #: A Kinesis stream's default retention (``CreateStream``), when DescribeStreamSummary cannot say.
 DEFAULT_RETENTION = timedelta(hours=24)
-
-
-def is_kinesis_arn(arn: str) -> bool:
-    """``arn:<partition>:kinesis:<region>:<account>:stream/<name>``."""
-    parts = arn.split(":", 5)
-    return len(parts) == 6 and parts[0] == "arn" and parts[2] == "kinesis"
 
 
 def region_of(arn: str) -> str:
@@ -103,12 +102,17 @@ class KinesisReader(StreamReader):
 
     Takes the same arguments as :class:`StreamReader` (``client``: a boto3 ``kinesis`` client,
     ``stream_arn``: the data stream's ARN); ``limit`` is GetRecords' (1..1000 here, Kinesis
-    allows 10,000).
+    allows 10,000). ``at_timestamp`` (an aware datetime): a shard with no position is read from
+    ``AT_TIMESTAMP`` that time (the first record that reached the stream at or after it) instead
+    of its ``starting_position`` -- also when such a position expired before a record was read,
+    since a time, unlike ``LATEST``, can be asked for again (``replicator sync`` over Kinesis).
     """
 
-    def __init__(self, client: Any, stream_arn: str, **options: Any) -> None:
+    def __init__(self, client: Any, stream_arn: str, *, at_timestamp: datetime | None = None,
+                 **options: Any) -> None:
         #: shard id -> the position given in ``positions`` not yet checked against trimming
         self._unchecked: dict[str, str] = dict(options.get("positions") or {})
+        self.at_timestamp = at_timestamp
         super().__init__(client, stream_arn, **options)
         self.calls.setdefault("ListShards", 0)
 
@@ -151,11 +155,24 @@ class KinesisReader(StreamReader):
                                    "ShardIteratorType": kind}
         if sequence is not None:
             request["StartingSequenceNumber"] = sequence
+        if kind == AT_TIMESTAMP:
+            request["Timestamp"] = self.at_timestamp
         self.calls["GetShardIterator"] += 1
         iterator = self.client.get_shard_iterator(**request).get("ShardIterator")
         return str(iterator) if iterator else None
 
     def _resume_iterator(self, state: ShardState) -> str | None:
+        if (self.at_timestamp is not None and state.last_sequence is None
+                and state.start in ("TRIM_HORIZON", AT_TIMESTAMP)):
+            # The stream holds everything since that time only while it is within the
+            # retention: ``on_position_lost`` (the Poller's) refuses an older one, first
+            # acquisition or after an expired iterator (a copy that outlasted the retention).
+            state.start = AT_TIMESTAMP
+            state.positioned_at = self.at_timestamp
+            if self.on_position_lost is not None:
+                self.on_position_lost(state)
+            state.acquired = True
+            return self._get_iterator(state.shard_id, AT_TIMESTAMP)
         position = self._unchecked.pop(state.shard_id, None)
         if position is not None and position == state.last_sequence:
             head = self._first_at(state.shard_id, position)
@@ -196,8 +213,12 @@ class KinesisReader(StreamReader):
         return (state.closed and not page.get("Records")
                 and page.get("MillisBehindLatest") == 0)
 
-    def read_range(self, shard_id: str, start: str, end: str, *,
-                   max_empty_pages: int = 20) -> Any:
-        raise NotImplementedError(
-            "a Kinesis event source mapping's on-failure message names a Kinesis range; "
-            "replicator redrive reads DynamoDB Streams ranges only")
+    def _range_page(self, shard_id: str, iterator: str) -> dict[str, Any]:
+        # read_range (replicator redrive of a KinesisBatchInfo range): Kinesis GetRecords, the
+        # records in the Lambda shape. An open shard's pages after the range's end are never
+        # needed: the range's records were in the stream before the message was sent.
+        page = self.client.get_records(ShardIterator=iterator, Limit=self.limit,
+                                       StreamARN=self.stream_arn)
+        return {"Records": [lambda_record(record, shard_id=shard_id, stream_arn=self.stream_arn)
+                            for record in page.get("Records") or []],
+                "NextShardIterator": page.get("NextShardIterator")}

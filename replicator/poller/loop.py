@@ -185,6 +185,11 @@ class Poller:
             schema = tuple(key_schema or self.settings.key_schema or ())
             self._info = TableInfo(table_name, stream_arn, schema, stream_view_type)
         self._key_schema_override = tuple(key_schema) if key_schema else None
+        #: Kinesis only: a first run reads the shards from ``AT_TIMESTAMP`` this time (aware
+        #: datetime) instead of ``starting_position``; kept in the stream marker, so a later run
+        #: reads a shard that has no checkpoint yet from there again (``replicator sync``)
+        self.starting_timestamp: datetime | None = None
+        self._at_timestamp: datetime | None = None
         self.replicator = replicator
         self.metrics = metrics
         self.reader: StreamReader | None = None
@@ -214,6 +219,11 @@ class Poller:
     @property
     def stream_arn(self) -> str:
         return self.info.stream_arn
+
+    @property
+    def kinesis_arn(self) -> str | None:
+        """The Kinesis data stream read instead of the table's DynamoDB stream (None: that one)."""
+        return self._kinesis_arn
 
     def make_replicator(self) -> Replicator:
         """The Replicator the poller writes through (made once; the key schema filled in from
@@ -264,6 +274,8 @@ class Poller:
             "sleep": self._sleep,
         }
         options.update(self.reader_options)
+        if self._at_timestamp is not None:
+            options["at_timestamp"] = self._at_timestamp
         return self.reader_type(
             self.streams, self.stream_arn, starting_position=starting_position,
             positions=dict(self._positions), finished=set(self._finished),
@@ -295,9 +307,13 @@ class Poller:
             return
         raise ResyncRequired(
             f"the position of shard {state.shard_id} (iterator at {state.start}, taken "
-            f"{taken.isoformat(timespec='seconds') if taken else 'at an unknown time'}) expired "
-            "before any record was read from it, and it is older than the stream keeps records: "
-            "re-reading from TRIM_HORIZON would skip the changes trimmed since",
+            f"{taken.isoformat(timespec='seconds') if taken else 'at an unknown time'}) " + (
+                "has had no record read from it and is older than the stream keeps records: "
+                "reading from that time would skip the changes trimmed since"
+                if state.start == "AT_TIMESTAMP" else
+                "expired before any record was read from it, and it is older than the stream "
+                "keeps records: re-reading from TRIM_HORIZON would skip the changes trimmed "
+                "since"),
             table=self.table_name, stream_arn=self.stream_arn, shard_id=state.shard_id,
         )
 
@@ -318,9 +334,14 @@ class Poller:
             self._parents[checkpoint.shard_id] = checkpoint.parent_shard_id
         resuming = marker is not None or bool(checkpoints)
         start: StartingPosition = "TRIM_HORIZON" if resuming else self.starting_position
+        if self._kinesis_arn is not None:
+            self._at_timestamp = (at_timestamp_of(marker.starting_position) if marker is not None
+                                  else self.starting_timestamp)
         reader = self._new_reader(start)
         if marker is None:
-            self.checkpoints.start_stream(arn, start)
+            self.checkpoints.start_stream(
+                arn, start if self._at_timestamp is None
+                else f"{AT_TIMESTAMP} {self._at_timestamp.isoformat()}")
         else:
             self.checkpoints.touch(arn)
         listed = {s["ShardId"] for s in listing}
@@ -330,7 +351,9 @@ class Poller:
             arn, self.table_name, len(listed),
             (f"resuming {len(resumed)} shards after their checkpoints "
              f"({len(self._finished & listed)} finished), new shards at TRIM_HORIZON")
-            if resuming else f"first run, starting at {start}",
+            if resuming else "first run, starting at " + (
+                start if self._at_timestamp is None
+                else f"AT_TIMESTAMP {self._at_timestamp.isoformat(timespec='seconds')}"),
         )
         self.reader = reader
         return reader
@@ -559,6 +582,19 @@ class Poller:
 
 
 # -- helpers -----------------------------------------------------------------------------------------
+#: a Kinesis stream marker's ``starting_position`` when its first run read from a time:
+#: ``"AT_TIMESTAMP <ISO 8601>"``
+AT_TIMESTAMP = "AT_TIMESTAMP"
+
+
+def at_timestamp_of(starting_position: str) -> datetime | None:
+    """The time of a marker's ``"AT_TIMESTAMP <ISO 8601>"``; None for TRIM_HORIZON / LATEST."""
+    kind, _, moment = starting_position.partition(" ")
+    if kind != AT_TIMESTAMP or not moment:
+        return None
+    return datetime.fromisoformat(moment)
+
+
 def _sequence(record: Mapping[str, Any]) -> str:
     """The record's position in its shard: ``dynamodb.SequenceNumber``, or a Kinesis record's
     ``kinesis.sequenceNumber`` (the Lambda-event shape KinesisReader hands out)."""

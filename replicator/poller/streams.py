@@ -479,7 +479,7 @@ class StreamReader:
                 raise unavailable(f"GetShardIterator gave no iterator for shard {shard_id}")
             try:
                 self.calls["GetRecords"] += 1
-                page = aws_json.get_records(self.client, ShardIterator=iterator, Limit=self.limit)
+                page = self._range_page(shard_id, iterator)
             except Exception as error:
                 code = error_code(error)
                 if code == "TrimmedDataAccessException":
@@ -498,14 +498,14 @@ class StreamReader:
             records = page.get("Records") or []
             if records:
                 empty = 0
-                head = records[0]["dynamodb"]["SequenceNumber"]
+                head = self.sequence_of(records[0])
                 if seen is None and int(head) > first:
                     raise unavailable(
                         f"shard {shard_id}: the first record the stream still holds from "
                         f"SequenceNumber {start} is {head} (the records before it were trimmed)")
-                seen = str(records[-1]["dynamodb"]["SequenceNumber"])
+                seen = self.sequence_of(records[-1])
                 kept = [record for record in records
-                        if first <= int(record["dynamodb"]["SequenceNumber"]) <= last]
+                        if first <= int(self.sequence_of(record)) <= last]
                 if kept:
                     yield kept
                 if int(seen) >= last:
@@ -520,6 +520,11 @@ class StreamReader:
                 raise StreamReadTimeout(
                     f"shard {shard_id}: {empty} empty GetRecords pages in a row after "
                     f"SequenceNumber {seen or start}, short of endSequenceNumber {end}", {})
+
+    def _range_page(self, shard_id: str, iterator: str) -> dict[str, Any]:
+        """One GetRecords page for :meth:`read_range`, its records in the shape the reader hands
+        out."""
+        return aws_json.get_records(self.client, ShardIterator=iterator, Limit=self.limit)
 
     # -- introspection -----------------------------------------------------------------------------
     def positions(self) -> dict[str, str | None]:

@@ -225,10 +225,28 @@ def test_sync_of_a_kinesis_fed_file_copies_and_one_tables_conflict_spares_the_ne
         mongo.drop_database(database)
         mongo[database]["first"].create_index("email", name="byEmail", unique=True)
         path = tmp_path / "app.toml"
-        path.write_text(f'[defaults]\ndatabase = "{database}"\nregion = "us-east-1"\n'
-                        f'endpoint_url = "{moto_server.endpoint_url()}"\nsource = "kinesis"\n'
-                        '[[tables]]\ntable = "first"\nkey_schema = ["pk"]\n'
+        header = (f'[defaults]\ndatabase = "{database}"\nregion = "us-east-1"\n'
+                  f'endpoint_url = "{moto_server.endpoint_url()}"\nsource = "kinesis"\n')
+        # without the data streams' ARNs the tables' DynamoDB streams would be followed after
+        # the copy (every record quarantined as the other source): refused before the copy,
+        # naming the fix (kinesis sync: tests/replicator/migrate/test_kinesis_sync.py)
+        path.write_text(header + '[[tables]]\ntable = "first"\nkey_schema = ["pk"]\n'
                         '[[tables]]\ntable = "second"\nkey_schema = ["pk"]\n')
+        refused = run_replicator("sync", "--migration-file", str(path), "--mongodb-uri", uri,
+                                 "--segments", "1", "--no-progress")
+        assert "exit 2 (first 2, second 2)" in refused.stderr, refused.stderr
+        assert "--kinesis-stream arn:aws:kinesis" in refused.stderr
+        assert mongo[database]["second"].count_documents({}) == 0
+        kinesis = moto_server.kinesis()
+        arns = {}
+        for name in ("first", "second"):
+            kinesis.create_stream(StreamName=f"{name}-kds", ShardCount=1)
+            arns[name] = kinesis.describe_stream_summary(
+                StreamName=f"{name}-kds")["StreamDescriptionSummary"]["StreamARN"]
+        path.write_text(header + '[[tables]]\ntable = "first"\nkey_schema = ["pk"]\n'
+                        f'kinesis_stream = "{arns["first"]}"\n'
+                        '[[tables]]\ntable = "second"\nkey_schema = ["pk"]\n'
+                        f'kinesis_stream = "{arns["second"]}"\n')
         done = run_replicator("sync", "--migration-file", str(path), "--mongodb-uri", uri,
                               "--segments", "1", "--no-progress")
         assert done.returncode == 2, done.stderr

@@ -364,3 +364,101 @@ def test_redrive_as_a_process_applies_the_ranges_and_empties_the_queue(
         assert setup.messages() == []
         with MongoClient(uri) as client:
             assert diff(server, setup.table, client["redrive_process"]["orders"]).converged
+
+
+# -- a Kinesis event source mapping's messages (KinesisBatchInfo) ------------------------------------
+def kinesis_message(stream_arn: str, shard_id: str, start: str, end: str,
+                    size: int) -> dict[str, Any]:
+    """A Kinesis mapping's on-failure record (AWS Lambda docs, "Retaining records of discarded
+    batches for a Kinesis Data Streams event source", example invocation record)."""
+    return {"requestContext": {"requestId": "c9b8fa9f", "functionArn": "arn:aws:lambda:us-east-1:"
+                               "123456789012:function:replicator", "condition":
+                               "RetryAttemptsExhausted", "approximateInvokeCount": 3},
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST",
+                                "functionError": "Unhandled"},
+            "version": "1.0", "timestamp": "2026-12-07T16:00:00.000Z",
+            "KinesisBatchInfo": {"shardId": shard_id, "startSequenceNumber": start,
+                                 "endSequenceNumber": end,
+                                 "approximateArrivalOfFirstRecord": "2026-12-07T15:59:00Z",
+                                 "approximateArrivalOfLastRecord": "2026-12-07T15:59:01Z",
+                                 "batchSize": size, "streamArn": stream_arn}}
+
+
+def test_a_kinesis_message_is_read() -> None:
+    arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+    info = batch_info(json.dumps(kinesis_message(arn, "shardId-000000000001", "4955" + "1" * 52,
+                                                 "4955" + "2" * 52, 500)))
+    assert (info.kind, info.stream_arn, info.batch_size) == ("kinesis", arn, 500)
+    assert info.table_name is None
+    with pytest.raises(OnFailureMessageError, match=r"KinesisBatchInfo\.endSequenceNumber is before"):
+        batch_info(json.dumps(kinesis_message(arn, "s", "9", "1", 1)))
+
+
+@pytest.mark.slow
+def test_a_kinesis_mappings_discarded_range_is_read_back_and_applied(
+    discarded: Discarded, mongoeco_server_uri: str, restore_logging: None,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The range of a KinesisBatchInfo message is read back from the data stream with
+    KinesisReader and applied through the core (order keys: applied again, it changes nothing);
+    a message of another data stream is kept, naming it; the recover line for a range the data
+    stream no longer holds names the re-copy."""
+    from pymongo import MongoClient
+
+    from harness.kinesis import KdsFeed, KdsSettings
+
+    feed = KdsFeed(make_client("kinesis"), "orders-kds", "orders",
+                   KdsSettings(source="kinesis", shards=1, shuffle_window=1, duplicate_rate=0.0))
+    discarded.write(range(8))
+    changes = StreamReader(discarded.source.streams(), discarded.table.stream_arn,
+                           sleep=lambda _: None).drain(idle_polls=1)
+    feed.put([r for rs in changes.values() for r in rs])
+    feed.flush()
+    (shard_id, records), = feed.reader.drain(idle_polls=1).items()
+    numbers = [r["kinesis"]["sequenceNumber"] for r in records]
+    assert len(numbers) == 8
+    send = discarded.sqs.send_message
+    send(QueueUrl=discarded.queue, MessageBody=json.dumps(
+        kinesis_message(feed.stream_arn, shard_id, numbers[2], numbers[5], 4)))
+    uri = f"{mongoeco_server_uri}?directConnection=true"
+    code = redrive(uri, "redrive_kinesis", discarded.queue, "--kinesis-stream", feed.stream_arn)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "4 records read (4 written, 0 already newer, 0 quarantined)" in out
+    with MongoClient(uri) as client:
+        collection = client["redrive_kinesis"]["orders"]
+        assert sorted(d["_id"] for d in collection.find()) == ["k2", "k3", "k4", "k5"]
+        assert all(d["_ddb_seq"].startswith("K") for d in collection.find())
+    assert discarded.messages() == []
+
+    # again (a message delivered twice): nothing new; another data stream's message is kept
+    send(QueueUrl=discarded.queue, MessageBody=json.dumps(
+        kinesis_message(feed.stream_arn, shard_id, numbers[2], numbers[5], 4)))
+    other = feed.stream_arn.replace("orders-kds", "elsewhere")
+    send(QueueUrl=discarded.queue, MessageBody=json.dumps(
+        kinesis_message(other, shard_id, numbers[0], numbers[1], 2)))
+    code = redrive(uri, "redrive_kinesis", discarded.queue, "--kinesis-stream", feed.stream_arn)
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "4 records read (0 written, 4 already newer" in out
+    assert f"a Kinesis range of data stream {other}" in out
+    assert len(discarded.messages()) == 1
+
+    # without --kinesis-stream a Kinesis message is kept, naming the option
+    code = redrive(uri, "redrive_kinesis", discarded.queue)
+    out = capsys.readouterr().out
+    assert code == 1 and f"--kinesis-stream {other}" in out, out
+
+
+def test_a_kinesis_range_no_longer_held_names_the_recopy() -> None:
+    import argparse
+
+    from replicator.cli.redrive import recover_command
+
+    arn = "arn:aws:kinesis:us-east-1:123456789012:stream/orders"
+    info = batch_info(json.dumps(kinesis_message(arn, "s", "1", "2", 2)))
+    args = argparse.Namespace(table="orders", migration_file=None, database=None,
+                              collection=None, checkpoint_collection=None, endpoint_url=None,
+                              region=None, mongodb_uri=None)
+    command = recover_command(args, [info])
+    assert f"replicator sync --table orders --kinesis-stream {arn} --restart" in command
