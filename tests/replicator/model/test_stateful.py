@@ -342,8 +342,9 @@ class MergeMachine(ReplicationMachine):
 
     def __init__(self) -> None:
         super().__init__()
-        #: key_id -> (the first record index not checkpointed when it was written, its fields)
-        self.app_fields: dict[str, tuple[int, dict[str, Any]]] = {}
+        #: key_id -> each write of the application, in order: (the first record index not
+        #: checkpointed when it was written, its fields)
+        self.app_fields: dict[str, list[tuple[int, dict[str, Any]]]] = {}
 
     @rule(key=st.integers(0, ReplicationMachine.KEY_SPACE - 1), value=st.integers(0, 5))
     def mongodb_application_writes(self, key: int, value: int) -> None:
@@ -351,9 +352,8 @@ class MergeMachine(ReplicationMachine):
         document_id = self.planner.key_mapper.document_id(keys)
         fields = {f"{PREFIX}v": value, f"{PREFIX}n{value % 3}": {"list": [value]}}
         if self.raw.update_one({"_id": document_id}, {"$set": fields}).matched_count:
-            key_id = self.table.key_id(keys)
-            _, before = self.app_fields.get(key_id, (0, {}))
-            self.app_fields[key_id] = (self.cursor, {**before, **fields})
+            # kept per write: a REMOVE between two writes takes the first one's fields only
+            self.app_fields.setdefault(self.table.key_id(keys), []).append((self.cursor, fields))
 
     def _matches(self, key_id: str, position: int, document: dict[str, Any] | None) -> bool:
         if document is not None:
@@ -366,11 +366,16 @@ class MergeMachine(ReplicationMachine):
         super().teardown()
         diff = check(self.table.items(), self.raw, self.planner, mongodb_only=PREFIX)
         assert diff.converged, f"strictly, but for the application's fields: {diff.as_dict()}"
-        for key_id, (since, fields) in self.app_fields.items():
-            if any(where.key_id == key_id and record["eventName"] == "REMOVE"
-                   for where, record in zip(self.table.positions[since:],
-                                            self.table.records[since:], strict=True)):
-                continue  # a REMOVE after the write deletes the document, its fields with it
+        for key_id, writes in self.app_fields.items():
+            fields = {}
+            for since, written in writes:
+                if any(where.key_id == key_id and record["eventName"] == "REMOVE"
+                       for where, record in zip(self.table.positions[since:],
+                                                self.table.records[since:], strict=True)):
+                    continue  # a REMOVE after the write deletes the document, its fields with it
+                fields.update(written)
+            if not fields:
+                continue
             document_id = self.planner.key_mapper.document_id(self.table.keys_for(key_id))
             stored = self.raw.find_one({"_id": document_id})
             assert stored is not None and {k: stored.get(k) for k in fields} == fields, (
@@ -493,3 +498,27 @@ def test_without_tombstones_the_machine_finds_a_resurrection() -> None:
     with pytest.raises(WentBackInTime):
         run_state_machine_as_test(TombstonesOffMachine, settings=_searching())
 
+
+
+def test_merge_mode_a_remove_between_two_application_writes_takes_the_first_ones_fields() -> None:
+    """Hypothesis found this in the model (not the replicator): the application wrote to k1, a
+    REMOVE of k1 was applied (its fields gone with the document), the item came back and the
+    application wrote again; only the second write's fields must remain, and the check knows."""
+    machine = MergeMachine()
+    steps = [
+        lambda: machine.put(key=1, item={}), lambda: machine.deliver(k=1),
+        lambda: machine.delete(key=1, ttl=False),
+        lambda: machine.mongodb_application_writes(key=1, value=0),
+        lambda: machine.put(key=1, item={}), lambda: machine.deliver(k=1),
+        lambda: machine.deliver(k=1),
+        lambda: machine.mongodb_application_writes(key=1, value=1),
+        lambda: machine.redeliver_records([0, 1]),
+    ]
+    for step in steps:
+        step()
+        machine.documents_never_go_back()
+    machine.teardown()
+    document_id = machine.planner.key_mapper.document_id(machine._key(1))
+    stored = machine.raw.find_one({"_id": document_id})
+    assert stored is not None and f"{PREFIX}n0" not in stored, stored
+    assert stored[f"{PREFIX}n1"] == {"list": [1]}, stored
