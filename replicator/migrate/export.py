@@ -35,11 +35,12 @@ import base64
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -436,27 +437,41 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
                         len(failures), len(batch) + len(bad), failures[0][1], attempt)
             retry.wait(attempt)
 
-    created = datetime.now(timezone.utc)  # one clock read per batch, not per line
+    key = data_file.key
+    loads = json.loads
     with collector.fewer_collections():  # fewer cyclic GC passes: collector.py says why
-        for number, raw in (kept if kept is not None else raw_lines(data)):
-            result.lines += 1
-            try:
-                record = record_of(json.loads(raw), export_type, key_schema, sequence,
-                                   f"export-{data_file.key}-{number}", created, owned=True)
-            except Exception as error:  # any bad line: kept with its text, never stops the file
-                bad.append(bad_line(data_file.key, number, raw, error, export_type))
-            else:
-                if record["eventName"] == "REMOVE":
-                    result.deletes += 1
-                batch.append(record)
-            if len(batch) + len(bad) >= BATCH:
-                flush()
-                created = datetime.now(timezone.utc)
-        flush()
+        for lines in _batches(kept if kept is not None else raw_lines(data)):
+            created = datetime.now(timezone.utc)  # one clock read per batch, not per line
+            result.lines += len(lines)
+            try:  # the whole batch in one comprehension: no per-line bookkeeping (issue 21)
+                batch.extend([record_of(loads(raw), export_type, key_schema, sequence,
+                                        f"export-{key}-{number}", created, owned=True)
+                              for number, raw in lines])
+            except Exception:  # a bad line in this batch: line by line, each bad one kept
+                for number, raw in lines:
+                    try:
+                        batch.append(record_of(loads(raw), export_type, key_schema, sequence,
+                                               f"export-{key}-{number}", created, owned=True))
+                    except Exception as error:  # any bad line: kept with its text
+                        bad.append(bad_line(key, number, raw, error, export_type))
+            if export_type != FULL:
+                result.deletes += sum(1 for r in batch if r["eventName"] == "REMOVE")
+            flush()
     if result.quarantined:
         log.warning("export data file %s: %d line(s) quarantined (see the quarantine collection)",
                     data_file.key, result.quarantined)
     return result
+
+
+def _batches(lines: Iterable[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes]]]:
+    """``lines`` in lists of :data:`BATCH` (the last shorter): a batch of the load."""
+    if isinstance(lines, list):
+        for start in range(0, len(lines), BATCH):
+            yield lines[start:start + BATCH]
+        return
+    iterator = iter(lines)
+    while batch := list(itertools.islice(iterator, BATCH)):
+        yield batch
 
 
 def bad_line(key: str, number: int, raw: bytes, error: BaseException,
