@@ -30,6 +30,7 @@ import base64
 import binascii
 import gc
 import gzip
+import io
 import json
 import logging
 import os
@@ -410,7 +411,9 @@ def count_child(contender: str, pages: int, page: int, all_pages: int) -> None:
 
 def count_file(contender: str, items: int) -> None:
     """``export`` (``export.load_file`` of one gzipped file of ``items`` lines, batches of
-    ``export.BATCH``) or ``export-floor`` once after a warm-up, with only that run instrumented
+    ``export.BATCH``) or ``export-floor`` (``export-floor-memchr``: its lines split by
+    ``BytesIO.readlines`` as load_file splits them, not ``bytes.splitlines``, a byte-by-byte loop
+    of ~12,000 instructions per line) once after a warm-up, with only that run instrumented
     under callgrind (callgrind_region.py): the figure of the timed run's configuration, which the
     2-pages-minus-1 count above is not (there one flush per file cancels out)."""
     from callgrind_region import region
@@ -434,7 +437,10 @@ def count_file(contender: str, items: int) -> None:
                              COPY_SEQUENCE, s3=_Bytes(gz))
 
         def floor() -> None:
-            lines = gzip.decompress(gz).splitlines()
+            if contender == "export-floor-memchr":  # lines found with memchr, as load_file does
+                lines = io.BytesIO(gzip.decompress(gz)).readlines()
+            else:
+                lines = gzip.decompress(gz).splitlines()
             for start in range(0, len(lines), export.BATCH):
                 for line in lines[start:start + export.BATCH]:
                     json.loads(line)
@@ -455,8 +461,6 @@ class _Bytes:
         self.data = data
 
     def get_object(self, **_: Any) -> dict[str, Any]:
-        import io
-
         return {"Body": io.BytesIO(self.data)}
 
 
@@ -491,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="CONTENDER PAGES PAGE ALL_PAGES: one run, for callgrind "
                              f"(contenders: {', '.join(COUNTED)})")
     parser.add_argument("--count-file", nargs=2, default=None,
-                        help="CONTENDER ITEMS: export or export-floor on one file, only that run "
+                        help="CONTENDER ITEMS: export, export-floor or export-floor-memchr on one "
+                             "file, only that run "
                              "instrumented (valgrind --tool=callgrind --instr-atstart=no)")
     args = parser.parse_args(argv)
     if args.count_file is not None:

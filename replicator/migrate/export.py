@@ -35,11 +35,12 @@ import base64
 import gzip
 import hashlib
 import io
+import itertools
 import json
 import logging
 import time
 import zlib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -207,12 +208,77 @@ def _time(value: Any) -> datetime | None:
 
 
 # -- lines to records ----------------------------------------------------------------------------
+#: Decompressed text of a data file kept from its check (:func:`checked_lines`) to its load, so
+#: the file is gunzipped once. A file whose lines come to more is decompressed a second time for
+#: the load instead, so memory stays bounded whatever the file's size (AWS does not document a
+#: largest data file; a Lambda child may have 512 MB for the compressed file, this and a batch).
+KEEP_BYTES = 64 * 1024 * 1024
+#: What a kept line costs beyond its text (its bytes object, tuple and list slot), in bytes.
+_LINE_OVERHEAD = 100
+_INPUT = 256 * 1024  # compressed bytes handed to zlib at a time
+_OUTPUT = 1024 * 1024  # at most this much decompressed text at a time
+
+
+def inflate(data: bytes) -> Iterator[bytes]:
+    """The decompressed text of the gzip file ``data``, in pieces of at most 1 MiB: every member,
+    NUL padding after a member skipped, empty ``data`` empty (as ``gzip.GzipFile`` reads it).
+
+    zlib (``wbits=31``: a gzip header and trailer) checks each member's header, CRC-32 and length.
+    Raises EOFError for a file cut short, ``zlib.error`` for corrupt data, ``gzip.BadGzipFile``
+    for bytes after a member that start no other. Hand-written rather than ``gzip.GzipFile``
+    because its line iterator (``_GzipReader.read``, Python, under a BufferedReader) costs more:
+    one pass over 1.4 KB lines with the MD5, kept as :func:`checked_lines` keeps them, measured
+    31,700 instructions a line with ``GzipFile`` and 27,000 with this (issue 21, BENCHMARKS.md).
+    tests/replicator/migrate/test_export_read.py holds it to ``GzipFile``, lines and errors."""
+    view = memoryview(data)
+    end = len(data)
+    position = 0
+    while position < end:
+        if position:  # after a member: NUL padding (gzip.GzipFile skips it too)
+            position = end - len(data[position:].lstrip(b"\0")) if data[position] == 0 else position
+            if position == end:
+                return
+        if data[position:position + 2] != b"\x1f\x8b":
+            raise gzip.BadGzipFile(f"not a gzipped file ({data[position:position + 2]!r} at byte "
+                                   f"{position})")
+        decompressor = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        pending: bytes | memoryview = b""
+        while not decompressor.eof:
+            if not pending:
+                if position >= end:  # all input given: what zlib holds back, then the verdict
+                    if rest := decompressor.flush():
+                        yield rest
+                    if not decompressor.eof:
+                        raise EOFError("compressed file ended before the end-of-stream marker "
+                                       "was reached")
+                    break
+                pending = view[position:position + _INPUT]
+                position += len(pending)
+            if piece := decompressor.decompress(pending, _OUTPUT):
+                yield piece
+            pending = decompressor.unconsumed_tail
+        position -= len(decompressor.unused_data)
+
+
+def text_lines(pieces: Iterator[bytes]) -> Iterator[bytes]:
+    """The lines of the text in ``pieces``, each with its b"\\n" (as a binary file's lines are)
+    but a last one without. ``BytesIO.readlines`` finds the ends with ``memchr``: 4x faster than
+    ``bytes.split`` (a byte-by-byte loop in CPython), ~7,000 instructions per 1.4 KB line."""
+    tail = b""
+    for piece in pieces:
+        lines = io.BytesIO(tail + piece if tail else piece).readlines()
+        tail = lines.pop() if not lines[-1].endswith(b"\n") else b""
+        yield from lines
+    if tail:
+        yield tail
+
+
 def raw_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """The non-blank lines of a gzipped data file, with their line numbers (from 1)."""
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as stream:
-        for number, raw in enumerate(stream, start=1):
-            if raw.strip():
-                yield number, raw
+    """The non-blank lines of a gzipped data file (with their b"\\n"), with their line numbers
+    (from 1). Raises what :func:`inflate` raises."""
+    for number, raw in enumerate(text_lines(inflate(data)), start=1):
+        if not raw.isspace():  # blank: ASCII whitespace only, as bytes.strip() strips
+            yield number, raw
 
 
 def lines_of(data: bytes) -> Iterator[dict[str, Any]]:
@@ -224,35 +290,59 @@ def mismatch(data_file: DataFile, data: bytes) -> str | None:
     """Why ``data`` (the file's bytes) is not the file the manifest lists, or None. The MD5 is
     checked against ``md5Checksum`` (base64, or hex) and a single-part ``etag``; ``itemCount``
     against the number of lines; the gzip stream must be whole."""
+    return checked_lines(data_file, data, keep=0)[0]
+
+
+def checked_lines(data_file: DataFile, data: bytes,
+                  keep: int = KEEP_BYTES) -> tuple[str | None, list[tuple[int, bytes]] | None]:
+    """:func:`mismatch` and, when there is none, the file's lines as :func:`raw_lines` gives
+    them, from the same (only) decompression: ``(why, None)`` or ``(None, lines)``. ``(None,
+    None)`` when the lines come to more than ``keep`` bytes (text plus ~100 a line): the caller
+    reads them again with :func:`raw_lines` (memory stays bounded, the file is gunzipped twice).
+    The MD5 is of the compressed bytes (as AWS computes it), so it needs no decompression."""
     digest = hashlib.md5(data, usedforsecurity=False).digest()
     if data_file.md5 and data_file.md5 not in (base64.b64encode(digest).decode(), digest.hex()):
         return (f"{data_file.key}: MD5 {base64.b64encode(digest).decode()} differs from the "
-                f"manifest's md5Checksum {data_file.md5}")
+                f"manifest's md5Checksum {data_file.md5}"), None
     if data_file.etag and "-" not in data_file.etag and data_file.etag.lower() != digest.hex():
-        return f"{data_file.key}: MD5 {digest.hex()} differs from the manifest's etag {data_file.etag}"
+        return (f"{data_file.key}: MD5 {digest.hex()} differs from the manifest's etag "
+                f"{data_file.etag}"), None
+    kept: list[tuple[int, bytes]] | None = []
+    size = 0
+    count = 0
     try:
-        lines = sum(1 for _ in raw_lines(data))
+        for line in raw_lines(data):
+            count += 1
+            if kept is not None:
+                size += len(line[1]) + _LINE_OVERHEAD
+                if size <= keep:
+                    kept.append(line)
+                else:
+                    kept = None  # too much to hold: the load decompresses the file again
     except (OSError, EOFError, zlib.error) as error:
-        return f"{data_file.key}: not a complete gzip file ({error})"
-    if data_file.item_count is not None and lines != data_file.item_count:
-        return f"{data_file.key}: {lines} lines, the manifest's itemCount is {data_file.item_count}"
-    return None
+        return f"{data_file.key}: not a complete gzip file ({error})", None
+    if data_file.item_count is not None and count != data_file.item_count:
+        return (f"{data_file.key}: {count} lines, the manifest's itemCount is "
+                f"{data_file.item_count}"), None
+    return None, kept
 
 
 def record_of(line: Mapping[str, Any], export_type: str, key_schema: Sequence[str],
-              sequence: str, event_id: str, created: datetime | None = None) -> Record:
+              sequence: str, event_id: str, created: datetime | None = None, *,
+              owned: bool = False) -> Record:
     """An export line as a stream-shaped record. The line's DynamoDB JSON goes to the core as
     it is (``B`` as base64 text, as a Lambda event carries it): the core decodes it while it
     converts, so no walk of the line turns it into boto3's shapes first (issue 21: that walk
-    was 31 % of the load's CPU and changed no document)."""
+    was 31 % of the load's CPU and changed no document). ``owned``: the caller hands ``line``
+    over (just parsed), so its image becomes the record's without a copy (item_record)."""
     if export_type == FULL:
         return item_record(line["Item"], key_schema, sequence, event_id,
-                           source="replicator:export", created=created)
+                           source="replicator:export", created=created, owned=owned)
     keys = line["Keys"]
     new_image = line.get("NewImage")
     if new_image is not None:
         return item_record(new_image, key_schema, sequence, event_id,
-                           source="replicator:export", created=created)
+                           source="replicator:export", created=created, owned=owned)
     old = line.get("OldImage")
     return removal_record(keys, sequence, event_id, old if old else None,
                           source="replicator:export")
@@ -303,21 +393,26 @@ class ExportStats:
 
 def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
               key_schema: Sequence[str], sequence: str = COPY_SEQUENCE, s3: Any = None,
-              backoff: Backoff | None = None) -> FileResult:
+              backoff: Backoff | None = None, *, keep: int = KEEP_BYTES) -> FileResult:
     """Read one data file and write its lines through ``replicator`` in batches; a batch with
     failed records is written again after ``backoff`` (default: 10 attempts).
 
     A file that does not match its manifest entry (:func:`mismatch`) is not read: the result
-    carries ``mismatch`` and nothing is written. A line that cannot be read as an export line is
+    carries ``mismatch`` and nothing is written. The check decompresses the file and keeps its
+    lines for the load when they come to at most ``keep`` bytes (:func:`checked_lines`); a
+    bigger file is decompressed again to load. A line that cannot be read as an export line is
     quarantined (raw text, file, line number) and the rest of the file loads."""
     retry = backoff or Backoff(max_attempts=10)
     result = FileResult(data_file.key)
     data = read_bytes(data_file.location, s3)
-    result.mismatch = mismatch(data_file, data)
+    result.mismatch, kept = checked_lines(data_file, data, keep)
     if result.mismatch is not None:
         log.error("export data file does not match the manifest, not loaded: %s",
                   result.mismatch)
         return result
+    if kept is None:
+        log.info("export data file %s: more than %d bytes of lines, decompressed again to load "
+                 "(memory bound: export.KEEP_BYTES)", data_file.key, keep)
     batch: list[Record] = []
     bad: list[BadRecord] = []
 
@@ -344,27 +439,41 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
                         len(failures), len(batch) + len(bad), failures[0][1], attempt)
             retry.wait(attempt)
 
-    created = datetime.now(timezone.utc)  # one clock read per batch, not per line
+    key = data_file.key
+    loads = json.loads
     with collector.fewer_collections():  # fewer cyclic GC passes: collector.py says why
-        for number, raw in raw_lines(data):
-            result.lines += 1
-            try:
-                record = record_of(json.loads(raw), export_type, key_schema, sequence,
-                                   f"export-{data_file.key}-{number}", created)
-            except Exception as error:  # any bad line: kept with its text, never stops the file
-                bad.append(bad_line(data_file.key, number, raw, error, export_type))
-            else:
-                if record["eventName"] == "REMOVE":
-                    result.deletes += 1
-                batch.append(record)
-            if len(batch) + len(bad) >= BATCH:
-                flush()
-                created = datetime.now(timezone.utc)
-        flush()
+        for lines in _batches(kept if kept is not None else raw_lines(data)):
+            created = datetime.now(timezone.utc)  # one clock read per batch, not per line
+            result.lines += len(lines)
+            try:  # the whole batch in one comprehension: no per-line bookkeeping (issue 21)
+                batch.extend([record_of(loads(raw), export_type, key_schema, sequence,
+                                        f"export-{key}-{number}", created, owned=True)
+                              for number, raw in lines])
+            except Exception:  # a bad line in this batch: line by line, each bad one kept
+                for number, raw in lines:
+                    try:
+                        batch.append(record_of(loads(raw), export_type, key_schema, sequence,
+                                               f"export-{key}-{number}", created, owned=True))
+                    except Exception as error:  # any bad line: kept with its text
+                        bad.append(bad_line(key, number, raw, error, export_type))
+            if export_type != FULL:
+                result.deletes += sum(1 for r in batch if r["eventName"] == "REMOVE")
+            flush()
     if result.quarantined:
         log.warning("export data file %s: %d line(s) quarantined (see the quarantine collection)",
                     data_file.key, result.quarantined)
     return result
+
+
+def _batches(lines: Iterable[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes]]]:
+    """``lines`` in lists of :data:`BATCH` (the last shorter): a batch of the load."""
+    if isinstance(lines, list):
+        for start in range(0, len(lines), BATCH):
+            yield lines[start:start + BATCH]
+        return
+    iterator = iter(lines)
+    while batch := list(itertools.islice(iterator, BATCH)):
+        yield batch
 
 
 def bad_line(key: str, number: int, raw: bytes, error: BaseException,
