@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from replicator.errors import MalformedRecordError
+from replicator.errors import MalformedRecordError, RecordError
 from replicator.frozen import build, check_plain
 
 AttributeMap = Mapping[str, Any]
@@ -96,6 +96,14 @@ class BadRecord:
     @property
     def sequence_number(self) -> str | None:
         return getattr(self.error, "sequence_number", None) or _sequence_of(self.raw)
+
+    @classmethod
+    def of(cls, change: Change, error: RecordError) -> BadRecord:
+        """``change`` set aside with ``error``, located at the change (index, eventID, sequence
+        number): the one way every screen and the planner build a bad record."""
+        error.located(index=change.index, event_id=change.event_id,
+                      sequence_number=change.sequence_number)
+        return cls(index=change.index, raw=change.raw, error=error)
 
 
 def sequence_of_record(raw: Any) -> str | None:

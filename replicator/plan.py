@@ -126,7 +126,7 @@ class Planner:
             try:
                 document_id = document_id_of(change.keys)
             except RecordError as error:
-                bad.append(_bad(change, error))
+                bad.append(BadRecord.of(change, error))
                 continue
             key = identity(document_id)
             group = groups.get(key)
@@ -194,7 +194,7 @@ class Planner:
                     planned = self._write_for(document_id, change, stored, covered,
                                               removed=self._removed_before(ordered, position))
                 except RecordError as error:
-                    bad.append(_bad(change, error))
+                    bad.append(BadRecord.of(change, error))
                     ordered.pop(position)
                     continue
                 if not planned:
@@ -213,7 +213,7 @@ class Planner:
                     try:  # user code, a shard key, an _id attribute: what writing it would raise
                         self._write_for(document_id, older, stored)
                     except RecordError as error:
-                        bad.append(_bad(older, error))
+                        bad.append(BadRecord.of(older, error))
                 break
         if superseded:
             self._check_images(superseded, bad)
@@ -240,7 +240,7 @@ class Planner:
                 candidates.append((change, self._write_for(document_id, change, stored, covered,
                                                            removed=removed)))
             except RecordError as error:
-                bad.append(_bad(change, error))
+                bad.append(BadRecord.of(change, error))
         if candidates:
             ties.append(Tie(document_id, candidates))
 
@@ -277,14 +277,14 @@ class Planner:
                 try:
                     self._check_new_image(change, image)
                 except RecordError as error:
-                    bad.append(_bad(change, error))
+                    bad.append(BadRecord.of(change, error))
                     continue
             if vouch is not None and type(image) is dict and vouch(image):
                 continue
             try:
                 self.converter.image(image, root=root)
             except RecordError as error:
-                bad.append(_bad(change, error))
+                bad.append(BadRecord.of(change, error))
 
     def _write_for(
         self,
@@ -537,7 +537,7 @@ class Planner:
             try:
                 return self._shard_values(self._transformed(first.old_image, "dynamodb.OldImage"))
             except RecordError as error:
-                bad.append(_bad(first, error))
+                bad.append(BadRecord.of(first, error))
                 ordered.pop(0)
         return None
 
@@ -559,13 +559,6 @@ def _has_dollar_name(document: dict[str, Any], accelerator: Any = None) -> bool:
         if name.startswith("$"):
             return True
     return False
-
-
-def _bad(change: Change, error: RecordError) -> BadRecord:
-    error.located(
-        index=change.index, event_id=change.event_id, sequence_number=change.sequence_number
-    )
-    return BadRecord(index=change.index, raw=change.raw, error=error)
 
 
 def _by_index(bad: list[BadRecord]) -> list[BadRecord]:

@@ -107,9 +107,8 @@ def fill_new_images(
                 "NEW_IMAGE",
                 problem="no new image and no item reader",
                 field_path="dynamodb.NewImage",
-            ).located(index=change.index, event_id=change.event_id,
-                      sequence_number=change.sequence_number)
-            bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
+            )
+            bad.append(BadRecord.of(change, error))
         skipped = {c.index for c in needed}
         return [c for c in changes if c.index not in skipped]
     images = reader.read([c.keys for c in needed])

@@ -79,9 +79,8 @@ def screen_stream_views(
             error = UnsupportedRecordError(
                 str(problem), problem="stream view without old images for a movable shard key",
                 field_path="dynamodb.StreamViewType",
-            ).located(index=change.index, event_id=change.event_id,
-                      sequence_number=change.sequence_number)
-            bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
+            )
+            bad.append(BadRecord.of(change, error))
             continue
         kept.append(change)
     return kept

@@ -64,9 +64,8 @@ class SourceTable:
                 "Replicator and collection",
                 problem="record of another table",
                 field_path="eventSourceARN",
-            ).located(index=change.index, event_id=change.event_id,
-                      sequence_number=change.sequence_number)
-            bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
+            )
+            bad.append(BadRecord.of(change, error))
         return kept
 
     def screen_kind(self, changes: list[Change], bad: list[BadRecord]) -> list[Change]:
@@ -96,7 +95,6 @@ class SourceTable:
                 "collection as docs/kinesis.md (\"Switching\") says",
                 problem="record of another source",
                 field_path="eventSource",
-            ).located(index=change.index, event_id=change.event_id,
-                      sequence_number=change.sequence_number)
-            bad.append(BadRecord(index=change.index, raw=change.raw, error=error))
+            )
+            bad.append(BadRecord.of(change, error))
         return kept

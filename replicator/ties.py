@@ -142,7 +142,7 @@ def _decide(ties: list[Tie], plan: WritePlan, reader: ItemReader | None, sequenc
     if reader is None:
         for tie in ties:
             for change, _ in tie.candidates:
-                outcome.bad.append(BadRecord(change.index, change.raw, _tie_error(change, tie)))
+                outcome.bad.append(BadRecord.of(change, _tie_error(change, tie)))
         return
     try:
         items = reader.read([tie.candidates[0][0].keys for tie in ties])
@@ -188,6 +188,5 @@ def _tie_error(change: Change, tie: Tie) -> RecordError:
         "ApproximateCreationDateTimePrecision=MICROSECOND; repair this item now with "
         "`replicator recover` (docs/migration.md)",
         problem="equal-timestamp", field_path="kinesis.data.dynamodb.ApproximateCreationDateTime",
-    ).located(index=change.index, event_id=change.event_id,
-              sequence_number=change.sequence_number)
+    )
 
