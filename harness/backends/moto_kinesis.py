@@ -22,16 +22,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.backends.moto_source import REGION
+from harness.backends.moto_source import MotoPatches
 
 
-class KinesisResharding:
+class KinesisResharding(MotoPatches):
     """moto's Kinesis with AWS's resharding; see the module docstring."""
-
-    def __init__(self, *, account_id: str | None = None, region: str = REGION) -> None:
-        self.account_id = account_id
-        self.region = region
-        self._saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> KinesisResharding:
         from moto.kinesis import models
@@ -71,17 +66,10 @@ class KinesisResharding:
             keeping(parents, lambda: original_merge(stream, shard_to_merge,
                                                     adjacent_shard_to_merge))
 
-        for owner, name, replacement in ((models.Stream, "get_shard_for_key", get_shard_for_key),
-                                         (models.Stream, "split_shard", split_shard),
-                                         (models.Stream, "merge_shards", merge_shards)):
-            self._saved.append((owner, name, owner.__dict__[name]))
-            setattr(owner, name, replacement)
+        self._patch((models.Stream, "get_shard_for_key", get_shard_for_key),
+                    (models.Stream, "split_shard", split_shard),
+                    (models.Stream, "merge_shards", merge_shards))
         return self
-
-    def __exit__(self, *_: Any) -> None:
-        while self._saved:
-            owner, name, original = self._saved.pop()
-            setattr(owner, name, original)
 
     def _stream(self, stream_name: str) -> Any:
         from moto.core.models import DEFAULT_ACCOUNT_ID

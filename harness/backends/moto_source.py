@@ -407,7 +407,29 @@ def serve_child() -> None:
 
 
 # -- the stream's 24-hour retention, on moto -------------------------------------------------------
-class StreamRetention:
+class MotoPatches:
+    """Methods of moto's model classes replaced for a ``with`` block and restored on its exit (in
+    reverse order): where a subclass makes moto behave as AWS does. ``account_id`` / ``region``
+    name the backend the subclass reaches (moto's default account when None)."""
+
+    def __init__(self, *, account_id: str | None = None, region: str = REGION) -> None:
+        self.account_id = account_id
+        self.region = region
+        self._saved: list[tuple[Any, str, Any]] = []
+
+    def _patch(self, *replacements: tuple[Any, str, Any]) -> None:
+        """Each ``(owner, name, replacement)``: ``owner.name`` replaced until the block ends."""
+        for owner, name, replacement in replacements:
+            self._saved.append((owner, name, owner.__dict__[name]))
+            setattr(owner, name, replacement)
+
+    def __exit__(self, *_: Any) -> None:
+        while self._saved:
+            owner, name, original = self._saved.pop()
+            setattr(owner, name, original)
+
+
+class StreamRetention(MotoPatches):
     """DynamoDB Streams' retention on moto, whose streams never drop a record.
 
     DynamoDB Streams removes a record 24 hours after it was written; an ``AFTER_SEQUENCE_NUMBER``
@@ -421,11 +443,6 @@ class StreamRetention:
     ``ThreadedMotoServer`` thread), whoever the client is -- a ``replicator`` subprocess too.
     Trim between requests: moto's models take no lock.
     """
-
-    def __init__(self, *, account_id: str | None = None, region: str = REGION) -> None:
-        self.account_id = account_id
-        self.region = region
-        self._saved: list[tuple[Any, str, Any]] = []
 
     def __enter__(self) -> StreamRetention:
         from moto.core.exceptions import JsonRESTError
@@ -457,17 +474,9 @@ class StreamRetention:
                               f"oldest record the stream holds ({oldest})")
             return original_get(iterator, limit)
 
-        for owner, name, replacement in (
-                (models.DynamoDBStreamsBackend, "get_shard_iterator", get_shard_iterator),
-                (models.ShardIterator, "get", get)):
-            self._saved.append((owner, name, owner.__dict__[name]))
-            setattr(owner, name, replacement)
+        self._patch((models.DynamoDBStreamsBackend, "get_shard_iterator", get_shard_iterator),
+                    (models.ShardIterator, "get", get))
         return self
-
-    def __exit__(self, *_: Any) -> None:
-        while self._saved:
-            owner, name, original = self._saved.pop()
-            setattr(owner, name, original)
 
     def _shard(self, table_name: str) -> Any:
         from moto.core.models import DEFAULT_ACCOUNT_ID
