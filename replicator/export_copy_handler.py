@@ -28,7 +28,7 @@ from typing import Any
 from replicator import lambda_telemetry
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError
-from replicator.handler import build_from_env
+from replicator.handler import build_from_env, close_client
 
 #: seconds the handover leaves of the invocation for its last batch and its answer
 HANDOVER_MARGIN_S = 60.0
@@ -97,11 +97,7 @@ def reset() -> None:
     """Forget the cached client and boto3 clients (tests, or a changed environment)."""
     global _replicator
     with _lock:
-        if _replicator is not None:
-            client = getattr(_replicator.collection.database, "client", None)
-            close = getattr(client, "close", None)
-            if callable(close):
-                close()
+        close_client(_replicator)
         _replicator = None
         _clients.clear()
         lambda_telemetry.uninstall_json_logs()

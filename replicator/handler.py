@@ -98,11 +98,17 @@ def reset() -> None:
     """Forget the cached client and undo the JSON logs (tests, or a changed environment)."""
     global _replicator, _metrics
     with _lock:
-        if _replicator is not None:
-            client = getattr(_replicator.collection.database, "client", None)
-            close = getattr(client, "close", None)
-            if callable(close):
-                close()
+        close_client(_replicator)
         _replicator = None
         _metrics = None
         lambda_telemetry.uninstall_json_logs()
+
+
+def close_client(replicator: Replicator | None) -> None:
+    """Close the MongoDB client behind ``replicator``'s collection, if it has one (a reset of this
+    module or of replicator.export_copy_handler)."""
+    if replicator is None:
+        return
+    close = getattr(getattr(replicator.collection.database, "client", None), "close", None)
+    if callable(close):
+        close()
