@@ -205,3 +205,21 @@ def export_copy_lambda(monkeypatch: pytest.MonkeyPatch, mongoeco_server_uri: str
         yield mongoeco_db["items"]
     finally:
         export_copy_handler.reset()
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """cli.main() configures logging as a process should (JSON or text handlers, the secrets'
+    redaction, the replicator logger's level): undo it after the test."""
+    import logging
+
+    from replicator.redact import uninstall_log_redaction
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    replicator_level = logging.getLogger("replicator").level
+    yield
+    uninstall_log_redaction()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    logging.getLogger("replicator").setLevel(replicator_level)

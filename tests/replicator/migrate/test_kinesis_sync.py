@@ -491,21 +491,11 @@ def test_an_active_destination_passes_the_check(moto: Any, target: Any) -> None:
 
 
 def test_sync_with_an_export_over_kinesis_is_refused_naming_the_scan(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import logging
-
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], restore_logging: None) -> None:
     from replicator import cli
-    from replicator.redact import uninstall_log_redaction
 
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    try:
-        code = cli.main(["sync", "--table", "t", "--mongodb-uri", "mongodb://127.0.0.1:1/",
-                         "--kinesis-stream", ARN, "--export", str(tmp_path / "nothing")])
-    finally:
-        uninstall_log_redaction()
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    code = cli.main(["sync", "--table", "t", "--mongodb-uri", "mongodb://127.0.0.1:1/",
+                     "--kinesis-stream", ARN, "--export", str(tmp_path / "nothing")])
     assert code == 2
     assert "leave out --export" in capsys.readouterr().err
 

@@ -10,10 +10,8 @@ is moto's) and mongoeco's wire server through the real pymongo client.
 from __future__ import annotations
 
 import json
-import logging
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,20 +25,10 @@ from replicator.poller.metrics import TablesMetrics
 
 
 @pytest.fixture
-def quiet_cli(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """cli.main() configures logging as a process does and installs signal handlers: neither
-    outlives the test."""
-    from replicator.redact import uninstall_log_redaction
-
+def quiet_cli(monkeypatch: pytest.MonkeyPatch, restore_logging: None) -> None:
+    """cli.main() configures logging as a process does (undone: ``restore_logging``) and installs
+    signal handlers: neither outlives the test."""
     monkeypatch.setattr(commands, "install_signal_handlers", lambda stop: None)
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    replicator_level = logging.getLogger("replicator").level
-    yield
-    uninstall_log_redaction()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("replicator").setLevel(replicator_level)
 
 
 def exit_code(argv: list[str]) -> int:

@@ -3,10 +3,8 @@ stream on moto's server (fed by the harness's KDS source) into mongoeco through 
 
 from __future__ import annotations
 
-import logging
 import random
 import subprocess
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -55,19 +53,6 @@ def test_run_kinesis_stream_once_converges(moto_server: Any, mongoeco_server_uri
         assert kinds == {feed.stream_arn}
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """cli.main() configures logging as a process should; undo it after the test."""
-    from replicator.redact import uninstall_log_redaction
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    replicator_level = logging.getLogger("replicator").level
-    yield
-    uninstall_log_redaction()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("replicator").setLevel(replicator_level)
 
 
 def test_a_kinesis_stream_option_that_is_not_a_kinesis_arn_is_a_usage_error(

@@ -8,11 +8,9 @@ signalled once it has logged what the test waits for, and timeouts are only safe
 
 from __future__ import annotations
 
-import logging
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -22,22 +20,6 @@ from replicator import cli
 from replicator.cli import commands, endpoints
 from replicator.poller.checkpoints import CheckpointStore
 from support.replicator_command import ROOT, LineWatcher, child_env, replicator_command
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """cli.main() configures logging the way a process should (redaction included); undo it after
-    the test."""
-    from replicator.redact import uninstall_log_redaction
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    replicator_level = logging.getLogger("replicator").level
-    yield
-    uninstall_log_redaction()
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("replicator").setLevel(replicator_level)
 
 
 def fill(source: Any, table: str, count: int) -> Any:

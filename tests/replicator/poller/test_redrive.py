@@ -11,8 +11,6 @@ older than the stream's 24 hours) is emulated by the harness's ``TrimmedStreams`
 from __future__ import annotations
 
 import json
-import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -32,16 +30,6 @@ from replicator.redrive import batch_info
 SHARD = "shardId-00000000000000000001-aaaaaaaa"
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    from replicator.redact import uninstall_log_redaction
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    yield
-    uninstall_log_redaction()
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 # -- the message -------------------------------------------------------------------------------------
