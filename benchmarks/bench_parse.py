@@ -323,34 +323,47 @@ def worker_child(port: int, items: int, page: int, share: int, shares: int, segm
     client.close()
 
 
+def run_workers(port: int, items: int, page: int, processes: int, segments: int, *,
+                before_go: Callable[[], None] = lambda: None,
+                timeout: float = 120.0) -> tuple[list[dict[str, Any]], float]:
+    """``processes`` ``--worker-child`` processes of ``segments`` segments each, copying their
+    share of ``items`` into the wire responder at ``port``: started, each waited for until it is
+    ready, ``before_go()`` called, then released together. Their results (``wall_s``, ``cpu_s``)
+    and the parent's wall time from the release to the last result. Shared with bench_scaling."""
+    import subprocess
+
+    children = [subprocess.Popen(
+        [sys.executable, __file__, "--worker-child", str(port), str(items), str(page), str(n),
+         str(processes), str(segments)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in range(processes)]
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline() == "ready\n"
+        before_go()
+        started = time.perf_counter()
+        for child in children:
+            assert child.stdin is not None
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        results = []
+        for child in children:
+            assert child.stdout is not None
+            results.append(json.loads(child.stdout.readline()))
+        return results, time.perf_counter() - started
+    finally:
+        for child in children:
+            child.wait(timeout=timeout)
+
+
 def scaling(items: int, page: int, quick: bool = False) -> list[dict[str, Any]]:
     """items/s of 1, 2 and 4 segments in threads of one process, and of 1, 2 and 4 processes,
     all against one wire_responder (the target) and in-process Scan pages (the source)."""
-    import subprocess
 
     rows = []
     with responder() as port:
         layouts = ((1, 1), (2, 1)) if quick else ((1, 1), (1, 2), (1, 4), (2, 1), (4, 1))
         for processes, segments in layouts:
-            children = [subprocess.Popen(
-                [sys.executable, __file__, "--worker-child", str(port), str(items), str(page),
-                 str(n), str(processes), str(segments)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-                for n in range(processes)]
-            try:
-                for child in children:
-                    assert child.stdout is not None and child.stdout.readline() == "ready\n"
-                for child in children:
-                    assert child.stdin is not None
-                    child.stdin.write("go\n")
-                    child.stdin.flush()
-                results = []
-                for child in children:
-                    assert child.stdout is not None
-                    results.append(json.loads(child.stdout.readline()))
-            finally:
-                for child in children:
-                    child.wait(timeout=60)
+            results, _ = run_workers(port, items, page, processes, segments, timeout=60.0)
             wall = max(r["wall_s"] for r in results)
             cpu = sum(r["cpu_s"] for r in results)
             row = {"processes": processes, "segments_per_process": segments, "items": items,

@@ -24,9 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +35,7 @@ for path in (str(ROOT), str(HERE)):
         sys.path.insert(0, path)
 
 from bench_common import machine_info  # noqa: E402
-from bench_parse import items_of, scan_bodies  # noqa: E402
+from bench_parse import items_of, run_workers, scan_bodies  # noqa: E402
 from bench_wire import responder  # noqa: E402
 
 #: AWS, "Read/write capacity mode" and "Service, account, and table quotas in Amazon DynamoDB":
@@ -79,30 +77,16 @@ def _responder_pid() -> int | None:
 def run_layout(port: int, responder_pid: int | None, items: int, page: int, processes: int,
                segments: int) -> dict[str, Any]:
     """One layout: ``processes`` workers of ``segments`` segments each copy their share."""
-    children = [subprocess.Popen(
-        [sys.executable, str(HERE / "bench_parse.py"), "--worker-child", str(port), str(items),
-         str(page), str(n), str(processes), str(segments)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in range(processes)]
-    try:
-        for child in children:
-            assert child.stdout is not None and child.stdout.readline() == "ready\n"
-        load_before = os.getloadavg()[0]
-        target_before = _child_cpu_s(responder_pid) if responder_pid else None
-        started = time.perf_counter()
-        for child in children:
-            assert child.stdin is not None
-            child.stdin.write("go\n")
-            child.stdin.flush()
-        results = []
-        for child in children:
-            assert child.stdout is not None
-            results.append(json.loads(child.stdout.readline()))
-        wall = time.perf_counter() - started
-        target_cpu = (_child_cpu_s(responder_pid) - target_before
-                      if responder_pid and target_before is not None else None)
-    finally:
-        for child in children:
-            child.wait(timeout=120)
+    before: dict[str, Any] = {}
+
+    def at_go() -> None:  # the load and the target's CPU as the workers are released
+        before["load"] = os.getloadavg()[0]
+        before["target"] = _child_cpu_s(responder_pid) if responder_pid else None
+
+    results, wall = run_workers(port, items, page, processes, segments, before_go=at_go)
+    load_before, target_before = before["load"], before["target"]
+    target_cpu = (_child_cpu_s(responder_pid) - target_before
+                  if responder_pid and target_before is not None else None)
     cpu = sum(r["cpu_s"] for r in results)
     workers = processes * segments
     return {
