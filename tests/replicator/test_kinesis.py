@@ -26,7 +26,16 @@ from replicator.events import (
 from replicator.readback import DynamoDBItemReader
 from replicator.settings import SEQUENCE_FIELD, Settings
 from support.fixtures import lambda_stream_record
-from support.kinesis import T0_MS, Changes, change_json, event, item, keys, kinesis_record
+from support.kinesis import (
+    T0_MS,
+    Changes,
+    change_json,
+    event,
+    item,
+    keys,
+    kinesis_record,
+    shuffled_history,
+)
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "kinesis" / "lambda-event.json"
 
@@ -527,44 +536,11 @@ def test_the_handler_takes_a_kinesis_event(monkeypatch: pytest.MonkeyPatch,
 
 
 # -- shuffled and duplicated histories converge ----------------------------------------------------
-def _history(rng: Any, items: int, steps: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Changes of a few items with few values (so states repeat: cycles) and times that often
-    collide (0-1 ms apart), as DynamoDB would emit them; the items' final values."""
-    state: dict[str, int | None] = {f"i{n}": None for n in range(items)}
-    clock = dict.fromkeys(state, T0_MS)
-    changes = Changes()
-    records = []
-    for _ in range(steps):
-        name = rng.choice(sorted(state))
-        clock[name] += rng.choice((0, 0, 1))
-        old = state[name]
-        if old is None:
-            new: int | None = rng.randint(1, 3)
-            records.append(changes.insert(name, new, clock[name]))
-        elif rng.random() < 0.2:
-            new = None
-            records.append(changes.remove(name, old, clock[name]))
-        else:
-            new = rng.choice([v for v in (1, 2, 3) if v != old])
-            records.append(changes.modify(name, old, new, clock[name]))
-        state[name] = new
-    return records, {k: v for k, v in state.items() if v is not None}
-
-
 def _deliver(seed: int, collection: Any, table: Any) -> tuple[dict[str, Any], list[str]]:
     """One seeded history, delivered shuffled, 30 % duplicated, in batches of 1-6 (the read-back
     reads the table's final items): the final items, and what went wrong on the way (a record
     quarantined or failed, a document whose time went back)."""
-    import random
-
-    rng = random.Random(seed)
-    records, final = _history(rng, items=3, steps=25)
-    for name in ("i0", "i1", "i2"):
-        table.delete_item(TableName="users", Key=keys(name))
-    for name, value in final.items():
-        table.put_item(TableName="users", Item=item(name, value))
-    delivered = records + [r for r in records if rng.random() < 0.3]
-    rng.shuffle(delivered)
+    rng, delivered, final = shuffled_history(seed, table)
     replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
     seen: dict[str, str] = {}
     problems = []

@@ -253,18 +253,9 @@ def test_shuffled_histories_converge_in_merge_mode_beside_another_application(
     sets a field on every document after each batch: the table's part converges and nothing is
     quarantined or failed (the pipeline's $cond after a REMOVE, the tie's compare-and-set and
     the other application's fields together)."""
-    import random
+    from support.kinesis import shuffled_history
 
-    from test_kinesis import _history
-
-    rng = random.Random(seed)
-    records, final = _history(rng, items=3, steps=25)
-    for name in ("i0", "i1", "i2"):
-        table.delete_item(TableName="users", Key=keys(name))
-    for name, value in final.items():
-        table.put_item(TableName="users", Item=item(name, value))
-    delivered = records + [r for r in records if rng.random() < 0.3]
-    rng.shuffle(delivered)
+    rng, delivered, final = shuffled_history(seed, table)
     collection = mongoeco_db["items"]
     replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(table, "users"))
     problems: list[str] = []

@@ -111,3 +111,46 @@ class Changes:
 
 def event(*records: dict[str, Any]) -> dict[str, Any]:
     return {"Records": list(records)}
+
+
+def history(rng: Any, items: int, steps: int) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Changes of a few items with few values (so states repeat: cycles) and times that often
+    collide (0-1 ms apart), as DynamoDB would emit them; the items' final values."""
+    state: dict[str, int | None] = {f"i{n}": None for n in range(items)}
+    clock = dict.fromkeys(state, T0_MS)
+    changes = Changes()
+    records = []
+    for _ in range(steps):
+        name = rng.choice(sorted(state))
+        clock[name] += rng.choice((0, 0, 1))
+        old = state[name]
+        if old is None:
+            new: int | None = rng.randint(1, 3)
+            records.append(changes.insert(name, new, clock[name]))
+        elif rng.random() < 0.2:
+            new = None
+            records.append(changes.remove(name, old, clock[name]))
+        else:
+            new = rng.choice([v for v in (1, 2, 3) if v != old])
+            records.append(changes.modify(name, old, new, clock[name]))
+        state[name] = new
+    return records, {k: v for k, v in state.items() if v is not None}
+
+
+def shuffled_history(seed: int, table: Any, table_name: str = "users"
+                     ) -> tuple[Any, list[dict[str, Any]], dict[str, int]]:
+    """A seeded :func:`history` of three items, 25 steps: the table ``table_name`` set to its final
+    items (what a read-back finds), its records with 30 % duplicated, shuffled. Answers the seeded
+    ``random.Random`` (for the batch sizes that follow), the records, the final values."""
+    import random
+
+    rng = random.Random(seed)
+    records, final = history(rng, items=3, steps=25)
+    for name in ("i0", "i1", "i2"):
+        table.delete_item(TableName=table_name, Key=keys(name))
+    for name, value in final.items():
+        table.put_item(TableName=table_name, Item=item(name, value))
+    delivered = records + [r for r in records if rng.random() < 0.3]
+    rng.shuffle(delivered)
+    return rng, delivered, final
+
