@@ -1553,7 +1553,7 @@ parse_changes(PyObject *Py_UNUSED(module), PyObject *records)
 static PyObject *pl_planned_write = NULL; /* replicator.plan.PlannedWrite */
 static PyObject *s_kind, *s_filter, *s_document, *s_upsert, *s_replace, *s_update, *s_delete,
     *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main, *s_or, *s_lt, *s_exists,
-    *s_replace_with, *s_literal;
+    *s_replace_with, *s_literal, *s_order_key;
 
 static PyObject *pl_replace_one, *pl_delete_one, *pl_update_one, *pl_upsert_names;
 
@@ -1728,6 +1728,7 @@ intern_planner_names(void)
     INTERN(s_update, "update");
     INTERN(s_delete, "delete");
     INTERN(s_sequence_numbers, "sequence_numbers");
+    INTERN(s_order_key, "order_key");
     INTERN(s_collection, "collection");
     INTERN(s_shard_key_move, "shard_key_move");
     INTERN(s_main, "main");
@@ -1955,7 +1956,7 @@ update_operation(const slot_maker *maker, PyObject *cls, PyObject *filter, PyObj
  * upsert=True) per delete, then, when there are upserts, UpdateMany({"_id": {"$in": ids}, seq:
  * {"$gt": the lowest padded sequence number}}, {"$max": {seq: ""}}). None (Python builds them)
  * for a write that is not of the planner's usual shape: a dict filter naming _id, a tuple of
- * sequence numbers of 1 to 40 digits, a str kind. */
+ * sequence numbers of 1 to 40 digits, a str kind, no order key (a Kinesis change's). */
 static PyObject *
 tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1977,7 +1978,7 @@ tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
     }
     for (Py_ssize_t i = 0; i < count; i++) {
         PyObject *write = PyList_GET_ITEM(writes, i);
-        PyObject *kind = NULL, *filter = NULL, *numbers = NULL, *padded = NULL;
+        PyObject *kind = NULL, *filter = NULL, *numbers = NULL, *order = NULL, *padded = NULL;
         PyObject *document_id, *last;
         int ok = 0, is_delete = 0;
         PyObject *fields = write_dict(write);
@@ -1987,11 +1988,15 @@ tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
         kind = write_field(write, fields, s_kind);
         filter = kind == NULL ? NULL : write_field(write, fields, s_filter);
         numbers = filter == NULL ? NULL : write_field(write, fields, s_sequence_numbers);
+        order = numbers == NULL ? NULL : write_field(write, fields, s_order_key);
         Py_XDECREF(fields);
-        if (numbers == NULL) {
+        if (order == NULL) {
             goto failed;
         }
-        if (!PyUnicode_CheckExact(kind) || !PyDict_CheckExact(filter)
+        /* A Kinesis change's marker holds its order key (tombstones._sequence), which this
+         * builder does not know: Python builds the batch (a Kinesis sequence number of 1 to 40
+         * digits would otherwise pass for a DynamoDB one). */
+        if (order != Py_None || !PyUnicode_CheckExact(kind) || !PyDict_CheckExact(filter)
             || !PyTuple_CheckExact(numbers) || PyTuple_GET_SIZE(numbers) < 1) {
             goto not_mine;
         }
@@ -2051,6 +2056,7 @@ tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
         Py_XDECREF(kind);
         Py_XDECREF(filter);
         Py_XDECREF(numbers);
+        Py_XDECREF(order);
         Py_XDECREF(padded);
         if (ok == 0) goto done;
         if (ok == 2) {

@@ -88,12 +88,9 @@ class TombstoneStore:
         # aware one's, at half the encoding cost (bson calls an aware one's utcoffset(); issue 21:
         # ~3,000 instructions per marker).
         now = datetime.now(timezone.utc).replace(tzinfo=None)
-        # The C builder knows sequence numbers only: a Kinesis change's marker holds its order
-        # key (_sequence), so a batch with one goes the Python way (a Kinesis sequence number of
-        # 40 digits or fewer would otherwise be taken for a DynamoDB one).
+        # (the C builder declines a batch holding a Kinesis change's order key: None)
         built = (native.tombstone_operations(writes, now, SEQUENCE, DELETED_AT)
-                 if native is not None and type(writes) is list
-                 and not any(w.order_key is not None for w in writes) else None)
+                 if native is not None and type(writes) is list else None)
         deletes, upserts, operations = built if built is not None else _operations(writes, now)
         ordered = deletes + upserts
         try:
