@@ -459,6 +459,12 @@ def order_time_floor(order_key: str) -> str:
     return order_key[: 1 + _TIME_DIGITS]
 
 
+def order_time_end(order_key: str) -> str:
+    """Just above every Kinesis order key of ``order_key``'s time: a stored key ``< end`` is of
+    that time or older ("." is the separator after the time, "/" the next character)."""
+    return order_time_floor(order_key) + "/"
+
+
 OrderRelation = str  # "older" | "same" | "newer" | "tie" | "other-source"
 
 

@@ -272,16 +272,9 @@ def test_shuffled_histories_converge_in_merge_mode_beside_another_application(
         assert document[FIELDS_FIELD] == ["id", "v"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Left as found (a design decision for merge mode): when Kinesis delivers the re-INSERT "
-    "before the REMOVE that preceded it, the INSERT merges over the old item's document (its "
-    "other applications' fields kept) and the late REMOVE is stale, so the fields of the deleted "
-    "item survive into the new one -- unlike in-order delivery. An INSERT that started from "
-    "nothing over an older replicator-written document would fix it, but changes what "
-    "ttl_deletes='ignore' keeps (test_merge_mode_unseen.py: a kept expiry then an INSERT keeps "
-    "the fields)"))
 def test_a_reinsert_arriving_before_its_remove_drops_the_applications_fields(
         mongoeco_db: Any) -> None:
+    # an INSERT starts a new item (more layouts and histories: test_merge_incarnations.py)
     collection = mongoeco_db["items"]
     replicator = Replicator(collection, MERGE)
     c = Changes()
