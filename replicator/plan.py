@@ -38,6 +38,7 @@ from replicator.events import (
     StreamViewType,
     order_time_end,
     order_time_floor,
+    order_time_micros,
     pad_sequence_number,
 )
 from replicator.item_records import COPY_SEQUENCE, is_copy
@@ -635,10 +636,16 @@ def kds_ordered(group: Sequence[Change]) -> tuple[list[Change], list[Change]]:
     tell (replicator.ties; docs/kinesis.md, "Equal timestamps")."""
     by_time = sorted(group, key=lambda c: (_kds_time(c), c.index))
     newest = _kds_time(by_time[-1])
-    latest = [c for c in by_time if _kds_time(c) == newest]
+    # and a MILLISECOND change whose millisecond holds the newest (MICROSECOND) time: made before
+    # or after it, nothing in the records says (docs/kinesis.md, "Mixed precisions")
+    newest_micros = order_time_micros(by_time[-1].order_key or "")
+    latest = [c for c in by_time if _kds_time(c) == newest or (
+        c.order_span > 1 and newest_micros < order_time_micros(c.order_key or "") + c.order_span)]
     states: dict[str, Change] = {}
     for change in latest:
-        states.setdefault(_new_digest(change), change)
+        held = states.get(_new_digest(change))
+        if held is None or _kds_time(change) > _kds_time(held):
+            states[_new_digest(change)] = change  # one state: its newest time is written
     if len(states) > 1:
         return by_time, list(states.values())
     return by_time, []

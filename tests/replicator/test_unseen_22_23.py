@@ -158,13 +158,6 @@ def test_a_change_without_its_table_name_is_the_records_error() -> None:
     assert "at kinesis.data.tableName:" in str(bad[0].error)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Left as found: a millisecond-precision order key is the start of its millisecond "
-    "(ms * 1000 µs), so after the destination's precision is switched "
-    "(UpdateKinesisStreamingDestination ApproximateCreationDateTimePrecision) a MILLISECOND "
-    "record of the same millisecond as a MICROSECOND one sorts first even when it is newer; "
-    "the fix is an order key that treats a millisecond as a range (a tie against any µs "
-    "time inside it), which changes the key format (events.kds_order_key, ties, the guard)"))
 def test_mixed_precisions_within_one_millisecond(mongoeco_db: Any) -> None:
     collection = mongoeco_db["items"]
     # the table went 1 -> 2 at T0 + 0.3 ms (recorded in µs), then 2 -> 3 at T0 + 0.9 ms (recorded
