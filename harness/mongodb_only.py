@@ -8,7 +8,9 @@ plays that application deterministically: it is called with the records of each 
 so the interleaving depends on the batching only, never on timing), then
 
 1. forgets the documents of every key the batch REMOVEd: a REMOVE deletes the document in merge
-   mode too, with the fields other applications added (docs/write-modes.md);
+   mode too, with the fields other applications added (docs/write-modes.md); and, of a key the
+   batch INSERTed, the fields it wrote while the document held an older change than the INSERT
+   (the document of an earlier item of the key: an INSERT starts a new item, docs/write-modes.md);
 2. checks every other document of the batch's keys that it wrote before: it must still exist and
    hold the writer's fields (else it is ``lost``);
 3. ``$set``\\ s its fields (names starting with :data:`PREFIX`, no upsert) on every ``every``-th
@@ -25,7 +27,13 @@ from typing import Any
 
 from replicator.diff import id_key, same
 from replicator.errors import RecordError
-from replicator.events import EventName, parse_records
+from replicator.events import (
+    EventName,
+    order_time_end,
+    pad_sequence_number,
+    parse_records,
+)
+from replicator.item_records import COPY_SEQUENCE, is_copy
 from replicator.plan import Planner
 
 #: The names of the fields the writer adds (no table attribute of the harness's workloads or
@@ -40,10 +48,13 @@ class MongoOnlyWriter:
     def __init__(self, collection: Any, planner: Planner, *, every: int = 2) -> None:
         self.collection = collection
         self.key_mapper = planner.key_mapper
+        self.sequence_field = planner.settings.sequence_field
         self.every = max(1, every)
         self.rounds = 0
         #: id_key -> (_id, the fields the writer set and believes stored)
         self.written: dict[Any, tuple[Any, dict[str, Any]]] = {}
+        #: id_key -> field name -> the document's sequence field when the writer set it
+        self.held: dict[Any, dict[str, Any]] = {}
         #: (_id, what was missing) for each document that lost a writer's field without a REMOVE
         self.lost: list[tuple[Any, str]] = []
         #: how many $set writes landed on a document
@@ -62,8 +73,11 @@ class MongoOnlyWriter:
             touched.add(key)
             if change.event_name is EventName.REMOVE:
                 removed.add(key)
+            elif change.event_name is EventName.INSERT and not is_copy(change):
+                self._forget_older(key, change.order_key or change.sequence_number)
         for key in removed:
             self.written.pop(key, None)
+            self.held.pop(key, None)
         self._check(touched - removed)
         self._write()
 
@@ -72,6 +86,24 @@ class MongoOnlyWriter:
         checked once more; the lost ones (all so far: calling it again adds only new ones)."""
         self._check(set(self.written))
         return self.lost
+
+    def _forget_older(self, key: Any, order: str) -> None:
+        """Forget the fields set while the document held a change older than an INSERT of
+        ``order`` (a Kinesis order key or a DynamoDB Streams sequence number): the INSERT may
+        have started the document anew without them."""
+        entry, held = self.written.get(key), self.held.get(key, {})
+        if entry is None:
+            return
+        if order.startswith("K"):
+            above, below = "K", order_time_end(order)
+        else:
+            above, below = pad_sequence_number(COPY_SEQUENCE), pad_sequence_number(order)
+        older = {name for name, at in held.items()
+                 if isinstance(at, str) and above < at < below}
+        if older:
+            document_id, fields = entry
+            self.written[key] = (document_id,
+                                 {n: v for n, v in fields.items() if n not in older})
 
     def _check(self, keys: set[Any]) -> None:
         for key in keys:
@@ -83,15 +115,19 @@ class MongoOnlyWriter:
             if stored is None:
                 self.lost.append((document_id, "the document is gone without a REMOVE"))
                 del self.written[key]
+                self.held.pop(key, None)
                 continue
             missing = [name for name, value in fields.items()
                        if name not in stored or not same(value, stored[name])]
             if missing:
                 self.lost.append((document_id, f"fields lost: {', '.join(sorted(missing))}"))
                 del self.written[key]
+                self.held.pop(key, None)
 
     def _write(self) -> None:
         self.rounds += 1
+        held = {id_key(d["_id"]): d.get(self.sequence_field)
+                for d in self.collection.find({}, {"_id": 1, self.sequence_field: 1})}
         ids = sorted((d["_id"] for d in self.collection.find({}, {"_id": 1})), key=_order)
         for position, document_id in enumerate(ids):
             if position % self.every != self.rounds % self.every:
@@ -106,6 +142,7 @@ class MongoOnlyWriter:
                 key = id_key(document_id)
                 previous = self.written.get(key, (document_id, {}))[1]
                 self.written[key] = (document_id, {**previous, **fields})
+                self.held.setdefault(key, {}).update(dict.fromkeys(fields, held.get(key)))
 
 
 def _order(value: Any) -> str:

@@ -137,6 +137,22 @@ class ResyncRequired(ReplicationError):
         return self
 
 
+class StreamRecreated(ResyncRequired):
+    """The Kinesis data stream the checkpoints were saved in was deleted and a new one created
+    under the same name (the same ARN): the checkpoints name positions of the old stream, and
+    the changes it held after them, and those made before the new one existed, are in no stream.
+    A ResyncRequired (the poller's refusals share its exit code, 3); ``command`` is the re-copy
+    (:func:`replicator.poller.resume.check_recreated` fills it in)."""
+
+    def _render(self) -> str:
+        return (
+            f"{self.reason}. Nothing was read or written. Start over from the table: stop every "
+            f"poller of table {self.table or '<table>'}, then\n    {self.command}\n(with the same "
+            "MongoDB and AWS options as `replicator run`; docs/kinesis.md, \"A data stream "
+            "re-created under the same name\")."
+        )
+
+
 class ResourceUnavailable(ConfigurationError):
     """The command could not run: MongoDB or AWS cannot be reached, the credentials are refused,
     or the table does not exist. The CLI exits 4 ("could not run"), apart from 1 (``verify``:

@@ -68,6 +68,10 @@ class Change:
     #: Kinesis sequenceNumber, the record's identity); None for a DynamoDB Streams record, whose
     #: sequence number is its order. Last, with a default: the C parser builds Changes without it.
     order_key: str | None = None
+    #: how many microseconds the order key's time stands for: 1000 for a Kinesis record of
+    #: MILLISECOND precision (the key holds the start of its millisecond; the change was made
+    #: anywhere in it), else 1. Last, with a default, as ``order_key``.
+    order_span: int = 1
 
     @property
     def sort_key(self) -> str:
@@ -459,10 +463,28 @@ def order_time_floor(order_key: str) -> str:
     return order_key[: 1 + _TIME_DIGITS]
 
 
+#: where in its millisecond a Kinesis copy's order key sits (``replicator sync
+#: --kinesis-stream``: half-way, so a MILLISECOND change is strictly before or after the cutoff).
+#: A stored key there is taken as a copy's, never as a MICROSECOND change inside a MILLISECOND
+#: change's millisecond (:func:`order_relation`).
+COPY_OFFSET_US = 500
+
+
+def order_time_micros(order_key: str) -> int:
+    """A Kinesis order key's time, in microseconds since 1970."""
+    return int(order_key[1: 1 + _TIME_DIGITS])
+
+
+def order_time_end(order_key: str) -> str:
+    """Just above every Kinesis order key of ``order_key``'s time: a stored key ``< end`` is of
+    that time or older ("." is the separator after the time, "/" the next character)."""
+    return order_time_floor(order_key) + "/"
+
+
 OrderRelation = str  # "older" | "same" | "newer" | "tie" | "other-source"
 
 
-def order_relation(held: Any, ours: str) -> OrderRelation:
+def order_relation(held: Any, ours: str, span: int = 1) -> OrderRelation:
     """How a stored order key (a document's sequence field, a tombstone's) stands to a write's.
 
     "newer" / "older": the stored one is newer / older than ours; "same": the same change (or a
@@ -471,7 +493,12 @@ def order_relation(held: Any, ours: str) -> OrderRelation:
     "other-source": a DynamoDB Streams write against a Kinesis key, which no sequence number can be
     ordered against (a Kinesis write sorts after every DynamoDB Streams number: the switch is
     one way), except the copy's sequence number "0", older than every change of either source.
-    A missing or non-string stored key is "older"."""
+    A missing or non-string stored key is "older". ``span``: the microseconds our key's time
+    stands for (:attr:`Change.order_span`): a MILLISECOND change's key is the start of its
+    millisecond, so a stored key of a later time inside that millisecond (a MICROSECOND change,
+    after the destination's precision was changed) may be older or newer: a "tie" too -- except
+    one at :data:`COPY_OFFSET_US` into it, taken as a copy's (which saw every change of that
+    millisecond)."""
     if not isinstance(held, str):
         return "older"
     mine_kds = ours.startswith(KDS_ORDER_PREFIX)
@@ -485,6 +512,11 @@ def order_relation(held: Any, ours: str) -> OrderRelation:
         return "older"
     held_floor, our_floor = order_time_floor(held), order_time_floor(ours)
     if held_floor != our_floor:
+        if span > 1 and held_floor > our_floor:
+            held_micros = order_time_micros(held)
+            if (held_micros < order_time_micros(ours) + span
+                    and held_micros % 1000 != COPY_OFFSET_US):
+                return "tie"
         return "newer" if held_floor > our_floor else "older"
     return "same" if held == ours else "tie"
 
@@ -543,7 +575,7 @@ def parse_kinesis_record(raw: Mapping[str, Any], index: int = 0) -> Change:
     body = change.get("dynamodb")
     if not isinstance(body, Mapping):
         raise _fail("missing or not an object", "kinesis.data.dynamodb", where)
-    micros = _kds_micros(body, where)
+    micros, span = _kds_micros(body, where)
     # The rest as a DynamoDB Streams record (one validation of names, keys and images); the
     # placeholder sequence number is replaced by the Kinesis one below.
     shaped = {"eventID": where[1], "eventName": change.get("eventName"),
@@ -566,13 +598,16 @@ def parse_kinesis_record(raw: Mapping[str, Any], index: int = 0) -> Change:
         raw=raw,
         order_key=kds_order_key(
             micros, None if parsed.event_name is EventName.REMOVE else parsed.new_image),
+        order_span=span,
     )
     return build(Change, values)
 
 
-def _kds_micros(body: Mapping[str, Any], where: tuple[int, str | None, str | None]) -> int:
-    """ApproximateCreationDateTime in microseconds: epoch milliseconds, or microseconds when the
-    record says ``ApproximateCreationDateTimePrecision: MICROSECOND``."""
+def _kds_micros(body: Mapping[str, Any], where: tuple[int, str | None, str | None]
+                ) -> tuple[int, int]:
+    """ApproximateCreationDateTime in microseconds (epoch milliseconds, or microseconds when the
+    record says ``ApproximateCreationDateTimePrecision: MICROSECOND``) and the microseconds it
+    stands for (:attr:`Change.order_span`)."""
     value = body.get("ApproximateCreationDateTime")
     path = "kinesis.data.dynamodb.ApproximateCreationDateTime"
     if type(value) is not int or value < 0:
@@ -586,7 +621,7 @@ def _kds_micros(body: Mapping[str, Any], where: tuple[int, str | None, str | Non
     micros = value * scale
     if micros >= 10**_TIME_DIGITS:
         raise _fail(f"{value} is beyond any time in {precision.lower()}s", path, where)
-    return micros
+    return micros, scale
 
 
 def _table_arn(region: Any, stream_arn: Any, table: str) -> str:

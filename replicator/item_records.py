@@ -22,9 +22,12 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from replicator.errors import ConfigurationError
+from replicator.events import Change
 
 Record = dict[str, Any]
 COPY_SEQUENCE = "0"
+#: the eventSource of every record made here (replicator:copy, :export, :resync)
+COPY_SOURCE_PREFIX = "replicator:"
 #: Records of a copy carry full images: no read-back is needed whatever the stream's view type.
 VIEW = "NEW_AND_OLD_IMAGES"
 
@@ -58,6 +61,17 @@ def tally(result: Outcome) -> Tally:
     return Tally(written=result.applied + result.already,
                  newer=result.stale - result.already,
                  quarantined=len(result.quarantined))
+
+
+def is_copy(change: Change) -> bool:
+    """Whether ``change`` was made here from a copied item (:func:`item_record`'s
+    ``replicator:*`` sources, :func:`kinesis_item_record`'s sequence number) rather than read
+    from a stream: it shows the item as it is, not a change made at its time (an INSERT of a copy
+    is no new item)."""
+    if change.order_key is not None:
+        return change.sequence_number == COPY_SEQUENCE
+    source = change.raw.get("eventSource") if isinstance(change.raw, Mapping) else None
+    return type(source) is str and source.startswith(COPY_SOURCE_PREFIX)
 
 
 def after(sequence_number: str) -> str:

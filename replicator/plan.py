@@ -31,13 +31,17 @@ from replicator.errors import (
     UnsupportedRecordError,
 )
 from replicator.events import (
+    KDS_ORDER_PREFIX,
     BadRecord,
     Change,
     EventName,
     StreamViewType,
+    order_time_end,
     order_time_floor,
+    order_time_micros,
     pad_sequence_number,
 )
+from replicator.item_records import COPY_SEQUENCE, is_copy
 from replicator.keys import KeyMapper, identity
 from replicator.settings import FIELDS_FIELD, Settings
 from replicator.sharding import (
@@ -192,7 +196,8 @@ class Planner:
                            else tuple([c.sequence_number for c in ordered[: position + 1]]))
                 try:
                     planned = self._write_for(document_id, change, stored, covered,
-                                              removed=self._removed_before(ordered, position))
+                                              removed=self._removed_before(ordered, position),
+                                              inserted=self._inserted_by(ordered, position))
                 except RecordError as error:
                     bad.append(BadRecord.of(change, error))
                     ordered.pop(position)
@@ -234,11 +239,17 @@ class Planner:
         # later REMOVE would have left the item absent), so a candidate that writes the item
         # starts from nothing over a document older than it, as in separate batches
         removed = self._removed_before(by_time, len(by_time))
+        # and an INSERT of the group started the item the candidate shows: the candidate itself,
+        # else the group's newest (one tied with the candidate came before it: a change of the
+        # table's current state after a later INSERT would be of a later time)
+        newest_insert = self._inserted_by(by_time, len(by_time) - 1)
         candidates = []
         for change in tied:
+            own = self._inserted_by([change], 0)
             try:
                 candidates.append((change, self._write_for(document_id, change, stored, covered,
-                                                           removed=removed)))
+                                                           removed=removed,
+                                                           inserted=own or newest_insert)))
             except RecordError as error:
                 bad.append(BadRecord.of(change, error))
         if candidates:
@@ -259,6 +270,28 @@ class Planner:
         for change in reversed(ordered[:position]):
             if change.event_name is remove and not (kept_expiries and change.is_ttl_delete):
                 return change.order_key or pad_sequence_number(change.sequence_number)
+        return None
+
+    def _inserted_by(self, ordered: list[Change], position: int) -> tuple[str, str] | None:
+        """write_mode="merge" with the guard: the bounds (above, below) of the stored sequence
+        field that mark a document older than the newest INSERT of the item at or before
+        ``ordered[position]`` (None: no INSERT, or a copy's). DynamoDB emits an INSERT only for an
+        item that did not exist just before it, so such a document was written about an earlier
+        item of the key: the write starts from nothing over it, as it would after the REMOVE
+        between them -- which Kinesis may deliver after the INSERT, or not in this batch
+        (docs/write-modes.md, "An INSERT starts a new item"). Bounds, not the INSERT's key alone:
+        a DynamoDB Streams INSERT counts changes above the copy's "0"; a Kinesis one, Kinesis keys
+        of its time or older (a tie the table decided for it is with a change before it), never
+        a DynamoDB Streams number (which cannot be ordered against it: the switch's overlap)."""
+        if self.settings.write_mode != "merge" or not self.settings.guard:
+            return None
+        insert = EventName.INSERT
+        for change in reversed(ordered[: position + 1]):
+            if change.event_name is insert and not is_copy(change):
+                if change.order_key is not None:
+                    return KDS_ORDER_PREFIX, order_time_end(change.order_key)
+                return (pad_sequence_number(COPY_SEQUENCE),
+                        pad_sequence_number(change.sequence_number))
         return None
 
     def _check_images(self, changes: list[Change], bad: list[BadRecord]) -> None:
@@ -294,10 +327,12 @@ class Planner:
         covered: tuple[str, ...] | None = None,
         *,
         removed: str | None = None,
+        inserted: tuple[str, str] | None = None,
     ) -> list[PlannedWrite]:
         """``stored``: see :meth:`_stored_shard_values` (None: the shard key cannot change);
         ``covered``: the sequence numbers the writes stand for (default: the change's own);
-        ``removed``: merge mode, a REMOVE coalesced into the write (:meth:`_removed_before`)."""
+        ``removed``: merge mode, a REMOVE coalesced into the write (:meth:`_removed_before`);
+        ``inserted``: merge mode, the INSERT the write starts from (:meth:`_inserted_by`)."""
         sequence = change.order_key or pad_sequence_number(change.sequence_number)
         seqs = covered or (change.sequence_number,)
         order = change.order_key
@@ -307,7 +342,7 @@ class Planner:
         self._check_new_image(change, change.new_image)
         document = self.document(document_id, change.new_image, sequence)
         new = self._shard_values(document) if self.settings.shard_key else {}
-        kind, written = self._main_document(document, removed)
+        kind, written = self._main_document(document, removed, inserted)
         if stored is None or (stored and same_shard_values(stored, new)):
             return [main_write(kind, self._filter(document_id, sequence, new), written, seqs,
                                order)]
@@ -319,9 +354,10 @@ class Planner:
             write=main_write(kind, self._filter(document_id, sequence, new), written, seqs, order),
             sequence_field=self.settings.sequence_field,
             sequence=sequence if self.settings.guard else None,
-            # (after a coalesced REMOVE the move carries nothing: the delete would have taken it)
+            # (after a coalesced REMOVE the move carries nothing: the delete would have taken it;
+            # from an INSERT neither: every copy it moves from is older, an earlier item's)
             fields_field=(FIELDS_FIELD if self.settings.write_mode == "merge" and removed is None
-                          else None),
+                          and inserted is None else None),
         )
         return [PlannedWrite(kind, self._filter(document_id, sequence, stored), written, True, seqs,
                              shard_key_move=move, order_key=order)]
@@ -463,19 +499,22 @@ class Planner:
                                      field_path=f"transformed{path}")
         return converted
 
-    def _main_document(self, document: dict[str, Any], removed: str | None = None
+    def _main_document(self, document: dict[str, Any], removed: str | None = None,
+                       inserted: tuple[str, str] | None = None
                        ) -> tuple[WriteKind, WriteDocument]:
         """How the main collection receives ``document``: whole (replace mode, :meth:`_replacement`)
         or merged into what is stored (merge mode, :func:`replicator.writes.merge_pipeline`;
-        ``removed``: see :meth:`_removed_before`; without the guard, last delivery wins: whole)."""
+        ``removed``: see :meth:`_removed_before`, ``inserted``: :meth:`_inserted_by`; without the
+        guard, a coalesced REMOVE makes it whole: last delivery wins)."""
         if self.settings.write_mode != "merge":
             return self._replacement(document)
-        if removed is None:
-            return "update", merge_pipeline(document, FIELDS_FIELD)
-        if not self.settings.guard:
+        if removed is not None and not self.settings.guard:
             return self._replacement(document)
+        field_name = self.settings.sequence_field
         return "update", merge_pipeline(
-            document, FIELDS_FIELD, removed=(self.settings.sequence_field, removed))
+            document, FIELDS_FIELD,
+            removed=None if removed is None else (field_name, removed),
+            inserted=None if inserted is None else (field_name, *inserted))
 
     def _replacement(self, document: dict[str, Any]) -> tuple[WriteKind, WriteDocument]:
         """How to write ``document`` whole: a replacement, or a pipeline update."""
@@ -597,10 +636,16 @@ def kds_ordered(group: Sequence[Change]) -> tuple[list[Change], list[Change]]:
     tell (replicator.ties; docs/kinesis.md, "Equal timestamps")."""
     by_time = sorted(group, key=lambda c: (_kds_time(c), c.index))
     newest = _kds_time(by_time[-1])
-    latest = [c for c in by_time if _kds_time(c) == newest]
+    # and a MILLISECOND change whose millisecond holds the newest (MICROSECOND) time: made before
+    # or after it, nothing in the records says (docs/kinesis.md, "Mixed precisions")
+    newest_micros = order_time_micros(by_time[-1].order_key or "")
+    latest = [c for c in by_time if _kds_time(c) == newest or (
+        c.order_span > 1 and newest_micros < order_time_micros(c.order_key or "") + c.order_span)]
     states: dict[str, Change] = {}
     for change in latest:
-        states.setdefault(_new_digest(change), change)
+        held = states.get(_new_digest(change))
+        if held is None or _kds_time(change) > _kds_time(held):
+            states[_new_digest(change)] = change  # one state: its newest time is written
     if len(states) > 1:
         return by_time, list(states.values())
     return by_time, []

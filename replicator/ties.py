@@ -77,7 +77,9 @@ def settle(plan: WritePlan, collection: Any, tombstones: Any, reader: ItemReader
     drop: set[tuple[str, ...]] = set()
     for planned in main:
         held = stored.get(identity(planned.document_id))
-        relation = order_relation(held, planned.order)
+        written = by_sequence.get(planned.sequence_numbers[-1])
+        relation = order_relation(held, planned.order,
+                                  written.order_span if written is not None else 1)
         if relation == "same" and planned.kind == "delete":
             # The key may be the tombstone's, written ahead of a delete that never landed (a
             # bulk cut off after the tombstone): send the delete again. Its guard filter makes
@@ -97,13 +99,14 @@ def settle(plan: WritePlan, collection: Any, tombstones: Any, reader: ItemReader
     pending: list[Tie] = []
     for tie in ties:
         held = stored.get(identity(tie.document_id))
-        some = tie.candidates[0][0].order_key
-        assert some is not None
-        relation = order_relation(held, some) if held is not None else "older"
-        if relation == "newer":  # every candidate is older than what is stored
+        # (the candidates are of one time, or -- mixed precisions -- MILLISECOND ones whose
+        # millisecond holds the others' time: each is compared with its own span)
+        relations = {order_relation(held, c.order_key or "", c.order_span)
+                     for c, _ in tie.candidates} if held is not None else {"older"}
+        if relations == {"newer"}:  # every candidate is older than what is stored
             outcome.stale += 1
             continue
-        if relation in ("same", "tie"):
+        if relations & {"same", "tie"}:
             tie.stored = held
         pending.append(tie)
     if pending:

@@ -128,7 +128,8 @@ def main_write(kind: WriteKind, filter: dict[str, Any], document: WriteDocument,
 
 def merge_pipeline(document: dict[str, Any], fields_field: str,
                    carried: dict[str, Any] | None = None, *,
-                   removed: tuple[str, str] | None = None) -> list[dict[str, Any]]:
+                   removed: tuple[str, str] | None = None,
+                   inserted: tuple[str, str, str] | None = None) -> list[dict[str, Any]]:
     """write_mode="merge": the update pipeline that makes the stored document ``document`` plus
     the stored fields the table never wrote, in one write that reads nothing first.
 
@@ -140,6 +141,12 @@ def merge_pipeline(document: dict[str, Any], fields_field: str,
     fields to keep from elsewhere (a shard key move's deleted copy), under the stored ones.
     ``removed``: (sequence field, padded sequence number of a REMOVE coalesced into this write):
     a stored document older than that REMOVE keeps nothing, as if the delete had run first.
+    ``inserted``: (sequence field, above, below) of an INSERT the write starts from (the change
+    itself or one coalesced into it): a stored document whose sequence field lies strictly between
+    ``above`` and ``below`` was written by a change older than the INSERT, so about an earlier item
+    of that key, and keeps nothing (DynamoDB emits an INSERT only for an item that did not exist
+    just before it: docs/write-modes.md, "An INSERT starts a new item"). A document without the
+    field, or at or below ``above`` (a copy's "0", another source's keys) keeps its fields.
 
     ``$objectToArray`` / ``$arrayToObject`` and ``$literal`` handle any field name, ``$``-prefixed
     or dotted, as replace mode's ``$replaceWith`` does (MongoDB 5.0+; pipelines in updates need
@@ -160,6 +167,12 @@ def merge_pipeline(document: dict[str, Any], fields_field: str,
         sequence_field, sequence = removed
         # a missing sequence field sorts before any string: such a document is older too
         kept = {"$cond": [{"$lt": ["$" + sequence_field, sequence]}, {"$literal": {}}, kept]}
+    if inserted is not None:
+        sequence_field, above, below = inserted
+        # ($gt on a missing field is false: a document no change wrote is kept)
+        kept = {"$cond": [{"$and": [{"$gt": ["$" + sequence_field, above]},
+                                    {"$lt": ["$" + sequence_field, below]}]},
+                          {"$literal": {}}, kept]}
     parts: list[Any] = [kept, {"$literal": document}]
     if carried:
         parts.insert(0, {"$literal": carried})

@@ -320,6 +320,11 @@ class MongomockCollection:
             held = base.get(sequence_field)
             if held is None or (isinstance(held, str) and held < sequence):
                 kept = {}  # older than the coalesced REMOVE: as if deleted first
+        if merge["inserted"] is not None:
+            sequence_field, above, below = merge["inserted"]
+            held = base.get(sequence_field)
+            if isinstance(held, str) and above < held < below:
+                kept = {}  # written about an earlier item than the INSERT's
         return {**merge["carried"], **kept, **merge["document"]}
 
     def _write_error(self, index: int, operation: Any, error: PyMongoError) -> dict[str, Any]:
@@ -454,7 +459,8 @@ def _literal_replacement(update: Any) -> dict[str, Any] | None:
 
 def _merge_replacement(update: Any) -> dict[str, Any] | None:
     """The parts of ``replicator.writes.merge_pipeline``'s pipeline: ``carried``, ``fields_field``,
-    ``document`` and ``removed`` (sequence field, sequence number, or None); None: not it."""
+    ``document``, ``removed`` (sequence field, sequence number, or None) and ``inserted``
+    (sequence field, above, below, or None); None: not it."""
     if not (isinstance(update, list) and len(update) == 1 and isinstance(update[0], Mapping)):
         return None
     stage = update[0].get("$replaceWith")
@@ -462,7 +468,11 @@ def _merge_replacement(update: Any) -> dict[str, Any] | None:
     if not isinstance(parts, list) or len(parts) not in (2, 3):
         return None
     try:
-        kept, removed = parts[-2], None
+        kept, removed, inserted = parts[-2], None, None
+        if "$cond" in kept and "$and" in kept["$cond"][0]:
+            test, _nothing, kept = kept["$cond"]
+            (field_path, above), (_, below) = test["$and"][0]["$gt"], test["$and"][1]["$lt"]
+            inserted = (field_path[1:], above, below)
         if "$cond" in kept:
             test, _nothing, kept = kept["$cond"]
             field_path, sequence = test["$lt"]
@@ -470,7 +480,7 @@ def _merge_replacement(update: Any) -> dict[str, Any] | None:
         condition = kept["$arrayToObject"]["$filter"]["cond"]["$eq"][1]["$in"][1]
         listed = (condition["$cond"][1] if "$cond" in condition  # {$isArray: f}, f, []
                   else condition["$ifNull"][0])
-        return {"fields_field": listed[1:], "removed": removed,
+        return {"fields_field": listed[1:], "removed": removed, "inserted": inserted,
                 "document": dict(parts[-1]["$literal"]),
                 "carried": dict(parts[0]["$literal"]) if len(parts) == 3 else {}}
     except (KeyError, IndexError, TypeError, ValueError):

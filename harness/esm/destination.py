@@ -1,6 +1,8 @@
 """The message an SQS/SNS on-failure destination receives when the event source mapping discards
-records (AWS docs: "Retain discarded records for a DynamoDB event source in Lambda", example
-invocation record)."""
+records: ``DDBStreamBatchInfo`` for a DynamoDB stream (AWS Lambda docs: "Retain discarded records
+for a DynamoDB event source in Lambda", example invocation record), ``KinesisBatchInfo`` for a
+Kinesis data stream ("Retain discarded batch records for a Kinesis Data Streams event source in
+Lambda": the same fields, the arrival times to the millisecond)."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any
 
 from harness.esm.report import FUNCTION_ERROR
 from harness.esm.shards import Batch, Entry
+from replicator.events import is_kinesis_arn
 
 
 def on_failure_record(
@@ -17,7 +20,9 @@ def on_failure_record(
     condition: str, now: float,
 ) -> dict[str, Any]:
     """The invocation record for ``entries`` of ``batch`` discarded under ``condition``
-    (``now``: epoch seconds)."""
+    (``now``: epoch seconds); its batch section is the one AWS sends for ``stream_arn``'s kind."""
+    kinesis = is_kinesis_arn(stream_arn)
+    section = "KinesisBatchInfo" if kinesis else "DDBStreamBatchInfo"
     response_context: dict[str, Any] = {"statusCode": 200, "executedVersion": "$LATEST"}
     if batch.last_outcome == FUNCTION_ERROR:
         response_context["functionError"] = "Unhandled"
@@ -31,12 +36,12 @@ def on_failure_record(
         "responseContext": response_context,
         "version": "1.0",
         "timestamp": iso(now, milliseconds=True),
-        "DDBStreamBatchInfo": {
+        section: {
             "shardId": shard_id,
             "startSequenceNumber": entries[0].sequence,
             "endSequenceNumber": entries[-1].sequence,
-            "approximateArrivalOfFirstRecord": iso(entries[0].created),
-            "approximateArrivalOfLastRecord": iso(entries[-1].created),
+            "approximateArrivalOfFirstRecord": iso(entries[0].created, milliseconds=kinesis),
+            "approximateArrivalOfLastRecord": iso(entries[-1].created, milliseconds=kinesis),
             "batchSize": len(entries),
             "streamArn": stream_arn,
         },

@@ -24,8 +24,8 @@ each rule comes from:
 * **Errors** ("Retain discarded records for a DynamoDB event source in Lambda"): a function error
   retries the batch until ``MaximumRetryAttempts`` or ``MaximumRecordAgeInSeconds`` runs out;
   ``BisectBatchOnFunctionError`` splits a failed batch in two without consuming the retry quota;
-  discarded records produce an on-failure invocation record (``DDBStreamBatchInfo``) and the shard
-  goes on.
+  discarded records produce an on-failure invocation record (``DDBStreamBatchInfo``, or
+  ``KinesisBatchInfo`` for a Kinesis data stream) and the shard goes on.
 * **Shard lineage**: a child shard is processed only after its parent (``feed(...,
   parent_shard_id=...)``).
 

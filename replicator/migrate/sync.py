@@ -50,6 +50,7 @@ from typing import Any
 
 from replicator.core import Replicator
 from replicator.errors import ConfigurationError, CopyInterrupted, ResyncRequired
+from replicator.events import COPY_OFFSET_US
 from replicator.item_records import COPY_SEQUENCE, Record, kinesis_item_record
 from replicator.migrate.copy import CopyStats, ScanCopy
 from replicator.migrate.export import ExportManifest, ExportStats, WorkerTarget, load_export
@@ -242,7 +243,7 @@ def kinesis_copy_record(poller: Poller, cutoff: datetime
     arn = poller.kinesis_arn
     assert arn is not None
     # Half-way into its millisecond: a change of MILLISECOND precision never ties with it.
-    micros = int(cutoff.timestamp() * 1000) * 1000 + 500
+    micros = int(cutoff.timestamp() * 1000) * 1000 + COPY_OFFSET_US
     key_schema = poller.info.key_schema
     table = poller.table_name
 

@@ -74,6 +74,10 @@ class StreamMarker:
     started_at: datetime | None
     alive_at: datetime | None
     stopped_at: datetime | None = None
+    #: a Kinesis data stream's StreamCreationTimestamp when the marker was written (ISO 8601,
+    #: UTC, exact: a BSON date would keep milliseconds only); None for a DynamoDB stream, or a
+    #: marker an earlier version wrote
+    stream_created_at: str | None = None
 
     @property
     def stopped(self) -> bool:
@@ -113,6 +117,7 @@ class CheckpointStore:
             started_at=_aware(document.get("started_at")),
             alive_at=_aware(document.get("alive_at")),
             stopped_at=_aware(document.get("stopped_at")),
+            stream_created_at=document.get("stream_created_at"),
         )
 
     def streams(self, table: str | None = None) -> list[str]:
@@ -163,16 +168,27 @@ class CheckpointStore:
             upsert=True,
         )
 
-    def start_stream(self, stream_arn: str, starting_position: str) -> None:
-        """Write the stream marker (once; a second call only refreshes ``alive_at``)."""
+    def start_stream(self, stream_arn: str, starting_position: str, *,
+                     stream_created_at: str | None = None) -> None:
+        """Write the stream marker (once; a second call only refreshes ``alive_at``);
+        ``stream_created_at``: see :attr:`StreamMarker.stream_created_at`."""
         now = datetime.now(timezone.utc)
+        identity: dict[str, Any] = {"kind": STREAM, "stream_arn": stream_arn, "table": self.table,
+                                    "starting_position": starting_position, "started_at": now}
+        if stream_created_at is not None:
+            identity["stream_created_at"] = stream_created_at
         self.collection.update_one(
             {"_id": _stream_id(stream_arn)},
-            {"$set": {"alive_at": now},
-             "$setOnInsert": {"kind": STREAM, "stream_arn": stream_arn, "table": self.table,
-                              "starting_position": starting_position, "started_at": now}},
+            {"$set": {"alive_at": now}, "$setOnInsert": identity},
             upsert=True,
         )
+
+    def note_stream_created(self, stream_arn: str, stream_created_at: str) -> None:
+        """Keep the data stream's creation time in a marker written without it (an earlier
+        version's), never changing one it holds."""
+        self.collection.update_one(
+            {"_id": _stream_id(stream_arn), "stream_created_at": {"$exists": False}},
+            {"$set": {"stream_created_at": stream_created_at}})
 
     def touch(self, stream_arn: str) -> None:
         """The poller is alive (the marker's ``alive_at``)."""

@@ -149,6 +149,22 @@ class KinesisReader(StreamReader):
         hours = summary.get("StreamDescriptionSummary", {}).get("RetentionPeriodHours")
         return timedelta(hours=int(hours)) if hours else DEFAULT_RETENTION
 
+    def created_at(self) -> datetime | None:
+        """When the data stream was created (``DescribeStreamSummary``
+        ``StreamCreationTimestamp``, UTC); None when the call is not answered. A stream deleted
+        and created again under its name keeps its ARN, not this."""
+        try:
+            summary = self.client.describe_stream_summary(StreamARN=self.stream_arn)
+        except Exception as error:
+            if type(error).__module__.startswith("botocore"):
+                return None
+            raise
+        created = summary.get("StreamDescriptionSummary", {}).get("StreamCreationTimestamp")
+        if not isinstance(created, datetime):
+            return None
+        return created.astimezone(timezone.utc) if created.tzinfo else created.replace(
+            tzinfo=timezone.utc)
+
     # -- iterators ---------------------------------------------------------------------------------
     def _get_iterator(self, shard_id: str, kind: str, sequence: str | None = None) -> str | None:
         request: dict[str, Any] = {"StreamARN": self.stream_arn, "ShardId": shard_id,

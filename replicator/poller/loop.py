@@ -46,7 +46,13 @@ from replicator.errors import (
 from replicator.events import creation_time_of
 from replicator.poller.checkpoints import Checkpoint, CheckpointStore, StreamMarker
 from replicator.poller.kinesis import KinesisReader, is_kinesis_arn
-from replicator.poller.resume import COVERED, RETENTION, check_resume
+from replicator.poller.resume import (
+    COVERED,
+    RETENTION,
+    check_recreated,
+    check_resume,
+    created_text,
+)
 from replicator.poller.streams import ShardState, StartingPosition, StreamReader, error_code
 from replicator.poller.tables import TableInfo, describe_table
 from replicator.retry import Backoff
@@ -325,6 +331,12 @@ class Poller:
         checkpoints = self.checkpoints.load(arn)
         marker = self.checkpoints.marker(arn)
         listing = self._list_shards()
+        created = None
+        if self._kinesis_arn is not None:
+            # a data stream re-created under its name: the checkpoints are not its positions
+            probe = self.reader_type(self.streams, arn, sleep=self._sleep)
+            created = probe.created_at() if isinstance(probe, KinesisReader) else None
+            check_recreated(self.table_name, arn, checkpoints, marker, created)
         self.check_resume(checkpoints, marker, listing)
         for checkpoint in checkpoints.values():
             if checkpoint.sequence_number is not None:
@@ -338,12 +350,16 @@ class Poller:
             self._at_timestamp = (at_timestamp_of(marker.starting_position) if marker is not None
                                   else self.starting_timestamp)
         reader = self._new_reader(start)
+        created_at = created_text(created) if created is not None else None
         if marker is None:
             self.checkpoints.start_stream(
                 arn, start if self._at_timestamp is None
-                else f"{AT_TIMESTAMP} {self._at_timestamp.isoformat()}")
+                else f"{AT_TIMESTAMP} {self._at_timestamp.isoformat()}",
+                stream_created_at=created_at)
         else:
             self.checkpoints.touch(arn)
+            if created_at is not None and marker.stream_created_at is None:
+                self.checkpoints.note_stream_created(arn, created_at)
         listed = {s["ShardId"] for s in listing}
         resumed = sorted(s for s in self._positions if s in listed and s not in self._finished)
         log.info(

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from replicator.errors import ResyncRequired
+from replicator.errors import ResyncRequired, StreamRecreated
 from replicator.poller.checkpoints import Checkpoint, CheckpointStore, StreamMarker
 
 #: How long DynamoDB Streams keeps a record.
@@ -104,6 +104,47 @@ def check_resume(store: CheckpointStore, table: str, stream_arn: str,
                 f"{', '.join(unread)} have no checkpoint: they would be read from TRIM_HORIZON, "
                 "which no longer holds what was written to them soon after that",
                 table=table, stream_arn=arn, shard_id=unread[0])
+
+
+def created_text(created: datetime) -> str:
+    """A data stream's creation time as the stream marker keeps it (ISO 8601, UTC, to the
+    microsecond)."""
+    return created.astimezone(timezone.utc).isoformat()
+
+
+def check_recreated(table: str, stream_arn: str, checkpoints: Mapping[str, Checkpoint],
+                    marker: StreamMarker | None, created: datetime | None) -> None:
+    """Raise StreamRecreated when the Kinesis data stream ``stream_arn`` is not the one the
+    checkpoints were saved in: it was deleted and created again under its name, which keeps the
+    ARN (and, with as many shards, the shard ids) but not the records. ``created``: the stream's
+    StreamCreationTimestamp now (None: not known, nothing checked).
+
+    The marker keeps the creation time it was written with; one an earlier version wrote has
+    none, and then a checkpoint of a change made before the stream existed says it (a DynamoDB
+    change reaches a data stream only once the stream exists; the two times are AWS's own)."""
+    if created is None or (marker is None and not checkpoints):
+        return
+    now_created = created_text(created)
+    if marker is not None and marker.stream_created_at is not None:
+        if marker.stream_created_at == now_created:
+            return
+        why = (f"the checkpoints were saved in the data stream created "
+               f"{marker.stream_created_at}, and {stream_arn} now names one created {now_created}")
+    else:
+        older = sorted((c for c in checkpoints.values()
+                        if c.created_at is not None and c.created_at < created),
+                       key=lambda c: c.shard_id)
+        if not older:
+            return
+        why = (f"the checkpoint of shard {older[0].shard_id} is of a change made "
+               f"{_when(older[0].created_at)}, before {stream_arn} was created ({now_created})")
+    raise StreamRecreated(
+        f"Kinesis data stream {stream_arn} was deleted and created again under the same name: "
+        f"{why}; its positions and records are not the old stream's, and the changes the old "
+        "stream held after the checkpoints, and those made before the new one was created and "
+        "written to it, are in no stream", table=table, stream_arn=stream_arn).with_command(
+        f"replicator checkpoints --table {table} --delete --yes; empty the collection; then "
+        f"replicator sync --table {table} --kinesis-stream {stream_arn} --restart")
 
 
 def _descends(shard_id: str, ancestor: str, listed: Mapping[str, Mapping[str, Any]]) -> bool:

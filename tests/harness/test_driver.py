@@ -386,6 +386,60 @@ def test_function_error_retries_then_discards_with_an_on_failure_record() -> Non
     assert set(report.completed_at) == {seq(4), seq(5)}
 
 
+KINESIS_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/orders-kds"
+
+
+def kinesis_records(numbers: list[int], arrival: float) -> list[dict[str, Any]]:
+    """Lambda-shaped Kinesis records (what KinesisReader hands the mapping), 0.25 s apart."""
+    return [{"kinesis": {"kinesisSchemaVersion": "1.0", "partitionKey": f"k{n}",
+                         "sequenceNumber": str(49_600_000_000_000_000_000 + n),
+                         "data": base64.b64encode(b"{}").decode(),
+                         "approximateArrivalTimestamp": arrival + 0.25 * i},
+             "eventSource": "aws:kinesis", "eventSourceARN": KINESIS_ARN,
+             "eventID": f"shardId-000000000001:{49_600_000_000_000_000_000 + n}"}
+            for i, n in enumerate(numbers)]
+
+
+@pytest.mark.parametrize(("numbers", "batch_size", "arrival"), [
+    ([1, 2, 3], 3, 1_700_000_000.123),
+    ([5, 9, 12, 40, 41], 2, 1_796_601_600.5),
+    ([7], 10, 1_600_000_000.0),
+])
+def test_a_kinesis_mappings_on_failure_record_is_kinesis_batch_info(
+        numbers: list[int], batch_size: int, arrival: float) -> None:
+    # AWS Lambda docs, "Retain discarded batch records for a Kinesis Data Streams event source",
+    # example invocation record: KinesisBatchInfo, arrival times to the millisecond
+    received: list[dict[str, Any]] = []
+    esm = EventSourceMapping(lambda event: 1 / 0,
+                             EsmConfig(batch_size=batch_size, maximum_retry_attempts=0),
+                             stream_arn=KINESIS_ARN, on_failure=received.append,
+                             sleep=lambda _: None)
+    fed = kinesis_records(numbers, arrival)
+    esm.feed("shardId-000000000001", fed)
+    esm.drain()
+    esm.close()
+    batches = [fed[i:i + batch_size] for i in range(0, len(fed), batch_size)]
+    assert len(received) == len(batches)
+    for message, batch in zip(received, batches, strict=True):
+        assert "DDBStreamBatchInfo" not in message
+        first, last = batch[0]["kinesis"], batch[-1]["kinesis"]
+        assert message["KinesisBatchInfo"] == {
+            "shardId": "shardId-000000000001",
+            "startSequenceNumber": first["sequenceNumber"],
+            "endSequenceNumber": last["sequenceNumber"],
+            "approximateArrivalOfFirstRecord": iso_ms(first["approximateArrivalTimestamp"]),
+            "approximateArrivalOfLastRecord": iso_ms(last["approximateArrivalTimestamp"]),
+            "batchSize": len(batch),
+            "streamArn": KINESIS_ARN,
+        }
+        assert message["requestContext"]["condition"] == RETRY_ATTEMPTS_EXHAUSTED
+
+
+def iso_ms(epoch: float) -> str:
+    moment = datetime.fromtimestamp(epoch, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def test_zero_retry_attempts_discards_at_the_first_error() -> None:
     handler = Recorder(lambda s, call: 1 / 0)
     esm = mapping(handler, maximum_retry_attempts=0)

@@ -89,8 +89,10 @@ def test_removed_and_created_again_in_one_batch_starts_from_nothing_if_older() -
     document = {"_id": "u1", "id": "u1", "a": 2, FIELDS_FIELD: ["a", "id"],
                 SEQUENCE_FIELD: pad("101")}
     assert write.kind == "update"
+    # (and nothing of one a change older than the INSERT wrote: "An INSERT starts a new item")
     assert write.document == merge_pipeline(document, FIELDS_FIELD,
-                                            removed=(SEQUENCE_FIELD, pad("100")))
+                                            removed=(SEQUENCE_FIELD, pad("100")),
+                                            inserted=(SEQUENCE_FIELD, pad("0"), pad("101")))
     # without the guard there is no stored sequence to compare with: last delivery wins, whole
     (unguarded,) = plan([
         record("100", "REMOVE", keys("u1"), old=item("u1")),

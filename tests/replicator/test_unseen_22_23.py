@@ -158,13 +158,6 @@ def test_a_change_without_its_table_name_is_the_records_error() -> None:
     assert "at kinesis.data.tableName:" in str(bad[0].error)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Left as found: a millisecond-precision order key is the start of its millisecond "
-    "(ms * 1000 µs), so after the destination's precision is switched "
-    "(UpdateKinesisStreamingDestination ApproximateCreationDateTimePrecision) a MILLISECOND "
-    "record of the same millisecond as a MICROSECOND one sorts first even when it is newer; "
-    "the fix is an order key that treats a millisecond as a range (a tie against any µs "
-    "time inside it), which changes the key format (events.kds_order_key, ties, the guard)"))
 def test_mixed_precisions_within_one_millisecond(mongoeco_db: Any) -> None:
     collection = mongoeco_db["items"]
     # the table went 1 -> 2 at T0 + 0.3 ms (recorded in µs), then 2 -> 3 at T0 + 0.9 ms (recorded
@@ -272,16 +265,9 @@ def test_shuffled_histories_converge_in_merge_mode_beside_another_application(
         assert document[FIELDS_FIELD] == ["id", "v"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Left as found (a design decision for merge mode): when Kinesis delivers the re-INSERT "
-    "before the REMOVE that preceded it, the INSERT merges over the old item's document (its "
-    "other applications' fields kept) and the late REMOVE is stale, so the fields of the deleted "
-    "item survive into the new one -- unlike in-order delivery. An INSERT that started from "
-    "nothing over an older replicator-written document would fix it, but changes what "
-    "ttl_deletes='ignore' keeps (test_merge_mode_unseen.py: a kept expiry then an INSERT keeps "
-    "the fields)"))
 def test_a_reinsert_arriving_before_its_remove_drops_the_applications_fields(
         mongoeco_db: Any) -> None:
+    # an INSERT starts a new item (more layouts and histories: test_merge_incarnations.py)
     collection = mongoeco_db["items"]
     replicator = Replicator(collection, MERGE)
     c = Changes()

@@ -450,3 +450,68 @@ def test_a_kinesis_range_no_longer_held_names_the_recopy() -> None:
                               region=None, mongodb_uri=None)
     command = recover_command(args, [info])
     assert f"replicator sync --table orders --kinesis-stream {arn} --restart" in command
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("items", "batch_size", "shards"), [(7, 3, 1), (10, 4, 2)])
+def test_a_kinesis_mappings_failures_walk_to_redrive_as_a_process(
+    mongoeco_server_uri: str, items: int, batch_size: int, shards: int,
+) -> None:
+    """As a user meets it: the table's changes in a Kinesis data stream (moto's server), a
+    function that always fails behind the harness's event source mapping, its on-failure records
+    (KinesisBatchInfo, as AWS sends them for a Kinesis source) in an SQS queue, then
+    ``replicator redrive --kinesis-stream`` as a process applies every range and empties it."""
+    import subprocess
+
+    from pymongo import MongoClient
+
+    from harness.backends.base import started
+    from harness.backends.moto_source import MotoServerSource
+    from harness.kinesis import KdsFeed, KdsSettings
+    from support.replicator_command import ROOT, child_env, replicator_command
+
+    with started(MotoServerSource()) as server:
+        endpoint = server.endpoint_url()
+        setup = Discarded(server, endpoint_url=endpoint)
+        setup.write(range(items))
+        setup.client.delete_item(TableName="orders", Key={"pk": {"S": "k1"}})
+        feed = KdsFeed(make_client("kinesis", endpoint_url=endpoint), "orders-kds", "orders",
+                       KdsSettings(source="kinesis", shards=shards, shuffle_window=3,
+                                   duplicate_rate=0.0))
+        changes = StreamReader(server.streams(), setup.table.stream_arn,
+                               sleep=lambda _: None).drain(idle_polls=1)
+        feed.put([r for rs in changes.values() for r in rs])
+        feed.flush()
+        per_shard = feed.reader.drain(idle_polls=1)
+
+        def failing(event: dict[str, Any]) -> Any:
+            raise RuntimeError("MongoDB unreachable")
+
+        def send(message: dict[str, Any]) -> None:
+            setup.sqs.send_message(QueueUrl=setup.queue, MessageBody=json.dumps(message))
+
+        esm = EventSourceMapping(failing, EsmConfig(batch_size=batch_size,
+                                                    maximum_retry_attempts=0),
+                                 stream_arn=feed.stream_arn, on_failure=send,
+                                 sleep=lambda _: None)
+        for shard_id, records in per_shard.items():
+            esm.feed(shard_id, records)
+        esm.drain()
+        esm.close()
+        bodies = [json.loads(m["Body"]) for m in setup.messages()]
+        expected = sum(-(-len(rs) // batch_size) for rs in per_shard.values())
+        assert len(bodies) == expected and all("KinesisBatchInfo" in b for b in bodies)
+        uri = f"{mongoeco_server_uri}?directConnection=true"
+        database = f"redrive_kinesis_process_{items}"
+        done = subprocess.run(
+            replicator_command("redrive", "--table", "orders", "--database", database,
+                               "--queue-url", setup.queue, "--endpoint-url", endpoint,
+                               "--kinesis-stream", feed.stream_arn, "--wait-seconds", "0"),
+            capture_output=True, text=True, env=child_env(MONGODB_URI=uri), cwd=ROOT,
+            timeout=120, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
+        summary = done.stdout.strip().splitlines()[-1]
+        assert f"{expected} messages: {expected} applied" in summary, done.stdout
+        assert setup.messages() == []
+        with MongoClient(uri) as client:
+            assert diff(server, setup.table, client[database]["orders"]).converged
