@@ -69,7 +69,7 @@ BATCH = 500
 SOURCE = "replicator:export"
 #: json.loads' scanner (a default JSONDecoder's, as json.loads uses): the C accelerator's
 #: export_records parses lines with it, as json.loads does, without json.loads' Python frames.
-_SCAN_ONCE = getattr(json.JSONDecoder(), "scan_once")  # set by __init__, not in typeshed
+_SCAN_ONCE = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set by __init__
 
 
 class ExportFileMismatch(ReplicationError):
