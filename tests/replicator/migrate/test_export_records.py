@@ -211,3 +211,14 @@ def test_a_file_loads_the_same_with_and_without_the_accelerator(
     assert results[0] == results[1]
     assert states[0] == states[1]
     assert results[0][3] > 5 and len(states[0][0]) > 100  # both kinds of line, many of each
+
+
+@pytest.mark.parametrize("prefix", ["export-data/f-", "export-dé/f-", "export-李/f-", "e-😀-"])
+@pytest.mark.parametrize("number", [0, 7, 10, 99, 1234567890123, 2**63 - 1, 2**70])
+def test_event_ids_are_what_the_f_string_makes(prefix: str, number: int) -> None:
+    line = b'{"Item": {"pk": {"S": "x"}}}\n'
+    made, missing = native.export_records([(number, line)], export._SCAN_ONCE, True, KEY, "0",
+                                          prefix, export.SOURCE, CREATED)
+    assert missing == []
+    assert made[0]["eventID"] == f"{prefix}{number}"
+    assert type(made[0]["eventID"]) is str
