@@ -65,9 +65,7 @@ def _images() -> list[dict[str, Any]]:
 def _odd_lines() -> list[bytes]:
     """Lines of a data file's odd kinds, each with what a data file ends a line with."""
     good = json.dumps({"Item": {"pk": {"S": "odd"}, "v": {"N": "1"}}})
-    deep: Any = {"S": "bottom"}
-    for _ in range(3000):
-        deep = {"M": {"a": deep}}
+    deep = '{"M": {"a": ' * 3000 + '{"S": "bottom"}' + "}}" * 3000  # json.dumps recurses
     return [
         b'{"Item": {"pk": {"S": "\\u00e9\\ud83d\\ude00 \\"q\\" \\\\ \\n"}}}\n',  # escapes, a pair
         b'{"Item": {"pk": {"S": "lone \\ud800"}}}\n',  # a lone surrogate, escaped
@@ -84,7 +82,7 @@ def _odd_lines() -> list[bytes]:
         b'{"Item": {"pk": {"S": "first"}}, "Item": {"pk": {"S": "last"}}}\n',  # twice: the last
         b'{"Item": {"pk": {"N": "NaN"}, "f": NaN, "i": -Infinity}}\n',  # json's constants
         b'{"Item": {"pk": {"S": "x"}, "big": 1e999, "int": 123456789012345678901234567890}}\n',
-        json.dumps({"Item": {"pk": {"S": "deep"}, "d": deep}}).encode() + b"\n",  # recursion
+        ('{"Item": {"pk": {"S": "deep"}, "d": ' + deep + "}}\n").encode(),  # recursion
         b'{\x00"Item": {}}\n',  # a NUL second byte: json.loads reads UTF-16
         b'{"Item": {"pk": {"S": "no newline"}}}',
         b'{"Item": {"pk": {"S": "cr"}}}\r\n',
