@@ -443,7 +443,9 @@ def count_file(contender: str, items: int) -> None:
     """``export`` (``export.load_file`` of one gzipped file of ``items`` lines, batches of
     ``export.BATCH``) or ``export-floor`` (``export-floor-memchr``: its lines split by
     ``BytesIO.readlines`` as load_file splits them, not ``bytes.splitlines``, a byte-by-byte loop
-    of ~12,000 instructions per line) once after a warm-up, with only that run instrumented
+    of ~12,000 instructions per line; ``export-floor-scanner``: that, and each line parsed by
+    json's scanner as the C ``export_records`` calls it, without json.loads' Python frames)
+    once after a warm-up, with only that run instrumented
     under callgrind (callgrind_region.py): the figure of the timed run's configuration, which the
     2-pages-minus-1 count above is not (there one flush per file cancels out)."""
     from callgrind_region import region
@@ -467,13 +469,18 @@ def count_file(contender: str, items: int) -> None:
                              COPY_SEQUENCE, s3=_Bytes(gz))
 
         def floor() -> None:
-            if contender == "export-floor-memchr":  # lines found with memchr, as load_file does
+            if contender in ("export-floor-memchr", "export-floor-scanner"):  # as load_file does
                 lines = io.BytesIO(gzip.decompress(gz)).readlines()
             else:
                 lines = gzip.decompress(gz).splitlines()
+            scan = export._SCAN_ONCE
             for start in range(0, len(lines), export.BATCH):
-                for line in lines[start:start + export.BATCH]:
-                    json.loads(line)
+                if contender == "export-floor-scanner":  # json's scanner as export_records calls it
+                    for line in lines[start:start + export.BATCH]:
+                        scan(line.decode("utf-8", "surrogatepass"), 0)
+                else:
+                    for line in lines[start:start + export.BATCH]:
+                        json.loads(line)
                 collection.insert_many(documents[start:start + export.BATCH], ordered=False)
 
         run = load if contender == "export" else floor
@@ -540,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="CONTENDER PAGES PAGE ALL_PAGES: one run, for callgrind "
                              f"(contenders: {', '.join(COUNTED)})")
     parser.add_argument("--count-file", nargs=2, default=None,
-                        help="CONTENDER ITEMS: export, export-floor or export-floor-memchr on one "
+                        help="CONTENDER ITEMS: export, export-floor, export-floor-memchr or "
+                             "export-floor-scanner on one "
                              "file, only that run "
                              "instrumented (valgrind --tool=callgrind --instr-atstart=no)")
     args = parser.parse_args(argv)
