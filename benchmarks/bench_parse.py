@@ -183,7 +183,7 @@ def ready_documents(bodies: list[bytes]) -> list[list[dict[str, Any]]]:
 
 
 # -- the measure -----------------------------------------------------------------------------------
-def bench(items: int, reps: int, page: int) -> dict[str, Any]:
+def bench(items: int, reps: int, page: int, export_only: bool = False) -> dict[str, Any]:
     logging.disable(logging.WARNING)
     data = items_of(items)
     bodies = scan_bodies(data, page)
@@ -231,6 +231,12 @@ def bench(items: int, reps: int, page: int) -> dict[str, Any]:
             export.load_file(data_file, export.FULL, Replicator(collection, settings), (KEY,),
                              COPY_SEQUENCE, s3=_Bytes(gz))
 
+        def export_load_python_records() -> None:
+            replicator = Replicator(collection, settings)
+            replicator.native = _WithoutExportRecords(replicator.native)
+            export.load_file(data_file, export.FULL, replicator, (KEY,), COPY_SEQUENCE,
+                             s3=_Bytes(gz))
+
         def export_floor() -> None:
             lines = gzip.decompress(gz).splitlines()
             for start in range(0, len(lines), export.BATCH):
@@ -246,6 +252,7 @@ def bench(items: int, reps: int, page: int) -> dict[str, Any]:
             "copy: ScanCopy, botocore parser, GC as is": (copy_before, items),
             "export: floor (gunzip + json.loads + insert_many)": (export_floor, items),
             "export: load_file now": (export_load, items),
+            "export: load_file, records made in Python": (export_load_python_records, items),
             "parse Scan: json.loads": (lambda: json.loads(bodies[0]), page),
             "parse Scan: aws_json.scan": (lambda: aws_json.scan(dynamodb, TableName="bench"),
                                           page),
@@ -255,6 +262,9 @@ def bench(items: int, reps: int, page: int) -> dict[str, Any]:
                 lambda: aws_json.get_records(streams, ShardIterator="it"), page),
             "parse GetRecords: botocore": (lambda: streams.get_records(ShardIterator="it"), page),
         }
+        if export_only:  # the export's two contenders alone (issue 21: its CPU-time ratio)
+            per_item = {name: entry for name, entry in per_item.items()
+                        if name.startswith("export:")}
         try:
             for name, (run, _count) in per_item.items():
                 run()  # warm-up: connections, indexes, caches
@@ -268,8 +278,15 @@ def bench(items: int, reps: int, page: int) -> dict[str, Any]:
         finally:
             client.close()
     us = {name: statistics.median(values) for name, values in times.items()}
-    floor = us["copy: floor (json.loads + insert_many)"]
     export_floor_us = us["export: floor (gunzip + json.loads + insert_many)"]
+    if export_only:
+        return {"items": items, "page": page, "reps": reps, "bytes_per_item": round(size),
+                "machine": machine_info(), "load_average": os.getloadavg(),
+                "cpu_us_per_item": {k: round(v, 2) for k, v in us.items()},
+                "cpu_us_per_item_each_run": {k: [round(v, 2) for v in values]
+                                             for k, values in times.items()},
+                "export_over_floor": us["export: load_file now"] / export_floor_us}
+    floor = us["copy: floor (json.loads + insert_many)"]
     return {
         "items": items, "page": page, "reps": reps, "bytes_per_item": round(size),
         "machine": machine_info(), "cpu_us_per_item": {k: round(v, 2) for k, v in us.items()},
@@ -426,7 +443,9 @@ def count_file(contender: str, items: int) -> None:
     """``export`` (``export.load_file`` of one gzipped file of ``items`` lines, batches of
     ``export.BATCH``) or ``export-floor`` (``export-floor-memchr``: its lines split by
     ``BytesIO.readlines`` as load_file splits them, not ``bytes.splitlines``, a byte-by-byte loop
-    of ~12,000 instructions per line) once after a warm-up, with only that run instrumented
+    of ~12,000 instructions per line; ``export-floor-scanner``: that, and each line parsed by
+    json's scanner as the C ``export_records`` calls it, without json.loads' Python frames)
+    once after a warm-up, with only that run instrumented
     under callgrind (callgrind_region.py): the figure of the timed run's configuration, which the
     2-pages-minus-1 count above is not (there one flush per file cancels out)."""
     from callgrind_region import region
@@ -450,13 +469,18 @@ def count_file(contender: str, items: int) -> None:
                              COPY_SEQUENCE, s3=_Bytes(gz))
 
         def floor() -> None:
-            if contender == "export-floor-memchr":  # lines found with memchr, as load_file does
+            if contender in ("export-floor-memchr", "export-floor-scanner"):  # as load_file does
                 lines = io.BytesIO(gzip.decompress(gz)).readlines()
             else:
                 lines = gzip.decompress(gz).splitlines()
+            scan = export._SCAN_ONCE
             for start in range(0, len(lines), export.BATCH):
-                for line in lines[start:start + export.BATCH]:
-                    json.loads(line)
+                if contender == "export-floor-scanner":  # json's scanner as export_records calls it
+                    for line in lines[start:start + export.BATCH]:
+                        scan(line.decode("utf-8", "surrogatepass"), 0)
+                else:
+                    for line in lines[start:start + export.BATCH]:
+                        json.loads(line)
                 collection.insert_many(documents[start:start + export.BATCH], ordered=False)
 
         run = load if contender == "export" else floor
@@ -465,6 +489,19 @@ def count_file(contender: str, items: int) -> None:
         with region():
             run()
         client.close()
+
+
+class _WithoutExportRecords:
+    """The C accelerator without ``export_records``: ``load_file`` then makes the records in
+    Python, as before issue 21's C record builder (the rest of the core still uses C)."""
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "export_records":
+            raise AttributeError(name)
+        return getattr(self._native, name)
 
 
 class _Bytes:
@@ -503,12 +540,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="1,000 items, 1 run, 2 worker layouts (CI: it runs, figures unread)")
     parser.add_argument("--json", default=None)
     parser.add_argument("--no-scaling", action="store_true", help="skip the workers' items/s")
+    parser.add_argument("--export-only", action="store_true",
+                        help="only the export load and its floor, interleaved (no scaling)")
     parser.add_argument("--worker-child", nargs=6, type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--count-child", nargs=4, default=None,
                         help="CONTENDER PAGES PAGE ALL_PAGES: one run, for callgrind "
                              f"(contenders: {', '.join(COUNTED)})")
     parser.add_argument("--count-file", nargs=2, default=None,
-                        help="CONTENDER ITEMS: export, export-floor or export-floor-memchr on one "
+                        help="CONTENDER ITEMS: export, export-floor, export-floor-memchr or "
+                             "export-floor-scanner on one "
                              "file, only that run "
                              "instrumented (valgrind --tool=callgrind --instr-atstart=no)")
     args = parser.parse_args(argv)
@@ -523,7 +563,16 @@ def main(argv: list[str] | None = None) -> int:
         worker_child(*args.worker_child)
         return 0
     items, reps = (1_000, 1) if args.quick else (args.items, args.reps)
-    result = bench(items, reps, min(args.page, items))
+    result = bench(items, reps, min(args.page, items), args.export_only)
+    if args.export_only:
+        print(f"{items} items, median of {reps} interleaved runs, load average "
+              f"{result['load_average'][0]:.1f}; client CPU (process_time) per item:")
+        for name, value in result["cpu_us_per_item"].items():
+            print(f"  {name:<52} {value:9.2f} µs  {result['cpu_us_per_item_each_run'][name]}")
+        print(f"export load / floor:              {result['export_over_floor']:.2f}x")
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+        return 0
     print_report(result)
     if not args.no_scaling:
         print("items/s of the copy by workers (wall clock; one wire_responder as the target):")

@@ -2807,6 +2807,8 @@ cleanup:
 }
 
 
+static PyObject *export_records(PyObject *, PyObject *const *, Py_ssize_t); /* at the end */
+
 static PyMethodDef speedups_methods[] = {
     {"configure", (PyCFunction)(void (*)(void))speedups_configure, METH_FASTCALL,
      "configure(decimal128_type, decimal_type): the types to build numbers with."},
@@ -2859,6 +2861,10 @@ static PyMethodDef speedups_methods[] = {
      "(None: Python plans the batch)."},
     {"_decimal128_path", speedups_decimal128_path, METH_NOARGS,
      "How Decimal128 values are built: 'slots', 'constructor', or None before configure()."},
+    {"export_records", (PyCFunction)(void (*)(void))export_records, METH_FASTCALL,
+     "export_records(lines, scan_once, full, key_schema, sequence, prefix, source, created)\n"
+     "-> (records, missing): export.record_of(json.loads(raw), ...) of each (number, raw) line,\n"
+     "None where Python must make it (missing: those indexes)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -2885,4 +2891,287 @@ PyInit__speedups(void)
         return NULL;
     }
     return PyModule_Create(&speedups_module);
+}
+
+/* -- export lines as records (replicator.migrate.export, issue 21) -------------------------- *
+ * export_records(lines, scan_once, full, key_schema, sequence, prefix, source, created) ->
+ * (records, missing): for each (number, raw) of lines -- a data file's lines as
+ * export.raw_lines gives them --, the record export.record_of(json.loads(raw), ...) makes
+ * (item_record's INSERT, the parsed image handed over as its NewImage), or None where Python must
+ * make it or refuse the line with its error (missing: those indexes). json.loads(raw) is done as
+ * json.loads does it for a line starting with "{" (UTF-8, "surrogatepass"; scan_once of a
+ * JSONDecoder() from index 0; only [ \t\n\r] after the value), through scan_once (the json
+ * module's C scanner): the same objects without its Python frames. Anything else -- a line that
+ * does not start with "{", one the scanner refuses, not an export line, an image lacking a key
+ * attribute, an incremental export's removal -- is left to Python (None), which quarantines a bad
+ * line as before. Why in C: the comprehension of record_of / item_record calls cost ~10,600
+ * instructions per line (BENCHMARKS.md, issue 21). */
+static PyObject *ex_item, *ex_keys, *ex_new_image, *ex_event_id, *ex_event_name, *ex_insert,
+    *ex_event_source, *ex_dynamodb, *ex_sequence, *ex_view_key, *ex_view, *ex_created;
+
+static int
+intern_export_names(void)
+{
+#define EX_INTERN(var, text) \
+    if (var == NULL && (var = PyUnicode_InternFromString(text)) == NULL) return -1
+    EX_INTERN(ex_item, "Item");
+    EX_INTERN(ex_keys, "Keys");
+    EX_INTERN(ex_new_image, "NewImage");
+    EX_INTERN(ex_event_id, "eventID");
+    EX_INTERN(ex_event_name, "eventName");
+    EX_INTERN(ex_insert, "INSERT");
+    EX_INTERN(ex_event_source, "eventSource");
+    EX_INTERN(ex_dynamodb, "dynamodb");
+    EX_INTERN(ex_sequence, "SequenceNumber");
+    EX_INTERN(ex_view_key, "StreamViewType");
+    EX_INTERN(ex_view, "NEW_AND_OLD_IMAGES");
+    EX_INTERN(ex_created, "ApproximateCreationDateTime");
+#undef EX_INTERN
+    return 0;
+}
+
+/* json.loads(raw) for a line starting with "{": new reference, Py_None (new) when json.loads
+ * must run (it raises or decodes otherwise), NULL on a memory error. */
+static PyObject *
+export_line_json(PyObject *raw, PyObject *scan_once)
+{
+    if (!PyBytes_CheckExact(raw)) {
+        return Py_NewRef(Py_None);
+    }
+    const char *data = PyBytes_AS_STRING(raw);
+    Py_ssize_t size = PyBytes_GET_SIZE(raw);
+    /* json.detect_encoding: a first byte "{" and a second byte that is not NUL is UTF-8 */
+    if (size < 2 || data[0] != '{' || data[1] == 0) {
+        return Py_NewRef(Py_None);
+    }
+    PyObject *text = PyUnicode_DecodeUTF8(data, size, "surrogatepass");
+    if (text == NULL) {
+        PyErr_Clear(); /* json.loads raises its UnicodeDecodeError */
+        return Py_NewRef(Py_None);
+    }
+    PyObject *start = PyLong_FromLong(0);
+    PyObject *found = start == NULL ? NULL : PyObject_CallFunctionObjArgs(scan_once, text, start,
+                                                                          NULL);
+    Py_XDECREF(start);
+    if (found == NULL) {
+        Py_DECREF(text);
+        if (PyErr_ExceptionMatches(PyExc_MemoryError)) {
+            return NULL;
+        }
+        PyErr_Clear(); /* StopIteration, JSONDecodeError, RecursionError...: json.loads decides */
+        return Py_NewRef(Py_None);
+    }
+    PyObject *value = NULL;
+    Py_ssize_t end = -1;
+    if (PyTuple_CheckExact(found) && PyTuple_GET_SIZE(found) == 2
+        && PyLong_CheckExact(PyTuple_GET_ITEM(found, 1))) {
+        end = PyLong_AsSsize_t(PyTuple_GET_ITEM(found, 1));
+        value = PyTuple_GET_ITEM(found, 0);
+    }
+    if (end == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(text);
+    if (value != NULL && end >= 0 && end <= length) {
+        int kind = PyUnicode_KIND(text);
+        const void *chars = PyUnicode_DATA(text);
+        while (end < length) {
+            Py_UCS4 c = PyUnicode_READ(kind, chars, end);
+            if (c != ' ' && c != '\t' && c != '\n' && c != '\r') {
+                break;
+            }
+            end++;
+        }
+    }
+    PyObject *result = (value != NULL && end == length) ? value : Py_None; /* else: Extra data */
+    Py_INCREF(result);
+    Py_DECREF(found);
+    Py_DECREF(text);
+    return result;
+}
+
+/* item_record(image, key_schema, sequence, event_id, source=source, created=created,
+ * owned=True) for an exact dict image holding every key attribute: new reference; Py_None (new)
+ * when Python must decide (it raises ConfigurationError for a missing key attribute). */
+static PyObject *
+export_item_record(PyObject *image, PyObject *key_schema, PyObject *sequence, PyObject *event_id,
+                   PyObject *source, PyObject *created)
+{
+    if (!PyDict_CheckExact(image)) {
+        return Py_NewRef(Py_None);
+    }
+    PyObject *keys = PyDict_New();
+    if (keys == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key_schema); i++) {
+        PyObject *name = PyTuple_GET_ITEM(key_schema, i);
+        PyObject *value = PyDict_GetItemWithError(image, name);
+        if (value == NULL) {
+            Py_DECREF(keys);
+            return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+        }
+        if (PyDict_SetItem(keys, name, value) < 0) {
+            Py_DECREF(keys);
+            return NULL;
+        }
+    }
+    PyObject *body = PyDict_New(), *record = PyDict_New();
+    int failed = body == NULL || record == NULL
+                 || PyDict_SetItem(body, ex_keys, keys) < 0
+                 || PyDict_SetItem(body, ex_new_image, image) < 0
+                 || PyDict_SetItem(body, ex_sequence, sequence) < 0
+                 || PyDict_SetItem(body, ex_view_key, ex_view) < 0
+                 || PyDict_SetItem(body, ex_created, created) < 0
+                 || PyDict_SetItem(record, ex_event_id, event_id) < 0
+                 || PyDict_SetItem(record, ex_event_name, ex_insert) < 0
+                 || PyDict_SetItem(record, ex_event_source, source) < 0
+                 || PyDict_SetItem(record, ex_dynamodb, body) < 0;
+    Py_DECREF(keys);
+    Py_XDECREF(body);
+    if (failed) {
+        Py_XDECREF(record);
+        return NULL;
+    }
+    return record;
+}
+
+/* f"{prefix}{number}" (new reference): PyUnicode_FromFormat's parsing of its format cost ~5,000
+ * instructions a line; this copies the prefix and writes the digits. */
+static PyObject *
+export_event_id(PyObject *prefix, PyObject *number)
+{
+    int overflow = 0;
+    long long value = PyLong_AsLongLongAndOverflow(number, &overflow);
+    if (value == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (overflow || value < 0 || PyUnicode_KIND(prefix) != PyUnicode_1BYTE_KIND) {
+        return PyUnicode_FromFormat("%U%S", prefix, number); /* not a line number's usual form */
+    }
+    char reversed[24], digits[24];
+    int count = 0;
+    do {
+        reversed[count++] = (char)('0' + value % 10);
+        value /= 10;
+    } while (value > 0);
+    for (int k = 0; k < count; k++) {
+        digits[k] = reversed[count - 1 - k];
+    }
+    Py_ssize_t length = PyUnicode_GET_LENGTH(prefix);
+    PyObject *out = PyUnicode_New(length + count, PyUnicode_MAX_CHAR_VALUE(prefix));
+    if (out == NULL) {
+        return NULL;
+    }
+    memcpy(PyUnicode_1BYTE_DATA(out), PyUnicode_1BYTE_DATA(prefix), (size_t)length);
+    memcpy(PyUnicode_1BYTE_DATA(out) + length, digits, (size_t)count);
+    return out;
+}
+
+/* The record of one export line (new reference), Py_None (new) when Python must make it. */
+static PyObject *
+export_record(PyObject *line, PyObject *scan_once, int full, PyObject *key_schema,
+              PyObject *sequence, PyObject *prefix, PyObject *source, PyObject *created)
+{
+    if (!PyTuple_CheckExact(line) || PyTuple_GET_SIZE(line) != 2
+        || !PyLong_CheckExact(PyTuple_GET_ITEM(line, 0))) {
+        return Py_NewRef(Py_None);
+    }
+    PyObject *parsed = export_line_json(PyTuple_GET_ITEM(line, 1), scan_once);
+    if (parsed == NULL || parsed == Py_None || !PyDict_CheckExact(parsed)) {
+        if (parsed != NULL && parsed != Py_None) {
+            Py_SETREF(parsed, Py_NewRef(Py_None)); /* a JSON value but no object: Python raises */
+        }
+        return parsed;
+    }
+    PyObject *image = NULL;
+    if (full) {
+        image = PyDict_GetItemWithError(parsed, ex_item);
+    }
+    else if (PyDict_GetItemWithError(parsed, ex_keys) != NULL) { /* record_of reads it first */
+        image = PyDict_GetItemWithError(parsed, ex_new_image);
+        if (image == Py_None) {
+            image = NULL; /* a removal: Python makes it */
+        }
+    }
+    if (image == NULL) {
+        Py_DECREF(parsed);
+        return PyErr_Occurred() ? NULL : Py_NewRef(Py_None);
+    }
+    Py_INCREF(image); /* parsed holds it; hold it while the record is made */
+    PyObject *event_id = export_event_id(prefix, PyTuple_GET_ITEM(line, 0));
+    PyObject *record = event_id == NULL ? NULL : export_item_record(image, key_schema, sequence,
+                                                                    event_id, source, created);
+    Py_XDECREF(event_id);
+    Py_DECREF(image);
+    Py_DECREF(parsed);
+    return record;
+}
+
+static PyObject *
+export_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 8) {
+        PyErr_SetString(PyExc_TypeError, "export_records(lines, scan_once, full, key_schema, "
+                                         "sequence, prefix, source, created)");
+        return NULL;
+    }
+    PyObject *lines = args[0], *scan_once = args[1], *key_schema = args[3], *sequence = args[4],
+             *prefix = args[5], *source = args[6], *created = args[7];
+    int full = PyObject_IsTrue(args[2]);
+    if (full < 0) {
+        return NULL;
+    }
+    if (!PyList_CheckExact(lines) || !PyCallable_Check(scan_once)
+        || !PyTuple_CheckExact(key_schema) || !PyUnicode_CheckExact(sequence)
+        || !PyUnicode_CheckExact(prefix) || !PyUnicode_CheckExact(source)) {
+        PyErr_SetString(PyExc_TypeError, "export_records: lines must be a list, scan_once "
+                                         "callable, key_schema a tuple, sequence, prefix and "
+                                         "source str");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(key_schema); i++) {
+        if (!PyUnicode_CheckExact(PyTuple_GET_ITEM(key_schema, i))) {
+            PyErr_SetString(PyExc_TypeError, "export_records: key_schema names must be str");
+            return NULL;
+        }
+    }
+    if (intern_export_names() < 0) {
+        return NULL;
+    }
+    Py_ssize_t count = PyList_GET_SIZE(lines);
+    PyObject *records = PyList_New(count), *missing = PyList_New(0);
+    if (records == NULL || missing == NULL) {
+        goto fail;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        if (i >= PyList_GET_SIZE(lines)) { /* the scanner ran no Python code, but be safe */
+            PyErr_SetString(PyExc_RuntimeError, "export_records: lines changed size");
+            goto fail;
+        }
+        PyObject *line = Py_NewRef(PyList_GET_ITEM(lines, i));
+        PyObject *record = export_record(line, scan_once, full, key_schema, sequence, prefix,
+                                         source, created);
+        Py_DECREF(line);
+        if (record == NULL) {
+            goto fail;
+        }
+        PyList_SET_ITEM(records, i, record);
+        if (record == Py_None) {
+            PyObject *index = PyLong_FromSsize_t(i);
+            int status = index == NULL ? -1 : PyList_Append(missing, index);
+            Py_XDECREF(index);
+            if (status < 0) {
+                goto fail;
+            }
+        }
+    }
+    PyObject *result = PyTuple_Pack(2, records, missing);
+    Py_DECREF(records);
+    Py_DECREF(missing);
+    return result;
+fail:
+    Py_XDECREF(records); /* unfilled slots are NULL: a list deallocates them fine */
+    Py_XDECREF(missing);
+    return NULL;
 }

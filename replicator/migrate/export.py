@@ -65,6 +65,11 @@ FULL = "FULL_EXPORT"
 INCREMENTAL = "INCREMENTAL_EXPORT"
 KIND = "export-file"
 BATCH = 500
+#: The records' eventSource (replicator/item_records.py's records name where they come from).
+SOURCE = "replicator:export"
+#: json.loads' scanner (a default JSONDecoder's, as json.loads uses): the C accelerator's
+#: export_records parses lines with it, as json.loads does, without json.loads' Python frames.
+_SCAN_ONCE = json.JSONDecoder().scan_once  # type: ignore[attr-defined]  # set by __init__
 
 
 class ExportFileMismatch(ReplicationError):
@@ -337,15 +342,15 @@ def record_of(line: Mapping[str, Any], export_type: str, key_schema: Sequence[st
     over (just parsed), so its image becomes the record's without a copy (item_record)."""
     if export_type == FULL:
         return item_record(line["Item"], key_schema, sequence, event_id,
-                           source="replicator:export", created=created, owned=owned)
+                           source=SOURCE, created=created, owned=owned)
     keys = line["Keys"]
     new_image = line.get("NewImage")
     if new_image is not None:
         return item_record(new_image, key_schema, sequence, event_id,
-                           source="replicator:export", created=created, owned=owned)
+                           source=SOURCE, created=created, owned=owned)
     old = line.get("OldImage")
     return removal_record(keys, sequence, event_id, old if old else None,
-                          source="replicator:export")
+                          source=SOURCE)
 
 
 # -- loading -------------------------------------------------------------------------------------
@@ -441,21 +446,27 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
 
     key = data_file.key
     loads = json.loads
+    native = getattr(replicator, "native", None)
+    native = native if hasattr(native, "export_records") else None
+    schema = tuple(key_schema)
     with collector.fewer_collections():  # fewer cyclic GC passes: collector.py says why
         for lines in _batches(kept if kept is not None else raw_lines(data)):
             created = datetime.now(timezone.utc)  # one clock read per batch, not per line
             result.lines += len(lines)
-            try:  # the whole batch in one comprehension: no per-line bookkeeping (issue 21)
-                batch.extend([record_of(loads(raw), export_type, key_schema, sequence,
-                                        f"export-{key}-{number}", created, owned=True)
-                              for number, raw in lines])
-            except Exception:  # a bad line in this batch: line by line, each bad one kept
-                for number, raw in lines:
+            if native is not None:  # the C accelerator: record_of's records, same objects
+                made, missing = native.export_records(
+                    lines, _SCAN_ONCE, export_type == FULL, schema, sequence, f"export-{key}-",
+                    SOURCE, created)
+                for index in missing:  # not its common case: Python makes it or keeps it bad
+                    number, raw = lines[index]
                     try:
-                        batch.append(record_of(loads(raw), export_type, key_schema, sequence,
-                                               f"export-{key}-{number}", created, owned=True))
+                        made[index] = record_of(loads(raw), export_type, key_schema, sequence,
+                                                f"export-{key}-{number}", created, owned=True)
                     except Exception as error:  # any bad line: kept with its text
                         bad.append(bad_line(key, number, raw, error, export_type))
+                batch.extend([r for r in made if r is not None] if missing else made)
+            else:
+                _records_of(lines, export_type, key_schema, sequence, key, created, batch, bad)
             if export_type != FULL:
                 result.deletes += sum(1 for r in batch if r["eventName"] == "REMOVE")
             flush()
@@ -463,6 +474,25 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
         log.warning("export data file %s: %d line(s) quarantined (see the quarantine collection)",
                     data_file.key, result.quarantined)
     return result
+
+
+def _records_of(lines: list[tuple[int, bytes]], export_type: str, key_schema: Sequence[str],
+                sequence: str, key: str, created: datetime, batch: list[Record],
+                bad: list[BadRecord]) -> None:
+    """The records of a batch's ``lines`` (appended to ``batch``), each bad line to ``bad``:
+    the pure-Python path of :func:`load_file` (the reference of ``export_records``)."""
+    loads = json.loads
+    try:  # the whole batch in one comprehension: no per-line bookkeeping (issue 21)
+        batch.extend([record_of(loads(raw), export_type, key_schema, sequence,
+                                f"export-{key}-{number}", created, owned=True)
+                      for number, raw in lines])
+    except Exception:  # a bad line in this batch: line by line, each bad one kept
+        for number, raw in lines:
+            try:
+                batch.append(record_of(loads(raw), export_type, key_schema, sequence,
+                                       f"export-{key}-{number}", created, owned=True))
+            except Exception as error:  # any bad line: kept with its text
+                bad.append(bad_line(key, number, raw, error, export_type))
 
 
 def _batches(lines: Iterable[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes]]]:
