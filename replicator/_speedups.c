@@ -1552,7 +1552,7 @@ parse_changes(PyObject *Py_UNUSED(module), PyObject *records)
 
 static PyObject *pl_planned_write = NULL; /* replicator.plan.PlannedWrite */
 static PyObject *s_kind, *s_filter, *s_document, *s_upsert, *s_replace, *s_update, *s_delete,
-    *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main, *s_or, *s_lt, *s_exists,
+    *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main, *s_not, *s_gte,
     *s_replace_with, *s_literal, *s_order_key;
 
 static PyObject *pl_replace_one, *pl_delete_one, *pl_update_one, *pl_upsert_names;
@@ -1732,9 +1732,8 @@ intern_planner_names(void)
     INTERN(s_collection, "collection");
     INTERN(s_shard_key_move, "shard_key_move");
     INTERN(s_main, "main");
-    INTERN(s_or, "$or");
-    INTERN(s_lt, "$lt");
-    INTERN(s_exists, "$exists");
+    INTERN(s_not, "$not");
+    INTERN(s_gte, "$gte");
     INTERN(s_replace_with, "$replaceWith");
     INTERN(s_literal, "$literal");
     return 0;
@@ -2384,8 +2383,8 @@ record_id(PyObject *keys, PyObject *key_schema, PyObject **document_id, PyObject
     return 1;
 }
 
-/* {"_id": document_id} plus, with the guard, "$or": [{field: {"$lt": sequence}},
- * {field: {"$exists": False}}]: Planner._filter. */
+/* {"_id": document_id} plus, with the guard, field: {"$not": {"$gte": sequence}}: Planner._filter
+ * (plan.guard_condition says why this shape). */
 static PyObject *
 guard_filter(PyObject *document_id, PyObject *sequence, int guard, PyObject *field)
 {
@@ -2398,25 +2397,13 @@ guard_filter(PyObject *document_id, PyObject *sequence, int guard, PyObject *fie
     if (!guard) {
         return filter;
     }
-    PyObject *older = PyDict_New(), *is_older = PyDict_New();
-    PyObject *absent = PyDict_New(), *is_absent = PyDict_New();
-    PyObject *either = PyList_New(2);
-    int failed = older == NULL || is_older == NULL || absent == NULL || is_absent == NULL
-                 || either == NULL
-                 || PyDict_SetItem(older, s_lt, sequence) < 0
-                 || PyDict_SetItem(is_older, field, older) < 0
-                 || PyDict_SetItem(absent, s_exists, Py_False) < 0
-                 || PyDict_SetItem(is_absent, field, absent) < 0;
-    if (!failed) {
-        PyList_SET_ITEM(either, 0, Py_NewRef(is_older));
-        PyList_SET_ITEM(either, 1, Py_NewRef(is_absent));
-        failed = PyDict_SetItem(filter, s_or, either) < 0;
-    }
-    Py_XDECREF(older);
-    Py_XDECREF(is_older);
-    Py_XDECREF(absent);
-    Py_XDECREF(is_absent);
-    Py_XDECREF(either);
+    PyObject *newer = PyDict_New(), *not_newer = PyDict_New();
+    int failed = newer == NULL || not_newer == NULL
+                 || PyDict_SetItem(newer, s_gte, sequence) < 0
+                 || PyDict_SetItem(not_newer, s_not, newer) < 0
+                 || PyDict_SetItem(filter, field, not_newer) < 0;
+    Py_XDECREF(newer);
+    Py_XDECREF(not_newer);
     if (failed) {
         Py_DECREF(filter);
         return NULL;
