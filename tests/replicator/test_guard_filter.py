@@ -4,6 +4,7 @@ issue 21), on the default target: which stored sequence fields a write replaces,
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from replicator import accelerator
 from replicator.core import Replicator
 from replicator.settings import SEQUENCE_FIELD, Settings
-from replicator.writes import guard_bound, guard_condition
+from replicator.tombstones import DELETED_AT, SEQUENCE, TombstoneStore
+from replicator.writes import PlannedWrite, guard_bound, guard_condition
 
 OURS = "500".zfill(40)
 
@@ -94,3 +96,29 @@ def test_guard_bound_reads_the_guard_at_the_top_and_in_a_tie_s_or() -> None:
     assert guard_bound({"_id": "a"}, SEQUENCE_FIELD) is None
     assert guard_bound({"_id": "a", SEQUENCE_FIELD: {"$lt": OURS}}, SEQUENCE_FIELD) is None
     assert guard_bound(guarded, "other") is None
+
+
+# -- the tombstone marker: one $max of the sequence number and the deletion time (issue 21) -----
+@pytest.mark.parametrize("native", [True, False])
+def test_a_marker_keeps_the_newest_sequence_number_and_the_latest_deletion_time(
+    mongoeco_db: Any, native: bool
+) -> None:
+    if native and accelerator.native is None:
+        pytest.skip("the C accelerator is not built")
+    store = TombstoneStore(mongoeco_db["items_tombstones"])
+    later = datetime(2100, 1, 1)
+    earlier = datetime(2000, 1, 1)
+    mongoeco_db["items_tombstones"].insert_many([
+        {"_id": "kept", SEQUENCE: "900".zfill(40), DELETED_AT: later},
+        {"_id": "raised", SEQUENCE: "100".zfill(40), DELETED_AT: earlier},
+    ])
+    writes = [PlannedWrite.delete({"_id": key, SEQUENCE_FIELD: guard_condition(OURS)}, ("500",))
+              for key in ("kept", "raised", "new")]
+    before = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=1)
+    outcome = store.guard(writes, accelerator.native if native else None)
+    assert outcome.clear == writes and outcome.failed == [] and outcome.rejected == []
+    found = {d["_id"]: d for d in mongoeco_db["items_tombstones"].find()}
+    assert (found["kept"][SEQUENCE], found["kept"][DELETED_AT]) == ("900".zfill(40), later)
+    for key in ("raised", "new"):
+        assert found[key][SEQUENCE] == OURS
+        assert found[key][DELETED_AT] >= before  # now, not the earlier stamp
