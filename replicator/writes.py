@@ -8,6 +8,7 @@ operation ``bulk_write`` sends. The C accelerator's ``plan_records`` builds the 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -142,7 +143,7 @@ def guard_condition(sequence: str) -> dict[str, Any]:
     return {"$not": {"$gte": sequence}}
 
 
-def guard_bound(filter: dict[str, Any], field_name: str) -> str | None:
+def guard_bound(filter: Mapping[str, Any], field_name: str) -> str | None:
     """The sequence number a filter's guard compares with (``ours`` of :func:`guard_condition`),
     at its top level or in a clause of its ``$or`` (a tie's compare-and-set, replicator.ties);
     None when the filter has no guard on ``field_name``."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pymongo.operations import DeleteOne
@@ -174,6 +174,6 @@ class RegressionWatch:
                     self.highest[key] = bound
 
 
-def _lower_bound(selector: dict[str, Any], field_name: str) -> str | None:
+def _lower_bound(selector: Mapping[str, Any], field_name: str) -> str | None:
     """The sequence number of the guard of a filter (writes.guard_bound)."""
     return guard_bound(selector, field_name)
