@@ -1,7 +1,8 @@
 """Instructions per event of the Lambda path, counted by callgrind (immune to machine load).
 
-    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.%p \
-        python benchmarks/bench_tombstones.py MODE [--batches 10] --callgrind
+    PYTHONHASHSEED=0 valgrind --tool=callgrind --instr-atstart=no --separate-threads=yes \
+        --callgrind-out-file=/tmp/cg.%p python benchmarks/bench_tombstones.py MODE [--batches 10] \
+        --callgrind
     python benchmarks/bench_tombstones.py --quick          # runs it once, without valgrind
 
 MODE: ``on`` (``Replicator(collection, Settings()).handle``: the shipped defaults, tombstones on),
@@ -11,8 +12,10 @@ operations are freed after its ``bulk_write``, inside the count, as the core's a
 
 Each run starts ``wire_responder.py`` (another process, not traced), builds the same fresh
 100-record batches as ``bench_lambda.py``, hands one warm-up batch over, then ``--batches`` more.
-With ``--callgrind`` only that loop is instrumented (callgrind_region.py), so the callgrind output
-file's total divided by the events is the instructions per event; the batches are parsed
+With ``--callgrind`` only that loop is instrumented (callgrind_region.py), so the total of the main
+thread's callgrind output file (``/tmp/cg.<pid>-01``) divided by the events is the instructions per
+event (pymongo's monitor threads beat on the wall clock, so their share grows with the machine's
+load: left out); the batches are parsed
 (``json.loads``, as the Lambda runtime does) outside the loop. ``--kind`` picks batches of one
 eventName (insert, modify: upserts of existing documents, remove) instead of the stream's mix,
 ``--batch-size`` their size. BENCHMARKS.md has the figures.

@@ -529,9 +529,27 @@ convert_binary(PyObject *value)
 
 static PyObject *convert_value(PyObject *value, int depth);
 
-/* Converts the attributes of source into out (which may hold entries already); 0 or -1. */
+/* An empty dict with room for `size` entries: filling a PyDict_New() of a 1 KB image resized
+ * it twice (issue 21: ~1,000 instructions per image). _PyDict_NewPresized is CPython's own
+ * (exported, not in the limited API; kept from 3.11 to 3.13), hence the fallback. Also for a
+ * PlannedWrite's __dict__ of 7 fields (one resize less: -1,100 instructions per event). */
+static PyObject *
+new_dict(Py_ssize_t size)
+{
+#if PY_VERSION_HEX < 0x030E0000
+    return _PyDict_NewPresized(size);
+#else
+    (void)size;
+    return PyDict_New();
+#endif
+}
+
+/* Converts the attributes of source into out (which may hold entries already); 0 or -1. With
+ * `dollar` (not NULL), *dollar is set to 1 when a name of source starts with "$" (else left):
+ * has_dollar_name of the top level, found in the same walk (issue 21: a second walk of every
+ * document cost ~800 instructions per event). */
 static int
-convert_map_into(PyObject *out, PyObject *source, int depth)
+convert_map_names_into(PyObject *out, PyObject *source, int depth, int *dollar)
 {
     Py_ssize_t position = 0, size, before;
     PyObject *name, *value;
@@ -545,6 +563,10 @@ convert_map_into(PyObject *out, PyObject *source, int depth)
         int status;
         if (!PyUnicode_CheckExact(name) || !storable_text(name, 1)) {
             return -1;
+        }
+        if (dollar != NULL && PyUnicode_GET_LENGTH(name) > 0
+            && PyUnicode_READ_CHAR(name, 0) == '$') {
+            *dollar = 1;
         }
         Py_INCREF(name);
         Py_INCREF(value);
@@ -567,10 +589,16 @@ convert_map_into(PyObject *out, PyObject *source, int depth)
     return 0;
 }
 
+static int
+convert_map_into(PyObject *out, PyObject *source, int depth)
+{
+    return convert_map_names_into(out, source, depth, NULL);
+}
+
 static PyObject *
 convert_map(PyObject *source, int depth)
 {
-    PyObject *out = PyDict_New();
+    PyObject *out = new_dict(PyDict_CheckExact(source) ? PyDict_GET_SIZE(source) : 0);
     if (out == NULL) {
         return NULL;
     }
@@ -1552,7 +1580,7 @@ parse_changes(PyObject *Py_UNUSED(module), PyObject *records)
 
 static PyObject *pl_planned_write = NULL; /* replicator.plan.PlannedWrite */
 static PyObject *s_kind, *s_filter, *s_document, *s_upsert, *s_replace, *s_update, *s_delete,
-    *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main, *s_or, *s_lt, *s_exists,
+    *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main, *s_not, *s_gte,
     *s_replace_with, *s_literal, *s_order_key;
 
 static PyObject *pl_replace_one, *pl_delete_one, *pl_update_one, *pl_upsert_names;
@@ -1732,9 +1760,8 @@ intern_planner_names(void)
     INTERN(s_collection, "collection");
     INTERN(s_shard_key_move, "shard_key_move");
     INTERN(s_main, "main");
-    INTERN(s_or, "$or");
-    INTERN(s_lt, "$lt");
-    INTERN(s_exists, "$exists");
+    INTERN(s_not, "$not");
+    INTERN(s_gte, "$gte");
     INTERN(s_replace_with, "$replaceWith");
     INTERN(s_literal, "$literal");
     return 0;
@@ -1805,6 +1832,12 @@ write_field(PyObject *write, PyObject *dict, PyObject *name)
         }
         if (PyErr_Occurred()) {
             return NULL;
+        }
+        /* Not set on the instance: a class default of None (the order_key of every PlannedWrite
+         * the C planner builds) comes from the type's cache; None is no descriptor, so it is
+         * what the generic lookup would answer, at a tenth of the cost. */
+        if (_PyType_Lookup(Py_TYPE(write), name) == Py_None) {
+            return Py_NewRef(Py_None);
         }
     }
     return PyObject_GetAttr(write, name);
@@ -1890,7 +1923,7 @@ speedups_operations(PyObject *Py_UNUSED(module), PyObject *writes)
 
 static slot_maker marker_maker, probe_maker;
 static PyObject *tb_update_one, *tb_update_many;
-static PyObject *s_max, *s_set, *s_in, *s_gt, *s_empty;
+static PyObject *s_max, *s_in, *s_gt, *s_empty;
 
 /* configure_tombstones(UpdateOne, UpdateMany, update_one_template, update_many_template): what
  * tombstone_operations builds with (templates: accelerator.slot_template of
@@ -1908,7 +1941,6 @@ configure_tombstones(PyObject *Py_UNUSED(module), PyObject *args)
         return NULL;
     }
     INTERN_OR_NULL(s_max, "$max");
-    INTERN_OR_NULL(s_set, "$set");
     INTERN_OR_NULL(s_in, "$in");
     INTERN_OR_NULL(s_gt, "$gt");
     INTERN_OR_NULL(s_empty, "");
@@ -1952,7 +1984,7 @@ update_operation(const slot_maker *maker, PyObject *cls, PyObject *filter, PyObj
 
 /* tombstone_operations(writes, now, seq, deleted_at) -> (deletes, upserts, operations) | None:
  * what TombstoneStore.guard builds in Python -- the writes split into deletes and upserts (in
- * order), one UpdateOne({"_id": id}, {"$max": {seq: padded}, "$set": {deleted_at: now}},
+ * order), one UpdateOne({"_id": id}, {"$max": {seq: padded, deleted_at: now}},
  * upsert=True) per delete, then, when there are upserts, UpdateMany({"_id": {"$in": ids}, seq:
  * {"$gt": the lowest padded sequence number}}, {"$max": {seq: ""}}). None (Python builds them)
  * for a write that is not of the planner's usual shape: a dict filter naming _id, a tuple of
@@ -2015,20 +2047,19 @@ tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
         }
         if (is_delete) {
             PyObject *marker = NULL;
+            /* {"$max": {seq: padded, deleted_at: now}}: tombstones._operations says why */
             PyObject *id_filter = PyDict_New(), *update = PyDict_New();
-            PyObject *highest = PyDict_New(), *stamp = PyDict_New();
-            if (id_filter != NULL && update != NULL && highest != NULL && stamp != NULL
+            PyObject *highest = PyDict_New();
+            if (id_filter != NULL && update != NULL && highest != NULL
                 && PyDict_SetItem(id_filter, s_id, document_id) == 0
                 && PyDict_SetItem(highest, seq, padded) == 0
-                && PyDict_SetItem(stamp, deleted_at, now) == 0
-                && PyDict_SetItem(update, s_max, highest) == 0
-                && PyDict_SetItem(update, s_set, stamp) == 0) {
+                && PyDict_SetItem(highest, deleted_at, now) == 0
+                && PyDict_SetItem(update, s_max, highest) == 0) {
                 marker = update_operation(&marker_maker, tb_update_one, id_filter, update, 1);
             }
             Py_XDECREF(id_filter);
             Py_XDECREF(update);
             Py_XDECREF(highest);
-            Py_XDECREF(stamp);
             if (marker == NULL || PyList_Append(operations, marker) < 0
                 || PyList_Append(deletes, write) < 0) {
                 Py_XDECREF(marker);
@@ -2229,6 +2260,53 @@ newest_created(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
     return PyTuple_Pack(2, highest != NULL ? highest : Py_None, latest != NULL ? latest : Py_None);
 }
 
+/* covered_sequences(writes) -> set | None: the sequence numbers of every record the
+ * PlannedWrites stand for (core._newest_created's ``wanted``), read from their __dict__; None
+ * (Python builds it) unless writes is a list whose every sequence_numbers is a tuple of str. */
+static PyObject *
+covered_sequences(PyObject *Py_UNUSED(module), PyObject *writes)
+{
+    if (!PyList_CheckExact(writes) || s_sequence_numbers == NULL) {
+        Py_RETURN_NONE;
+    }
+    PyObject *wanted = PySet_New(NULL);
+    if (wanted == NULL) {
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(writes); i++) {
+        PyObject *write = PyList_GET_ITEM(writes, i);
+        PyObject *fields = write_dict(write);
+        if (fields == NULL && PyErr_Occurred()) {
+            goto fail;
+        }
+        PyObject *numbers = write_field(write, fields, s_sequence_numbers);
+        Py_XDECREF(fields);
+        if (numbers == NULL) {
+            goto fail;
+        }
+        int plain = PyTuple_CheckExact(numbers);
+        for (Py_ssize_t j = 0; plain && j < PyTuple_GET_SIZE(numbers); j++) {
+            PyObject *number = PyTuple_GET_ITEM(numbers, j);
+            if (!PyUnicode_CheckExact(number)) {
+                plain = 0;
+            }
+            else if (PySet_Add(wanted, number) < 0) {
+                Py_DECREF(numbers);
+                goto fail;
+            }
+        }
+        Py_DECREF(numbers);
+        if (!plain) {
+            Py_DECREF(wanted);
+            Py_RETURN_NONE;
+        }
+    }
+    return wanted;
+fail:
+    Py_DECREF(wanted);
+    return NULL;
+}
+
 /* How tombstone_operations() builds the markers (UpdateOne) and the probe (UpdateMany): "slots"
  * or "constructor" for each; None before configure_tombstones. */
 static PyObject *
@@ -2384,8 +2462,8 @@ record_id(PyObject *keys, PyObject *key_schema, PyObject **document_id, PyObject
     return 1;
 }
 
-/* {"_id": document_id} plus, with the guard, "$or": [{field: {"$lt": sequence}},
- * {field: {"$exists": False}}]: Planner._filter. */
+/* {"_id": document_id} plus, with the guard, field: {"$not": {"$gte": sequence}}: Planner._filter
+ * (plan.guard_condition says why this shape). */
 static PyObject *
 guard_filter(PyObject *document_id, PyObject *sequence, int guard, PyObject *field)
 {
@@ -2398,25 +2476,13 @@ guard_filter(PyObject *document_id, PyObject *sequence, int guard, PyObject *fie
     if (!guard) {
         return filter;
     }
-    PyObject *older = PyDict_New(), *is_older = PyDict_New();
-    PyObject *absent = PyDict_New(), *is_absent = PyDict_New();
-    PyObject *either = PyList_New(2);
-    int failed = older == NULL || is_older == NULL || absent == NULL || is_absent == NULL
-                 || either == NULL
-                 || PyDict_SetItem(older, s_lt, sequence) < 0
-                 || PyDict_SetItem(is_older, field, older) < 0
-                 || PyDict_SetItem(absent, s_exists, Py_False) < 0
-                 || PyDict_SetItem(is_absent, field, absent) < 0;
-    if (!failed) {
-        PyList_SET_ITEM(either, 0, Py_NewRef(is_older));
-        PyList_SET_ITEM(either, 1, Py_NewRef(is_absent));
-        failed = PyDict_SetItem(filter, s_or, either) < 0;
-    }
-    Py_XDECREF(older);
-    Py_XDECREF(is_older);
-    Py_XDECREF(absent);
-    Py_XDECREF(is_absent);
-    Py_XDECREF(either);
+    PyObject *newer = PyDict_New(), *not_newer = PyDict_New();
+    int failed = newer == NULL || not_newer == NULL
+                 || PyDict_SetItem(newer, s_gte, sequence) < 0
+                 || PyDict_SetItem(not_newer, s_not, newer) < 0
+                 || PyDict_SetItem(filter, field, not_newer) < 0;
+    Py_XDECREF(newer);
+    Py_XDECREF(not_newer);
     if (failed) {
         Py_DECREF(filter);
         return NULL;
@@ -2444,7 +2510,7 @@ padded_sequence(PyObject *sequence)
 static PyObject *
 write_fields(PyObject *kind, PyObject *filter, PyObject *document, PyObject *upsert)
 {
-    PyObject *fields = PyDict_New();
+    PyObject *fields = new_dict(7); /* these 4, and planned_write's 3 */
     if (fields == NULL) {
         return NULL;
     }
@@ -2493,15 +2559,15 @@ winner_operation(const plan_record *record, PyObject *document_id, int guard, Py
             goto done;
         }
     }
-    document = PyDict_New();
+    document = new_dict(PyDict_GET_SIZE(record->new_image) + 2); /* + _id and the sequence */
     if (document == NULL || PyDict_SetItem(document, s_id, document_id) < 0) {
         goto done;
     }
-    if (convert_map_into(document, record->new_image, 0) < 0) {
+    int dollar = 0; /* a name of the image starts with "$" (_id and the sequence field do not) */
+    if (convert_map_names_into(document, record->new_image, 0, &dollar) < 0) {
         operation = not_handled();
         goto done;
     }
-    int dollar = has_dollar_name(document); /* its names are str: convert_map_into checked */
     if (guard && PyDict_SetItem(document, field, sequence) < 0) {
         goto done;
     }
@@ -2841,6 +2907,9 @@ static PyMethodDef speedups_methods[] = {
     {"tombstone_operations", (PyCFunction)(void (*)(void))tombstone_operations, METH_FASTCALL,
      "tombstone_operations(writes, now, seq, deleted_at) -> (deletes, upserts, operations) | None:\n"
      "TombstoneStore.guard's markers and probe (None: Python builds them)."},
+    {"covered_sequences", covered_sequences, METH_O,
+     "covered_sequences(writes) -> set | None: every sequence number the PlannedWrites stand "
+     "for (core._newest_created), None when Python decides."},
     {"sequence_range", sequence_range, METH_O,
      "sequence_range(records) -> (first, last) | None: the batch's lowest and highest\n"
      "SequenceNumber as core._close finds them (None: Python decides)."},

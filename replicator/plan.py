@@ -57,6 +57,7 @@ from replicator.writes import (
     WriteDocument,
     WriteKind,
     WritePlan,
+    guard_condition,
     main_write,
     merge_pipeline,
 )
@@ -536,10 +537,7 @@ class Planner:
                 # A Kinesis order key: strictly older times only; a stored change of the same
                 # time is a duplicate or a tie, which the Replicator decides (replicator.ties).
                 sequence = order_time_floor(sequence)
-            condition["$or"] = [
-                {field_name: {"$lt": sequence}},
-                {field_name: {"$exists": False}},
-            ]
+            condition[field_name] = guard_condition(sequence)
         return condition
 
     def _shard_values(self, document: Mapping[str, Any]) -> dict[str, Any]:

@@ -37,7 +37,7 @@ from replicator.errors import RecordError, UnsupportedRecordError
 from replicator.events import BadRecord, Change, image_digest, order_relation
 from replicator.keys import identity
 from replicator.readback import ItemReader
-from replicator.writes import PlannedWrite, Tie, WritePlan
+from replicator.writes import PlannedWrite, Tie, WritePlan, guard_bound
 
 TOMBSTONE_SEQUENCE = "seq"  # tombstones.SEQUENCE (tombstones imports apply; this stays light)
 
@@ -172,11 +172,11 @@ def _allowing(planned: PlannedWrite, stored: str | None, sequence_field: str) ->
     compare-and-set: a newer write landing meanwhile still wins)."""
     if stored is None or planned.collection != "main":
         return planned
-    guard = planned.filter.get("$or")
-    if not isinstance(guard, list):
+    if guard_bound(planned.filter, sequence_field) is None:
         return planned
-    return replace(planned, filter={**planned.filter,
-                                    "$or": [*guard, {sequence_field: stored}]})
+    others = {k: v for k, v in planned.filter.items() if k != sequence_field}
+    guard = {sequence_field: planned.filter[sequence_field]}
+    return replace(planned, filter={**others, "$or": [guard, {sequence_field: stored}]})
 
 
 def _tie_error(change: Change, tie: Tie) -> RecordError:

@@ -252,8 +252,12 @@ class TombstoneStore:
 def _operations(writes: Sequence[PlannedWrite], now: datetime
                 ) -> tuple[list[PlannedWrite], list[PlannedWrite], list[Any]]:
     """``writes`` split into deletes and upserts (each in order), and the one bulk's operations:
-    a marker per delete (``$max`` keeps the newest sequence number), then the probe
-    (:func:`_probe`) when there are upserts."""
+    a marker per delete (``$max`` keeps the newest sequence number, and the latest deletion
+    time, which the TTL index counts from), then the probe (:func:`_probe`) when there are
+    upserts. One ``$max`` of both fields rather than ``$max`` of the sequence and ``$set`` of the
+    time (issue 21: ~1,700 instructions less per marker in pymongo and bson); the time is
+    ``now`` unless another writer's clock stamped a later one, which only keeps the tombstone
+    that much longer."""
     deletes: list[PlannedWrite] = []
     upserts: list[PlannedWrite] = []
     for planned in writes:
@@ -261,7 +265,7 @@ def _operations(writes: Sequence[PlannedWrite], now: datetime
     operations: list[Any] = [
         UpdateOne(
             {"_id": w.document_id},
-            {"$max": {SEQUENCE: _sequence(w)}, "$set": {DELETED_AT: now}},
+            {"$max": {SEQUENCE: _sequence(w), DELETED_AT: now}},
             upsert=True,
         )
         for w in deletes

@@ -28,6 +28,7 @@ from harness.backends.mongomock_target import MongomockCollection, operation_par
 from harness.faults.plan import FaultLog, FaultPlan
 from replicator.keys import identity
 from replicator.settings import SEQUENCE_FIELD
+from replicator.writes import guard_bound
 
 #: Permanent per-document write errors (MongoDB error codes): DocumentValidationFailure, the
 #: pre-4.2 "key too large to index" (17280, KeyTooLong) and BSONObjectTooLarge (10334).
@@ -203,13 +204,12 @@ class FaultyCollection:
         return PERMANENT_CODES[(draw >> 32) % len(PERMANENT_CODES)]
 
     def _sequence_of(self, operation: Any) -> str | None:
-        """The (padded) sequence number an operation writes: the guard's ``$lt`` in its filter,
-        else its document's sequence field; None for an unguarded delete."""
+        """The (padded) sequence number an operation writes: the bound of the guard in its filter
+        (writes.guard_bound), else its document's sequence field; None for an unguarded delete."""
         selector = getattr(operation, "_filter", None) or {}
-        for clause in selector.get("$or", ()):
-            bound = clause.get(self.sequence_field) if isinstance(clause, dict) else None
-            if isinstance(bound, dict) and isinstance(bound.get("$lt"), str):
-                return str(bound["$lt"])
+        bound = guard_bound(selector, self.sequence_field)
+        if bound is not None:
+            return bound
         if isinstance(operation, DeleteOne):
             return None
         for part in list(operation_parts(operation))[1:]:

@@ -71,8 +71,7 @@ def test_a_change_is_one_guarded_upserting_pipeline_that_lists_the_table_fields(
                 SEQUENCE_FIELD: pad("100")}
     assert (write.kind, write.upsert) == ("update", True)
     assert write.document == merge_pipeline(document, FIELDS_FIELD)
-    assert write.filter == {"_id": "u1", "$or": [{SEQUENCE_FIELD: {"$lt": pad("100")}},
-                                                 {SEQUENCE_FIELD: {"$exists": False}}]}
+    assert write.filter == {"_id": "u1", SEQUENCE_FIELD: {"$not": {"$gte": pad("100")}}}
 
 
 def test_a_remove_deletes_the_document_as_in_replace_mode() -> None:

@@ -38,8 +38,7 @@ def pad(seq: str) -> str:
 
 
 def guarded(document_id: Any, seq: str, field: str = "_ddb_seq") -> dict[str, Any]:
-    return {"_id": document_id,
-            "$or": [{field: {"$lt": pad(seq)}}, {field: {"$exists": False}}]}
+    return {"_id": document_id, field: {"$not": {"$gte": pad(seq)}}}
 
 
 def item(id_: str = "u1", v: int | str = 1, **extra: Any) -> dict[str, Any]:
@@ -75,12 +74,9 @@ def test_guard_filter_shape_uses_a_40_digit_zero_padded_sequence(stream_record: 
     condition = result.writes[0].filter
     assert condition == {
         "_id": "u1",
-        "$or": [
-            {"_ddb_seq": {"$lt": "0000000000000000000000000000000000000311"}},
-            {"_ddb_seq": {"$exists": False}},
-        ],
+        "_ddb_seq": {"$not": {"$gte": "0000000000000000000000000000000000000311"}},
     }
-    assert len(condition["$or"][0]["_ddb_seq"]["$lt"]) == 40
+    assert len(condition["_ddb_seq"]["$not"]["$gte"]) == 40
 
 
 def test_remove_is_a_guarded_delete(stream_record: Any) -> None:

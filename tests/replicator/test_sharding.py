@@ -69,8 +69,8 @@ def pad(seq: str) -> str:
     return seq.zfill(40)
 
 
-def guard(seq: str) -> list[dict[str, Any]]:
-    return [{"_ddb_seq": {"$lt": pad(seq)}}, {"_ddb_seq": {"$exists": False}}]
+def guard(seq: str) -> dict[str, Any]:
+    return {"_ddb_seq": {"$not": {"$gte": pad(seq)}}}
 
 
 def doc(id_: str, tenant: str, v: int, seq: str, **extra: Any) -> dict[str, Any]:
@@ -86,14 +86,14 @@ def test_insert_is_a_move_from_an_unknown_value() -> None:
     document = doc("u1", "t1", 1, "100")
     assert result.writes == [
         from_operation(
-            ReplaceOne({"_id": "u1", "$or": guard("100")}, document, upsert=True),
+            ReplaceOne({"_id": "u1", **guard("100")}, document, upsert=True),
             ("100",),
             shard_key_move=ShardKeyMove(
                 document_id="u1",
                 shard_key=("tenant",),
                 old=None,
                 new={"tenant": "t1"},
-                write=from_operation(ReplaceOne({"_id": "u1", "tenant": "t1", "$or": guard("100")},
+                write=from_operation(ReplaceOne({"_id": "u1", "tenant": "t1", **guard("100")},
                                                 document, upsert=True), ("100",)),
                 sequence_field="_ddb_seq",
                 sequence=pad("100"),
@@ -106,7 +106,7 @@ def test_write_filter_has_the_shard_key_of_the_new_image() -> None:
     result = plan([record("200", "MODIFY", new=item("u1", "t1", 2), old=item("u1", "t1", 1))])
     assert result.writes == [
         from_operation(
-            ReplaceOne({"_id": "u1", "tenant": "t1", "$or": guard("200")},
+            ReplaceOne({"_id": "u1", "tenant": "t1", **guard("200")},
                        doc("u1", "t1", 2, "200"), upsert=True),
             ("200",),
         )
@@ -117,7 +117,7 @@ def test_write_filter_has_the_shard_key_of_the_new_image() -> None:
 def test_delete_filter_has_the_shard_key_of_the_old_image() -> None:
     result = plan([record("300", "REMOVE", old=item("u1", "t9", 4))])
     assert result.writes == [
-        from_operation(DeleteOne({"_id": "u1", "tenant": "t9", "$or": guard("300")}), ("300",))
+        from_operation(DeleteOne({"_id": "u1", "tenant": "t9", **guard("300")}), ("300",))
     ]
 
 
@@ -125,7 +125,7 @@ def test_delete_without_old_image_takes_the_shard_key_from_the_keys() -> None:
     settings = Settings(key_schema=("id",), shard_key=("id",))
     result = plan([record("300", "REMOVE", view="KEYS_ONLY")], settings)
     assert result.writes == [
-        from_operation(DeleteOne({"_id": "u1", "id": "u1", "$or": guard("300")}), ("300",))
+        from_operation(DeleteOne({"_id": "u1", "id": "u1", **guard("300")}), ("300",))
     ]
 
 
@@ -135,14 +135,14 @@ def test_shard_key_value_change_is_a_move() -> None:
     assert result.writes == [
         from_operation(
             # the single write: OLD shard key in the filter (retryable write / no transactions)
-            ReplaceOne({"_id": "u1", "tenant": "t1", "$or": guard("200")}, document, upsert=True),
+            ReplaceOne({"_id": "u1", "tenant": "t1", **guard("200")}, document, upsert=True),
             ("200",),
             shard_key_move=ShardKeyMove(
                 document_id="u1",
                 shard_key=("tenant",),
                 old={"tenant": "t1"},
                 new={"tenant": "t2"},
-                write=from_operation(ReplaceOne({"_id": "u1", "tenant": "t2", "$or": guard("200")},
+                write=from_operation(ReplaceOne({"_id": "u1", "tenant": "t2", **guard("200")},
                                                 document, upsert=True), ("200",)),
                 sequence_field="_ddb_seq",
                 sequence=pad("200"),
@@ -159,7 +159,7 @@ def test_coalesced_moves_start_from_the_oldest_old_image() -> None:
     (write,) = result.writes
     assert write.sequence_numbers == ("200", "201")
     assert operation(write) == ReplaceOne(
-        {"_id": "u1", "tenant": "t1", "$or": guard("201")}, doc("u1", "t3", 3, "201"), upsert=True
+        {"_id": "u1", "tenant": "t1", **guard("201")}, doc("u1", "t3", 3, "201"), upsert=True
     )
     assert write.shard_key_move is not None
     assert (write.shard_key_move.old, write.shard_key_move.new) == (
@@ -173,7 +173,7 @@ def test_move_then_back_in_one_batch_is_a_plain_write() -> None:
     ])
     assert result.writes == [
         from_operation(
-            ReplaceOne({"_id": "u1", "tenant": "t1", "$or": guard("201")},
+            ReplaceOne({"_id": "u1", "tenant": "t1", **guard("201")},
                        doc("u1", "t1", 3, "201"), upsert=True),
             ("200", "201"),
         )
@@ -186,7 +186,7 @@ def test_delete_after_a_coalesced_move_targets_where_the_document_is_stored() ->
         record("201", "REMOVE", old=item("u1", "t2", 2)),
     ])
     assert result.writes == [
-        from_operation(DeleteOne({"_id": "u1", "tenant": "t1", "$or": guard("201")}),
+        from_operation(DeleteOne({"_id": "u1", "tenant": "t1", **guard("201")}),
                      ("200", "201"))
     ]
 
@@ -199,7 +199,7 @@ def test_insert_first_in_batch_moves_from_an_unknown_value() -> None:
     (write,) = result.writes
     assert write.sequence_numbers == ("100", "101")
     assert operation(write) == ReplaceOne(
-        {"_id": "u1", "$or": guard("101")}, doc("u1", "t2", 2, "101"), upsert=True)
+        {"_id": "u1", **guard("101")}, doc("u1", "t2", 2, "101"), upsert=True)
     assert write.shard_key_move is not None
     assert (write.shard_key_move.old, write.shard_key_move.new) == (None, {"tenant": "t2"})
 
@@ -210,7 +210,7 @@ def test_delete_after_insert_in_one_batch_targets_the_id() -> None:
         record("101", "REMOVE", old=item("u1", "t1", 1)),
     ])
     assert result.writes == [
-        from_operation(DeleteOne({"_id": "u1", "$or": guard("101")}), ("100", "101"))]
+        from_operation(DeleteOne({"_id": "u1", **guard("101")}), ("100", "101"))]
 
 
 def test_compound_shard_key_change_in_one_field() -> None:
@@ -219,10 +219,10 @@ def test_compound_shard_key_change_in_one_field() -> None:
     new = item("u1", "t1", 2, region={"S": "us"})
     (write,) = plan([record("200", "MODIFY", new=new, old=old)], settings).writes
     assert write.filter == {
-        "_id": "u1", "tenant": "t1", "region": "eu", "$or": guard("200")}
+        "_id": "u1", "tenant": "t1", "region": "eu", **guard("200")}
     assert write.shard_key_move is not None
     assert write.shard_key_move.write.filter == {
-        "_id": "u1", "tenant": "t1", "region": "us", "$or": guard("200")}
+        "_id": "u1", "tenant": "t1", "region": "us", **guard("200")}
 
 
 def test_nested_shard_key_field_and_missing_value() -> None:
@@ -231,11 +231,11 @@ def test_nested_shard_key_field_and_missing_value() -> None:
     new = item("u1", None, 2, meta={"M": {"tenant": {"S": "t1"}, "x": {"S": "y"}}})
     (write,) = plan([record("200", "MODIFY", new=new, old=old)], settings).writes
     assert write.shard_key_move is None
-    assert write.filter == {"_id": "u1", "meta.tenant": "t1", "$or": guard("200")}
+    assert write.filter == {"_id": "u1", "meta.tenant": "t1", **guard("200")}
     # a missing shard key field is null to MongoDB: the filter says so explicitly
     (write,) = plan([record("200", "MODIFY", new=item("u1", None, 2), old=item("u1", None, 1))],
                     settings).writes
-    assert write.filter == {"_id": "u1", "meta.tenant": None, "$or": guard("200")}
+    assert write.filter == {"_id": "u1", "meta.tenant": None, **guard("200")}
 
 
 def test_move_of_a_document_with_dollar_names_uses_pipeline_updates() -> None:
@@ -244,10 +244,10 @@ def test_move_of_a_document_with_dollar_names_uses_pipeline_updates() -> None:
     document = doc("u1", "t2", 2, "200", **{"$price": 3})
     pipeline = [{"$replaceWith": {"$literal": document}}]
     assert operation(write) == UpdateOne(
-        {"_id": "u1", "tenant": "t1", "$or": guard("200")}, pipeline, upsert=True)
+        {"_id": "u1", "tenant": "t1", **guard("200")}, pipeline, upsert=True)
     assert write.shard_key_move is not None
     assert operation(write.shard_key_move.write) == UpdateOne(
-        {"_id": "u1", "tenant": "t2", "$or": guard("200")}, pipeline, upsert=True)
+        {"_id": "u1", "tenant": "t2", **guard("200")}, pipeline, upsert=True)
 
 
 def test_move_without_guard() -> None:
@@ -267,7 +267,7 @@ def test_shard_key_of_table_key_attributes_never_moves() -> None:
         [record("200", "MODIFY", new=item("u1", "t2", 2), old=item("u1", "t1", 1))], settings
     ).writes
     assert write.shard_key_move is None
-    assert write.filter == {"_id": "u1", "id": "u1", "$or": guard("200")}
+    assert write.filter == {"_id": "u1", "id": "u1", **guard("200")}
 
 
 def test_shard_values_compare_strictly() -> None:

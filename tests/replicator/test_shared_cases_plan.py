@@ -36,7 +36,7 @@ from replicator.plan import Planner
 from replicator.quarantine import quarantine_document
 from replicator.readback import DynamoDBItemReader
 from replicator.settings import Settings
-from replicator.writes import WritePlan
+from replicator.writes import WritePlan, guard_bound
 
 CASES = Path(__file__).resolve().parents[1] / "data" / "cases"
 
@@ -447,7 +447,7 @@ class GuardedStore:
         for write in plan.writes:
             key = repr(write.document_id)
             stored = self.documents.get(key)
-            sequence = write.filter["$or"][0][field]["$lt"]
+            sequence = guard_bound(write.filter, field)
             if stored is not None and field in stored and not stored[field] < sequence:
                 continue  # stale
             if write.kind == "delete":

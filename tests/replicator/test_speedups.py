@@ -10,6 +10,7 @@ or exactly the reference's value, type for type at every node (Decimal128 compar
 from __future__ import annotations
 
 import base64
+import dataclasses
 import importlib
 import json
 import os
@@ -1336,3 +1337,22 @@ def test_the_markers_naive_utc_time_is_the_same_bson_date_as_the_aware_one() -> 
     aware = datetime(2026, 12, 7, 15, 30, 1, 123000, tzinfo=timezone.utc)
     assert bson.encode({"deleted_at": aware.replace(tzinfo=None)}) == bson.encode(
         {"deleted_at": aware})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(groups=st.lists(st.lists(st.one_of(_sequence, st.sampled_from(["1", "01", "", "x"])),
+                                min_size=1, max_size=4), max_size=12),
+       odd=st.integers(0, 12))
+def test_the_covered_sequence_numbers_in_c_are_the_references(
+    speedups: Any, groups: list[list[str]], odd: int
+) -> None:
+    # core._newest_created's ``wanted``: C reads each write's sequence_numbers from its __dict__
+    writes = [PlannedWrite.delete({"_id": n}, tuple(g)) for n, g in enumerate(groups)]
+    assert speedups.covered_sequences(writes) == {s for w in writes for s in w.sequence_numbers}
+    if writes and odd < len(writes):
+        # not a tuple of str: Python decides
+        writes[odd] = dataclasses.replace(writes[odd], sequence_numbers=[*groups[odd]])
+        assert speedups.covered_sequences(writes) is None
+        writes[odd] = dataclasses.replace(writes[odd], sequence_numbers=(1,))
+        assert speedups.covered_sequences(writes) is None
+    assert speedups.covered_sequences(tuple(writes)) is None

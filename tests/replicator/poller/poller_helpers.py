@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import random
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pymongo.operations import DeleteOne
@@ -18,6 +18,7 @@ from replicator.keys import identity
 from replicator.plan import Planner
 from replicator.poller.checkpoints import CheckpointStore
 from replicator.settings import Settings
+from replicator.writes import guard_bound
 
 
 def scan(client: Any, table: str) -> list[dict[str, Any]]:
@@ -162,7 +163,7 @@ class RegressionWatch:
                 if sequence > self.highest.get(key, ""):
                     self.highest[key] = sequence
             # A delete sent for a document that is gone now: the document was deleted at that
-            # sequence number (the guard's ``$lt`` in the filter), whether or not tombstones are on.
+            # sequence number (the bound of the guard in the filter), whether or not tombstones are on.
             for operation in operations:
                 if not isinstance(operation, DeleteOne):
                     continue
@@ -173,10 +174,6 @@ class RegressionWatch:
                     self.highest[key] = bound
 
 
-def _lower_bound(selector: dict[str, Any], field_name: str) -> str | None:
-    """The guard's ``{field: {"$lt": seq}}`` of a filter (top level, or in its ``$or``)."""
-    for clause in [selector, *selector.get("$or", [])]:
-        condition = clause.get(field_name)
-        if isinstance(condition, dict) and isinstance(condition.get("$lt"), str):
-            return str(condition["$lt"])
-    return None
+def _lower_bound(selector: Mapping[str, Any], field_name: str) -> str | None:
+    """The sequence number of the guard of a filter (writes.guard_bound)."""
+    return guard_bound(selector, field_name)
