@@ -75,6 +75,7 @@ def test_run_scenario_names_the_entry_for_a_migration_scenario() -> None:
         run_scenario(load_scenario("initial-sync"))
 
 
+@pytest.mark.slow
 def test_baseline_defects_names_the_diverging_paths() -> None:
     result = run_scenario(load_scenario("baseline-defects"), source="moto", target=DEFAULT_TARGET)
     by_handler = {o.handler: o for o in result.outcomes}

@@ -110,6 +110,7 @@ def _secret(value: str) -> str:
     return str(answer["ARN"])
 
 
+@pytest.mark.slow
 def test_a_trailing_newline_from_ssm_or_a_json_secret_is_removed(aws: None) -> None:
     parameter = _parameter(f"{URI}\n")
     assert uri_source.mongodb_uri({"MONGODB_URI_PARAMETER": parameter}) == URI

@@ -72,6 +72,7 @@ def collection(export_copy_lambda: Any) -> Iterator[Any]:
     yield export_copy_lambda
 
 
+@pytest.mark.slow
 def test_the_child_loads_its_data_file_from_s3_once_and_a_rerun_skips_it(
     moto: Any, table: Any, tmp_path: Path, collection: Any
 ) -> None:
@@ -91,6 +92,7 @@ def test_the_child_loads_its_data_file_from_s3_once_and_a_rerun_skips_it(
     assert progress.count_documents({"kind": "export-file", "done": True}) == 4
 
 
+@pytest.mark.slow
 def test_a_child_killed_mid_file_leaves_no_mark_and_its_rerun_loads_the_file_exactly_once(
     moto: Any, table: Any, tmp_path: Path, collection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -298,6 +300,7 @@ def test_two_children_of_the_same_file_at_once_leave_the_collection_as_one_would
     assert progress_collection(collection).count_documents({"done": True}) == 1
 
 
+@pytest.mark.slow
 def test_prepare_records_the_positions_and_a_stopped_handover_is_called_again(
     moto: Any, table: Any, tmp_path: Path, collection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

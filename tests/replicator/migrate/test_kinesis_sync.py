@@ -246,6 +246,7 @@ def test_migration_file_names_a_kinesis_table_and_a_dynamodb_streams_table(
     assert tables["orders"].kinesis_stream == ARN and tables["users"].kinesis_stream is None
 
 
+@pytest.mark.slow
 def test_random_order_keys_of_copy_and_changes_follow_time(target: Any) -> None:
     """Any mix of copies (at a cutoff) and Kinesis changes, in any order: the document ends at
     the state of the latest of them by time (the copy counting as made at its cutoff)."""
