@@ -55,6 +55,7 @@ def test_an_unknown_key_in_a_scenario_lists_the_allowed_keys(tmp_path: Path) -> 
     assert "driver" in result.output and "batch_size" in result.output
 
 
+@pytest.mark.slow
 def test_a_diverging_expectation_that_converges_fails_the_run(tmp_path: Path) -> None:
     scenario = tmp_path / "wrong.toml"
     scenario.write_text('name = "wrong"\ndescription = "expects the core to diverge"\n[table]\n'

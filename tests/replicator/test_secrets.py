@@ -353,7 +353,7 @@ HARNESS_USAGE_ERRORS = {
 }
 
 
-@pytest.mark.parametrize("mistake", fast_first(HARNESS_USAGE_ERRORS, ids=HARNESS_USAGE_ERRORS))
+@pytest.mark.parametrize("mistake", fast_first(HARNESS_USAGE_ERRORS), ids=HARNESS_USAGE_ERRORS.keys())
 def test_harness_usage_errors_do_not_echo_the_password(mistake: str) -> None:
     """typer/click echo the bad argument in a rich panel, wrapped at the terminal's width (40
     columns here, so a password would be split across lines: assert_clean joins them)."""

@@ -42,12 +42,19 @@ def examples(full: int) -> int:
     return min(full, max(FAST_FLOOR, full // FAST_DIVISOR)) if _fast_set else full
 
 
-def fast_first(values: Iterable[Any], n: int = 1, ids: Iterable[str] | None = None) -> list[Any]:
-    """``values`` for ``pytest.mark.parametrize``: the first ``n`` as they are, the rest marked
-    slow; ``ids`` as parametrize's."""
-    names = list(ids) if ids is not None else None
+def fast_first(values: Iterable[Any], n: int = 1) -> list[Any]:
+    """``values`` for ``pytest.mark.parametrize``: the first ``n`` as they are, the others marked
+    slow. A tuple is one case's values for several argnames (as parametrize takes them); a
+    ``pytest.param`` keeps its id and marks; parametrize's ``ids=`` still applies."""
     out: list[Any] = []
     for index, value in enumerate(values):
-        marks = () if index < n else (pytest.mark.slow,)
-        out.append(pytest.param(value, marks=marks, id=names[index] if names else None))
+        if index < n:
+            out.append(value)
+        elif isinstance(value, pytest.ParameterSet):
+            out.append(pytest.param(*value.values, id=value.id,
+                                    marks=[*value.marks, pytest.mark.slow]))
+        elif isinstance(value, tuple):
+            out.append(pytest.param(*value, marks=pytest.mark.slow))
+        else:
+            out.append(pytest.param(value, marks=pytest.mark.slow))
     return out

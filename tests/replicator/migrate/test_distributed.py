@@ -130,6 +130,7 @@ def test_a_child_killed_mid_file_leaves_no_mark_and_its_rerun_loads_the_file_exa
     assert diff(moto, table, collection).converged
 
 
+@pytest.mark.slow
 def test_a_data_file_that_differs_from_its_manifest_line_is_neither_loaded_nor_marked(
     moto: Any, table: Any, tmp_path: Path, collection: Any
 ) -> None:
@@ -273,6 +274,7 @@ def test_a_data_file_missing_from_s3_is_named_and_nothing_is_marked(
         export_copy_handler.load_file({**event, "Export": location + "-typo"})
 
 
+@pytest.mark.slow
 def test_an_event_without_the_export_s_context_reads_its_summary_and_a_trailing_slash_is_fine(
     moto: Any, table: Any, tmp_path: Path, collection: Any
 ) -> None:
@@ -285,6 +287,7 @@ def test_an_event_without_the_export_s_context_reads_its_summary_and_a_trailing_
     assert export_copy_handler.load_file(full)["AlreadyLoaded"] is True
 
 
+@pytest.mark.slow
 def test_two_children_of_the_same_file_at_once_leave_the_collection_as_one_would(
     moto: Any, table: Any, tmp_path: Path, collection: Any
 ) -> None:

@@ -311,6 +311,7 @@ def test_checkpoints_of_another_stream_of_the_table_raise_resync_required(
 
 
 # -- re-sync ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_resync_rebuilds_the_collection_and_the_scan_never_overwrites_stream_changes(
     moto: Any, mongo_db: Any
 ) -> None:
