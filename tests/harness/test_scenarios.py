@@ -8,6 +8,7 @@ real pymongo client); the dev kit needs Python >= 3.13 for it. The migration sce
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -109,6 +110,11 @@ def test_merge_mode_scenario_in_replace_mode_loses_the_applications_fields() -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SCENARIOS if n not in ("large-items", "kinesis")]
                          + ["large-items"])  # kinesis: moto's Kinesis only (docs/sources.md)
-def test_scenario_meets_its_expectation_on_dynamodb_local(name: str, tmp_path: Path) -> None:
-    result = run_any(load_scenario(name), source="dynamodb-local", target=DEFAULT_TARGET)
+def test_scenario_meets_its_expectation_on_dynamodb_local(name: str, tmp_path: Path,
+                                                         dynamodb_local: Any) -> None:
+    scenario = load_scenario(name)
+    # The module's DynamoDB Local (a JVM start costs seconds of CPU; each scenario's table has a
+    # unique name, harness.runner.provision); a migration scenario starts its own source.
+    shared = None if scenario.migration else {"endpoint_url": dynamodb_local.endpoint_url()}
+    result = run_any(scenario, source="dynamodb-local", target=DEFAULT_TARGET, source_options=shared)
     assert result.met, result.as_dict()["handlers"]
