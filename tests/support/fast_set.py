@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+#: the class pytest.param makes (public as pytest.ParameterSet only in recent pytests)
+_PARAM = type(pytest.param(None))
 FAST_DIVISOR = 5
 FAST_FLOOR = 20
 
@@ -50,7 +52,7 @@ def fast_first(values: Iterable[Any], n: int = 1) -> list[Any]:
     for index, value in enumerate(values):
         if index < n:
             out.append(value)
-        elif isinstance(value, pytest.ParameterSet):
+        elif isinstance(value, _PARAM):
             out.append(pytest.param(*value.values, id=value.id,
                                     marks=[*value.marks, pytest.mark.slow]))
         elif isinstance(value, tuple):
