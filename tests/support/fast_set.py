@@ -1,13 +1,14 @@
-"""The fast set (``pytest -m "not slow ..."``, ``nox -s fast``: about a minute) against the whole
-suite (CI, ``nox -s tests``): what a test keeps in the first and gets in full in the second.
+"""The fast set (``pytest -m "not slow ..."``, ``nox -s fast``: what runs while editing) against
+the whole suite (CI, ``nox -s tests``): what a test keeps in the first and gets in full in the
+second.
 
 - ``fast_first(values, n=1)``: parametrize values of which the first ``n`` run in the fast set
   and the others carry ``@pytest.mark.slow`` (more cases of the same kind: each costs a
   subprocess or a replay of its own, and the first already exercises the path).
 - ``examples(n)``: a Hypothesis ``max_examples`` of ``n`` in the whole suite and ``n //
-  FAST_DIVISOR`` (at least ``FAST_FLOOR``) in the fast set. Hypothesis has no public way to scale
-  count a test pins, hence this helper. The fast set draws fewer examples of the same
-  strategies; the whole suite still draws them all.
+  FAST_DIVISOR`` (at least ``FAST_FLOOR``, at most ``n``) in the fast set. Hypothesis has no
+  public way to scale a count a test pins, hence this helper. The fast set draws fewer examples
+  of the same strategies; the whole suite still draws them all.
 
 A run is the fast set when its ``-m`` expression deselects slow tests (holds ``not slow``); this
 plugin (loaded by tests/conftest.py) reads it before the test modules are imported.
