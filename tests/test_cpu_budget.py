@@ -63,6 +63,7 @@ def test_an_unmarked_test_over_the_cpu_budget_fails(suite: pytest.Pytester,
     assert "test_burns_marked_slow used" not in result.stdout.str()
 
 
+@pytest.mark.slow
 def test_zero_turns_the_check_off(suite: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(ENV, "0")
     result = suite.runpytest_inprocess("-p", "support.cpu_budget", "-p", "no:cacheprovider")

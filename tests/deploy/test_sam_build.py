@@ -299,9 +299,9 @@ def test_the_built_export_file_function_loads_a_data_file_in_an_isolated_interpr
     if f"python{sys.version_info[0]}.{sys.version_info[1]}" != runtime:
         pytest.skip(f"the template's runtime is {runtime}; this interpreter is {sys.version}")
     source = a_checkout(tmp_path / "source")
-    done = subprocess.run(
-        [sam, "build", "--template-file", str(source / "deploy" / "export-copy.yaml"),
-         "--build-dir", str(tmp_path / "build")],
+    done = subprocess.run(  # the one function run below (both: the same Makefile rule, tested above)
+        [sam, "build", "ExportFileFunction", "--template-file",
+         str(source / "deploy" / "export-copy.yaml"), "--build-dir", str(tmp_path / "build")],
         capture_output=True, text=True, cwd=tmp_path, timeout=900, check=False,
         env=sam_environment(PYTHON=sys.executable))
     assert done.returncode == 0, done.stdout + done.stderr

@@ -88,6 +88,7 @@ def test_without_the_extra_the_command_names_it_in_one_line(tmp_path: Path, bloc
     assert re.search(r"no module named '(" + blocked.replace(",", "|") + ")'", lines[0])
 
 
+@pytest.mark.slow
 def test_without_the_emulators_a_command_names_the_extra(tmp_path: Path) -> None:
     # the command imports: moto is looked for only when `harness up` starts its server
     done = _harness_without(tmp_path, "moto,mongoeco", "up")

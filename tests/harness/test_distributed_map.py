@@ -194,6 +194,7 @@ def test_a_failed_child_fails_the_map_and_a_redrive_loads_each_remaining_file_on
     assert [c.task_result["AlreadyLoaded"] for c in again.map_runs["LoadDataFiles"].children] == [True] * 6
 
 
+@pytest.mark.slow
 def test_a_child_over_an_export_the_stream_does_not_cover_never_starts(
     moto: Any, tmp_path: Path, export_copy_lambda: Any
 ) -> None:

@@ -92,7 +92,10 @@ def test_replay_converges_to_the_final_items(case: str, collection: Any) -> None
 
 
 @pytest.mark.parametrize("write_mode", ["replace", "merge"])
-@pytest.mark.parametrize("batch_size", [1, 7, 100, 1000])
+# batch sizes 1 (the costliest: a round per record) and 1000 (one batch, as 100 is for every capture
+# here) only in the whole suite; 7 and 100 keep several batches and one in the fast set
+@pytest.mark.parametrize("batch_size", [pytest.param(1, marks=pytest.mark.slow), 7, 100,
+                                        pytest.param(1000, marks=pytest.mark.slow)])
 @pytest.mark.parametrize("case", REPLAYABLE)
 def test_replay_twice_in_any_batch_size_still_converges(
     case: str, batch_size: int, write_mode: str, collection: Any

@@ -19,6 +19,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "dynamodb-local
 runner = CliRunner()
 
 
+@pytest.mark.slow
 def test_run_smoke_writes_json_and_junit_reports(tmp_path: Path) -> None:
     report, junit = tmp_path / "r.json", tmp_path / "j.xml"
     result = runner.invoke(app, ["run", "smoke", "--report-json", str(report), "--junit", str(junit)])
@@ -54,6 +55,7 @@ def test_an_unknown_key_in_a_scenario_lists_the_allowed_keys(tmp_path: Path) -> 
     assert "driver" in result.output and "batch_size" in result.output
 
 
+@pytest.mark.slow
 def test_a_diverging_expectation_that_converges_fails_the_run(tmp_path: Path) -> None:
     scenario = tmp_path / "wrong.toml"
     scenario.write_text('name = "wrong"\ndescription = "expects the core to diverge"\n[table]\n'
@@ -64,6 +66,7 @@ def test_a_diverging_expectation_that_converges_fails_the_run(tmp_path: Path) ->
     assert "NOT met" in result.output
 
 
+@pytest.mark.slow
 def test_missing_java_gives_one_clear_message_and_nothing_left_running() -> None:
     env = {**os.environ, "PATH": "/nonexistent", "HOME": os.environ.get("HOME", "/root")}
     done = subprocess.run(

@@ -155,6 +155,7 @@ def test_the_load_scenario_is_large_and_zipf() -> None:
     assert scenario.workload["key_distribution"] == "zipf"
 
 
+@pytest.mark.slow
 def test_a_generated_load_stream_replays_through_the_mapping_and_converges(tmp_path: Path) -> None:
     spec, workload = small_load(600)
     recording = generate(spec, workload)

@@ -221,6 +221,7 @@ def test_shrink_refuses_a_recording_that_does_not_fail(tmp_path: Path) -> None:
 NO_GUARD_DIVERGING_SEED = 7  # found with `harness chaos --no-guard --schedules 16` (S key, 1 lane)
 
 
+@pytest.mark.slow
 def test_a_no_guard_chaos_recording_reproduces_its_divergence(tmp_path: Path) -> None:
     from harness.backends.base import source_backend, started
     from harness.chaos import replay_recording, run_schedule

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from harness.lane import esm_config, lane_settings
 from replicator.expected import planner_for
 from replicator.settings import Settings
@@ -33,6 +35,7 @@ def test_expected_documents_go_through_the_settings_transforms() -> None:
     assert document["age"] == 0  # the transform's default; Planner(settings) alone leaves it out
 
 
+@pytest.mark.slow
 def test_a_scenario_with_a_transform_converges(tmp_path: Path) -> None:
     # The runner's check used Planner(settings), which loads no transforms: every document
     # "diverged" by the fields the transform adds.

@@ -8,6 +8,7 @@ real pymongo client); the dev kit needs Python >= 3.13 for it. The migration sce
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,6 +76,7 @@ def test_run_scenario_names_the_entry_for_a_migration_scenario() -> None:
         run_scenario(load_scenario("initial-sync"))
 
 
+@pytest.mark.slow
 def test_baseline_defects_names_the_diverging_paths() -> None:
     result = run_scenario(load_scenario("baseline-defects"), source="moto", target=DEFAULT_TARGET)
     by_handler = {o.handler: o for o in result.outcomes}
@@ -108,6 +110,11 @@ def test_merge_mode_scenario_in_replace_mode_loses_the_applications_fields() -> 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n in SCENARIOS if n not in ("large-items", "kinesis")]
                          + ["large-items"])  # kinesis: moto's Kinesis only (docs/sources.md)
-def test_scenario_meets_its_expectation_on_dynamodb_local(name: str, tmp_path: Path) -> None:
-    result = run_any(load_scenario(name), source="dynamodb-local", target=DEFAULT_TARGET)
+def test_scenario_meets_its_expectation_on_dynamodb_local(name: str, tmp_path: Path,
+                                                         dynamodb_local: Any) -> None:
+    scenario = load_scenario(name)
+    # The module's DynamoDB Local (a JVM start costs seconds of CPU; each scenario's table has a
+    # unique name, harness.runner.provision); a migration scenario starts its own source.
+    shared = None if scenario.migration else {"endpoint_url": dynamodb_local.endpoint_url()}
+    result = run_any(scenario, source="dynamodb-local", target=DEFAULT_TARGET, source_options=shared)
     assert result.met, result.as_dict()["handlers"]

@@ -335,6 +335,7 @@ def test_same_seed_same_plan_and_other_seed_another() -> None:
     assert digest(other) != digest(first)
 
 
+@pytest.mark.slow
 def test_plan_does_not_depend_on_the_process() -> None:
     workload = WorkloadSpec(operations=150, keys=30, mix=ALL_OPS, value_profile="type_zoo", seed=5)
     code = (

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from replicator import core
 from replicator.events import pad_sequence_number
 from replicator.writes import PlannedWrite
+from support.fast_set import examples
 
 
 class _Mapping(Mapping[str, Any]):
@@ -68,7 +69,7 @@ def records(draw: st.DrawFn) -> Any:
     return [body]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(records(), max_size=12))
 def test_sequence_range_is_the_sorted_ends(batch: list[Any]) -> None:
     reference = sorted((s for s in map(core._sequence_of_raw, batch) if s is not None),
@@ -80,7 +81,7 @@ def test_sequence_range_is_the_sorted_ends(batch: list[Any]) -> None:
         assert max(reversed(found), key=core._PADDED) is reference[-1]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(records(), max_size=12), st.data())
 def test_newest_created_is_the_record_by_record_answer(batch: list[Any], data: st.DataObject
                                                        ) -> None:

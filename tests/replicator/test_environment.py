@@ -17,6 +17,7 @@ from replicator import handler, uri_source
 from replicator.environment import LambdaEnvironment
 from replicator.errors import ConfigurationError
 from replicator.settings import ENVIRONMENT, Settings
+from support.fast_set import fast_first
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "pa55-w0rd"
@@ -110,6 +111,7 @@ def _secret(value: str) -> str:
     return str(answer["ARN"])
 
 
+@pytest.mark.slow
 def test_a_trailing_newline_from_ssm_or_a_json_secret_is_removed(aws: None) -> None:
     parameter = _parameter(f"{URI}\n")
     assert uri_source.mongodb_uri({"MONGODB_URI_PARAMETER": parameter}) == URI
@@ -118,7 +120,7 @@ def test_a_trailing_newline_from_ssm_or_a_json_secret_is_removed(aws: None) -> N
     assert uri_source.mongodb_uri({"MONGODB_URI": f"{URI}\n"}) == URI
 
 
-@pytest.mark.parametrize(("uri", "says"), [
+@pytest.mark.parametrize(("uri", "says"), fast_first([
     (f"mongodb://app:{PASSWORD}@db.example.com/?w=majority&appName=a b", "whitespace"),
     (f"mongodb://app:{PASSWORD}@db.example.com/\x00", "control character"),
     (f"mongodb://app:{PASSWORD}@db.example.com/?maxPoolSize=lots", "maxpoolsize must be an integer"),
@@ -128,7 +130,7 @@ def test_a_trailing_newline_from_ssm_or_a_json_secret_is_removed(aws: None) -> N
     (f"mongodb://app:{PASSWORD}@db.example.com:99999/", "Port must be an integer"),
     (f"mongodb+srv://app:{PASSWORD}@cluster0.example.com:27017/", "must not include a port"),
     (f"postgres://app:{PASSWORD}@db.example.com/", "does not hold a mongodb://"),
-])
+]))
 def test_a_uri_pymongo_refuses_names_the_source_never_the_value(aws: None, uri: str,
                                                                  says: str) -> None:
     sources = {

@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 
 import pytest
 
+from support.fast_set import fast_first
+
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURES = ROOT / "tests" / "fixtures" / "dynamodb-local"
 PASSWORD = "S3cr3tP4ss"
@@ -174,8 +176,8 @@ def moto_server() -> Iterator[Any]:
         yield source
 
 
-@pytest.mark.parametrize("how", ["option", "environment"])
-@pytest.mark.parametrize("command", ["run", "resync", "checkpoints"])
+@pytest.mark.parametrize("how", fast_first(["option", "environment"]))
+@pytest.mark.parametrize("command", fast_first(["run", "resync", "checkpoints"]))
 def test_poller_cli_failing_to_reach_mongodb_shows_no_secret(moto_server: Any, how: str,
                                                              command: str) -> None:
     args = [sys.executable, "-m", "replicator.cli", command, "--table", "users",
@@ -193,7 +195,7 @@ def test_poller_cli_failing_to_reach_mongodb_shows_no_secret(moto_server: Any, h
     assert_clean(done.stdout + done.stderr, f"replicator {command} ({how})")
 
 
-@pytest.mark.parametrize("password", ["S3cr3t:P4ss", "S3cr3t/P4ss", "S3cr3t@P4ss"])
+@pytest.mark.parametrize("password", fast_first(["S3cr3t:P4ss", "S3cr3t/P4ss", "S3cr3t@P4ss"]))
 def test_poller_cli_with_an_unusable_uri_shows_no_secret(moto_server: Any, password: str) -> None:
     """Unescaped ":", "/" or "@" in the password: pymongo refuses the URI (exit 2), and whatever
     it says, the password is not in it."""
@@ -351,7 +353,7 @@ HARNESS_USAGE_ERRORS = {
 }
 
 
-@pytest.mark.parametrize("mistake", HARNESS_USAGE_ERRORS, ids=HARNESS_USAGE_ERRORS.keys())
+@pytest.mark.parametrize("mistake", fast_first(HARNESS_USAGE_ERRORS), ids=HARNESS_USAGE_ERRORS.keys())
 def test_harness_usage_errors_do_not_echo_the_password(mistake: str) -> None:
     """typer/click echo the bad argument in a rich panel, wrapped at the terminal's width (40
     columns here, so a password would be split across lines: assert_clean joins them)."""

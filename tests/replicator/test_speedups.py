@@ -45,6 +45,7 @@ from replicator.keys import KeyMapper
 from replicator.plan import Planner
 from replicator.settings import Settings
 from replicator.writes import PlannedWrite, WritePlan
+from support.fast_set import examples
 
 REQUIRED = os.environ.get("REPLICATOR_REQUIRE_SPEEDUPS", "") == "1"
 IMPORT_ERROR: ImportError | None = None
@@ -504,7 +505,7 @@ def test_random_numbers_agree_with_the_reference(texts: list[str]) -> None:
 
 
 @needs_speedups
-@settings(max_examples=300, deadline=None, database=None)
+@settings(max_examples=examples(300), deadline=None, database=None)
 @given(st.lists(base64_texts, max_size=4))
 def test_random_base64_agrees_with_the_reference(texts: list[str]) -> None:
     image: dict[str, Any] = {f"b{position}": {"B": text} for position, text in enumerate(texts)}
@@ -1222,8 +1223,8 @@ def _reference_operations(writes: list[PlannedWrite], now: datetime) -> Any:
         return None
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                     HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(writes=tombstone_writes())
 def test_tombstone_operations_are_the_references(speedups: Any, writes: list[PlannedWrite]) -> None:
     now = datetime(2026, 12, 7, tzinfo=timezone.utc)
@@ -1286,8 +1287,8 @@ def figure_records(draw: Any) -> list[Any]:
     return records
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                     HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(400), deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(records=figure_records(), data=st.data())
 def test_a_batchs_figures_in_c_are_the_references(speedups: Any, records: list[Any],
                                                   data: Any) -> None:

@@ -32,12 +32,13 @@ from replicator.core import Replicator
 from replicator.errors import MalformedRecordError, RecordError
 from replicator.events import parse_record
 from replicator.settings import Settings
+from support.fast_set import examples
 from support.strategies import ATTRIBUTE_NAMES, apply_operation, nested_names, operations, values
 
 KEY_SCHEMA = ("pk",)
 SETTINGS = Settings(key_schema=KEY_SCHEMA)
 FUZZ = settings(
-    max_examples=150,
+    max_examples=examples(150),  # 30 in the fast set (support/fast_set.py)
     deadline=None,
     derandomize=True,
     database=None,

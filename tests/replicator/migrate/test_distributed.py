@@ -72,6 +72,7 @@ def collection(export_copy_lambda: Any) -> Iterator[Any]:
     yield export_copy_lambda
 
 
+@pytest.mark.slow
 def test_the_child_loads_its_data_file_from_s3_once_and_a_rerun_skips_it(
     moto: Any, table: Any, tmp_path: Path, collection: Any
 ) -> None:
@@ -91,6 +92,7 @@ def test_the_child_loads_its_data_file_from_s3_once_and_a_rerun_skips_it(
     assert progress.count_documents({"kind": "export-file", "done": True}) == 4
 
 
+@pytest.mark.slow
 def test_a_child_killed_mid_file_leaves_no_mark_and_its_rerun_loads_the_file_exactly_once(
     moto: Any, table: Any, tmp_path: Path, collection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -128,6 +130,7 @@ def test_a_child_killed_mid_file_leaves_no_mark_and_its_rerun_loads_the_file_exa
     assert diff(moto, table, collection).converged
 
 
+@pytest.mark.slow
 def test_a_data_file_that_differs_from_its_manifest_line_is_neither_loaded_nor_marked(
     moto: Any, table: Any, tmp_path: Path, collection: Any
 ) -> None:
@@ -271,6 +274,7 @@ def test_a_data_file_missing_from_s3_is_named_and_nothing_is_marked(
         export_copy_handler.load_file({**event, "Export": location + "-typo"})
 
 
+@pytest.mark.slow
 def test_an_event_without_the_export_s_context_reads_its_summary_and_a_trailing_slash_is_fine(
     moto: Any, table: Any, tmp_path: Path, collection: Any
 ) -> None:
@@ -283,6 +287,7 @@ def test_an_event_without_the_export_s_context_reads_its_summary_and_a_trailing_
     assert export_copy_handler.load_file(full)["AlreadyLoaded"] is True
 
 
+@pytest.mark.slow
 def test_two_children_of_the_same_file_at_once_leave_the_collection_as_one_would(
     moto: Any, table: Any, tmp_path: Path, collection: Any
 ) -> None:
@@ -298,6 +303,7 @@ def test_two_children_of_the_same_file_at_once_leave_the_collection_as_one_would
     assert progress_collection(collection).count_documents({"done": True}) == 1
 
 
+@pytest.mark.slow
 def test_prepare_records_the_positions_and_a_stopped_handover_is_called_again(
     moto: Any, table: Any, tmp_path: Path, collection: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

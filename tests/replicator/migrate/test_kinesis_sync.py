@@ -27,6 +27,7 @@ from replicator.poller.checkpoints import CheckpointStore
 from replicator.poller.kinesis import KinesisReader
 from replicator.poller.streams import StreamReader
 from replicator.settings import Settings
+from support.fast_set import fast_first
 
 ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/items"
 
@@ -246,6 +247,7 @@ def test_migration_file_names_a_kinesis_table_and_a_dynamodb_streams_table(
     assert tables["orders"].kinesis_stream == ARN and tables["users"].kinesis_stream is None
 
 
+@pytest.mark.slow
 def test_random_order_keys_of_copy_and_changes_follow_time(target: Any) -> None:
     """Any mix of copies (at a cutoff) and Kinesis changes, in any order: the document ends at
     the state of the latest of them by time (the copy counting as made at its cutoff)."""
@@ -392,7 +394,7 @@ def test_sync_following_kinesis_during_the_copy_converges(moto: Any, target: Any
     assert result.converged, result
 
 
-@pytest.mark.parametrize("planted", [False, True])
+@pytest.mark.parametrize("planted", fast_first([False, True]))
 def test_a_record_arriving_after_the_positions_for_a_change_older_than_the_copy(
         moto: Any, target: Any, monkeypatch: pytest.MonkeyPatch, planted: bool) -> None:
     """The whole sync, on moto, with the failure a copy at sequence "0" has: item x went A then B;

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from harness.backends.base import TableSpec
 from harness.migration import make_poller, prefill
 from replicator.migrate.gap import recover
@@ -22,6 +24,7 @@ def verify(moto: Any, collection: Any, settings: Settings, poller: Any) -> Any:
                     wait_for_replication=lambda: poller.run(once=True)).run()
 
 
+@pytest.mark.slow
 def test_sync_verify_and_recover_keep_the_fields_other_applications_added(
     moto: Any, target: Any
 ) -> None:

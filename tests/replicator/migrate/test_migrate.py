@@ -90,6 +90,7 @@ def test_a_copy_killed_mid_segment_resumes_and_still_converges_under_the_writer(
     assert 0 < result.details["second_run_items_read"] < 300
 
 
+@pytest.mark.slow
 def test_a_resumed_copy_skips_finished_segments_and_restarts_after_the_saved_page(
     moto: Any, target: Any
 ) -> None:
@@ -208,6 +209,7 @@ def test_a_full_export_in_aws_layout_loads_the_same_documents_as_the_scan(
     assert _documents(by_export) == _documents(by_scan) and len(_documents(by_scan)) == 60
 
 
+@pytest.mark.slow
 def test_export_files_split_across_workers_and_loaded_files_are_skipped_on_rerun(
     moto: Any, target: Any, tmp_path: Path
 ) -> None:
@@ -268,6 +270,7 @@ def test_an_export_older_than_the_stream_retention_is_refused(
 
 
 # -- verify ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_verify_finds_a_planted_changed_field_a_missing_and_an_extra_document(
     moto: Any, target: Any
 ) -> None:

@@ -439,6 +439,7 @@ def test_sync_prepares_the_target_before_its_copy_unless_told_not_to(
     assert _listed(wire_target.collection("synced", "unprepared")) == {}
 
 
+@pytest.mark.slow
 def test_prepare_with_a_migration_file_takes_each_tables_own_options(
     moto_server: Any, tmp_path: Any,
 ) -> None:

@@ -137,6 +137,7 @@ def test_an_index_of_a_gsi_deleted_since_is_reported_not_dropped(mongoeco_db: An
     assert {i["name"] for i in collection.list_indexes()} == {"_id_", "byA", "byB", "mine"}
 
 
+@pytest.mark.slow
 def test_one_tables_conflict_stops_that_table_and_the_next_is_prepared(
         moto_server: Any, mongoeco_server_uri: str, tmp_path: Any) -> None:
     client = moto_server.dynamodb()
@@ -203,6 +204,7 @@ def test_recover_repairs_a_document_whose_field_list_another_application_broke(
     assert verify().ok
 
 
+@pytest.mark.slow
 def test_sync_of_a_kinesis_fed_file_copies_and_one_tables_conflict_spares_the_next(
         moto_server: Any, mongoeco_server_uri: str, tmp_path: Any) -> None:
     # source = "kinesis" in [defaults]: the copy used to be quarantined item by item (a scan's

@@ -197,6 +197,7 @@ def test_a_restart_resumes_after_the_checkpoint_without_reading_from_the_start(
     assert diff(moto, table, mongo_db["resume"]).converged
 
 
+@pytest.mark.slow
 def test_stop_finishes_the_batch_checkpoints_and_a_restart_loses_nothing(moto: Any, mongo_db: Any) -> None:
     table = make_table(moto, "stopping")
     client = moto.dynamodb()
@@ -310,6 +311,7 @@ def test_checkpoints_of_another_stream_of_the_table_raise_resync_required(
 
 
 # -- re-sync ------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_resync_rebuilds_the_collection_and_the_scan_never_overwrites_stream_changes(
     moto: Any, mongo_db: Any
 ) -> None:

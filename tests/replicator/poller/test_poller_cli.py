@@ -194,6 +194,7 @@ def test_once_drains_the_stream_and_exits_0(moto_server: Any, mongoeco_server_ur
         assert client["once"]["users_checkpoints"].count_documents({"kind": "shard"}) == 1
 
 
+@pytest.mark.slow
 def test_sigterm_finishes_the_batch_checkpoints_and_exits_0(moto_server: Any,
                                                              mongoeco_server_uri: str) -> None:
     """SIGTERM is sent only once the process has logged that all 30 records are applied (a
@@ -223,6 +224,7 @@ def test_sigterm_finishes_the_batch_checkpoints_and_exits_0(moto_server: Any,
     assert "lag " in output and "records/s" in output
 
 
+@pytest.mark.slow
 def test_an_unknown_table_means_it_could_not_run(moto_server: Any,
                                                  mongoeco_server_uri: str) -> None:
     done = subprocess.run(

@@ -279,6 +279,7 @@ def test_a_trimmed_range_is_reported_with_the_recover_command_and_kept(
         assert diff(discarded.source, discarded.table, client["redrive_trimmed"]["orders"]).converged
 
 
+@pytest.mark.slow
 def test_a_password_in_the_uri_never_reaches_the_output(
     discarded: Discarded, restore_logging: None, capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -299,6 +300,7 @@ def test_a_password_in_the_uri_never_reaches_the_output(
     assert len(discarded.messages()) == 2  # both visible again at once
 
 
+@pytest.mark.slow
 def test_a_message_of_another_table_or_not_a_batch_record_is_kept(
     discarded: Discarded, mongoeco_server_uri: str, restore_logging: None,
     capsys: pytest.CaptureFixture[str],
