@@ -475,9 +475,15 @@ def order_time_micros(order_key: str) -> int:
     return int(order_key[1: 1 + _TIME_DIGITS])
 
 
-def order_time_end(order_key: str) -> str:
+def order_time_end(order_key: str, span: int = 1) -> str:
     """Just above every Kinesis order key of ``order_key``'s time: a stored key ``< end`` is of
-    that time or older ("." is the separator after the time, "/" the next character)."""
+    that time or older ("." is the separator after the time, "/" the next character). ``span``
+    (:attr:`Change.order_span`): the microseconds the time stands for -- a MILLISECOND change's
+    end is above every key inside its millisecond, since a MICROSECOND key there may be older
+    (docs/kinesis.md, "Mixed precisions")."""
+    if span > 1:
+        last = order_time_micros(order_key) + span - 1
+        return f"{KDS_ORDER_PREFIX}{last:0{_TIME_DIGITS}d}/"
     return order_time_floor(order_key) + "/"
 
 
