@@ -281,8 +281,9 @@ class Planner:
         between them -- which Kinesis may deliver after the INSERT, or not in this batch
         (docs/write-modes.md, "An INSERT starts a new item"). Bounds, not the INSERT's key alone:
         a DynamoDB Streams INSERT counts changes above the copy's "0"; a Kinesis one, Kinesis keys
-        of its time (a MILLISECOND one's: its millisecond) or older (a tie the table decided for it is with a change before it), never
-        a DynamoDB Streams number (which cannot be ordered against it: the switch's overlap)."""
+        of its time (a MILLISECOND one's: its millisecond) or older (a tie the table decided for
+        it is with a change before it), never a DynamoDB Streams number (which cannot be ordered
+        against it: the switch's overlap)."""
         if self.settings.write_mode != "merge" or not self.settings.guard:
             return None
         insert = EventName.INSERT

@@ -175,8 +175,12 @@ def _allowing(planned: PlannedWrite, stored: str | None, sequence_field: str) ->
     guard = planned.filter.get("$or")
     if not isinstance(guard, list):
         return planned
+    # decided_over: the stored key may be a tombstone's (a MICROSECOND REMOVE inside a
+    # MILLISECOND change's millisecond, which its key sorts after): without it the tombstone
+    # guard would block the write the table just decided for (docs/kinesis.md, "Mixed precisions")
     return replace(planned, filter={**planned.filter,
-                                    "$or": [*guard, {sequence_field: stored}]})
+                                    "$or": [*guard, {sequence_field: stored}]},
+                   decided_over=stored)
 
 
 def _tie_error(change: Change, tie: Tie) -> RecordError:

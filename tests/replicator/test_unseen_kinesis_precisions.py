@@ -79,20 +79,16 @@ def test_a_millisecond_remove_and_a_microsecond_insert_inside_it(
     assert value(collection) == (2 if present else None)
 
 
-@pytest.mark.parametrize("present", [
-    pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=(
-        "not fixed (too large for this pass): the tie against the MICROSECOND REMOVE's tombstone "
-        "is decided for the INSERT by the table (ties._allowing lets the document's guard pass), "
-        "but the tombstone guard then blocks the upsert (tombstones.newer_than: the tombstone's "
-        "key K<.300> > the INSERT's K<.000>), so the re-inserted item stays deleted; the same "
-        "pair in one batch is written"))),
-    False], ids=["reinserted", "removed"])
+@pytest.mark.parametrize("present", [True, False], ids=["reinserted", "removed"])
+@pytest.mark.parametrize("mode", ["replace", "merge"])
 def test_a_millisecond_insert_after_a_microsecond_remove_inside_it(
-        mongoeco_db: Any, table: Any, present: bool) -> None:
+        mongoeco_db: Any, table: Any, present: bool, mode: str) -> None:
     # the REMOVE (MICROSECOND, at .300) applied first and left a tombstone; the MILLISECOND
-    # INSERT of that millisecond arrives next: before or after the REMOVE, the table says
+    # INSERT of that millisecond arrives next: before or after the REMOVE, the table says (the
+    # tombstone the table decided the INSERT is newer than must not block it)
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, Settings(write_mode=mode),
+                            item_reader=DynamoDBItemReader(table, "users"))
     replicator.process(event(rec("INSERT", 1, at=T0_US - 5000, micro=True, new=1)))
     if present:
         table.put_item(TableName="users", Item=item("a", 2))
@@ -193,3 +189,19 @@ def test_a_microsecond_change_after_a_stored_millisecond_key_depends_on_batching
                   [rec("MODIFY", 3, at=T0_US + 200, micro=True, old=1, new=3)]):
         replicator.process(event(*batch))
     assert value(collection) == 2
+
+
+def test_order_relation_and_end_across_the_millisecond() -> None:
+    # pure functions (Python 3.11 too): a MILLISECOND key against stored keys at .000/.500/.999
+    from replicator.events import kds_order_key, order_relation, order_time_end
+
+    new2, new3 = {"id": {"S": "a"}, "v": {"N": "2"}}, {"id": {"S": "a"}, "v": {"N": "3"}}
+    ours = kds_order_key(T0_US, new2)
+    assert order_relation(kds_order_key(T0_US + 999, new3), ours, 1000) == "tie"
+    assert order_relation(kds_order_key(T0_US + 999, new2), ours, 1000) == "newer"  # same state
+    assert order_relation(kds_order_key(T0_US + 500, new3), ours, 1000) == "newer"  # a copy's
+    assert order_relation(kds_order_key(T0_US + 1000, new3), ours, 1000) == "newer"
+    assert order_relation(kds_order_key(T0_US + 999, new3), ours, 1) == "newer"
+    end = order_time_end(ours, 1000)
+    assert kds_order_key(T0_US + 999, new3) < end < kds_order_key(T0_US + 1000, None)
+    assert order_time_end(ours) < kds_order_key(T0_US + 1, None)
