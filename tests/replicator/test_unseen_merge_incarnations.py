@@ -255,3 +255,42 @@ def test_a_millisecond_reinsert_over_a_microsecond_key_inside_its_millisecond_st
         result = replicator.process(event(*batch))
         assert result.quarantined == [] and result.failures == []
     assert body(collection, "a") == {"_id": "a", "id": "a", "v": 7, FIELDS_FIELD: ["id", "v"]}
+
+
+@pytest.mark.parametrize("ttl", ["delete", "ignore", "archive"])
+@pytest.mark.parametrize("late", [False, True], ids=["expiry-first", "expiry-late"])
+def test_a_kinesis_reinsert_after_a_ttl_expiry_starts_anew(
+        mongoeco_db: Any, ttl: str, late: bool) -> None:
+    # a TTL expiry on Kinesis (userIdentity dynamodb.amazonaws.com), kept by "ignore", then the key
+    # inserted again -- the expiry delivered before or after the INSERT
+    collection = mongoeco_db["items"]
+    replicator = Replicator(collection, Settings(write_mode="merge", ttl_deletes=ttl,
+                                                 source="kinesis"))
+    c = Changes()
+    replicator.process(event(c.insert("a", 1, T0_MS)))
+    collection.update_one({"_id": "a"}, {"$set": {"app": 1}})
+    expiry, insert = c.remove("a", 1, T0_MS + 999, ttl=True), c.insert("a", 2, T0_MS + 1000)
+    for batch in ([insert], [expiry]) if late else ([expiry], [insert]):
+        result = replicator.process(event(*batch))
+        assert result.failures == []
+    assert body(collection, "a") == {"_id": "a", "id": "a", "v": 2, FIELDS_FIELD: ["id", "v"]}
+
+
+def test_the_other_application_expects_the_millisecond_reinsert_to_start_anew(
+        mongoeco_db: Any, table: Any) -> None:
+    # the harness's writer follows the replicator's bounds (a MILLISECOND INSERT's whole
+    # millisecond): the field it set on the MICROSECOND-keyed document is not reported lost
+    collection = mongoeco_db["items"]
+    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(table, "users"))
+    writer = MongoOnlyWriter(collection, Planner(MERGE), every=1)
+    table.put_item(TableName="users", Item=item("a", 7))
+    for batch in ([_kr("INSERT", 1, created=T0_US - 4000, precision="MICROSECOND", new=1)],
+                  [_kr("MODIFY", 2, created=T0_US + 300, precision="MICROSECOND", old=1, new=2)],
+                  [_kr("INSERT", 4, created=T0_MS, new=7)],
+                  [_kr("REMOVE", 3, created=T0_MS, old=2)]):
+        result = replicator.process(event(*batch))
+        assert result.quarantined == [] and result.failures == []
+        writer.after_batch(0.0, batch)
+    assert writer.writes > 0
+    assert writer.finish() == []
+    assert body(collection, "a")["v"] == 7
