@@ -74,7 +74,8 @@ class MongoOnlyWriter:
             if change.event_name is EventName.REMOVE:
                 removed.add(key)
             elif change.event_name is EventName.INSERT and not is_copy(change):
-                self._forget_older(key, change.order_key or change.sequence_number)
+                self._forget_older(key, change.order_key or change.sequence_number,
+                                   change.order_span)
         for key in removed:
             self.written.pop(key, None)
             self.held.pop(key, None)
@@ -87,15 +88,16 @@ class MongoOnlyWriter:
         self._check(set(self.written))
         return self.lost
 
-    def _forget_older(self, key: Any, order: str) -> None:
+    def _forget_older(self, key: Any, order: str, span: int = 1) -> None:
         """Forget the fields set while the document held a change older than an INSERT of
         ``order`` (a Kinesis order key or a DynamoDB Streams sequence number): the INSERT may
-        have started the document anew without them."""
+        have started the document anew without them (``span``: a MILLISECOND INSERT's, its
+        whole millisecond, as the replicator's bounds)."""
         entry, held = self.written.get(key), self.held.get(key, {})
         if entry is None:
             return
         if order.startswith("K"):
-            above, below = "K", order_time_end(order)
+            above, below = "K", order_time_end(order, span)
         else:
             above, below = pad_sequence_number(COPY_SEQUENCE), pad_sequence_number(order)
         older = {name for name, at in held.items()

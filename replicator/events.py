@@ -475,9 +475,15 @@ def order_time_micros(order_key: str) -> int:
     return int(order_key[1: 1 + _TIME_DIGITS])
 
 
-def order_time_end(order_key: str) -> str:
+def order_time_end(order_key: str, span: int = 1) -> str:
     """Just above every Kinesis order key of ``order_key``'s time: a stored key ``< end`` is of
-    that time or older ("." is the separator after the time, "/" the next character)."""
+    that time or older ("." is the separator after the time, "/" the next character). ``span``
+    (:attr:`Change.order_span`): the microseconds the time stands for -- a MILLISECOND change's
+    end is above every key inside its millisecond, since a MICROSECOND key there may be older
+    (docs/kinesis.md, "Mixed precisions")."""
+    if span > 1:
+        last = order_time_micros(order_key) + span - 1
+        return f"{KDS_ORDER_PREFIX}{last:0{_TIME_DIGITS}d}/"
     return order_time_floor(order_key) + "/"
 
 
@@ -516,7 +522,11 @@ def order_relation(held: Any, ours: str, span: int = 1) -> OrderRelation:
             held_micros = order_time_micros(held)
             if (held_micros < order_time_micros(ours) + span
                     and held_micros % 1000 != COPY_OFFSET_US):
-                return "tie"
+                # the same state (digest) stored at a later time of our span is no tie: it is
+                # what we would write, and one batch keeps a state's newest time too
+                # (plan.kds_ordered) -- without this, separate batches quarantined it
+                same_state = held.rpartition(".")[2] == ours.rpartition(".")[2]
+                return "newer" if same_state else "tie"
         return "newer" if held_floor > our_floor else "older"
     return "same" if held == ours else "tie"
 

@@ -282,15 +282,21 @@ class Planner:
         between them -- which Kinesis may deliver after the INSERT, or not in this batch
         (docs/write-modes.md, "An INSERT starts a new item"). Bounds, not the INSERT's key alone:
         a DynamoDB Streams INSERT counts changes above the copy's "0"; a Kinesis one, Kinesis keys
-        of its time or older (a tie the table decided for it is with a change before it), never
-        a DynamoDB Streams number (which cannot be ordered against it: the switch's overlap)."""
+        of its time (a MILLISECOND one's: its millisecond) or older (a tie the table decided for
+        it is with a change before it), never a DynamoDB Streams number (which cannot be ordered
+        against it: the switch's overlap)."""
         if self.settings.write_mode != "merge" or not self.settings.guard:
             return None
         insert = EventName.INSERT
         for change in reversed(ordered[: position + 1]):
             if change.event_name is insert and not is_copy(change):
                 if change.order_key is not None:
-                    return KDS_ORDER_PREFIX, order_time_end(change.order_key)
+                    # (a MILLISECOND INSERT's end is its millisecond's: a MICROSECOND key inside
+                    # it reached this write only as a tie the table decided for the INSERT, so
+                    # it is older -- an earlier item's -- as in one batch, where the tie starts
+                    # the write from the INSERT as well. A Kinesis copy's key half-way into it
+                    # is taken as older too: the catch-up limit docs/write-modes.md states)
+                    return KDS_ORDER_PREFIX, order_time_end(change.order_key, change.order_span)
                 return (pad_sequence_number(COPY_SEQUENCE),
                         pad_sequence_number(change.sequence_number))
         return None

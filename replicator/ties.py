@@ -176,7 +176,11 @@ def _allowing(planned: PlannedWrite, stored: str | None, sequence_field: str) ->
         return planned
     others = {k: v for k, v in planned.filter.items() if k != sequence_field}
     guard = {sequence_field: planned.filter[sequence_field]}
-    return replace(planned, filter={**others, "$or": [guard, {sequence_field: stored}]})
+    # decided_over: the stored key may be a tombstone's (a MICROSECOND REMOVE inside a
+    # MILLISECOND change's millisecond, which its key sorts after): without it the tombstone
+    # guard would block the write the table just decided for (docs/kinesis.md, "Mixed precisions")
+    return replace(planned, filter={**others, "$or": [guard, {sequence_field: stored}]},
+                   decided_over=stored)
 
 
 def _tie_error(change: Change, tie: Tie) -> RecordError:

@@ -200,7 +200,9 @@ class TombstoneStore:
         newer = []
         for planned in upserts:
             held = found.get(_key(planned.document_id), "")
-            if isinstance(held, str) and held > _sequence(planned):
+            # (not the tombstone the table decided this write is newer than: replicator.ties)
+            if isinstance(held, str) and held > _sequence(planned) and (
+                    held != planned.decided_over):
                 newer.append((planned, held))
         return newer
 

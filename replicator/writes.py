@@ -74,6 +74,10 @@ class PlannedWrite:
     #: None: the order is the padded last of ``sequence_numbers`` (DynamoDB Streams). Last, with a
     #: default: the C planner builds PlannedWrites without it.
     order_key: str | None = None
+    #: a stored Kinesis order key the table decided this write is newer than (replicator.ties:
+    #: a tie -- mixed precisions -- against a tombstone of a later time inside a MILLISECOND
+    #: change's millisecond): that tombstone does not block it (TombstoneStore.newer_than)
+    decided_over: str | None = None
 
     @property
     def order(self) -> str:
