@@ -446,6 +446,41 @@ def test_moto_server_endpoint_url_uses_a_running_server() -> None:
         assert running.dynamodb().list_tables()["TableNames"] == ["shared-table"]
 
 
+def test_clients_share_the_parsed_models_and_keep_their_own_hooks() -> None:
+    """make_client reuses one session per region: a fresh session per client parses botocore's
+    JSON models again (~0.15 s of CPU and ~10^4 objects in cycles each, which made the test
+    process grow by hundreds of MB between full GC collections)."""
+    first, second = make_client("dynamodb"), make_client("dynamodbstreams")
+    assert first._loader is second._loader  # one copy of the models
+    assert make_client("dynamodb")._loader is first._loader
+    assert first.meta.events is not second.meta.events  # a hook on one client stays there
+    other = make_client("dynamodb", region="eu-west-1")
+    assert other.meta.region_name == "eu-west-1" and first.meta.region_name == "us-east-1"
+
+
+def test_a_handler_botocore_gains_later_reaches_the_next_clients(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Importing moto appends its interceptor to botocore's BUILTIN_HANDLERS, which a session
+    takes when it is made: a client made after that must not come from an older session."""
+    import types
+
+    import botocore.handlers
+
+    from harness.backends import moto_source
+
+    monkeypatch.setattr(moto_source, "_sessions", {})
+    before = make_client("dynamodb", endpoint_url="http://127.0.0.1:9")
+
+    def answer(**_: Any) -> tuple[Any, dict[str, Any]]:
+        return types.SimpleNamespace(status_code=200, headers={}), {"TableNames": ["intercepted"]}
+
+    monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS",
+                        [*botocore.handlers.BUILTIN_HANDLERS, ("before-call.dynamodb.ListTables", answer)])
+    after = make_client("dynamodb", endpoint_url="http://127.0.0.1:9")
+    assert after._loader is not before._loader
+    assert after.list_tables()["TableNames"] == ["intercepted"]
+
+
 # -- DynamoDB Local specifics ----------------------------------------------------------------------
 @pytest.mark.dynamodb_local
 def test_dynamodb_local_listens_where_the_harness_says(dynamodb_local: Any) -> None:
