@@ -24,7 +24,8 @@
  *   configure_events(...), parse_changes(records)   replicator.events.parse_record's well-formed
  *                                              case, for a whole batch (None: ask the reference)
  *   configure_planner(PlannedWrite), plan_records(records, key_schema, guard, sequence_field,
- *       ttl_as_delete) -> list of PlannedWrite | None   replicator.plan.Planner's plan of a
+ *       ttl_as_delete[, stream_arn[, figures]]) -> list of PlannedWrite | None   (figures: a
+ *       list set to the batch's [first, last, highest, plain]) replicator.plan.Planner's plan of a
  *                                              whole batch of raw records, common case only
  *                                              (None: Python parses and plans the batch)
  *
