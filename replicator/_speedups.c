@@ -24,7 +24,8 @@
  *   configure_events(...), parse_changes(records)   replicator.events.parse_record's well-formed
  *                                              case, for a whole batch (None: ask the reference)
  *   configure_planner(PlannedWrite), plan_records(records, key_schema, guard, sequence_field,
- *       ttl_as_delete) -> list of PlannedWrite | None   replicator.plan.Planner's plan of a
+ *       ttl_as_delete[, stream_arn[, figures]]) -> list of PlannedWrite | None   (figures: a
+ *       list set to the batch's [first, last, highest, plain]) replicator.plan.Planner's plan of a
  *                                              whole batch of raw records, common case only
  *                                              (None: Python parses and plans the batch)
  *
@@ -335,6 +336,19 @@ handled_number(PyObject *text)
 static int
 set_slot(PyObject *descriptor, PyObject *obj, PyObject *value)
 {
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
+    /* What member_set does for a writable object slot of a type setup_maker checked obj is an
+     * instance of, without its checks (issue 21: ~45 instructions a slot, ~8 slots an operation):
+     * store a new reference, release the old one. */
+    PyMemberDef *member = Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
+                              ? ((PyMemberDescrObject *)descriptor)->d_member : NULL;
+    if (member != NULL && member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY)
+        && value != NULL) {
+        PyObject **slot = (PyObject **)((char *)obj + member->offset);
+        Py_XSETREF(*slot, Py_NewRef(value));
+        return 0;
+    }
+#endif
     return Py_TYPE(descriptor)->tp_descr_set(descriptor, obj, value);
 }
 
@@ -644,6 +658,16 @@ fail:
     return NULL;
 }
 
+/* a < b for two exact 1-byte str, as str compares them */
+static int
+one_byte_less(PyObject *a, PyObject *b)
+{
+    Py_ssize_t na = PyUnicode_GET_LENGTH(a), nb = PyUnicode_GET_LENGTH(b);
+    int order = memcmp(PyUnicode_1BYTE_DATA(a), PyUnicode_1BYTE_DATA(b),
+                       (size_t)(na < nb ? na : nb));
+    return order < 0 || (order == 0 && na < nb);
+}
+
 static PyObject *
 convert_string_set(PyObject *source)
 {
@@ -655,12 +679,29 @@ convert_string_set(PyObject *source)
     if (out == NULL) {
         return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(out); i++) {
+    Py_ssize_t size = PyList_GET_SIZE(out);
+    int one_byte = 1;
+    for (Py_ssize_t i = 0; i < size; i++) {
         if (!PyUnicode_CheckExact(PyList_GET_ITEM(out, i))
             || !storable_text(PyList_GET_ITEM(out, i), 0)) {
             Py_DECREF(out);
             return NULL;
         }
+        one_byte &= PyUnicode_KIND(PyList_GET_ITEM(out, i)) == PyUnicode_1BYTE_KIND;
+    }
+    if (one_byte && size <= 16) {
+        /* A stable insertion sort by str's order for 1-byte strings (bytes, then length): the
+         * order PyList_Sort gives, without its set-up (issue 21: ~400 instructions a set). */
+        PyObject **members = &PyList_GET_ITEM(out, 0);
+        for (Py_ssize_t i = 1; i < size; i++) {
+            PyObject *member = members[i];
+            Py_ssize_t j = i;
+            for (; j > 0 && one_byte_less(member, members[j - 1]); j--) {
+                members[j] = members[j - 1];
+            }
+            members[j] = member;
+        }
+        return out;
     }
     if (PyList_Sort(out) < 0) {
         Py_DECREF(out);
@@ -724,6 +765,64 @@ small_digits(PyObject *item, long long *value)
     return 1;
 }
 
+static int
+compare_long_long(const void *a, const void *b)
+{
+    long long x = *(const long long *)a, y = *(const long long *)b;
+    return (x > y) - (x < y);
+}
+
+/* sorted(map(int, source)) when every member is 1 to 18 ASCII digits, straight from the source
+ * list (nothing here runs Python code, so it cannot change meanwhile) and sorted as C integers
+ * (issue 21: the copy and PyList_Sort cost ~600 instructions a set); NULL without an error when
+ * a member is not such a number, NULL with one on an error. */
+static PyObject *
+small_number_set(PyObject *source)
+{
+    Py_ssize_t size = PyList_GET_SIZE(source);
+    long long stack[16], *values = stack;
+    for (Py_ssize_t i = 0; i < size; i++) {
+        if (!small_digits(PyList_GET_ITEM(source, i), &stack[0])) {
+            return NULL;
+        }
+    }
+    if (size > 16) {
+        values = PyMem_Malloc((size_t)size * sizeof(long long));
+        if (values == NULL) {
+            return PyErr_NoMemory();
+        }
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        (void)small_digits(PyList_GET_ITEM(source, i), &values[i]);
+    }
+    if (size <= 16) {
+        for (Py_ssize_t i = 1; i < size; i++) { /* insertion sort: a set has few members */
+            long long value = values[i];
+            Py_ssize_t j = i;
+            for (; j > 0 && values[j - 1] > value; j--) {
+                values[j] = values[j - 1];
+            }
+            values[j] = value;
+        }
+    }
+    else {
+        qsort(values, (size_t)size, sizeof(long long), compare_long_long);
+    }
+    PyObject *out = PyList_New(size);
+    for (Py_ssize_t i = 0; out != NULL && i < size; i++) {
+        PyObject *value = PyLong_FromLongLong(values[i]);
+        if (value == NULL) {
+            Py_CLEAR(out);
+            break;
+        }
+        PyList_SET_ITEM(out, i, value);
+    }
+    if (values != stack) {
+        PyMem_Free(values);
+    }
+    return out;
+}
+
 static PyObject *
 convert_number_set(PyObject *source)
 {
@@ -733,6 +832,10 @@ convert_number_set(PyObject *source)
     int all_small = 1;
     if (!PyList_CheckExact(source)) {
         return NULL;
+    }
+    out = small_number_set(source);
+    if (out != NULL || PyErr_Occurred()) {
+        return out;
     }
     items = PyList_GetSlice(source, 0, PyList_GET_SIZE(source));
     if (items == NULL) {
@@ -1366,6 +1469,39 @@ static const entry_name body_names[] = {
 static const entry_name identity_names[] = {ENTRY_NAME("principalId"), ENTRY_NAME("PrincipalId")};
 enum { B_SEQUENCE, B_NEW_IMAGE, B_OLD_IMAGE, B_KEYS, B_VIEW, B_CREATED, B_COUNT };
 
+/* Two exact str equal, as str == says (the same kind, length and data). */
+static int
+same_text(PyObject *a, PyObject *b)
+{
+#if PY_VERSION_HEX < 0x030C0000
+    if (!PyUnicode_IS_READY(a) || !PyUnicode_IS_READY(b)) {
+        return 0; /* a legacy string: the callers then decline or compare with == */
+    }
+#endif
+    Py_ssize_t length = PyUnicode_GET_LENGTH(a);
+    int kind = PyUnicode_KIND(a);
+    return a == b
+           || (PyUnicode_GET_LENGTH(b) == length && PyUnicode_KIND(b) == kind
+               && memcmp(PyUnicode_DATA(a), PyUnicode_DATA(b), (size_t)length * (size_t)kind) == 0);
+}
+
+/* dict[text] (borrowed; NULL, no error, when absent) for the few-entry name tables this module
+ * is configured with, whose keys are exact str: found by comparing the text, not hashing it -- a
+ * record's eventName and StreamViewType are fresh strings whose hash is not computed yet (issue
+ * 21: a hashing lookup cost ~360 instructions, two a record). */
+static PyObject *
+name_lookup(PyObject *dict, PyObject *text)
+{
+    Py_ssize_t position = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(dict, &position, &key, &value)) {
+        if (PyUnicode_CheckExact(key) && same_text(key, text)) {
+            return value;
+        }
+    }
+    return NULL;
+}
+
 static int
 read_record(PyObject *raw, record_fields *f, int created_cached)
 {
@@ -1395,10 +1531,9 @@ read_record(PyObject *raw, record_fields *f, int created_cached)
     if (!PyUnicode_CheckExact(name)) {
         return 0;
     }
-    PyObject *event_name = PyDict_GetItemWithError(ev_event_names, name);
+    PyObject *event_name = name_lookup(ev_event_names, name);
     if (event_name == NULL) {
-        /* DynamoDB Local's TTL name, or an unknown one: Python decides */
-        return PyErr_Occurred() ? -1 : 0;
+        return 0; /* DynamoDB Local's TTL name, or an unknown one: Python decides */
     }
     PyObject *is_ttl = Py_False;
     PyObject *identity = entries[R_USER_IDENTITY];
@@ -1438,9 +1573,9 @@ read_record(PyObject *raw, record_fields *f, int created_cached)
         if (!PyUnicode_CheckExact(view)) {
             return 0;
         }
-        view_type = PyDict_GetItemWithError(ev_view_types, view);
+        view_type = name_lookup(ev_view_types, view);
         if (view_type == NULL) {
-            return PyErr_Occurred() ? -1 : 0;
+            return 0;
         }
     }
     if (new_image == Py_None && event_name != ev_remove
@@ -1579,6 +1714,7 @@ parse_changes(PyObject *Py_UNUSED(module), PyObject *records)
  */
 
 static PyObject *pl_planned_write = NULL; /* replicator.plan.PlannedWrite */
+static PyObject *pl_fields_template = NULL; /* see configure_planner */
 static PyObject *s_kind, *s_filter, *s_document, *s_upsert, *s_replace, *s_update, *s_delete,
     *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main, *s_not, *s_gte,
     *s_replace_with, *s_literal, *s_order_key;
@@ -1774,6 +1910,20 @@ configure_planner(PyObject *Py_UNUSED(module), PyObject *planned_write)
         || check_plain_class(planned_write) < 0) {
         return NULL;
     }
+    /* write_fields' template: a PlannedWrite's __dict__, its names in the order the fields are
+     * declared (as the dataclass's __init__ sets them), collection and shard_key_move set */
+    PyObject *template = new_dict(7);
+    if (template == NULL || PyDict_SetItem(template, s_kind, Py_None) < 0
+        || PyDict_SetItem(template, s_filter, Py_None) < 0
+        || PyDict_SetItem(template, s_document, Py_None) < 0
+        || PyDict_SetItem(template, s_upsert, Py_None) < 0
+        || PyDict_SetItem(template, s_sequence_numbers, Py_None) < 0
+        || PyDict_SetItem(template, s_collection, s_main) < 0
+        || PyDict_SetItem(template, s_shard_key_move, Py_None) < 0) {
+        Py_XDECREF(template);
+        return NULL;
+    }
+    Py_XSETREF(pl_fields_template, template);
     Py_XSETREF(pl_planned_write, Py_NewRef(planned_write));
     Py_RETURN_NONE;
 }
@@ -1964,6 +2114,7 @@ configure_tombstones(PyObject *Py_UNUSED(module), PyObject *args)
 }
 
 static PyObject *padded_sequence(PyObject *sequence); /* zfill(40) of 1 to 40 digits */
+static int padded_compare(PyObject *a, PyObject *b); /* by zfill(40) value */
 
 /* One operation with its slots filled (maker) or by calling the class (cls(filter, update[,
  * upsert=True])). Steals nothing. */
@@ -2041,11 +2192,13 @@ tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
             if (PyErr_Occurred()) goto failed;
             goto not_mine;
         }
-        is_delete = kind == s_delete || PyUnicode_Compare(kind, s_delete) == 0;
-        if ((padded = padded_sequence(last)) == NULL) {
-            goto failed;
-        }
+        is_delete = kind == s_delete
+                    || (kind != s_replace && kind != s_update
+                        && PyUnicode_Compare(kind, s_delete) == 0);
         if (is_delete) {
+            if ((padded = padded_sequence(last)) == NULL) {
+                goto failed;
+            }
             PyObject *marker = NULL;
             /* {"$max": {seq: padded, deleted_at: now}}: tombstones._operations says why */
             PyObject *id_filter = PyDict_New(), *update = PyDict_New();
@@ -2071,9 +2224,10 @@ tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
             if (PyList_Append(upserts, write) < 0 || PyList_Append(ids, document_id) < 0) {
                 goto failed;
             }
-            if (lowest == NULL
-                || memcmp(PyUnicode_DATA(padded), PyUnicode_DATA(lowest), 40) < 0) {
-                Py_XSETREF(lowest, Py_NewRef(padded));
+            /* the lowest by padded value, padded once below (issue 21: a padded string per
+             * upsert cost ~180 instructions) */
+            if (lowest == NULL || padded_compare(last, lowest) < 0) {
+                Py_XSETREF(lowest, Py_NewRef(last));
             }
         }
         ok = 1;
@@ -2097,6 +2251,10 @@ tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
     }
     if (PyList_GET_SIZE(upserts) > 0) {
         PyObject *probe = NULL;
+        Py_SETREF(lowest, padded_sequence(lowest));
+        if (lowest == NULL) {
+            goto done;
+        }
         PyObject *probe_filter = Py_BuildValue("{O{OO}O{OO}}", s_id, s_in, ids, seq, s_gt, lowest);
         PyObject *update = Py_BuildValue("{O{OO}}", s_max, seq, s_empty);
         if (probe_filter != NULL && update != NULL) {
@@ -2510,7 +2668,10 @@ padded_sequence(PyObject *sequence)
 static PyObject *
 write_fields(PyObject *kind, PyObject *filter, PyObject *document, PyObject *upsert)
 {
-    PyObject *fields = new_dict(7); /* these 4, and planned_write's 3 */
+    /* A copy of the template, its values then replaced: the copy clones the template's table in
+     * one piece, and replacing a value costs less than inserting a name (issue 21: ~1,200
+     * instructions per write less than 7 insertions into a new dict). */
+    PyObject *fields = PyDict_Copy(pl_fields_template);
     if (fields == NULL) {
         return NULL;
     }
@@ -2640,6 +2801,16 @@ keys_agree(PyObject *keys, PyObject *image)
         if (!PyDict_Next(typed, &at, &tag, &payload) || !PyUnicode_CheckExact(payload)) {
             return 0;
         }
+        /* The common case without ==: the same tag (an exact str key) and an equal str payload
+         * (issue 21: dict == cost ~450 instructions a record); anything else compares below. */
+        Py_ssize_t there = 0;
+        PyObject *found_tag, *found_payload;
+        if (PyDict_Next(found, &there, &found_tag, &found_payload)
+            && PyUnicode_CheckExact(tag) && PyUnicode_CheckExact(found_tag)
+            && PyUnicode_CheckExact(found_payload) && same_text(tag, found_tag)
+            && same_text(payload, found_payload)) {
+            continue;
+        }
         Py_INCREF(found);
         Py_INCREF(typed);
         int same = PyObject_RichCompareBool(found, typed, Py_EQ);
@@ -2657,9 +2828,8 @@ keys_agree(PyObject *keys, PyObject *image)
 static PyObject *
 planned_write(PyObject *fields, PyObject *sequence_numbers)
 {
-    if (PyDict_SetItem(fields, s_sequence_numbers, sequence_numbers) < 0
-        || PyDict_SetItem(fields, s_collection, s_main) < 0
-        || PyDict_SetItem(fields, s_shard_key_move, Py_None) < 0) {
+    /* collection and shard_key_move: the template's */
+    if (PyDict_SetItem(fields, s_sequence_numbers, sequence_numbers) < 0) {
         return NULL;
     }
     return build_frozen(pl_planned_write, fields);
@@ -2668,19 +2838,36 @@ planned_write(PyObject *fields, PyObject *sequence_numbers)
 static PyObject *
 plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 5 && nargs != 6) {
+    if (nargs < 5 || nargs > 7) {
         PyErr_SetString(PyExc_TypeError, "plan_records(records, key_schema, guard, "
-                                         "sequence_field, ttl_as_delete[, stream_arn])");
+                                         "sequence_field, ttl_as_delete[, stream_arn[, "
+                                         "figures]])");
         return NULL;
     }
     PyObject *records = args[0], *key_schema = args[1], *field = args[3];
     /* stream_arn: records with an eventSourceARN must have exactly this one (None: none may have
      * one); the Replicator quarantines another table's records. Omitted: not checked. */
-    PyObject *stream_arn = nargs == 6 ? args[5] : NULL;
+    PyObject *stream_arn = nargs >= 6 ? args[5] : NULL;
     if (stream_arn != NULL && stream_arn != Py_None && !PyUnicode_CheckExact(stream_arn)) {
         PyErr_SetString(PyExc_TypeError, "plan_records: stream_arn must be a str or None");
         return NULL;
     }
+    /* figures: a list, set to [first, last, highest, plain] when a plan is returned -- the batch
+     * figures read in the same pass (issue 21: sequence_range, covered_sequences and
+     * newest_created read every record again, ~2,100 instructions per event): first and last as
+     * sequence_range(records) gives them ((None, None) for no record), highest the greatest
+     * ApproximateCreationDateTime that is an int or float (the first of equal ones; None when no
+     * record has one), plain whether every record's time is one of those or absent (otherwise
+     * highest says nothing). Untouched when the answer is None. */
+    PyObject *figures = nargs == 7 ? args[6] : NULL;
+    if (figures != NULL && !PyList_CheckExact(figures)) {
+        PyErr_SetString(PyExc_TypeError, "plan_records: figures must be a list");
+        return NULL;
+    }
+    /* first, last: borrowed, each a record's sequence, which items own; highest: owned (a
+     * conversion below may run Python code) */
+    PyObject *first = NULL, *last = NULL, *highest = NULL;
+    int plain = 1;
     int guard = PyObject_IsTrue(args[2]), ttl_as_delete = PyObject_IsTrue(args[4]);
     if (guard < 0 || ttl_as_delete < 0) {
         return NULL;
@@ -2747,6 +2934,28 @@ plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
                 goto decline_or_fail;
             }
         }
+        if (figures != NULL) { /* as sequence_range and newest_created read them */
+            if (first == NULL) {
+                first = last = f.sequence;
+            }
+            else {
+                if (padded_compare(f.sequence, first) < 0) first = f.sequence;
+                if (padded_compare(f.sequence, last) >= 0) last = f.sequence;
+            }
+            if (f.created == Py_None) {
+            }
+            else if (!PyLong_CheckExact(f.created) && !PyFloat_CheckExact(f.created)) {
+                plain = 0;
+            }
+            else if (highest == NULL) {
+                highest = Py_NewRef(f.created);
+            }
+            else {
+                int greater = PyObject_RichCompareBool(f.created, highest, Py_GT);
+                if (greater < 0) goto fail;
+                if (greater) Py_SETREF(highest, Py_NewRef(f.created));
+            }
+        }
         /* Own what the plan needs before any conversion can run Python code. */
         plan_record *item = &items[filled++];
         item->sequence = Py_NewRef(f.sequence);
@@ -2765,20 +2974,21 @@ plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         if (status <= 0) {
             goto decline_or_fail;
         }
-        PyObject *known = PyDict_GetItemWithError(groups, group_key);
-        if (known != NULL) {
-            item->group = PyLong_AsSsize_t(known);
-        }
-        else if (!PyErr_Occurred()) {
-            PyObject *number = PyLong_FromSsize_t(group_count);
-            status = number == NULL ? -1 : PyDict_SetItem(groups, group_key, number);
-            Py_XDECREF(number);
-            if (status == 0) status = PyList_Append(ids, document_id);
-            item->group = group_count++;
-        }
-        else {
+        /* One dict operation per record (issue 21: a lookup, then an insertion for each new
+         * key, cost ~400 instructions a record): the group's number, inserted when new. */
+        PyObject *number = PyLong_FromSsize_t(group_count);
+        PyObject *known = number == NULL ? NULL : PyDict_SetDefault(groups, group_key, number);
+        if (known == NULL) {
             status = -1;
         }
+        else if (known != number) {
+            item->group = PyLong_AsSsize_t(known);
+        }
+        else {
+            status = PyList_Append(ids, document_id);
+            item->group = group_count++;
+        }
+        Py_XDECREF(number);
         Py_DECREF(document_id);
         Py_DECREF(group_key);
         if (status < 0 || PyErr_Occurred()) {
@@ -2843,6 +3053,19 @@ plan_records(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t narg
         }
         Py_DECREF(write);
     }
+    if (figures != NULL) {
+        /* own records: first, last and highest are alive until own is released below */
+        PyObject *values = Py_BuildValue("[OOOO]", first != NULL ? first : Py_None,
+                                         last != NULL ? last : Py_None,
+                                         highest != NULL ? highest : Py_None,
+                                         plain ? Py_True : Py_False);
+        if (values == NULL
+            || PyList_SetSlice(figures, 0, PyList_GET_SIZE(figures), values) < 0) {
+            Py_XDECREF(values);
+            goto fail;
+        }
+        Py_DECREF(values);
+    }
     result = Py_NewRef(writes);
     goto cleanup;
 
@@ -2868,6 +3091,7 @@ cleanup:
     Py_XDECREF(groups);
     Py_XDECREF(ids);
     Py_XDECREF(writes);
+    Py_XDECREF(highest);
     Py_DECREF(own);
     return result;
 }
@@ -2924,7 +3148,8 @@ static PyMethodDef speedups_methods[] = {
     {"configure_planner", configure_planner, METH_O,
      "configure_planner(PlannedWrite): the plain frozen dataclass plan_records builds."},
     {"plan_records", (PyCFunction)(void (*)(void))plan_records, METH_FASTCALL,
-     "plan_records(records, key_schema, guard, sequence_field, ttl_as_delete[, stream_arn])\n"
+     "plan_records(records, key_schema, guard, sequence_field, ttl_as_delete[, stream_arn[, "
+     "figures]])\n"
      "-> list of"
      "PlannedWrite | None: Planner.plan(*parse_records(records)).writes for the common case\n"
      "(None: Python plans the batch)."},

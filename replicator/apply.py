@@ -171,7 +171,9 @@ def _bulk_write(
     result.round_trips = 1
     result.applied.extend(writes)
     upserted = getattr(answer, "upserted_ids", None) or {}
-    result.inserted.extend(writes[index] for index in sorted(upserted) if index < len(writes))
+    if upserted:
+        count = len(writes)
+        result.inserted.extend([writes[index] for index in sorted(upserted) if index < count])
     return result
 
 

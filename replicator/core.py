@@ -185,6 +185,7 @@ class Replicator:
         result = BatchResult(records=len(records), shard_id=shard_id,
                              collection=getattr(self.collection, "name", None))
         seconds = deadline.budget(remaining_s, self.settings.deadline_margin_s)
+        figures = None
         if seconds is not None and seconds <= 0:
             self._fail_all(records, result, f"{remaining_s:.3f} s left: not more than the "
                                            "deadline margin (Settings.deadline_margin_s)")
@@ -195,17 +196,20 @@ class Replicator:
                     self._settle_ties(plan, result)
                 self._settle_bad_records(plan, result)
                 self._write(plan, result, records)
-        self._close(result, records, since, table)
+                figures = plan.native_figures
+        self._close(result, records, since, table, figures)
         return result
 
     def _close(self, result: BatchResult, records: Sequence[Any], since: float,
-               table: str | None) -> None:
+               table: str | None, figures: tuple[Any, Any, Any, bool] | None = None) -> None:
         """Fill in the batch's figures and log its one summary line (never one per record:
-        the quarantine collection holds each bad record with its error)."""
+        the quarantine collection holds each bad record with its error). ``figures``: the C
+        planner's (WritePlan.native_figures), which hold the sequence range already."""
         result.duration_s = time.monotonic() - since
         pinned = self.source.table_arn
         result.table = table or (pinned.rpartition(":table/")[2] if pinned else None)
-        span = (self.native.sequence_range(records)
+        span = (figures[:2] if figures is not None
+                else self.native.sequence_range(records)
                 if self.native is not None and type(records) is list else None)
         if span is not None:  # the C accelerator: the same answer as below, in one pass
             result.first_sequence_number, result.last_sequence_number = span
@@ -331,7 +335,9 @@ class Replicator:
     def _write(self, plan: WritePlan, result: BatchResult, records: Sequence[Any] = ()) -> None:
         sequence_field = self.settings.sequence_field
         rejected: list[tuple[PlannedWrite, apply.Rejection, str]] = []
-        archive_writes = plan.archive_writes
+        figures = plan.native_figures
+        # the C planner's writes are all for the main collection (two list passes saved)
+        archive_writes = plan.archive_writes if figures is None else []
         blocked: set[tuple[str, ...]] = set()
         if archive_writes:
             outcome = apply.write(self.archive, archive_writes, sequence_field=sequence_field,
@@ -343,7 +349,7 @@ class Replicator:
             # A rejected archive write keeps the old image in the quarantine (its raw record):
             # the delete may go ahead, nothing is lost.
             rejected.extend((w, why, "dynamodb.OldImage") for w, why in outcome.rejected)
-        main = plan.main_writes
+        main = plan.main_writes if figures is None else list(plan.writes)
         if blocked:
             main = [w for w in main if w.sequence_numbers not in blocked]
         cleanup: list[PlannedWrite] = []
@@ -383,6 +389,14 @@ class Replicator:
             result.newest_applied_at = max(
                 (c.created_at for c in plan.changes
                  if c.sequence_number in wanted and c.created_at is not None), default=None)
+        elif (figures is not None and figures[3] and not undone
+              and len(outcome.applied) == len(plan.writes)
+              and (figures[2] is None or (newest := _created_at(figures[2])) is not None)):
+            # Every write of a C plan applied: they stand for every record of the batch (the C
+            # planner plans all or nothing, one write per _id covering each of its records), so
+            # the newest time is the batch's, read in the planner's pass (issue 21: ~2,000
+            # instructions per event less than reading the records again).
+            result.newest_applied_at = None if figures[2] is None else newest
         elif outcome.applied:
             result.newest_applied_at = _newest_created(
                 records, (w for w in outcome.applied if w.sequence_numbers not in undone)
@@ -513,6 +527,12 @@ def _newest_created(records: Sequence[Any], applied: Iterable[PlannedWrite],
     if rest is not None and (newest is None or rest > newest):
         newest = rest
     return newest
+
+
+def _created_at(seconds: int | float) -> datetime | None:
+    """Epoch seconds -> the aware datetime :func:`_newest_created` gives for them (None: not a
+    time)."""
+    return creation_time_of({"dynamodb": {"ApproximateCreationDateTime": seconds}})
 
 
 def _newest_created_each(records: Sequence[Any], wanted: set[str]) -> datetime | None:

@@ -118,10 +118,14 @@ class Planner:
             self.settings.sequence_field,
             self.settings.ttl_deletes == "delete",
         )
-        writes = self._native_plan(
-            *arguments, *(() if stream_arn is ANY_STREAM else (stream_arn,))
-        )
-        return None if writes is None else WritePlan(writes=writes)
+        # the batch figures come along where the stream is pinned (the Replicator's call)
+        figures: list[Any] = []
+        writes = (self._native_plan(*arguments) if stream_arn is ANY_STREAM
+                  else self._native_plan(*arguments, stream_arn, figures))
+        if writes is None:
+            return None
+        return WritePlan(writes=writes, native_figures=(
+            (figures[0], figures[1], figures[2], figures[3]) if figures else None))
 
     def plan(self, changes: Sequence[Change], bad_records: Sequence[BadRecord] = ()) -> WritePlan:
         bad = list(bad_records)

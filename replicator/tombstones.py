@@ -191,7 +191,7 @@ class TombstoneStore:
         tombstone's sequence number: one find. Raises PyMongoError (the caller decides)."""
         if not upserts:
             return []
-        ids = [w.document_id for w in upserts]
+        ids = [w.filter["_id"] for w in upserts]  # w.document_id without a frame per write
         found = {}
         for tombstone in self.collection.find({"_id": {"$in": ids}}, {SEQUENCE: 1}):
             found[_key(tombstone["_id"])] = tombstone.get(SEQUENCE, "")

@@ -237,6 +237,13 @@ class WritePlan:
     #: the parsed changes of a Kinesis batch (replicator.ties reads their keys and images); []
     #: for DynamoDB Streams batches
     changes: list[Change] = field(default_factory=list)
+    #: a plan the C planner made of a whole batch (every record in exactly one write, every write
+    #: for the main collection): the batch figures read in the same pass, ``(first, last,
+    #: highest, plain)`` -- the lowest and highest SequenceNumber as the batch summary picks them,
+    #: the highest ApproximateCreationDateTime in epoch seconds (None: no record has one) and
+    #: whether that covers every record's time (False: a datetime, which it does not compare);
+    #: None for any other plan. Not part of a plan's equality (the same plan either way).
+    native_figures: tuple[Any, Any, Any, bool] | None = field(default=None, compare=False)
 
     @property
     def main_writes(self) -> list[PlannedWrite]:

@@ -826,7 +826,32 @@ def assert_same_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite]
     assert [list(w.__dict__.items()) for w in fast] == [
         [(k, v) for k, v in w.__dict__.items()] for w in expected.writes
     ]
+    assert_same_figures(settings, batch, fast)
     return fast
+
+
+def assert_same_figures(settings: Settings, batch: list[Any], fast: list[PlannedWrite]) -> None:
+    """plan_records' figures (WritePlan.native_figures) against the references the Replicator
+    uses without them: core._sequences_of with min/max (the batch summary's range) and
+    core._newest_created of every write (all applied), in pure Python."""
+    figures: list[Any] = ["left"]
+    again = speedups_module.plan_records(
+        batch, settings.key_schema, settings.guard, settings.sequence_field,
+        settings.ttl_deletes == "delete", PINNED, figures,
+    )
+    assert again == fast
+    first, last, highest, plain = figures
+    sequences = core_module._sequences_of(batch)
+    assert (first, last) == ((min(sequences, key=core_module._PADDED),
+                              max(reversed(sequences), key=core_module._PADDED))
+                             if sequences else (None, None))
+    assert (first, last) == speedups_module.sequence_range(batch)
+    if plain:
+        newest = None if highest is None else core_module._created_at(highest)
+        assert newest == core_module._newest_created(batch, fast)
+    else:
+        assert any(isinstance(r["dynamodb"].get("ApproximateCreationDateTime"), datetime)
+                   for r in batch)
 
 
 KEY_S = st.sampled_from(["a", "b", "c", "é"])
@@ -1357,3 +1382,87 @@ def test_the_covered_sequence_numbers_in_c_are_the_references(
         writes[odd] = dataclasses.replace(writes[odd], sequence_numbers=(1,))
         assert speedups.covered_sequences(writes) is None
     assert speedups.covered_sequences(tuple(writes)) is None
+
+
+# -- issue 21, round 2: what the C planner now does differently, against the references ----------
+_set_texts = st.one_of(
+    st.text(alphabet="ab", max_size=3),  # many equal members, prefixes of each other
+    st.text(alphabet=st.characters(max_codepoint=0xFF, exclude_categories=("Cs",)), max_size=3),
+    st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=2),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(members=st.lists(_set_texts, max_size=40),
+       numbers=st.lists(st.from_regex(r"[0-9]{1,18}", fullmatch=True), max_size=40))
+def test_sets_sorted_in_c_are_the_references(speedups: Any, members: list[str],
+                                             numbers: list[str]) -> None:
+    # SS and NS members sorted without PyList_Sort: up to 16 by insertion, more by qsort (NS)
+    # or PyList_Sort (SS); the input list is left as it was
+    image = {"ss": {"SS": list(members)}, "ns": {"NS": list(numbers)}}
+    fast = assert_agrees(speedups, image)
+    if all(m.isascii() or max(map(ord, m)) <= 0xFF for m in members):
+        assert fast is not None
+    assert image == {"ss": {"SS": members}, "ns": {"NS": numbers}}
+
+
+def test_records_with_unusual_names_and_keys_are_planned_as_the_reference(speedups: Any) -> None:
+    # eventName / StreamViewType found by their text (not their hash), Keys compared without ==
+    # where their tag and text are the same: equal texts of other objects, other kinds, near misses
+    def record(sequence: str, name: str, view: str, keys: Any, new: Any) -> dict[str, Any]:
+        body = {"SequenceNumber": sequence, "Keys": keys, "StreamViewType": view,
+                "ApproximateCreationDateTime": 1765100000 + int(sequence)}
+        if new is not None:
+            body["NewImage"] = new
+        return {"eventID": sequence, "eventName": name, "dynamodb": body,
+                "eventSourceARN": PINNED}
+
+    fresh = "".join(["INS", "ERT"])  # equal text, another object, no hash computed
+    key = {"pk": {"S": "".join(["k", "1"])}}
+    image = {"pk": {"S": "k1"}, "v": {"N": "1"}}
+    cases = [
+        [record("1", fresh, "".join(["NEW_AND_OLD", "_IMAGES"]), key, image)],
+        [record("1", "INSERT", "NEW_IMAGE", key, {"pk": {"S": "k2"}, "v": {"N": "1"}})],
+        [record("1", "INSERT", "NEW_IMAGE", key, {"pk": {"N": "1"}})],
+        [record("1", "INSERT", "NEW_IMAGE", {"pk": {"N": "7"}}, {"pk": {"N": "07"}})],
+        [record("1", "INSERT", "NEW_IMAGE", key, {"pk": {"S": "k1", "N": "1"}})],
+        [record("1", "INSERTS", "NEW_IMAGE", key, image)],
+        [record("1", "INSER", "NEW_IMAGE", key, image)],
+        [record("1", "INSERT", "NEW_IMAGES", key, image)],
+        [record("1", "INSERT", "ÑEW_IMAGE", key, image)],
+        [record("2", "MODIFY", "NEW_AND_OLD_IMAGES", key, image),
+         record("1", "INSERT", "NEW_AND_OLD_IMAGES", key, image),
+         record("3", "REMOVE", "NEW_AND_OLD_IMAGES", key, None)],
+    ]
+    planned = [assert_same_plan(Settings(), batch) is not None for batch in cases]
+    # C plans the equal texts of other objects; the near misses and disagreeing keys are Python's
+    assert planned == [True, *[False] * 8, True]
+
+
+def test_plan_records_figures(speedups: Any) -> None:
+    def record(sequence: str, created: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {"SequenceNumber": sequence, "Keys": {"pk": {"S": sequence}},
+                                "NewImage": {"pk": {"S": sequence}}}
+        if created is not None:
+            body["ApproximateCreationDateTime"] = created
+        return {"eventName": "INSERT", "dynamodb": body}
+
+    batch = [record("300", 5), record("20", 9.5), record("0020", 9), record("0300", 9.5),
+             record("1", None)]
+    figures: list[Any] = []
+    assert speedups.plan_records(batch, None, True, "_seq", True, None, figures) is not None
+    assert figures == ["1", "0300", 9.5, True]
+    assert figures[2] is batch[1]["dynamodb"]["ApproximateCreationDateTime"]  # the first of equal
+    page = datetime(2026, 12, 7, tzinfo=timezone.utc)
+    figures = []
+    assert speedups.plan_records([record("1", page)], None, True, "_seq", True, None,
+                                 figures) is not None
+    assert figures == ["1", "1", None, False]
+    figures = ["untouched"]  # Python decides: nothing filled in
+    assert speedups.plan_records([record("1", 5), {"x": 1}], None, True, "_seq", True, None,
+                                 figures) is None
+    assert figures == ["untouched"]
+    assert speedups.plan_records([], None, True, "_seq", True, None, figures) == []
+    assert figures == [None, None, None, True]
+    with pytest.raises(TypeError):
+        speedups.plan_records([], None, True, "_seq", True, None, ())
