@@ -152,14 +152,14 @@ def test_equal_times_in_one_batch_are_a_tie_even_when_they_chain(mongoeco_db: An
     assert len(result.quarantined) == 3 and result.failures == []
 
 
-def test_a_chain_is_no_proof_the_table_decides(mongoeco_db: Any, table: Any) -> None:
+def test_a_chain_is_no_proof_the_table_decides(mongoeco_db: Any, users_table: Any) -> None:
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, item_reader=DynamoDBItemReader(users_table, "users"))
     c = Changes()
     replicator.process(event(c.insert("a", 1, T0_MS - 1)))
     # the table went 1->2->3->1 in one millisecond; 1->2 and 3->1 come first, and chain as
     # 3->1->2 (ending at 2), but the table ends at 1
-    table.put_item(TableName="users", Item=item("a", 1))
+    users_table.put_item(TableName="users", Item=item("a", 1))
     one_two, two_three, three_one = (c.modify("a", 1, 2, T0_MS), c.modify("a", 2, 3, T0_MS),
                                      c.modify("a", 3, 1, T0_MS))
     replicator.process(event(one_two, three_one))
@@ -167,15 +167,15 @@ def test_a_chain_is_no_proof_the_table_decides(mongoeco_db: Any, table: Any) -> 
     assert values(collection) == {"a": 1}
 
 
-def test_a_remove_and_an_insert_of_one_time(mongoeco_db: Any, table: Any) -> None:
+def test_a_remove_and_an_insert_of_one_time(mongoeco_db: Any, users_table: Any) -> None:
     collection = mongoeco_db["items"]
     c = Changes()
     Replicator(collection).process(event(c.insert("a", 1, T0_MS - 5)))
     batch = [c.insert("a", 2, T0_MS), c.remove("a", 1, T0_MS)]  # the INSERT arrives first
     refused = Replicator(collection).process(event(*batch))
     assert values(collection) == {"a": 1} and len(refused.quarantined) == 2
-    table.put_item(TableName="users", Item=item("a", 2))
-    Replicator(collection, item_reader=DynamoDBItemReader(table, "users")).process(event(*batch))
+    users_table.put_item(TableName="users", Item=item("a", 2))
+    Replicator(collection, item_reader=DynamoDBItemReader(users_table, "users")).process(event(*batch))
     assert values(collection) == {"a": 2}
 
 
@@ -213,21 +213,12 @@ def test_a_tie_with_the_stored_document_is_quarantined_without_read_back(
         "equal ApproximateCreationDateTime")
 
 
-@pytest.fixture
-def table(aws: None) -> Any:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(TableName="users", BillingMode="PAY_PER_REQUEST",
-                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
-    return client
-
-
-def test_read_back_decides_a_tie_with_the_stored_document(mongoeco_db: Any, table: Any) -> None:
+def test_read_back_decides_a_tie_with_the_stored_document(mongoeco_db: Any, users_table: Any) -> None:
     collection = mongoeco_db["items"]
-    reader = DynamoDBItemReader(table, "users")
+    reader = DynamoDBItemReader(users_table, "users")
     c = Changes()
     # the table went 1 -> 2 -> 3 within one millisecond; 2->3 arrived first, then 1->2
-    table.put_item(TableName="users", Item=item("a", 3))
+    users_table.put_item(TableName="users", Item=item("a", 3))
     replicator = Replicator(collection, item_reader=reader)
     replicator.process(event(c.modify("a", 2, 3, T0_MS)))
     late = replicator.process(event(c.modify("a", 1, 2, T0_MS)))
@@ -239,29 +230,29 @@ def test_read_back_decides_a_tie_with_the_stored_document(mongoeco_db: Any, tabl
     assert values(collection) == {"a": 3} and newer.applied == 1
 
 
-def test_read_back_decides_a_cycle_and_a_remove_tie(mongoeco_db: Any, table: Any) -> None:
+def test_read_back_decides_a_cycle_and_a_remove_tie(mongoeco_db: Any, users_table: Any) -> None:
     collection = mongoeco_db["items"]
-    reader = DynamoDBItemReader(table, "users")
+    reader = DynamoDBItemReader(users_table, "users")
     replicator = Replicator(collection, item_reader=reader)
     c = Changes()
-    table.put_item(TableName="users", Item=item("a", 1))
+    users_table.put_item(TableName="users", Item=item("a", 1))
     replicator.process(event(c.modify("a", 2, 1, T0_MS), c.modify("a", 1, 2, T0_MS)))
     assert values(collection) == {"a": 1}
     # an INSERT stored, a REMOVE of the same time arrives: the item is gone from the table
-    table.put_item(TableName="users", Item=item("b", 5))
+    users_table.put_item(TableName="users", Item=item("b", 5))
     replicator.process(event(c.insert("b", 5, T0_MS)))
-    table.delete_item(TableName="users", Key=keys("b"))
+    users_table.delete_item(TableName="users", Key=keys("b"))
     replicator.process(event(c.remove("b", 5, T0_MS)))
     assert "b" not in values(collection)
     assert mongoeco_db["items_tombstones"].find_one({"_id": "b"})["seq"].endswith(".-")
 
 
 def test_a_tie_no_candidate_of_which_is_current_is_superseded(mongoeco_db: Any,
-                                                              table: Any) -> None:
+                                                              users_table: Any) -> None:
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, item_reader=DynamoDBItemReader(users_table, "users"))
     c = Changes()
-    table.put_item(TableName="users", Item=item("a", 9))  # moved on since
+    users_table.put_item(TableName="users", Item=item("a", 9))  # moved on since
     replicator.process(event(c.modify("a", 2, 1, T0_MS), c.modify("a", 1, 2, T0_MS)))
     assert values(collection) == {}
     replicator.process(event(c.modify("a", 1, 9, T0_MS + 1)))  # the change that made it
@@ -463,14 +454,14 @@ def test_bad_records_fail_names_the_kinesis_sequence_number(mongoeco_db: Any) ->
 
 
 def test_a_tie_between_a_tombstone_and_an_insert_of_one_time(mongoeco_db: Any,
-                                                             table: Any) -> None:
+                                                             users_table: Any) -> None:
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, item_reader=DynamoDBItemReader(users_table, "users"))
     c = Changes()
     replicator.process(event(c.insert("a", 1, T0_MS - 1)))
     replicator.process(event(c.remove("a", 1, T0_MS)))  # a tombstone of time T0
     # the item was put again in the same millisecond: the table holds it
-    table.put_item(TableName="users", Item=item("a", 2))
+    users_table.put_item(TableName="users", Item=item("a", 2))
     result = replicator.process(event(c.insert("a", 2, T0_MS)))
     assert values(collection) == {"a": 2} and result.applied == 1
     # a redelivery of the REMOVE now ties with the document: the table says the item exists
@@ -537,12 +528,12 @@ def test_the_handler_takes_a_kinesis_event(monkeypatch: pytest.MonkeyPatch,
 
 
 # -- shuffled and duplicated histories converge ----------------------------------------------------
-def _deliver(seed: int, collection: Any, table: Any) -> tuple[dict[str, Any], list[str]]:
+def _deliver(seed: int, collection: Any, users_table: Any) -> tuple[dict[str, Any], list[str]]:
     """One seeded history, delivered shuffled, 30 % duplicated, in batches of 1-6 (the read-back
     reads the table's final items): the final items, and what went wrong on the way (a record
     quarantined or failed, a document whose time went back)."""
-    rng, delivered, final = shuffled_history(seed, table)
-    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    rng, delivered, final = shuffled_history(seed, users_table)
+    replicator = Replicator(collection, item_reader=DynamoDBItemReader(users_table, "users"))
     seen: dict[str, str] = {}
     problems = []
     while delivered:
@@ -559,7 +550,7 @@ def _deliver(seed: int, collection: Any, table: Any) -> tuple[dict[str, Any], li
 
 
 @pytest.mark.slow
-def test_the_histories_catch_a_planted_last_arrival_wins(mongoeco_db: Any, table: Any,
+def test_the_histories_catch_a_planted_last_arrival_wins(mongoeco_db: Any, users_table: Any,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     from replicator import ties
 
@@ -570,7 +561,7 @@ def test_the_histories_catch_a_planted_last_arrival_wins(mongoeco_db: Any, table
     monkeypatch.setattr(ties, "_decide", last_arrival_wins)
     caught = []
     for seed in range(6):
-        final, problems = _deliver(seed, mongoeco_db[f"c{seed}"], table)
+        final, problems = _deliver(seed, mongoeco_db[f"c{seed}"], users_table)
         if problems or values(mongoeco_db[f"c{seed}"]) != final:
             caught.append(seed)
     assert caught  # the checks below can fail
@@ -578,8 +569,8 @@ def test_the_histories_catch_a_planted_last_arrival_wins(mongoeco_db: Any, table
 
 @pytest.mark.parametrize("seed", fast_first(range(12), 3))
 def test_shuffled_duplicated_deliveries_converge_with_read_back(
-        seed: int, mongoeco_db: Any, table: Any) -> None:
-    final, problems = _deliver(seed, mongoeco_db["items"], table)
+        seed: int, mongoeco_db: Any, users_table: Any) -> None:
+    final, problems = _deliver(seed, mongoeco_db["items"], users_table)
     assert problems == []
     assert values(mongoeco_db["items"]) == final
 
@@ -614,14 +605,14 @@ def test_tombstones_outlive_a_year_long_stream(mongoeco_db: Any) -> None:
 
 
 # -- recover ---------------------------------------------------------------------------------------
-def test_recover_says_a_kinesis_collection_needs_a_replay(mongoeco_db: Any, table: Any) -> None:
+def test_recover_says_a_kinesis_collection_needs_a_replay(mongoeco_db: Any, users_table: Any) -> None:
     from replicator.migrate.gap import newest_stored_sequence
     from replicator.poller import Poller
 
     collection = mongoeco_db["items"]
     c = Changes()
     Replicator(collection).process(event(c.insert("a", 1)))
-    poller = Poller(boto3.client("dynamodbstreams", region_name="us-east-1"), table, "users",
+    poller = Poller(boto3.client("dynamodbstreams", region_name="us-east-1"), users_table, "users",
                     collection, Settings(key_schema=("id",)), key_schema=("id",),
                     stream_arn="arn:aws:dynamodb:us-east-1:123456789012:table/users/stream/x")
     with pytest.raises(ConfigurationError, match="recovery is a replay"):

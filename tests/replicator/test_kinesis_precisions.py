@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
 import pytest
 
 from replicator.core import Replicator
@@ -18,15 +17,6 @@ from replicator.settings import SEQUENCE_FIELD
 from support.kinesis import T0_MS, change_json, event, item, keys, kinesis_record
 
 T0_US = T0_MS * 1000
-
-
-@pytest.fixture
-def table(aws: None) -> Any:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(TableName="users", BillingMode="PAY_PER_REQUEST",
-                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
-    return client
 
 
 def micro(old: int, new: int, at_us: int, n: int) -> dict[str, Any]:
@@ -53,15 +43,15 @@ OFFSETS = [1, 300, 999]
 @pytest.mark.parametrize("last", ["milli", "micro"])
 @pytest.mark.parametrize("layout", ["micro-stored-first", "one-batch", "one-batch-reversed"])
 def test_a_millisecond_change_and_a_microsecond_one_inside_it_are_decided_by_the_table(
-        mongoeco_db: Any, table: Any, offset: int, last: str, layout: str) -> None:
+        mongoeco_db: Any, users_table: Any, offset: int, last: str, layout: str) -> None:
     # the table went 1 -> 2 -> 3 or 1 -> 3 -> 2 within one millisecond, one change recorded in
     # microseconds, the other in milliseconds; the item now holds the last one's state
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, item_reader=DynamoDBItemReader(users_table, "users"))
     replicator.process(event(micro(0, 1, T0_US - 5000, 1)))
     mine, other = (milli(1, 2, T0_MS, 2), micro(1, 3, T0_US + offset, 3))
     final = 2 if last == "milli" else 3
-    table.put_item(TableName="users", Item=item("a", final))
+    users_table.put_item(TableName="users", Item=item("a", final))
     batches = {"micro-stored-first": [[other], [mine]], "one-batch": [[other, mine]],
                "one-batch-reversed": [[mine, other]]}[layout]
     for batch in batches:

@@ -11,7 +11,6 @@ import copy
 import json
 from typing import Any
 
-import boto3
 import pytest
 
 from replicator.core import Replicator
@@ -33,29 +32,20 @@ def document(collection: Any, id_: str = "a") -> dict[str, Any] | None:
     return found
 
 
-@pytest.fixture
-def table(aws: None) -> Any:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(TableName="users", BillingMode="PAY_PER_REQUEST",
-                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
-    return client
-
-
 # -- Kinesis + merge mode ------------------------------------------------------------------------
 @pytest.mark.parametrize("one_batch", [True, False], ids=["one-batch", "two-batches"])
 def test_a_remove_and_reinsert_in_one_millisecond_drops_the_applications_fields(
-        mongoeco_db: Any, table: Any, one_batch: bool) -> None:
+        mongoeco_db: Any, users_table: Any, one_batch: bool) -> None:
     # docs/write-modes.md: a REMOVE deletes the document with the other applications' fields,
     # whether the re-insert comes in the same batch or not. In one batch the two changes of one
     # millisecond are a tie, which read-back decides for the INSERT: that write must still start
     # from nothing (it kept "app" before the fix: the tie's candidates ignored the REMOVE)
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(users_table, "users"))
     c = Changes()
     replicator.process(event(c.insert("a", 1, T0_MS - 5)))
     collection.update_one({"_id": "a"}, {"$set": APP})
-    table.put_item(TableName="users", Item=item("a", 2))
+    users_table.put_item(TableName="users", Item=item("a", 2))
     remove, insert = c.remove("a", 1, T0_MS), c.insert("a", 2, T0_MS)
     if one_batch:
         result = replicator.process(event(remove, insert))
@@ -84,13 +74,13 @@ def test_duplicates_and_reorders_keep_the_applications_fields(mongoeco_db: Any) 
 
 
 def test_a_tie_with_the_stored_document_decided_by_read_back_keeps_the_fields(
-        mongoeco_db: Any, table: Any) -> None:
+        mongoeco_db: Any, users_table: Any) -> None:
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(users_table, "users"))
     c = Changes()
     replicator.process(event(c.modify("a", 1, 2, T0_MS)))
     collection.update_one({"_id": "a"}, {"$set": APP})
-    table.put_item(TableName="users", Item={**item("a", 3), "w": {"S": "x"}})
+    users_table.put_item(TableName="users", Item={**item("a", 3), "w": {"S": "x"}})
     change = c.record("MODIFY", "a", new=3, old=2, at=T0_MS)
     data = json.loads(base64.b64decode(change["kinesis"]["data"]))
     data["dynamodb"]["NewImage"]["w"] = {"S": "x"}
@@ -241,7 +231,7 @@ def test_a_copy_passes_the_source_pin_and_orders_below_kinesis_changes(
 # -- merge mode under shuffled, duplicated Kinesis histories -------------------------------------
 @pytest.mark.parametrize("seed", fast_first(range(6), 2))
 def test_shuffled_histories_converge_in_merge_mode_beside_another_application(
-        seed: int, mongoeco_db: Any, table: Any) -> None:
+        seed: int, mongoeco_db: Any, users_table: Any) -> None:
     """test_kinesis.py's histories (same-millisecond changes, cycles, REMOVEs and re-inserts),
     delivered shuffled and duplicated with read-back, in merge mode, while another application
     sets a field on every document after each batch: the table's part converges and nothing is
@@ -249,9 +239,9 @@ def test_shuffled_histories_converge_in_merge_mode_beside_another_application(
     the other application's fields together)."""
     from support.kinesis import shuffled_history
 
-    rng, delivered, final = shuffled_history(seed, table)
+    rng, delivered, final = shuffled_history(seed, users_table)
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(users_table, "users"))
     problems: list[str] = []
     while delivered:
         size = rng.randint(1, 6)

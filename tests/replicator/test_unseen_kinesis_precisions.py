@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-import boto3
 import pytest
 
 from replicator.core import Replicator
@@ -18,15 +17,6 @@ from replicator.settings import Settings
 from support.kinesis import T0_MS, change_json, event, item, keys, kinesis_record
 
 T0_US = T0_MS * 1000
-
-
-@pytest.fixture
-def table(aws: None) -> Any:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(TableName="users", BillingMode="PAY_PER_REQUEST",
-                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
-    return client
 
 
 def rec(name: str, n: int, *, at: int, micro: bool, old: int | None = None,
@@ -62,14 +52,14 @@ def batchings(records: list[Any]) -> list[list[list[Any]]]:
 @pytest.mark.parametrize("present", [True, False], ids=["reinserted", "removed"])
 @pytest.mark.parametrize("layout", ["micro-stored-first", "one-batch"])
 def test_a_millisecond_remove_and_a_microsecond_insert_inside_it(
-        mongoeco_db: Any, table: Any, offset: int, present: bool, layout: str) -> None:
+        mongoeco_db: Any, users_table: Any, offset: int, present: bool, layout: str) -> None:
     # the item is deleted (MILLISECOND) and re-inserted (MICROSECOND) within one millisecond, in
     # either order: the table tells which came last
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, item_reader=DynamoDBItemReader(users_table, "users"))
     replicator.process(event(rec("INSERT", 1, at=T0_US - 5000, micro=True, new=1)))
     if present:
-        table.put_item(TableName="users", Item=item("a", 2))
+        users_table.put_item(TableName="users", Item=item("a", 2))
     remove = rec("REMOVE", 2, at=T0_MS, micro=False, old=1)
     insert = rec("INSERT", 3, at=T0_US + offset, micro=True, new=2)
     batches = {"micro-stored-first": [[insert], [remove]], "one-batch": [[remove, insert]]}[layout]
@@ -82,16 +72,16 @@ def test_a_millisecond_remove_and_a_microsecond_insert_inside_it(
 @pytest.mark.parametrize("present", [True, False], ids=["reinserted", "removed"])
 @pytest.mark.parametrize("mode", ["replace", "merge"])
 def test_a_millisecond_insert_after_a_microsecond_remove_inside_it(
-        mongoeco_db: Any, table: Any, present: bool, mode: str) -> None:
+        mongoeco_db: Any, users_table: Any, present: bool, mode: str) -> None:
     # the REMOVE (MICROSECOND, at .300) applied first and left a tombstone; the MILLISECOND
     # INSERT of that millisecond arrives next: before or after the REMOVE, the table says (the
     # tombstone the table decided the INSERT is newer than must not block it)
     collection = mongoeco_db["items"]
     replicator = Replicator(collection, Settings(write_mode=mode),
-                            item_reader=DynamoDBItemReader(table, "users"))
+                            item_reader=DynamoDBItemReader(users_table, "users"))
     replicator.process(event(rec("INSERT", 1, at=T0_US - 5000, micro=True, new=1)))
     if present:
-        table.put_item(TableName="users", Item=item("a", 2))
+        users_table.put_item(TableName="users", Item=item("a", 2))
     for batch in ([rec("REMOVE", 2, at=T0_US + 300, micro=True, old=1)],
                   [rec("INSERT", 3, at=T0_MS, micro=False, new=2)]):
         result = replicator.process(event(*batch))
@@ -103,7 +93,7 @@ def test_a_millisecond_insert_after_a_microsecond_remove_inside_it(
 @pytest.mark.parametrize("last", [0, 2], ids=["milli-last", "micro-last"])
 @pytest.mark.parametrize("mode", ["replace", "merge"])
 def test_three_changes_of_one_millisecond_in_every_order_and_batching(
-        mongoeco_db: Any, table: Any, last: int, mode: str) -> None:
+        mongoeco_db: Any, users_table: Any, last: int, mode: str) -> None:
     # one MILLISECOND change and two MICROSECOND ones (.000 and .999) of one millisecond: the
     # MICROSECOND ones are ordered, the MILLISECOND one may be anywhere, so the last one is the
     # .999 one or the MILLISECOND one; the table holds its state
@@ -111,11 +101,11 @@ def test_three_changes_of_one_millisecond_in_every_order_and_batching(
                rec("MODIFY", 3, at=T0_US, micro=True, old=1, new=3),
                rec("MODIFY", 4, at=T0_US + 999, micro=True, old=3, new=4)]
     final = 2 + last
-    table.put_item(TableName="users", Item=item("a", final))
+    users_table.put_item(TableName="users", Item=item("a", final))
     for number, batches in enumerate(batchings(changes)):
         collection = mongoeco_db[f"c{number}"]
         replicator = Replicator(collection, Settings(write_mode=mode),
-                                item_reader=DynamoDBItemReader(table, "users"))
+                                item_reader=DynamoDBItemReader(users_table, "users"))
         replicator.process(event(rec("INSERT", 1, at=T0_US - 5000, micro=True, new=1)))
         for batch in batches:
             result = replicator.process(event(*batch))
@@ -131,11 +121,11 @@ def test_three_changes_of_one_millisecond_in_every_order_and_batching(
 
 @pytest.mark.parametrize("offset", [0, 999])
 def test_a_duplicated_millisecond_change_with_a_microsecond_one_is_still_a_tie(
-        mongoeco_db: Any, table: Any, offset: int) -> None:
+        mongoeco_db: Any, users_table: Any, offset: int) -> None:
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, item_reader=DynamoDBItemReader(users_table, "users"))
     replicator.process(event(rec("INSERT", 1, at=T0_US - 5000, micro=True, new=1)))
-    table.put_item(TableName="users", Item=item("a", 2))
+    users_table.put_item(TableName="users", Item=item("a", 2))
     milli = rec("MODIFY", 2, at=T0_MS, micro=False, old=1, new=2)
     micro = rec("MODIFY", 3, at=T0_US + offset, micro=True, old=1, new=3)
     # (the MICROSECOND one is not redelivered alone after: against the stored MILLISECOND key it
@@ -180,11 +170,11 @@ def test_the_previous_millisecond_orders_without_a_tie(mongoeco_db: Any,
     "ordered by the start of the millisecond -- the result depends on the batching: in one "
     "batch the pair is a tie the table decides"))
 def test_a_microsecond_change_after_a_stored_millisecond_key_depends_on_batching(
-        mongoeco_db: Any, table: Any) -> None:
+        mongoeco_db: Any, users_table: Any) -> None:
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, item_reader=DynamoDBItemReader(users_table, "users"))
     replicator.process(event(rec("INSERT", 1, at=T0_US - 5000, micro=True, new=1)))
-    table.put_item(TableName="users", Item=item("a", 2))  # the MILLISECOND change came last
+    users_table.put_item(TableName="users", Item=item("a", 2))  # the MILLISECOND change came last
     for batch in ([rec("MODIFY", 2, at=T0_MS, micro=False, old=1, new=2)],
                   [rec("MODIFY", 3, at=T0_US + 200, micro=True, old=1, new=3)]):
         replicator.process(event(*batch))

@@ -11,7 +11,6 @@ import base64
 import itertools
 from typing import Any
 
-import boto3
 import pytest
 
 from harness.mongodb_only import MongoOnlyWriter
@@ -211,15 +210,6 @@ def test_a_kinesis_duplicate_insert_does_not_start_the_document_anew(mongoeco_db
 
 
 # -- precision switch: a MILLISECOND re-INSERT over a MICROSECOND key in its millisecond --------
-@pytest.fixture
-def table(aws: None) -> Any:
-    client = boto3.client("dynamodb", region_name="us-east-1")
-    client.create_table(TableName="users", BillingMode="PAY_PER_REQUEST",
-                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
-    return client
-
-
 def _kr(name: str, n: int, *, created: int, precision: str | None = None,
         new: int | None = None, old: int | None = None) -> dict[str, Any]:
     return kinesis_record(change_json(
@@ -231,14 +221,14 @@ def _kr(name: str, n: int, *, created: int, precision: str | None = None,
 @pytest.mark.parametrize("offset", [1, 300, 999])
 @pytest.mark.parametrize("layout", ["separate", "one-batch"])
 def test_a_millisecond_reinsert_over_a_microsecond_key_inside_its_millisecond_starts_anew(
-        mongoeco_db: Any, table: Any, offset: int, layout: str) -> None:
+        mongoeco_db: Any, users_table: Any, offset: int, layout: str) -> None:
     # the first item's last MODIFY recorded in microseconds inside millisecond T0; precision
     # then switched to MILLISECOND; its REMOVE and the re-INSERT at T0 (ms), the REMOVE late.
     # The table holds the new item: the tie is decided for the INSERT, which came after the
     # MODIFY -- so the document the MODIFY wrote was the earlier item's, and keeps nothing
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(table, "users"))
-    table.put_item(TableName="users", Item=item("a", 7))
+    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(users_table, "users"))
+    users_table.put_item(TableName="users", Item=item("a", 7))
     first = _kr("INSERT", 1, created=T0_US - 4000, precision="MICROSECOND", new=1)
     modify = _kr("MODIFY", 2, created=T0_US + offset, precision="MICROSECOND", old=1, new=2)
     insert = _kr("INSERT", 4, created=T0_MS, new=7)
@@ -277,13 +267,13 @@ def test_a_kinesis_reinsert_after_a_ttl_expiry_starts_anew(
 
 
 def test_the_other_application_expects_the_millisecond_reinsert_to_start_anew(
-        mongoeco_db: Any, table: Any) -> None:
+        mongoeco_db: Any, users_table: Any) -> None:
     # the harness's writer follows the replicator's bounds (a MILLISECOND INSERT's whole
     # millisecond): the field it set on the MICROSECOND-keyed document is not reported lost
     collection = mongoeco_db["items"]
-    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(table, "users"))
+    replicator = Replicator(collection, MERGE, item_reader=DynamoDBItemReader(users_table, "users"))
     writer = MongoOnlyWriter(collection, Planner(MERGE), every=1)
-    table.put_item(TableName="users", Item=item("a", 7))
+    users_table.put_item(TableName="users", Item=item("a", 7))
     for batch in ([_kr("INSERT", 1, created=T0_US - 4000, precision="MICROSECOND", new=1)],
                   [_kr("MODIFY", 2, created=T0_US + 300, precision="MICROSECOND", old=1, new=2)],
                   [_kr("INSERT", 4, created=T0_MS, new=7)],

@@ -135,6 +135,20 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+@pytest.fixture
+def users_table(aws: None) -> Any:
+    """A boto3 DynamoDB client on moto with the table ``users`` (key ``id``, S, on demand): the
+    table a Kinesis test's Replicator reads back to decide an equal-timestamp tie
+    (``DynamoDBItemReader(users_table, "users")``; docs/kinesis.md)."""
+    import boto3
+
+    client = boto3.client("dynamodb", region_name="us-east-1")
+    client.create_table(TableName="users", BillingMode="PAY_PER_REQUEST",
+                        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
+    return client
+
+
 # -- targets ---------------------------------------------------------------------------------------
 @pytest.fixture
 def mongo_db() -> Any:
