@@ -45,8 +45,8 @@ from hypothesis.stateful import (
 from harness.backends.base import TableSpec, started
 from harness.backends.moto_source import MotoSource, StreamRetention
 from harness.convergence import check
+from harness.lane import scan_items
 from harness.migration import SerializedSource, SimulatedKill, make_poller
-from harness.runner import scan_items
 from replicator.errors import ResyncRequired
 from replicator.migrate.export import INCREMENTAL, export_json, load_manifest, write_export
 from replicator.migrate.gap import recover
