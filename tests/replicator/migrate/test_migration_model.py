@@ -641,3 +641,36 @@ TAMPER_THEN: list[Any] = [
 def test_directed_a_tampered_document_then_its_item(model_backends: None, steps: Any,
                                                     still_tampered: set[str]) -> None:
     _tamper_then(steps, still_tampered=still_tampered)
+
+
+# -- a killed recovery, then a second gap ------------------------------------------------------------
+# The long run's next failure (once the one above was fixed): recover's re-copy killed, then the
+# stream trimmed past the checkpoints recover's own first step had saved (a second gap), then
+# recover run again: it resumed from those checkpoints and raised "re-sync required" -- naming
+# `replicator recover`, the command that raised it. Recover now starts over (replicator/migrate/
+# gap.py, _positions).
+@pytest.mark.slow
+@pytest.mark.parametrize("sync_between", [False, True], ids=["run again", "a sync in between"])
+@pytest.mark.parametrize("killed_again", [False, True], ids=["once", "killed again"])
+def test_directed_a_killed_recovery_then_a_second_gap(model_backends: None, sync_between: bool,
+                                                      killed_again: bool) -> None:
+    machine = _machine([("put", 0, 0), ("put", 1, 0), ("put", 2, 0), ("put", 3, 0)])
+    try:
+        machine.write([("put", 3, 1)])
+        machine.follow()
+        machine.tamper(key=1)
+        machine.recover_by_recopy(kill_at=1, page_writes=[("put", 2, 1)])
+        assert machine.recopy_interrupted
+        if sync_between:  # the long run's steps: `replicator sync` while the recovery is unfinished
+            machine.sync(segments=2, follow=False, kill_at=None, page_writes=[("delete", 0, 0)])
+        machine.gap(lost=[("put", 0, 2), ("put", 3, 2), ("delete", 2, 0)],
+                    retained=[("put", 4, 3)])
+        assert machine.gap_after is not None
+        if killed_again:  # the recovery started over is killed too, and resumed (not over)
+            machine.recover_by_recopy(kill_at=1, page_writes=[("put", 3, 3)])
+            assert machine.recopy_interrupted
+        machine.recover_by_recopy(kill_at=None, page_writes=[])
+        assert machine.gap_after is None and not machine.tampered
+        machine.verify()
+    finally:
+        machine.teardown()
