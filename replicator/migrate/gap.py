@@ -29,7 +29,8 @@ collection readable and, with point-in-time recovery, reads only what changed:
 3. **Handover**: the stream again, from the checkpoints of step 1, until caught up.
 
 Killed, it is run again: the saved ``S`` is reused (the checkpoints of step 1 are not the old
-ones), the re-copy resumes per segment and the export per data file.
+ones), the re-copy resumes per segment and the export per data file -- unless step 1's checkpoints
+fell off the stream meanwhile (a second gap): then it starts over (:func:`_positions`).
 """
 
 from __future__ import annotations
