@@ -29,7 +29,8 @@ collection readable and, with point-in-time recovery, reads only what changed:
 3. **Handover**: the stream again, from the checkpoints of step 1, until caught up.
 
 Killed, it is run again: the saved ``S`` is reused (the checkpoints of step 1 are not the old
-ones), the re-copy resumes per segment and the export per data file.
+ones), the re-copy resumes per segment and the export per data file -- unless step 1's checkpoints
+fell off the stream meanwhile (a second gap): then it starts over (:func:`_positions`).
 """
 
 from __future__ import annotations
@@ -197,7 +198,30 @@ def _positions(poller: Poller, report: RecoveryReport,
         report.resumed = True
         report.last_applied_sequence = saved["last_applied_sequence"]
         report.last_applied_at = _aware(saved.get("last_applied_at"))
-    else:
+        try:
+            poller.starting_position = "TRIM_HORIZON"
+            poller.prepare()
+            report.stream_records_applied += poller.run(once=True).records_applied
+            return
+        except ResyncRequired as trimmed:
+            # Killed, then run again after the stream dropped records past the checkpoints
+            # step 1 saved (a second gap, e.g. a killed recovery left for a day): those changes
+            # are in neither the stream nor below S. Start over: S raised to the newest sequence
+            # number MongoDB holds now (step 1 applied records above the saved S, so a write at
+            # the saved S + 1 would lose to them), the saved time of the last applied change kept
+            # (what changed since the first gap began is still to recover: an incremental export
+            # must reach back to it), the re-copy's segments forgotten (one done before the
+            # second gap misses its changes), the stale checkpoints deleted below.
+            log.warning("recovery of %s: its own positions are no longer in the stream (%s); "
+                        "starting the recovery over", poller.table_name, trimmed)
+            last_applied = (str(max(int(report.last_applied_sequence),
+                                    int(newest_stored_sequence(poller) or 0))),
+                            report.last_applied_at)
+            report.resumed = False
+            SegmentStore(state, f"{poller.table_name}#{KIND}").clear()
+            poller.forget_positions()
+            saved = None
+    if saved is None:
         everything = poller.checkpoints.all(poller.table_name)
         documents = [d for d in everything
                      if d.get("kind") == "shard" and d.get("sequence_number")]

@@ -374,6 +374,15 @@ class Poller:
         self.reader = reader
         return reader
 
+    def forget_positions(self) -> None:
+        """Drop the positions this poller holds in memory and its reader, after their checkpoints
+        were deleted: the next ``prepare`` starts where a first run does. For ``recover`` when its
+        own earlier positions fell off the stream (replicator/migrate/gap.py)."""
+        self._positions.clear()
+        self._finished.clear()
+        self._parents.clear()
+        self.reader = None
+
     def _list_shards(self) -> list[dict[str, Any]]:
         return self.reader_type(self.streams, self.stream_arn, sleep=self._sleep).shards()
 
