@@ -338,6 +338,25 @@ def test_the_result_lists_the_upserts_that_inserted_a_document(target_db: Any) -
     assert len(result.applied) == 3
 
 
+def test_the_inserted_upserts_come_in_the_order_of_the_writes(target_db: Any) -> None:
+    # apply reads the upserted indexes from pymongo's raw bulk result (issue 21): interleaved
+    # inserts, updates of existing documents and deletes, each insert named once, in order
+    for name in ("e1", "e2", "e3"):
+        target_db["items"].insert_one({"_id": name})
+    writes = [
+        planned(DeleteOne({"_id": "e3"}), "200"),
+        planned(ReplaceOne({"_id": "n1"}, {"_id": "n1", "v": 1}, upsert=True), "201"),
+        planned(ReplaceOne({"_id": "e1"}, {"_id": "e1", "v": 1}, upsert=True), "202"),
+        planned(UpdateOne({"_id": "n2"}, {"$set": {"v": 2}}, upsert=True), "203"),
+        planned(ReplaceOne({"_id": "e2"}, {"_id": "e2", "v": 1}, upsert=True), "204"),
+        planned(ReplaceOne({"_id": "n3"}, {"_id": "n3", "v": 1}, upsert=True), "205"),
+    ]
+    result = apply.write(target_db["items"], writes)
+    assert [w.sequence_numbers for w in result.inserted] == [("201",), ("203",), ("205",)]
+    assert all(w is writes[i] for w, i in zip(result.inserted, (1, 3, 5), strict=True))
+    assert len(result.applied) == 6
+
+
 # -- the tombstone probe race -----------------------------------------------------------------
 class Interleaved:
     """A collection that runs ``hook`` once, right before its first call of ``method``: a
