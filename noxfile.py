@@ -76,8 +76,8 @@ def tests(session: nox.Session) -> None:
         session.run("pytest", *PURE_PYTHON_TESTS, env={"REPLICATOR_PURE_PYTHON": "1"})
 
 
-#: The fast set: what a developer runs while editing (2,042 tests, 77-84 s of CPU, ~410 MB peak RSS
-#: measured on a 2-core machine, 2026-12-07; it was 2,011 and 170 s, then 111 s and 1 GB).
+#: The fast set: what a developer runs while editing (2,111 tests, 77-84 s of CPU, ~410 MB peak RSS,
+#: 107 s of wall, measured on a 2-core machine, 2026-12-07; it was 2,011 and 170 s, then 111 s and 1 GB).
 #: Every test over about a second of CPU carries @pytest.mark.slow, repeated cases of one kind run
 #: their first only and Hypothesis tests a fifth of their examples (tests/support/fast_set.py); an
 #: unmarked one over the CPU budget fails (tests/support/cpu_budget.py), so the set stays fast.
