@@ -20,19 +20,9 @@ from replicator.item_records import COPY_SEQUENCE, after, item_record
 from replicator.settings import FIELDS_FIELD, SEQUENCE_FIELD, Settings
 from support.fixtures import lambda_stream_record as record
 from support.kinesis import T0_MS, Changes, event
+from support.merge_mode import app_fields, stored
 
 MERGE = Settings(write_mode="merge")
-
-
-def stored(collection: Any, id_: str) -> dict[str, Any] | None:
-    document = collection.find_one({"_id": id_})
-    if document is not None:
-        document.pop(SEQUENCE_FIELD, None)
-    return document
-
-
-def app_fields(document: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (document or {}).items() if k.startswith("app")}
 
 
 # -- Kinesis: a re-INSERT delivered before its REMOVE ---------------------------------------------

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from replicator.core import Replicator
-from replicator.settings import FIELDS_FIELD, SEQUENCE_FIELD, Settings
+from replicator.settings import FIELDS_FIELD, Settings
 from support.fixtures import lambda_stream_record as record
+from support.merge_mode import stored
 
 MERGE = Settings(write_mode="merge")
 APP = {"app_note": "kept"}
@@ -24,13 +25,6 @@ def keys(id_: str) -> dict[str, Any]:
 
 def item(id_: str, **attributes: Any) -> dict[str, Any]:
     return {**keys(id_), **attributes}
-
-
-def stored(collection: Any, id_: str = "u1") -> dict[str, Any] | None:
-    document = collection.find_one({"_id": id_})
-    if document is not None:
-        document.pop(SEQUENCE_FIELD, None)
-    return document
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ pymongo; read-back reads moto's DynamoDB."""
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import pytest
@@ -14,6 +13,7 @@ import pytest
 from replicator.core import Replicator
 from replicator.readback import DynamoDBItemReader
 from replicator.settings import Settings
+from support.batchings import batchings
 from support.kinesis import T0_MS, change_json, event, item, keys, kinesis_record
 
 T0_US = T0_MS * 1000
@@ -30,22 +30,6 @@ def rec(name: str, n: int, *, at: int, micro: bool, old: int | None = None,
 def value(collection: Any) -> int | None:
     found = collection.find_one({"_id": "a"})
     return None if found is None else int(found["v"])
-
-
-def batchings(records: list[Any]) -> list[list[list[Any]]]:
-    """Every order of ``records`` cut into batches in every way."""
-    out = []
-    for order in itertools.permutations(records):
-        for cuts in itertools.product([False, True], repeat=len(order) - 1):
-            batches, current = [], [order[0]]
-            for cut, one in zip(cuts, order[1:], strict=True):
-                if cut:
-                    batches.append(current)
-                    current = []
-                current.append(one)
-            batches.append(current)
-            out.append(batches)
-    return out
 
 
 @pytest.mark.parametrize("offset", [1, 999])

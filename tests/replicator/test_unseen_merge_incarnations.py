@@ -8,7 +8,6 @@ depend on how the same records are split into batches. On mongoeco through pymon
 from __future__ import annotations
 
 import base64
-import itertools
 from typing import Any
 
 import pytest
@@ -17,38 +16,15 @@ from harness.mongodb_only import MongoOnlyWriter
 from replicator.core import Replicator
 from replicator.plan import Planner
 from replicator.readback import DynamoDBItemReader
-from replicator.settings import FIELDS_FIELD, SEQUENCE_FIELD, Settings
+from replicator.settings import FIELDS_FIELD, Settings
+from support.batchings import splits
 from support.fixtures import lambda_stream_record as record
 from support.kinesis import T0_MS, Changes, change_json, event, item, keys, kinesis_record
+from support.merge_mode import app_fields
+from support.merge_mode import stored as body
 
 MERGE = Settings(write_mode="merge")
 T0_US = T0_MS * 1000
-
-
-def body(collection: Any, id_: Any) -> dict[str, Any] | None:
-    document = collection.find_one({"_id": id_})
-    if document is not None:
-        document.pop(SEQUENCE_FIELD, None)
-    return document
-
-
-def app_fields(document: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (document or {}).items() if k.startswith("app")}
-
-
-def splits(records: list[Any]) -> list[list[list[Any]]]:
-    """Every way of cutting ``records`` (in this order) into consecutive batches."""
-    out = []
-    for cuts in itertools.product([False, True], repeat=len(records) - 1):
-        batches, current = [], [records[0]]
-        for cut, record_ in zip(cuts, records[1:], strict=True):
-            if cut:
-                batches.append(current)
-                current = []
-            current.append(record_)
-        batches.append(current)
-        out.append(batches)
-    return out
 
 
 # -- Kinesis: chains of incarnations, every batching of several delivery orders -----------------
