@@ -144,11 +144,10 @@ class Discarded:
             self.client.put_item(TableName=self.table.spec.name,
                                  Item={"pk": {"S": f"k{n}"}, "n": {"N": str(n)}})
 
-    def discard_everything(self) -> list[str]:
-        """Feed the whole stream to a function that always fails; each discarded batch's
-        on-failure record goes to the queue. Returns the stream's sequence numbers."""
-        records = StreamReader(self.source.streams(), self.table.stream_arn,
-                               sleep=lambda _: None).drain(idle_polls=1)
+    def failing_mapping(self, stream_arn: str, batch_size: int,
+                        maximum_retry_attempts: int = 0) -> EventSourceMapping:
+        """The emulated mapping of ``stream_arn`` to a function that always fails (MongoDB
+        unreachable), its on-failure destination this queue (the message as AWS sends it)."""
 
         def failing(event: dict[str, Any]) -> Any:
             raise RuntimeError("MongoDB unreachable")
@@ -156,9 +155,16 @@ class Discarded:
         def send(message: dict[str, Any]) -> None:
             self.sqs.send_message(QueueUrl=self.queue, MessageBody=json.dumps(message))
 
-        esm = EventSourceMapping(failing, EsmConfig(batch_size=4, maximum_retry_attempts=1),
-                                 stream_arn=self.table.stream_arn, on_failure=send,
-                                 sleep=lambda _: None)
+        return EventSourceMapping(failing, EsmConfig(batch_size=batch_size,
+                                                     maximum_retry_attempts=maximum_retry_attempts),
+                                  stream_arn=stream_arn, on_failure=send, sleep=lambda _: None)
+
+    def discard_everything(self) -> list[str]:
+        """Feed the whole stream to a function that always fails; each discarded batch's
+        on-failure record goes to the queue. Returns the stream's sequence numbers."""
+        records = StreamReader(self.source.streams(), self.table.stream_arn,
+                               sleep=lambda _: None).drain(idle_polls=1)
+        esm = self.failing_mapping(self.table.stream_arn, batch_size=4, maximum_retry_attempts=1)
         for shard_id, shard_records in records.items():
             esm.feed(shard_id, shard_records)
         esm.drain()
@@ -485,17 +491,7 @@ def test_a_kinesis_mappings_failures_walk_to_redrive_as_a_process(
         feed.put([r for rs in changes.values() for r in rs])
         feed.flush()
         per_shard = feed.reader.drain(idle_polls=1)
-
-        def failing(event: dict[str, Any]) -> Any:
-            raise RuntimeError("MongoDB unreachable")
-
-        def send(message: dict[str, Any]) -> None:
-            setup.sqs.send_message(QueueUrl=setup.queue, MessageBody=json.dumps(message))
-
-        esm = EventSourceMapping(failing, EsmConfig(batch_size=batch_size,
-                                                    maximum_retry_attempts=0),
-                                 stream_arn=feed.stream_arn, on_failure=send,
-                                 sleep=lambda _: None)
+        esm = setup.failing_mapping(feed.stream_arn, batch_size)
         for shard_id, records in per_shard.items():
             esm.feed(shard_id, records)
         esm.drain()

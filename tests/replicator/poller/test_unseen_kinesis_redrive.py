@@ -7,7 +7,6 @@ server through pymongo."""
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import pytest
 from poller_helpers import diff
@@ -15,8 +14,6 @@ from test_redrive import Discarded, discarded, redrive  # noqa: F401 (the fixtur
 
 from harness.backends.moto_kinesis import KinesisResharding
 from harness.backends.moto_source import make_client
-from harness.esm.config import EsmConfig
-from harness.esm.mapping import EventSourceMapping
 from harness.kinesis import KdsFeed, KdsSettings
 from replicator.poller.streams import StreamReader
 
@@ -42,17 +39,7 @@ def test_redrive_of_a_resharded_streams_ranges_converges(
         feed.put([r for rs in changes.values() for r in rs])
         per_shard = feed.drain(idle_polls=1)
         assert feed.split_done and len(per_shard) >= 2  # the parent and a child (or both)
-
-        def failing(event: dict[str, Any]) -> Any:
-            raise RuntimeError("MongoDB unreachable")
-
-        def send(message: dict[str, Any]) -> None:
-            discarded.sqs.send_message(QueueUrl=discarded.queue, MessageBody=json.dumps(message))
-
-        esm = EventSourceMapping(failing, EsmConfig(batch_size=batch_size,
-                                                    maximum_retry_attempts=0),
-                                 stream_arn=feed.stream_arn, on_failure=send,
-                                 sleep=lambda _: None)
+        esm = discarded.failing_mapping(feed.stream_arn, batch_size)
         for shard_id, records in per_shard.items():
             esm.feed(shard_id, records, parent_shard_id=feed.state[shard_id].parent_id)
         esm.drain()
