@@ -445,7 +445,6 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
             retry.wait(attempt)
 
     key = data_file.key
-    loads = json.loads
     native = getattr(replicator, "native", None)
     native = native if hasattr(native, "export_records") else None
     schema = tuple(key_schema)
@@ -459,11 +458,8 @@ def load_file(data_file: DataFile, export_type: str, replicator: Replicator,
                     SOURCE, created)
                 for index in missing:  # not its common case: Python makes it or keeps it bad
                     number, raw = lines[index]
-                    try:
-                        made[index] = record_of(loads(raw), export_type, key_schema, sequence,
-                                                f"export-{key}-{number}", created, owned=True)
-                    except Exception as error:  # any bad line: kept with its text
-                        bad.append(bad_line(key, number, raw, error, export_type))
+                    made[index] = _record_or_bad(number, raw, export_type, key_schema, sequence,
+                                                 key, created, bad)
                 batch.extend([r for r in made if r is not None] if missing else made)
             else:
                 _records_of(lines, export_type, key_schema, sequence, key, created, batch, bad)
@@ -488,11 +484,23 @@ def _records_of(lines: list[tuple[int, bytes]], export_type: str, key_schema: Se
                       for number, raw in lines])
     except Exception:  # a bad line in this batch: line by line, each bad one kept
         for number, raw in lines:
-            try:
-                batch.append(record_of(loads(raw), export_type, key_schema, sequence,
-                                       f"export-{key}-{number}", created, owned=True))
-            except Exception as error:  # any bad line: kept with its text
-                bad.append(bad_line(key, number, raw, error, export_type))
+            record = _record_or_bad(number, raw, export_type, key_schema, sequence, key, created,
+                                    bad)
+            if record is not None:
+                batch.append(record)
+
+
+def _record_or_bad(number: int, raw: bytes, export_type: str, key_schema: Sequence[str],
+                   sequence: str, key: str, created: datetime,
+                   bad: list[BadRecord]) -> Record | None:
+    """Line ``number`` of data file ``key`` as a record, or None with the line kept in ``bad``
+    (its text, file and number: any error, never stopping the file)."""
+    try:
+        return record_of(json.loads(raw), export_type, key_schema, sequence,
+                         f"export-{key}-{number}", created, owned=True)
+    except Exception as error:  # any bad line: kept with its text
+        bad.append(bad_line(key, number, raw, error, export_type))
+        return None
 
 
 def _batches(lines: Iterable[tuple[int, bytes]]) -> Iterator[list[tuple[int, bytes]]]:
