@@ -23,7 +23,7 @@
  *   has_dollar_name(document) -> bool | None   a top-level name starting with "$"
  *   configure_events(...), parse_changes(records)   replicator.events.parse_record's well-formed
  *                                              case, for a whole batch (None: ask the reference)
- *   configure_planner(PlannedWrite), plan_records(records, key_schema, guard, sequence_field,
+ *   configure_planner(PlannedWrite, slots), plan_records(records, key_schema, guard, sequence_field,
  *       ttl_as_delete[, stream_arn[, figures]]) -> list of PlannedWrite | None   (figures: a
  *       list set to the batch's [first, last, highest, plain]) replicator.plan.Planner's plan of a
  *                                              whole batch of raw records, common case only
@@ -1714,7 +1714,19 @@ parse_changes(PyObject *Py_UNUSED(module), PyObject *records)
  */
 
 static PyObject *pl_planned_write = NULL; /* replicator.plan.PlannedWrite */
-static PyObject *pl_fields_template = NULL; /* see configure_planner */
+
+/* PlannedWrite's fields in declaration order, each a __slots__ member (configure_planner checks
+ * the class has exactly these): the planner fills the slots and the readers below read them
+ * directly (issue 21: a __dict__ per write, copied from a template, filled and freed, cost
+ * ~1,000 instructions per event). */
+enum { PW_KIND, PW_FILTER, PW_DOCUMENT, PW_UPSERT, PW_SEQUENCE_NUMBERS, PW_COLLECTION,
+       PW_SHARD_KEY_MOVE, PW_ORDER_KEY, PW_DECIDED_OVER, PW_COUNT };
+static const char *const pw_names[PW_COUNT] = {
+    "kind", "filter", "document", "upsert", "sequence_numbers", "collection", "shard_key_move",
+    "order_key", "decided_over"};
+static PyObject *pw_descriptors[PW_COUNT]; /* the class's member descriptors */
+static PyObject *pw_name_objects[PW_COUNT];
+static Py_ssize_t pw_offsets[PW_COUNT]; /* a slot's offset in the instance; 0: use the descriptor */
 static PyObject *s_kind, *s_filter, *s_document, *s_upsert, *s_replace, *s_update, *s_delete,
     *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main, *s_not, *s_gte,
     *s_replace_with, *s_literal, *s_order_key;
@@ -1900,31 +1912,130 @@ intern_planner_names(void)
     INTERN(s_gte, "$gte");
     INTERN(s_replace_with, "$replaceWith");
     INTERN(s_literal, "$literal");
+    /* write_get's names: interned with the others, so no reader runs without them */
+    for (int i = 0; i < PW_COUNT; i++) {
+        INTERN(pw_name_objects[i], pw_names[i]);
+    }
     return 0;
 }
 
-static PyObject *
-configure_planner(PyObject *Py_UNUSED(module), PyObject *planned_write)
+/* write.field = value, through the slot where configure_planner found it, else the descriptor. */
+static int
+write_set(PyObject *write, int field, PyObject *value)
 {
+    if (pw_offsets[field] != 0) {
+        PyObject **slot = (PyObject **)((char *)write + pw_offsets[field]);
+        Py_XSETREF(*slot, Py_NewRef(value));
+        return 0;
+    }
+    PyObject *descriptor = pw_descriptors[field];
+    return Py_TYPE(descriptor)->tp_descr_set(descriptor, write, value);
+}
+
+/* write.field (new reference): the slot of a PlannedWrite of exactly the configured class where
+ * it is set, else the generic lookup (which raises AttributeError for an unset slot). */
+static PyObject *
+write_get(PyObject *write, int field)
+{
+    if ((PyObject *)Py_TYPE(write) == pl_planned_write && pw_offsets[field] != 0) {
+        PyObject *value = *(PyObject **)((char *)write + pw_offsets[field]);
+        if (value != NULL) {
+            return Py_NewRef(value);
+        }
+    }
+    return PyObject_GetAttr(write, pw_name_objects[field]);
+}
+
+/* A PlannedWrite of the main collection without a shard key move (new reference): kind, filter,
+ * document and upsert given, collection "main", shard_key_move, order_key and decided_over None
+ * (the class's defaults), sequence_numbers left for planned_write to set. */
+static PyObject *
+write_fields(PyObject *kind, PyObject *filter, PyObject *document, PyObject *upsert)
+{
+    PyTypeObject *type = (PyTypeObject *)pl_planned_write;
+    /* object.__new__ without its argument checks (configure_planner checked tp_new is it) */
+    PyObject *write = type->tp_alloc(type, 0);
+    if (write == NULL) {
+        return NULL;
+    }
+    PyObject *values[PW_COUNT] = {kind, filter, document, upsert, NULL, s_main, Py_None, Py_None,
+                                  Py_None};
+    for (int i = 0; i < PW_COUNT; i++) {
+        if (values[i] != NULL && write_set(write, i, values[i]) < 0) {
+            Py_DECREF(write);
+            return NULL;
+        }
+    }
+    return write;
+}
+
+/* configure_planner(PlannedWrite, slots): the class plan_records builds and its fields' member
+ * descriptors in declaration order (accelerator.configure); a TypeError unless they are exactly
+ * pw_names' slots of a plain class and a write built here equals the class's own. */
+static PyObject *
+configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
+{
+    PyObject *planned_write, *slots;
+    if (!PyArg_ParseTuple(args, "OO!:configure_planner", &planned_write, &PyTuple_Type, &slots)) {
+        return NULL;
+    }
     if (intern_event_names() < 0 || intern_planner_names() < 0
         || check_plain_class(planned_write) < 0) {
         return NULL;
     }
-    /* write_fields' template: a PlannedWrite's __dict__, its names in the order the fields are
-     * declared (as the dataclass's __init__ sets them), collection and shard_key_move set */
-    PyObject *template = new_dict(7);
-    if (template == NULL || PyDict_SetItem(template, s_kind, Py_None) < 0
-        || PyDict_SetItem(template, s_filter, Py_None) < 0
-        || PyDict_SetItem(template, s_document, Py_None) < 0
-        || PyDict_SetItem(template, s_upsert, Py_None) < 0
-        || PyDict_SetItem(template, s_sequence_numbers, Py_None) < 0
-        || PyDict_SetItem(template, s_collection, s_main) < 0
-        || PyDict_SetItem(template, s_shard_key_move, Py_None) < 0) {
-        Py_XDECREF(template);
+    int valid = PyTuple_GET_SIZE(slots) == PW_COUNT;
+    for (int i = 0; valid && i < PW_COUNT; i++) {
+        PyObject *descriptor = PyTuple_GET_ITEM(slots, i);
+        valid = Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
+                && (PyObject *)((PyMemberDescrObject *)descriptor)->d_common.d_type == planned_write
+                && PyUnicode_CompareWithASCIIString(PyDescr_NAME(descriptor), pw_names[i]) == 0
+                && Py_TYPE(descriptor)->tp_descr_set != NULL;
+    }
+    if (!valid) {
+        PyErr_Format(PyExc_TypeError, "%R: not the slots (%s, ...) of a plain class", slots,
+                     pw_names[0]);
         return NULL;
     }
-    Py_XSETREF(pl_fields_template, template);
+    for (int i = 0; i < PW_COUNT; i++) {
+        PyObject *descriptor = PyTuple_GET_ITEM(slots, i);
+        Py_XSETREF(pw_descriptors[i], Py_NewRef(descriptor));
+        pw_offsets[i] = 0;
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
+        /* What member_get / member_set do for a writable object slot, without their checks */
+        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
+        if (member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY)) {
+            pw_offsets[i] = member->offset;
+        }
+#endif
+    }
     Py_XSETREF(pl_planned_write, Py_NewRef(planned_write));
+
+    /* The check: a write built here equals the class's own (dataclass == compares every field,
+     * so the defaults filled above must be the class's). */
+    PyObject *filter = Py_BuildValue("{si}", "_id", 1), *document = Py_BuildValue("{si}", "_id", 1);
+    PyObject *numbers = Py_BuildValue("(s)", "1"), *mine = NULL, *theirs = NULL;
+    if (filter != NULL && document != NULL && numbers != NULL) {
+        mine = write_fields(s_replace, filter, document, Py_True);
+        if (mine != NULL && write_set(mine, PW_SEQUENCE_NUMBERS, numbers) < 0) {
+            Py_CLEAR(mine);
+        }
+        PyObject *call[5] = {s_replace, filter, document, Py_True, numbers};
+        theirs = mine == NULL ? NULL : PyObject_Vectorcall(planned_write, call, 5, NULL);
+    }
+    int same = theirs == NULL ? -1 : PyObject_RichCompareBool(mine, theirs, Py_EQ);
+    Py_XDECREF(filter);
+    Py_XDECREF(document);
+    Py_XDECREF(numbers);
+    Py_XDECREF(mine);
+    Py_XDECREF(theirs);
+    if (same != 1) {
+        Py_CLEAR(pl_planned_write);
+        if (same == 0) {
+            PyErr_Format(PyExc_TypeError, "%R: a write built by its slots differs from the "
+                         "class's own", planned_write);
+        }
+        return NULL;
+    }
     Py_RETURN_NONE;
 }
 
@@ -1954,59 +2065,15 @@ configure_operations(PyObject *Py_UNUSED(module), PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* The __dict__ of a PlannedWrite of exactly the configured class (new reference), else NULL
- * (no error set unless one occurred): its fields are read from it by write_field, one dict
- * lookup each instead of the generic attribute lookup (a fifth of operations()' cost). */
-static PyObject *
-write_dict(PyObject *write)
-{
-    if (pl_planned_write == NULL || (PyObject *)Py_TYPE(write) != pl_planned_write) {
-        return NULL;
-    }
-    PyObject *dict = PyObject_GenericGetDict(write, NULL);
-    if (dict != NULL && !PyDict_CheckExact(dict)) {
-        Py_CLEAR(dict);
-    }
-    return dict;
-}
-
-/* write.name (new reference): from ``dict`` (write_dict's answer) when it holds the field, else
- * by the generic lookup. */
-static PyObject *
-write_field(PyObject *write, PyObject *dict, PyObject *name)
-{
-    if (dict != NULL) {
-        PyObject *value = PyDict_GetItemWithError(dict, name);
-        if (value != NULL) {
-            return Py_NewRef(value);
-        }
-        if (PyErr_Occurred()) {
-            return NULL;
-        }
-        /* Not set on the instance: a class default of None (the order_key of every PlannedWrite
-         * the C planner builds) comes from the type's cache; None is no descriptor, so it is
-         * what the generic lookup would answer, at a tenth of the cost. */
-        if (_PyType_Lookup(Py_TYPE(write), name) == Py_None) {
-            return Py_NewRef(Py_None);
-        }
-    }
-    return PyObject_GetAttr(write, name);
-}
-
 /* One planned write's pymongo operation; Py_None (new) when Python builds it. */
 static PyObject *
 operation_of(PyObject *write)
 {
     PyObject *kind = NULL, *filter = NULL, *document = NULL, *upsert = NULL, *out = NULL;
-    PyObject *fields = write_dict(write);
-    if (fields == NULL && PyErr_Occurred()) {
-        return NULL;
-    }
-    kind = write_field(write, fields, s_kind);
-    filter = kind == NULL ? NULL : write_field(write, fields, s_filter);
-    document = filter == NULL ? NULL : write_field(write, fields, s_document);
-    upsert = document == NULL ? NULL : write_field(write, fields, s_upsert);
-    Py_XDECREF(fields);
+    kind = write_get(write, PW_KIND);
+    filter = kind == NULL ? NULL : write_get(write, PW_FILTER);
+    document = filter == NULL ? NULL : write_get(write, PW_DOCUMENT);
+    upsert = document == NULL ? NULL : write_get(write, PW_UPSERT);
     if (upsert == NULL) {
         goto done;
     }
@@ -2164,15 +2231,10 @@ tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
         PyObject *kind = NULL, *filter = NULL, *numbers = NULL, *order = NULL, *padded = NULL;
         PyObject *document_id, *last;
         int ok = 0, is_delete = 0;
-        PyObject *fields = write_dict(write);
-        if (fields == NULL && PyErr_Occurred()) {
-            goto failed;
-        }
-        kind = write_field(write, fields, s_kind);
-        filter = kind == NULL ? NULL : write_field(write, fields, s_filter);
-        numbers = filter == NULL ? NULL : write_field(write, fields, s_sequence_numbers);
-        order = numbers == NULL ? NULL : write_field(write, fields, s_order_key);
-        Py_XDECREF(fields);
+        kind = write_get(write, PW_KIND);
+        filter = kind == NULL ? NULL : write_get(write, PW_FILTER);
+        numbers = filter == NULL ? NULL : write_get(write, PW_SEQUENCE_NUMBERS);
+        order = numbers == NULL ? NULL : write_get(write, PW_ORDER_KEY);
         if (order == NULL) {
             goto failed;
         }
@@ -2419,7 +2481,7 @@ newest_created(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
 }
 
 /* covered_sequences(writes) -> set | None: the sequence numbers of every record the
- * PlannedWrites stand for (core._newest_created's ``wanted``), read from their __dict__; None
+ * PlannedWrites stand for (core._newest_created's ``wanted``), read from their slots; None
  * (Python builds it) unless writes is a list whose every sequence_numbers is a tuple of str. */
 static PyObject *
 covered_sequences(PyObject *Py_UNUSED(module), PyObject *writes)
@@ -2433,12 +2495,7 @@ covered_sequences(PyObject *Py_UNUSED(module), PyObject *writes)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(writes); i++) {
         PyObject *write = PyList_GET_ITEM(writes, i);
-        PyObject *fields = write_dict(write);
-        if (fields == NULL && PyErr_Occurred()) {
-            goto fail;
-        }
-        PyObject *numbers = write_field(write, fields, s_sequence_numbers);
-        Py_XDECREF(fields);
+        PyObject *numbers = write_get(write, PW_SEQUENCE_NUMBERS);
         if (numbers == NULL) {
             goto fail;
         }
@@ -2663,27 +2720,6 @@ padded_sequence(PyObject *sequence)
     return out;
 }
 
-/* The fields of a PlannedWrite that say what to write (kind, filter, document, upsert); the
- * caller adds the rest (see planned_write). New reference. */
-static PyObject *
-write_fields(PyObject *kind, PyObject *filter, PyObject *document, PyObject *upsert)
-{
-    /* A copy of the template, its values then replaced: the copy clones the template's table in
-     * one piece, and replacing a value costs less than inserting a name (issue 21: ~1,200
-     * instructions per write less than 7 insertions into a new dict). */
-    PyObject *fields = PyDict_Copy(pl_fields_template);
-    if (fields == NULL) {
-        return NULL;
-    }
-    if (PyDict_SetItem(fields, s_kind, kind) < 0 || PyDict_SetItem(fields, s_filter, filter) < 0
-        || PyDict_SetItem(fields, s_document, document) < 0
-        || PyDict_SetItem(fields, s_upsert, upsert) < 0) {
-        Py_DECREF(fields);
-        return NULL;
-    }
-    return fields;
-}
-
 /* What the winner writes, as write_fields: a delete by the guarded filter for a REMOVE (its
  * OldImage must convert, as Planner._delete_for converts it), else a replacement upsert, or the
  * pipeline update of Planner._replacement when a top-level name starts with "$". New reference;
@@ -2823,16 +2859,14 @@ keys_agree(PyObject *keys, PyObject *image)
     return 1;
 }
 
-/* PlannedWrite(**fields, sequence_numbers=..., collection="main", shard_key_move=None), built
- * as frozen.build builds it; fields: write_fields' dict, which becomes the instance's __dict__. */
+/* write_fields' PlannedWrite with its sequence_numbers set: the finished write (new reference). */
 static PyObject *
-planned_write(PyObject *fields, PyObject *sequence_numbers)
+planned_write(PyObject *write, PyObject *sequence_numbers)
 {
-    /* collection and shard_key_move: the template's */
-    if (PyDict_SetItem(fields, s_sequence_numbers, sequence_numbers) < 0) {
+    if (write_set(write, PW_SEQUENCE_NUMBERS, sequence_numbers) < 0) {
         return NULL;
     }
-    return build_frozen(pl_planned_write, fields);
+    return Py_NewRef(write);
 }
 
 static PyObject *
@@ -3145,8 +3179,9 @@ static PyMethodDef speedups_methods[] = {
      "How tombstone_operations() builds its UpdateOne and UpdateMany: 'slots' or 'constructor'."},
     {"_operation_path", speedups_operation_path, METH_NOARGS,
      "How operations() builds ReplaceOne and DeleteOne: 'slots' or 'constructor' for each."},
-    {"configure_planner", configure_planner, METH_O,
-     "configure_planner(PlannedWrite): the plain frozen dataclass plan_records builds."},
+    {"configure_planner", configure_planner, METH_VARARGS,
+     "configure_planner(PlannedWrite, slots): the frozen dataclass plan_records builds and its\n"
+     "fields' member descriptors in declaration order (it fills the slots)."},
     {"plan_records", (PyCFunction)(void (*)(void))plan_records, METH_FASTCALL,
      "plan_records(records, key_schema, guard, sequence_field, ttl_as_delete[, stream_arn[, "
      "figures]])\n"

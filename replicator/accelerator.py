@@ -16,6 +16,7 @@ here once (:func:`configure`) with what it builds: their classes and tables.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from decimal import Decimal
@@ -48,7 +49,7 @@ def configure(module: Any) -> None:
         StreamViewType.NEW_AND_OLD_IMAGES,
         StreamViewType.NEW_IMAGE,
     )
-    module.configure_planner(PlannedWrite)
+    module.configure_planner(PlannedWrite, planned_write_slots())
     module.configure_operations(
         ReplaceOne, DeleteOne, UpdateOne,
         slot_template(ReplaceOne, {}, {}, upsert=True), slot_template(DeleteOne, {}),
@@ -128,6 +129,12 @@ def planning_path(settings: Settings) -> str:
 
 
 _UNSET = object()
+
+
+def planned_write_slots() -> tuple[Any, ...]:
+    """PlannedWrite's member descriptors in field order, which the C planner fills and reads
+    (``configure_planner`` checks them against the class's own constructor)."""
+    return tuple(vars(PlannedWrite)[f.name] for f in dataclasses.fields(PlannedWrite))
 
 
 def slot_template(cls: type, operation_filter: Any, *rest: Any, **options: Any) -> Any:

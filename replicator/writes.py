@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from replicator.events import BadRecord, Change, pad_sequence_number
-from replicator.frozen import build, check_plain
 
 #: MongoDB's write kinds the planner uses: replaceOne, updateOne (an update document or a
 #: pipeline), deleteOne
@@ -57,9 +56,12 @@ class ShardKeyMove:
     fields_field: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PlannedWrite:
-    """One write and the sequence numbers of every record it stands for (ascending)."""
+    """One write and the sequence numbers of every record it stands for (ascending).
+
+    Slotted (no ``__dict__``): the C planner fills and reads the slots directly (issue 21: a
+    ``__dict__`` per write cost ~1,000 instructions per event to copy, fill and free)."""
 
     kind: WriteKind
     filter: dict[str, Any]
@@ -71,8 +73,8 @@ class PlannedWrite:
     #: set when the write changes the document's shard key value (see ShardKeyMove)
     shard_key_move: ShardKeyMove | None = None
     #: a Kinesis change's order key (events.kds_order_key), which the document / tombstone holds;
-    #: None: the order is the padded last of ``sequence_numbers`` (DynamoDB Streams). Last, with a
-    #: default: the C planner builds PlannedWrites without it.
+    #: None: the order is the padded last of ``sequence_numbers`` (DynamoDB Streams; what the C
+    #: planner sets).
     order_key: str | None = None
     #: a stored Kinesis order key the table decided this write is newer than (replicator.ties:
     #: a tie -- mixed precisions -- against a tombstone of a later time inside a MILLISECOND
@@ -109,26 +111,11 @@ class PlannedWrite:
         return cls("delete", filter, None, False, sequence_numbers, **where)
 
 
-check_plain(PlannedWrite)
-
-
 def main_write(kind: WriteKind, filter: dict[str, Any], document: WriteDocument,
                sequence_numbers: tuple[str, ...], order_key: str | None = None) -> PlannedWrite:
-    """A write of the main collection without a shard key move, built as frozen.py explains
-    (hot: once per planned write); the same object as the constructor's."""
-    values = {
-        "kind": kind,
-        "filter": filter,
-        "document": document,
-        "upsert": kind != "delete",
-        "sequence_numbers": sequence_numbers,
-        "collection": "main",
-        "shard_key_move": None,
-    }
-    if order_key is not None:
-        # else the class default (None), as in the PlannedWrites the C planner builds
-        values["order_key"] = order_key
-    return build(PlannedWrite, values)
+    """A write of the main collection without a shard key move (the planner's common case)."""
+    return PlannedWrite(kind, filter, document, kind != "delete", sequence_numbers, "main", None,
+                        order_key)
 
 
 def guard_condition(sequence: str) -> dict[str, Any]:

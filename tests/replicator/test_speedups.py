@@ -15,6 +15,7 @@ import importlib
 import json
 import os
 from collections import OrderedDict
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from decimal import Decimal
 from pathlib import Path
@@ -823,8 +824,9 @@ def assert_same_plan(settings: Settings, batch: list[Any]) -> list[PlannedWrite]
     assert [(shape(w.filter), shape(w.document)) for w in fast] == [
         (shape(w.filter), shape(w.document)) for w in expected.writes
     ]
-    assert [list(w.__dict__.items()) for w in fast] == [
-        [(k, v) for k, v in w.__dict__.items()] for w in expected.writes
+    # every field, its type too (filter and document: their shapes, above)
+    assert [[(f.name, type(getattr(w, f.name))) for f in fields(w)] for w in fast] == [
+        [(f.name, type(getattr(w, f.name))) for f in fields(w)] for w in expected.writes
     ]
     assert_same_figures(settings, batch, fast)
     return fast
@@ -1101,17 +1103,44 @@ def test_the_gate_names_the_settings_the_c_planner_does_not_implement(
 
 
 def test_configure_planner_refuses_a_class_it_cannot_build(speedups: Any) -> None:
-    """plan_records fills __dict__ in one call (frozen.build): only a plain class will do."""
+    """plan_records fills PlannedWrite's slots directly: only a plain class (object.__new__)
+    whose slots are exactly the fields it knows, in order, and whose constructor gives the same
+    write as the slots filled, will do."""
+    slots = accelerator.planned_write_slots()
 
     class OwnNew:
         def __new__(cls) -> OwnNew:
             return super().__new__(cls)
 
+    @dataclass(frozen=True, slots=True)
+    class Reordered:  # the same names, another order
+        filter: Any
+        kind: Any
+
+    @dataclass(frozen=True, slots=True)
+    class OtherDefault:  # the slots C fills, but another default for collection
+        kind: Any
+        filter: Any
+        document: Any
+        upsert: Any
+        sequence_numbers: Any
+        collection: Any = "archive"
+        shard_key_move: Any = None
+        order_key: Any = None
+        decided_over: Any = None
+
+    other = tuple(vars(OtherDefault)[f.name] for f in fields(OtherDefault))
     try:
-        with pytest.raises(TypeError):
-            speedups.configure_planner(OwnNew)
+        for cls, descriptors in ((OwnNew, slots), (PlannedWrite, slots[:-1]),
+                                 (PlannedWrite, slots[1:2] + slots[:1] + slots[2:]),
+                                 (Reordered, tuple(vars(Reordered)[n] for n in ("kind", "filter"))),
+                                 (PlannedWrite, other), (OtherDefault, other)):
+            with pytest.raises(TypeError):
+                speedups.configure_planner(cls, descriptors)
     finally:
         accelerator.configure(speedups)
+    # configured again: plans as before
+    assert speedups.plan_records([], None, True, "_seq", True) == []
 
 
 # -- operations: planned writes -> pymongo operations, against operations.operation-----------------
