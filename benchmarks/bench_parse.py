@@ -16,7 +16,10 @@ Client CPU per item (``time.process_time()`` of this process; the MongoDB "serve
 * **parse** -- one Scan page through botocore's parser vs through ``replicator/aws_json.py`` vs
   ``json.loads`` of the body; and GetRecords the same.
 * **export** -- ``export.load_file`` of a gzipped data file in AWS's layout vs its floor (gunzip
-  + ``json.loads`` of every line + ``insert_many`` of ready documents).
+  + ``json.loads`` of every line + ``insert_many`` of ready documents). ``--export-only``: the
+  export's contenders alone, with two diagnostics of the load's lines (parsed, made records and
+  converted in C, no writes): the batch's parsed images kept until the batch ends, as the core
+  keeps them, vs each freed once converted -- the cost of that lifetime, measured in the run.
 
 Contenders are interleaved (``bench_common.interleaved``); medians of ``--reps`` runs are printed
 with their ratio to the floor. A script, not a test: it asserts nothing. ``--quick`` (a few
