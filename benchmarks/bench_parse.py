@@ -16,7 +16,10 @@ Client CPU per item (``time.process_time()`` of this process; the MongoDB "serve
 * **parse** -- one Scan page through botocore's parser vs through ``replicator/aws_json.py`` vs
   ``json.loads`` of the body; and GetRecords the same.
 * **export** -- ``export.load_file`` of a gzipped data file in AWS's layout vs its floor (gunzip
-  + ``json.loads`` of every line + ``insert_many`` of ready documents).
+  + ``json.loads`` of every line + ``insert_many`` of ready documents). ``--export-only``: the
+  export's contenders alone, with two diagnostics of the load's lines (parsed, made records and
+  converted in C, no writes): the batch's parsed images kept until the batch ends, as the core
+  keeps them, vs each freed once converted -- the cost of that lifetime, measured in the run.
 
 Contenders are interleaved (``bench_common.interleaved``); medians of ``--reps`` runs are printed
 with their ratio to the floor. A script, not a test: it asserts nothing. ``--quick`` (a few
@@ -40,6 +43,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -56,10 +60,10 @@ from bench_common import machine_info, synthetic_item  # noqa: E402
 from bench_wire import responder  # noqa: E402
 from botocore.awsrequest import AWSResponse  # noqa: E402
 
-from replicator import Replicator, Settings, aws_json  # noqa: E402
+from replicator import Replicator, Settings, accelerator, aws_json  # noqa: E402
 from replicator.convert import Converter  # noqa: E402
 from replicator.item_records import COPY_SEQUENCE  # noqa: E402
-from replicator.migrate import export  # noqa: E402
+from replicator.migrate import collector, export  # noqa: E402
 from replicator.migrate.copy import ScanCopy  # noqa: E402
 from replicator.migrate.segments import SegmentStore  # noqa: E402
 
@@ -233,7 +237,8 @@ def bench(items: int, reps: int, page: int, export_only: bool = False) -> dict[s
 
         def export_load_python_records() -> None:
             replicator = Replicator(collection, settings)
-            replicator.native = _WithoutExportRecords(replicator.native)
+            if replicator.native is not None:  # REPLICATOR_PURE_PYTHON=1: Python already
+                replicator.native = _WithoutExportRecords(replicator.native)
             export.load_file(data_file, export.FULL, replicator, (KEY,), COPY_SEQUENCE,
                              s3=_Bytes(gz))
 
@@ -243,6 +248,36 @@ def bench(items: int, reps: int, page: int, export_only: bool = False) -> dict[s
                 for line in lines[start:start + export.BATCH]:
                     json.loads(line)
                 collection.insert_many(flat[start:start + export.BATCH], ordered=False)
+
+        numbered = list(enumerate((line + b"\n" for line in export_lines), start=1))
+
+        def records_and_images(kept: bool) -> Callable[[], None]:
+            """What the load's lines cost before any write: ``export_records`` (parse, record)
+            and the C conversion of each image into its document (``native.image``, the
+            planner's conversion), the batch's parsed images kept until the batch ends (what the
+            core does: it holds the records until the batch is written) or each freed as soon as
+            its document is made (what converting line by line would allow). Diagnostic: the
+            same work both ways, only the objects' lifetime differs."""
+            native = Replicator(collection, settings).native  # configures the accelerator
+            args = (export._SCAN_ONCE, True, (KEY,), COPY_SEQUENCE, "export-bench-",
+                    export.SOURCE, datetime.now(timezone.utc))
+
+            def run() -> None:
+                with collector.fewer_collections():  # as load_file runs
+                    convert_all()
+
+            def convert_all() -> None:
+                for start in range(0, len(numbered), export.BATCH):
+                    lines = numbered[start:start + export.BATCH]
+                    if kept:
+                        made = native.export_records(lines, *args)[0]
+                        documents = [native.image(r["dynamodb"]["NewImage"]) for r in made]
+                        del made
+                    else:
+                        documents = [native.image(native.export_records([line], *args)[0][0]
+                                                  ["dynamodb"]["NewImage"]) for line in lines]
+                    del documents
+            return run
 
         flat = [d for page_documents in documents for d in page_documents]
         per_item: dict[str, tuple[Callable[[], Any], int]] = {
@@ -262,9 +297,14 @@ def bench(items: int, reps: int, page: int, export_only: bool = False) -> dict[s
                 lambda: aws_json.get_records(streams, ShardIterator="it"), page),
             "parse GetRecords: botocore": (lambda: streams.get_records(ShardIterator="it"), page),
         }
-        if export_only:  # the export's two contenders alone (issue 21: its CPU-time ratio)
+        if export_only:  # the export's contenders alone (issue 21: its CPU-time ratio)
             per_item = {name: entry for name, entry in per_item.items()
                         if name.startswith("export:")}
+            if accelerator.native is not None:  # REPLICATOR_PURE_PYTHON=1: no C
+                per_item["export: parse + convert, images kept per batch"] = (
+                    records_and_images(kept=True), items)
+                per_item["export: parse + convert, image freed per line"] = (
+                    records_and_images(kept=False), items)
         try:
             for name, (run, _count) in per_item.items():
                 run()  # warm-up: connections, indexes, caches
@@ -285,7 +325,11 @@ def bench(items: int, reps: int, page: int, export_only: bool = False) -> dict[s
                 "cpu_us_per_item": {k: round(v, 2) for k, v in us.items()},
                 "cpu_us_per_item_each_run": {k: [round(v, 2) for v in values]
                                              for k, values in times.items()},
-                "export_over_floor": us["export: load_file now"] / export_floor_us}
+                "export_over_floor": us["export: load_file now"] / export_floor_us,
+                "images_kept_over_freed": (
+                    us["export: parse + convert, images kept per batch"]
+                    / us["export: parse + convert, image freed per line"]
+                    if "export: parse + convert, images kept per batch" in us else None)}
     floor = us["copy: floor (json.loads + insert_many)"]
     return {
         "items": items, "page": page, "reps": reps, "bytes_per_item": round(size),
@@ -570,6 +614,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, value in result["cpu_us_per_item"].items():
             print(f"  {name:<52} {value:9.2f} µs  {result['cpu_us_per_item_each_run'][name]}")
         print(f"export load / floor:              {result['export_over_floor']:.2f}x")
+        if result["images_kept_over_freed"] is not None:
+            print(f"parse + convert, images kept per batch / freed per line: "
+                  f"{result['images_kept_over_freed']:.2f}x")
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=2))
         return 0
