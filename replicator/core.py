@@ -34,6 +34,7 @@ from replicator.events import (
 from replicator.expected import load_callable as load_callable  # its home; re-exported
 from replicator.expected import planner_for
 from replicator.item_records import COPY_SEQUENCE
+from replicator.keys import identity
 from replicator.quarantine import WriteRejectedError, quarantine_write, record_path
 from replicator.readback import ItemReader, fill_new_images
 from replicator.settings import Settings
@@ -457,16 +458,22 @@ class Replicator:
         result: BatchResult,
     ) -> None:
         """Quarantine the writes that can never be applied, each with the raw record it stands
-        for: the newest record of its coalesced group (the one whose content it carries)."""
-        by_sequence: dict[str, tuple[int, Any]] = {}
+        for: the newest record of its coalesced group (the one whose content it carries).
+
+        A record is found by the write's last sequence number; where several records of the
+        batch carry it -- a copy's or an export's records all carry COPY_SEQUENCE, a gap
+        recovery's one number per window -- by the write's ``_id`` among them too (before, each
+        rejected write of such a batch was kept with the batch's first record: the rejected
+        items' own records were lost)."""
+        by_sequence: dict[str, list[tuple[int, Any]]] = {}
         for index, record in enumerate(records):
             sequence = _sequence_of_raw(record)
             if sequence is not None:
-                by_sequence.setdefault(sequence, (index, record))
+                by_sequence.setdefault(sequence, []).append((index, record))
         bad_records = []
         for planned, rejection, root in rejected:
             sequence = planned.sequence_numbers[-1]
-            index, raw = by_sequence.get(sequence, (-1, None))
+            index, raw = self._record_of(planned, by_sequence.get(sequence, []))
             error = WriteRejectedError(
                 rejection, field_path=record_path(root, rejection.field_path), index=index,
                 event_id=raw.get("eventID") if isinstance(raw, Mapping) else None,
@@ -477,6 +484,25 @@ class Replicator:
         log.error("%d write(s) rejected by MongoDB; the first: %s", len(bad_records),
                   bad_records[0].error)
         self._keep(bad_records, result)
+
+    def _record_of(self, planned: PlannedWrite, candidates: list[tuple[int, Any]]
+                   ) -> tuple[int, Any]:
+        """(index, raw record) of the candidate ``planned`` stands for: the only one, else the
+        last whose key maps to the write's ``_id`` (the newest of its group); (-1, None) when
+        none does."""
+        if len(candidates) <= 1:
+            return candidates[0] if candidates else (-1, None)
+        changes, _ = parse_records([raw for _, raw in candidates])  # unparseable: not this one
+        wanted = identity(planned.document_id)
+        found = (-1, None)
+        for change in changes:
+            try:
+                document_id = self.planner.key_mapper.document_id(change.keys)
+            except Exception:  # any: a key that maps to no _id is not this write's
+                continue
+            if identity(document_id) == wanted:
+                found = candidates[change.index]
+        return found
 
 
 def _newest_created(records: Sequence[Any], applied: Iterable[PlannedWrite],

@@ -26,6 +26,7 @@ from pymongo.operations import DeleteOne, ReplaceOne, UpdateOne
 
 from replicator import apply
 from replicator.core import Replicator
+from replicator.item_records import item_record, kinesis_item_record
 from replicator.settings import SEQUENCE_FIELD, Settings
 from replicator.tombstones import DELETED_AT, TombstoneStore
 from replicator.writes import PlannedWrite, guard_condition
@@ -116,6 +117,67 @@ def test_a_duplicate_key_from_a_unique_secondary_index_is_quarantined_on_every_t
     again = replicator.process(event)
     assert again.lambda_response() == {"batchItemFailures": []}
     assert target_db["users_quarantine"].count_documents({}) == 1
+
+
+def prefixed_id(keys: dict[str, Any]) -> str:
+    """An id_mapping (Settings.id_mapping names it): the _id is not the key's own value."""
+    return "user/" + "/".join(str(v) for v in keys.values())
+
+
+@pytest.mark.parametrize(("sequence", "key_schema", "id_mapping"), [
+    ("0", ("uid",), None),                        # a copy's or an export's records
+    ("4100000000000000000007", ("uid",), None),   # a recovery window's records
+    ("0", ("uid", "n"), None),                    # a composite key: the _id is a document
+    ("0", ("uid",), f"{__name__}:prefixed_id"),   # an id_mapping
+], ids=["copy", "window", "composite", "id-mapping"])
+def test_records_of_one_sequence_number_each_keep_their_own_record_when_rejected(
+    target_db: Any, sequence: str, key_schema: tuple[str, ...], id_mapping: str | None
+) -> None:
+    """Rejected writes of a batch whose records share one sequence number (every record of a
+    copy or an export carries "0"; a gap recovery's window one number) are each quarantined
+    with their own raw record. Before: the record was found by sequence number alone, so every
+    rejected write was kept as the batch's first record (one that was written) and the
+    rejected items' records were lost (found by the export-load work of issue 21)."""
+    target_db["users"].create_index("email", unique=True)
+    replicator = Replicator(target_db["users"],
+                            Settings(key_schema=key_schema, id_mapping=id_mapping))
+    emails = ["a@x", "same", "c@x", "same", "e@x", "same", "g@x"]  # the 4th and 6th refused
+    records = [
+        item_record({"uid": {"S": f"user-{i}"}, "n": {"N": str(i)}, "email": {"S": email}},
+                    key_schema, sequence, f"copy-{i}")
+        for i, email in enumerate(emails)
+    ]
+    result = replicator.process(records)
+    assert result.lambda_response() == {"batchItemFailures": []}
+    assert result.applied == 5 and len(result.quarantined) == 2
+    kept = {json.loads(d["raw_record"])["eventID"]: d
+            for d in target_db["users_quarantine"].find()}
+    assert sorted(kept) == ["copy-3", "copy-5"]
+    for event_id, entry in kept.items():
+        raw = json.loads(entry["raw_record"])
+        index = int(event_id.split("-")[1])
+        assert raw["dynamodb"]["NewImage"]["uid"] == {"S": f"user-{index}"}
+        assert entry["error"]["kind"] == "constraint" and entry["error"]["code"] == 11000
+    assert [b.index for b in result.quarantined] == [3, 5]
+
+
+def test_a_kinesis_copys_rejected_writes_each_keep_their_own_record(target_db: Any) -> None:
+    """The same over a Kinesis data stream: `sync --kinesis-stream`'s copy records all carry
+    the Kinesis sequence number "0" (item_records.kinesis_item_record)."""
+    target_db["users"].create_index("email", unique=True)
+    replicator = Replicator(target_db["users"], Settings(key_schema=("uid",), source="kinesis"))
+    emails = ["a@x", "same", "c@x", "same"]  # the 4th refused
+    records = [
+        kinesis_item_record({"uid": {"S": f"user-{i}"}, "email": {"S": email}}, ("uid",),
+                            1_700_000_000_000_000, f"copy-{i}", table="users",
+                            stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/users")
+        for i, email in enumerate(emails)
+    ]
+    result = replicator.process(records)
+    assert result.lambda_response() == {"batchItemFailures": []}
+    assert result.applied == 3 and [b.index for b in result.quarantined] == [3]
+    (entry,) = target_db["users_quarantine"].find()
+    assert json.loads(entry["raw_record"])["eventID"] == "copy-3"
 
 
 def test_the_adapter_reports_mongods_key_pattern_for_id_and_for_secondary_indexes(

@@ -8,12 +8,11 @@ staleness") refuses the second item of the same ``email``; the server answers E1
 that index and apply.py classifies the write ``rejected`` (kind ``constraint``). Run with and
 without the C accelerator, on the wire target (mongoeco, the real pymongo client).
 
-Known to fail today (strict xfail): every record of an export or a copy carries the sequence
-number ``COPY_SEQUENCE`` ("0"), and ``Replicator._quarantine_rejected`` (replicator/core.py)
-finds a rejected write's raw record by its sequence number -- so each rejected write of a batch
-is quarantined with the batch's *first* record (a line that was written), under one quarantine
-entry, and the rejected lines' own records are not kept. The fix belongs to the core (find the
-record by the write's ``_id`` as well); when it lands this test passes and the marker goes.
+Every record of an export or a copy carries the sequence number ``COPY_SEQUENCE`` ("0"), and
+``Replicator._quarantine_rejected`` (replicator/core.py) found a rejected write's raw record by
+its sequence number alone -- so each rejected write of a batch was quarantined with the batch's
+*first* record (a line that was written), under one quarantine entry, and the rejected lines' own
+records were lost. It now tells records of one sequence number apart by the write's ``_id``.
 """
 
 from __future__ import annotations
@@ -43,8 +42,6 @@ LINES = [_line("a", "a@x"), _line("b", "same"), _line("c", "c@x"), _line("d", "s
 REJECTED = {4: "d", 6: "f"}  # line number -> pk
 
 
-@pytest.mark.xfail(strict=True, reason="core._quarantine_rejected finds a rejected write's raw "
-                   "record by sequence number; every export record carries '0' (see the module)")
 @pytest.mark.parametrize("export_type", [FULL, INCREMENTAL])
 @pytest.mark.parametrize("batch", [3, export.BATCH])  # rejected lines first / inside a batch
 @pytest.mark.parametrize("path", ["c", "python"])
