@@ -1912,6 +1912,12 @@ intern_planner_names(void)
     INTERN(s_gte, "$gte");
     INTERN(s_replace_with, "$replaceWith");
     INTERN(s_literal, "$literal");
+    /* write_get's names: here, not in configure_planner, because the readers need only
+     * configure_operations / configure_tombstones (both call this), and a refused or never
+     * run configure_planner must not leave them a NULL name to look up */
+    for (int i = 0; i < PW_COUNT; i++) {
+        INTERN(pw_name_objects[i], pw_names[i]);
+    }
     return 0;
 }
 
@@ -1995,10 +2001,6 @@ configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
     for (int i = 0; i < PW_COUNT; i++) {
         PyObject *descriptor = PyTuple_GET_ITEM(slots, i);
         Py_XSETREF(pw_descriptors[i], Py_NewRef(descriptor));
-        if (pw_name_objects[i] == NULL
-            && (pw_name_objects[i] = PyUnicode_InternFromString(pw_names[i])) == NULL) {
-            return NULL;
-        }
         pw_offsets[i] = 0;
 #if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
         /* What member_get / member_set do for a writable object slot, without their checks */
