@@ -197,6 +197,14 @@ def c_writes() -> list[PlannedWrite]:
     return list(built)
 
 
+def quarantine_writes() -> list[PlannedWrite]:
+    """quarantine.quarantine_write's upserts ($set / $setOnInsert: C builds their UpdateOne)."""
+    bad = parse_records([{"eventID": "x", "eventName": "NOPE", "dynamodb": {"SequenceNumber": "5"}},
+                         {"eventID": "y", "dynamodb": {"SequenceNumber": "6"}}])[1]
+    assert len(bad) == 2
+    return [quarantine_write(b) for b in bad]
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class SlottedSub(PlannedWrite):
     note: str = "slotted"
@@ -224,8 +232,7 @@ KINDS = {
     "main_write": lambda: [main_write("replace", {"_id": 1}, {"_id": 1}, ("5",)),
                            main_write("delete", {"_id": 2}, None, ("06",)),
                            main_write("replace", {"_id": 3}, {"_id": 3}, ("7",), "K1.ab")],
-    "quarantine writes": lambda: [w for w in [quarantine_write(b) for b in parse_records(
-        [{"eventID": "x", "eventName": "NOPE", "dynamodb": {"SequenceNumber": "5"}}])[1]]],
+    "quarantine writes": lambda: quarantine_writes(),
 }
 COPIES = {
     "as built": lambda ws: ws,
@@ -493,6 +500,13 @@ def _state(db: Any, name: str) -> dict[str, Any]:
     }
 
 
+def _outcome(result: Any, collection: Any) -> Any:
+    """A batch's counts and failures, the collection's own name aside (each path has its own)."""
+    own = f"{collection.database.name}.{collection.name} "
+    return (result.applied, result.stale, len(result.quarantined),
+            [(s, why.replace(own, "<collection> ")) for s, why in result.failures])
+
+
 def _dynamodb_batches() -> list[list[dict[str, Any]]]:
     return [
         [record("100", "INSERT", "a", new=image("a")), record("101", "INSERT", "b",
@@ -528,8 +542,7 @@ def test_dynamodb_batches_leave_the_same_state_with_and_without_c(mongoeco_db: A
         outcome = []
         for batch in _dynamodb_batches():
             result = replicator.process(batch)
-            outcome.append((result.applied, result.stale, len(result.quarantined),
-                            result.failures))
+            outcome.append(_outcome(result, mongoeco_db[name]))
         results.append(outcome)
         states.append(_state(mongoeco_db, name))
     assert results[0] == results[1]
@@ -573,10 +586,88 @@ def test_kinesis_batches_with_ties_leave_the_same_state_with_and_without_c(
         outcome = []
         for batch in _kinesis_batches():
             result = replicator.process(event(*batch))
-            outcome.append((result.applied, result.stale, len(result.quarantined),
-                            result.failures))
+            outcome.append(_outcome(result, mongoeco_db[name]))
         results.append(outcome)
         states.append(_state(mongoeco_db, name))
     assert results[0] == results[1]
     assert states[0] == states[1]
     assert states[0]["tombstones"]
+
+
+def _dynamodb_history(seed: int) -> list[list[dict[str, Any]]]:
+    """A seeded history of four items (inserts, modifies moving the tenant, removes, TTL
+    removes), 30 % redelivered, shuffled, in batches of 1-6: what a retried, reordered
+    delivery looks like."""
+    import random
+
+    rng = random.Random(seed)
+    state: dict[str, dict[str, Any] | None] = {f"i{n}": None for n in range(4)}
+    records = []
+    for n in range(40):
+        name = rng.choice(sorted(state))
+        old = state[name]
+        seq = str(1000 + n).zfill(rng.choice((4, 21)))
+        if old is None:
+            new: dict[str, Any] | None = image(name, rng.choice("ab"), n)
+            records.append(record(seq, "INSERT", name, new=new))
+        elif rng.random() < 0.25:
+            new = None
+            records.append(record(seq, "REMOVE", name, old=old, ttl=rng.random() < 0.5))
+        else:
+            new = image(name, rng.choice("ab"), n,
+                        extra={"$d": {"S": "x"}} if rng.random() < 0.2 else None)
+            records.append(record(seq, "MODIFY", name, new=new, old=old))
+        state[name] = new
+    delivered = records + [r for r in records if rng.random() < 0.3]
+    rng.shuffle(delivered)
+    batches = []
+    while delivered:
+        size = rng.randint(1, 6)
+        batches.append(delivered[:size])
+        delivered = delivered[size:]
+    return batches
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("settings", [
+    Settings(key_schema=("id",), ttl_deletes="archive"),
+    Settings(key_schema=("id",), shard_key=("tenant",)),
+], ids=["archive", "shard-key"])
+def test_shuffled_dynamodb_histories_leave_the_same_state_with_and_without_c(
+        mongoeco_db: Any, settings: Settings, seed: int) -> None:
+    states, results = [], []
+    for accelerated in (True, False):
+        name = "c" if accelerated else "py"
+        replicator = _replicator(mongoeco_db[name], settings, accelerated)
+        outcome = []
+        for batch in _dynamodb_history(seed):
+            result = replicator.process(batch)
+            outcome.append(_outcome(result, mongoeco_db[name]))
+        results.append(outcome)
+        states.append(_state(mongoeco_db, name))
+    assert results[0] == results[1]
+    assert states[0] == states[1]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_shuffled_kinesis_histories_leave_the_same_state_with_and_without_c(
+        mongoeco_db: Any, users_table: Any, seed: int) -> None:
+    from replicator.readback import DynamoDBItemReader
+    from support.kinesis import shuffled_history
+
+    states, results = [], []
+    for accelerated in (True, False):
+        name = "c" if accelerated else "py"
+        rng, delivered, _ = shuffled_history(seed, users_table)
+        replicator = _replicator(mongoeco_db[name], Settings(), accelerated,
+                                 item_reader=DynamoDBItemReader(users_table, "users"))
+        outcome = []
+        while delivered:
+            size = rng.randint(1, 6)
+            batch, delivered = delivered[:size], delivered[size:]
+            result = replicator.process(event(*batch))
+            outcome.append(_outcome(result, mongoeco_db[name]))
+        results.append(outcome)
+        states.append(_state(mongoeco_db, name))
+    assert results[0] == results[1]
+    assert states[0] == states[1]
