@@ -1895,6 +1895,13 @@ setup_maker_checked(slot_maker *maker, PyObject *cls, PyObject *template, int wi
 static int
 intern_planner_names(void)
 {
+    /* write_get's names: here, not in configure_planner, because the readers need only
+     * configure_operations / configure_tombstones (both call this), and a refused or never run
+     * configure_planner must not leave them a NULL name to look up; first, so that the names
+     * the readers check (s_kind, s_sequence_numbers) are set only once these are */
+    for (int i = 0; i < PW_COUNT; i++) {
+        INTERN(pw_name_objects[i], pw_names[i]);
+    }
     INTERN(s_id, "_id");
     INTERN(s_kind, "kind");
     INTERN(s_filter, "filter");

@@ -515,7 +515,7 @@ def _newest_created(records: Sequence[Any], applied: Iterable[PlannedWrite],
     :func:`creation_time_of` as before, and so does every record when the newest number is not
     a time (out of range, NaN): the same answer as :func:`_newest_created_each`. ``native``: the C
     accelerator, which finds the newest number of a batch of plain records in one pass."""
-    # the C accelerator reads the writes' sequence numbers from their __dict__ (issue 21: the
+    # the C accelerator reads the writes' sequence numbers from their slots (issue 21: the
     # set comprehension cost ~1,000 instructions per event); the same set
     wanted = (native.covered_sequences(applied)
               if native is not None and type(applied) is list else None)

@@ -1401,7 +1401,7 @@ def test_the_markers_naive_utc_time_is_the_same_bson_date_as_the_aware_one() -> 
 def test_the_covered_sequence_numbers_in_c_are_the_references(
     speedups: Any, groups: list[list[str]], odd: int
 ) -> None:
-    # core._newest_created's ``wanted``: C reads each write's sequence_numbers from its __dict__
+    # core._newest_created's ``wanted``: C reads each write's sequence_numbers from its slot
     writes = [PlannedWrite.delete({"_id": n}, tuple(g)) for n, g in enumerate(groups)]
     assert speedups.covered_sequences(writes) == {s for w in writes for s in w.sequence_numbers}
     if writes and odd < len(writes):
