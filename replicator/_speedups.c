@@ -1919,10 +1919,6 @@ intern_planner_names(void)
     INTERN(s_gte, "$gte");
     INTERN(s_replace_with, "$replaceWith");
     INTERN(s_literal, "$literal");
-    /* write_get's names: interned with the others, so no reader runs without them */
-    for (int i = 0; i < PW_COUNT; i++) {
-        INTERN(pw_name_objects[i], pw_names[i]);
-    }
     return 0;
 }
 
