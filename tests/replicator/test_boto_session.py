@@ -94,3 +94,57 @@ def test_many_sessions_leave_the_shared_loaders_search_paths_as_they_were() -> N
         new_session(region_name="us-west-2")
     assert new_session()._loader.search_paths == paths
     assert len(set(paths)) == len(paths)
+
+
+# -- other inputs of the same kind: profiles, configured endpoints, threads, the aws fixture -------
+def test_a_profile_from_the_config_files_is_read_per_call(monkeypatch: pytest.MonkeyPatch,
+                                                          tmp_path: Any) -> None:
+    config, credentials = tmp_path / "config", tmp_path / "credentials"
+    config.write_text("[profile north]\nregion = eu-north-1\n[profile south]\nregion = af-south-1\n")
+    credentials.write_text("[north]\naws_access_key_id = AKIANORTH\naws_secret_access_key = n\n"
+                           "[south]\naws_access_key_id = AKIASOUTH\naws_secret_access_key = s\n")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+    monkeypatch.setenv("AWS_PROFILE", "north")
+    north = aws_client(args(), {}, "dynamodb")
+    monkeypatch.setenv("AWS_PROFILE", "south")
+    south = aws_client(args(), {}, "dynamodb")
+    assert (north.meta.region_name, access_key(north)) == ("eu-north-1", "AKIANORTH")
+    assert (south.meta.region_name, access_key(south)) == ("af-south-1", "AKIASOUTH")
+    assert north._loader is south._loader
+
+
+def test_a_configured_endpoint_of_the_environment_is_read_per_call(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", "http://127.0.0.1:8111")
+    configured = aws_client(args(region="us-west-2"), {}, "dynamodb")
+    monkeypatch.delenv("AWS_ENDPOINT_URL_DYNAMODB")
+    plain = aws_client(args(region="us-west-2"), {}, "dynamodb")
+    assert configured.meta.endpoint_url == "http://127.0.0.1:8111"
+    assert plain.meta.endpoint_url == "https://dynamodb.us-west-2.amazonaws.com"
+
+
+def test_sessions_made_in_threads_at_once_share_one_loader() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    paths = list(new_session()._loader.search_paths)
+    with ThreadPoolExecutor(8) as pool:
+        loaders = list(pool.map(lambda _: new_session().client(
+            "sqs", region_name="us-east-1", aws_access_key_id="a",
+            aws_secret_access_key="b")._loader, range(16)))
+    assert all(loader is loaders[0] for loader in loaders)
+    assert loaders[0].search_paths == paths
+
+
+def test_the_aws_fixtures_default_session_reads_the_environment_the_test_set(
+        aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFIXTURE")
+    client = boto3.client("sqs")
+    assert client.meta.region_name == "eu-west-3" and access_key(client) == "AKIAFIXTURE"
+    assert client.create_queue(QueueName="q")["QueueUrl"].endswith("/q")  # moto's mock answers
+    assert client._loader is new_session()._loader
