@@ -76,8 +76,13 @@ def tests(session: nox.Session) -> None:
         session.run("pytest", *PURE_PYTHON_TESTS, env={"REPLICATOR_PURE_PYTHON": "1"})
 
 
-#: The fast set: what a developer runs while editing (2,111 tests, 77-84 s of CPU, ~410 MB peak RSS,
-#: 107 s of wall, measured on a 2-core machine, 2026-12-07; it was 2,011 and 170 s, then 111 s and 1 GB).
+#: The fast set: what a developer runs while editing (2,115 tests, 59-65 s of CPU, ~395 MB peak RSS,
+#: 80-92 s of wall with the machine's load average at 2.4-3.2 -- other jobs on its 2 cores --
+#: measured in a fresh clone once its bytecode was written, 2026-12-07: 3 runs; the first run, which
+#: writes it, 65-74 s of CPU. It was 2,011 tests and 170 s, then 111 s and 1 GB, then 79-83 s of CPU
+#: and 97-100 s of wall at the same load before every boto3 session shared botocore's parsed
+#: models, replicator/boto_session.py.) About 13 s of the wall time is waiting, not CPU: timeouts
+#: to unreachable servers and servers' 0.5 s shutdown polls.
 #: Every test over about a second of CPU carries @pytest.mark.slow, repeated cases of one kind run
 #: their first only and Hypothesis tests a fifth of their examples (tests/support/fast_set.py); an
 #: unmarked one over the CPU budget fails (tests/support/cpu_budget.py), so the set stays fast.
@@ -90,7 +95,10 @@ def fast(session: nox.Session) -> None:
     """The fast test set (``pytest -m "not slow ..."``): what to run while editing; ``nox -s tests``
     still runs everything."""
     _install(session)
-    session.run("pytest", *FAST_TESTS, *session.posargs)
+    # pytest caches its rewritten test modules (and Python the rest) as bytecode in __pycache__;
+    # a PYTHONDONTWRITEBYTECODE left set in the shell (as in many containers) made every run
+    # rewrite and compile them all again: ~5 s of CPU a run, measured 2026-12-07
+    session.run("pytest", *FAST_TESTS, *session.posargs, env={"PYTHONDONTWRITEBYTECODE": ""})
 
 
 @nox.session(python=CORE_PYTHON)

@@ -58,7 +58,8 @@ def make_client(
 #: make_client's boto3 session per region, with botocore's built-in handlers it was made with. A
 #: new session loads and parses botocore's JSON models again: ~0.1-0.2 s of CPU per client and
 #: ~10^4 objects in reference cycles that only the cyclic GC's full collections free (measured,
-#: botocore 1.40: 0.15 s per client from a fresh session, 0.006 s from a shared one). Clients are
+#: botocore 1.40: 0.15 s per client from a fresh session, 0.006 s from a shared one; the models
+#: are shared with the replicator CLI's sessions too, replicator/boto_session.py). Clients are
 #: thread-safe, sessions are not: clients are made under the lock.
 _sessions: dict[str, tuple[list[Any], Any]] = {}
 _sessions_lock = threading.Lock()
@@ -71,9 +72,10 @@ def _session(region: str) -> Any:
     its request interceptor there: a session made before that would send its clients' calls past
     ``mock_aws`` to the real endpoint, so a changed list makes a new session.
     """
-    import boto3
     import botocore.handlers
     import botocore.session
+
+    from replicator.boto_session import new_session
 
     handlers = list(botocore.handlers.BUILTIN_HANDLERS)
     made = _sessions.get(region)
@@ -83,7 +85,7 @@ def _session(region: str) -> Any:
     core = botocore.session.Session(session_vars={"profile": (None, None, None, None)})
     core.set_config_variable("config_file", os.devnull)
     core.set_config_variable("credentials_file", os.devnull)
-    session = boto3.session.Session(botocore_session=core, region_name=region, **DUMMY_CREDENTIALS)
+    session = new_session(core, region_name=region, **DUMMY_CREDENTIALS)
     _sessions[region] = (handlers, session)
     return session
 

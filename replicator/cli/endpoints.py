@@ -80,12 +80,16 @@ def aws_client(args: argparse.Namespace, environ: Any, service: str,
     """A boto3 client of ``service`` for the arguments (region, ``--endpoint-url`` or
     ``endpoint_url``; dummy credentials for a local endpoint when none are configured)."""
     try:
-        import boto3
         from botocore.config import Config
+
+        from replicator.boto_session import new_session
+
+        # a new session per client, reading credentials and region as they are now; only
+        # botocore's parsed models are shared (replicator/boto_session.py)
+        session = new_session()
     except ImportError as error:
         raise ConfigurationError("the poller needs boto3: pip install boto3") from error
     endpoint = endpoint_url or args.endpoint_url
-    session = boto3.session.Session()
     region = (args.region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
               or session.region_name or ("us-east-1" if endpoint else None))
     if not region:

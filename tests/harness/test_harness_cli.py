@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import pytest
@@ -259,7 +261,12 @@ def test_a_refused_target_is_probed_with_a_short_server_selection_timeout(
     assert PROBE_TIMEOUT_MS <= 2_000 and min(timeouts) == PROBE_TIMEOUT_MS
 
 
-def test_a_refused_target_uri_ends_in_one_clean_line() -> None:
+def test_a_refused_target_uri_ends_in_one_clean_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.backends import uri_target
+
+    # pymongo retries the refused connection (refused at once on 127.0.0.1:1) until the probe's
+    # server selection timeout: a shorter one ends in the same error, 2 s sooner
+    monkeypatch.setattr(uri_target, "PROBE_TIMEOUT_MS", 200)
     result = runner.invoke(app, ["run", "smoke", "--target-uri", "mongodb://127.0.0.1:1/"])
     assert result.exit_code == 2
     output = result.output.replace("\n", "")
@@ -300,7 +307,9 @@ def test_the_built_wheel_ships_the_scenarios_and_runs_outside_a_checkout(tmp_pat
     assert "Scenario smoke: PASS" in done.stdout
 
 
-def test_nox_sessions_reinstall_only_when_the_project_definition_changed(tmp_path: Path) -> None:
+@functools.cache
+def load_noxfile() -> Any:
+    """noxfile.py, loaded once (nox registers each session as the module runs)."""
     pytest.importorskip("nox")
     import importlib.util
 
@@ -308,26 +317,36 @@ def test_nox_sessions_reinstall_only_when_the_project_definition_changed(tmp_pat
     assert spec is not None and spec.loader is not None
     noxfile = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(noxfile)
+    return noxfile
 
-    class Session:
-        def __init__(self) -> None:
-            self.virtualenv = type("Venv", (), {"location": str(tmp_path / "venv")})()
-            self.installs: list[tuple[str, ...]] = []
 
-        def install(self, *args: str) -> None:
-            self.installs.append(args)
+class NoxSession:
+    """What the noxfile's sessions call on a nox session, recorded."""
 
-        def log(self, message: str) -> None:
-            pass
+    def __init__(self, venv: Path) -> None:
+        self.virtualenv = type("Venv", (), {"location": str(venv)})()
+        self.installs: list[tuple[str, ...]] = []
+        self.runs: list[tuple[tuple[str, ...], dict[str, Any]]] = []
+        self.posargs: list[str] = []
 
-        def run(self, *args: str, **kwargs: object) -> None:
-            pass
+    def install(self, *args: str) -> None:
+        self.installs.append(args)
+
+    def log(self, message: str) -> None:
+        pass
+
+    def run(self, *args: str, **kwargs: Any) -> None:
+        self.runs.append((args, kwargs))
+
+
+def test_nox_sessions_reinstall_only_when_the_project_definition_changed(tmp_path: Path) -> None:
+    noxfile = load_noxfile()
 
     project = tmp_path / "project"
     project.mkdir()
     (tmp_path / "venv").mkdir()
     (project / "pyproject.toml").write_text('[project]\nname = "x"\n')
-    session = Session()
+    session = NoxSession(tmp_path / "venv")
     for _ in range(3):
         noxfile._install(session, root=project)
     assert session.installs == [("-e", ".[dev]")]  # the reused environment is not reinstalled
@@ -336,6 +355,18 @@ def test_nox_sessions_reinstall_only_when_the_project_definition_changed(tmp_pat
     assert len(session.installs) == 2  # a changed pyproject.toml is installed again
     noxfile._install(session, spec=".[harness]", root=project)
     assert len(session.installs) == 3  # so is another extra
+
+
+def test_the_fast_session_writes_bytecode_even_where_the_shell_says_not_to(tmp_path: Path) -> None:
+    """pytest keeps its rewritten test modules in __pycache__ only where bytecode is written:
+    without it every fast run rewrote and compiled them all again (~5 s of CPU)."""
+    noxfile = load_noxfile()
+    (tmp_path / "venv").mkdir()
+    session = NoxSession(tmp_path / "venv")
+    noxfile.fast(session)
+    ((args, kwargs),) = [run for run in session.runs if run[0][0] == "pytest"]
+    assert args == ("pytest", *noxfile.FAST_TESTS)
+    assert kwargs["env"]["PYTHONDONTWRITEBYTECODE"] == ""  # empty: Python writes bytecode
 
 
 def test_default_output_folders_are_ignored_by_git() -> None:

@@ -470,6 +470,7 @@ def test_a_handler_botocore_gains_later_reaches_the_next_clients(
 
     monkeypatch.setattr(moto_source, "_sessions", {})
     before = make_client("dynamodb", endpoint_url="http://127.0.0.1:9")
+    made_before = moto_source._sessions[before.meta.region_name][1]
 
     def answer(**_: Any) -> tuple[Any, dict[str, Any]]:
         return types.SimpleNamespace(status_code=200, headers={}), {"TableNames": ["intercepted"]}
@@ -477,7 +478,8 @@ def test_a_handler_botocore_gains_later_reaches_the_next_clients(
     monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS",
                         [*botocore.handlers.BUILTIN_HANDLERS, ("before-call.dynamodb.ListTables", answer)])
     after = make_client("dynamodb", endpoint_url="http://127.0.0.1:9")
-    assert after._loader is not before._loader
+    # a new session (the parsed models, client._loader, are shared by all: boto_session.py)
+    assert moto_source._sessions[after.meta.region_name][1] is not made_before
     assert after.list_tables()["TableNames"] == ["intercepted"]
 
 

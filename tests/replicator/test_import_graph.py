@@ -38,7 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("the I/O edges: pymongo operations, bulk writes, tombstones, quarantine, read-back, the "
      "client, the URI, the Lambda environment", (
         "operations", "apply", "tombstones", "quarantine", "readback", "ties", "mongo", "uri_source",
-        "environment", "aws_json")),
+        "environment", "aws_json", "boto_session")),
     ("the core: Replicator", ("core",)),
     ("a batch's figures", ("metrics",)),
     ("the standalone poller and redrive", ("poller", "poller.*", "redrive")),

@@ -1394,7 +1394,8 @@ def test_the_markers_naive_utc_time_is_the_same_bson_date_as_the_aware_one() -> 
         {"deleted_at": aware})
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(groups=st.lists(st.lists(st.one_of(_sequence, st.sampled_from(["1", "01", "", "x"])),
                                 min_size=1, max_size=4), max_size=12),
        odd=st.integers(0, 12))
@@ -1421,7 +1422,8 @@ _set_texts = st.one_of(
 )
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=examples(300), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(members=st.lists(_set_texts, max_size=40),
        numbers=st.lists(st.from_regex(r"[0-9]{1,18}", fullmatch=True), max_size=40))
 def test_sets_sorted_in_c_are_the_references(speedups: Any, members: list[str],

@@ -125,12 +125,26 @@ def dynamodb_local() -> Iterator[Any]:
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """moto's mock of every AWS service (SSM, Secrets Manager, ...) for boto3 clients made during
-    the test, with test credentials and no profile; skipped where moto is not installed."""
+    the test, with test credentials and no profile; skipped where moto is not installed.
+
+    ``mock_aws`` empties boto3's default session, so the first ``boto3.client(...)`` of each test
+    makes a new one, as it does in a fresh process (reading the environment the test set); here
+    that session shares botocore's parsed models with every other
+    (replicator.boto_session.new_session): a fresh loader re-parses them, ~0.15 s of CPU each."""
     moto = pytest.importorskip("moto")
+    import boto3
+
+    from replicator.boto_session import new_session
+
     for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                         "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+    def setup_default_session(**options: Any) -> None:
+        boto3.DEFAULT_SESSION = new_session(**options)
+
+    monkeypatch.setattr(boto3, "setup_default_session", setup_default_session)
     with moto.mock_aws():
         yield
 
@@ -139,10 +153,13 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def users_table(aws: None) -> Any:
     """A boto3 DynamoDB client on moto with the table ``users`` (key ``id``, S, on demand): the
     table a Kinesis test's Replicator reads back to decide an equal-timestamp tie
-    (``DynamoDBItemReader(users_table, "users")``; docs/kinesis.md)."""
-    import boto3
+    (``DynamoDBItemReader(users_table, "users")``; docs/kinesis.md). Made by the harness's
+    ``make_client`` (one boto3 session per region, the same dummy credentials as ``aws`` sets): a
+    ``boto3.client`` under ``mock_aws`` makes a new default session per test, which re-parses
+    botocore's JSON models (~0.15 s of CPU and a full GC's worth of cycles each)."""
+    from harness.backends.moto_source import make_client
 
-    client = boto3.client("dynamodb", region_name="us-east-1")
+    client = make_client("dynamodb", region="us-east-1")
     client.create_table(TableName="users", BillingMode="PAY_PER_REQUEST",
                         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
                         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}])
