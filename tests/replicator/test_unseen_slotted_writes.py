@@ -39,6 +39,7 @@ from replicator.quarantine import quarantine_write
 from replicator.settings import SEQUENCE_FIELD, Settings
 from replicator.ties import _allowing
 from replicator.writes import PlannedWrite, main_write
+from support.fast_set import fast_first
 from support.kinesis import T0_MS, Changes, change_json, event, item, keys, kinesis_record
 
 try:
@@ -414,12 +415,12 @@ PRELUDE = """
 """
 
 
-@pytest.mark.parametrize("before", [
+@pytest.mark.parametrize("before", fast_first([  # each a subprocess: the first in the fast set
     "",  # configure_planner never called
     "m.configure_planner(object, accelerator.planned_write_slots())",  # refused: not its slots
     "m.configure_planner(PlannedWrite, accelerator.planned_write_slots()[:3])",  # too few
     "m.configure_planner(PlannedWrite)",  # a wrong call
-])
+]))
 def test_the_readers_answer_without_a_configured_planner(before: str) -> None:
     """The readers need only configure_operations / configure_tombstones (the planner's class
     is not theirs): with configure_planner never run, or refused, they read the writes by
@@ -628,7 +629,7 @@ def _dynamodb_history(seed: int) -> list[list[dict[str, Any]]]:
     return batches
 
 
-@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("seed", fast_first(range(4)))
 @pytest.mark.parametrize("settings", [
     Settings(key_schema=("id",), ttl_deletes="archive"),
     Settings(key_schema=("id",), shard_key=("tenant",)),
@@ -649,7 +650,7 @@ def test_shuffled_dynamodb_histories_leave_the_same_state_with_and_without_c(
     assert states[0] == states[1]
 
 
-@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("seed", fast_first(range(3)))
 def test_shuffled_kinesis_histories_leave_the_same_state_with_and_without_c(
         mongoeco_db: Any, users_table: Any, seed: int) -> None:
     from replicator.readback import DynamoDBItemReader
