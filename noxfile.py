@@ -76,7 +76,7 @@ def tests(session: nox.Session) -> None:
         session.run("pytest", *PURE_PYTHON_TESTS, env={"REPLICATOR_PURE_PYTHON": "1"})
 
 
-#: The fast set: what a developer runs while editing (2,115 tests, 59-65 s of CPU, ~395 MB peak RSS,
+#: The fast set: what a developer runs while editing (2,218 tests; at 2,115: 59-65 s of CPU, ~395 MB peak RSS,
 #: 80-92 s of wall with the machine's load average at 2.4-3.2 -- other jobs on its 2 cores --
 #: measured in a fresh clone once its bytecode was written, 2026-12-07: 3 runs; the first run, which
 #: writes it, 65-74 s of CPU. It was 2,011 tests and 170 s, then 111 s and 1 GB, then 79-83 s of CPU
