@@ -47,6 +47,7 @@ from replicator.plan import Planner
 from replicator.settings import Settings
 from replicator.writes import PlannedWrite, WritePlan
 from support.fast_set import examples
+from support.planned_writes import OtherDefault, slots_of
 
 REQUIRED = os.environ.get("REPLICATOR_REQUIRE_SPEEDUPS", "") == "1"
 IMPORT_ERROR: ImportError | None = None
@@ -1117,23 +1118,11 @@ def test_configure_planner_refuses_a_class_it_cannot_build(speedups: Any) -> Non
         filter: Any
         kind: Any
 
-    @dataclass(frozen=True, slots=True)
-    class OtherDefault:  # the slots C fills, but another default for collection
-        kind: Any
-        filter: Any
-        document: Any
-        upsert: Any
-        sequence_numbers: Any
-        collection: Any = "archive"
-        shard_key_move: Any = None
-        order_key: Any = None
-        decided_over: Any = None
-
-    other = tuple(vars(OtherDefault)[f.name] for f in fields(OtherDefault))
+    other = slots_of(OtherDefault)
     try:
         for cls, descriptors in ((OwnNew, slots), (PlannedWrite, slots[:-1]),
                                  (PlannedWrite, slots[1:2] + slots[:1] + slots[2:]),
-                                 (Reordered, tuple(vars(Reordered)[n] for n in ("kind", "filter"))),
+                                 (Reordered, slots_of(Reordered)),
                                  (PlannedWrite, other), (OtherDefault, other)):
             with pytest.raises(TypeError):
                 speedups.configure_planner(cls, descriptors)

@@ -41,6 +41,7 @@ from replicator.ties import _allowing
 from replicator.writes import PlannedWrite, main_write
 from support.fast_set import fast_first
 from support.kinesis import T0_MS, Changes, change_json, event, item, keys, kinesis_record
+from support.planned_writes import OtherDefault, slots_of
 
 try:
     native: Any = importlib.import_module("replicator._speedups")
@@ -445,26 +446,13 @@ def test_a_planner_refused_after_a_good_one_declines_and_reads_as_before() -> No
     and another default): plan_records refuses to plan (RuntimeError: configure first, never a
     write of the refused class), the readers read every write as Python does, and configuring
     the real class again plans as before."""
-    @dataclasses.dataclass(frozen=True, slots=True)
-    class Other:
-        kind: Any
-        filter: Any
-        document: Any
-        upsert: Any
-        sequence_numbers: Any
-        collection: Any = "archive"
-        shard_key_move: Any = None
-        order_key: Any = None
-        decided_over: Any = None
-
     records = [record("1", "INSERT", "a", new=image("a"))]
     try:
         with pytest.raises(TypeError):
-            native.configure_planner(Other, tuple(vars(Other)[f.name]
-                                                  for f in dataclasses.fields(Other)))
+            native.configure_planner(OtherDefault, slots_of(OtherDefault))
         with pytest.raises(RuntimeError):
             native.plan_records(records, ("id",), True, SEQUENCE_FIELD, True, ARN)
-        other = Other("replace", {"_id": 1}, {"_id": 1}, True, ("1",))
+        other = OtherDefault("replace", {"_id": 1}, {"_id": 1}, True, ("1",))
         assert native.covered_sequences([other, *kinesis_writes()]) is not None
         assert_readers_agree([other, *kinesis_writes(), *tie_writes()])
     finally:
@@ -508,6 +496,21 @@ def _outcome(result: Any, collection: Any) -> Any:
             [(s, why.replace(own, "<collection> ")) for s, why in result.failures])
 
 
+def _both_ways(db: Any, settings: Settings, batches: Any, **options: Any) -> dict[str, Any]:
+    """``batches`` (a callable giving the batches, fresh each time: some histories are drawn)
+    through a Replicator with and without the accelerator, each into its own collection;
+    asserts the two gave the same outcome per batch and the same final state, and returns it."""
+    states, results = [], []
+    for accelerated in (True, False):
+        name = "c" if accelerated else "py"
+        replicator = _replicator(db[name], settings, accelerated, **options)
+        results.append([_outcome(replicator.process(batch), db[name]) for batch in batches()])
+        states.append(_state(db, name))
+    assert results[0] == results[1]
+    assert states[0] == states[1]
+    return states[0]
+
+
 def _dynamodb_batches() -> list[list[dict[str, Any]]]:
     return [
         [record("100", "INSERT", "a", new=image("a")), record("101", "INSERT", "b",
@@ -536,19 +539,8 @@ def _dynamodb_batches() -> list[list[dict[str, Any]]]:
 ], ids=["plain", "archive", "shard-key", "archive+shard-key"])
 def test_dynamodb_batches_leave_the_same_state_with_and_without_c(mongoeco_db: Any,
                                                                   settings: Settings) -> None:
-    states, results = [], []
-    for accelerated in (True, False):
-        name = "c" if accelerated else "py"
-        replicator = _replicator(mongoeco_db[name], settings, accelerated)
-        outcome = []
-        for batch in _dynamodb_batches():
-            result = replicator.process(batch)
-            outcome.append(_outcome(result, mongoeco_db[name]))
-        results.append(outcome)
-        states.append(_state(mongoeco_db, name))
-    assert results[0] == results[1]
-    assert states[0] == states[1]
-    assert states[0]["documents"] and states[0]["tombstones"] and states[0]["quarantine"]
+    state = _both_ways(mongoeco_db, settings, _dynamodb_batches)
+    assert state["documents"] and state["tombstones"] and state["quarantine"]
 
 
 def _kinesis_batches() -> list[list[dict[str, Any]]]:
@@ -579,20 +571,10 @@ def test_kinesis_batches_with_ties_leave_the_same_state_with_and_without_c(
 
     users_table.put_item(TableName="users", Item=item("a", 4))
     users_table.put_item(TableName="users", Item=item("b", 6))
-    states, results = [], []
-    for accelerated in (True, False):
-        name = "c" if accelerated else "py"
-        replicator = _replicator(mongoeco_db[name], Settings(), accelerated,
-                                 item_reader=DynamoDBItemReader(users_table, "users"))
-        outcome = []
-        for batch in _kinesis_batches():
-            result = replicator.process(event(*batch))
-            outcome.append(_outcome(result, mongoeco_db[name]))
-        results.append(outcome)
-        states.append(_state(mongoeco_db, name))
-    assert results[0] == results[1]
-    assert states[0] == states[1]
-    assert states[0]["tombstones"]
+    state = _both_ways(mongoeco_db, Settings(),
+                       lambda: [event(*batch) for batch in _kinesis_batches()],
+                       item_reader=DynamoDBItemReader(users_table, "users"))
+    assert state["tombstones"]
 
 
 def _dynamodb_history(seed: int) -> list[list[dict[str, Any]]]:
@@ -636,18 +618,7 @@ def _dynamodb_history(seed: int) -> list[list[dict[str, Any]]]:
 ], ids=["archive", "shard-key"])
 def test_shuffled_dynamodb_histories_leave_the_same_state_with_and_without_c(
         mongoeco_db: Any, settings: Settings, seed: int) -> None:
-    states, results = [], []
-    for accelerated in (True, False):
-        name = "c" if accelerated else "py"
-        replicator = _replicator(mongoeco_db[name], settings, accelerated)
-        outcome = []
-        for batch in _dynamodb_history(seed):
-            result = replicator.process(batch)
-            outcome.append(_outcome(result, mongoeco_db[name]))
-        results.append(outcome)
-        states.append(_state(mongoeco_db, name))
-    assert results[0] == results[1]
-    assert states[0] == states[1]
+    _both_ways(mongoeco_db, settings, lambda: _dynamodb_history(seed))
 
 
 @pytest.mark.parametrize("seed", fast_first(range(3)))
@@ -656,19 +627,14 @@ def test_shuffled_kinesis_histories_leave_the_same_state_with_and_without_c(
     from replicator.readback import DynamoDBItemReader
     from support.kinesis import shuffled_history
 
-    states, results = [], []
-    for accelerated in (True, False):
-        name = "c" if accelerated else "py"
-        rng, delivered, _ = shuffled_history(seed, users_table)
-        replicator = _replicator(mongoeco_db[name], Settings(), accelerated,
-                                 item_reader=DynamoDBItemReader(users_table, "users"))
-        outcome = []
+    def batches() -> list[dict[str, Any]]:
+        rng, delivered, _ = shuffled_history(seed, users_table)  # the table too, each time
+        out = []
         while delivered:
             size = rng.randint(1, 6)
-            batch, delivered = delivered[:size], delivered[size:]
-            result = replicator.process(event(*batch))
-            outcome.append(_outcome(result, mongoeco_db[name]))
-        results.append(outcome)
-        states.append(_state(mongoeco_db, name))
-    assert results[0] == results[1]
-    assert states[0] == states[1]
+            out.append(event(*delivered[:size]))
+            delivered = delivered[size:]
+        return out
+
+    _both_ways(mongoeco_db, Settings(), batches,
+               item_reader=DynamoDBItemReader(users_table, "users"))
