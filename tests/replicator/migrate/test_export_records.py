@@ -11,10 +11,8 @@ Then a whole file loads to the same documents and quarantine with and without th
 
 from __future__ import annotations
 
-import gzip
 import json
 import re
-from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,8 @@ import pytest
 
 from replicator import Replicator, Settings, accelerator
 from replicator.migrate import export
-from replicator.migrate.export import FULL, INCREMENTAL, load_manifest, write_export
+from replicator.migrate.export import FULL, INCREMENTAL
+from support.exports import raw_lines_file
 
 TESTS = Path(__file__).resolve().parents[2]
 FIXTURES = TESTS / "fixtures" / "dynamodb-local"  # the shared fixtures' copy in the repository
@@ -192,11 +191,7 @@ def test_a_file_loads_the_same_with_and_without_the_accelerator(
 ) -> None:
     monkeypatch.setattr(export, "BATCH", 40)  # batches with and without a bad line
     raws = [raw for _, raw in _lines(export_type)]
-    raws = [raw if raw.endswith(b"\n") else raw + b"\n" for raw in raws]
-    root = write_export(tmp_path, [[{"Item": {"pk": {"S": "x"}}}]], export_type=export_type)
-    data_file = load_manifest(str(root)).files[0]
-    Path(data_file.location).write_bytes(gzip.compress(b"".join(raws)))
-    data_file = replace(data_file, item_count=len(raws), md5=None, etag=None)
+    data_file = raw_lines_file(tmp_path, raws, export_type)
     states, results = [], []
     for path in ("c", "python"):
         collection = wire_target.collection("export_records", f"{export_type.lower()}_{path}")

@@ -17,9 +17,7 @@ records were lost. It now tells records of one sequence number apart by the writ
 
 from __future__ import annotations
 
-import gzip
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import pytest
 from replicator import Replicator, Settings
 from replicator.migrate import export
 from replicator.migrate.export import FULL, INCREMENTAL, load_manifest, write_export
+from support.exports import raw_lines_file
 
 KEY = ("pk",)
 
@@ -87,10 +86,7 @@ def test_a_line_the_planner_refuses_is_quarantined_with_its_own_line(
     raws = [json.dumps(_line("a", "a@x")).encode(),
             b'{"Item": {"pk": {"S": "s"}, "email": {"S": "lone \\ud800"}}}',
             json.dumps(_line("b", "b@x")).encode()]
-    root = write_export(tmp_path, [[{"Item": {"pk": {"S": "x"}}}]])
-    data_file = load_manifest(str(root)).files[0]
-    Path(data_file.location).write_bytes(gzip.compress(b"\n".join(raws) + b"\n"))
-    data_file = replace(data_file, item_count=3, md5=None, etag=None)
+    data_file = raw_lines_file(tmp_path, raws)
     for path in ("c", "python"):
         collection = wire_target.collection("export_rejected", f"planner_{path}")
         replicator = Replicator(collection, Settings(key_schema=KEY))
