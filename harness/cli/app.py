@@ -64,7 +64,9 @@ app = typer.Typer(
     help="Dev kit for DynamoDB Streams -> MongoDB replication: scenarios, replay, chaos.",
 )
 console = Console(stderr=False)
-err = Console(stderr=True)
+# soft_wrap: a message is one line that the terminal wraps, never cut by rich at its width (80
+# columns off a TTY): a file path or a command in it stays whole, to copy and paste
+err = Console(stderr=True, soft_wrap=True)
 
 
 def check_names(source: str | None = None, target: str | None = None) -> None:

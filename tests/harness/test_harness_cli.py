@@ -47,6 +47,21 @@ def test_a_bad_scenario_file_names_the_file_the_key_and_what_was_expected(tmp_pa
     assert "'X' is not one of" in result.output
 
 
+def test_an_error_naming_a_long_path_keeps_the_path_whole(tmp_path: Path) -> None:
+    """The error line is never cut at the console's width (80 columns off a terminal): a path
+    longer than that stays on one line, as the operator would copy it."""
+    deep = tmp_path / "customer-migrations" / "2026-12-07" / "orders-table" / "staging-scenarios"
+    deep.mkdir(parents=True)
+    bad = deep / "bad.toml"
+    bad.write_text('name = "bad"\ndescription = "x"\n[table]\npartition_key = {name = "id", '
+                   'type = "X"}\n[workload]\noperations = 5\n[expect]\nresult = "converge"\n')
+    assert len(f"error: {bad}") > 80
+    result = runner.invoke(app, ["run", str(bad)])
+    assert result.exit_code == 2
+    (line,) = [text for text in result.output.splitlines() if text.startswith("error:")]
+    assert str(bad) in line and "table.partition_key.type" in line
+
+
 def test_an_unknown_key_in_a_scenario_lists_the_allowed_keys(tmp_path: Path) -> None:
     bad = tmp_path / "typo.toml"
     bad.write_text('name = "typo"\ndescription = "x"\n[table]\npartition_key = {name = "id", '
