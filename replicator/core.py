@@ -225,8 +225,14 @@ class Replicator:
         event_id = None
         if result.failures:
             lowest = result.failed_sequence_numbers[0]
-            event_id = next((r.get("eventID") for r in records if isinstance(r, Mapping)
-                             and _sequence_of_raw(r) == lowest), None)
+            carrying = [r.get("eventID") for r in records
+                        if isinstance(r, Mapping) and _sequence_of_raw(r) == lowest]
+            # Named only where it is the failed record: the one record of that sequence number,
+            # or the first of several (a copy's or an export's all carry "0") when all failed;
+            # otherwise which of them failed is not known here, and a wrong eventID misleads.
+            if len(carrying) == 1 or (carrying and sum(
+                    1 for s, _ in result.failures if s == lowest) >= len(carrying)):
+                event_id = carrying[0]
         log_batch(result, getattr(self.collection, "full_name", result.collection), event_id)
 
     def plan(self, event: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> WritePlan:

@@ -161,6 +161,29 @@ def test_records_of_one_sequence_number_each_keep_their_own_record_when_rejected
     assert [b.index for b in result.quarantined] == [3, 5]
 
 
+def test_the_batch_line_names_no_other_records_eventid_for_a_copys_failed_write(
+    mongo_db: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A copy's records all carry sequence number "0": when one of its writes fails, the batch
+    line must not name another record's eventID as where the redelivery starts (it named the
+    batch's first record); when every write fails, the first record is where it starts."""
+    records = [item_record({"id": {"S": f"k{i}"}, "v": {"N": "1"}}, ("id",), "0", f"copy-{i}")
+               for i in range(3)]
+    for failing, named in ((write_error(1, 91), None), (BulkWriteError({
+            "writeErrors": [{"index": i, "code": 91, "errmsg": "shutting down"} for i in range(3)],
+            "writeConcernErrors": [], "upserted": []}), "copy-0")):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="replicator"):
+            result = Replicator(ServerAnswer(mongo_db, failing),
+                                Settings(key_schema=("id",), tombstones=False)).process(records)
+        assert result.failures and result.quarantined == []
+        (line,) = [r.getMessage() for r in caplog.records if "redelivered" in r.getMessage()]
+        assert "from SequenceNumber 0" in line
+        assert ("(eventID" in line) == (named is not None)
+        if named is not None:
+            assert f"(eventID {named})" in line
+
+
 def test_a_kinesis_copys_rejected_writes_each_keep_their_own_record(target_db: Any) -> None:
     """The same over a Kinesis data stream: `sync --kinesis-stream`'s copy records all carry
     the Kinesis sequence number "0" (item_records.kinesis_item_record)."""
