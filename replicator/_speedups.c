@@ -333,22 +333,34 @@ handled_number(PyObject *text)
     return num.kind != NUM_NO;
 }
 
+/* The offset in its instances of a writable object slot a member descriptor stands for, where
+ * storing and reading it directly does what member_set / member_get do without their checks; 0
+ * (use the descriptor) for any other descriptor, and before 3.12 or on a free-threaded build. */
+static Py_ssize_t
+slot_offset(PyObject *descriptor)
+{
+#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
+    PyMemberDef *member = Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
+                              ? ((PyMemberDescrObject *)descriptor)->d_member : NULL;
+    if (member != NULL && member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY)) {
+        return member->offset;
+    }
+#endif
+    return 0;
+}
+
+/* descriptor.__set__(obj, value) for a type setup_maker checked obj is an instance of: directly
+ * where slot_offset allows (issue 21: ~45 instructions a slot, ~8 slots an operation), storing a
+ * new reference and releasing the old one. */
 static int
 set_slot(PyObject *descriptor, PyObject *obj, PyObject *value)
 {
-#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
-    /* What member_set does for a writable object slot of a type setup_maker checked obj is an
-     * instance of, without its checks (issue 21: ~45 instructions a slot, ~8 slots an operation):
-     * store a new reference, release the old one. */
-    PyMemberDef *member = Py_IS_TYPE(descriptor, &PyMemberDescr_Type)
-                              ? ((PyMemberDescrObject *)descriptor)->d_member : NULL;
-    if (member != NULL && member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY)
-        && value != NULL) {
-        PyObject **slot = (PyObject **)((char *)obj + member->offset);
+    Py_ssize_t offset = value != NULL ? slot_offset(descriptor) : 0;
+    if (offset != 0) {
+        PyObject **slot = (PyObject **)((char *)obj + offset);
         Py_XSETREF(*slot, Py_NewRef(value));
         return 0;
     }
-#endif
     return Py_TYPE(descriptor)->tp_descr_set(descriptor, obj, value);
 }
 
@@ -1727,9 +1739,8 @@ static const char *const pw_names[PW_COUNT] = {
 static PyObject *pw_descriptors[PW_COUNT]; /* the class's member descriptors */
 static PyObject *pw_name_objects[PW_COUNT];
 static Py_ssize_t pw_offsets[PW_COUNT]; /* a slot's offset in the instance; 0: use the descriptor */
-static PyObject *s_kind, *s_filter, *s_document, *s_upsert, *s_replace, *s_update, *s_delete,
-    *s_sequence_numbers, *s_collection, *s_shard_key_move, *s_main, *s_not, *s_gte,
-    *s_replace_with, *s_literal, *s_order_key;
+static PyObject *s_replace, *s_update, *s_delete, *s_main, *s_not, *s_gte, *s_replace_with,
+    *s_literal;
 
 static PyObject *pl_replace_one, *pl_delete_one, *pl_update_one, *pl_upsert_names;
 
@@ -1897,29 +1908,27 @@ intern_planner_names(void)
 {
     /* write_get's names: here, not in configure_planner, because the readers need only
      * configure_operations / configure_tombstones (both call this), and a refused or never run
-     * configure_planner must not leave them a NULL name to look up; first, so that the names
-     * the readers check (s_kind, s_sequence_numbers) are set only once these are */
+     * configure_planner must not leave them a NULL name to look up (see write_names_ready) */
     for (int i = 0; i < PW_COUNT; i++) {
         INTERN(pw_name_objects[i], pw_names[i]);
     }
     INTERN(s_id, "_id");
-    INTERN(s_kind, "kind");
-    INTERN(s_filter, "filter");
-    INTERN(s_document, "document");
-    INTERN(s_upsert, "upsert");
     INTERN(s_replace, "replace");
     INTERN(s_update, "update");
     INTERN(s_delete, "delete");
-    INTERN(s_sequence_numbers, "sequence_numbers");
-    INTERN(s_order_key, "order_key");
-    INTERN(s_collection, "collection");
-    INTERN(s_shard_key_move, "shard_key_move");
     INTERN(s_main, "main");
     INTERN(s_not, "$not");
     INTERN(s_gte, "$gte");
     INTERN(s_replace_with, "$replaceWith");
     INTERN(s_literal, "$literal");
     return 0;
+}
+
+/* Every name write_get may look up is interned (the last is set after all the others). */
+static int
+write_names_ready(void)
+{
+    return pw_name_objects[PW_COUNT - 1] != NULL;
 }
 
 /* write.field = value, through the slot where configure_planner found it, else the descriptor. */
@@ -2002,14 +2011,7 @@ configure_planner(PyObject *Py_UNUSED(module), PyObject *args)
     for (int i = 0; i < PW_COUNT; i++) {
         PyObject *descriptor = PyTuple_GET_ITEM(slots, i);
         Py_XSETREF(pw_descriptors[i], Py_NewRef(descriptor));
-        pw_offsets[i] = 0;
-#if PY_VERSION_HEX >= 0x030C0000 && !defined(Py_GIL_DISABLED)
-        /* What member_get / member_set do for a writable object slot, without their checks */
-        PyMemberDef *member = ((PyMemberDescrObject *)descriptor)->d_member;
-        if (member->type == Py_T_OBJECT_EX && !(member->flags & Py_READONLY)) {
-            pw_offsets[i] = member->offset;
-        }
-#endif
+        pw_offsets[i] = slot_offset(descriptor);
     }
     Py_XSETREF(pl_planned_write, Py_NewRef(planned_write));
 
@@ -2116,7 +2118,7 @@ speedups_operations(PyObject *Py_UNUSED(module), PyObject *writes)
         PyErr_SetString(PyExc_TypeError, "operations: writes must be a list");
         return NULL;
     }
-    if (pl_replace_one == NULL || s_kind == NULL) {
+    if (pl_replace_one == NULL || !write_names_ready()) {
         Py_RETURN_NONE;
     }
     Py_ssize_t count = PyList_GET_SIZE(writes);
@@ -2219,7 +2221,7 @@ tombstone_operations(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssiz
                         "tombstone_operations(writes: list, now, seq: str, deleted_at: str)");
         return NULL;
     }
-    if (tb_update_one == NULL || s_kind == NULL) {
+    if (tb_update_one == NULL || !write_names_ready()) {
         Py_RETURN_NONE;
     }
     PyObject *writes = args[0], *now = args[1], *seq = args[2], *deleted_at = args[3];
@@ -2489,7 +2491,7 @@ newest_created(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t na
 static PyObject *
 covered_sequences(PyObject *Py_UNUSED(module), PyObject *writes)
 {
-    if (!PyList_CheckExact(writes) || s_sequence_numbers == NULL) {
+    if (!PyList_CheckExact(writes) || !write_names_ready()) {
         Py_RETURN_NONE;
     }
     PyObject *wanted = PySet_New(NULL);
