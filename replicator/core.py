@@ -476,10 +476,17 @@ class Replicator:
             sequence = _sequence_of_raw(record)
             if sequence is not None:
                 by_sequence.setdefault(sequence, []).append((index, record))
+        by_id: dict[str, dict[Any, tuple[int, Any]]] = {}  # per shared number, made once
         bad_records = []
         for planned, rejection, root in rejected:
             sequence = planned.sequence_numbers[-1]
-            index, raw = self._record_of(planned, by_sequence.get(sequence, []))
+            candidates = by_sequence.get(sequence, [])
+            if len(candidates) <= 1:
+                index, raw = candidates[0] if candidates else (-1, None)
+            else:
+                if sequence not in by_id:
+                    by_id[sequence] = self._records_by_id(candidates)
+                index, raw = by_id[sequence].get(identity(planned.document_id), (-1, None))
             error = WriteRejectedError(
                 rejection, field_path=record_path(root, rejection.field_path), index=index,
                 event_id=raw.get("eventID") if isinstance(raw, Mapping) else None,
@@ -491,23 +498,20 @@ class Replicator:
                   bad_records[0].error)
         self._keep(bad_records, result)
 
-    def _record_of(self, planned: PlannedWrite, candidates: list[tuple[int, Any]]
-                   ) -> tuple[int, Any]:
-        """(index, raw record) of the candidate ``planned`` stands for: the only one, else the
-        last whose key maps to the write's ``_id`` (the newest of its group); (-1, None) when
-        none does."""
-        if len(candidates) <= 1:
-            return candidates[0] if candidates else (-1, None)
-        changes, _ = parse_records([raw for _, raw in candidates])  # unparseable: not this one
-        wanted = identity(planned.document_id)
-        found = (-1, None)
+    def _records_by_id(self, candidates: list[tuple[int, Any]]
+                       ) -> dict[Any, tuple[int, Any]]:
+        """The (index, raw record) candidates of one sequence number by their ``_id``
+        (:func:`replicator.keys.identity`), the last of equal ones kept (the newest of a
+        coalesced group); a record that does not parse or whose key maps to no ``_id`` is left
+        out (no write stands for it)."""
+        found: dict[Any, tuple[int, Any]] = {}
+        changes, _ = parse_records([raw for _, raw in candidates])
         for change in changes:
             try:
                 document_id = self.planner.key_mapper.document_id(change.keys)
-            except Exception:  # any: a key that maps to no _id is not this write's
+            except Exception:  # any: a key that maps to no _id is not a write's
                 continue
-            if identity(document_id) == wanted:
-                found = candidates[change.index]
+            found[identity(document_id)] = candidates[change.index]
         return found
 
 
